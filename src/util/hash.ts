@@ -1,0 +1,55 @@
+/**
+ * Content addressing: SHA-256 digests as CIDv1 (raw codec), the id of every entry,
+ * block, manifest and token. String form is base32 (the CID default), safe in paths
+ * and LevelDB keys.
+ */
+import { createHash } from 'node:crypto'
+import { CID } from 'multiformats/cid'
+import * as Digest from 'multiformats/hashes/digest'
+import { sha256 as sha256Hasher } from 'multiformats/hashes/sha2'
+import { InvalidInputError } from './errors.js'
+
+export const RAW_CODEC = 0x55
+export const SHA256_CODE = sha256Hasher.code
+
+export function sha256(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(bytes).digest())
+}
+
+export function cidFromDigest(digest: Uint8Array): CID {
+  return CID.createV1(RAW_CODEC, Digest.create(SHA256_CODE, digest))
+}
+
+/** CID string of the SHA-256 of `bytes`. */
+export function cidOf(bytes: Uint8Array): string {
+  return cidFromDigest(sha256(bytes)).toString()
+}
+
+/** Parse a CID string we expect to be a raw SHA-256 CIDv1; throws InvalidInputError otherwise. */
+export function parseCid(text: string): CID {
+  let cid: CID
+  try {
+    cid = CID.parse(text)
+  } catch (err) {
+    throw new InvalidInputError(`not a CID: ${String(text).slice(0, 80)}`, { cause: String(err) })
+  }
+  if (cid.version !== 1 || cid.multihash.code !== SHA256_CODE) {
+    throw new InvalidInputError(`unsupported CID (want CIDv1 sha2-256): ${text.slice(0, 80)}`)
+  }
+  return cid
+}
+
+export function isCidString(text: unknown): text is string {
+  if (typeof text !== 'string' || text.length > 100) return false
+  try {
+    parseCid(text)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** The SHA-256 digest inside a CID string. */
+export function digestOfCid(text: string): Uint8Array {
+  return parseCid(text).multihash.digest
+}
