@@ -1,0 +1,88 @@
+/**
+ * The libp2p host: TCP + noise + yamux, identify, ping, gossipsub, kad-dht under the
+ * rmesh prefix, mDNS (optional) and bootstrap (optional).
+ *
+ * Invariants:
+ *  - the host never decides admission itself: a `ConnectionGater` is injected (auth/);
+ *  - kad-dht keeps LAN addresses (passthrough mapper) because a studio mesh is a LAN;
+ *  - gossipsub signs every message (StrictSign), so `from` is the authenticated origin,
+ *    and may publish with no known subscriber (the log's anti-entropy covers misses);
+ *  - nothing here dials what discovery finds: the dialer (net/dialer.ts) owns that policy.
+ */
+import { noise } from '@chainsafe/libp2p-noise'
+import { bootstrap } from '@libp2p/bootstrap'
+import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
+import { identify, type Identify } from '@libp2p/identify'
+import type { ConnectionGater, PrivateKey } from '@libp2p/interface'
+import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
+import { mdns } from '@libp2p/mdns'
+import { ping, type Ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { yamux } from '@libp2p/yamux'
+import { createLibp2p, type Libp2p } from 'libp2p'
+
+export const DHT_PROTOCOL = '/rmesh/kad/1.0.0'
+export const DEFAULT_PORT = 4777
+
+export type RmeshServices = {
+  identify: Identify
+  ping: Ping
+  pubsub: GossipSub
+  dht: KadDHT
+}
+
+export type RmeshLibp2p = Libp2p<RmeshServices>
+
+export interface HostOptions {
+  privateKey: PrivateKey
+  /** Multiaddrs to listen on, e.g. /ip4/127.0.0.1/tcp/0. */
+  listen: string[]
+  bootstrap?: string[]
+  mdns?: boolean
+  connectionGater?: ConnectionGater
+  /** mDNS service tag; tests in namespaces may set their own. */
+  mdnsServiceTag?: string
+  /** Announce interval for mDNS in ms. */
+  mdnsInterval?: number
+}
+
+export async function createHost(options: HostOptions): Promise<RmeshLibp2p> {
+  const peerDiscovery = []
+  if (options.mdns) {
+    peerDiscovery.push(mdns({ interval: options.mdnsInterval ?? 2_000, serviceTag: options.mdnsServiceTag ?? 'rmesh.local' }))
+  }
+  if (options.bootstrap && options.bootstrap.length > 0) {
+    peerDiscovery.push(bootstrap({ list: options.bootstrap, timeout: 0 }))
+  }
+  return createLibp2p({
+    privateKey: options.privateKey,
+    addresses: { listen: options.listen },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionGater: {
+      // Loopback and LAN addresses are the point of a studio mesh; the default gater
+      // refuses private addresses in some configurations.
+      denyDialMultiaddr: () => false,
+      ...options.connectionGater,
+    },
+    connectionManager: { maxConnections: 200 },
+    peerDiscovery,
+    services: {
+      identify: identify(),
+      ping: ping(),
+      pubsub: gossipsub({
+        allowPublishToZeroTopicPeers: true,
+        emitSelf: false,
+        globalSignaturePolicy: 'StrictSign',
+        // rmesh messages are small; bound what one RPC may carry before decoding.
+        maxInboundDataLength: 1 << 20,
+      }),
+      dht: kadDHT({
+        protocol: DHT_PROTOCOL,
+        peerInfoMapper: passthroughMapper,
+        clientMode: false,
+      }),
+    },
+  })
+}
