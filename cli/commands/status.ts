@@ -1,0 +1,88 @@
+/**
+ * `rmesh status` (this node) and `rmesh status JOB` (one job, frame by frame).
+ * --json shapes: node → NodeInfo (peerId, addresses, …); job → { jobId, state, frames:
+ * [{ frame, state, node, attempts, renderMs? }], … } (JobDetail).
+ */
+import type { Command } from 'commander'
+import type { JobDetail, NodeInfo } from '../../src/api/types.js'
+import { type CliContext, printJson } from '../context.js'
+import { formatDuration, shortPeer, table } from '../format.js'
+import { action } from '../program.js'
+import { parseJobId } from '../validate.js'
+
+export function register(program: Command, ctx: CliContext): void {
+  program
+    .command('status')
+    .argument('[job]', 'a job id (or a unique prefix); without it, this node')
+    .description("show this node's identity and addresses, or one job's frames")
+    .option('--json', 'print JSON')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  rmesh status                 this node: peer id, addresses, mesh, engines
+  rmesh status --json | jq -r '.addresses[0]'
+  rmesh status 3f9a1c          frame table of a job: state, node, attempts, render time
+  rmesh status 3f9a1c --json`,
+    )
+    .action(action((job: string | undefined, opts: { json?: boolean }) => (job ? jobStatus(ctx, job, opts) : nodeStatus(ctx, opts))))
+}
+
+export async function nodeStatus(ctx: CliContext, opts: { json?: boolean }): Promise<number> {
+  const node = await ctx.client().node()
+  if (opts.json) printJson(ctx, node)
+  else ctx.print(describeNode(ctx, node))
+  return 0
+}
+
+export function describeNode(ctx: CliContext, n: NodeInfo): string {
+  const c = ctx.color
+  const lines = [
+    `${c.bold(n.name)}  ${n.peerId}`,
+    `version    ${n.version}, up ${formatDuration(n.uptimeMs)}`,
+    `data dir   ${n.dataDir}`,
+    `mesh       ${n.meshId ?? c.yellow('none (run `rmesh init` to create one, or `rmesh join` to join one)')}`,
+    `admitted   ${n.admitted ? c.green(`yes (${n.caps.join(', ')})`) : c.yellow('no: ask an admin for a token (`rmesh id` prints this peer id), then `rmesh join TOKEN`')}`,
+    `peers      ${n.peerCount} connected`,
+    `slots      ${n.slots.busy}/${n.slots.total} busy`,
+    `engines    ${n.engines.map((e) => `${e.name} ${e.version}`).join(', ') || c.yellow('none found (install blender)')}`,
+    'addresses',
+    ...n.addresses.map((a) => `  ${a}`),
+  ]
+  return lines.join('\n')
+}
+
+export async function jobStatus(ctx: CliContext, jobArg: string, opts: { json?: boolean }): Promise<number> {
+  const job = await ctx.client().job(parseJobId(jobArg))
+  if (opts.json) {
+    printJson(ctx, job)
+    return 0
+  }
+  ctx.print(describeJob(ctx, job))
+  return 0
+}
+
+export function describeJob(ctx: CliContext, j: JobDetail): string {
+  const c = ctx.color
+  const stateColor = j.state === 'done' ? c.green : j.state === 'failed' ? c.red : j.state === 'rendering' ? c.cyan : (s: string) => s
+  const head = [
+    `${c.bold(j.name)}  ${j.jobId}`,
+    `state      ${stateColor(j.state)}${j.reason ? ` (${j.reason})` : ''}`,
+    `frames     ${j.framesDone}/${j.framesTotal} done, ${j.framesRendering} rendering, ${j.framesFailed} failed`,
+    `priority   ${j.priority}   chunk ${j.chunkSize}   format ${j.format}${j.video ? `   video ${j.video.codec} (${j.video.state})` : ''}`,
+    `eta        ${formatDuration(j.etaMs)}   ${j.framesPerMinute.toFixed(1)} frames/min`,
+    ...(j.outDir ? [`output     ${j.outDir}`] : []),
+    '',
+  ]
+  const frameColor = (s: string) =>
+    s === 'done' ? c.green(s) : s === 'failed' ? c.red(s) : s === 'rendering' ? c.cyan(s) : s === 'claimed' ? c.yellow(s) : s
+  const rows = table(j.frames, [
+    { header: 'frame', get: (f) => String(f.frame), align: 'right' },
+    { header: 'state', get: (f) => frameColor(f.state) + (f.progress !== undefined && f.state === 'rendering' ? ` ${Math.round(f.progress * 100)}%` : '') },
+    { header: 'node', get: (f) => shortPeer(f.node) },
+    { header: 'attempts', get: (f) => String(f.attempts), align: 'right' },
+    { header: 'time', get: (f) => formatDuration(f.renderMs), align: 'right' },
+    { header: 'error', get: (f) => f.error ?? '', max: 60 },
+  ])
+  return head.join('\n') + rows
+}

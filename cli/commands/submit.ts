@@ -1,0 +1,143 @@
+/**
+ * `rmesh submit SCENE`: checks the input here (exit 2 before anything is sent), imports and
+ * announces the job through the daemon, then follows it with a live progress line until
+ * it ends, unless --detach. Exit 0 only when every frame is in the output folder.
+ * Ctrl-C asks (on a terminal) whether to cancel the job; otherwise the job keeps running.
+ */
+import type { Command } from 'commander'
+import type { JobSummary, SubmitResponse } from '../../src/api/types.js'
+import { OUTPUT_FORMATS, PRIORITY_DEFAULT, VIDEO_CODECS } from '../../src/api/types.js'
+import { type CliContext, printJson } from '../context.js'
+import { EXIT } from '../exit-codes.js'
+import { formatFrames } from '../frames.js'
+import { action } from '../program.js'
+import { buildSubmitRequest, type SubmitInput } from '../validate.js'
+import { isFinished, JobEndedError, missingOutputs, progressLine, watchJob } from '../watch.js'
+
+export interface SubmitOptions extends Omit<SubmitInput, 'scene'> {
+  detach?: boolean
+  json?: boolean
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v]
+
+export function register(program: Command, ctx: CliContext): void {
+  program
+    .command('submit')
+    .argument('<scene>', 'the scene file (.blend)')
+    .description('render a scene across the mesh; frames land in the output folder as they finish')
+    .option('--frames <spec>', "frames: '1-250', '1-10,20,30-40', '1-100:5' (default: the scene's range)")
+    .option('--step <n>', 'every Nth frame of each range (default 1)')
+    .option('--chunk <n>', 'frames per task; 1 suits heavy frames (default 1)')
+    .option('--format <fmt>', `output format: ${OUTPUT_FORMATS.join(', ')} (default: the scene's)`)
+    .option('--video <codec>', `also encode a video: ${VIDEO_CODECS.join(', ')}`)
+    .option('--priority <n>', `0-100, higher renders first (default ${PRIORITY_DEFAULT})`)
+    .option('--name <name>', "job name (default: the scene's file name)")
+    .option('--out <dir>', 'output folder (default: next to the scene)')
+    .option('--pack', 'pack external assets (textures, caches) into the scene before sending it')
+    .option('--persistent', 'keep the job data after it ends, so it can be retried later')
+    .option('--require <req>', "renderer requirement, repeatable: 'blender>=3.4'", collect)
+    .option('-d, --detach', 'return as soon as the job is announced')
+    .option('--json', 'print JSON (with --detach: { jobId, name, framesTotal, outDir })')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  rmesh submit shot.blend
+  rmesh submit shot.blend --frames 1-250 --chunk 5 --video h264
+  rmesh submit shot.blend --frames '1-10,20,30-40' --priority 80 --out /renders/sh010
+  id=$(rmesh submit shot.blend --detach --json | jq -r .jobId)
+
+Exit codes: 0 every frame is in the output folder; 1 the job failed or was canceled;
+2 bad input; 3 no daemon; 130 Ctrl-C (the job keeps running).`,
+    )
+    .action(action((scene: string, opts: SubmitOptions) => submit(ctx, scene, opts)))
+}
+
+export async function submit(ctx: CliContext, scene: string, opts: SubmitOptions): Promise<number> {
+  const req = await buildSubmitRequest({ ...opts, scene }, ctx.cwd)
+  const client = ctx.client()
+  const res = await client.submit(req)
+  if (opts.detach) {
+    if (opts.json) printJson(ctx, res)
+    else {
+      ctx.print(`submitted ${res.name} (${res.jobId}): ${res.framesTotal} frames → ${res.outDir}`)
+      ctx.print(`follow it with: rmesh status ${res.jobId}`)
+    }
+    return EXIT.OK
+  }
+  return follow(ctx, res, opts)
+}
+
+async function follow(ctx: CliContext, res: SubmitResponse, opts: SubmitOptions): Promise<number> {
+  const client = ctx.client()
+  // Progress goes to stderr with --json so stdout stays one JSON document.
+  const out = opts.json ? ctx.stderr : ctx.stdout
+  const live = out.isTTY === true
+  const say = (line: string) => out.write(`${live ? '\r\x1b[2K' : ''}${line}\n`)
+  say(`submitted ${res.name} (${res.jobId}): ${res.framesTotal} frames → ${res.outDir}`)
+
+  let lastPlain = ''
+  let lastPlainAt = 0
+  const onUpdate = (job: JobSummary) => {
+    const width = Math.max(40, (out.columns ?? 80) - 1)
+    const line = progressLine(job, width, ctx.color)
+    if (live) out.write(`\r\x1b[2K${line}`)
+    else {
+      // Logs and CI: a line per change of progress, at most every 2 s.
+      const now = ctx.now()
+      const key = `${job.state} ${job.framesDone} ${job.framesFailed}`
+      if (key !== lastPlain && (now - lastPlainAt >= 2000 || isFinished(job) || job.state !== lastPlain.split(' ')[0])) {
+        out.write(`${line}\n`)
+        lastPlain = key
+        lastPlainAt = now
+      }
+    }
+  }
+
+  const controller = new AbortController()
+  let interrupted = false
+  const off = ctx.onInterrupt(() => {
+    interrupted = true
+    controller.abort()
+  })
+  let final: JobSummary
+  try {
+    final = await watchJob(client, res.jobId, { signal: controller.signal, onUpdate })
+  } catch (err) {
+    if (!interrupted) throw err
+    off()
+    if (live) out.write('\n')
+    return onInterrupted(ctx, res)
+  } finally {
+    off()
+  }
+  if (live) out.write('\n')
+
+  if (final.state !== 'done') throw new JobEndedError(final)
+  const detail = await client.job(res.jobId)
+  const missing = await missingOutputs(detail)
+  if (missing.length > 0) {
+    throw new JobEndedError(
+      detail,
+      `, but ${missing.length} frame(s) are not in ${detail.outDir}: ${formatFrames(missing)}; try \`rmesh fetch ${res.jobId}\``,
+    )
+  }
+  if (opts.json) printJson(ctx, detail)
+  else {
+    say(ctx.color.green(`done: ${detail.framesTotal} frames in ${detail.outDir}`))
+    if (detail.video?.path) say(`video: ${detail.video.path}`)
+  }
+  return EXIT.OK
+}
+
+async function onInterrupted(ctx: CliContext, res: SubmitResponse): Promise<number> {
+  const answer = await ctx.prompt(`Cancel job ${res.name} (${res.jobId})? [y/N] (no leaves it rendering) `)
+  if (answer !== undefined && /^y(es)?$/i.test(answer.trim())) {
+    const job = await ctx.client().cancel(res.jobId)
+    ctx.warn(`canceled ${job.name}: ${job.framesDone}/${job.framesTotal} frames were done`)
+    return EXIT.JOB_FAILED
+  }
+  ctx.warn(`left ${res.name} rendering; follow it with: rmesh status ${res.jobId}`)
+  return EXIT.INTERRUPTED
+}

@@ -1,0 +1,72 @@
+/**
+ * `rmesh daemon`: resolve the configuration (flags → RMESH_* → config file → defaults),
+ * start the daemon, print who it is, and stop cleanly on SIGINT/SIGTERM.
+ */
+import { configFromEnv, configFromFile, resolveConfig, type ConfigInput } from '../src/config.js'
+import { startDaemon } from '../src/daemon.js'
+import { describeError, isRmeshError } from '../src/util/errors.js'
+
+export interface DaemonFlags {
+  dir: string
+  listen?: string[]
+  bootstrap?: string[]
+  mdns?: boolean
+  logLevel?: string
+  name?: string
+  slots?: number
+  testEngine?: boolean
+}
+
+export async function runDaemon(flags: DaemonFlags, out: { log(s: string): void; error(s: string): void } = console): Promise<number> {
+  let config
+  try {
+    const fromFlags: ConfigInput = {
+      listen: flags.listen?.length ? flags.listen : undefined,
+      bootstrap: flags.bootstrap?.length ? flags.bootstrap : undefined,
+      mdns: flags.mdns === false ? false : undefined,
+      logLevel: flags.logLevel as ConfigInput['logLevel'],
+      name: flags.name,
+      slots: flags.slots,
+      testEngine: flags.testEngine || undefined,
+    }
+    config = resolveConfig(flags.dir, fromFlags, configFromEnv(), await configFromFile(flags.dir))
+  } catch (err) {
+    out.error(`rmesh daemon: ${isRmeshError(err) ? err.message : describeError(err)}`)
+    return 2
+  }
+
+  let daemon: Awaited<ReturnType<typeof startDaemon>>
+  try {
+    daemon = await startDaemon(config)
+  } catch (err) {
+    out.error(`rmesh daemon: ${isRmeshError(err) ? err.message : describeError(err)}`)
+    return isRmeshError(err, 'ERR_DAEMON_RUNNING') ? 6 : 1
+  }
+
+  out.log(`rmesh daemon ${daemon.peerId}`)
+  for (const a of daemon.libp2p.getMultiaddrs()) out.log(`  listening on ${a.toString()}`)
+  out.log(`  control socket ${daemon.socketPath}`)
+
+  // A daemon outlives bugs in a peer's messages: log unexpected errors and keep serving.
+  process.on('unhandledRejection', (reason) => daemon.logger.error('unhandled rejection', { err: describeError(reason) }))
+  process.on('uncaughtException', (err) => daemon.logger.error('uncaught exception', { err: describeError(err), stack: err.stack }))
+
+  return new Promise<number>((resolve) => {
+    let stopping = false
+    const stop = async (signal: string) => {
+      if (stopping) {
+        out.error('rmesh daemon: second signal, exiting now')
+        process.exit(130)
+      }
+      stopping = true
+      daemon.logger.info('signal received, stopping', { signal })
+      try {
+        await daemon.stop()
+      } finally {
+        resolve(0)
+      }
+    }
+    process.on('SIGINT', () => void stop('SIGINT'))
+    process.on('SIGTERM', () => void stop('SIGTERM'))
+  })
+}

@@ -1,0 +1,489 @@
+/**
+ * The control API contract: every request and response body and every event of the event
+ * stream, as JSON. The daemon (src/api/server.ts) serves it; the CLI and the dashboard use
+ * only this (through src/api/client.ts).
+ *
+ * Transport: HTTP/1.1 over a Unix socket at `<dataDir>/rmesh.sock` (mode 0600: only the
+ * local user). Bodies are JSON (`content-type: application/json`) unless noted; requests
+ * over 1 MiB are refused with 413 ERR_TOO_LARGE before parsing. Paths are versioned (`/v1`).
+ *
+ * Invariants:
+ * - An error is always `{ error: { code, message, details? } }` (ApiErrorBody) with the
+ *   HTTP status of API_ERROR_STATUS[code] (500 for a code not listed). `code` is stable;
+ *   `message` says what to do next.
+ * - Times are milliseconds since the Unix epoch (wall clock, informational); durations are
+ *   milliseconds. Peer ids are libp2p peer id strings. Paths on disk are absolute: the CLI
+ *   resolves them, the daemon reads them (the CLI and its daemon share a machine).
+ * - Fields marked optional (`?`) may be absent; `null` means "known to be none".
+ * - New fields may be added to any object; clients ignore fields they do not know.
+ */
+
+export const API_VERSION = 'v1'
+export const API_PREFIX = '/v1'
+export const SOCKET_FILE = 'rmesh.sock'
+/** Largest request body the server accepts. */
+export const MAX_REQUEST_BYTES = 1024 * 1024
+/** Largest single NDJSON line (event or streamed log line) a client accepts. */
+export const MAX_EVENT_LINE_BYTES = 1024 * 1024
+
+// ---------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------
+
+/** Error codes the server returns, with their HTTP status. */
+export const API_ERROR_STATUS = {
+  ERR_INVALID_INPUT: 400, // bad body, query or path parameter (details.field names it)
+  ERR_DECODE: 400, // body is not JSON
+  ERR_NOT_FOUND: 404, // unknown job, token, frame or route
+  ERR_METHOD_NOT_ALLOWED: 405,
+  ERR_NOT_ADMITTED: 403, // this node holds no valid token (run `rmesh join`)
+  ERR_FORBIDDEN: 403, // this node's token lacks the capability (details.need: Cap)
+  ERR_CONFLICT: 409, // e.g. cancel a finished job, reuse a spent invite, delete while running
+  ERR_TOO_LARGE: 413,
+  ERR_QUOTA: 429, // maxQueuedJobs of the token reached
+  ERR_INTERNAL: 500,
+  ERR_ENGINE: 502, // the engine (Blender, ffmpeg) failed, e.g. while inspecting a scene
+  ERR_UNAVAILABLE: 503, // daemon starting or stopping; retry shortly
+  ERR_TIMEOUT: 504, // the daemon waited on a peer (e.g. invite redemption) too long
+} as const
+
+export type ApiErrorCode = keyof typeof API_ERROR_STATUS
+
+export interface ApiErrorBody {
+  error: { code: string; message: string; details?: Record<string, unknown> }
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared vocabulary
+// ---------------------------------------------------------------------------------------
+
+export type Cap = 'submit' | 'render' | 'admin'
+export const CAPS: readonly Cap[] = ['submit', 'render', 'admin']
+
+export type JobState = 'queued' | 'rendering' | 'done' | 'failed' | 'canceled'
+export const JOB_STATES: readonly JobState[] = ['queued', 'rendering', 'done', 'failed', 'canceled']
+export const TERMINAL_JOB_STATES: readonly JobState[] = ['done', 'failed', 'canceled']
+
+/** open: nobody holds it; claimed: leased, engine not started yet. */
+export type FrameState = 'open' | 'claimed' | 'rendering' | 'done' | 'failed'
+export const FRAME_STATES: readonly FrameState[] = ['open', 'claimed', 'rendering', 'done', 'failed']
+
+/** Output image formats (the daemon maps them to the engine's names, e.g. OPEN_EXR). */
+export type OutputFormat = 'png' | 'exr' | 'exr-multilayer' | 'jpeg' | 'tiff'
+export const OUTPUT_FORMATS: readonly OutputFormat[] = ['png', 'exr', 'exr-multilayer', 'jpeg', 'tiff']
+
+/** h264 → MP4, vp9 → WebM, av1 → MP4. */
+export type VideoCodec = 'h264' | 'vp9' | 'av1'
+export const VIDEO_CODECS: readonly VideoCodec[] = ['h264', 'vp9', 'av1']
+
+/** Scene file extensions the daemon can render (lower case, with the dot). */
+export const SCENE_EXTENSIONS: readonly string[] = ['.blend']
+
+export const PRIORITY_MIN = 0
+export const PRIORITY_MAX = 100
+/** Higher runs first. */
+export const PRIORITY_DEFAULT = 50
+
+export interface EngineInfo {
+  name: string // 'blender', 'ffmpeg', or a templated engine's name
+  version: string // '3.4.1'
+}
+
+export interface Slots {
+  total: number
+  busy: number
+}
+
+/** One piece of work a node is doing right now. */
+export interface WorkInfo {
+  jobId: string
+  jobName: string
+  chunk: number
+  frames: number[]
+  /** Frame being rendered now, if the engine reported it. */
+  frame?: number
+  /** 0..1 within the current frame, if the engine reports it. */
+  progress?: number
+  /** 'render' or 'encode' (the video task). */
+  kind: 'render' | 'encode'
+}
+
+// ---------------------------------------------------------------------------------------
+// GET /v1/node → NodeInfo
+// ---------------------------------------------------------------------------------------
+
+export interface NodeInfo {
+  peerId: string
+  name: string // host name unless configured
+  version: string // rmesh version
+  /** Full multiaddrs ending in /p2p/<peerId>. */
+  addresses: string[]
+  /** Absent before `rmesh init` / `rmesh join`. */
+  meshId?: string
+  /** True when this node holds a valid token (it serves and is served). */
+  admitted: boolean
+  /** Capabilities of this node's token; [] when not admitted. */
+  caps: Cap[]
+  engines: EngineInfo[]
+  slots: Slots
+  dataDir: string
+  uptimeMs: number
+  /** Peers currently connected and admitted. */
+  peerCount: number
+}
+
+// ---------------------------------------------------------------------------------------
+// GET /v1/peers → PeerInfo[]   (every peer seen this run, including gone ones, not self)
+// ---------------------------------------------------------------------------------------
+
+/** idle: heard recently with a free slot; busy: every slot in use; gone: stopped heartbeating. */
+export type PeerState = 'idle' | 'busy' | 'gone'
+
+export interface PeerInfo {
+  peerId: string
+  name: string
+  /** Full multiaddrs ending in /p2p/<peerId>; the connected one first. */
+  addresses: string[]
+  engines: EngineInfo[]
+  slots: Slots
+  state: PeerState
+  connected: boolean
+  admitted: boolean
+  work: WorkInfo[]
+  /** 1-minute load average divided by CPU count (0..∞), null when unknown. */
+  load: number | null
+  /** Free disk in the peer's data directory, bytes; null when unknown. */
+  freeDiskBytes: number | null
+  /** Milliseconds since this node last heard the peer (its own monotonic clock). */
+  lastSeenMs: number
+  version?: string
+}
+
+// ---------------------------------------------------------------------------------------
+// Jobs
+//   GET  /v1/jobs                 → JobSummary[]  (newest first; ?state=rendering,queued filters)
+//   GET  /v1/jobs/:id             → JobDetail     (404 ERR_NOT_FOUND)
+//   POST /v1/jobs                 SubmitRequest → SubmitResponse (201)
+//   POST /v1/jobs/:id/cancel      {} → JobSummary (409 when already terminal)
+//   POST /v1/jobs/:id/retry       RetryRequest → RetryResponse
+//   POST /v1/jobs/:id/priority    PriorityRequest → JobSummary
+//   DELETE /v1/jobs/:id           → DeleteResponse (409 while queued/rendering: cancel first)
+//   GET  /v1/jobs/:id/logs        text/plain; see LogsQuery
+//   POST /v1/jobs/:id/fetch       FetchRequest → FetchResponse
+// A job id in a path may be a unique prefix of at least 6 characters (404 when none matches,
+// 409 ERR_CONFLICT with details.matches when several do).
+// ---------------------------------------------------------------------------------------
+
+export interface JobSummary {
+  jobId: string
+  name: string
+  state: JobState
+  priority: number
+  framesDone: number
+  framesFailed: number
+  framesRendering: number
+  framesTotal: number
+  /** Distinct peers holding a lease on this job now. */
+  nodesRendering: number
+  /** Peer id of the submitting node. */
+  submitter: string
+  /** True when this node submitted the job (it writes the outputs locally). */
+  mine: boolean
+  /** Where outputs are written, for jobs submitted by this node. */
+  outDir?: string
+  /**
+   * Outputs present in outDir (this node's jobs only). The CLI considers a job finished
+   * when state is 'done' and localComplete is true (every frame and the video are in outDir).
+   */
+  framesLocal?: number
+  localComplete?: boolean
+  /** Estimated milliseconds to the end; absent when unknown. */
+  etaMs?: number
+  /** Frames per minute over the last minutes; 0 when nothing finished recently. */
+  framesPerMinute: number
+  createdAt: number
+  /** When the job reached a terminal state. */
+  endedAt?: number
+  /** Why the job failed or was canceled. */
+  reason?: string
+}
+
+export interface FrameInfo {
+  frame: number
+  state: FrameState
+  /** Peer id of the node holding or having rendered it; null when open. */
+  node: string | null
+  /** Attempts started so far (0 while never claimed). */
+  attempts: number
+  /** Render time of the successful attempt (or of the running one so far). */
+  renderMs?: number
+  /** 0..1 while rendering, when the engine reports it. */
+  progress?: number
+  /** Last failure reason. */
+  error?: string
+  /** Absolute paths of this frame's files in outDir, once written there (own jobs only). */
+  outputs?: string[]
+}
+
+export interface ChunkInfo {
+  index: number
+  frames: number[]
+  state: FrameState
+  node: string | null
+  attempt: number
+}
+
+export interface VideoInfo {
+  codec: VideoCodec
+  state: 'waiting' | 'encoding' | 'done' | 'failed'
+  node: string | null
+  /** Absolute path in outDir once written there. */
+  path?: string
+  error?: string
+}
+
+export interface JobDetail extends JobSummary {
+  scene: { path: string; name: string; sizeBytes: number }
+  engine: string
+  format: OutputFormat
+  chunkSize: number
+  require: string[]
+  params: Record<string, string | number | boolean>
+  frames: FrameInfo[]
+  chunks: ChunkInfo[]
+  video?: VideoInfo
+  /** Peers blocklisted for this job after repeated failures. */
+  blocklist: string[]
+}
+
+export interface SubmitRequest {
+  /** Absolute path of the scene on this machine. */
+  scenePath: string
+  /** Frame spec: '1-250', '1-10,20,30-40', '1-100:5' (see cli/frames.ts). Default: the scene's range. */
+  frames?: string
+  /** Every Nth frame of each range without its own step. Default 1. */
+  step?: number
+  /** Frames per chunk (one lease). Default 1. */
+  chunk?: number
+  /** Default: the scene's format. */
+  format?: OutputFormat
+  /** Encode a video after the frames. Default none. */
+  video?: VideoCodec
+  /** PRIORITY_MIN..PRIORITY_MAX, default PRIORITY_DEFAULT. */
+  priority?: number
+  /** Default: the scene's file name without extension. */
+  name?: string
+  /** Absolute output folder. Default: `<scene dir>/<scene name>-<jobId prefix>/`. */
+  outDir?: string
+  /** Pack external assets into the .blend before import. */
+  pack?: boolean
+  /** Keep the job's blocks after it ends (no GC) so it can be retried later. */
+  persistent?: boolean
+  /** Requirements on the renderer, e.g. ['blender>=3.4']. */
+  require?: string[]
+  /** Engine parameters (templated engines), validated by the daemon. */
+  params?: Record<string, string | number | boolean>
+  /** Engine name; default by extension ('blender' for .blend). */
+  engine?: string
+}
+
+export interface SubmitResponse {
+  jobId: string
+  name: string
+  framesTotal: number
+  outDir: string
+}
+
+/** Frames omitted: every failed frame. */
+export interface RetryRequest {
+  frames?: string
+}
+
+export interface RetryResponse {
+  jobId: string
+  reopened: number[]
+}
+
+export interface PriorityRequest {
+  priority: number
+}
+
+export interface DeleteResponse {
+  jobId: string
+  deleted: true
+}
+
+/**
+ * GET /v1/jobs/:id/logs
+ *   ?frame=N     the render log of frame N (its latest attempt; &attempt=K for another).
+ *                Without frame: the job's own history, one line per log entry.
+ *   ?follow=1    keep the response open (chunked text/plain) and stream new lines until the
+ *                frame (or job) ends, then end the response. Lines come live from the node
+ *                rendering the frame.
+ *   ?tail=N      only the last N lines of what exists so far.
+ * 404 when the job or the frame is unknown, or the frame has no log yet without follow.
+ */
+export interface LogsQuery {
+  frame?: number
+  attempt?: number
+  follow?: boolean
+  tail?: number
+}
+
+export interface FetchRequest {
+  /** Absolute destination: a folder, or a .zip file path when zip is true. */
+  out: string
+  zip: boolean
+}
+
+export interface FetchResponse {
+  jobId: string
+  out: string
+  files: number
+  bytes: number
+  /** Frames without output yet (not rendered or not yet pulled). */
+  missing: number[]
+}
+
+// ---------------------------------------------------------------------------------------
+// POST /v1/scenes/inspect  InspectRequest → SceneInfo   (ERR_NOT_FOUND, ERR_INVALID_INPUT
+// for an unsupported extension, ERR_ENGINE when Blender cannot read it)
+// ---------------------------------------------------------------------------------------
+
+export interface InspectRequest {
+  path: string
+}
+
+export interface SceneInfo {
+  path: string
+  engine: string
+  sizeBytes: number
+  /** Blender version the file was saved with, when known. */
+  savedWith?: string
+  frameStart: number
+  frameEnd: number
+  frameStep: number
+  fps: number
+  resolution: { x: number; y: number; percent: number }
+  renderEngine: string // 'CYCLES', 'BLENDER_EEVEE', ...
+  format: OutputFormat | string
+  camera?: string
+  /** External files the scene references that are missing on this machine. */
+  missingFiles: string[]
+  /** External files that `pack` would embed. */
+  externalFiles: number
+}
+
+// ---------------------------------------------------------------------------------------
+// Admission
+//   GET  /v1/tokens               → TokenInfo[]  (tokens this node issued or holds)
+//   POST /v1/tokens               IssueTokenRequest → IssuedToken  (needs admin)
+//   POST /v1/tokens/invite        InviteRequest → InviteResponse   (needs admin)
+//   POST /v1/tokens/:id/revoke    {} → TokenInfo                   (needs admin)
+//   POST /v1/tokens/renew         RenewRequest → IssuedToken  (renews this node's own token)
+//   POST /v1/join                 JoinRequest → JoinResponse
+// ---------------------------------------------------------------------------------------
+
+export interface TokenInfo {
+  id: string
+  /** Peer id the token is for. */
+  audience: string
+  issuer: string
+  caps: Cap[]
+  notBefore: number
+  /** null: never expires. */
+  expires: number | null
+  revoked: boolean
+  maxQueued?: number
+  /** True for the token this node itself presents. */
+  self: boolean
+}
+
+export interface IssueTokenRequest {
+  peer: string
+  caps: Cap[]
+  /** Lifetime; default the daemon's (30 days). */
+  expiresInMs?: number
+  maxQueued?: number
+}
+
+export interface IssuedToken {
+  id: string
+  /** The printable, copy-pasteable token. */
+  token: string
+  audience: string
+  caps: Cap[]
+  expires: number | null
+}
+
+export interface InviteRequest {
+  caps?: Cap[] // default ['render']
+  expiresInMs?: number // default 1 hour
+}
+
+export interface InviteResponse {
+  id: string
+  /** Printable, single-use; contains the inviting node's addresses. */
+  invite: string
+  caps: Cap[]
+  expires: number
+}
+
+export interface RenewRequest {
+  expiresInMs?: number
+}
+
+/** `code` is a token or an invite; the daemon tells which. */
+export interface JoinRequest {
+  code: string
+}
+
+export interface JoinResponse {
+  kind: 'token' | 'invite'
+  tokenId: string
+  meshId: string
+  caps: Cap[]
+  expires: number | null
+}
+
+// ---------------------------------------------------------------------------------------
+// GET /v1/events  → application/x-ndjson, one ApiEvent per line, kept open.
+//   ?logs=JOBID   also send log-line events of that job (off by default: they are many)
+// The first event is always `node` (a snapshot); after that events arrive as things change.
+// A `ping` comes every EVENT_PING_INTERVAL_MS so a client can tell a dead stream from a quiet
+// one. `seq` increases by one per event on a stream; a gap means events were dropped (a slow
+// reader): the client should refetch its snapshot (GET /v1/jobs, /v1/peers).
+// ---------------------------------------------------------------------------------------
+
+export const EVENT_PING_INTERVAL_MS = 10_000
+
+interface EventBase {
+  seq: number
+  time: number
+}
+
+export type ApiEvent =
+  | (EventBase & { type: 'node'; node: NodeInfo })
+  | (EventBase & { type: 'ping' })
+  | (EventBase & { type: 'peer-up'; peer: PeerInfo })
+  | (EventBase & { type: 'peer-down'; peerId: string })
+  /** A presence heartbeat changed what we know of a peer (work, load, slots). */
+  | (EventBase & { type: 'presence'; peer: PeerInfo })
+  /** A job appeared or changed (counts, state, priority, eta). */
+  | (EventBase & { type: 'job-updated'; job: JobSummary })
+  | (EventBase & { type: 'job-removed'; jobId: string })
+  | (EventBase & { type: 'frame-updated'; jobId: string; frame: FrameInfo })
+  | (EventBase & { type: 'video-updated'; jobId: string; video: VideoInfo })
+  | (EventBase & { type: 'log-line'; jobId: string; frame: number; node: string; line: string })
+  | (EventBase & { type: 'tokens-changed' })
+
+export type ApiEventType = ApiEvent['type']
+
+/** Distributive Omit so each event variant keeps its own fields. */
+export type EventInput = ApiEvent extends infer E ? (E extends ApiEvent ? Omit<E, 'seq' | 'time'> : never) : never
+
+// ---------------------------------------------------------------------------------------
+// GET /metrics → text/plain; version=0.0.4 (Prometheus exposition). At least:
+//   rmesh_peers_connected, rmesh_jobs{state}, rmesh_frames_rendered_total,
+//   rmesh_frame_render_seconds (histogram), rmesh_slots_busy, rmesh_blocks_bytes
+// ---------------------------------------------------------------------------------------

@@ -1,0 +1,215 @@
+/**
+ * Finding who holds a manifest: gossip announcements on the LAN, kad-dht provider
+ * records beyond it.
+ *
+ * Invariants:
+ *  - an announcement is a signed gossip message (StrictSign), so its author is `from`;
+ *    a peer can only claim to hold things itself, and a false claim costs the fetcher one
+ *    not-have answer;
+ *  - announcements are bounded (size checked before decoding, at most MAX_PER_MESSAGE
+ *    CIDs) and expire after `ttlMs`: a holder that goes quiet is forgotten;
+ *  - a peer announces a manifest only when it holds every block of it;
+ *  - gossip may drop a message: holders re-announce every `announceIntervalMs`; the DHT is
+ *    best effort and always bounded by a timeout.
+ */
+import type { Message } from '@libp2p/gossipsub'
+import { CID } from 'multiformats/cid'
+import type { RmeshLibp2p } from '../net/host.js'
+import { timeoutSignal } from '../util/abort.js'
+import { decodeBounded, encode } from '../util/cbor.js'
+import { type Clock, systemClock } from '../util/clock.js'
+import { describeError } from '../util/errors.js'
+import { parseCid } from '../util/hash.js'
+import type { Logger } from '../util/logger.js'
+import type { BlockStore } from './block-store.js'
+import { cidFromBytes, cidToBytes } from './manifest.js'
+
+export const HAVE_TOPIC = 'rmesh/have/1.0.0'
+export const MAX_HAVE_BYTES = 64 * 1024
+export const MAX_PER_MESSAGE = 1024
+
+export interface ProviderIndexComponents {
+  libp2p: RmeshLibp2p
+  logger: Logger
+  /** When given, its complete manifests are announced periodically. */
+  store?: BlockStore
+  isAdmitted?: (peerId: string) => boolean
+  clock?: Clock
+}
+
+export interface ProviderIndexOptions {
+  /** Re-announce held manifests this often (default 30 s; 0 disables the timer). */
+  announceIntervalMs?: number
+  /** Forget a holder not heard for this long (default 3 intervals + 10 s). */
+  ttlMs?: number
+  /** Publish provider records to the DHT (default true). */
+  dht?: boolean
+  dhtTimeoutMs?: number
+}
+
+export interface ProviderIndex {
+  start(): Promise<void>
+  stop(): Promise<void>
+  /** Announce now (gossip, and DHT provide in the background). */
+  announce(manifestCids: string[]): Promise<void>
+  /** Holders known from gossip (fresh within the TTL), most recently heard first. */
+  providersOf(manifestCid: string): string[]
+  /** Gossip holders plus DHT providers, bounded by a timeout; never throws for DHT trouble. */
+  findProviders(manifestCid: string, options?: { signal?: AbortSignal; timeoutMs?: number; max?: number }): Promise<string[]>
+}
+
+export function encodeHave(manifestCids: string[]): Uint8Array {
+  return encode({ manifests: manifestCids.map(cidToBytes) })
+}
+
+export function decodeHave(bytes: Uint8Array): string[] {
+  const raw = decodeBounded(bytes, MAX_HAVE_BYTES, 'have announcement') as { manifests?: unknown }
+  if (raw === null || typeof raw !== 'object' || !Array.isArray(raw.manifests)) {
+    throw new TypeError('have announcement: no manifests array')
+  }
+  if (raw.manifests.length > MAX_PER_MESSAGE) throw new TypeError('have announcement: too many CIDs')
+  return raw.manifests.map(cidFromBytes)
+}
+
+export function createProviderIndex(
+  components: ProviderIndexComponents,
+  options: ProviderIndexOptions = {},
+): ProviderIndex {
+  const { libp2p, store, isAdmitted } = components
+  const log = components.logger.child('providers')
+  const clock = components.clock ?? systemClock
+  const interval = options.announceIntervalMs ?? 30_000
+  const ttlMs = options.ttlMs ?? 3 * (interval || 30_000) + 10_000
+  const useDht = options.dht ?? true
+  const dhtTimeoutMs = options.dhtTimeoutMs ?? 10_000
+  const pubsub = libp2p.services.pubsub
+  // manifest → (peer → last heard, monotonic)
+  const holders = new Map<string, Map<string, number>>()
+  const complete = new Set<string>()
+  const lifetime = new AbortController()
+  let timer: ReturnType<typeof setInterval> | undefined
+  let running = false
+
+  const onMessage = (evt: CustomEvent<Message>) => {
+    const msg = evt.detail
+    if (msg.topic !== HAVE_TOPIC || msg.type !== 'signed') return
+    const from = msg.from.toString()
+    if (isAdmitted && !isAdmitted(from)) return
+    let cids: string[]
+    try {
+      cids = decodeHave(msg.data)
+    } catch (err) {
+      log.debug('dropping bad have announcement', { from, err: describeError(err) })
+      return
+    }
+    const now = clock.monotonic()
+    for (const cid of cids) {
+      let m = holders.get(cid)
+      if (!m) holders.set(cid, (m = new Map()))
+      m.set(from, now)
+    }
+  }
+
+  async function heldComplete(): Promise<string[]> {
+    if (!store) return []
+    const out: string[] = []
+    for (const cid of await store.listManifests()) {
+      if (complete.has(cid)) {
+        out.push(cid)
+        continue
+      }
+      try {
+        if ((await store.missingBlocks(cid)).length === 0) {
+          complete.add(cid)
+          out.push(cid)
+        }
+      } catch {
+        // Unreadable or removed meanwhile: not announced.
+      }
+    }
+    return out
+  }
+
+  async function publish(cids: string[]): Promise<void> {
+    for (let i = 0; i < cids.length; i += MAX_PER_MESSAGE) {
+      try {
+        await pubsub.publish(HAVE_TOPIC, encodeHave(cids.slice(i, i + MAX_PER_MESSAGE)))
+      } catch (err) {
+        log.debug('have publish failed', { err: describeError(err) })
+      }
+    }
+  }
+
+  function provideInDht(cids: string[]): void {
+    if (!useDht) return
+    for (const cid of cids) {
+      libp2p.contentRouting
+        .provide(CID.parse(cid), { signal: timeoutSignal(dhtTimeoutMs, lifetime.signal) })
+        .catch((err) => log.debug('dht provide failed', { cid, err: describeError(err) }))
+    }
+  }
+
+  async function periodic(): Promise<void> {
+    const cids = await heldComplete().catch(() => [] as string[])
+    if (cids.length > 0) await publish(cids)
+  }
+
+  return {
+    async start() {
+      if (running) return
+      running = true
+      pubsub.subscribe(HAVE_TOPIC)
+      pubsub.addEventListener('message', onMessage)
+      if (interval > 0) {
+        timer = setInterval(() => void periodic(), interval)
+        timer.unref?.()
+      }
+      // Our holdings reach the DHT once per start; gossip repeats them every interval.
+      void heldComplete().then(provideInDht, () => undefined)
+    },
+    async stop() {
+      if (!running) return
+      running = false
+      if (timer) clearInterval(timer)
+      lifetime.abort()
+      pubsub.removeEventListener('message', onMessage)
+      pubsub.unsubscribe(HAVE_TOPIC)
+    },
+    async announce(manifestCids) {
+      for (const cid of manifestCids) parseCid(cid)
+      for (const cid of manifestCids) complete.add(cid)
+      await publish(manifestCids)
+      provideInDht(manifestCids)
+    },
+    providersOf(manifestCid) {
+      const m = holders.get(manifestCid)
+      if (!m) return []
+      const now = clock.monotonic()
+      for (const [peer, at] of m) if (now - at > ttlMs) m.delete(peer)
+      if (m.size === 0) holders.delete(manifestCid)
+      return [...m.entries()].sort((a, b) => b[1] - a[1]).map(([p]) => p)
+    },
+    async findProviders(manifestCid, opts = {}) {
+      const found = new Set(this.providersOf(manifestCid))
+      if (!useDht) return [...found]
+      const max = opts.max ?? 20
+      const signal = timeoutSignal(opts.timeoutMs ?? dhtTimeoutMs, opts.signal)
+      const self = libp2p.peerId.toString()
+      try {
+        for await (const p of libp2p.contentRouting.findProviders(parseCid(manifestCid), { signal })) {
+          const id = p.id.toString()
+          if (id === self || (isAdmitted && !isAdmitted(id))) continue
+          // Remember addresses so the exchange can dial a provider found beyond the LAN.
+          if (p.multiaddrs.length > 0) {
+            await libp2p.peerStore.merge(p.id, { multiaddrs: p.multiaddrs }).catch(() => undefined)
+          }
+          found.add(id)
+          if (found.size >= max) break
+        }
+      } catch (err) {
+        log.debug('dht findProviders ended', { manifestCid, err: describeError(err) })
+      }
+      return [...found]
+    },
+  }
+}

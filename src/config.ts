@@ -1,0 +1,147 @@
+/**
+ * Daemon configuration: flags, then RMESH_* environment variables, then
+ * `<dataDir>/config.json`, then defaults. Every value is validated here, once, so the
+ * rest of the daemon can trust its options.
+ *
+ * The data directory: --dir, else RMESH_DIR, else the platform's data path.
+ */
+import { readFile } from 'node:fs/promises'
+import { homedir, hostname, platform } from 'node:os'
+import { join } from 'node:path'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import { InvalidInputError } from './util/errors.js'
+import { isLogLevel, type LogLevel } from './util/logger.js'
+
+export const CONFIG_FILE = 'config.json'
+
+export interface DaemonConfig {
+  dataDir: string
+  name: string
+  listen: string[]
+  bootstrap: string[]
+  mdns: boolean
+  logLevel: LogLevel
+  /** Concurrent renders this node runs (a render farm node usually runs one). */
+  slots: number
+  tags: string[]
+  /** Extra Blender executables to detect beside the one on PATH. */
+  blenderPaths: string[]
+  /** Templated engines, validated by the engine registry. */
+  engines: unknown[]
+  presenceIntervalMs: number
+  leaseTimeoutMs: number
+  syncIntervalMs: number
+  /** Enable the test engine (tests, demos and benchmarks only). */
+  testEngine: boolean
+  /** Serve /metrics on this TCP port too (loopback), when set. */
+  metricsPort?: number
+}
+
+export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.RMESH_DIR) return env.RMESH_DIR
+  const home = homedir()
+  if (platform() === 'darwin') return join(home, 'Library', 'Application Support', 'rmesh')
+  if (platform() === 'win32') return join(env.LOCALAPPDATA ?? join(home, 'AppData', 'Local'), 'rmesh')
+  return join(env.XDG_DATA_HOME ?? join(home, '.local', 'share'), 'rmesh')
+}
+
+export type ConfigInput = Partial<Omit<DaemonConfig, 'dataDir'>>
+
+const DEFAULTS: Omit<DaemonConfig, 'dataDir'> = {
+  name: hostname(),
+  listen: ['/ip4/0.0.0.0/tcp/4777'],
+  bootstrap: [],
+  mdns: true,
+  logLevel: 'info',
+  slots: 1,
+  tags: [],
+  blenderPaths: [],
+  engines: [],
+  presenceIntervalMs: 2_000,
+  leaseTimeoutMs: 10_000,
+  syncIntervalMs: 5_000,
+  testEngine: false,
+}
+
+/** Read RMESH_* variables into a partial config. */
+export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ConfigInput {
+  const out: ConfigInput = {}
+  const list = (v: string) => v.split(/[\s,]+/).filter(Boolean)
+  if (env.RMESH_NAME) out.name = env.RMESH_NAME
+  if (env.RMESH_LISTEN) out.listen = list(env.RMESH_LISTEN)
+  if (env.RMESH_BOOTSTRAP) out.bootstrap = list(env.RMESH_BOOTSTRAP)
+  if (env.RMESH_MDNS) out.mdns = !/^(0|false|no|off)$/i.test(env.RMESH_MDNS)
+  if (env.RMESH_LOG_LEVEL) out.logLevel = env.RMESH_LOG_LEVEL as LogLevel
+  if (env.RMESH_SLOTS) out.slots = Number(env.RMESH_SLOTS)
+  if (env.RMESH_TAGS) out.tags = list(env.RMESH_TAGS)
+  if (env.RMESH_TEST_ENGINE) out.testEngine = /^(1|true|yes|on)$/i.test(env.RMESH_TEST_ENGINE)
+  if (env.RMESH_LEASE_TIMEOUT_MS) out.leaseTimeoutMs = Number(env.RMESH_LEASE_TIMEOUT_MS)
+  if (env.RMESH_PRESENCE_INTERVAL_MS) out.presenceIntervalMs = Number(env.RMESH_PRESENCE_INTERVAL_MS)
+  if (env.RMESH_METRICS_PORT) out.metricsPort = Number(env.RMESH_METRICS_PORT)
+  return out
+}
+
+export async function configFromFile(dataDir: string): Promise<ConfigInput> {
+  const file = join(dataDir, CONFIG_FILE)
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {}
+    throw new InvalidInputError(`cannot read ${file}: ${(err as Error).message}`)
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (err) {
+    throw new InvalidInputError(`${file} is not valid JSON (${(err as Error).message}); fix or remove it`)
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new InvalidInputError(`${file} must hold a JSON object`)
+  }
+  return parsed as ConfigInput
+}
+
+/** Merge layers (earlier wins) and validate. */
+export function resolveConfig(dataDir: string, ...layers: ConfigInput[]): DaemonConfig {
+  const merged: Record<string, unknown> = { ...DEFAULTS }
+  for (const layer of [...layers].reverse()) {
+    for (const [k, v] of Object.entries(layer)) if (v !== undefined) merged[k] = v
+  }
+  const c = merged as unknown as DaemonConfig
+  c.dataDir = dataDir
+  const bad = (field: string, why: string) => new InvalidInputError(`config ${field}: ${why}`, { field })
+  if (typeof c.name !== 'string' || c.name.length === 0 || c.name.length > 64) throw bad('name', 'must be 1–64 characters')
+  for (const field of ['listen', 'bootstrap'] as const) {
+    if (!Array.isArray(c[field])) throw bad(field, 'must be a list of multiaddrs')
+    for (const a of c[field]) {
+      try {
+        const p2p = multiaddr(a)
+          .getComponents()
+          .filter((c) => c.name === 'p2p')
+        if (p2p.length > 1) throw new Error('two /p2p/ parts')
+        if (p2p[0]?.value) peerIdFromString(p2p[0].value)
+      } catch {
+        throw bad(field, `${JSON.stringify(a)} is not a multiaddr (example: /ip4/192.168.1.10/tcp/4777/p2p/12D3Koo…)`)
+      }
+    }
+  }
+  if (c.listen.length === 0) throw bad('listen', 'needs at least one address')
+  if (typeof c.mdns !== 'boolean') throw bad('mdns', 'must be true or false')
+  if (!isLogLevel(c.logLevel)) throw bad('logLevel', 'must be one of debug, info, warn, error, silent')
+  if (!Number.isInteger(c.slots) || c.slots < 0 || c.slots > 64) throw bad('slots', 'must be an integer from 0 to 64')
+  if (!Array.isArray(c.tags) || !c.tags.every((t) => typeof t === 'string' && /^[\w.-]{1,32}$/.test(t))) {
+    throw bad('tags', 'must be a list of short words')
+  }
+  if (!Array.isArray(c.blenderPaths) || !c.blenderPaths.every((p) => typeof p === 'string')) throw bad('blenderPaths', 'must be a list of paths')
+  if (!Array.isArray(c.engines)) throw bad('engines', 'must be a list of engine declarations')
+  for (const f of ['presenceIntervalMs', 'leaseTimeoutMs', 'syncIntervalMs'] as const) {
+    if (!Number.isFinite(c[f]) || c[f] < 50 || c[f] > 3_600_000) throw bad(f, 'must be a number of milliseconds (50 to 3600000)')
+  }
+  if (c.metricsPort !== undefined && (!Number.isInteger(c.metricsPort) || c.metricsPort < 0 || c.metricsPort > 65535)) {
+    throw bad('metricsPort', 'must be a TCP port')
+  }
+  if (typeof c.testEngine !== 'boolean') throw bad('testEngine', 'must be true or false')
+  return c
+}

@@ -1,0 +1,560 @@
+/**
+ * The lease manager: decides, on this node, which chunks to claim and render, and judges
+ * other nodes' leases dead. No one is in charge; every node runs one of these over its
+ * replica of the job logs.
+ *
+ * Invariants:
+ *  - event-driven: every new entry schedules a pass at once (plus a tick for liveness),
+ *    so a frame starts within milliseconds of its announce arriving;
+ *  - a render runs only while the local fold says this node holds that (chunk, attempt)
+ *    in a live job; the moment it does not (lost race, done elsewhere, cancel, delete,
+ *    job failed) the render is aborted and its slot freed;
+ *  - liveness is judged only by this node's monotonic clock: a lease is dead when, since
+ *    this node first saw the claim, the holder has not listed it in a heartbeat (or, for a
+ *    peer that never sent one, not been heard at all) for leaseTimeoutMs, or the attempt
+ *    is older than chunkTimeoutMs. Wall clocks never enter;
+ *  - at most `slots` renders run, and at most one extra chunk is held (prefetched) and only
+ *    when open chunks outnumber live renderers, so a job's tail is not hoarded;
+ *  - a complete entry is written only with the outputs the runner returned (stored);
+ *    a fail entry only for a render that failed on its own, never for one we aborted.
+ */
+import { sha256 } from '../util/hash.js'
+import type { Clock, TimerHandle } from '../util/clock.js'
+import { AbortedError, describeError, isRmeshError } from '../util/errors.js'
+import type { Logger } from '../util/logger.js'
+import type { LogEntry, LogId, PeerIdString } from '../log/types.js'
+import { jobIdOfLog, jobLogId } from '../log/types.js'
+import type { ChunkState, JobState, ReduceOptions } from './reducer.js'
+import { JobFold, reduceQueue } from './reducer.js'
+import type { ChunkProgress, ChunkResult, ChunkRunner, ChunkTask } from './runner.js'
+import { ChunkFailedError } from './runner.js'
+import { versionSatisfies } from './version.js'
+
+/** The narrow view of the job logs the lease manager needs. */
+export interface JobLogView {
+  /** Sign and append an entry to `log`; resolves with the entry (also delivered to onEntry). */
+  append(log: LogId, kind: string, body: unknown): Promise<LogEntry>
+  entries(log: LogId): Promise<readonly LogEntry[]> | readonly LogEntry[]
+  /** The ids of every job log this node holds (`job/<jobId>`). */
+  jobLogs(): Promise<readonly LogId[]> | readonly LogId[]
+  /** Every entry newly added to any job log, local appends and remote ones alike. */
+  onEntry(listener: (entry: LogEntry) => void): () => void
+}
+
+export interface Liveness {
+  /** Monotonic ms (this node's clock) of the last presence heartbeat from `peer`. */
+  lastHeard(peer: PeerIdString): number | undefined
+}
+
+export interface NodeCapabilities {
+  /** Installed engines; an encode chunk needs one named 'ffmpeg'. */
+  engines: readonly { name: string; version: string }[]
+  slots: number
+  tags: readonly string[]
+}
+
+export interface LeaseRef {
+  jobId: string
+  chunk: number
+  attempt: number
+}
+
+export interface LeaseManagerComponents {
+  self: PeerIdString
+  clock: Clock
+  log: JobLogView
+  liveness: Liveness
+  runner: ChunkRunner
+  capabilities(): NodeCapabilities
+  logger: Logger
+}
+
+export interface LeaseManagerOptions extends ReduceOptions {
+  /** Default 10 s. */
+  leaseTimeoutMs?: number
+  /** Liveness re-check period; default 1 s. */
+  tickMs?: number
+  /** Applies to jobs whose announce sets no chunkTimeoutMs; default none. */
+  defaultChunkTimeoutMs?: number
+  /** Claim one chunk ahead while rendering; default true. */
+  prefetch?: boolean
+  /** Open chunks considered at once (in frame order), at least; default 8. */
+  window?: number
+  /** maxQueuedJobs per submitter (from its token). */
+  quotaOf?: (submitter: PeerIdString) => number | undefined
+  /** Seal a job this node submitted once it is done and every chunk acked; default true. */
+  autoSeal?: boolean
+  onProgress?: (task: ChunkTask, progress: ChunkProgress) => void
+}
+
+export interface LeaseStats {
+  claims: number
+  /** Claims (or held leases) this node learned it lost to another node. */
+  lostClaims: number
+  /** Renders aborted or results dropped because the chunk was already done elsewhere. */
+  duplicatesAvoided: number
+  rendersStarted: number
+  completes: number
+  fails: number
+  releases: number
+  /** Claims that reopened a lease this node judged dead. */
+  reclaims: number
+}
+
+export interface LeaseManager {
+  start(): Promise<void>
+  /** Abort every render; with release (default) also write release entries for held leases. */
+  stop(options?: { release?: boolean }): Promise<void>
+  /** The leases this node holds and is rendering or about to render: put them in heartbeats. */
+  heldLeases(): LeaseRef[]
+  /** Record the leases `peer` says it holds (from its presence heartbeat). */
+  noteHeartbeat(peer: PeerIdString, leases: readonly LeaseRef[]): void
+  job(jobId: string): JobState | undefined
+  jobs(): JobState[]
+  stats(): LeaseStats
+}
+
+interface Task {
+  jobId: string
+  chunk: number
+  attempt: number
+  phase: 'claiming' | 'queued' | 'running'
+  claimedAt: number
+  controller: AbortController
+}
+
+const keyOf = (jobId: string, chunk: number) => `${jobId}/${chunk}`
+const leaseKey = (jobId: string, chunk: number, attempt: number, holder: string) =>
+  `${jobId}/${chunk}/${attempt}/${holder}`
+
+export function createLeaseManager(
+  components: LeaseManagerComponents,
+  options: LeaseManagerOptions = {},
+): LeaseManager {
+  const { self, clock, log, liveness, runner } = components
+  const logger = components.logger.child('leases')
+  const leaseTimeoutMs = options.leaseTimeoutMs ?? 10_000
+  const tickMs = options.tickMs ?? 1_000
+  const prefetch = options.prefetch ?? true
+  const windowMin = options.window ?? 8
+  const autoSeal = options.autoSeal ?? true
+  const reduceOptions: ReduceOptions = { isAdmin: options.isAdmin }
+
+  const folds = new Map<string, JobFold>()
+  const tasks = new Map<string, Task>()
+  /** When this node first saw each (chunk, attempt, holder) claim: the liveness baseline. */
+  const firstSeen = new Map<string, number>()
+  /** Per peer: when its heartbeat last listed each lease. */
+  const listed = new Map<string, Map<string, number>>()
+  /** Peers known to exist (authors and heartbeat senders), for the live-renderer count. */
+  const peers = new Set<PeerIdString>()
+  const scores = new Map<string, number>()
+  const sealing = new Set<string>()
+  /** Leases whose render ended and whose complete/fail entry is being written. */
+  const finishing = new Set<string>()
+  const stats: LeaseStats = {
+    claims: 0,
+    lostClaims: 0,
+    duplicatesAvoided: 0,
+    rendersStarted: 0,
+    completes: 0,
+    fails: 0,
+    releases: 0,
+    reclaims: 0,
+  }
+
+  let stopped = true
+  let unsubscribe: (() => void) | undefined
+  let tickTimer: TimerHandle | undefined
+  let scheduled: TimerHandle | undefined
+  let pumping = false
+  let again = false
+
+  function ingest(entry: LogEntry): void {
+    const jobId = jobIdOfLog(entry.log)
+    if (jobId === undefined) return
+    let fold = folds.get(jobId)
+    if (!fold) {
+      fold = new JobFold(reduceOptions)
+      folds.set(jobId, fold)
+    }
+    if (!fold.add(entry)) return
+    if (entry.author !== self) peers.add(entry.author)
+    schedule()
+  }
+
+  function schedule(): void {
+    if (stopped || scheduled) return
+    scheduled = clock.setTimeout(() => {
+      scheduled = undefined
+      void pump()
+    }, 0)
+  }
+
+  function tick(): void {
+    if (stopped) return
+    schedule()
+    tickTimer = clock.setTimeout(tick, tickMs)
+  }
+
+  async function pump(): Promise<void> {
+    if (pumping) {
+      again = true
+      return
+    }
+    pumping = true
+    try {
+      do {
+        again = false
+        await step()
+      } while (again && !stopped)
+    } catch (err) {
+      logger.error('lease pass failed', { error: describeError(err) })
+    } finally {
+      pumping = false
+    }
+  }
+
+  const now = () => clock.monotonic()
+
+  function chunkTimeoutOf(s: JobState): number | undefined {
+    return s.job.limits.chunkTimeoutMs ?? options.defaultChunkTimeoutMs
+  }
+
+  function jobLive(s: JobState | undefined): s is JobState {
+    return !!s && !s.canceled && !s.deleted && (s.state === 'queued' || s.state === 'rendering')
+  }
+
+  function liveRenderers(t: number): number {
+    let n = 1
+    for (const p of peers) {
+      const heard = liveness.lastHeard(p)
+      if (heard !== undefined && t - heard < leaseTimeoutMs) n++
+    }
+    return n
+  }
+
+  /** Dead by this node's clock: see the header. */
+  function leaseDead(s: JobState, c: ChunkState, t: number): boolean {
+    const holder = c.holder!
+    const key = leaseKey(s.jobId, c.index, c.attempt, holder)
+    let seen = firstSeen.get(key)
+    if (seen === undefined) {
+      seen = t
+      firstSeen.set(key, t)
+    }
+    const timeout = chunkTimeoutOf(s)
+    if (timeout !== undefined && t - seen >= timeout) return true
+    const hb = listed.get(holder)
+    const since = hb ? Math.max(seen, hb.get(key) ?? -Infinity) : Math.max(seen, liveness.lastHeard(holder) ?? -Infinity)
+    return t - since >= leaseTimeoutMs
+  }
+
+  function canRun(s: JobState, caps: NodeCapabilities, kind: ChunkState['kind']): boolean {
+    if (s.blocklist.includes(self)) return false
+    const tags = s.job.requirements.tags ?? []
+    if (!tags.every((t) => caps.tags.includes(t))) return false
+    if (kind === 'encode') return caps.engines.some((e) => e.name === 'ffmpeg')
+    return caps.engines.some((e) => e.name === s.job.engine.name && versionSatisfies(e.version, s.job.engine.version))
+  }
+
+  function score(jobId: string, chunk: number): number {
+    const k = keyOf(jobId, chunk)
+    let v = scores.get(k)
+    if (v === undefined) {
+      const h = sha256(new TextEncoder().encode(`${jobId}\u0000${chunk}\u0000${self}`))
+      v = h[0] * 2 ** 40 + h[1] * 2 ** 32 + h[2] * 2 ** 24 + h[3] * 2 ** 16 + h[4] * 2 ** 8 + h[5]
+      scores.set(k, v)
+    }
+    return v
+  }
+
+  function abortTask(task: Task, why: string): void {
+    tasks.delete(keyOf(task.jobId, task.chunk))
+    task.controller.abort(new AbortedError(why))
+  }
+
+  async function append(jobId: string, kind: string, body: unknown): Promise<LogEntry | undefined> {
+    try {
+      const entry = await log.append(jobLogId(jobId), kind, body)
+      ingest(entry)
+      return entry
+    } catch (err) {
+      logger.warn('append failed', { jobId, kind, error: describeError(err) })
+      return undefined
+    }
+  }
+
+  async function step(): Promise<void> {
+    const t = now()
+    const caps = components.capabilities()
+
+    // 1. Our own tasks: stop what we no longer hold, time out what ran too long.
+    for (const task of [...tasks.values()]) {
+      if (task.phase === 'claiming') continue
+      const s = folds.get(task.jobId)?.state
+      const c = s?.chunks[task.chunk]
+      if (!jobLive(s) || !c || c.state !== 'claimed' || c.holder !== self || c.attempt !== task.attempt) {
+        if (c?.state === 'done') stats.duplicatesAvoided++
+        else if (jobLive(s)) stats.lostClaims++
+        abortTask(task, 'lease lost')
+        continue
+      }
+      const timeout = chunkTimeoutOf(s)
+      if (timeout !== undefined && t - task.claimedAt >= timeout) {
+        abortTask(task, 'chunk timeout')
+        stats.fails++
+        await append(task.jobId, 'fail', { chunk: task.chunk, attempt: task.attempt, reason: 'timeout' })
+      }
+    }
+
+    // 2. Leases the log says we hold but we are not running (we restarted): release them
+    //    so others need not wait for the lease timeout.
+    for (const [jobId, fold] of folds) {
+      const s = fold.state
+      if (!jobLive(s)) continue
+      for (const c of s.chunks) {
+        if (c.state !== 'claimed' || c.holder !== self) continue
+        const task = tasks.get(keyOf(jobId, c.index))
+        if (task && task.attempt === c.attempt) continue
+        if (task && task.phase === 'claiming') continue
+        if (finishing.has(leaseKey(jobId, c.index, c.attempt, self))) continue
+        stats.releases++
+        await append(jobId, 'release', { chunk: c.index, attempt: c.attempt, reason: 'not running' })
+      }
+    }
+
+    startQueued(caps)
+
+    // 3. Claim while we have room (bounded: a failing append must not spin).
+    for (let i = 0; i <= caps.slots; i++) {
+      if (stopped) return
+      const held = tasks.size
+      const running = [...tasks.values()].filter((x) => x.phase !== 'queued').length
+      const pick = choose(caps, t)
+      if (!pick) break
+      const room = held < caps.slots || (prefetch && held < caps.slots + 1 && running >= caps.slots && pick.open > liveRenderers(t))
+      if (!room) break
+      if (!(await claim(pick.job, pick.chunk, pick.dead))) break
+    }
+
+    // 4. Seal what we submitted once done and acked.
+    if (autoSeal) {
+      for (const [jobId, fold] of folds) {
+        const s = fold.state
+        if (!s || s.submitter !== self || !s.allAcked || s.sealedBy || s.deleted || sealing.has(jobId)) continue
+        sealing.add(jobId)
+        await append(jobId, 'seal', { state: structuredClone(s) })
+      }
+    }
+  }
+
+  /** The best chunk to claim: the first runnable job in queue order, rendezvous-ranked within a window. */
+  function choose(caps: NodeCapabilities, t: number): { job: JobState; chunk: ChunkState; dead: boolean; open: number } | undefined {
+    const states: JobState[] = []
+    for (const f of folds.values()) if (f.state) states.push(f.state)
+    const renderers = liveRenderers(t)
+    for (const item of reduceQueue(states, { quotaOf: options.quotaOf })) {
+      const s = item.job
+      if (!item.admitted || !jobLive(s)) continue
+      const window = Math.max(windowMin, 2 * renderers)
+      const candidates: { c: ChunkState; dead: boolean }[] = []
+      let open = 0
+      for (const c of s.chunks) {
+        let dead = false
+        if (c.state === 'claimed') {
+          if (c.holder === self || !leaseDead(s, c, t)) continue
+          dead = true
+        } else if (c.state !== 'open') continue
+        if (tasks.has(keyOf(s.jobId, c.index))) continue
+        if (!canRun(s, caps, c.kind)) continue
+        // A chunk we failed goes to others first; we take it again only when alone.
+        if (c.failures.some((f) => f.node === self) && renderers > 1) continue
+        open++
+        if (candidates.length < window) candidates.push({ c, dead })
+      }
+      if (candidates.length === 0) continue
+      let best = candidates[0]
+      for (const x of candidates) if (score(s.jobId, x.c.index) > score(s.jobId, best.c.index)) best = x
+      return { job: s, chunk: best.c, dead: best.dead, open }
+    }
+    return undefined
+  }
+
+  /** False when the claim could not even be written. */
+  async function claim(s: JobState, c: ChunkState, dead: boolean): Promise<boolean> {
+    const task: Task = {
+      jobId: s.jobId,
+      chunk: c.index,
+      attempt: c.attempt + 1,
+      phase: 'claiming',
+      claimedAt: now(),
+      controller: new AbortController(),
+    }
+    const key = keyOf(task.jobId, task.chunk)
+    tasks.set(key, task)
+    stats.claims++
+    if (dead) stats.reclaims++
+    const entry = await append(task.jobId, 'claim', { chunk: task.chunk, attempt: task.attempt })
+    if (tasks.get(key) !== task) return !!entry
+    const after = folds.get(task.jobId)?.state?.chunks[task.chunk]
+    if (!entry || after?.state !== 'claimed' || after.holder !== self || after.attempt !== task.attempt) {
+      if (entry) stats.lostClaims++
+      tasks.delete(key)
+      return !!entry
+    }
+    task.phase = 'queued'
+    startQueued(components.capabilities())
+    return true
+  }
+
+  function startQueued(caps: NodeCapabilities): void {
+    if (stopped) return
+    let running = 0
+    for (const x of tasks.values()) if (x.phase === 'running') running++
+    const queued = [...tasks.values()].filter((x) => x.phase === 'queued').sort((a, b) => a.claimedAt - b.claimedAt)
+    for (const task of queued) {
+      if (running >= caps.slots) break
+      running++
+      render(task)
+    }
+  }
+
+  function render(task: Task): void {
+    const s = folds.get(task.jobId)!.state!
+    const c = s.chunks[task.chunk]
+    task.phase = 'running'
+    stats.rendersStarted++
+    const info: ChunkTask = {
+      jobId: task.jobId,
+      job: s.job,
+      chunk: task.chunk,
+      attempt: task.attempt,
+      frames: c.frames,
+      kind: c.kind,
+    }
+    const onProgress = options.onProgress ? (p: ChunkProgress) => options.onProgress!(info, p) : undefined
+    let started: Promise<ChunkResult>
+    try {
+      started = runner.start(info, task.controller.signal, onProgress)
+    } catch (err) {
+      started = Promise.reject(err)
+    }
+    started.then(
+      async (result) => {
+        if (!settle(task)) return
+        const fin = leaseKey(task.jobId, task.chunk, task.attempt, self)
+        finishing.add(fin)
+        const cur = folds.get(task.jobId)?.state?.chunks[task.chunk]
+        if (cur?.state === 'done') {
+          stats.duplicatesAvoided++
+        } else {
+          // Even a lease lost a moment ago: the output is stored and valid, so record it.
+          stats.completes++
+          await append(task.jobId, 'complete', {
+            chunk: task.chunk,
+            attempt: task.attempt,
+            outputs: result.outputs,
+            ...(result.log !== undefined ? { log: result.log } : {}),
+            renderMs: Math.max(0, Math.round(result.renderMs)),
+          })
+        }
+        finishing.delete(fin)
+        schedule()
+      },
+      async (err: unknown) => {
+        if (!settle(task)) return
+        const fin = leaseKey(task.jobId, task.chunk, task.attempt, self)
+        finishing.add(fin)
+        const reason = err instanceof ChunkFailedError ? err.reason : isRmeshError(err) ? err.code : describeError(err)
+        const logCid = err instanceof ChunkFailedError ? err.log : undefined
+        stats.fails++
+        logger.warn('chunk failed', { jobId: task.jobId, chunk: task.chunk, attempt: task.attempt, reason })
+        await append(task.jobId, 'fail', {
+          chunk: task.chunk,
+          attempt: task.attempt,
+          reason: reason.slice(0, 1_000),
+          ...(logCid !== undefined ? { log: logCid } : {}),
+        })
+        finishing.delete(fin)
+        schedule()
+      },
+    )
+  }
+
+  /** A finished render frees its slot and starts the prefetched chunk before anything else. */
+  function settle(task: Task): boolean {
+    if (stopped || task.controller.signal.aborted || tasks.get(keyOf(task.jobId, task.chunk)) !== task) return false
+    tasks.delete(keyOf(task.jobId, task.chunk))
+    startQueued(components.capabilities())
+    return true
+  }
+
+  return {
+    async start() {
+      if (!stopped) return
+      stopped = false
+      unsubscribe = log.onEntry(ingest)
+      for (const id of await log.jobLogs()) {
+        for (const e of await log.entries(id)) ingest(e)
+      }
+      tick()
+      schedule()
+    },
+
+    async stop(opts = {}) {
+      if (stopped) return
+      stopped = true
+      unsubscribe?.()
+      if (tickTimer) clock.clearTimeout(tickTimer)
+      if (scheduled) clock.clearTimeout(scheduled)
+      tickTimer = scheduled = undefined
+      const held = [...tasks.values()].filter((x) => x.phase !== 'claiming')
+      for (const task of [...tasks.values()]) abortTask(task, 'stopping')
+      if (opts.release ?? true) {
+        await Promise.all(
+          held.map((x) =>
+            log.append(jobLogId(x.jobId), 'release', { chunk: x.chunk, attempt: x.attempt, reason: 'stopping' }).catch(() => undefined),
+          ),
+        )
+      }
+    },
+
+    heldLeases() {
+      return [...tasks.values()]
+        .filter((x) => x.phase !== 'claiming')
+        .map((x) => ({ jobId: x.jobId, chunk: x.chunk, attempt: x.attempt }))
+    },
+
+    noteHeartbeat(peer, leases) {
+      if (peer === self) return
+      peers.add(peer)
+      const t = now()
+      let m = listed.get(peer)
+      if (!m) {
+        m = new Map()
+        listed.set(peer, m)
+      }
+      for (const l of leases.slice(0, 10_000)) {
+        if (typeof l?.jobId !== 'string' || !Number.isSafeInteger(l.chunk) || !Number.isSafeInteger(l.attempt)) continue
+        m.set(leaseKey(l.jobId, l.chunk, l.attempt, peer), t)
+      }
+      // Forget listings long past: they no longer keep anything alive.
+      for (const [k, at] of m) if (t - at > 4 * leaseTimeoutMs) m.delete(k)
+    },
+
+    job(jobId) {
+      return folds.get(jobId)?.state
+    },
+
+    jobs() {
+      const out: JobState[] = []
+      for (const f of folds.values()) if (f.state) out.push(f.state)
+      return out
+    },
+
+    stats() {
+      return { ...stats }
+    },
+  }
+}

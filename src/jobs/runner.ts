@@ -1,0 +1,56 @@
+/**
+ * The worker interface: what the lease manager asks of whatever renders a chunk (the
+ * Blender and ffmpeg engines, the test engine, the simulator's fake).
+ *
+ * Contract:
+ *  - start() resolves only after every output is stored in the local block store (the
+ *    lease manager writes the complete entry right after, so no output is ever lost);
+ *  - it rejects with a ChunkFailedError (or any error: treated as a failure with its
+ *    code) when the render fails, and with an AbortedError once `signal` fires; on abort
+ *    it must stop its process tree promptly (the lease manager frees the slot at once
+ *    and ignores a late result);
+ *  - progress is optional and advisory.
+ */
+import { RmeshError } from '../util/errors.js'
+import type { AnnounceBody, ChunkOutput } from './entries.js'
+import type { ChunkKind } from './reducer.js'
+
+export interface ChunkTask {
+  jobId: string
+  job: AnnounceBody
+  chunk: number
+  attempt: number
+  frames: readonly number[]
+  kind: ChunkKind
+}
+
+export interface ChunkResult {
+  outputs: ChunkOutput[]
+  /** CID of the stored render log. */
+  log?: string
+  renderMs: number
+}
+
+export interface ChunkProgress {
+  frame?: number
+  /** 0..1 of the chunk. */
+  fraction?: number
+  message?: string
+}
+
+export interface ChunkRunner {
+  start(task: ChunkTask, signal: AbortSignal, onProgress?: (p: ChunkProgress) => void): Promise<ChunkResult>
+}
+
+/** A render that failed on its own (not aborted): becomes a fail entry. */
+export class ChunkFailedError extends RmeshError {
+  readonly reason: string
+  readonly log?: string
+
+  constructor(reason: string, options: { log?: string; cause?: unknown } = {}) {
+    super('ERR_CHUNK_FAILED', `chunk render failed: ${reason}`, { cause: options.cause })
+    this.name = 'ChunkFailedError'
+    this.reason = reason
+    this.log = options.log
+  }
+}

@@ -1,0 +1,585 @@
+/**
+ * The log manager: append, join, read and compact signed logs (a Merkle-CRDT).
+ *
+ * Invariants:
+ *  - every append and join to one log runs in one KeyedQueue slot, so heads never race;
+ *  - an entry is stored only after: size → decode → schema → signature (entry.ts) →
+ *    all parents stored → clock greater than every parent's → authorize hook; parents are
+ *    always stored before their children, and listeners see them in that order;
+ *  - the retained content of a log is a function of the set of entries seen, whatever
+ *    the order: without a seal, every valid entry whose parents are retained; with an
+ *    effective seal S (the greatest seal seen, by compareEntries), S plus the entries whose
+ *    parents are all retained (protocols/log-entry.md, "Seal");
+ *  - join never throws for peer input: each bad entry becomes a typed rejection; the
+ *    pending set (entries waiting for parents or for their author's token) is bounded in
+ *    count and bytes, oldest evicted first, and sync fetches what was lost again.
+ */
+import { isRmeshError, RmeshError } from '../util/errors.js'
+import type { Clock } from '../util/clock.js'
+import type { Logger } from '../util/logger.js'
+import { KeyedQueue } from '../util/queue.js'
+import { createEntry, decodeEntry, isTrustedEntry, MAX_PARENTS } from './entry.js'
+import {
+  EntryClockError,
+  EntryError,
+  EntryKindError,
+  EntryParentError,
+  EntryPendingFullError,
+  EntryUnauthorizedError,
+} from './errors.js'
+import type { LogStore } from './store.js'
+import { compareEntries, type EntryId, type LogEntry, type LogId, type Signer } from './types.js'
+
+export const SEAL_KIND = 'seal'
+export const AUTH_PENDING_CODE = 'ERR_AUTH_PENDING'
+
+export type EntryOrigin = 'append' | 'join'
+export type EntryListener = (entry: LogEntry, origin: EntryOrigin) => void
+
+export interface JoinRejection {
+  id?: EntryId
+  error: RmeshError
+}
+
+export interface JoinResult {
+  /** Entries stored by this call (and entries it released from pending), parents first. */
+  added: LogEntry[]
+  /** Parent ids this node lacks; the sync fetches them. */
+  missing: EntryId[]
+  rejected: JoinRejection[]
+  /** Entries already stored or already pending. */
+  duplicates: number
+  /** Entries covered by a seal (or not descended from it): dropped without error. */
+  ignored: number
+  /** Entries of this call now waiting in the pending set. */
+  pending: number
+}
+
+export interface LogManagerComponents {
+  store: LogStore
+  signer: Signer
+  clock: Clock
+  logger: Logger
+  /** Throw to refuse an entry; an error with code ERR_AUTH_PENDING holds it for retryPending(). */
+  authorize?: (entry: LogEntry) => Promise<void>
+  /** Id of the admission token this node holds, written in every entry it appends. */
+  tokenId: () => string
+}
+
+export interface LogManagerOptions {
+  /** Entry kinds accepted; others are rejected with ERR_ENTRY_KIND. Default: any well-formed kind. */
+  kinds?: Iterable<string>
+  maxPendingEntries?: number
+  maxPendingBytes?: number
+  /** How many ids of dropped (sealed-over) entries to remember so they are not fetched again. */
+  maxDroppedIds?: number
+  /** Logs whose decoded entries stay in memory (for entries() and diff()). */
+  cachedLogs?: number
+}
+
+export interface LogDiff {
+  /** What the other side lacks of this log, parents first. */
+  entries: LogEntry[]
+  /** False when some of the other side's heads are unknown here (the diff may hold extras). */
+  complete: boolean
+}
+
+export interface LogManager {
+  append<Body>(log: LogId, kind: string, body: Body): Promise<LogEntry<Body>>
+  join(input: JoinInput): Promise<JoinResult>
+  heads(log: LogId): Promise<EntryId[]>
+  /** The log's retained entries in fold order (compareEntries): a seal, if any, first. */
+  entries(log: LogId): Promise<LogEntry[]>
+  get(id: EntryId): Promise<LogEntry | undefined>
+  has(id: EntryId): Promise<boolean>
+  logs(): Promise<LogId[]>
+  onEntry(listener: EntryListener): () => void
+  /** Append a seal carrying the caller's final state, and drop what it covers. */
+  seal<Body>(log: LogId, body: Body): Promise<LogEntry<Body>>
+  /** Retry entries held because their author's token was not known yet. */
+  retryPending(): Promise<JoinResult>
+  /** Entries this log holds that a peer with `theirHeads` lacks. */
+  diff(log: LogId, theirHeads: readonly string[]): Promise<LogDiff>
+  /** Ids awaited by pending entries (for the sync). */
+  missing(): EntryId[]
+  readonly pendingCount: number
+}
+
+export type JoinInput = Uint8Array | LogEntry | ReadonlyArray<Uint8Array | LogEntry>
+
+interface Pending {
+  entry: LogEntry
+  /** Parents not stored yet; empty when waiting for authorization. */
+  missing: Set<EntryId>
+}
+
+export function createLogManager(components: LogManagerComponents, options: LogManagerOptions = {}): LogManager {
+  const { store, signer, clock, authorize, tokenId } = components
+  const logger = components.logger.child('log')
+  const kinds = options.kinds ? new Set(options.kinds) : undefined
+  const maxPendingEntries = options.maxPendingEntries ?? 10_000
+  const maxPendingBytes = options.maxPendingBytes ?? 32 * 1024 * 1024
+  const maxDroppedIds = options.maxDroppedIds ?? 100_000
+  const cachedLogs = options.cachedLogs ?? 16
+
+  const queue = new KeyedQueue()
+  const listeners = new Set<EntryListener>()
+  const pending = new Map<EntryId, Pending>()
+  const waiting = new Map<EntryId, Set<EntryId>>() // missing parent → pending children
+  let pendingBytes = 0
+  const dropped = new Set<EntryId>()
+  const seals = new Map<LogId, LogEntry | null>()
+  const logCache = new Map<LogId, Map<EntryId, LogEntry>>()
+  const meta = new Map<EntryId, { clock: number; log: LogId }>()
+  const META_MAX = 200_000
+
+  function remember(entry: LogEntry): void {
+    meta.set(entry.id, { clock: entry.clock, log: entry.log })
+    if (meta.size > META_MAX) {
+      const oldest = meta.keys().next().value
+      if (oldest !== undefined) meta.delete(oldest)
+    }
+  }
+
+  function rememberDropped(id: EntryId): void {
+    dropped.add(id)
+    if (dropped.size > maxDroppedIds) {
+      const oldest = dropped.values().next().value
+      if (oldest !== undefined) dropped.delete(oldest)
+    }
+  }
+
+  async function load(id: EntryId): Promise<LogEntry | undefined> {
+    const bytes = await store.getEntry(id)
+    if (!bytes) return undefined
+    const entry = await decodeEntry(bytes, { trustedSource: true })
+    remember(entry)
+    return entry
+  }
+
+  async function effectiveSeal(log: LogId): Promise<LogEntry | undefined> {
+    const cached = seals.get(log)
+    if (cached !== undefined) return cached ?? undefined
+    const id = await store.getSeal(log)
+    const entry = id ? await load(id) : undefined
+    seals.set(log, entry ?? null)
+    return entry
+  }
+
+  async function loadLog(log: LogId): Promise<Map<EntryId, LogEntry>> {
+    const hit = logCache.get(log)
+    if (hit) {
+      logCache.delete(log)
+      logCache.set(log, hit) // most recently used last
+      return hit
+    }
+    const map = new Map<EntryId, LogEntry>()
+    for (const id of await store.listEntryIds(log)) {
+      const e = await load(id)
+      if (e) map.set(id, e)
+    }
+    logCache.set(log, map)
+    while (logCache.size > cachedLogs) {
+      const oldest = logCache.keys().next().value
+      if (oldest === undefined) break
+      logCache.delete(oldest)
+    }
+    return map
+  }
+
+  function emit(entry: LogEntry, origin: EntryOrigin): void {
+    for (const l of listeners) {
+      try {
+        l(entry, origin)
+      } catch (err) {
+        logger.warn('entry listener threw', { err: String(err) })
+      }
+    }
+  }
+
+  function removePending(id: EntryId): Pending | undefined {
+    const p = pending.get(id)
+    if (!p) return undefined
+    pending.delete(id)
+    pendingBytes -= p.entry.bytes.byteLength
+    for (const m of p.missing) {
+      const set = waiting.get(m)
+      set?.delete(id)
+      if (set && set.size === 0) waiting.delete(m)
+    }
+    return p
+  }
+
+  /** Hold an entry; false when it cannot be held (too big for the bounds even alone). */
+  function addPending(entry: LogEntry, missing: Set<EntryId>): boolean {
+    if (entry.bytes.byteLength > maxPendingBytes || maxPendingEntries <= 0) return false
+    while (pending.size >= maxPendingEntries || pendingBytes + entry.bytes.byteLength > maxPendingBytes) {
+      const oldest = pending.keys().next().value
+      if (oldest === undefined) break
+      removePending(oldest)
+      logger.debug('pending set full: evicted an entry', { id: oldest })
+    }
+    pending.set(entry.id, { entry, missing })
+    pendingBytes += entry.bytes.byteLength
+    for (const m of missing) {
+      let set = waiting.get(m)
+      if (!set) waiting.set(m, (set = new Set()))
+      set.add(entry.id)
+    }
+    return true
+  }
+
+  function missingOf(ids: Iterable<EntryId>): EntryId[] {
+    const out = new Set<EntryId>()
+    const seen = new Set<EntryId>()
+    const walk = (id: EntryId) => {
+      if (seen.has(id)) return
+      seen.add(id)
+      const p = pending.get(id)
+      if (!p) {
+        if (!dropped.has(id)) out.add(id)
+        return
+      }
+      for (const m of p.missing) walk(m)
+    }
+    for (const id of ids) walk(id)
+    return [...out]
+  }
+
+  function emptyResult(): JoinResult {
+    return { added: [], missing: [], rejected: [], duplicates: 0, ignored: 0, pending: 0 }
+  }
+
+  /**
+   * The one path by which entries enter a log, for appends and joins alike. Runs inside
+   * the log's queue slot.
+   */
+  async function integrate(log: LogId, incoming: LogEntry[], origin: EntryOrigin, result: JoinResult): Promise<void> {
+    let seal = await effectiveSeal(log)
+    // A seal newer than the effective one is applied first, so the entries it covers in
+    // the same batch are ignored instead of being stored and then deleted.
+    const newSeals = incoming
+      .filter((e) => e.kind === SEAL_KIND && (!seal || compareEntries(e, seal) > 0))
+      .sort(compareEntries)
+    const work = [...newSeals.reverse(), ...incoming.filter((e) => !newSeals.includes(e)).sort(compareEntries)]
+    const added = new Map<EntryId, LogEntry>()
+    let heads = new Set(await store.getHeads(log))
+    const newlyPending: EntryId[] = []
+    const flush = async () => {
+      if (added.size === 0) return
+      const batch = [...added.values()]
+      await store.commit(log, { put: batch, heads: [...heads] })
+      const cached = logCache.get(log)
+      for (const e of batch) {
+        cached?.set(e.id, e)
+        result.added.push(e)
+      }
+      added.clear()
+      for (const e of batch) emit(e, origin)
+    }
+
+    for (let i = 0; i < work.length; i++) {
+      const e = work[i]
+      if (added.has(e.id) || (await store.hasEntry(e.id))) {
+        result.duplicates++
+        continue
+      }
+      if (pending.has(e.id)) {
+        // Still waiting (for parents, or for retryPending when its author's token is unknown).
+        result.duplicates++
+        continue
+      }
+      if (e.kind === SEAL_KIND && (!seal || compareEntries(e, seal) > 0)) {
+        await flush()
+        const present = await loadLog(log)
+        const parents = e.next.map((p) => present.get(p)).filter((p) => p !== undefined)
+        const ok = await checkAndAuthorize(e, parents, result)
+        if (!ok) continue
+        await applySeal(log, e, origin, result)
+        seal = e
+        heads = new Set(await store.getHeads(log))
+        wake(log, e.id, work)
+        continue
+      }
+      if (seal && (e.kind === SEAL_KIND || e.clock <= seal.clock)) {
+        rememberDropped(e.id)
+        result.ignored++
+        dropChildren(e.id, result)
+        continue
+      }
+      const missing = new Set<EntryId>()
+      const parents: Array<{ clock: number; log: LogId }> = []
+      let isDropped = false
+      for (const p of e.next) {
+        const a = added.get(p)
+        if (a) {
+          parents.push(a)
+          continue
+        }
+        if (dropped.has(p)) {
+          isDropped = true
+          break
+        }
+        if (!(await store.hasEntry(p))) {
+          missing.add(p)
+          continue
+        }
+        const m = meta.get(p) ?? (await load(p))
+        if (m) parents.push(m)
+        else missing.add(p)
+      }
+      if (isDropped) {
+        // A parent the seal dropped: this entry does not descend from the seal.
+        removePending(e.id)
+        rememberDropped(e.id)
+        result.ignored++
+        dropChildren(e.id, result)
+        continue
+      }
+      if (missing.size > 0) {
+        if (pending.has(e.id)) continue
+        if (addPending(e, missing)) {
+          newlyPending.push(e.id)
+        } else {
+          result.rejected.push({ id: e.id, error: new EntryPendingFullError() })
+        }
+        continue
+      }
+      const ok = await checkAndAuthorize(e, parents, result)
+      if (!ok) {
+        if (!pending.has(e.id)) dropChildren(e.id, result)
+        continue
+      }
+      removePending(e.id)
+      added.set(e.id, e)
+      remember(e)
+      for (const p of e.next) heads.delete(p)
+      heads.add(e.id)
+      wake(log, e.id, work)
+      // Bound one LevelDB batch; a catch-up of thousands of entries commits in slices.
+      if (added.size >= 1000) await flush()
+    }
+    await flush()
+    const stillPending = newlyPending.filter((id) => pending.has(id))
+    result.pending += stillPending.length
+    const missingIds = new Set(result.missing)
+    for (const id of missingOf(stillPending.flatMap((id) => [...(pending.get(id)?.missing ?? [])]))) {
+      missingIds.add(id)
+    }
+    result.missing = [...missingIds]
+  }
+
+  /** Move pending children of a newly stored entry into the work list once all their parents are in. */
+  function wake(log: LogId, id: EntryId, work: LogEntry[]): void {
+    const children = waiting.get(id)
+    if (!children) return
+    waiting.delete(id)
+    for (const c of children) {
+      const p = pending.get(c)
+      if (!p) continue
+      p.missing.delete(id)
+      // A child in another log can never be valid (parents stay in their log): drop it.
+      if (p.entry.log !== log) removePending(c)
+      else if (p.missing.size === 0) {
+        removePending(c)
+        work.push(p.entry)
+      }
+    }
+  }
+
+  function dropChildren(id: EntryId, result: JoinResult): void {
+    const children = waiting.get(id)
+    if (!children) return
+    waiting.delete(id)
+    for (const c of children) {
+      if (!removePending(c)) continue
+      rememberDropped(c)
+      result.ignored++
+      dropChildren(c, result)
+    }
+  }
+
+  async function checkAndAuthorize(
+    e: LogEntry,
+    parents: Array<{ clock: number; log: LogId }> | undefined,
+    result: JoinResult,
+  ): Promise<boolean> {
+    try {
+      if (kinds && !kinds.has(e.kind)) throw new EntryKindError(e.kind)
+      for (const p of parents ?? []) {
+        if (p.log !== e.log) throw new EntryParentError('log entry names a parent in another log', { log: e.log })
+        if (e.clock <= p.clock) throw new EntryClockError(e.clock, p.clock)
+      }
+      if (authorize) await authorize(e)
+      return true
+    } catch (err) {
+      if (isRmeshError(err, AUTH_PENDING_CODE)) {
+        if (!pending.has(e.id)) {
+          if (addPending(e, new Set())) result.pending++
+          else result.rejected.push({ id: e.id, error: new EntryPendingFullError() })
+        }
+        return false
+      }
+      removePending(e.id)
+      const error =
+        err instanceof EntryError
+          ? err
+          : new EntryUnauthorizedError(
+              err instanceof Error ? `entry refused: ${err.message}` : 'entry refused by the authorization hook',
+              err,
+            )
+      result.rejected.push({ id: e.id, error })
+      logger.debug('entry rejected', { id: e.id, code: error.code })
+      return false
+    }
+  }
+
+  /** Make `s` the log's effective seal: keep it and the entries that descend from it only. */
+  async function applySeal(log: LogId, s: LogEntry, origin: EntryOrigin, result: JoinResult): Promise<void> {
+    const all = [...(await loadLog(log)).values()].sort(compareEntries)
+    const retained = new Map<EntryId, LogEntry>([[s.id, s]])
+    const del: LogEntry[] = []
+    for (const e of all) {
+      if (e.id === s.id) continue
+      if (e.kind !== SEAL_KIND && e.clock > s.clock && e.next.every((p) => retained.has(p))) retained.set(e.id, e)
+      else del.push(e)
+    }
+    const hasChild = new Set<EntryId>()
+    for (const e of retained.values()) for (const p of e.next) hasChild.add(p)
+    const heads = [...retained.keys()].filter((id) => !hasChild.has(id))
+    await store.commit(log, { put: [s], del, heads, seal: s.id })
+    for (const e of del) rememberDropped(e.id)
+    remember(s)
+    seals.set(log, s)
+    logCache.set(log, retained)
+    for (const [id, p] of pending) if (p.entry.log === log && p.entry.clock <= s.clock) removePending(id)
+    result.added.push(s)
+    emit(s, origin)
+  }
+
+  async function toEntries(input: JoinInput, result: JoinResult): Promise<LogEntry[]> {
+    const items = Array.isArray(input) ? input : [input as Uint8Array | LogEntry]
+    const out: LogEntry[] = []
+    for (const item of items) {
+      try {
+        if (item instanceof Uint8Array) out.push(await decodeEntry(item))
+        else if (item && isTrustedEntry(item as LogEntry)) out.push(item as LogEntry)
+        else out.push(await decodeEntry((item as LogEntry)?.bytes))
+      } catch (err) {
+        const error = err instanceof RmeshError ? err : new EntryUnauthorizedError('entry could not be checked', err)
+        result.rejected.push({ error })
+      }
+    }
+    return out
+  }
+
+  async function joinEntries(entries: LogEntry[], result: JoinResult): Promise<void> {
+    const byLog = new Map<LogId, LogEntry[]>()
+    for (const e of entries) {
+      let list = byLog.get(e.log)
+      if (!list) byLog.set(e.log, (list = []))
+      list.push(e)
+    }
+    await Promise.all(
+      [...byLog].map(([log, list]) => queue.run(log, () => integrate(log, list, 'join', result))),
+    )
+  }
+
+  async function appendEntry<Body>(log: LogId, kind: string, body: Body): Promise<LogEntry<Body>> {
+    return queue.run(log, async () => {
+      const current = await store.getHeads(log)
+      const heads: LogEntry[] = []
+      for (const id of current) {
+        const e = await load(id)
+        if (e) heads.push(e)
+      }
+      // Follow the newest heads when there are more than an entry may name.
+      heads.sort((a, b) => compareEntries(b, a))
+      const next = heads.slice(0, MAX_PARENTS)
+      const entry = await createEntry(signer, {
+        log,
+        kind,
+        body,
+        clock: 1 + Math.max(0, ...next.map((h) => h.clock)),
+        next: next.map((h) => h.id),
+        wall: clock.wall(),
+        tok: tokenId(),
+      })
+      const result = emptyResult()
+      await integrate(log, [entry], 'append', result)
+      if (result.rejected.length > 0) throw result.rejected[0].error
+      if (!result.added.some((e) => e.id === entry.id)) {
+        removePending(entry.id)
+        throw new EntryUnauthorizedError('this node may not append this entry yet (its token is not known)')
+      }
+      return entry
+    })
+  }
+
+  return {
+    append: appendEntry,
+    seal: (log, body) => appendEntry(log, SEAL_KIND, body),
+
+    async join(input) {
+      const result = emptyResult()
+      const entries = await toEntries(input, result)
+      await joinEntries(entries, result)
+      return result
+    },
+
+    async retryPending() {
+      const result = emptyResult()
+      const held = [...pending.values()].filter((p) => p.missing.size === 0).map((p) => p.entry)
+      for (const e of held) removePending(e.id)
+      await joinEntries(held, result)
+      return result
+    },
+
+    heads: (log) => store.getHeads(log),
+
+    async entries(log) {
+      return queue.run(log, async () => [...(await loadLog(log)).values()].sort(compareEntries))
+    },
+
+    async get(id) {
+      return load(id)
+    },
+
+    has: (id) => store.hasEntry(id),
+    logs: () => store.listLogs(),
+
+    onEntry(listener) {
+      listeners.add(listener)
+      return () => {
+        listeners.delete(listener)
+      }
+    },
+
+    async diff(log, theirHeads) {
+      const entries = await this.entries(log)
+      const byId = new Map(entries.map((e) => [e.id as string, e]))
+      let complete = true
+      const stack: string[] = []
+      for (const h of theirHeads) {
+        if (byId.has(h)) stack.push(h)
+        else if (!dropped.has(h as EntryId)) complete = false
+      }
+      const theirs = new Set<string>()
+      while (stack.length > 0) {
+        const id = stack.pop()!
+        if (theirs.has(id)) continue
+        theirs.add(id)
+        for (const p of byId.get(id)?.next ?? []) if (byId.has(p)) stack.push(p)
+      }
+      return { entries: entries.filter((e) => !theirs.has(e.id)), complete }
+    },
+
+    missing() {
+      return missingOf([...waiting.keys()])
+    },
+
+    get pendingCount() {
+      return pending.size
+    },
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * The peer book: peers this node has been connected to, with the addresses they were
+ * reached at, kept in LevelDB so a restarted daemon redials its mesh without waiting
+ * for discovery.
+ *
+ * Invariant: only addresses we have connected to or that a peer announced for itself
+ * (signed presence) are stored; a peer never writes another peer's entry.
+ */
+import type { Level } from 'level'
+
+export interface PeerRecord {
+  peerId: string
+  addrs: string[]
+  /** Wall-clock ms when last connected; for pruning only. */
+  lastSeen: number
+}
+
+type Db = Level<string, unknown>
+
+export interface PeerBook {
+  remember(peerId: string, addrs: string[], now: number): Promise<void>
+  forget(peerId: string): Promise<void>
+  all(): Promise<PeerRecord[]>
+}
+
+const MAX_ADDRS = 16
+
+export function createPeerBook(db: Db): PeerBook {
+  const sub = db.sublevel<string, string>('peers', { valueEncoding: 'utf8' })
+  return {
+    async remember(peerId, addrs, now) {
+      const clean = [...new Set(addrs.filter((a) => typeof a === 'string' && a.length < 256))].slice(0, MAX_ADDRS)
+      if (clean.length === 0) return
+      await sub.put(peerId, JSON.stringify({ peerId, addrs: clean, lastSeen: now }))
+    },
+    async forget(peerId) {
+      await sub.del(peerId)
+    },
+    async all() {
+      const out: PeerRecord[] = []
+      for await (const [, value] of sub.iterator()) {
+        try {
+          const rec = JSON.parse(value) as PeerRecord
+          if (typeof rec.peerId === 'string' && Array.isArray(rec.addrs)) out.push(rec)
+        } catch {
+          // A corrupt record is skipped; discovery will find the peer again.
+        }
+      }
+      return out
+    },
+  }
+}

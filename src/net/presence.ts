@@ -1,0 +1,272 @@
+/**
+ * Presence: each node publishes a small signed heartbeat on a gossip topic every few
+ * seconds (who it is, what it can run, what it is doing, which leases it holds), and
+ * exchanges one directly with every newly admitted peer so a mesh forms in well under
+ * a second instead of waiting for the gossip mesh to graft.
+ *
+ * Invariants:
+ *  - a heartbeat is accepted only when the gossip origin (StrictSign `from`) or the
+ *    stream's authenticated remote peer equals the heartbeat's `peerId`: nobody speaks
+ *    for another node;
+ *  - liveness is judged by this node's monotonic clock since it last heard a peer,
+ *    never by comparing wall clocks;
+ *  - size is checked before decoding, schema after; a bad heartbeat is dropped and
+ *    counted, nothing else happens.
+ */
+import type { Connection, Stream } from '@libp2p/interface'
+import { lpStream } from '@libp2p/utils'
+import { timeoutSignal } from '../util/abort.js'
+import { contiguous } from '../util/bytes.js'
+import { decodeBounded, encode } from '../util/cbor.js'
+import type { Clock } from '../util/clock.js'
+import { describeError, InvalidInputError } from '../util/errors.js'
+import type { Logger } from '../util/logger.js'
+import type { RmeshLibp2p } from './host.js'
+
+export const PRESENCE_TOPIC = 'rmesh/presence/1.0.0'
+export const PRESENCE_PROTOCOL = '/rmesh/presence/1.0.0'
+export const MAX_PRESENCE_BYTES = 16 * 1024
+
+export interface LeaseRef {
+  job: string
+  chunk: number
+  attempt: number
+}
+
+export interface Activity {
+  job: string
+  chunk: number
+  frame?: number
+  progress?: number
+}
+
+export interface Presence {
+  v: 1
+  peerId: string
+  name: string
+  version: string
+  engines: { name: string; version: string }[]
+  slots: number
+  tags: string[]
+  freeDiskBytes: number
+  load: number
+  doing: Activity[]
+  leases: LeaseRef[]
+  addrs: string[]
+  meshId?: string
+  seq: number
+}
+
+export interface PeerPresence {
+  presence: Presence
+  /** Monotonic ms when last heard. */
+  lastHeard: number
+  state: 'up' | 'gone'
+}
+
+export function validatePresence(value: unknown): Presence {
+  const bad = (why: string) => new InvalidInputError(`presence: ${why}`)
+  if (!value || typeof value !== 'object' || Array.isArray(value)) throw bad('not an object')
+  const p = value as Record<string, unknown>
+  if (p.v !== 1) throw bad('unknown version')
+  const str = (k: string, max: number) => {
+    if (typeof p[k] !== 'string' || (p[k] as string).length > max) throw bad(`${k} must be a string ≤ ${max}`)
+  }
+  const num = (k: string) => {
+    if (typeof p[k] !== 'number' || !Number.isFinite(p[k] as number) || (p[k] as number) < 0) throw bad(`${k} must be a number ≥ 0`)
+  }
+  const arr = (k: string, max: number) => {
+    if (!Array.isArray(p[k]) || (p[k] as unknown[]).length > max) throw bad(`${k} must be a list ≤ ${max}`)
+    return p[k] as unknown[]
+  }
+  str('peerId', 128)
+  str('name', 64)
+  str('version', 32)
+  num('slots')
+  num('freeDiskBytes')
+  num('load')
+  num('seq')
+  if (p.meshId !== undefined) str('meshId', 128)
+  for (const e of arr('engines', 32)) {
+    const o = e as Record<string, unknown>
+    if (!o || typeof o.name !== 'string' || typeof o.version !== 'string' || o.name.length > 64 || o.version.length > 64) throw bad('engines entry')
+  }
+  for (const t of arr('tags', 32)) if (typeof t !== 'string' || t.length > 32) throw bad('tags entry')
+  for (const a of arr('addrs', 16)) if (typeof a !== 'string' || a.length > 256) throw bad('addrs entry')
+  for (const l of arr('leases', 64)) {
+    const o = l as Record<string, unknown>
+    if (!o || typeof o.job !== 'string' || o.job.length > 64 || !Number.isInteger(o.chunk) || !Number.isInteger(o.attempt)) throw bad('leases entry')
+  }
+  for (const d of arr('doing', 64)) {
+    const o = d as Record<string, unknown>
+    if (!o || typeof o.job !== 'string' || o.job.length > 64 || !Number.isInteger(o.chunk)) throw bad('doing entry')
+  }
+  return p as unknown as Presence
+}
+
+export interface PresenceComponents {
+  libp2p: RmeshLibp2p
+  clock: Clock
+  logger: Logger
+  /** What this node says about itself now. */
+  self: () => Omit<Presence, 'v' | 'peerId' | 'seq' | 'addrs'>
+  /** Only admitted peers are heard (admission issue); default: everyone connected. */
+  isAdmitted?: (peerId: string) => boolean
+}
+
+export interface PresenceOptions {
+  intervalMs: number
+  /** A peer unheard for this long is 'gone'. Default 3 × interval. */
+  goneAfterMs?: number
+}
+
+export interface PresenceService {
+  start(): Promise<void>
+  stop(): Promise<void>
+  /** Publish now (after a change in what this node is doing). */
+  publishNow(): void
+  /** Exchange presence directly with a peer (run when it is admitted). */
+  exchange(peerId: string, signal?: AbortSignal): Promise<Presence | undefined>
+  peers(): Map<string, PeerPresence>
+  lastHeard(peerId: string): number | undefined
+  onPresence(listener: (p: Presence, source: 'gossip' | 'direct') => void): () => void
+  onGone(listener: (peerId: string) => void): () => void
+  stats(): { rejected: number }
+}
+
+export function createPresence(components: PresenceComponents, options: PresenceOptions): PresenceService {
+  const { libp2p, clock, logger } = components
+  const selfId = libp2p.peerId.toString()
+  const goneAfter = options.goneAfterMs ?? options.intervalMs * 3
+  const table = new Map<string, PeerPresence>()
+  const listeners = new Set<(p: Presence, source: 'gossip' | 'direct') => void>()
+  const goneListeners = new Set<(peerId: string) => void>()
+  let seq = 0
+  let rejected = 0
+  let timer: ReturnType<Clock['setTimeout']> | undefined
+  let running = false
+  const admitted = (peerId: string) => components.isAdmitted?.(peerId) ?? true
+
+  const build = (): Presence => ({
+    v: 1,
+    peerId: selfId,
+    seq: ++seq,
+    addrs: libp2p.getMultiaddrs().map((a) => a.toString()),
+    ...components.self(),
+  })
+
+  const accept = (p: Presence, source: 'gossip' | 'direct') => {
+    if (p.peerId === selfId) return
+    const prev = table.get(p.peerId)
+    // Out-of-order gossip: keep the newest sequence number a peer has sent us since
+    // it started (a restarted peer starts again at 1, so accept lower after 'gone').
+    if (prev && prev.state === 'up' && p.seq < prev.presence.seq && source === 'gossip') return
+    table.set(p.peerId, { presence: p, lastHeard: clock.monotonic(), state: 'up' })
+    for (const l of listeners) l(p, source)
+  }
+
+  const decode = (bytes: Uint8Array): Presence => validatePresence(decodeBounded(bytes, MAX_PRESENCE_BYTES, 'presence'))
+
+  const onMessage = (evt: CustomEvent) => {
+    const msg = evt.detail as { topic: string; data: Uint8Array; type: string; from?: { toString(): string } }
+    if (msg.topic !== PRESENCE_TOPIC) return
+    try {
+      const p = decode(msg.data)
+      if (msg.type !== 'signed' || msg.from?.toString() !== p.peerId) throw new InvalidInputError('presence not signed by its peer')
+      accept(p, 'gossip')
+    } catch (err) {
+      rejected++
+      logger.debug('dropped presence', { err: describeError(err) })
+    }
+  }
+
+  const publish = async () => {
+    try {
+      await libp2p.services.pubsub.publish(PRESENCE_TOPIC, encode(build()))
+    } catch (err) {
+      logger.debug('presence publish failed', { err: describeError(err) })
+    }
+  }
+
+  const tick = () => {
+    if (!running) return
+    void publish()
+    const now = clock.monotonic()
+    for (const [peerId, entry] of table) {
+      if (entry.state === 'up' && now - entry.lastHeard > goneAfter) {
+        entry.state = 'gone'
+        for (const l of goneListeners) l(peerId)
+      }
+    }
+    timer = clock.setTimeout(tick, options.intervalMs)
+  }
+
+  const handle = async (stream: Stream, connection: Connection) => {
+    const remote = connection.remotePeer.toString()
+    const lp = lpStream(stream, { maxDataLength: MAX_PRESENCE_BYTES })
+    const signal = timeoutSignal(5_000)
+    try {
+      if (!admitted(remote)) throw new InvalidInputError('peer not admitted')
+      const theirs = decode(contiguous(await lp.read({ signal })))
+      if (theirs.peerId !== remote) throw new InvalidInputError('presence peerId is not the connection peer')
+      accept(theirs, 'direct')
+      await lp.write(encode(build()), { signal })
+      await stream.close({ signal })
+    } catch (err) {
+      rejected++
+      logger.debug('presence exchange refused', { peer: remote, err: describeError(err) })
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+    }
+  }
+
+  return {
+    async start() {
+      running = true
+      libp2p.services.pubsub.subscribe(PRESENCE_TOPIC)
+      libp2p.services.pubsub.addEventListener('message', onMessage)
+      await libp2p.handle(PRESENCE_PROTOCOL, handle)
+      tick()
+    },
+    async stop() {
+      running = false
+      if (timer) clock.clearTimeout(timer)
+      libp2p.services.pubsub.removeEventListener('message', onMessage)
+      await libp2p.unhandle(PRESENCE_PROTOCOL).catch(() => {})
+    },
+    publishNow() {
+      if (running) void publish()
+    },
+    async exchange(peerId, signal) {
+      const sig = timeoutSignal(5_000, signal)
+      const peer = libp2p.getConnections().find((c) => c.remotePeer.toString() === peerId)?.remotePeer
+      if (!peer) return undefined
+      try {
+        const stream = await libp2p.dialProtocol(peer, PRESENCE_PROTOCOL, { signal: sig })
+        const lp = lpStream(stream, { maxDataLength: MAX_PRESENCE_BYTES })
+        await lp.write(encode(build()), { signal: sig })
+        const theirs = decode(contiguous(await lp.read({ signal: sig })))
+        await stream.close({ signal: sig }).catch(() => {})
+        if (theirs.peerId !== peerId) throw new InvalidInputError('presence peerId is not the connection peer')
+        accept(theirs, 'direct')
+        return theirs
+      } catch (err) {
+        logger.debug('presence exchange failed', { peer: peerId, err: describeError(err) })
+        return undefined
+      }
+    },
+    peers: () => table,
+    lastHeard: (peerId) => {
+      const e = table.get(peerId)
+      return e?.lastHeard
+    },
+    onPresence(l) {
+      listeners.add(l)
+      return () => listeners.delete(l)
+    },
+    onGone(l) {
+      goneListeners.add(l)
+      return () => goneListeners.delete(l)
+    },
+    stats: () => ({ rejected }),
+  }
+}
