@@ -75,7 +75,11 @@ export function defaultDeps(): CliDeps {
   }
 }
 
-export function createContext(deps: CliDeps, dataDir: string, colorFlag: boolean | undefined): CliContext {
+export function createContext(
+  deps: CliDeps,
+  dataDir: string,
+  colorFlag: boolean | undefined,
+): CliContext {
   const noColorEnv = deps.env.NO_COLOR !== undefined && deps.env.NO_COLOR !== ''
   const color = createColors(colorFlag ?? (!noColorEnv && deps.stdout.isTTY === true))
   const interactive = deps.stdout.isTTY === true && deps.stdin.isTTY === true
@@ -97,7 +101,11 @@ export function createContext(deps: CliDeps, dataDir: string, colorFlag: boolean
     },
     prompt: async (question) => {
       if (!interactive) return undefined
-      const rl = createInterface({ input: deps.stdin, output: deps.stdout as NodeJS.WritableStream, terminal: true })
+      const rl = createInterface({
+        input: deps.stdin,
+        output: deps.stdout as NodeJS.WritableStream,
+        terminal: true,
+      })
       try {
         return await rl.question(question)
       } finally {

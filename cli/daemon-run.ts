@@ -17,7 +17,10 @@ export interface DaemonFlags {
   testEngine?: boolean
 }
 
-export async function runDaemon(flags: DaemonFlags, out: { log(s: string): void; error(s: string): void } = console): Promise<number> {
+export async function runDaemon(
+  flags: DaemonFlags,
+  out: { log(s: string): void; error(s: string): void } = console,
+): Promise<number> {
   let config
   try {
     const fromFlags: ConfigInput = {
@@ -48,8 +51,12 @@ export async function runDaemon(flags: DaemonFlags, out: { log(s: string): void;
   out.log(`  control socket ${daemon.socketPath}`)
 
   // A daemon outlives bugs in a peer's messages: log unexpected errors and keep serving.
-  process.on('unhandledRejection', (reason) => daemon.logger.error('unhandled rejection', { err: describeError(reason) }))
-  process.on('uncaughtException', (err) => daemon.logger.error('uncaught exception', { err: describeError(err), stack: err.stack }))
+  process.on('unhandledRejection', (reason) =>
+    daemon.logger.error('unhandled rejection', { err: describeError(reason) }),
+  )
+  process.on('uncaughtException', (err) =>
+    daemon.logger.error('uncaught exception', { err: describeError(err), stack: err.stack }),
+  )
 
   return new Promise<number>((resolve) => {
     let stopping = false

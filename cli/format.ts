@@ -1,3 +1,5 @@
+import type { PeerInfo } from '../src/api/types.js'
+
 /**
  * Human output: colours (off with --no-color, NO_COLOR or a non-TTY), tables, durations and
  * progress bars, with no extra packages. Pure functions of their inputs.
@@ -15,7 +17,8 @@ export interface Colors {
 }
 
 export function createColors(enabled: boolean): Colors {
-  const wrap = (open: number, close: number) => (s: string) => (enabled ? `\x1b[${open}m${s}\x1b[${close}m` : s)
+  const wrap = (open: number, close: number) => (s: string) =>
+    enabled ? `\x1b[${open}m${s}\x1b[${close}m` : s
   return {
     enabled,
     bold: wrap(1, 22),
@@ -28,7 +31,6 @@ export function createColors(enabled: boolean): Colors {
   }
 }
 
-// biome-ignore lint/suspicious/noControlCharactersInRegex: strips ANSI colour codes
 const ANSI = /\x1b\[[0-9;]*m/g
 
 export function visibleLength(s: string): number {
@@ -55,7 +57,9 @@ export interface Column<T> {
 
 export function table<T>(rows: readonly T[], columns: readonly Column<T>[]): string {
   const cells = rows.map((r) => columns.map((c) => (c.max ? truncate(c.get(r), c.max) : c.get(r))))
-  const widths = columns.map((c, i) => Math.max(c.header.length, ...cells.map((row) => visibleLength(row[i]))))
+  const widths = columns.map((c, i) =>
+    Math.max(c.header.length, ...cells.map((row) => visibleLength(row[i]))),
+  )
   const line = (vals: string[]) =>
     vals
       .map((v, i) => pad(v, widths[i], columns[i].align))
@@ -90,7 +94,10 @@ export function formatBytes(n: number | null | undefined): string {
 
 export function formatTime(ms: number | null | undefined): string {
   if (ms === null || ms === undefined) return 'never'
-  return new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z')
+  return new Date(ms)
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d+Z$/, 'Z')
 }
 
 /** `width` cells of block characters; fraction clamped to [0, 1]. */
@@ -112,4 +119,15 @@ export function shortId(id: string, n = 10): string {
 export function shortPeer(peerId: string | null | undefined): string {
   if (!peerId) return '-'
   return peerId.length <= 12 ? peerId : `…${peerId.slice(-8)}`
+}
+
+/** What a peer is rendering now: `shot#12 43%, shot#13`. */
+export function workText(p: PeerInfo): string {
+  if (p.work.length === 0) return '-'
+  return p.work
+    .map(
+      (w) =>
+        `${w.jobName}#${w.frame ?? w.frames[0]}${w.progress !== undefined ? ` ${Math.round(w.progress * 100)}%` : ''}`,
+    )
+    .join(', ')
 }

@@ -37,23 +37,27 @@ export function parseFrameSpec(spec: string, options: FrameSpecOptions = {}): nu
     if (extra !== undefined) fail(`"${part}" has more than one ':'; write START-END:STEP`)
     let partStep = step
     if (stepText !== undefined) {
-      if (!INT.test(stepText.trim()) || Number(stepText) < 1) fail(`"${part}": the step after ':' must be a whole number ≥ 1`)
+      if (!INT.test(stepText.trim()) || Number(stepText) < 1)
+        fail(`"${part}": the step after ':' must be a whole number ≥ 1`)
       partStep = Number(stepText)
     }
     const bounds = range.split('-').map((s) => s.trim())
-    if (bounds.length > 2) fail(`"${part}" is not a frame or a range; write N or START-END (frames are ≥ ${MIN_FRAME})`)
+    if (bounds.length > 2)
+      fail(`"${part}" is not a frame or a range; write N or START-END (frames are ≥ ${MIN_FRAME})`)
     for (const b of bounds) {
       if (!INT.test(b)) fail(`"${part}": "${b}" is not a whole frame number`)
     }
     const start = Number(bounds[0])
     const end = bounds.length === 2 ? Number(bounds[1]) : start
-    if (bounds.length === 1 && stepText !== undefined) fail(`"${part}": a step needs a range, e.g. 1-100:5`)
+    if (bounds.length === 1 && stepText !== undefined)
+      fail(`"${part}": a step needs a range, e.g. 1-100:5`)
     for (const f of [start, end]) {
       if (f < MIN_FRAME || f > MAX_FRAME) fail(`frame ${f} is outside ${MIN_FRAME}-${MAX_FRAME}`)
     }
     if (end < start) fail(`range ${start}-${end} is inverted; write ${end}-${start}`)
     const count = Math.floor((end - start) / partStep) + 1
-    if (frames.size + count > maxFrames) fail(`frame spec has more than ${maxFrames} frames; split the job`)
+    if (frames.size + count > maxFrames)
+      fail(`frame spec has more than ${maxFrames} frames; split the job`)
     for (let f = start; f <= end; f += partStep) frames.add(f)
   }
   return [...frames].sort((a, b) => a - b)

@@ -33,7 +33,8 @@ export function extractGlobalFlags(argv: readonly string[]): GlobalFlags {
       i++
     } else if (a.startsWith('--dir=')) {
       const v = a.slice('--dir='.length)
-      if (v === '') throw new InvalidInputError('--dir needs a path, e.g. --dir=~/.local/share/rmesh')
+      if (v === '')
+        throw new InvalidInputError('--dir needs a path, e.g. --dir=~/.local/share/rmesh')
       out.dir = v
     } else if (a === '--no-color') out.color = false
     else if (a === '--color') out.color = true
@@ -50,7 +51,11 @@ export interface DataDirInputs {
   cwd: string
 }
 
-export function defaultDataDir(env: Record<string, string | undefined>, platform: NodeJS.Platform, home: string): string {
+export function defaultDataDir(
+  env: Record<string, string | undefined>,
+  platform: NodeJS.Platform,
+  home: string,
+): string {
   if (platform === 'darwin') return join(home, 'Library', 'Application Support', 'rmesh')
   if (platform === 'win32') return join(env.LOCALAPPDATA ?? join(home, 'AppData', 'Local'), 'rmesh')
   const xdg = env.XDG_DATA_HOME
@@ -61,7 +66,8 @@ export function defaultDataDir(env: Record<string, string | undefined>, platform
 export function resolveDataDir(i: DataDirInputs): string {
   const chosen = i.flag ?? (i.env.RMESH_DIR || undefined)
   if (chosen === undefined) return defaultDataDir(i.env, i.platform, i.home)
-  const expanded = chosen === '~' || chosen.startsWith('~/') ? join(i.home, chosen.slice(1)) : chosen
+  const expanded =
+    chosen === '~' || chosen.startsWith('~/') ? join(i.home, chosen.slice(1)) : chosen
   return resolve(i.cwd, expanded)
 }
 

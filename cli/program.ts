@@ -7,6 +7,7 @@
  */
 import { Command, CommanderError } from 'commander'
 import { isRmeshError } from '../src/util/errors.js'
+import type { ActionResult, CommandModule } from './command.js'
 import { COMMANDS } from './commands/index.js'
 import { type CliContext, type CliDeps, createContext, defaultDeps } from './context.js'
 import { EXIT, EXIT_CODES_HELP, exitCodeFor } from './exit-codes.js'
@@ -14,20 +15,16 @@ import { extractGlobalFlags, resolveDataDir } from './paths.js'
 
 export const VERSION = '0.1.0'
 
-/** A command module: one file in cli/commands/, listed in cli/commands/index.ts. */
-export interface CommandModule {
-  register(program: Command, ctx: CliContext): void
-}
-
-/** The holder a command's action writes its exit code into (commander discards returns). */
-export interface ActionResult {
-  code: number
-}
-
-export function buildProgram(ctx: CliContext, result: ActionResult, commands: readonly CommandModule[] = COMMANDS): Command {
+export function buildProgram(
+  ctx: CliContext,
+  result: ActionResult,
+  commands: readonly CommandModule[] = COMMANDS,
+): Command {
   const program = new Command('rmesh')
   program
-    .description('rmesh: a peer-to-peer render farm. Every machine runs `rmesh daemon`; no central server.')
+    .description(
+      'rmesh: a peer-to-peer render farm. Every machine runs `rmesh daemon`; no central server.',
+    )
     .version(VERSION, '-V, --version')
     // Documented here; taken out of argv before parsing so they work anywhere.
     .option('--dir <path>', 'data directory (default: $RMESH_DIR, else ~/.local/share/rmesh)')
@@ -48,25 +45,22 @@ export function buildProgram(ctx: CliContext, result: ActionResult, commands: re
   return program
 }
 
-/**
- * Wraps a command's async body: its return value becomes the exit code. Use it for every
- * `.action()` so that commands stay plain functions of (ctx, args, options).
- */
-export function action<A extends unknown[]>(fn: (...args: A) => Promise<number>): (...args: unknown[]) => Promise<void> {
-  return async (...args: unknown[]) => {
-    const cmd = args[args.length - 1] as Command & { __result?: ActionResult }
-    const code = await fn(...(args as A))
-    if (cmd.__result) cmd.__result.code = code
-  }
-}
-
-export async function runCli(argv: readonly string[], partial: Partial<CliDeps> = {}): Promise<number> {
+export async function runCli(
+  argv: readonly string[],
+  partial: Partial<CliDeps> = {},
+): Promise<number> {
   const deps: CliDeps = { ...defaultDeps(), ...partial }
   const wantsJson = argv.includes('--json')
   let ctx: CliContext | undefined
   try {
     const flags = extractGlobalFlags(argv)
-    const dataDir = resolveDataDir({ flag: flags.dir, env: deps.env, platform: deps.platform, home: deps.home, cwd: deps.cwd })
+    const dataDir = resolveDataDir({
+      flag: flags.dir,
+      env: deps.env,
+      platform: deps.platform,
+      home: deps.home,
+      cwd: deps.cwd,
+    })
     ctx = createContext(deps, dataDir, flags.color)
     const result: ActionResult = { code: EXIT.OK }
     const program = buildProgram(ctx, result)
@@ -78,13 +72,18 @@ export async function runCli(argv: readonly string[], partial: Partial<CliDeps> 
       return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE
     }
     const code = exitCodeFor(err)
-    const message = isRmeshError(err) ? err.message : err instanceof Error ? err.message : String(err)
+    const message = isRmeshError(err)
+      ? err.message
+      : err instanceof Error
+        ? err.message
+        : String(err)
     deps.stderr.write(`rmesh: ${message}\n`)
     if (wantsJson) {
       const errCode = isRmeshError(err) ? err.code : 'ERR_INTERNAL'
       deps.stdout.write(`${JSON.stringify({ error: { code: errCode, message } })}\n`)
     }
-    if (!isRmeshError(err) && err instanceof Error && deps.env.RMESH_DEBUG) deps.stderr.write(`${err.stack}\n`)
+    if (!isRmeshError(err) && err instanceof Error && deps.env.RMESH_DEBUG)
+      deps.stderr.write(`${err.stack}\n`)
     return code
   }
 }

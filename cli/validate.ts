@@ -36,7 +36,12 @@ export interface SubmitInput {
   require?: string[]
 }
 
-export function parseInteger(value: string | number, flag: string, min: number, max: number): number {
+export function parseInteger(
+  value: string | number,
+  flag: string,
+  min: number,
+  max: number,
+): number {
   const text = String(value).trim()
   const n = /^-?\d+$/.test(text) ? Number(text) : Number.NaN
   if (!Number.isSafeInteger(n) || n < min || n > max) {
@@ -69,7 +74,9 @@ export function parseRequirements(values: readonly string[]): string[] {
     const r = v.trim()
     if (r === '') continue
     if (!REQUIREMENT.test(r)) {
-      throw new UsageError(`--require "${r}" is not a requirement; write e.g. 'blender>=3.4' or 'blender'`)
+      throw new UsageError(
+        `--require "${r}" is not a requirement; write e.g. 'blender>=3.4' or 'blender'`,
+      )
     }
     out.push(r.replace(/\s+/g, ''))
   }
@@ -90,7 +97,13 @@ export function parseCaps(value: string): Cap[] {
   return [...new Set(caps)] as Cap[]
 }
 
-const DURATION_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }
+const DURATION_UNITS: Record<string, number> = {
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 604_800_000,
+}
 
 /** `90s`, `45m`, `12h`, `30d`, `2w` → milliseconds. */
 export function parseDuration(value: string, flag = '--expires'): number {
@@ -104,8 +117,12 @@ export function parseDuration(value: string, flag = '--expires'): number {
 /** Loose shape check so a typo fails here, not after a round trip to the daemon. */
 export function parsePeerId(value: string): string {
   const v = value.trim()
-  if (!/^(12D3Koo[1-9A-HJ-NP-Za-km-z]{40,60}|Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{50,70})$/.test(v)) {
-    throw new UsageError(`"${value}" is not a peer id; run \`rmesh id\` on the new machine to get its peer id`)
+  if (
+    !/^(12D3Koo[1-9A-HJ-NP-Za-km-z]{40,60}|Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{50,70})$/.test(v)
+  ) {
+    throw new UsageError(
+      `"${value}" is not a peer id; run \`rmesh id\` on the new machine to get its peer id`,
+    )
   }
   return v
 }
@@ -116,11 +133,14 @@ export function resolvePath(cwd: string, p: string): string {
 
 /** Checks the scene on disk: present, a file, a known extension. Returns its absolute path. */
 export async function checkScene(cwd: string, scene: string): Promise<string> {
-  if (scene.trim() === '') throw new UsageError('no scene given; run e.g. `rmesh submit shot.blend`')
+  if (scene.trim() === '')
+    throw new UsageError('no scene given; run e.g. `rmesh submit shot.blend`')
   const path = resolvePath(cwd, scene)
   const ext = extname(path).toLowerCase()
   if (!SCENE_EXTENSIONS.includes(ext)) {
-    throw new UsageError(`${scene} is not a scene rmesh can render (expected ${SCENE_EXTENSIONS.join(', ')})`)
+    throw new UsageError(
+      `${scene} is not a scene rmesh can render (expected ${SCENE_EXTENSIONS.join(', ')})`,
+    )
   }
   let st: Awaited<ReturnType<typeof stat>>
   try {
@@ -152,7 +172,8 @@ export async function buildSubmitRequest(input: SubmitInput, cwd: string): Promi
   if (input.chunk !== undefined) req.chunk = parseInteger(input.chunk, '--chunk', 1, 10_000)
   if (input.format !== undefined) req.format = parseFormat(input.format)
   if (input.video !== undefined) req.video = parseVideo(input.video)
-  if (input.priority !== undefined) req.priority = parseInteger(input.priority, '--priority', PRIORITY_MIN, PRIORITY_MAX)
+  if (input.priority !== undefined)
+    req.priority = parseInteger(input.priority, '--priority', PRIORITY_MIN, PRIORITY_MAX)
   if (input.name !== undefined) {
     const name = input.name.trim()
     if (name === '' || name.length > 200 || /[\x00-\x1f]/.test(name)) {

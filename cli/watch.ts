@@ -25,20 +25,33 @@ export interface WatchOptions {
   reconnectMs?: number
 }
 
-export async function watchJob(client: ApiClient, jobId: string, o: WatchOptions): Promise<JobSummary> {
+export async function watchJob(
+  client: ApiClient,
+  jobId: string,
+  o: WatchOptions,
+): Promise<JobSummary> {
   for (;;) {
     try {
       const last = await followOnce(client, jobId, o)
       if (last) return last
     } catch (err) {
       // Stop on anything that will not heal by reconnecting.
-      if (o.signal.aborted || !isRmeshError(err) || !['ERR_TIMEOUT', 'ERR_BAD_RESPONSE'].includes(err.code)) throw err
+      if (
+        o.signal.aborted ||
+        !isRmeshError(err) ||
+        !['ERR_TIMEOUT', 'ERR_BAD_RESPONSE'].includes(err.code)
+      )
+        throw err
     }
     await sleep(o.reconnectMs ?? 1000, o.signal)
   }
 }
 
-async function followOnce(client: ApiClient, jobId: string, o: WatchOptions): Promise<JobSummary | undefined> {
+async function followOnce(
+  client: ApiClient,
+  jobId: string,
+  o: WatchOptions,
+): Promise<JobSummary | undefined> {
   const it = client.events({ signal: o.signal })[Symbol.asyncIterator]()
   try {
     const first = await it.next()
@@ -112,7 +125,10 @@ export function progressLine(job: JobSummary, width: number, c: Colors): string 
 
 export class JobEndedError extends RmeshError {
   constructor(job: JobSummary, extra = '') {
-    super('ERR_JOB_FAILED', `job ${job.name} (${job.jobId}) ${job.state}${job.reason ? `: ${job.reason}` : ''}${extra}`)
+    super(
+      'ERR_JOB_FAILED',
+      `job ${job.name} (${job.jobId}) ${job.state}${job.reason ? `: ${job.reason}` : ''}${extra}`,
+    )
     this.name = 'JobEndedError'
   }
 }

@@ -8,31 +8,53 @@
  *  - start-up order: storage → identity → admission gate → libp2p → protocols → API;
  *    shutdown is the reverse, and a stop always closes libp2p and LevelDB and removes
  *    the socket, whatever failed before;
- *  - no other rmesh protocol is served to a peer before it is admitted (the admission
- *    gate wraps every handler).
+ *  - no rmesh protocol but the auth handshake (and invite redemption) serves a peer that
+ *    is not admitted: sync, blocks, presence and gossip all check admission;
+ *  - a daemon with no token starts, says how to get admitted, and serves nobody.
  */
-import { mkdir, statfs } from 'node:fs/promises'
+import { mkdir, readFile, statfs } from 'node:fs/promises'
 import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import type { PrivateKey } from '@libp2p/interface'
 import { Level } from 'level'
-import { type ApiHttpServer, createApiHttpServer } from './api/http.js'
 import { createEventBus, type EventBus } from './api/events.js'
+import { type ApiHttpServer, createApiHttpServer } from './api/http.js'
 import { SOCKET_FILE } from './api/types.js'
 import { peerInfoOf } from './api/views.js'
-import { loadOrCreateNodeKey, peerIdOf } from './auth/identity.js'
+import { ADMIT_KIND, type Admission, createAdmission } from './auth/admission.js'
+import { createAdmissionState, createConnectionGater } from './auth/gater.js'
+import { loadOrCreateNodeKey, peerIdOf, signerFor } from './auth/identity.js'
+import { createInviteServer, type InviteServer } from './auth/invite.js'
+import { createTokenIssuer, type TokenIssuer } from './auth/issuer.js'
+import { loadMeshOwner, type MeshOwner } from './auth/mesh.js'
+import { parseTokenString } from './auth/token.js'
+import { createTokenStore, type TokenStore } from './auth/token-store.js'
+import { type BlockStore, createBlockStore } from './blobs/block-store.js'
+import { type BlockExchange, createBlockExchange } from './blobs/exchange.js'
+import { createProviderIndex, type ProviderIndex } from './blobs/providers.js'
 import type { DaemonConfig } from './config.js'
+import { createEngineRegistry, type EngineRegistry } from './engines/registry.js'
+import { capabilityFor as jobCapabilityFor } from './jobs/entries.js'
+import { createLeaseManager, type LeaseManager } from './jobs/lease-manager.js'
+import { createLogManager, type LogManager } from './log/log.js'
+import { createLevelLogStore } from './log/store.js'
+import { type LogId, MESH_LOG, type PeerIdString } from './log/types.js'
 import { createDialer, type Dialer } from './net/dialer.js'
 import { createHost, type RmeshLibp2p } from './net/host.js'
 import { createPeerBook } from './net/peerbook.js'
-import { createPresence, type PresenceService } from './net/presence.js'
-import { systemClock, type Clock } from './util/clock.js'
+import { type Activity, createPresence, type PresenceService } from './net/presence.js'
+import { createJobService, type JobService } from './service/jobs.js'
+import { createLogSync, type LogSync } from './sync/sync.js'
+import { type Clock, systemClock } from './util/clock.js'
 import { describeError, RmeshError } from './util/errors.js'
 import { createLogger, type Logger } from './util/logger.js'
 import { RMESH_VERSION } from './version.js'
+import { createWorker } from './worker/runner.js'
 
 export const DB_DIR = 'db'
 export const LOG_FILE = 'daemon.log'
+export const NODE_TOKEN_FILE = 'node.token'
+export const REVOKE_KIND = 'revoke'
 
 export class DataDirLockedError extends RmeshError {
   constructor(dir: string) {
@@ -54,7 +76,41 @@ export interface Daemon {
   readonly db: Level<string, unknown>
   readonly privateKey: PrivateKey
   readonly clock: Clock
+  readonly admission: Admission
+  readonly tokens: TokenStore
+  readonly issuer: TokenIssuer
+  readonly owner: MeshOwner | undefined
+  readonly log: LogManager
+  readonly sync: LogSync
+  readonly blocks: BlockStore
+  readonly exchange: BlockExchange
+  readonly providers: ProviderIndex
+  readonly engines: EngineRegistry
+  readonly leases: LeaseManager
+  readonly jobs: JobService
+  readonly invites: InviteServer
+  readonly counters: DaemonCounters
+  /** What this node is rendering now (for presence and the API). */
+  readonly activity: Map<string, Activity>
+  /** Store this node's token (from join/renew/init) and use it at once. */
+  useToken(tokenText: string | Uint8Array): Promise<void>
   stop(): Promise<void>
+}
+
+export interface DaemonCounters {
+  rejectedMessages: number
+  framesRendered: number
+  renderSeconds: number[]
+}
+
+/** Mesh-log kinds need these capabilities; job-log kinds are the jobs module's. */
+export function capabilityFor(log: string, kind: string): 'submit' | 'render' | 'admin' | null {
+  if (log === MESH_LOG) {
+    if (kind === REVOKE_KIND) return 'admin'
+    if (kind === ADMIT_KIND) return 'render'
+    return null
+  }
+  return jobCapabilityFor(log, kind)
 }
 
 export interface DaemonComponents {
@@ -71,8 +127,8 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
   try {
     await db.open()
   } catch (err) {
-    const code = (err as { code?: string; cause?: { code?: string } }).cause?.code ?? (err as { code?: string }).code
-    if (code === 'LEVEL_LOCKED' || /lock/i.test(String((err as Error).cause ?? ''))) throw new DataDirLockedError(config.dataDir)
+    const e = err as { code?: string; cause?: { code?: string; message?: string } }
+    if (e.cause?.code === 'LEVEL_LOCKED' || e.code === 'LEVEL_LOCKED' || /lock/i.test(String(e.cause?.message ?? ''))) throw new DataDirLockedError(config.dataDir)
     throw new RmeshError('ERR_STORE_OPEN', `cannot open the database in ${config.dataDir}: ${describeError(err)}`, { cause: err })
   }
 
@@ -92,40 +148,127 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
     const privateKey = await loadOrCreateNodeKey(config.dataDir)
     const peerId = peerIdOf(privateKey)
     const events = createEventBus(() => clock.wall())
-    const api: ApiHttpServer = createApiHttpServer(logger.child('api'))
-    const socketPath = join(config.dataDir, SOCKET_FILE)
+    const counters: DaemonCounters = { rejectedMessages: 0, framesRendered: 0, renderSeconds: [] }
+    const activity = new Map<string, Activity>()
 
+    // ----- admission: the token store and the gate exist before libp2p -------------
+    const tokens = await createTokenStore(db)
+    await importNodeTokenFile(config.dataDir, tokens, logger)
+    let owner: MeshOwner | undefined
+    try {
+      owner = await loadMeshOwner(config.dataDir)
+    } catch {
+      owner = undefined
+    }
+    const admissionState = createAdmissionState({ tokens, clock })
     const libp2p = await createHost({
       privateKey,
       listen: config.listen,
       bootstrap: config.bootstrap,
       mdns: config.mdns,
+      connectionGater: createConnectionGater(admissionState),
     })
     cleanups.push(() => libp2p.stop())
+    const admission = createAdmission({ libp2p, tokens, state: admissionState, clock, logger }, { meshId: owner?.meshId, capabilityFor })
+    const issuer = createTokenIssuer({ nodeKey: privateKey, tokens, clock, owner })
+    const invites = createInviteServer({ libp2p, nodeKey: privateKey, admission, issuer, tokens, clock, logger })
+    const isAdmitted = (p: string) => admission.isAdmitted(p)
 
-    const peerBook = createPeerBook(db)
-    const dialer = createDialer({ libp2p, peerBook, clock, logger: logger.child('dialer') }, { bootstrap: config.bootstrap })
-    cleanups.push(() => dialer.stop())
+    // ----- the log and its sync ------------------------------------------------------
+    const log = createLogManager({
+      store: createLevelLogStore(db),
+      signer: signerFor(privateKey),
+      clock,
+      logger: logger.child('log'),
+      authorize: (entry) => admission.authorizeEntry(entry),
+      tokenId: () => admission.token?.id ?? '',
+    })
+    const sync = createLogSync({ libp2p, log, logger: logger.child('sync'), clock, isAdmitted }, { intervalMs: config.syncIntervalMs })
+
+    // ----- files --------------------------------------------------------------------
+    const blocks = createBlockStore({ root: join(config.dataDir, 'blocks'), logger: logger.child('blocks'), clock })
+    const exchange = createBlockExchange({ libp2p, store: blocks, logger: logger.child('exchange'), isAdmitted, clock })
+    const providers = createProviderIndex({ libp2p, logger: logger.child('providers'), store: blocks, isAdmitted, clock })
+
+    // ----- engines, the worker and the leases ----------------------------------------
+    const engines = await createEngineRegistry({
+      config: { blender: { paths: config.blenderPaths }, engines: config.engines.length ? config.engines : undefined, test: config.testEngine },
+      logger,
+    })
+    cleanups.push(() => engines.close())
+
+    let leases: LeaseManager | undefined
+    const worker = createWorker({
+      blocks,
+      exchange,
+      providers,
+      engines: { get: (name) => (engines.has(name) ? engines.get(name) : undefined) },
+      jobState: (jobId) => leases?.job(jobId),
+      workRoot: join(config.dataDir, 'work'),
+      logger: logger.child('worker'),
+      onLogLine: (task, frame, line) => events.publish({ type: 'log-line', jobId: task.jobId, frame, node: peerId, line }),
+    })
 
     const presence = createPresence(
       {
         libp2p,
         clock,
         logger: logger.child('presence'),
+        isAdmitted,
         self: () => ({
           name: config.name,
           version: RMESH_VERSION,
-          engines: [],
+          engines: engines.describe(),
           slots: config.slots,
           tags: config.tags,
           freeDiskBytes,
           load: Math.round((loadavg()[0] / Math.max(1, cpus().length)) * 100) / 100,
-          doing: [],
-          leases: [],
+          doing: [...activity.values()],
+          leases: (leases?.heldLeases() ?? []).map((l) => ({ job: l.jobId, chunk: l.chunk, attempt: l.attempt })),
+          meshId: admission.meshId,
         }),
       },
       { intervalMs: config.presenceIntervalMs },
     )
+
+    leases = createLeaseManager(
+      {
+        self: peerId,
+        clock,
+        log: {
+          append: (l, kind, body) => log.append(l, kind, body),
+          entries: (l) => log.entries(l),
+          jobLogs: async () => (await log.logs()).filter((l) => l.startsWith('job/')),
+          onEntry: (listener) => log.onEntry((e) => e.log.startsWith('job/') && listener(e)),
+        },
+        liveness: { lastHeard: (p) => presence.lastHeard(p) },
+        runner: {
+          start: async (task, signal, onProgress) => {
+            const key = `${task.jobId}/${task.chunk}`
+            activity.set(key, { job: task.jobId, chunk: task.chunk, frame: task.frames[0] })
+            presence.publishNow()
+            const started = clock.monotonic()
+            try {
+              const result = await worker.start(task, signal, (p) => {
+                activity.set(key, { job: task.jobId, chunk: task.chunk, frame: p.frame ?? task.frames[0], progress: p.fraction })
+                onProgress?.(p)
+              })
+              counters.framesRendered += task.kind === 'frames' ? task.frames.length : 0
+              counters.renderSeconds.push((clock.monotonic() - started) / 1000)
+              if (counters.renderSeconds.length > 10_000) counters.renderSeconds.splice(0, 5_000)
+              return result
+            } finally {
+              activity.delete(key)
+              presence.publishNow()
+            }
+          },
+        },
+        capabilities: () => ({ engines: engines.describe(), slots: admission.token?.cap.includes('render') ? config.slots : 0, tags: config.tags }),
+        logger,
+      },
+      { leaseTimeoutMs: config.leaseTimeoutMs, quotaOf: () => undefined },
+    )
+
     let freeDiskBytes = 0
     const refreshDisk = async () => {
       try {
@@ -135,11 +278,48 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
     }
     await refreshDisk()
 
+    const peerBook = createPeerBook(db)
+    const dialer = createDialer({ libp2p, peerBook, clock, logger: logger.child('dialer') }, { bootstrap: config.bootstrap })
+
+    const jobs = createJobService({
+      self: peerId,
+      db,
+      log,
+      leases,
+      blocks,
+      exchange,
+      providers,
+      presence,
+      engines: { get: (name) => (engines.has(name) ? engines.get(name) : undefined), names: () => engines.describe().map((e) => e.name) },
+      worker,
+      events,
+      clock,
+      logger: logger.child('jobs'),
+      canSubmit: () => admission.token?.cap.includes('submit') ?? false,
+    })
+
+    const announceOwnToken = async () => {
+      const token = admission.token
+      if (!token) return
+      const known = (await log.entries(MESH_LOG)).some((e) => e.kind === ADMIT_KIND && e.author === peerId && e.tok === token.id)
+      if (!known) await log.append(MESH_LOG as LogId, ADMIT_KIND, { token: token.bytes })
+    }
+
+    const useToken = async (tokenText: string | Uint8Array) => {
+      const bytes = typeof tokenText === 'string' ? parseTokenString(tokenText.trim()).bytes : tokenText
+      await tokens.addOwnToken(bytes)
+      await admission.reloadToken()
+      await announceOwnToken()
+      await log.retryPending()
+      presence.publishNow()
+      events.publish({ type: 'tokens-changed' })
+    }
+
     const daemon: Daemon = {
       peerId,
       config,
       libp2p,
-      socketPath,
+      socketPath: join(config.dataDir, SOCKET_FILE),
       events,
       logger,
       startedAt: clock.wall(),
@@ -148,38 +328,88 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
       db,
       privateKey,
       clock,
+      admission,
+      tokens,
+      issuer,
+      owner,
+      log,
+      sync,
+      blocks,
+      exchange,
+      providers,
+      engines,
+      leases,
+      jobs,
+      invites,
+      counters,
+      activity,
+      useToken,
       stop: async () => {
         logger.info('stopping')
         await cleanup()
       },
     }
 
-    // Peers learnt through presence are dialed (one side of each pair), which is how
-    // nodes that only bootstrapped to a common peer find each other.
+    // ----- wiring between the parts ---------------------------------------------------
     presence.onPresence((p, source) => {
       if (!libp2p.getConnections().some((c) => c.remotePeer.toString() === p.peerId)) dialer.discovered(p.peerId, p.addrs)
-      events.publish({ type: source === 'direct' ? 'peer-up' : 'presence', peer: peerInfoOf(daemon, p.peerId)! })
+      void peerBook.remember(p.peerId, p.addrs, clock.wall()).catch(() => {})
+      leases?.noteHeartbeat(p.peerId as PeerIdString, p.leases.map((l) => ({ jobId: l.job, chunk: l.chunk, attempt: l.attempt })))
+      const info = peerInfoOf(daemon, p.peerId)
+      if (info) events.publish({ type: source === 'direct' ? 'peer-up' : 'presence', peer: info })
     })
     presence.onGone((id) => events.publish({ type: 'peer-down', peerId: id }))
-    libp2p.addEventListener('peer:connect', (evt) => {
-      const id = evt.detail.toString()
-      void presence.exchange(id)
+    admission.onAdmitted((peer) => {
+      void presence.exchange(peer)
+      void sync.syncWith(peer).catch((err) => logger.debug('sync on admit failed', { peer, err: describeError(err) }))
+    })
+    admission.onRefused((e) => {
+      counters.rejectedMessages++
+      logger.warn('peer refused', { peer: e.peerId, code: e.code, why: e.message })
+    })
+    // Tokens and revocations travel in the mesh log.
+    log.onEntry((entry) => {
+      if (entry.log !== MESH_LOG) return
+      if (entry.kind === ADMIT_KIND) {
+        const t = (entry.body as { token?: Uint8Array }).token
+        if (t instanceof Uint8Array) void admission.learnToken(t).then(() => log.retryPending()).catch(() => {})
+      } else if (entry.kind === REVOKE_KIND) {
+        const target = (entry.body as { target?: unknown }).target
+        if (typeof target === 'string' && target.length < 200) void admission.revoke(target).catch(() => {})
+      }
     })
 
+    await admission.start()
+    cleanups.push(() => admission.stop())
+    await invites.start()
+    cleanups.push(() => invites.stop())
     await presence.start()
     cleanups.push(() => presence.stop())
+    await sync.start()
+    cleanups.push(() => sync.stop())
+    await exchange.start()
+    cleanups.push(() => exchange.stop())
+    await providers.start()
+    cleanups.push(() => providers.stop())
+    await jobs.start()
+    cleanups.push(() => jobs.stop())
+    await leases.start()
+    cleanups.push(() => leases?.stop({ release: true }))
     await dialer.start()
+    cleanups.push(() => dialer.stop())
+    await announceOwnToken().catch((err) => logger.warn('could not announce this node token', { err: describeError(err) }))
 
+    const api: ApiHttpServer = createApiHttpServer(logger.child('api'))
     const { registerRoutes } = await import('./api/routes.js')
     registerRoutes(api, daemon)
-    await api.listen(socketPath)
+    await api.listen(daemon.socketPath)
     cleanups.push(() => api.close())
 
     const diskTimer = setInterval(() => void refreshDisk(), 30_000)
     diskTimer.unref()
     cleanups.push(() => clearInterval(diskTimer))
 
-    logger.info('daemon started', { peerId, addresses: libp2p.getMultiaddrs().map(String), socket: socketPath })
+    logger.info('daemon started', { peerId, addresses: libp2p.getMultiaddrs().map(String), socket: daemon.socketPath, admitted: !!admission.token })
     return daemon
   } catch (err) {
     await cleanup()
@@ -187,4 +417,18 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
   }
 }
 
-
+/** `rmesh init` and `rmesh join` (without a running daemon) leave the token in a file. */
+async function importNodeTokenFile(dir: string, tokens: TokenStore, logger: Logger): Promise<void> {
+  let text: string
+  try {
+    text = (await readFile(join(dir, NODE_TOKEN_FILE), 'utf8')).trim()
+  } catch {
+    return
+  }
+  if (!text) return
+  try {
+    await tokens.addOwnToken(parseTokenString(text).bytes)
+  } catch (err) {
+    logger.warn(`ignoring ${NODE_TOKEN_FILE}: it does not hold a valid token`, { err: describeError(err) })
+  }
+}

@@ -5,7 +5,7 @@ import { type Command, Option } from 'commander'
 import { runDaemon } from '../daemon-run.js'
 import type { CliContext } from '../context.js'
 import { UsageError } from '../context.js'
-import { action } from '../program.js'
+import { action } from '../command.js'
 
 const collect = (value: string, previous: string[] = []) => [...previous, value]
 
@@ -13,13 +13,26 @@ export function register(program: Command, ctx: CliContext): void {
   program
     .command('daemon')
     .description("run this machine's rmesh node (foreground; stop with Ctrl-C)")
-    .option('--listen <multiaddr>', 'address to listen on, repeatable (default /ip4/0.0.0.0/tcp/4777; env RMESH_LISTEN)', collect)
-    .option('--bootstrap <multiaddr>', 'peer to dial at start, repeatable (env RMESH_BOOTSTRAP)', collect)
+    .option(
+      '--listen <multiaddr>',
+      'address to listen on, repeatable (default /ip4/0.0.0.0/tcp/4777; env RMESH_LISTEN)',
+      collect,
+    )
+    .option(
+      '--bootstrap <multiaddr>',
+      'peer to dial at start, repeatable (env RMESH_BOOTSTRAP)',
+      collect,
+    )
     .option('--no-mdns', 'do not discover peers on the LAN with mDNS (env RMESH_MDNS=0)')
     .option('--log-level <level>', 'debug, info, warn or error (env RMESH_LOG_LEVEL)')
     .option('--name <name>', 'name shown to other nodes (default: host name; env RMESH_NAME)')
-    .option('--slots <n>', 'renders this node runs at once (default 1; 0 = never render; env RMESH_SLOTS)')
-    .addOption(new Option('--test-engine', 'enable the test engine (tests and benchmarks)').hideHelp())
+    .option(
+      '--slots <n>',
+      'renders this node runs at once (default 1; 0 = never render; env RMESH_SLOTS)',
+    )
+    .addOption(
+      new Option('--test-engine', 'enable the test engine (tests and benchmarks)').hideHelp(),
+    )
     .addHelpText(
       'after',
       `
@@ -32,16 +45,38 @@ Examples:
   rmesh --dir /tmp/n1 daemon --listen /ip4/127.0.0.1/tcp/0 --no-mdns`,
     )
     .action(
-      action(async (opts: { listen?: string[]; bootstrap?: string[]; mdns: boolean; logLevel?: string; name?: string; slots?: string; testEngine?: boolean }) => {
-        let slots: number | undefined
-        if (opts.slots !== undefined) {
-          slots = Number(opts.slots)
-          if (!Number.isInteger(slots) || slots < 0 || slots > 64) throw new UsageError(`--slots must be a whole number from 0 to 64, not ${JSON.stringify(opts.slots)}`)
-        }
-        return runDaemon(
-          { dir: ctx.dataDir, listen: opts.listen, bootstrap: opts.bootstrap, mdns: opts.mdns, logLevel: opts.logLevel, name: opts.name, slots, testEngine: opts.testEngine },
-          { log: (s) => ctx.print(s), error: (s) => ctx.warn(s) },
-        )
-      }),
+      action(
+        async (opts: {
+          listen?: string[]
+          bootstrap?: string[]
+          mdns: boolean
+          logLevel?: string
+          name?: string
+          slots?: string
+          testEngine?: boolean
+        }) => {
+          let slots: number | undefined
+          if (opts.slots !== undefined) {
+            slots = Number(opts.slots)
+            if (!Number.isInteger(slots) || slots < 0 || slots > 64)
+              throw new UsageError(
+                `--slots must be a whole number from 0 to 64, not ${JSON.stringify(opts.slots)}`,
+              )
+          }
+          return runDaemon(
+            {
+              dir: ctx.dataDir,
+              listen: opts.listen,
+              bootstrap: opts.bootstrap,
+              mdns: opts.mdns,
+              logLevel: opts.logLevel,
+              name: opts.name,
+              slots,
+              testEngine: opts.testEngine,
+            },
+            { log: (s) => ctx.print(s), error: (s) => ctx.warn(s) },
+          )
+        },
+      ),
     )
 }

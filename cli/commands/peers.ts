@@ -2,8 +2,8 @@
 import type { Command } from 'commander'
 import type { PeerInfo } from '../../src/api/types.js'
 import { type CliContext, printJson } from '../context.js'
-import { formatDuration, shortPeer, table } from '../format.js'
-import { action } from '../program.js'
+import { formatDuration, shortPeer, table, workText } from '../format.js'
+import { action } from '../command.js'
 
 export function register(program: Command, ctx: CliContext): void {
   program
@@ -27,18 +27,13 @@ export async function peers(ctx: CliContext, opts: { json?: boolean }): Promise<
     return 0
   }
   if (list.length === 0) {
-    ctx.print('no peers yet: start `rmesh daemon` on another machine of the LAN, or pass --bootstrap to the daemon')
+    ctx.print(
+      'no peers yet: start `rmesh daemon` on another machine of the LAN, or pass --bootstrap to the daemon',
+    )
     return 0
   }
   ctx.print(peerTable(ctx, list))
   return 0
-}
-
-export function workText(p: PeerInfo): string {
-  if (p.work.length === 0) return '-'
-  return p.work
-    .map((w) => `${w.jobName}#${w.frame ?? w.frames[0]}${w.progress !== undefined ? ` ${Math.round(w.progress * 100)}%` : ''}`)
-    .join(', ')
 }
 
 function peerTable(ctx: CliContext, list: PeerInfo[]): string {
@@ -46,10 +41,22 @@ function peerTable(ctx: CliContext, list: PeerInfo[]): string {
   return table(list, [
     { header: 'name', get: (p) => p.name, max: 20 },
     { header: 'peer', get: (p) => shortPeer(p.peerId) },
-    { header: 'state', get: (p) => (p.state === 'gone' ? c.dim('gone') : p.state === 'busy' ? c.cyan('busy') : c.green('idle')) + (p.admitted ? '' : c.yellow(' (not admitted)')) },
+    {
+      header: 'state',
+      get: (p) =>
+        (p.state === 'gone'
+          ? c.dim('gone')
+          : p.state === 'busy'
+            ? c.cyan('busy')
+            : c.green('idle')) + (p.admitted ? '' : c.yellow(' (not admitted)')),
+    },
     { header: 'slots', get: (p) => `${p.slots.busy}/${p.slots.total}`, align: 'right' },
     { header: 'load', get: (p) => (p.load === null ? '-' : p.load.toFixed(2)), align: 'right' },
-    { header: 'engines', get: (p) => p.engines.map((e) => `${e.name} ${e.version}`).join(', ') || '-', max: 24 },
+    {
+      header: 'engines',
+      get: (p) => p.engines.map((e) => `${e.name} ${e.version}`).join(', ') || '-',
+      max: 24,
+    },
     { header: 'doing', get: workText, max: 30 },
     { header: 'seen', get: (p) => `${formatDuration(p.lastSeenMs)} ago`, align: 'right' },
     { header: 'address', get: (p) => p.addresses[0]?.replace(/\/p2p\/.*$/, '') ?? '-', max: 28 },

@@ -7,7 +7,7 @@ import type { Command } from 'commander'
 import type { JobDetail, NodeInfo } from '../../src/api/types.js'
 import { type CliContext, printJson } from '../context.js'
 import { formatDuration, shortPeer, table } from '../format.js'
-import { action } from '../program.js'
+import { action } from '../command.js'
 import { parseJobId } from '../validate.js'
 
 export function register(program: Command, ctx: CliContext): void {
@@ -25,7 +25,11 @@ Examples:
   rmesh status 3f9a1c          frame table of a job: state, node, attempts, render time
   rmesh status 3f9a1c --json`,
     )
-    .action(action((job: string | undefined, opts: { json?: boolean }) => (job ? jobStatus(ctx, job, opts) : nodeStatus(ctx, opts))))
+    .action(
+      action((job: string | undefined, opts: { json?: boolean }) =>
+        job ? jobStatus(ctx, job, opts) : nodeStatus(ctx, opts),
+      ),
+    )
 }
 
 export async function nodeStatus(ctx: CliContext, opts: { json?: boolean }): Promise<number> {
@@ -52,7 +56,11 @@ export function describeNode(ctx: CliContext, n: NodeInfo): string {
   return lines.join('\n')
 }
 
-export async function jobStatus(ctx: CliContext, jobArg: string, opts: { json?: boolean }): Promise<number> {
+export async function jobStatus(
+  ctx: CliContext,
+  jobArg: string,
+  opts: { json?: boolean },
+): Promise<number> {
   const job = await ctx.client().job(parseJobId(jobArg))
   if (opts.json) {
     printJson(ctx, job)
@@ -64,7 +72,14 @@ export async function jobStatus(ctx: CliContext, jobArg: string, opts: { json?: 
 
 export function describeJob(ctx: CliContext, j: JobDetail): string {
   const c = ctx.color
-  const stateColor = j.state === 'done' ? c.green : j.state === 'failed' ? c.red : j.state === 'rendering' ? c.cyan : (s: string) => s
+  const stateColor =
+    j.state === 'done'
+      ? c.green
+      : j.state === 'failed'
+        ? c.red
+        : j.state === 'rendering'
+          ? c.cyan
+          : (s: string) => s
   const head = [
     `${c.bold(j.name)}  ${j.jobId}`,
     `state      ${stateColor(j.state)}${j.reason ? ` (${j.reason})` : ''}`,
@@ -75,10 +90,25 @@ export function describeJob(ctx: CliContext, j: JobDetail): string {
     '',
   ]
   const frameColor = (s: string) =>
-    s === 'done' ? c.green(s) : s === 'failed' ? c.red(s) : s === 'rendering' ? c.cyan(s) : s === 'claimed' ? c.yellow(s) : s
+    s === 'done'
+      ? c.green(s)
+      : s === 'failed'
+        ? c.red(s)
+        : s === 'rendering'
+          ? c.cyan(s)
+          : s === 'claimed'
+            ? c.yellow(s)
+            : s
   const rows = table(j.frames, [
     { header: 'frame', get: (f) => String(f.frame), align: 'right' },
-    { header: 'state', get: (f) => frameColor(f.state) + (f.progress !== undefined && f.state === 'rendering' ? ` ${Math.round(f.progress * 100)}%` : '') },
+    {
+      header: 'state',
+      get: (f) =>
+        frameColor(f.state) +
+        (f.progress !== undefined && f.state === 'rendering'
+          ? ` ${Math.round(f.progress * 100)}%`
+          : ''),
+    },
     { header: 'node', get: (f) => shortPeer(f.node) },
     { header: 'attempts', get: (f) => String(f.attempts), align: 'right' },
     { header: 'time', get: (f) => formatDuration(f.renderMs), align: 'right' },

@@ -10,7 +10,7 @@ import { OUTPUT_FORMATS, PRIORITY_DEFAULT, VIDEO_CODECS } from '../../src/api/ty
 import { type CliContext, printJson } from '../context.js'
 import { EXIT } from '../exit-codes.js'
 import { formatFrames } from '../frames.js'
-import { action } from '../program.js'
+import { action } from '../command.js'
 import { buildSubmitRequest, type SubmitInput } from '../validate.js'
 import { isFinished, JobEndedError, missingOutputs, progressLine, watchJob } from '../watch.js'
 
@@ -26,7 +26,10 @@ export function register(program: Command, ctx: CliContext): void {
     .command('submit')
     .argument('<scene>', 'the scene file (.blend)')
     .description('render a scene across the mesh; frames land in the output folder as they finish')
-    .option('--frames <spec>', "frames: '1-250', '1-10,20,30-40', '1-100:5' (default: the scene's range)")
+    .option(
+      '--frames <spec>',
+      "frames: '1-250', '1-10,20,30-40', '1-100:5' (default: the scene's range)",
+    )
     .option('--step <n>', 'every Nth frame of each range (default 1)')
     .option('--chunk <n>', 'frames per task; 1 suits heavy frames (default 1)')
     .option('--format <fmt>', `output format: ${OUTPUT_FORMATS.join(', ')} (default: the scene's)`)
@@ -87,7 +90,10 @@ async function follow(ctx: CliContext, res: SubmitResponse, opts: SubmitOptions)
       // Logs and CI: a line per change of progress, at most every 2 s.
       const now = ctx.now()
       const key = `${job.state} ${job.framesDone} ${job.framesFailed}`
-      if (key !== lastPlain && (now - lastPlainAt >= 2000 || isFinished(job) || job.state !== lastPlain.split(' ')[0])) {
+      if (
+        key !== lastPlain &&
+        (now - lastPlainAt >= 2000 || isFinished(job) || job.state !== lastPlain.split(' ')[0])
+      ) {
         out.write(`${line}\n`)
         lastPlain = key
         lastPlainAt = now
@@ -132,7 +138,9 @@ async function follow(ctx: CliContext, res: SubmitResponse, opts: SubmitOptions)
 }
 
 async function onInterrupted(ctx: CliContext, res: SubmitResponse): Promise<number> {
-  const answer = await ctx.prompt(`Cancel job ${res.name} (${res.jobId})? [y/N] (no leaves it rendering) `)
+  const answer = await ctx.prompt(
+    `Cancel job ${res.name} (${res.jobId})? [y/N] (no leaves it rendering) `,
+  )
   if (answer !== undefined && /^y(es)?$/i.test(answer.trim())) {
     const job = await ctx.client().cancel(res.jobId)
     ctx.warn(`canceled ${job.name}: ${job.framesDone}/${job.framesTotal} frames were done`)

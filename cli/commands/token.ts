@@ -6,7 +6,7 @@ import type { Command } from 'commander'
 import type { TokenInfo } from '../../src/api/types.js'
 import { type CliContext, printJson } from '../context.js'
 import { formatTime, shortPeer, table } from '../format.js'
-import { action } from '../program.js'
+import { action } from '../command.js'
 import { parseCaps, parseDuration, parseInteger, parsePeerId } from '../validate.js'
 
 interface IssueOptions {
@@ -33,13 +33,22 @@ Examples:
 
   token
     .command('issue')
-    .description('issue a token for a peer (needs admin); the token is printed alone on the last line')
+    .description(
+      'issue a token for a peer (needs admin); the token is printed alone on the last line',
+    )
     .requiredOption('--peer <peerId>', 'the peer id of the machine (run `rmesh id` there)')
-    .option('--caps <caps>', 'capabilities, comma-separated: submit, render, admin', 'render,submit')
+    .option(
+      '--caps <caps>',
+      'capabilities, comma-separated: submit, render, admin',
+      'render,submit',
+    )
     .option('--expires <duration>', 'lifetime: 90m, 12h, 30d, 2w (default 30d)')
     .option('--max-queued <n>', 'most jobs this peer may have queued at once')
     .option('--json', 'print JSON')
-    .addHelpText('after', '\nExamples:\n  rmesh token issue --peer 12D3KooW... --caps render\n  TOKEN=$(rmesh token issue --peer "$PEER" | tail -n1)')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  rmesh token issue --peer 12D3KooW... --caps render\n  TOKEN=$(rmesh token issue --peer "$PEER" | tail -n1)',
+    )
     .action(action((opts: IssueOptions) => issue(ctx, opts)))
 
   token
@@ -80,12 +89,17 @@ export async function issue(ctx: CliContext, opts: IssueOptions): Promise<number
     peer: parsePeerId(opts.peer),
     caps: parseCaps(opts.caps),
     expiresInMs: opts.expires === undefined ? undefined : parseDuration(opts.expires),
-    maxQueued: opts.maxQueued === undefined ? undefined : parseInteger(opts.maxQueued, '--max-queued', 0, 1_000_000),
+    maxQueued:
+      opts.maxQueued === undefined
+        ? undefined
+        : parseInteger(opts.maxQueued, '--max-queued', 0, 1_000_000),
   }
   const t = await ctx.client().issueToken(req)
   if (opts.json) printJson(ctx, t)
   else {
-    ctx.print(`token ${t.id} for ${t.audience} (${t.caps.join(', ')}), expires ${formatTime(t.expires)}`)
+    ctx.print(
+      `token ${t.id} for ${t.audience} (${t.caps.join(', ')}), expires ${formatTime(t.expires)}`,
+    )
     ctx.print(`on that machine run: rmesh join <token>`)
     ctx.print(t.token)
   }
@@ -109,21 +123,38 @@ export async function list(ctx: CliContext, opts: { json?: boolean }): Promise<n
       { header: 'audience', get: (t) => shortPeer(t.audience) + (t.self ? ' (this node)' : '') },
       { header: 'caps', get: (t) => t.caps.join(',') },
       { header: 'expires', get: (t) => formatTime(t.expires) },
-      { header: 'state', get: (t) => (t.revoked ? c.red('revoked') : t.expires !== null && t.expires < ctx.now() ? c.yellow('expired') : c.green('valid')) },
+      {
+        header: 'state',
+        get: (t) =>
+          t.revoked
+            ? c.red('revoked')
+            : t.expires !== null && t.expires < ctx.now()
+              ? c.yellow('expired')
+              : c.green('valid'),
+      },
     ]),
   )
   return 0
 }
 
-export async function revoke(ctx: CliContext, id: string, opts: { json?: boolean }): Promise<number> {
+export async function revoke(
+  ctx: CliContext,
+  id: string,
+  opts: { json?: boolean },
+): Promise<number> {
   const t = await ctx.client().revokeToken(id.trim())
   if (opts.json) printJson(ctx, t)
   else ctx.print(`revoked ${t.id} (${t.audience})`)
   return 0
 }
 
-export async function renew(ctx: CliContext, opts: { expires?: string; json?: boolean }): Promise<number> {
-  const t = await ctx.client().renewToken({ expiresInMs: opts.expires === undefined ? undefined : parseDuration(opts.expires) })
+export async function renew(
+  ctx: CliContext,
+  opts: { expires?: string; json?: boolean },
+): Promise<number> {
+  const t = await ctx.client().renewToken({
+    expiresInMs: opts.expires === undefined ? undefined : parseDuration(opts.expires),
+  })
   if (opts.json) printJson(ctx, t)
   else {
     ctx.print(`renewed: token ${t.id}, expires ${formatTime(t.expires)}`)
@@ -132,7 +163,10 @@ export async function renew(ctx: CliContext, opts: { expires?: string; json?: bo
   return 0
 }
 
-export async function invite(ctx: CliContext, opts: { caps: string; expires?: string; json?: boolean }): Promise<number> {
+export async function invite(
+  ctx: CliContext,
+  opts: { caps: string; expires?: string; json?: boolean },
+): Promise<number> {
   const inv = await ctx.client().invite({
     caps: parseCaps(opts.caps),
     expiresInMs: opts.expires === undefined ? undefined : parseDuration(opts.expires),

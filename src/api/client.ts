@@ -66,9 +66,13 @@ export class DaemonNotRunningError extends RmeshError {
 /** The socket answered with something that is not the API. */
 export class BadResponseError extends RmeshError {
   constructor(what: string, details?: Record<string, unknown>) {
-    super('ERR_BAD_RESPONSE', `the daemon sent an unexpected response (${what}); is it an rmesh daemon of the same version?`, {
-      details,
-    })
+    super(
+      'ERR_BAD_RESPONSE',
+      `the daemon sent an unexpected response (${what}); is it an rmesh daemon of the same version?`,
+      {
+        details,
+      },
+    )
     this.name = 'BadResponseError'
   }
 }
@@ -140,7 +144,12 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
   const streamIdleMs = options.streamIdleMs ?? EVENT_PING_INTERVAL_MS * 3
 
   /** Opens a request and resolves with the response once its headers are in. */
-  function open(method: string, path: string, body: unknown, signal: AbortSignal): Promise<IncomingMessage> {
+  function open(
+    method: string,
+    path: string,
+    body: unknown,
+    signal: AbortSignal,
+  ): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
       const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body))
       const headers: Record<string, string | number> = { accept: 'application/json' }
@@ -150,13 +159,19 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
       }
       // No agent: one connection per call, nothing pooled that could keep the CLI alive.
       const req = httpRequest({ socketPath, path, method, headers, signal, agent: false })
-      req.on('error', (err) => reject(mapTransportError(err, signal, socketPath, `${method} ${path}`)))
+      req.on('error', (err) =>
+        reject(mapTransportError(err, signal, socketPath, `${method} ${path}`)),
+      )
       req.on('response', resolve)
       req.end(payload)
     })
   }
 
-  async function readBody(res: IncomingMessage, signal: AbortSignal, what: string): Promise<Buffer> {
+  async function readBody(
+    res: IncomingMessage,
+    signal: AbortSignal,
+    what: string,
+  ): Promise<Buffer> {
     const chunks: Buffer[] = []
     let size = 0
     try {
@@ -175,7 +190,13 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     return Buffer.concat(chunks)
   }
 
-  async function raw(method: string, path: string, body: unknown, o: CallOptions | undefined, timeout = defaultTimeout) {
+  async function raw(
+    method: string,
+    path: string,
+    body: unknown,
+    o: CallOptions | undefined,
+    timeout = defaultTimeout,
+  ) {
     const ms = o?.timeoutMs ?? timeout
     const signal = combine(o?.signal, ms)
     let res: IncomingMessage
@@ -186,12 +207,22 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     } catch (err) {
       throw err instanceof TimeoutError ? new TimeoutError(`${method} ${path}`, ms) : err
     }
-    const out: RawResponse = { status: res.statusCode ?? 0, contentType: String(res.headers['content-type'] ?? ''), body: buf }
+    const out: RawResponse = {
+      status: res.statusCode ?? 0,
+      contentType: String(res.headers['content-type'] ?? ''),
+      body: buf,
+    }
     if (out.status >= 400) throw errorFrom(out)
     return out
   }
 
-  async function json<T>(method: string, path: string, body?: unknown, o?: CallOptions, timeout?: number): Promise<T> {
+  async function json<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    o?: CallOptions,
+    timeout?: number,
+  ): Promise<T> {
     const res = await raw(method, path, body, o, timeout)
     return parseJson(res.body, `${method} ${path}`) as T
   }
@@ -215,14 +246,21 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     let idleTimer: NodeJS.Timeout | undefined
     const armIdle = () => {
       clearTimeout(idleTimer)
-      idleTimer = setTimeout(() => controller.abort(new DOMException('idle', 'TimeoutError')), streamIdleMs)
+      idleTimer = setTimeout(
+        () => controller.abort(new DOMException('idle', 'TimeoutError')),
+        streamIdleMs,
+      )
     }
     try {
       const res = await open('GET', path, undefined, controller.signal)
       clearTimeout(connectTimer)
       if ((res.statusCode ?? 0) >= 400) {
         const body = await readBody(res, controller.signal, `GET ${path}`)
-        throw errorFrom({ status: res.statusCode ?? 0, contentType: String(res.headers['content-type'] ?? ''), body })
+        throw errorFrom({
+          status: res.statusCode ?? 0,
+          contentType: String(res.headers['content-type'] ?? ''),
+          body,
+        })
       }
       armIdle()
       let pending = ''
@@ -245,7 +283,8 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
         if (err instanceof RmeshError) throw err
         throw mapTransportError(err, controller.signal, socketPath, `GET ${path}`)
       }
-      if (controller.signal.aborted) throw mapTransportError(undefined, controller.signal, socketPath, `GET ${path}`)
+      if (controller.signal.aborted)
+        throw mapTransportError(undefined, controller.signal, socketPath, `GET ${path}`)
       if (pending.length > 0) yield pending
     } finally {
       clearTimeout(connectTimer)
@@ -279,12 +318,16 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     tokens: (o) => json('GET', `${API_PREFIX}/tokens`, undefined, o),
     issueToken: (req, o) => json('POST', `${API_PREFIX}/tokens`, req, o),
     invite: (req, o) => json('POST', `${API_PREFIX}/tokens/invite`, req, o),
-    revokeToken: (id, o) => json('POST', `${API_PREFIX}/tokens/${encodeURIComponent(id)}/revoke`, {}, o),
+    revokeToken: (id, o) =>
+      json('POST', `${API_PREFIX}/tokens/${encodeURIComponent(id)}/revoke`, {}, o),
     renewToken: (req, o) => json('POST', `${API_PREFIX}/tokens/renew`, req, o),
     // Redeeming an invite dials the inviting node: allow for a slow network.
     join: (code, o) => json('POST', `${API_PREFIX}/join`, { code }, o, 30_000),
     metrics: (o) => text('/metrics', o),
-    events: (o) => parseEvents(lines(`${API_PREFIX}/events${o?.logsOf ? `?logs=${encodeURIComponent(o.logsOf)}` : ''}`, o)),
+    events: (o) =>
+      parseEvents(
+        lines(`${API_PREFIX}/events${o?.logsOf ? `?logs=${encodeURIComponent(o.logsOf)}` : ''}`, o),
+      ),
   }
 }
 
@@ -292,7 +335,11 @@ async function* parseEvents(source: AsyncIterable<string>): AsyncGenerator<ApiEv
   for await (const line of source) {
     if (line.trim() === '') continue
     const value = parseJson(Buffer.from(line), 'event')
-    if (typeof value !== 'object' || value === null || typeof (value as { type?: unknown }).type !== 'string') {
+    if (
+      typeof value !== 'object' ||
+      value === null ||
+      typeof (value as { type?: unknown }).type !== 'string'
+    ) {
       throw new BadResponseError('event without a type')
     }
     yield value as ApiEvent
@@ -313,7 +360,9 @@ function parseJson(body: Buffer, what: string): unknown {
   try {
     return JSON.parse(body.toString('utf8'))
   } catch {
-    throw new BadResponseError(`${what}: not JSON`, { sample: body.subarray(0, 80).toString('utf8') })
+    throw new BadResponseError(`${what}: not JSON`, {
+      sample: body.subarray(0, 80).toString('utf8'),
+    })
   }
 }
 
@@ -324,11 +373,15 @@ function errorFrom(res: RawResponse): RmeshError {
   } catch {
     return new BadResponseError(`HTTP ${res.status} without a JSON error`, { status: res.status })
   }
-  const e = (value as { error?: { code?: unknown; message?: unknown; details?: unknown } } | null)?.error
+  const e = (value as { error?: { code?: unknown; message?: unknown; details?: unknown } } | null)
+    ?.error
   if (!e || typeof e.code !== 'string' || typeof e.message !== 'string') {
     return new BadResponseError(`HTTP ${res.status} with a malformed error`, { status: res.status })
   }
-  const details = typeof e.details === 'object' && e.details !== null ? (e.details as Record<string, unknown>) : undefined
+  const details =
+    typeof e.details === 'object' && e.details !== null
+      ? (e.details as Record<string, unknown>)
+      : undefined
   return new ApiError(res.status, e.code, e.message, details)
 }
 
@@ -340,21 +393,34 @@ function combine(signal: AbortSignal | undefined, ms: number): AbortSignal {
 // ENOENT: no socket; ECONNREFUSED: a stale socket left by a crash; ENOTSOCK: not a socket.
 const NOT_RUNNING = new Set(['ENOENT', 'ECONNREFUSED', 'ENOTSOCK'])
 
-function mapTransportError(err: unknown, signal: AbortSignal, socketPath: string, what: string, ms = 0): RmeshError {
+function mapTransportError(
+  err: unknown,
+  signal: AbortSignal,
+  socketPath: string,
+  what: string,
+  ms = 0,
+): RmeshError {
   if (err instanceof RmeshError) return err
   if (signal.aborted) {
     const reason = signal.reason
     if (reason instanceof RmeshError) return reason
-    if (reason instanceof DOMException && reason.name === 'TimeoutError') return new TimeoutError(what, ms)
+    if (reason instanceof DOMException && reason.name === 'TimeoutError')
+      return new TimeoutError(what, ms)
     return new AbortedError(what)
   }
   const code = (err as NodeJS.ErrnoException | undefined)?.code
   if (code === 'EACCES' || code === 'EPERM') {
-    return new RmeshError('ERR_SOCKET_PERMISSION', `cannot open ${socketPath}: permission denied; run rmesh as the user that runs the daemon`, {
-      cause: err,
-    })
+    return new RmeshError(
+      'ERR_SOCKET_PERMISSION',
+      `cannot open ${socketPath}: permission denied; run rmesh as the user that runs the daemon`,
+      {
+        cause: err,
+      },
+    )
   }
   if (code && NOT_RUNNING.has(code)) return new DaemonNotRunningError(socketPath, err)
   // A peer that hangs up mid-response or sends something that is not HTTP.
-  return new BadResponseError(`${what}: ${(err as Error | undefined)?.message ?? String(err)}`, { code })
+  return new BadResponseError(`${what}: ${(err as Error | undefined)?.message ?? String(err)}`, {
+    code,
+  })
 }

@@ -66,11 +66,23 @@ export const TERMINAL_JOB_STATES: readonly JobState[] = ['done', 'failed', 'canc
 
 /** open: nobody holds it; claimed: leased, engine not started yet. */
 export type FrameState = 'open' | 'claimed' | 'rendering' | 'done' | 'failed'
-export const FRAME_STATES: readonly FrameState[] = ['open', 'claimed', 'rendering', 'done', 'failed']
+export const FRAME_STATES: readonly FrameState[] = [
+  'open',
+  'claimed',
+  'rendering',
+  'done',
+  'failed',
+]
 
 /** Output image formats (the daemon maps them to the engine's names, e.g. OPEN_EXR). */
 export type OutputFormat = 'png' | 'exr' | 'exr-multilayer' | 'jpeg' | 'tiff'
-export const OUTPUT_FORMATS: readonly OutputFormat[] = ['png', 'exr', 'exr-multilayer', 'jpeg', 'tiff']
+export const OUTPUT_FORMATS: readonly OutputFormat[] = [
+  'png',
+  'exr',
+  'exr-multilayer',
+  'jpeg',
+  'tiff',
+]
 
 /** h264 → MP4, vp9 → WebM, av1 → MP4. */
 export type VideoCodec = 'h264' | 'vp9' | 'av1'
@@ -480,7 +492,11 @@ export type ApiEvent =
 export type ApiEventType = ApiEvent['type']
 
 /** Distributive Omit so each event variant keeps its own fields. */
-export type EventInput = ApiEvent extends infer E ? (E extends ApiEvent ? Omit<E, 'seq' | 'time'> : never) : never
+export type EventInput = ApiEvent extends infer E
+  ? E extends ApiEvent
+    ? Omit<E, 'seq' | 'time'>
+    : never
+  : never
 
 // ---------------------------------------------------------------------------------------
 // GET /metrics → text/plain; version=0.0.4 (Prometheus exposition). At least:

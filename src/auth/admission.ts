@@ -22,13 +22,20 @@ import type { Libp2p } from 'libp2p'
 import { type LogEntry, MESH_LOG } from '../log/types.js'
 import { DEFAULT_TIMEOUTS, timeoutSignal } from '../util/abort.js'
 import type { Clock } from '../util/clock.js'
-import { describeError, isRmeshError, RmeshError } from '../util/errors.js'
+import { describeError, isRmeshError, type RmeshError } from '../util/errors.js'
 import type { Logger } from '../util/logger.js'
 import { AdmissionError, TokenError } from './errors.js'
 import type { AdmissionState } from './gater.js'
 import { pickOwnToken } from './own-token.js'
 import type { TokenStore } from './token-store.js'
-import { type Capability, DEFAULT_SKEW_SECONDS, decodeToken, requireCapability, type Token, verifyToken } from './token.js'
+import {
+  type Capability,
+  DEFAULT_SKEW_SECONDS,
+  decodeToken,
+  requireCapability,
+  type Token,
+  verifyToken,
+} from './token.js'
 import { framed, isMap } from './wire.js'
 
 export const AUTH_PROTOCOL = '/rmesh/auth/1.0.0'
@@ -97,11 +104,24 @@ export interface Admission {
   holdUnadmitted(peerId: string): () => void
 }
 
-type Verdict = { kind: 'admitted'; token: Token } | { kind: 'none' } | { kind: 'failed'; error: RmeshError } | { kind: 'unknown' }
+type Verdict =
+  | { kind: 'admitted'; token: Token }
+  | { kind: 'none' }
+  | { kind: 'failed'; error: RmeshError }
+  | { kind: 'unknown' }
+
+/** Bytes that could not be a hello: over the frame limit or not CBOR. */
+const isGarbage = (err: unknown): boolean =>
+  isRmeshError(err, 'ERR_TOO_LARGE') ||
+  isRmeshError(err, 'ERR_DECODE') ||
+  /^Invalid(Data|Message)Length/.test((err as Error)?.name ?? '')
 
 const toStr = (p: string | PeerId) => (typeof p === 'string' ? p : p.toString())
 
-export function createAdmission(components: AdmissionComponents, options: AdmissionOptions = {}): Admission {
+export function createAdmission(
+  components: AdmissionComponents,
+  options: AdmissionOptions = {},
+): Admission {
   const { libp2p, tokens, state, clock } = components
   const log = components.logger.child('admission')
   const skew = options.skewSeconds ?? DEFAULT_SKEW_SECONDS
@@ -125,7 +145,11 @@ export function createAdmission(components: AdmissionComponents, options: Admiss
     const a = admitted.get(peer)
     if (!a) return false
     const t = a.token
-    return !(tokens.isRevoked(peer) || tokens.isRevoked(t.id) || (t.proof !== undefined && tokens.isRevoked(t.proof.id)))
+    return !(
+      tokens.isRevoked(peer) ||
+      tokens.isRevoked(t.id) ||
+      (t.proof !== undefined && tokens.isRevoked(t.proof.id))
+    )
   }
 
   const settleWaiters = (peer: string, err?: unknown) => {
@@ -136,7 +160,9 @@ export function createAdmission(components: AdmissionComponents, options: Admiss
   }
 
   const hangUp = (peer: string) => {
-    libp2p.hangUp(peerIdFromString(peer)).catch((err: unknown) => log.debug('hang up failed', { peer, err: describeError(err) }))
+    libp2p
+      .hangUp(peerIdFromString(peer))
+      .catch((err: unknown) => log.debug('hang up failed', { peer, err: describeError(err) }))
   }
 
   const unadmit = (peer: string) => {
@@ -155,7 +181,8 @@ export function createAdmission(components: AdmissionComponents, options: Admiss
     unadmit(peer)
     const code = error.code
     if (code === 'ERR_AUTH_NO_TOKEN') state.deny(peer, 'no-token')
-    else if (code === 'ERR_TOKEN_EXPIRED' || code === 'ERR_TOKEN_NOT_YET_VALID') state.deny(peer, 'expired')
+    else if (code === 'ERR_TOKEN_EXPIRED' || code === 'ERR_TOKEN_NOT_YET_VALID')
+      state.deny(peer, 'expired')
     else if (code !== 'ERR_TOKEN_REVOKED') state.deny(peer, 'bad-token')
     log.warn('peer refused', { peer, code, reason: error.message })
     for (const l of refusedListeners) l({ peerId: peer, code, message: error.message })
@@ -196,12 +223,18 @@ export function createAdmission(components: AdmissionComponents, options: Admiss
             cur.timer = arm()
             return
           }
-          refuse(peer, new TokenError('ERR_TOKEN_EXPIRED', `token ${token.id} of ${peer} expired`), true)
+          refuse(
+            peer,
+            new TokenError('ERR_TOKEN_EXPIRED', `token ${token.id} of ${peer} expired`),
+            true,
+          )
         },
         Math.max(0, Math.min(dueMs - clock.wall(), 86_400_000)),
       )
     admitted.set(peer, { token, timer: arm() })
-    tokens.rememberToken(token).catch((err: unknown) => log.debug('cannot store token', { err: describeError(err) }))
+    tokens
+      .rememberToken(token)
+      .catch((err: unknown) => log.debug('cannot store token', { err: describeError(err) }))
     if (!prev || prev.token.id !== token.id) {
       log.info('peer admitted', { peer, token: token.id, caps: token.cap })
       for (const l of admittedListeners) l(peer, token)
@@ -213,14 +246,28 @@ export function createAdmission(components: AdmissionComponents, options: Admiss
     if (!meshId || !ownToken) return { kind: 'unknown' }
     if (tokenBytes === null || tokenBytes === undefined) return { kind: 'none' }
     if (!(tokenBytes instanceof Uint8Array)) {
-      return { kind: 'failed', error: new TokenError('ERR_TOKEN_MALFORMED', 'handshake token is not bytes') }
+      return {
+        kind: 'failed',
+        error: new TokenError('ERR_TOKEN_MALFORMED', 'handshake token is not bytes'),
+      }
     }
     try {
       const token = decodeToken(tokenBytes)
-      await verifyToken(token, { meshId, now: clock.wall(), audience: peer, revoked: tokens.isRevoked, skewSeconds: skew })
+      await verifyToken(token, {
+        meshId,
+        now: clock.wall(),
+        audience: peer,
+        revoked: tokens.isRevoked,
+        skewSeconds: skew,
+      })
       return { kind: 'admitted', token }
     } catch (err) {
-      return { kind: 'failed', error: isRmeshError(err) ? err : new AdmissionError('ERR_AUTH_HANDSHAKE', describeError(err)) }
+      return {
+        kind: 'failed',
+        error: isRmeshError(err)
+          ? err
+          : new AdmissionError('ERR_AUTH_HANDSHAKE', describeError(err)),
+      }
     }
   }
 
@@ -244,7 +291,10 @@ export function createAdmission(components: AdmissionComponents, options: Admiss
   const hello = () => ({ v: AUTH_VERSION, token: ownToken ? ownToken.bytes : null })
 
   const malformedHello = (peer: string) =>
-    apply(peer, { kind: 'failed', error: new AdmissionError('ERR_AUTH_HANDSHAKE', 'malformed handshake message') })
+    apply(peer, {
+      kind: 'failed',
+      error: new AdmissionError('ERR_AUTH_HANDSHAKE', 'malformed handshake message'),
+    })
 
   /** Responder side. */
   const onAuthStream = async (stream: Stream, connection: Connection) => {
@@ -263,7 +313,7 @@ export function createAdmission(components: AdmissionComponents, options: Admiss
       await stream.close({ signal })
     } catch (err) {
       log.info('auth handshake failed', { peer, err: describeError(err) })
-      if (isRmeshError(err, 'ERR_TOO_LARGE') || isRmeshError(err, 'ERR_DECODE')) malformedHello(peer)
+      if (isGarbage(err)) malformedHello(peer)
       stream.abort(err instanceof Error ? err : new Error(String(err)))
     }
   }
@@ -283,11 +333,12 @@ export function createAdmission(components: AdmissionComponents, options: Admiss
         malformedHello(peer)
         return
       }
-      if (reply.ok === false) log.warn('peer refused our token', { peer, code: String(reply.code).slice(0, 60) })
+      if (reply.ok === false)
+        log.warn('peer refused our token', { peer, code: String(reply.code).slice(0, 60) })
       apply(peer, await evaluate(peer, reply.token))
     } catch (err) {
       stream?.abort(err instanceof Error ? err : new Error(String(err)))
-      if (isRmeshError(err, 'ERR_TOO_LARGE') || isRmeshError(err, 'ERR_DECODE')) malformedHello(peer)
+      if (isGarbage(err)) malformedHello(peer)
       else log.debug('auth handshake did not complete', { peer, err: describeError(err) })
       // A peer that cannot complete the handshake is treated like one without a token.
       if (ownToken && !isAdmitted(peer)) scheduleGrace(peer)
@@ -308,7 +359,12 @@ export function createAdmission(components: AdmissionComponents, options: Admiss
 
   const onConnectionClose = (evt: CustomEvent<Connection>) => {
     const peer = evt.detail.remotePeer.toString()
-    if (libp2p.getConnections(evt.detail.remotePeer).some((c) => c.id !== evt.detail.id && c.status === 'open')) return
+    if (
+      libp2p
+        .getConnections(evt.detail.remotePeer)
+        .some((c) => c.id !== evt.detail.id && c.status === 'open')
+    )
+      return
     unadmit(peer)
     clearGrace(peer)
   }
@@ -324,14 +380,23 @@ export function createAdmission(components: AdmissionComponents, options: Admiss
   let offRevoked: (() => void) | undefined
 
   const loadOwnToken = async (): Promise<Token | undefined> => {
-    const token = await pickOwnToken(tokens, { peerId: selfId, meshId, nowMs: clock.wall(), skewSeconds: skew })
+    const token = await pickOwnToken(tokens, {
+      peerId: selfId,
+      meshId,
+      nowMs: clock.wall(),
+      skewSeconds: skew,
+    })
     ownToken = token
     if (token && !meshId) meshId = token.mesh
     return token
   }
 
   const learnToken = async (bytes: Uint8Array): Promise<Token> => {
-    if (!meshId) throw new AdmissionError('ERR_AUTH_NO_TOKEN', 'this node has no token yet, so it knows no mesh')
+    if (!meshId)
+      throw new AdmissionError(
+        'ERR_AUTH_NO_TOKEN',
+        'this node has no token yet, so it knows no mesh',
+      )
     const token = decodeToken(bytes)
     await verifyToken(token, { meshId, now: null, revoked: tokens.isRevoked })
     await tokens.rememberToken(token)
@@ -350,9 +415,15 @@ export function createAdmission(components: AdmissionComponents, options: Admiss
       started = true
       await loadOwnToken()
       if (!ownToken) {
-        log.warn('this node has no token: it admits nobody and serves nothing until it joins a mesh', { peerId: selfId })
+        log.warn(
+          'this node has no token: it admits nobody and serves nothing until it joins a mesh',
+          { peerId: selfId },
+        )
       }
-      await libp2p.handle(AUTH_PROTOCOL, onAuthStream, { maxInboundStreams: 4, maxOutboundStreams: 4 })
+      await libp2p.handle(AUTH_PROTOCOL, onAuthStream, {
+        maxInboundStreams: 4,
+        maxOutboundStreams: 4,
+      })
       libp2p.addEventListener('connection:open', onConnectionOpen)
       libp2p.addEventListener('connection:close', onConnectionClose)
       offRevoked = tokens.onRevoked(revokedListener)
@@ -370,7 +441,8 @@ export function createAdmission(components: AdmissionComponents, options: Admiss
       await libp2p.unhandle(AUTH_PROTOCOL).catch(() => undefined)
       for (const peer of [...admitted.keys()]) unadmit(peer)
       for (const peer of [...graceTimers.keys()]) clearGrace(peer)
-      for (const peer of [...waiters.keys()]) settleWaiters(peer, new AdmissionError('ERR_AUTH_NOT_ADMITTED', 'admission stopped'))
+      for (const peer of [...waiters.keys()])
+        settleWaiters(peer, new AdmissionError('ERR_AUTH_NOT_ADMITTED', 'admission stopped'))
     },
     isAdmitted,
     async waitAdmitted(p, signal) {
@@ -394,8 +466,8 @@ export function createAdmission(components: AdmissionComponents, options: Admiss
         }
         if (sig.aborted) return onAbort()
         sig.addEventListener('abort', onAbort, { once: true })
-        let set = waiters.get(peer)
-        if (!set) waiters.set(peer, (set = new Set()))
+        const set = waiters.get(peer) ?? new Set()
+        waiters.set(peer, set)
         set.add(w)
       })
     },
@@ -432,14 +504,22 @@ export function createAdmission(components: AdmissionComponents, options: Admiss
       const before = ownToken?.id
       const token = await loadOwnToken()
       if (token && token.id !== before) {
-        log.info('using token', { token: token.id, caps: token.cap, expires: new Date(token.exp * 1000).toISOString() })
+        log.info('using token', {
+          token: token.id,
+          caps: token.cap,
+          expires: new Date(token.exp * 1000).toISOString(),
+        })
         await Promise.all(libp2p.getConnections().map((c) => handshake(c)))
       }
       return token
     },
     revoke: (name) => tokens.revoke(name),
     async authorizeEntry(entry) {
-      if (!meshId) throw new AdmissionError('ERR_AUTH_PENDING', 'this node has no token yet, so it cannot authorize entries')
+      if (!meshId)
+        throw new AdmissionError(
+          'ERR_AUTH_PENDING',
+          'this node has no token yet, so it cannot authorize entries',
+        )
       let token = await tokens.getToken(entry.tok)
       const body = entry.body as { token?: unknown } | undefined
       const isAdmit = entry.log === MESH_LOG && entry.kind === ADMIT_KIND
@@ -449,8 +529,18 @@ export function createAdmission(components: AdmissionComponents, options: Admiss
       const carried = isAdmit ? decodeToken((body as { token: Uint8Array }).token) : undefined
       // An admit entry may carry its author's own token: it authorizes itself.
       if (!token && carried && carried.id === entry.tok) token = carried
-      if (!token) throw new AdmissionError('ERR_AUTH_PENDING', `token ${entry.tok} of ${entry.author} is not known yet`, { tok: entry.tok })
-      await verifyToken(token, { meshId, now: null, audience: entry.author, revoked: tokens.isRevoked })
+      if (!token)
+        throw new AdmissionError(
+          'ERR_AUTH_PENDING',
+          `token ${entry.tok} of ${entry.author} is not known yet`,
+          { tok: entry.tok },
+        )
+      await verifyToken(token, {
+        meshId,
+        now: null,
+        audience: entry.author,
+        revoked: tokens.isRevoked,
+      })
       if (carried) {
         await verifyToken(carried, { meshId, now: null, revoked: tokens.isRevoked })
         // Announcing one's own token needs no capability; announcing another's needs admin.
@@ -460,7 +550,10 @@ export function createAdmission(components: AdmissionComponents, options: Admiss
       }
       const cap = options.capabilityFor?.(entry.log, entry.kind) ?? null
       if (cap === null) {
-        throw new AdmissionError('ERR_AUTH_UNKNOWN_KIND', `no capability is defined for '${entry.kind}' entries in ${entry.log}`)
+        throw new AdmissionError(
+          'ERR_AUTH_UNKNOWN_KIND',
+          `no capability is defined for '${entry.kind}' entries in ${entry.log}`,
+        )
       }
       requireCapability(token, cap)
     },

@@ -17,7 +17,12 @@ export type TokenErrorCode =
 
 export class TokenError extends RmeshError {
   declare readonly code: TokenErrorCode
-  constructor(code: TokenErrorCode, message: string, details?: Record<string, unknown>, cause?: unknown) {
+  constructor(
+    code: TokenErrorCode,
+    message: string,
+    details?: Record<string, unknown>,
+    cause?: unknown,
+  ) {
     super(code, message, { details, cause })
     this.name = 'TokenError'
   }
@@ -45,7 +50,12 @@ export type InviteErrorCode =
 
 export class InviteError extends RmeshError {
   declare readonly code: InviteErrorCode
-  constructor(code: InviteErrorCode, message: string, details?: Record<string, unknown>, cause?: unknown) {
+  constructor(
+    code: InviteErrorCode,
+    message: string,
+    details?: Record<string, unknown>,
+    cause?: unknown,
+  ) {
     super(code, message, { details, cause })
     this.name = 'InviteError'
   }
@@ -60,7 +70,12 @@ export type AdmissionErrorCode =
 
 export class AdmissionError extends RmeshError {
   declare readonly code: AdmissionErrorCode
-  constructor(code: AdmissionErrorCode, message: string, details?: Record<string, unknown>, cause?: unknown) {
+  constructor(
+    code: AdmissionErrorCode,
+    message: string,
+    details?: Record<string, unknown>,
+    cause?: unknown,
+  ) {
     super(code, message, { details, cause })
     this.name = 'AdmissionError'
   }

@@ -8,7 +8,12 @@
  */
 import { chmod, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf, publicKeyFromRaw } from '@libp2p/crypto/keys'
+import {
+  generateKeyPair,
+  privateKeyFromProtobuf,
+  privateKeyToProtobuf,
+  publicKeyFromRaw,
+} from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { RmeshError } from '../util/errors.js'
@@ -29,7 +34,8 @@ export async function loadOrCreateNodeKey(dir: string): Promise<PrivateKey> {
   try {
     bytes = await readFile(file)
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new IdentityError(`cannot read ${file}`, err)
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new IdentityError(`cannot read ${file}`, err)
   }
   if (bytes) {
     try {
@@ -37,7 +43,10 @@ export async function loadOrCreateNodeKey(dir: string): Promise<PrivateKey> {
       if ((st.mode & 0o077) !== 0) await chmod(file, 0o600)
       return privateKeyFromProtobuf(bytes)
     } catch (err) {
-      throw new IdentityError(`${file} is not a valid node key; restore it from a backup or move it away to create a new identity`, err)
+      throw new IdentityError(
+        `${file} is not a valid node key; restore it from a backup or move it away to create a new identity`,
+        err,
+      )
     }
   }
   const key = await generateKeyPair('Ed25519')
@@ -66,7 +75,11 @@ export function signerFor(key: PrivateKey): Signer {
  * Verify `sig` over `data` by the Ed25519 key inside `peerId`. Returns false for any
  * malformed input rather than throwing: callers turn false into their own typed error.
  */
-export async function verifyByPeerId(peerId: string, data: Uint8Array, sig: Uint8Array): Promise<boolean> {
+export async function verifyByPeerId(
+  peerId: string,
+  data: Uint8Array,
+  sig: Uint8Array,
+): Promise<boolean> {
   try {
     const pid = peerIdFromString(peerId)
     if (pid.type !== 'Ed25519' || !pid.publicKey) return false
@@ -77,7 +90,11 @@ export async function verifyByPeerId(peerId: string, data: Uint8Array, sig: Uint
 }
 
 /** Verify with a raw 32-byte Ed25519 public key (mesh owner keys are carried raw). */
-export async function verifyByRawKey(rawPublicKey: Uint8Array, data: Uint8Array, sig: Uint8Array): Promise<boolean> {
+export async function verifyByRawKey(
+  rawPublicKey: Uint8Array,
+  data: Uint8Array,
+  sig: Uint8Array,
+): Promise<boolean> {
   try {
     return await publicKeyFromRaw(rawPublicKey).verify(data, sig)
   } catch {

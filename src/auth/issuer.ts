@@ -12,7 +12,13 @@ import { peerIdOf } from './identity.js'
 import type { MeshOwner } from './mesh.js'
 import { pickOwnToken } from './own-token.js'
 import type { TokenStore } from './token-store.js'
-import { type Capability, issueToken, normalizeCaps, type Token, type TokenLimits } from './token.js'
+import {
+  type Capability,
+  issueToken,
+  normalizeCaps,
+  type Token,
+  type TokenLimits,
+} from './token.js'
 
 export const DEFAULT_TOKEN_TTL_SECONDS = 30 * 86_400
 
@@ -42,7 +48,11 @@ export function createTokenIssuer(components: TokenIssuerComponents): TokenIssue
   const { nodeKey, tokens, clock, owner } = components
   const selfId = peerIdOf(nodeKey)
   const adminToken = async (): Promise<Token | undefined> => {
-    const t = await pickOwnToken(tokens, { peerId: selfId, meshId: owner?.meshId, nowMs: clock.wall() })
+    const t = await pickOwnToken(tokens, {
+      peerId: selfId,
+      meshId: owner?.meshId,
+      nowMs: clock.wall(),
+    })
     return t?.cap.includes('admin') ? t : undefined
   }
   return {
@@ -54,13 +64,29 @@ export function createTokenIssuer(components: TokenIssuerComponents): TokenIssue
       const caps = normalizeCaps(request.caps)
       const nbf = Math.floor(clock.wall() / 1000)
       const ttl = request.ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS
-      if (!Number.isSafeInteger(ttl) || ttl <= 0) throw new TokenError('ERR_TOKEN_MALFORMED', 'token lifetime must be a positive number of seconds')
+      if (!Number.isSafeInteger(ttl) || ttl <= 0)
+        throw new TokenError(
+          'ERR_TOKEN_MALFORMED',
+          'token lifetime must be a positive number of seconds',
+        )
       let token: Token
       if (owner) {
-        token = await issueToken({ issuer: owner.privateKey, ownerPublicKey: owner.ownerPublicKey, audience: request.audience, caps, nbf, exp: nbf + ttl, limits: request.limits })
+        token = await issueToken({
+          issuer: owner.privateKey,
+          ownerPublicKey: owner.ownerPublicKey,
+          audience: request.audience,
+          caps,
+          nbf,
+          exp: nbf + ttl,
+          limits: request.limits,
+        })
       } else {
         const proof = await adminToken()
-        if (!proof) throw new TokenError('ERR_TOKEN_DELEGATION', 'this node holds no valid admin token, so it cannot issue tokens')
+        if (!proof)
+          throw new TokenError(
+            'ERR_TOKEN_DELEGATION',
+            'this node holds no valid admin token, so it cannot issue tokens',
+          )
         token = await issueToken({
           issuer: nodeKey,
           ownerPublicKey: proof.ownerKey,

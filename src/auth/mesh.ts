@@ -37,7 +37,8 @@ export function isMeshId(text: unknown): text is string {
 }
 
 function ownerOf(privateKey: PrivateKey): MeshOwner {
-  if (privateKey.type !== 'Ed25519') throw new MeshError('ERR_MESH_KEY', 'the mesh owner key must be Ed25519')
+  if (privateKey.type !== 'Ed25519')
+    throw new MeshError('ERR_MESH_KEY', 'the mesh owner key must be Ed25519')
   const ownerPublicKey = privateKey.publicKey.raw
   return { meshId: meshIdOf(ownerPublicKey), ownerPublicKey, privateKey }
 }
@@ -52,7 +53,10 @@ export async function createMesh(dir: string, keyPair?: PrivateKey): Promise<Mes
     await writeFile(file, privateKeyToProtobuf(key), { mode: 0o600, flag: 'wx' })
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
-      throw new MeshError('ERR_MESH_EXISTS', `${file} already exists: this directory already owns a mesh (nothing was changed)`)
+      throw new MeshError(
+        'ERR_MESH_EXISTS',
+        `${file} already exists: this directory already owns a mesh (nothing was changed)`,
+      )
     }
     throw new MeshError('ERR_MESH_KEY', `cannot write ${file}`, err)
   }
@@ -67,7 +71,10 @@ export async function loadMeshOwner(dir: string): Promise<MeshOwner> {
     bytes = await readFile(file)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new MeshError('ERR_MESH_NOT_FOUND', `no mesh owner key in ${dir}; run 'rmesh init' to create a mesh`)
+      throw new MeshError(
+        'ERR_MESH_NOT_FOUND',
+        `no mesh owner key in ${dir}; run 'rmesh init' to create a mesh`,
+      )
     }
     throw new MeshError('ERR_MESH_KEY', `cannot read ${file}`, err)
   }
@@ -75,7 +82,11 @@ export async function loadMeshOwner(dir: string): Promise<MeshOwner> {
   try {
     key = privateKeyFromProtobuf(bytes)
   } catch (err) {
-    throw new MeshError('ERR_MESH_KEY', `${file} is not a valid mesh key; restore it from your backup`, err)
+    throw new MeshError(
+      'ERR_MESH_KEY',
+      `${file} is not a valid mesh key; restore it from your backup`,
+      err,
+    )
   }
   const st = await stat(file)
   if ((st.mode & 0o077) !== 0) await chmod(file, 0o600)

@@ -13,7 +13,10 @@ export interface PickOwnTokenOptions {
   skewSeconds?: number
 }
 
-export async function pickOwnToken(tokens: TokenStore, options: PickOwnTokenOptions): Promise<Token | undefined> {
+export async function pickOwnToken(
+  tokens: TokenStore,
+  options: PickOwnTokenOptions,
+): Promise<Token | undefined> {
   let best: Token | undefined
   for (const token of await tokens.ownTokens()) {
     try {

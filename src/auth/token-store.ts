@@ -35,7 +35,7 @@ export interface TokenStore {
   isRevoked(tokenIdOrPeerId: string): boolean
   revocations(): string[]
   /** Mark an invite nonce used; true if this call was the first use. */
-  useInviteNonce(nonce: Uint8Array, expSeconds: number): Promise<boolean>
+  consumeInviteNonce(nonce: Uint8Array, expSeconds: number): Promise<boolean>
   /** Listeners called after a new revocation is stored. */
   onRevoked(listener: (tokenIdOrPeerId: string) => void): () => void
 }
@@ -46,7 +46,8 @@ const CACHE_LIMIT = 4096
 
 export async function createTokenStore(db: AnyLevel): Promise<TokenStore> {
   const auth = db.sublevel<string, Uint8Array>(AUTH_SUBLEVEL, { valueEncoding: 'view' })
-  const sub = (name: string): Bytes => auth.sublevel<string, Uint8Array>(name, { valueEncoding: 'view' }) as unknown as Bytes
+  const sub = (name: string): Bytes =>
+    auth.sublevel<string, Uint8Array>(name, { valueEncoding: 'view' }) as unknown as Bytes
   const own = sub('own')
   const issued = sub('issued')
   const known = sub('known')
@@ -128,7 +129,7 @@ export async function createTokenStore(db: AnyLevel): Promise<TokenStore> {
     },
     isRevoked: (name) => revoked.has(name),
     revocations: () => [...revoked],
-    useInviteNonce(nonce, expSeconds) {
+    consumeInviteNonce(nonce, expSeconds) {
       const key = toHex(nonce)
       return queue.run('invite', async () => {
         if (await invites.has(key)) return false

@@ -32,7 +32,18 @@ export type Capability = (typeof CAPABILITIES)[number]
 
 /** Domain separation: a node key also signs log entries; a token signature must never verify as one. */
 const SIGNING_DOMAIN = new TextEncoder().encode('rmesh/token/1\n')
-const PAYLOAD_FIELDS = ['v', 'mesh', 'ownerKey', 'iss', 'aud', 'cap', 'nbf', 'exp', 'lim', 'nnc'] as const
+const PAYLOAD_FIELDS = [
+  'v',
+  'mesh',
+  'ownerKey',
+  'iss',
+  'aud',
+  'cap',
+  'nbf',
+  'exp',
+  'lim',
+  'nnc',
+] as const
 const LIMIT_FIELDS = ['maxQueuedJobs'] as const
 const MAX_PEER_ID_CHARS = 128
 const MAX_STRING_CHARS = TOKEN_STRING_PREFIX.length + Math.ceil((MAX_TOKEN_BYTES * 4) / 3) + 4
@@ -81,7 +92,9 @@ export function isCapability(x: unknown): x is Capability {
 
 /** Deduplicated, in canonical order; throws ERR_TOKEN_MALFORMED on an unknown capability. */
 export function normalizeCaps(caps: readonly string[]): Capability[] {
-  for (const c of caps) if (!isCapability(c)) throw malformed(`unknown capability ${JSON.stringify(String(c).slice(0, 40))}`)
+  for (const c of caps)
+    if (!isCapability(c))
+      throw malformed(`unknown capability ${JSON.stringify(String(c).slice(0, 40))}`)
   const out = CAPABILITIES.filter((c) => caps.includes(c))
   if (out.length === 0) throw malformed('a token needs at least one capability')
   return out
@@ -101,10 +114,12 @@ function isUint(x: unknown): x is number {
 }
 
 function checkLimits(lim: unknown): TokenLimits {
-  if (typeof lim !== 'object' || lim === null || Array.isArray(lim) || lim instanceof Uint8Array) throw malformed('lim is not a map')
+  if (typeof lim !== 'object' || lim === null || Array.isArray(lim) || lim instanceof Uint8Array)
+    throw malformed('lim is not a map')
   const out: TokenLimits = {}
   for (const [k, val] of Object.entries(lim)) {
-    if (!(LIMIT_FIELDS as readonly string[]).includes(k)) throw malformed(`unknown limit ${JSON.stringify(k.slice(0, 40))}`)
+    if (!(LIMIT_FIELDS as readonly string[]).includes(k))
+      throw malformed(`unknown limit ${JSON.stringify(k.slice(0, 40))}`)
     if (!isUint(val)) throw malformed(`limit ${k} is not a non-negative integer`)
     out[k as keyof TokenLimits] = val
   }
@@ -112,13 +127,16 @@ function checkLimits(lim: unknown): TokenLimits {
 }
 
 function checkPayload(raw: unknown): TokenPayload {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw) || raw instanceof Uint8Array) throw malformed('payload is not a map')
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw) || raw instanceof Uint8Array)
+    throw malformed('payload is not a map')
   const keys = Object.keys(raw)
-  if (keys.join(',') !== PAYLOAD_FIELDS.join(',')) throw malformed(`payload fields must be ${PAYLOAD_FIELDS.join(',')} in that order`)
+  if (keys.join(',') !== PAYLOAD_FIELDS.join(','))
+    throw malformed(`payload fields must be ${PAYLOAD_FIELDS.join(',')} in that order`)
   const p = raw as Record<string, unknown>
   if (p.v !== TOKEN_VERSION) throw malformed(`unsupported version ${String(p.v).slice(0, 20)}`)
   if (!isMeshId(p.mesh)) throw malformed('mesh is not a mesh id')
-  if (!(p.ownerKey instanceof Uint8Array) || p.ownerKey.byteLength !== 32) throw malformed('ownerKey is not a 32-byte key')
+  if (!(p.ownerKey instanceof Uint8Array) || p.ownerKey.byteLength !== 32)
+    throw malformed('ownerKey is not a 32-byte key')
   let iss: Uint8Array | PeerIdString
   if (p.iss instanceof Uint8Array) {
     if (p.iss.byteLength !== 32) throw malformed('iss is not a 32-byte key')
@@ -129,14 +147,27 @@ function checkPayload(raw: unknown): TokenPayload {
     throw malformed('iss is neither a raw key nor a peer id')
   }
   if (!isPeerIdString(p.aud)) throw malformed('aud is not an Ed25519 peer id')
-  if (!Array.isArray(p.cap) || p.cap.length === 0 || p.cap.length > CAPABILITIES.length) throw malformed('cap is not a capability list')
+  if (!Array.isArray(p.cap) || p.cap.length === 0 || p.cap.length > CAPABILITIES.length)
+    throw malformed('cap is not a capability list')
   const cap = normalizeCaps(p.cap)
   if (cap.join(',') !== p.cap.join(',')) throw malformed('cap is not in canonical order')
   if (!isUint(p.nbf) || !isUint(p.exp)) throw malformed('nbf/exp are not integer seconds')
   if (p.nbf > p.exp) throw malformed('nbf is after exp')
   const lim = checkLimits(p.lim)
-  if (!(p.nnc instanceof Uint8Array) || p.nnc.byteLength < 8 || p.nnc.byteLength > 32) throw malformed('nnc is not 8..32 bytes')
-  return { v: p.v, mesh: p.mesh, ownerKey: copy(p.ownerKey), iss, aud: p.aud, cap, nbf: p.nbf, exp: p.exp, lim, nnc: copy(p.nnc) }
+  if (!(p.nnc instanceof Uint8Array) || p.nnc.byteLength < 8 || p.nnc.byteLength > 32)
+    throw malformed('nnc is not 8..32 bytes')
+  return {
+    v: p.v,
+    mesh: p.mesh,
+    ownerKey: copy(p.ownerKey),
+    iss,
+    aud: p.aud,
+    cap,
+    nbf: p.nbf,
+    exp: p.exp,
+    lim,
+    nnc: copy(p.nnc),
+  }
 }
 
 function decodeAt(input: Uint8Array, depth: number): Token {
@@ -147,9 +178,14 @@ function decodeAt(input: Uint8Array, depth: number): Token {
   } catch (err) {
     throw malformed((err as Error).message, err)
   }
-  if (!Array.isArray(env) || env.length < 2 || env.length > 3) throw malformed('envelope is not [payload, signature, proof?]')
+  if (!Array.isArray(env) || env.length < 2 || env.length > 3)
+    throw malformed('envelope is not [payload, signature, proof?]')
   const [payloadRaw, sigRaw, proofRaw] = env as unknown[]
-  if (!(payloadRaw instanceof Uint8Array) || !(sigRaw instanceof Uint8Array) || sigRaw.byteLength !== 64) {
+  if (
+    !(payloadRaw instanceof Uint8Array) ||
+    !(sigRaw instanceof Uint8Array) ||
+    sigRaw.byteLength !== 64
+  ) {
     throw malformed('envelope holds no payload bytes or no 64-byte signature')
   }
   if (env.length === 3 && !(proofRaw instanceof Uint8Array)) throw malformed('proof is not bytes')
@@ -162,7 +198,11 @@ function decodeAt(input: Uint8Array, depth: number): Token {
   }
   let proof: Token | undefined
   if (proofRaw instanceof Uint8Array) {
-    if (depth > 0) throw new TokenError('ERR_TOKEN_DELEGATION', 'delegation is one level deep: a proof may not carry a proof')
+    if (depth > 0)
+      throw new TokenError(
+        'ERR_TOKEN_DELEGATION',
+        'delegation is one level deep: a proof may not carry a proof',
+      )
     proof = decodeAt(proofRaw, depth + 1)
   }
   const bytes = copy(input)
@@ -205,23 +245,33 @@ export interface VerifyTokenOptions {
 
 async function checkSignature(token: Token, verify: () => Promise<boolean>): Promise<void> {
   if (!(await verify())) {
-    throw new TokenError('ERR_TOKEN_SIGNATURE', `token ${token.id} has an invalid signature`, { id: token.id })
+    throw new TokenError('ERR_TOKEN_SIGNATURE', `token ${token.id} has an invalid signature`, {
+      id: token.id,
+    })
   }
 }
 
 function checkTime(token: Token, nowMs: number, skew: number): void {
   const now = Math.floor(nowMs / 1000)
   if (now + skew < token.nbf) {
-    throw new TokenError('ERR_TOKEN_NOT_YET_VALID', `token ${token.id} is not valid before ${new Date(token.nbf * 1000).toISOString()}`, {
-      id: token.id,
-      nbf: token.nbf,
-    })
+    throw new TokenError(
+      'ERR_TOKEN_NOT_YET_VALID',
+      `token ${token.id} is not valid before ${new Date(token.nbf * 1000).toISOString()}`,
+      {
+        id: token.id,
+        nbf: token.nbf,
+      },
+    )
   }
   if (now - skew >= token.exp) {
-    throw new TokenError('ERR_TOKEN_EXPIRED', `token ${token.id} expired at ${new Date(token.exp * 1000).toISOString()}; renew it`, {
-      id: token.id,
-      exp: token.exp,
-    })
+    throw new TokenError(
+      'ERR_TOKEN_EXPIRED',
+      `token ${token.id} expired at ${new Date(token.exp * 1000).toISOString()}; renew it`,
+      {
+        id: token.id,
+        exp: token.exp,
+      },
+    )
   }
 }
 
@@ -231,18 +281,22 @@ function delegation(message: string, token: Token): TokenError {
 
 /** Check a delegated token against its proof (rules only; signatures are checked by the caller). */
 function checkDelegationRules(token: Token, proof: Token): void {
-  if (proof.proof) throw delegation('delegation is one level deep: a proof may not carry a proof', token)
+  if (proof.proof)
+    throw delegation('delegation is one level deep: a proof may not carry a proof', token)
   if (!(proof.iss instanceof Uint8Array) || !bytesEqual(proof.iss, proof.ownerKey)) {
     throw delegation('the proof of a delegated token must be issued by the mesh owner', token)
   }
   if (proof.mesh !== token.mesh || !bytesEqual(proof.ownerKey, token.ownerKey)) {
     throw delegation('the proof belongs to another mesh', token)
   }
-  if (!proof.cap.includes('admin')) throw delegation('the proof does not hold the admin capability', token)
+  if (!proof.cap.includes('admin'))
+    throw delegation('the proof does not hold the admin capability', token)
   if (typeof token.iss !== 'string' || token.iss !== proof.aud) {
     throw delegation('a delegated token must be issued by the audience of its proof', token)
   }
-  for (const c of token.cap) if (!proof.cap.includes(c)) throw delegation(`delegated capability ${c} is not held by the proof`, token)
+  for (const c of token.cap)
+    if (!proof.cap.includes(c))
+      throw delegation(`delegated capability ${c} is not held by the proof`, token)
   if (token.exp > proof.exp) throw delegation('a delegated token may not outlive its proof', token)
 }
 
@@ -250,37 +304,55 @@ function checkDelegationRules(token: Token, proof: Token): void {
 export async function verifyToken(token: Token, options: VerifyTokenOptions): Promise<Token> {
   const skew = options.skewSeconds ?? DEFAULT_SKEW_SECONDS
   if (token.mesh !== options.meshId || meshIdOf(token.ownerKey) !== token.mesh) {
-    throw new TokenError('ERR_TOKEN_WRONG_MESH', `token ${token.id} belongs to mesh ${token.mesh}, not ${options.meshId}`, {
-      id: token.id,
-      mesh: token.mesh,
-    })
+    throw new TokenError(
+      'ERR_TOKEN_WRONG_MESH',
+      `token ${token.id} belongs to mesh ${token.mesh}, not ${options.meshId}`,
+      {
+        id: token.id,
+        mesh: token.mesh,
+      },
+    )
   }
   const proof = token.proof
   if (proof) {
     checkDelegationRules(token, proof)
-    await checkSignature(proof, () => verifyByRawKey(proof.ownerKey, signingInput(proof.payloadBytes), proof.signature))
-    await checkSignature(token, () => verifyByPeerId(token.iss as string, signingInput(token.payloadBytes), token.signature))
+    await checkSignature(proof, () =>
+      verifyByRawKey(proof.ownerKey, signingInput(proof.payloadBytes), proof.signature),
+    )
+    await checkSignature(token, () =>
+      verifyByPeerId(token.iss as string, signingInput(token.payloadBytes), token.signature),
+    )
   } else {
     if (!(token.iss instanceof Uint8Array) || !bytesEqual(token.iss, token.ownerKey)) {
       throw delegation('a token without a proof must be issued by the mesh owner key', token)
     }
-    await checkSignature(token, () => verifyByRawKey(token.ownerKey, signingInput(token.payloadBytes), token.signature))
+    await checkSignature(token, () =>
+      verifyByRawKey(token.ownerKey, signingInput(token.payloadBytes), token.signature),
+    )
   }
   const revoked = options.revoked
   if (revoked) {
     const names = [token.id, token.aud, ...(proof ? [proof.id, proof.aud] : [])]
     const hit = names.find((n) => revoked(n))
-    if (hit) throw new TokenError('ERR_TOKEN_REVOKED', `token ${token.id} is revoked (${hit})`, { id: token.id, revoked: hit })
+    if (hit)
+      throw new TokenError('ERR_TOKEN_REVOKED', `token ${token.id} is revoked (${hit})`, {
+        id: token.id,
+        revoked: hit,
+      })
   }
   if (options.now !== null) {
     if (proof) checkTime(proof, options.now, skew)
     checkTime(token, options.now, skew)
   }
   if (options.audience !== undefined && token.aud !== options.audience) {
-    throw new TokenError('ERR_TOKEN_WRONG_AUDIENCE', `token ${token.id} was issued to ${token.aud}, not ${options.audience}`, {
-      id: token.id,
-      aud: token.aud,
-    })
+    throw new TokenError(
+      'ERR_TOKEN_WRONG_AUDIENCE',
+      `token ${token.id} was issued to ${token.aud}, not ${options.audience}`,
+      {
+        id: token.id,
+        aud: token.aud,
+      },
+    )
   }
   if (options.capability !== undefined) requireCapability(token, options.capability)
   return token
@@ -292,10 +364,14 @@ export function hasCapability(token: Pick<Token, 'cap'>, cap: Capability): boole
 
 export function requireCapability(token: Token, cap: Capability): void {
   if (!hasCapability(token, cap)) {
-    throw new TokenError('ERR_TOKEN_CAPABILITY', `token ${token.id} does not grant '${cap}' (it grants ${token.cap.join(', ')})`, {
-      id: token.id,
-      needed: cap,
-    })
+    throw new TokenError(
+      'ERR_TOKEN_CAPABILITY',
+      `token ${token.id} does not grant '${cap}' (it grants ${token.cap.join(', ')})`,
+      {
+        id: token.id,
+        needed: cap,
+      },
+    )
   }
 }
 
@@ -337,7 +413,11 @@ function encodePayload(p: TokenPayload): Uint8Array {
  * Sign a payload as given, without the issuing rules. Exported for test vectors and the
  * tests of verifyToken (which need tokens that break the rules); callers use issueToken.
  */
-export async function signTokenPayload(payload: TokenPayload, key: PrivateKey, proof?: Uint8Array): Promise<Uint8Array> {
+export async function signTokenPayload(
+  payload: TokenPayload,
+  key: PrivateKey,
+  proof?: Uint8Array,
+): Promise<Uint8Array> {
   const payloadBytes = encodePayload(payload)
   const signature = await key.sign(signingInput(payloadBytes))
   return encode(proof ? [payloadBytes, signature, proof] : [payloadBytes, signature])
@@ -347,7 +427,8 @@ export async function signTokenPayload(payload: TokenPayload, key: PrivateKey, p
 export async function issueToken(options: IssueTokenOptions): Promise<Token> {
   const caps = normalizeCaps(options.caps)
   if (!isPeerIdString(options.audience)) throw malformed('audience is not an Ed25519 peer id')
-  if (!isUint(options.nbf) || !isUint(options.exp) || options.nbf > options.exp) throw malformed('nbf/exp must be integer seconds, nbf <= exp')
+  if (!isUint(options.nbf) || !isUint(options.exp) || options.nbf > options.exp)
+    throw malformed('nbf/exp must be integer seconds, nbf <= exp')
   const limits = checkLimits(options.limits ?? {})
   const ownerKey = copy(options.ownerPublicKey)
   const mesh = meshIdOf(ownerKey)
@@ -355,16 +436,38 @@ export async function issueToken(options: IssueTokenOptions): Promise<Token> {
   if (options.proof) {
     const proof = decodeToken(options.proof)
     iss = peerIdOf(options.issuer)
-    const probe = { ...proof, iss, cap: caps, exp: options.exp, mesh, ownerKey, proof: undefined } as Token
+    const probe = {
+      ...proof,
+      iss,
+      cap: caps,
+      exp: options.exp,
+      mesh,
+      ownerKey,
+      proof: undefined,
+    } as Token
     checkDelegationRules(probe, proof)
   } else {
     if (options.issuer.type !== 'Ed25519' || !bytesEqual(options.issuer.publicKey.raw, ownerKey)) {
-      throw new TokenError('ERR_TOKEN_DELEGATION', 'only the mesh owner key issues tokens without a proof; pass this node admin token as proof')
+      throw new TokenError(
+        'ERR_TOKEN_DELEGATION',
+        'only the mesh owner key issues tokens without a proof; pass this node admin token as proof',
+      )
     }
     iss = ownerKey
   }
   const nnc = options.nonce ?? new Uint8Array(randomBytes(16))
-  const payload: TokenPayload = { v: TOKEN_VERSION, mesh, ownerKey, iss, aud: options.audience, cap: caps, nbf: options.nbf, exp: options.exp, lim: limits, nnc }
+  const payload: TokenPayload = {
+    v: TOKEN_VERSION,
+    mesh,
+    ownerKey,
+    iss,
+    aud: options.audience,
+    cap: caps,
+    nbf: options.nbf,
+    exp: options.exp,
+    lim: limits,
+    nnc,
+  }
   return decodeToken(await signTokenPayload(payload, options.issuer, options.proof))
 }
 
@@ -376,11 +479,14 @@ export function formatToken(token: Token | Uint8Array): string {
 /** Parse `rmesh-token-<base64url>` (surrounding whitespace allowed). Decodes, does not verify. */
 export function parseTokenString(text: string): Token {
   if (typeof text !== 'string') throw malformed('not a string')
-  if (text.length > MAX_STRING_CHARS + 64) throw malformed(`token string is longer than ${MAX_STRING_CHARS} characters`)
+  if (text.length > MAX_STRING_CHARS + 64)
+    throw malformed(`token string is longer than ${MAX_STRING_CHARS} characters`)
   const s = text.trim()
-  if (!s.startsWith(TOKEN_STRING_PREFIX)) throw malformed(`a token string starts with '${TOKEN_STRING_PREFIX}'`)
+  if (!s.startsWith(TOKEN_STRING_PREFIX))
+    throw malformed(`a token string starts with '${TOKEN_STRING_PREFIX}'`)
   const body = s.slice(TOKEN_STRING_PREFIX.length)
-  if (body.length === 0 || body.length > MAX_STRING_CHARS || !/^[A-Za-z0-9_-]+$/.test(body)) throw malformed('not base64url')
+  if (body.length === 0 || body.length > MAX_STRING_CHARS || !/^[A-Za-z0-9_-]+$/.test(body))
+    throw malformed('not base64url')
   return decodeToken(fromBase64Url(body))
 }
 

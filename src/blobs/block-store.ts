@@ -81,7 +81,11 @@ export type WriteKind = 'block' | 'manifest' | 'pin' | 'export'
  * Called before every write into the store or an export; tests throw from it (for example
  * an error with code 'ENOSPC') to inject a full disk.
  */
-export type WriteHook = (op: { kind: WriteKind; path: string; bytes: number }) => void | Promise<void>
+export type WriteHook = (op: {
+  kind: WriteKind
+  path: string
+  bytes: number
+}) => void | Promise<void>
 
 export interface BlockStoreComponents {
   root: string
@@ -255,7 +259,8 @@ export function createBlockStore(
     checkCid(cid)
     let bytes: Uint8Array
     try {
-      bytes = await readFile(path)
+      const buf = await readFile(path)
+      bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(what, { cid })
       throw err
@@ -371,7 +376,8 @@ export function createBlockStore(
 
     async putBlock(cid, bytes) {
       checkCid(cid)
-      if (bytes.byteLength > MAX_BLOCK_SIZE) throw new TooLargeError('block', bytes.byteLength, MAX_BLOCK_SIZE)
+      if (bytes.byteLength > MAX_BLOCK_SIZE)
+        throw new TooLargeError('block', bytes.byteLength, MAX_BLOCK_SIZE)
       verifyBlock(cid, bytes)
       await putVerifiedBlock(cid, bytes)
     },
@@ -443,7 +449,7 @@ export function createBlockStore(
         await ready()
         const cutoff = clock.wall() - graceMs
         const pinned = new Set<string>()
-        for (const f of await walk(dirs.pins)) {
+        for (const f of await walk(dirs.pins, false)) {
           for (const cid of await readPinFile(f.path)) pinned.add(cid)
         }
         const live = new Set<string>()
@@ -490,7 +496,11 @@ export function createBlockStore(
   }
 
   function checkOwner(owner: string): void {
-    if (typeof owner !== 'string' || owner.length === 0 || Buffer.byteLength(owner) > MAX_OWNER_BYTES) {
+    if (
+      typeof owner !== 'string' ||
+      owner.length === 0 ||
+      Buffer.byteLength(owner) > MAX_OWNER_BYTES
+    ) {
       throw new InvalidInputError('pin owner must be a non-empty string of at most 1024 bytes')
     }
   }

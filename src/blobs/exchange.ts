@@ -58,7 +58,9 @@ export class NoProvidersError extends RmeshError {
 /** A peer broke the protocol (bad block, unrequested frame, garbage). Internal to a fetch. */
 class PeerMisbehaved extends RmeshError {
   constructor(peer: string, reason: string) {
-    super('ERR_PEER_MISBEHAVED', `peer ${peer} misbehaved: ${reason}`, { details: { peer, reason } })
+    super('ERR_PEER_MISBEHAVED', `peer ${peer} misbehaved: ${reason}`, {
+      details: { peer, reason },
+    })
     this.name = 'PeerMisbehaved'
   }
 }
@@ -113,7 +115,11 @@ export interface BlockExchange {
   stop(): Promise<void>
   fetchManifest(manifestCid: string, options: FetchOptions): Promise<void>
   /** Ask one peer for one block or manifest; returns verified bytes or null (not have). */
-  requestOne(peer: string, cid: string, options?: { signal?: AbortSignal }): Promise<Uint8Array | null>
+  requestOne(
+    peer: string,
+    cid: string,
+    options?: { signal?: AbortSignal },
+  ): Promise<Uint8Array | null>
   /** Counters since creation, for tests, the dashboard and the benchmark profile. */
   stats(): ExchangeStats
 }
@@ -216,7 +222,9 @@ export function createBlockExchange(
           }
         }
       }
-      await stream.close({ signal: timeoutSignal(5_000) }).catch(() => stream.abort(new Error('close')))
+      await stream
+        .close({ signal: timeoutSignal(5_000) })
+        .catch(() => stream.abort(new Error('close')))
     } catch (err) {
       // Garbage from a peer costs it its stream, never the daemon.
       log.debug('served stream ended with error', { peer, err: describeError(err) })
@@ -226,7 +234,9 @@ export function createBlockExchange(
 
   async function openStream(peer: string, signal: AbortSignal): Promise<Stream> {
     const id: PeerId = peerIdFromString(peer)
-    return libp2p.dialProtocol(id, BLOCKS_PROTOCOL, { signal: timeoutSignal(DEFAULT_TIMEOUTS.dial, signal) })
+    return libp2p.dialProtocol(id, BLOCKS_PROTOCOL, {
+      signal: timeoutSignal(DEFAULT_TIMEOUTS.dial, signal),
+    })
   }
 
   async function requestOne(
@@ -242,7 +252,9 @@ export function createBlockExchange(
       const res = decodeResponse((await lp.read({ signal })).subarray())
       if (res.cid !== cid) throw new PeerMisbehaved(peer, 'answered a different CID')
       if (res.block && !matchesCid(cid, res.block)) throw new PeerMisbehaved(peer, 'bad bytes')
-      await stream.close({ signal: timeoutSignal(2_000) }).catch(() => stream.abort(new Error('close')))
+      await stream
+        .close({ signal: timeoutSignal(2_000) })
+        .catch(() => stream.abort(new Error('close')))
       return res.block
     } catch (err) {
       stream.abort(err instanceof Error ? err : new Error(String(err)))
@@ -251,7 +263,11 @@ export function createBlockExchange(
     }
   }
 
-  async function fetchManifestBytes(manifestCid: string, providers: string[], signal: AbortSignal): Promise<void> {
+  async function fetchManifestBytes(
+    manifestCid: string,
+    providers: string[],
+    signal: AbortSignal,
+  ): Promise<void> {
     for (const peer of providers) {
       throwIfAborted(signal, 'fetch')
       try {
@@ -273,7 +289,10 @@ export function createBlockExchange(
     const unique = [...new Set(opts.providers)].filter((p) => p !== self)
     // Penalised peers come last: used only when nobody else has what we need.
     const providers = [
-      ...shuffle(unique.filter((p) => !isPenalised(p)), random),
+      ...shuffle(
+        unique.filter((p) => !isPenalised(p)),
+        random,
+      ),
       ...unique.filter((p) => isPenalised(p)),
     ]
     if (opts.pinOwner) await store.pin(opts.pinOwner, manifestCid)
@@ -321,7 +340,13 @@ export function createBlockExchange(
       private readonly signal: AbortSignal,
     ) {
       this.pending = new Set(missing)
-      this.peers = providers.map((id) => ({ id, expected: [], lacks: new Map(), failures: 0, dropped: false }))
+      this.peers = providers.map((id) => ({
+        id,
+        expected: [],
+        lacks: new Map(),
+        failures: 0,
+        dropped: false,
+      }))
     }
 
     private get remaining(): number {
@@ -371,7 +396,9 @@ export function createBlockExchange(
 
     private checkStall(): void {
       if (clock.monotonic() - this.lastProgress > stallTimeoutMs) {
-        this.finish(new NoProvidersError(`${this.remaining} blocks (stalled)`, { remaining: this.remaining }))
+        this.finish(
+          new NoProvidersError(`${this.remaining} blocks (stalled)`, { remaining: this.remaining }),
+        )
       }
     }
 
@@ -451,7 +478,8 @@ export function createBlockExchange(
       const writer = async () => {
         while (!sessionSignal.aborted && this.remaining > 0) {
           const room = window - p.expected.length
-          const { wants, retryIn } = room > 0 ? this.pick(p, room) : { wants: [], retryIn: stallTimeoutMs }
+          const { wants, retryIn } =
+            room > 0 ? this.pick(p, room) : { wants: [], retryIn: stallTimeoutMs }
           if (wants.length === 0) {
             await this.waitForChange(retryIn)
             continue
@@ -514,7 +542,9 @@ export function createBlockExchange(
           // Report the first cause (a misbehaviour beats the abort it triggered elsewhere).
           throw reason instanceof RmeshError ? reason : err
         })
-        await stream.close({ signal: timeoutSignal(2_000) }).catch(() => stream.abort(new Error('close')))
+        await stream
+          .close({ signal: timeoutSignal(2_000) })
+          .catch(() => stream.abort(new Error('close')))
       } catch (err) {
         stream.abort(err instanceof Error ? err : new Error(String(err)))
         if (signal.aborted && !(err instanceof PeerMisbehaved) && !isFatal(err)) return
@@ -533,7 +563,9 @@ export function createBlockExchange(
       await libp2p.handle(
         BLOCKS_PROTOCOL,
         (stream, connection) => {
-          serve(stream, connection).catch((err) => log.debug('serve failed', { err: describeError(err) }))
+          serve(stream, connection).catch((err) =>
+            log.debug('serve failed', { err: describeError(err) }),
+          )
         },
         { maxInboundStreams: options.maxInboundStreams ?? 32, maxOutboundStreams: 32 },
       )

@@ -75,7 +75,9 @@ export function verifyBlock(cid: string, bytes: Uint8Array): void {
 
 export function validateBlockSize(blockSize: number): void {
   if (!Number.isInteger(blockSize) || blockSize < MIN_BLOCK_SIZE || blockSize > MAX_BLOCK_SIZE) {
-    throw new InvalidInputError(`blockSize must be an integer in [${MIN_BLOCK_SIZE}, ${MAX_BLOCK_SIZE}]`)
+    throw new InvalidInputError(
+      `blockSize must be an integer in [${MIN_BLOCK_SIZE}, ${MAX_BLOCK_SIZE}]`,
+    )
   }
 }
 

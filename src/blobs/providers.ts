@@ -55,7 +55,10 @@ export interface ProviderIndex {
   /** Holders known from gossip (fresh within the TTL), most recently heard first. */
   providersOf(manifestCid: string): string[]
   /** Gossip holders plus DHT providers, bounded by a timeout; never throws for DHT trouble. */
-  findProviders(manifestCid: string, options?: { signal?: AbortSignal; timeoutMs?: number; max?: number }): Promise<string[]>
+  findProviders(
+    manifestCid: string,
+    options?: { signal?: AbortSignal; timeoutMs?: number; max?: number },
+  ): Promise<string[]>
 }
 
 export function encodeHave(manifestCids: string[]): Uint8Array {
@@ -67,7 +70,8 @@ export function decodeHave(bytes: Uint8Array): string[] {
   if (raw === null || typeof raw !== 'object' || !Array.isArray(raw.manifests)) {
     throw new TypeError('have announcement: no manifests array')
   }
-  if (raw.manifests.length > MAX_PER_MESSAGE) throw new TypeError('have announcement: too many CIDs')
+  if (raw.manifests.length > MAX_PER_MESSAGE)
+    throw new TypeError('have announcement: too many CIDs')
   return raw.manifests.map(cidFromBytes)
 }
 
@@ -104,8 +108,8 @@ export function createProviderIndex(
     }
     const now = clock.monotonic()
     for (const cid of cids) {
-      let m = holders.get(cid)
-      if (!m) holders.set(cid, (m = new Map()))
+      const m = holders.get(cid) ?? new Map<string, number>()
+      holders.set(cid, m)
       m.set(from, now)
     }
   }
@@ -196,7 +200,9 @@ export function createProviderIndex(
       const signal = timeoutSignal(opts.timeoutMs ?? dhtTimeoutMs, opts.signal)
       const self = libp2p.peerId.toString()
       try {
-        for await (const p of libp2p.contentRouting.findProviders(parseCid(manifestCid), { signal })) {
+        for await (const p of libp2p.contentRouting.findProviders(parseCid(manifestCid), {
+          signal,
+        })) {
           const id = p.id.toString()
           if (id === self || (isAdmitted && !isAdmitted(id))) continue
           // Remember addresses so the exchange can dial a provider found beyond the LAN.

@@ -38,3 +38,11 @@ function truncateUtf8(s: string, maxBytes: number): string {
   base = chars.join('')
   return base + ext
 }
+
+/** A file extension taken from a peer-supplied name, lower-cased, or `fallback` if odd. */
+export function safeExtension(name: unknown, fallback = '.png'): string {
+  if (typeof name !== 'string') return fallback
+  const dot = name.lastIndexOf('.')
+  const ext = dot < 0 ? '' : name.slice(dot).toLowerCase()
+  return /^\.[a-z0-9]{1,5}$/.test(ext) ? ext : fallback
+}

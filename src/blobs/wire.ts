@@ -49,7 +49,13 @@ function bstrHeader(len: number): Uint8Array {
   if (len < 24) return Uint8Array.of(0x40 | len)
   if (len < 0x100) return Uint8Array.of(0x58, len)
   if (len < 0x10000) return Uint8Array.of(0x59, len >> 8, len & 0xff)
-  return Uint8Array.of(0x5a, (len >>> 24) & 0xff, (len >>> 16) & 0xff, (len >>> 8) & 0xff, len & 0xff)
+  return Uint8Array.of(
+    0x5a,
+    (len >>> 24) & 0xff,
+    (len >>> 16) & 0xff,
+    (len >>> 8) & 0xff,
+    len & 0xff,
+  )
 }
 
 /**

@@ -83,13 +83,16 @@ function withOptions(body: string, options: unknown): string {
 }
 
 /** Runs before `-o/-F/-f`: forces the render settings, refuses a scene with missing files. */
-export function renderSetupScript(options: { samples?: number; resolutionPercentage?: number }): string {
+export function renderSetupScript(options: {
+  samples?: number
+  resolutionPercentage?: number
+}): string {
   return withOptions('rmesh_prepare(RMESH_OPTS)\n', options)
 }
 
 export function inspectScript(): string {
   return withOptions(
-    String.raw`
+    `
 rmesh_emit('LOADED')
 scene = bpy.context.scene
 r = scene.render
@@ -118,7 +121,7 @@ rmesh_emit('JSON', {
 /** Packs every external file into a copy saved at `dest`; the source is left untouched. */
 export function packScript(dest: string): string {
   return withOptions(
-    String.raw`
+    `
 rmesh_emit('LOADED')
 missing = [f for f in rmesh_external_files() if not f['exists']]
 if missing:
@@ -143,7 +146,7 @@ rmesh_emit('PACKED', {'unpacked': left})
  */
 export function serverScript(options: { samples?: number; resolutionPercentage?: number }): string {
   return withOptions(
-    String.raw`
+    `
 scene = rmesh_prepare(RMESH_OPTS)
 rmesh_emit('READY')
 while True:

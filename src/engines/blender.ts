@@ -153,10 +153,14 @@ function notLoadedError(scenePath: string, tail: string[]): EngineError {
 }
 
 function spawnError(file: string, err: Error): EngineError {
-  return new EngineError('ERR_ENGINE_NOT_FOUND', `cannot run ${file}: install it or configure its path`, {
-    cause: err,
-    details: { file },
-  })
+  return new EngineError(
+    'ERR_ENGINE_NOT_FOUND',
+    `cannot run ${file}: install it or configure its path`,
+    {
+      cause: err,
+      details: { file },
+    },
+  )
 }
 
 interface ScriptRun {
@@ -174,7 +178,15 @@ async function runScript(
   const markers = new Map<string, unknown>()
   const p = startProcess({
     file: blender,
-    args: ['-b', '--disable-autoexec', '--python-exit-code', '3', scenePath, '--python-expr', script],
+    args: [
+      '-b',
+      '--disable-autoexec',
+      '--python-exit-code',
+      '3',
+      scenePath,
+      '--python-expr',
+      script,
+    ],
     signal: options.signal,
     timeoutMs: options.timeoutMs ?? DEFAULT_INSPECT_TIMEOUT_MS,
     logPath: options.logPath,
@@ -200,7 +212,12 @@ export async function inspectScene(
   scenePath: string,
   options: { signal?: AbortSignal; timeoutMs?: number } = {},
 ): Promise<SceneInfo> {
-  const { markers, outcome } = await runScript(blender, resolve(scenePath), inspectScript(), options)
+  const { markers, outcome } = await runScript(
+    blender,
+    resolve(scenePath),
+    inspectScript(),
+    options,
+  )
   const info = markers.get('JSON') as SceneInfo | undefined
   if (!info || typeof info !== 'object') {
     throw new EngineError('ERR_SCENE_INVALID', `Blender gave no metadata for ${scenePath}`, {
@@ -293,7 +310,10 @@ export function validateFormat(format: unknown): OutputFormat {
 }
 
 function validateOverrides(task: Pick<RenderTask, 'samples' | 'resolutionPercentage'>): void {
-  if (task.samples !== undefined && (!Number.isInteger(task.samples) || task.samples < 1 || task.samples > 1 << 24)) {
+  if (
+    task.samples !== undefined &&
+    (!Number.isInteger(task.samples) || task.samples < 1 || task.samples > 1 << 24)
+  ) {
     throw new EngineError('ERR_ENGINE_PARAMS', `samples ${task.samples} is not a positive integer`)
   }
   const pct = task.resolutionPercentage
@@ -315,7 +335,10 @@ export function frameSpec(frames: number[]): string {
   return parts.join(',')
 }
 
-function progressForwarder(hooks: Pick<RenderHooks, 'onProgress' | 'onLog'>, fallbackFrame: () => number) {
+function progressForwarder(
+  hooks: Pick<RenderHooks, 'onProgress' | 'onLog'>,
+  fallbackFrame: () => number,
+) {
   return (line: string) => {
     hooks.onLog?.(line)
     if (!hooks.onProgress) return
@@ -377,7 +400,10 @@ export async function renderChunk(
     '-f',
     frameSpec(frames),
   ]
-  await writeFile(logPath, `# ${options.blender} ${args.filter((a) => !a.includes('\n')).join(' ')}\n`)
+  await writeFile(
+    logPath,
+    `# ${options.blender} ${args.filter((a) => !a.includes('\n')).join(' ')}\n`,
+  )
   const markers = new Map<string, unknown>()
   let lastFrame = frames[0]
   const forward = progressForwarder(hooks, () => lastFrame)
@@ -405,9 +431,13 @@ export async function renderChunk(
   if (outcome.spawnError) throw spawnError(options.blender, outcome.spawnError)
   if (outcome.canceled) throw new EngineError('ERR_RENDER_CANCELED', 'render canceled', { details })
   if (outcome.timedOut) {
-    throw new EngineError('ERR_RENDER_TIMEOUT', `render of frames ${frameSpec(frames)} took over ${timeoutMs} ms`, {
-      details,
-    })
+    throw new EngineError(
+      'ERR_RENDER_TIMEOUT',
+      `render of frames ${frameSpec(frames)} took over ${timeoutMs} ms`,
+      {
+        details,
+      },
+    )
   }
   if (!markers.has('LOADED')) throw notLoadedError(scenePath, outcome.tail)
   if (markers.has('MISSING')) throw missingAssetError(scenePath, markers.get('MISSING'))
@@ -494,7 +524,10 @@ export async function createPersistentBlender(
       '3',
       absScene,
       '--python-expr',
-      serverScript({ samples: options.samples, resolutionPercentage: options.resolutionPercentage }),
+      serverScript({
+        samples: options.samples,
+        resolutionPercentage: options.resolutionPercentage,
+      }),
     ],
     stdin: true,
     signal: options.signal,
@@ -518,7 +551,10 @@ export async function createPersistentBlender(
     onReady?.(false)
     pending?.onExit()
   })
-  const startTimer = setTimeout(() => proc.kill(), options.startTimeoutMs ?? DEFAULT_INSPECT_TIMEOUT_MS)
+  const startTimer = setTimeout(
+    () => proc.kill(),
+    options.startTimeoutMs ?? DEFAULT_INSPECT_TIMEOUT_MS,
+  )
   const ok = await ready
   clearTimeout(startTimer)
   if (!ok) {
@@ -526,7 +562,8 @@ export async function createPersistentBlender(
     if (outcome.spawnError) throw spawnError(options.blender, outcome.spawnError)
     if (!markers.has('LOADED')) throw notLoadedError(absScene, outcome.tail)
     if (markers.has('MISSING')) throw missingAssetError(absScene, markers.get('MISSING'))
-    if (options.signal?.aborted) throw new EngineError('ERR_RENDER_CANCELED', 'persistent Blender canceled')
+    if (options.signal?.aborted)
+      throw new EngineError('ERR_RENDER_CANCELED', 'persistent Blender canceled')
     throw new EngineError('ERR_RENDER_FAILED', `persistent Blender did not start on ${absScene}`, {
       details: { logTail: outcome.tail },
     })
@@ -536,7 +573,10 @@ export async function createPersistentBlender(
   let nextId = 1
   let queue: Promise<unknown> = Promise.resolve()
 
-  const renderOne = async (req: PersistentRenderRequest, hooks: RenderHooks): Promise<RenderResult> => {
+  const renderOne = async (
+    req: PersistentRenderRequest,
+    hooks: RenderHooks,
+  ): Promise<RenderResult> => {
     const frames = validateFrames(req.frames)
     const format = validateFormat(req.format)
     if (exited) throw new EngineError('ERR_RENDER_FAILED', 'the persistent Blender has exited')
@@ -577,7 +617,11 @@ export async function createPersistentBlender(
           if (payload.id !== id) return
           if (tag === 'SAVED') {
             chunkLog.push(`Saved: '${String(payload.path)}'`)
-            hooks.onProgress?.({ frame: Number(payload.frame), fraction: 1, message: `saved ${String(payload.path)}` })
+            hooks.onProgress?.({
+              frame: Number(payload.frame),
+              fraction: 1,
+              message: `saved ${String(payload.path)}`,
+            })
           } else if (tag === 'DONE') finish({})
           else if (tag === 'ERROR') finish({ error: String(payload.error) })
         },
@@ -588,23 +632,36 @@ export async function createPersistentBlender(
     await writeFile(logPath, `${chunkLog.join('\n')}\n`)
     const renderMs = performance.now() - started
     const details = { scenePath: absScene, frames, logPath, logTail: chunkLog.slice(-30) }
-    if (hooks.signal.aborted) throw new EngineError('ERR_RENDER_CANCELED', 'render canceled', { details })
+    if (hooks.signal.aborted)
+      throw new EngineError('ERR_RENDER_CANCELED', 'render canceled', { details })
     if (timedOut) {
-      throw new EngineError('ERR_RENDER_TIMEOUT', `render of frames ${frameSpec(frames)} took over ${timeoutMs} ms`, {
-        details,
-      })
+      throw new EngineError(
+        'ERR_RENDER_TIMEOUT',
+        `render of frames ${frameSpec(frames)} took over ${timeoutMs} ms`,
+        {
+          details,
+        },
+      )
     }
     if (result.exited) {
-      throw new EngineError('ERR_RENDER_FAILED', 'the persistent Blender exited during the render', { details })
+      throw new EngineError(
+        'ERR_RENDER_FAILED',
+        'the persistent Blender exited during the render',
+        { details },
+      )
     }
     if (result.error) {
       throw new EngineError('ERR_RENDER_FAILED', `Blender failed: ${result.error}`, { details })
     }
     const { outputs, bad } = await collectOutputs(workDir, frames, format)
     if (bad.length > 0) {
-      throw new EngineError('ERR_RENDER_FAILED', `frame(s) ${frameSpec(bad)} missing or invalid: see ${logPath}`, {
-        details: { ...details, badFrames: bad },
-      })
+      throw new EngineError(
+        'ERR_RENDER_FAILED',
+        `frame(s) ${frameSpec(bad)} missing or invalid: see ${logPath}`,
+        {
+          details: { ...details, badFrames: bad },
+        },
+      )
     }
     return { outputs, logPath, renderMs }
   }
@@ -644,7 +701,11 @@ export interface BlenderEngineOptions {
 export interface BlenderEngine extends Engine {
   readonly name: 'blender'
   inspect(scenePath: string, options: { signal: AbortSignal }): Promise<SceneInfo>
-  packScene(src: string, dest: string, options: { signal: AbortSignal }): Promise<{ dest: string; unpacked: string[] }>
+  packScene(
+    src: string,
+    dest: string,
+    options: { signal: AbortSignal },
+  ): Promise<{ dest: string; unpacked: string[] }>
   /** The executable for `version` (default: the newest installed). */
   executable(version?: string): Promise<string>
   close(): Promise<void>
@@ -674,7 +735,12 @@ export function createBlenderEngine(options: BlenderEngineOptions = {}): Blender
   }
 
   const persistentFor = async (blender: string, task: RenderTask): Promise<PersistentBlender> => {
-    const key = JSON.stringify([blender, resolve(task.scenePath), task.samples, task.resolutionPercentage])
+    const key = JSON.stringify([
+      blender,
+      resolve(task.scenePath),
+      task.samples,
+      task.resolutionPercentage,
+    ])
     const existing = persistent.get(key)
     if (existing) {
       const pb = await existing.catch(() => undefined)
@@ -720,11 +786,20 @@ export function createBlenderEngine(options: BlenderEngineOptions = {}): Blender
     },
     async render(task, hooks) {
       const blender = await executable(task.engineVersion)
-      if (!task.persistent) return renderChunk({ blender, timeoutMs: options.timeoutMs }, task, hooks)
+      if (!task.persistent)
+        return renderChunk({ blender, timeoutMs: options.timeoutMs }, task, hooks)
       validateOverrides(task)
       const pb = await persistentFor(blender, task)
       if (pb.pid !== undefined) hooks.onSpawn?.(pb.pid)
-      return pb.render({ frames: task.frames, workDir: task.workDir, format: task.format, timeoutMs: task.timeoutMs }, hooks)
+      return pb.render(
+        {
+          frames: task.frames,
+          workDir: task.workDir,
+          format: task.format,
+          timeoutMs: task.timeoutMs,
+        },
+        hooks,
+      )
     },
     async close() {
       const all = [...persistent.values()]

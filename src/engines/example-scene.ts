@@ -33,7 +33,10 @@ export function makeSceneScriptPath(): string {
 const building = new Map<string, Promise<ExampleScene>>()
 
 /** Builds (once) and returns the example scene; `dir` defaults to a cache in the OS temp dir. */
-export function ensureExampleScene(dir?: string, options: { blender?: string } = {}): Promise<ExampleScene> {
+export function ensureExampleScene(
+  dir?: string,
+  options: { blender?: string } = {},
+): Promise<ExampleScene> {
   const key = `${dir ?? ''}|${options.blender ?? ''}`
   let p = building.get(key)
   if (!p) {
@@ -46,7 +49,9 @@ export function ensureExampleScene(dir?: string, options: { blender?: string } =
 
 async function build(dir: string | undefined, blender: string): Promise<ExampleScene> {
   const script = makeSceneScriptPath()
-  const hash = Buffer.from(sha256(await readFile(script))).toString('hex').slice(0, 16)
+  const hash = Buffer.from(sha256(await readFile(script)))
+    .toString('hex')
+    .slice(0, 16)
   const target = resolve(dir ?? join(tmpdir(), 'rmesh-example-scene'), hash)
   const scene: ExampleScene = {
     dir: target,
@@ -58,7 +63,16 @@ async function build(dir: string | undefined, blender: string): Promise<ExampleS
   await mkdir(staging, { recursive: true })
   const run = startProcess({
     file: blender,
-    args: ['-b', '--factory-startup', '--python-exit-code', '3', '--python', script, '--', join(staging, 'example.blend')],
+    args: [
+      '-b',
+      '--factory-startup',
+      '--python-exit-code',
+      '3',
+      '--python',
+      script,
+      '--',
+      join(staging, 'example.blend'),
+    ],
     timeoutMs: 120_000,
   })
   const outcome = await run.done

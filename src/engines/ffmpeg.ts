@@ -32,9 +32,13 @@ export function listEncoders(ffmpeg = 'ffmpeg'): Promise<Set<string>> {
   if (!p) {
     p = runCapture(ffmpeg, ['-hide_banner', '-encoders']).then(({ stdout, outcome }) => {
       if (outcome.spawnError || outcome.exitCode !== 0) {
-        throw new EngineError('ERR_ENGINE_NOT_FOUND', `cannot run ${ffmpeg}: install ffmpeg or configure its path`, {
-          cause: outcome.spawnError,
-        })
+        throw new EngineError(
+          'ERR_ENGINE_NOT_FOUND',
+          `cannot run ${ffmpeg}: install ffmpeg or configure its path`,
+          {
+            cause: outcome.spawnError,
+          },
+        )
       }
       const names = new Set<string>()
       for (const line of stdout.split('\n')) {
@@ -59,14 +63,47 @@ export function codecArgs(codec: VideoCodec, encoders: Set<string>): string[] {
   switch (codec) {
     case 'h264':
       if (!encoders.has('libx264')) break
-      return ['-c:v', 'libx264', '-preset', 'medium', '-crf', '18', '-pix_fmt', 'yuv420p', '-movflags', '+faststart']
+      return [
+        '-c:v',
+        'libx264',
+        '-preset',
+        'medium',
+        '-crf',
+        '18',
+        '-pix_fmt',
+        'yuv420p',
+        '-movflags',
+        '+faststart',
+      ]
     case 'vp9':
       if (!encoders.has('libvpx-vp9')) break
-      return ['-c:v', 'libvpx-vp9', '-b:v', '0', '-crf', '31', '-row-mt', '1', '-pix_fmt', 'yuv420p']
+      return [
+        '-c:v',
+        'libvpx-vp9',
+        '-b:v',
+        '0',
+        '-crf',
+        '31',
+        '-row-mt',
+        '1',
+        '-pix_fmt',
+        'yuv420p',
+      ]
     case 'av1':
       // SVT-AV1 is by far the fastest; libaom is the reference fallback.
       if (encoders.has('libsvtav1')) {
-        return ['-c:v', 'libsvtav1', '-preset', '8', '-crf', '35', '-pix_fmt', 'yuv420p', '-movflags', '+faststart']
+        return [
+          '-c:v',
+          'libsvtav1',
+          '-preset',
+          '8',
+          '-crf',
+          '35',
+          '-pix_fmt',
+          'yuv420p',
+          '-movflags',
+          '+faststart',
+        ]
       }
       if (encoders.has('libaom-av1')) {
         return [
@@ -88,9 +125,13 @@ export function codecArgs(codec: VideoCodec, encoders: Set<string>): string[] {
       }
       break
   }
-  throw new EngineError('ERR_ENGINE_NOT_FOUND', `this ffmpeg has no ${codec} encoder: install a full ffmpeg build`, {
-    details: { codec },
-  })
+  throw new EngineError(
+    'ERR_ENGINE_NOT_FOUND',
+    `this ffmpeg has no ${codec} encoder: install a full ffmpeg build`,
+    {
+      details: { codec },
+    },
+  )
 }
 
 export interface EncodeOptions {
@@ -116,22 +157,32 @@ export interface EncodeResult {
 export async function encodeVideo(opts: EncodeOptions): Promise<EncodeResult> {
   const tools = { ...DEFAULT_TOOLS, ...opts.tools }
   if (!VIDEO_CODECS.includes(opts.codec)) {
-    throw new EngineError('ERR_ENGINE_PARAMS', `video codec ${String(opts.codec)} is not one of ${VIDEO_CODECS.join(', ')}`)
+    throw new EngineError(
+      'ERR_ENGINE_PARAMS',
+      `video codec ${String(opts.codec)} is not one of ${VIDEO_CODECS.join(', ')}`,
+    )
   }
   if (!Number.isFinite(opts.fps) || opts.fps <= 0 || opts.fps > 1000) {
     throw new EngineError('ERR_ENGINE_PARAMS', `fps ${opts.fps} is not in (0, 1000]`)
   }
-  if (opts.frames.length === 0) throw new EngineError('ERR_ENGINE_PARAMS', 'a video needs at least one frame')
+  if (opts.frames.length === 0)
+    throw new EngineError('ERR_ENGINE_PARAMS', 'a video needs at least one frame')
   const exts = new Set(opts.frames.map((f) => extname(f.path).toLowerCase()))
   if (exts.size !== 1 || ![...exts].every((e) => ['.png', '.exr', '.jpg', '.jpeg'].includes(e))) {
-    throw new EngineError('ERR_ENGINE_PARAMS', `frames must all be PNG, JPEG or EXR, not ${[...exts].join(', ')}`)
+    throw new EngineError(
+      'ERR_ENGINE_PARAMS',
+      `frames must all be PNG, JPEG or EXR, not ${[...exts].join(', ')}`,
+    )
   }
   const ext = [...exts][0]
   const codec = codecArgs(opts.codec, await listEncoders(tools.ffmpeg))
   const out = resolve(opts.out)
   await mkdir(dirname(out), { recursive: true })
   const seqDir = await mkdtemp(join(tmpdir(), 'rmesh-encode-'))
-  const partial = join(dirname(out), `.${Date.now()}-${process.pid}.partial.${VIDEO_EXTENSION[opts.codec]}`)
+  const partial = join(
+    dirname(out),
+    `.${Date.now()}-${process.pid}.partial.${VIDEO_EXTENSION[opts.codec]}`,
+  )
   const started = performance.now()
   try {
     const sorted = [...opts.frames].sort((a, b) => a.frame - b.frame)
@@ -190,13 +241,20 @@ export async function encodeVideo(opts: EncodeOptions): Promise<EncodeResult> {
     if (outcome.canceled) throw new EngineError('ERR_RENDER_CANCELED', 'video encode canceled')
     if (outcome.timedOut) throw new EngineError('ERR_RENDER_TIMEOUT', 'video encode timed out')
     if (outcome.exitCode !== 0) {
-      throw new EngineError('ERR_ENCODE_FAILED', `ffmpeg exited with ${outcome.exitCode ?? outcome.signal}`, {
-        details: { logTail: outcome.tail.filter((l) => !/^\w+=/.test(l)) },
-      })
+      throw new EngineError(
+        'ERR_ENCODE_FAILED',
+        `ffmpeg exited with ${outcome.exitCode ?? outcome.signal}`,
+        {
+          details: { logTail: outcome.tail.filter((l) => !/^\w+=/.test(l)) },
+        },
+      )
     }
     const probe = await probeVideo(partial, { signal: opts.signal, tools })
     if (probe.frames !== total) {
-      throw new EngineError('ERR_ENCODE_FAILED', `the video has ${probe.frames} frames, expected ${total}`)
+      throw new EngineError(
+        'ERR_ENCODE_FAILED',
+        `the video has ${probe.frames} frames, expected ${total}`,
+      )
     }
     await rename(partial, out)
     return { out, frames: total, encodeMs: performance.now() - started }
@@ -240,7 +298,9 @@ export async function probeVideo(
     { signal: options.signal, timeoutMs: 120_000 },
   )
   if (outcome.spawnError) {
-    throw new EngineError('ERR_ENGINE_NOT_FOUND', `cannot run ${ffprobe}: install ffmpeg`, { cause: outcome.spawnError })
+    throw new EngineError('ERR_ENGINE_NOT_FOUND', `cannot run ${ffprobe}: install ffmpeg`, {
+      cause: outcome.spawnError,
+    })
   }
   let parsed: {
     streams?: Record<string, string | number>[]
@@ -253,9 +313,13 @@ export async function probeVideo(
   }
   const s = parsed.streams?.[0]
   if (outcome.exitCode !== 0 || !s) {
-    throw new EngineError('ERR_ENCODE_FAILED', `${path} has no video stream`, { details: { logTail: outcome.tail } })
+    throw new EngineError('ERR_ENCODE_FAILED', `${path} has no video stream`, {
+      details: { logTail: outcome.tail },
+    })
   }
-  const [num, den] = String(s.avg_frame_rate ?? '0/1').split('/').map(Number)
+  const [num, den] = String(s.avg_frame_rate ?? '0/1')
+    .split('/')
+    .map(Number)
   return {
     codec: String(s.codec_name),
     frames: Number(s.nb_read_frames),
@@ -269,7 +333,9 @@ export async function probeVideo(
 
 /** ffmpeg's version, or undefined when it cannot run. */
 export async function detectFfmpeg(ffmpeg = 'ffmpeg'): Promise<string | undefined> {
-  const { stdout, outcome } = await runCapture(ffmpeg, ['-hide_banner', '-version'], { timeoutMs: 15_000 })
+  const { stdout, outcome } = await runCapture(ffmpeg, ['-hide_banner', '-version'], {
+    timeoutMs: 15_000,
+  })
   if (outcome.exitCode !== 0) return undefined
-  return parseFfmpegVersion(stdout) ?? parseFfmpegVersion(`ffmpeg ${stdout}`)
+  return parseFfmpegVersion(stdout)
 }

@@ -27,7 +27,9 @@ export function checkImageBytes(head: Uint8Array, tail: Uint8Array, format: Outp
     }
     case 'JPEG':
       return (
-        startsWith(head, JPEG_SIG) && tail[tail.length - 2] === 0xff && tail[tail.length - 1] === 0xd9
+        startsWith(head, JPEG_SIG) &&
+        tail[tail.length - 2] === 0xff &&
+        tail[tail.length - 1] === 0xd9
       )
     case 'OPEN_EXR':
       return startsWith(head, EXR_SIG)
@@ -61,4 +63,11 @@ export function frameOutputPath(workDir: string, frame: number, format: OutputFo
 
 export function framePath(workDir: string, frame: number, extension: string): string {
   return join(workDir, `frame_${String(frame).padStart(5, '0')}.${extension}`)
+}
+
+/** The image format written with this extension, if `isValidImage` can check it. */
+export function formatOfExtension(extension: string): OutputFormat | undefined {
+  const e = extension.toLowerCase()
+  if (e === 'jpeg') return 'JPEG'
+  return (Object.keys(FORMAT_EXTENSION) as OutputFormat[]).find((f) => FORMAT_EXTENSION[f] === e)
 }

@@ -129,8 +129,10 @@ export function startProcess(opts: RunOptions): RunningProcess {
   }
   let killTimer: NodeJS.Timeout | undefined
   let exited = false
+  let killRequested = false
   const kill = () => {
     if (pid === undefined || exited) return
+    killRequested = true
     killGroup(pid, 'SIGTERM')
     killTimer ??= setTimeout(() => {
       // SIGKILL the group even if the leader has exited: grandchildren may linger.
@@ -183,8 +185,9 @@ export function startProcess(opts: RunOptions): RunningProcess {
     splitters.stdout.end()
     splitters.stderr.end()
     if (pid !== undefined) {
-      // The leader is gone; make sure nothing else of its group survives.
-      killGroup(pid, 'SIGKILL')
+      // After a kill, make sure nothing else of the group survives the leader. Only then:
+      // once reaped, the pid may be reused, and we only ever signal what we started.
+      if (killRequested) killGroup(pid, 'SIGKILL')
       live.delete(pid)
     }
     if (killTimer) clearTimeout(killTimer)
@@ -250,7 +253,10 @@ export async function isExecutable(p: string): Promise<boolean> {
 }
 
 /** Every executable named `name` on PATH, in PATH order. */
-export async function findOnPath(name: string, pathEnv = process.env.PATH ?? ''): Promise<string[]> {
+export async function findOnPath(
+  name: string,
+  pathEnv = process.env.PATH ?? '',
+): Promise<string[]> {
   const found: string[] = []
   for (const dir of pathEnv.split(delimiter)) {
     if (!dir) continue
@@ -259,4 +265,3 @@ export async function findOnPath(name: string, pathEnv = process.env.PATH ?? '')
   }
   return found
 }
-

@@ -35,7 +35,8 @@ export function compareVersions(a: string, b: string): number {
 
 /** `blender`, `blender>=3.4`, `blender=3.4.1`, `blender^3.4`, `ffmpeg~5.1`. */
 export function parseRequirement(req: string): Requirement {
-  const m = /^\s*([a-z][a-z0-9_-]{0,63})\s*(?:(>=|<=|==|=|>|<|\^|~)\s*(\d+(?:\.\d+){0,3}))?\s*$/i.exec(req)
+  const m =
+    /^\s*([a-z][a-z0-9_-]{0,63})\s*(?:(>=|<=|==|=|>|<|\^|~)\s*(\d+(?:\.\d+){0,3}))?\s*$/i.exec(req)
   if (!m) {
     throw new EngineError(
       'ERR_ENGINE_PARAMS',
@@ -45,7 +46,11 @@ export function parseRequirement(req: string): Requirement {
   return m[2] ? { name: m[1], op: m[2] as VersionOp, version: m[3] } : { name: m[1] }
 }
 
-export function versionSatisfies(version: string, op: VersionOp | undefined, wanted: string | undefined): boolean {
+export function versionSatisfies(
+  version: string,
+  op: VersionOp | undefined,
+  wanted: string | undefined,
+): boolean {
   if (op === undefined || wanted === undefined) return true
   const c = compareVersions(version, wanted)
   const w = parts(wanted)
@@ -71,7 +76,10 @@ export function versionSatisfies(version: string, op: VersionOp | undefined, wan
 }
 
 /** True when one of `installed` ({name, version}) meets `req`. */
-export function meetsRequirement(installed: { name: string; version: string }[], req: string | Requirement): boolean {
+export function meetsRequirement(
+  installed: { name: string; version: string }[],
+  req: string | Requirement,
+): boolean {
   const r = typeof req === 'string' ? parseRequirement(req) : req
   return installed.some((e) => e.name === r.name && versionSatisfies(e.version, r.op, r.version))
 }

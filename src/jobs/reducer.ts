@@ -21,6 +21,8 @@ import {
   DEFAULT_MAX_FAILURES_PER_NODE,
   DEFAULT_MAX_NODES_PER_CHUNK,
   LIMITS,
+  type BodyOf,
+  type Validated,
   validateBody,
 } from './entries.js'
 
@@ -101,6 +103,8 @@ export class JobFold {
   private readonly sorted: LogEntry[] = []
   private readonly ids = new Set<string>()
   private acc: Acc | undefined
+  /** Snapshots of the state after the first `at` entries, so a late entry replays only a tail. */
+  private checkpoints: { at: number; state: JobState | undefined }[] = []
   private readonly isAdmin: (peer: PeerIdString) => boolean
 
   constructor(options: ReduceOptions = {}) {
@@ -115,6 +119,7 @@ export class JobFold {
     if (n === 0 || compareEntries(this.sorted[n - 1], entry) < 0) {
       this.sorted.push(entry)
       this.apply(entry)
+      this.maybeCheckpoint()
       return true
     }
     let lo = 0
@@ -125,8 +130,11 @@ export class JobFold {
       else hi = mid
     }
     this.sorted.splice(lo, 0, entry)
-    this.acc = undefined
-    for (const e of this.sorted) this.apply(e)
+    while (this.checkpoints.length > 0 && this.checkpoints[this.checkpoints.length - 1].at > lo) this.checkpoints.pop()
+    const cp = this.checkpoints[this.checkpoints.length - 1]
+    this.acc = cp?.state ? new Acc(cloneState(cp.state)) : undefined
+    for (let i = cp?.at ?? 0; i < this.sorted.length; i++) this.apply(this.sorted[i])
+    this.maybeCheckpoint()
     return true
   }
 
@@ -138,12 +146,21 @@ export class JobFold {
     return this.sorted
   }
 
+  private maybeCheckpoint(): void {
+    const last = this.checkpoints[this.checkpoints.length - 1]?.at ?? 0
+    // Snapshot cost is O(chunks): space them so it stays a small share of the fold.
+    const every = Math.max(32, (this.acc?.s.chunks.length ?? 0) >> 4)
+    if (this.sorted.length - last >= every) {
+      this.checkpoints.push({ at: this.sorted.length, state: this.acc ? cloneState(this.acc.s) : undefined })
+    }
+  }
+
   private apply(e: LogEntry): void {
     if (typeof e.kind !== 'string') return
     if (e.kind === 'seal') {
-      const v = validateBody('seal', e.body)
+      const v = validated(e)
       if (!v.ok) return
-      const st = validateJobState(v.body.state)
+      const st = validateJobState((v.body as { state: unknown }).state)
       if (!st || e.log !== jobLogId(st.jobId)) return
       if (this.acc && this.acc.s.jobId !== st.jobId) return
       if (e.author !== st.submitter && !this.isAdmin(e.author)) return
@@ -153,13 +170,41 @@ export class JobFold {
     }
     if (!this.acc) {
       if (e.kind !== 'announce') return
-      const v = validateBody('announce', e.body)
+      const v = validated(e) as Validated<AnnounceBody>
       if (!v.ok || e.log !== jobLogId(v.body.jobId) || e.author !== v.body.submitter) return
       this.acc = Acc.fromAnnounce(v.body, e)
       return
     }
     this.acc.apply(e, this.isAdmin)
   }
+}
+
+/**
+ * A copy deep enough for the fold to mutate: chunk records, failure lists and the
+ * failure counts. Frames, outputs and the announce body are never mutated, so shared.
+ */
+export function cloneState(s: JobState): JobState {
+  return {
+    ...s,
+    announce: { ...s.announce },
+    nodeFailures: { ...s.nodeFailures },
+    blocklist: s.blocklist.slice(),
+    chunks: s.chunks.map((c) => ({ ...c, failures: c.failures.slice() })),
+  }
+}
+
+/**
+ * Entries are immutable, so a body's validation is computed once per entry object
+ * (replays after a late entry would otherwise re-parse every CID).
+ */
+const validations = new WeakMap<object, Validated<unknown>>()
+function validated(e: LogEntry): Validated<unknown> {
+  let v = validations.get(e)
+  if (!v) {
+    v = validateBody(e.kind, e.body)
+    validations.set(e, v)
+  }
+  return v
 }
 
 /** The mutable accumulator; keeps counters so each entry costs O(size of its body). */
@@ -267,7 +312,7 @@ class Acc {
     const s = this.s
     switch (e.kind) {
       case 'claim': {
-        const v = validateBody('claim', e.body)
+        const v = validated(e) as Validated<BodyOf['claim']>
         if (!v.ok || s.canceled || s.state === 'failed' || s.state === 'done') return
         const c = s.chunks[v.body.chunk]
         if (!c || (c.state !== 'open' && c.state !== 'claimed')) return
@@ -281,7 +326,7 @@ class Acc {
         break
       }
       case 'release': {
-        const v = validateBody('release', e.body)
+        const v = validated(e) as Validated<BodyOf['release']>
         if (!v.ok) return
         const c = s.chunks[v.body.chunk]
         if (!c || c.state !== 'claimed' || c.holder !== e.author || c.attempt !== v.body.attempt) return
@@ -289,7 +334,7 @@ class Acc {
         break
       }
       case 'fail': {
-        const v = validateBody('fail', e.body)
+        const v = validated(e) as Validated<BodyOf['fail']>
         if (!v.ok) return
         const c = s.chunks[v.body.chunk]
         if (!c || c.state === 'done' || c.state === 'waiting' || v.body.attempt > c.attempt) return
@@ -305,7 +350,7 @@ class Acc {
         break
       }
       case 'complete': {
-        const v = validateBody('complete', e.body)
+        const v = validated(e) as Validated<BodyOf['complete']>
         if (!v.ok) return
         const c = s.chunks[v.body.chunk]
         if (!c || c.state === 'waiting' || v.body.attempt > c.attempt) return
@@ -323,18 +368,18 @@ class Acc {
         break
       }
       case 'cancel': {
-        if (!validateBody('cancel', e.body).ok || !this.privileged(e.author, isAdmin)) return
+        if (!validated(e).ok || !this.privileged(e.author, isAdmin)) return
         if (s.state !== 'done') s.canceled = true
         break
       }
       case 'delete': {
-        if (!validateBody('delete', e.body).ok || !this.privileged(e.author, isAdmin)) return
+        if (!validated(e).ok || !this.privileged(e.author, isAdmin)) return
         s.deleted = true
         if (s.state !== 'done') s.canceled = true
         break
       }
       case 'retry': {
-        const v = validateBody('retry', e.body)
+        const v = validated(e) as Validated<BodyOf['retry']>
         if (!v.ok || !this.privileged(e.author, isAdmin) || s.canceled) return
         const wanted = v.body.chunks ? new Set(v.body.chunks) : undefined
         let reopened = false
@@ -352,13 +397,13 @@ class Acc {
         break
       }
       case 'priority': {
-        const v = validateBody('priority', e.body)
+        const v = validated(e) as Validated<BodyOf['priority']>
         if (!v.ok || !this.privileged(e.author, isAdmin)) return
         s.priority = v.body.priority
         break
       }
       case 'ack': {
-        const v = validateBody('ack', e.body)
+        const v = validated(e) as Validated<BodyOf['ack']>
         if (!v.ok || e.author !== s.submitter) return
         for (const i of v.body.chunks) {
           const c = s.chunks[i]

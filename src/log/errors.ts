@@ -17,7 +17,12 @@ export type EntryErrorCode =
 
 export class EntryError extends RmeshError {
   declare readonly code: EntryErrorCode
-  constructor(code: EntryErrorCode, message: string, details?: Record<string, unknown>, cause?: unknown) {
+  constructor(
+    code: EntryErrorCode,
+    message: string,
+    details?: Record<string, unknown>,
+    cause?: unknown,
+  ) {
     super(code, message, { details, cause })
     this.name = 'EntryError'
   }
@@ -26,7 +31,10 @@ export class EntryError extends RmeshError {
 /** Larger than MAX_ENTRY_BYTES; refused before any decoding. */
 export class EntryTooLargeError extends EntryError {
   constructor(size: number, limit: number) {
-    super('ERR_ENTRY_TOO_LARGE', `log entry is ${size} bytes, over the limit of ${limit}`, { size, limit })
+    super('ERR_ENTRY_TOO_LARGE', `log entry is ${size} bytes, over the limit of ${limit}`, {
+      size,
+      limit,
+    })
     this.name = 'EntryTooLargeError'
   }
 }
@@ -42,9 +50,13 @@ export class EntryMalformedError extends EntryError {
 /** A format version this node does not understand (a newer peer); upgrade rmesh. */
 export class EntryVersionError extends EntryError {
   constructor(v: unknown) {
-    super('ERR_ENTRY_VERSION', `log entry format version ${String(v)} is not supported; upgrade rmesh`, {
-      v: typeof v === 'number' ? v : String(v),
-    })
+    super(
+      'ERR_ENTRY_VERSION',
+      `log entry format version ${String(v)} is not supported; upgrade rmesh`,
+      {
+        v: typeof v === 'number' ? v : String(v),
+      },
+    )
     this.name = 'EntryVersionError'
   }
 }
@@ -52,14 +64,19 @@ export class EntryVersionError extends EntryError {
 /** A kind this log does not accept (when the manager is given its list of kinds). */
 export class EntryKindError extends EntryError {
   constructor(kind: string) {
-    super('ERR_ENTRY_KIND', `unknown log entry kind '${kind.slice(0, 40)}'`, { kind: kind.slice(0, 40) })
+    super('ERR_ENTRY_KIND', `unknown log entry kind '${kind.slice(0, 40)}'`, {
+      kind: kind.slice(0, 40),
+    })
     this.name = 'EntryKindError'
   }
 }
 
 export class EntrySignatureError extends EntryError {
   constructor(author: string) {
-    super('ERR_ENTRY_SIGNATURE', `log entry signature does not verify for author ${author.slice(0, 80)}`)
+    super(
+      'ERR_ENTRY_SIGNATURE',
+      `log entry signature does not verify for author ${author.slice(0, 80)}`,
+    )
     this.name = 'EntrySignatureError'
   }
 }
@@ -67,10 +84,14 @@ export class EntrySignatureError extends EntryError {
 /** Lamport clock not greater than every parent's: the author's clock went backwards. */
 export class EntryClockError extends EntryError {
   constructor(clock: number, parentClock: number) {
-    super('ERR_ENTRY_CLOCK', `log entry clock ${clock} is not greater than its parent's ${parentClock}`, {
-      clock,
-      parentClock,
-    })
+    super(
+      'ERR_ENTRY_CLOCK',
+      `log entry clock ${clock} is not greater than its parent's ${parentClock}`,
+      {
+        clock,
+        parentClock,
+      },
+    )
     this.name = 'EntryClockError'
   }
 }
@@ -94,7 +115,10 @@ export class EntryUnauthorizedError extends EntryError {
 /** The bounded pending set is full; the entry is dropped and will be fetched again by sync. */
 export class EntryPendingFullError extends EntryError {
   constructor() {
-    super('ERR_ENTRY_PENDING_FULL', 'too many log entries are waiting for their parents; entry dropped')
+    super(
+      'ERR_ENTRY_PENDING_FULL',
+      'too many log entries are waiting for their parents; entry dropped',
+    )
     this.name = 'EntryPendingFullError'
   }
 }

@@ -113,7 +113,10 @@ interface Pending {
   missing: Set<EntryId>
 }
 
-export function createLogManager(components: LogManagerComponents, options: LogManagerOptions = {}): LogManager {
+export function createLogManager(
+  components: LogManagerComponents,
+  options: LogManagerOptions = {},
+): LogManager {
   const { store, signer, clock, authorize, tokenId } = components
   const logger = components.logger.child('log')
   const kinds = options.kinds ? new Set(options.kinds) : undefined
@@ -213,7 +216,10 @@ export function createLogManager(components: LogManagerComponents, options: LogM
   /** Hold an entry; false when it cannot be held (too big for the bounds even alone). */
   function addPending(entry: LogEntry, missing: Set<EntryId>): boolean {
     if (entry.bytes.byteLength > maxPendingBytes || maxPendingEntries <= 0) return false
-    while (pending.size >= maxPendingEntries || pendingBytes + entry.bytes.byteLength > maxPendingBytes) {
+    while (
+      pending.size >= maxPendingEntries ||
+      pendingBytes + entry.bytes.byteLength > maxPendingBytes
+    ) {
       const oldest = pending.keys().next().value
       if (oldest === undefined) break
       removePending(oldest)
@@ -223,7 +229,10 @@ export function createLogManager(components: LogManagerComponents, options: LogM
     pendingBytes += entry.bytes.byteLength
     for (const m of missing) {
       let set = waiting.get(m)
-      if (!set) waiting.set(m, (set = new Set()))
+      if (!set) {
+        set = new Set()
+        waiting.set(m, set)
+      }
       set.add(entry.id)
     }
     return true
@@ -254,14 +263,22 @@ export function createLogManager(components: LogManagerComponents, options: LogM
    * The one path by which entries enter a log, for appends and joins alike. Runs inside
    * the log's queue slot.
    */
-  async function integrate(log: LogId, incoming: LogEntry[], origin: EntryOrigin, result: JoinResult): Promise<void> {
+  async function integrate(
+    log: LogId,
+    incoming: LogEntry[],
+    origin: EntryOrigin,
+    result: JoinResult,
+  ): Promise<void> {
     let seal = await effectiveSeal(log)
     // A seal newer than the effective one is applied first, so the entries it covers in
     // the same batch are ignored instead of being stored and then deleted.
     const newSeals = incoming
       .filter((e) => e.kind === SEAL_KIND && (!seal || compareEntries(e, seal) > 0))
       .sort(compareEntries)
-    const work = [...newSeals.reverse(), ...incoming.filter((e) => !newSeals.includes(e)).sort(compareEntries)]
+    const work = [
+      ...newSeals.reverse(),
+      ...incoming.filter((e) => !newSeals.includes(e)).sort(compareEntries),
+    ]
     const added = new Map<EntryId, LogEntry>()
     let heads = new Set(await store.getHeads(log))
     const newlyPending: EntryId[] = []
@@ -363,7 +380,9 @@ export function createLogManager(components: LogManagerComponents, options: LogM
     const stillPending = newlyPending.filter((id) => pending.has(id))
     result.pending += stillPending.length
     const missingIds = new Set(result.missing)
-    for (const id of missingOf(stillPending.flatMap((id) => [...(pending.get(id)?.missing ?? [])]))) {
+    for (const id of missingOf(
+      stillPending.flatMap((id) => [...(pending.get(id)?.missing ?? [])]),
+    )) {
       missingIds.add(id)
     }
     result.missing = [...missingIds]
@@ -407,7 +426,8 @@ export function createLogManager(components: LogManagerComponents, options: LogM
     try {
       if (kinds && !kinds.has(e.kind)) throw new EntryKindError(e.kind)
       for (const p of parents ?? []) {
-        if (p.log !== e.log) throw new EntryParentError('log entry names a parent in another log', { log: e.log })
+        if (p.log !== e.log)
+          throw new EntryParentError('log entry names a parent in another log', { log: e.log })
         if (e.clock <= p.clock) throw new EntryClockError(e.clock, p.clock)
       }
       if (authorize) await authorize(e)
@@ -425,7 +445,9 @@ export function createLogManager(components: LogManagerComponents, options: LogM
         err instanceof EntryError
           ? err
           : new EntryUnauthorizedError(
-              err instanceof Error ? `entry refused: ${err.message}` : 'entry refused by the authorization hook',
+              err instanceof Error
+                ? `entry refused: ${err.message}`
+                : 'entry refused by the authorization hook',
               err,
             )
       result.rejected.push({ id: e.id, error })
@@ -435,13 +457,19 @@ export function createLogManager(components: LogManagerComponents, options: LogM
   }
 
   /** Make `s` the log's effective seal: keep it and the entries that descend from it only. */
-  async function applySeal(log: LogId, s: LogEntry, origin: EntryOrigin, result: JoinResult): Promise<void> {
+  async function applySeal(
+    log: LogId,
+    s: LogEntry,
+    origin: EntryOrigin,
+    result: JoinResult,
+  ): Promise<void> {
     const all = [...(await loadLog(log)).values()].sort(compareEntries)
     const retained = new Map<EntryId, LogEntry>([[s.id, s]])
     const del: LogEntry[] = []
     for (const e of all) {
       if (e.id === s.id) continue
-      if (e.kind !== SEAL_KIND && e.clock > s.clock && e.next.every((p) => retained.has(p))) retained.set(e.id, e)
+      if (e.kind !== SEAL_KIND && e.clock > s.clock && e.next.every((p) => retained.has(p)))
+        retained.set(e.id, e)
       else del.push(e)
     }
     const hasChild = new Set<EntryId>()
@@ -452,7 +480,8 @@ export function createLogManager(components: LogManagerComponents, options: LogM
     remember(s)
     seals.set(log, s)
     logCache.set(log, retained)
-    for (const [id, p] of pending) if (p.entry.log === log && p.entry.clock <= s.clock) removePending(id)
+    for (const [id, p] of pending)
+      if (p.entry.log === log && p.entry.clock <= s.clock) removePending(id)
     result.added.push(s)
     emit(s, origin)
   }
@@ -466,7 +495,10 @@ export function createLogManager(components: LogManagerComponents, options: LogM
         else if (item && isTrustedEntry(item as LogEntry)) out.push(item as LogEntry)
         else out.push(await decodeEntry((item as LogEntry)?.bytes))
       } catch (err) {
-        const error = err instanceof RmeshError ? err : new EntryUnauthorizedError('entry could not be checked', err)
+        const error =
+          err instanceof RmeshError
+            ? err
+            : new EntryUnauthorizedError('entry could not be checked', err)
         result.rejected.push({ error })
       }
     }
@@ -477,7 +509,10 @@ export function createLogManager(components: LogManagerComponents, options: LogM
     const byLog = new Map<LogId, LogEntry[]>()
     for (const e of entries) {
       let list = byLog.get(e.log)
-      if (!list) byLog.set(e.log, (list = []))
+      if (!list) {
+        list = []
+        byLog.set(e.log, list)
+      }
       list.push(e)
     }
     await Promise.all(
@@ -510,7 +545,9 @@ export function createLogManager(components: LogManagerComponents, options: LogM
       if (result.rejected.length > 0) throw result.rejected[0].error
       if (!result.added.some((e) => e.id === entry.id)) {
         removePending(entry.id)
-        throw new EntryUnauthorizedError('this node may not append this entry yet (its token is not known)')
+        throw new EntryUnauthorizedError(
+          'this node may not append this entry yet (its token is not known)',
+        )
       }
       return entry
     })

@@ -13,7 +13,6 @@
  *      s!<log>                        → utf8 id of the log's effective seal
  *    '!' sorts before every character allowed in a log id, so prefixes never collide.
  */
-import type { AbstractLevel } from 'abstract-level'
 import { decodeBounded, encode } from '../util/cbor.js'
 import type { EntryId, LogEntry, LogId } from './types.js'
 
@@ -58,23 +57,41 @@ function withHelpers(core: Omit<LogStore, 'putEntry' | 'deleteEntry' | 'setHeads
   }
 }
 
-// biome-ignore lint/suspicious/noExplicitAny: any opened level / sublevel will do
-type AnyLevel = AbstractLevel<any, any, any>
+/** What the LevelDB store needs of an opened `level` database or sublevel. */
+export interface SublevelParent {
+  sublevel(name: string, options: { keyEncoding: 'utf8'; valueEncoding: 'view' }): unknown
+}
 
-export function createLevelLogStore(db: AnyLevel): LogStore {
-  const sub = db.sublevel<string, Uint8Array>('log', { keyEncoding: 'utf8', valueEncoding: 'view' })
+/** The operations used on our own sublevel (keys utf8, values Uint8Array). */
+interface LogSublevel {
+  get(key: string): Promise<Uint8Array | undefined>
+  has(key: string): Promise<boolean>
+  batch(
+    ops: Array<{ type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string }>,
+  ): Promise<void>
+  keys(range: { gt: string; lt: string }): AsyncIterable<string>
+}
+
+export function createLevelLogStore(db: SublevelParent): LogStore {
+  const sub = db.sublevel('log', { keyEncoding: 'utf8', valueEncoding: 'view' }) as LogSublevel
   const empty = new Uint8Array(0)
   return withHelpers({
     async commit(log, change) {
-      const ops: Array<{ type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string }> = []
+      const ops: Array<
+        { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string }
+      > = []
       for (const e of change.del ?? []) {
         ops.push({ type: 'del', key: `e!${e.id}` }, { type: 'del', key: indexKey(e) })
       }
       for (const e of change.put ?? []) {
-        ops.push({ type: 'put', key: `e!${e.id}`, value: e.bytes }, { type: 'put', key: indexKey(e), value: empty })
+        ops.push(
+          { type: 'put', key: `e!${e.id}`, value: e.bytes },
+          { type: 'put', key: indexKey(e), value: empty },
+        )
       }
       if (change.heads) ops.push({ type: 'put', key: `h!${log}`, value: encode([...change.heads]) })
-      if (change.seal) ops.push({ type: 'put', key: `s!${log}`, value: new TextEncoder().encode(change.seal) })
+      if (change.seal)
+        ops.push({ type: 'put', key: `s!${log}`, value: new TextEncoder().encode(change.seal) })
       if (ops.length > 0) await sub.batch(ops)
     },
     async getEntry(id) {
@@ -123,7 +140,10 @@ export function createMemoryLogStore(): LogStore {
       for (const e of change.put ?? []) {
         entries.set(e.id, e.bytes)
         let m = index.get(e.log)
-        if (!m) index.set(e.log, (m = new Map()))
+        if (!m) {
+          m = new Map()
+          index.set(e.log, m)
+        }
         m.set(e.id, indexKey(e))
       }
       if (change.heads) heads.set(log, [...change.heads])
@@ -138,7 +158,9 @@ export function createMemoryLogStore(): LogStore {
     async listEntryIds(log) {
       const m = index.get(log)
       if (!m) return []
-      return [...m.entries()].sort((a, b) => (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0)).map(([id]) => id as EntryId)
+      return [...m.entries()]
+        .sort((a, b) => (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0))
+        .map(([id]) => id as EntryId)
     },
     async getHeads(log) {
       return [...(heads.get(log) ?? [])]

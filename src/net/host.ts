@@ -66,7 +66,7 @@ export async function createHost(options: HostOptions): Promise<RmeshLibp2p> {
       denyDialMultiaddr: () => false,
       ...options.connectionGater,
     },
-    connectionManager: { maxConnections: 200 },
+    connectionManager: { maxConnections: 200, inboundConnectionThreshold: 100 },
     peerDiscovery,
     services: {
       identify: identify(),

@@ -74,20 +74,25 @@ export function decodeFrame(bytes: Uint8Array): Frame {
   } catch (err) {
     throw new SyncProtocolError('undecodable frame', err)
   }
-  if (!Array.isArray(v) || typeof v[0] !== 'string') throw new SyncProtocolError('frame is not a tagged array')
+  if (!Array.isArray(v) || typeof v[0] !== 'string')
+    throw new SyncProtocolError('frame is not a tagged array')
   switch (v[0]) {
     case 'heads': {
       if (!Array.isArray(v[1])) throw new SyncProtocolError('heads must be a list')
       const logs: Array<[LogId, EntryId[]]> = []
       for (const item of v[1]) {
-        if (!Array.isArray(item) || item.length !== 2 || !isLogId(item[0])) throw new SyncProtocolError('bad heads item')
+        if (!Array.isArray(item) || item.length !== 2 || !isLogId(item[0]))
+          throw new SyncProtocolError('bad heads item')
         logs.push([item[0], ids(item[1], MAX_HEADS_PER_LOG)])
       }
       return { t: 'heads', logs }
     }
     case 'entries': {
       const list = v[1]
-      if (!Array.isArray(list) || !list.every((b) => b instanceof Uint8Array && b.byteLength <= MAX_ENTRY_BYTES)) {
+      if (
+        !Array.isArray(list) ||
+        !list.every((b) => b instanceof Uint8Array && b.byteLength <= MAX_ENTRY_BYTES)
+      ) {
         throw new SyncProtocolError('entries must be a list of entry byte strings')
       }
       return { t: 'entries', entries: list as Uint8Array[] }
@@ -120,6 +125,7 @@ export function decodeGossip(data: Uint8Array): Uint8Array[] {
   if (!Array.isArray(v) || v.length === 0 || v.length > MAX_GOSSIP_ENTRIES) {
     throw new SyncProtocolError('gossip message must be a list of entries')
   }
-  if (!v.every((b) => b instanceof Uint8Array)) throw new SyncProtocolError('gossip entries must be byte strings')
+  if (!v.every((b) => b instanceof Uint8Array))
+    throw new SyncProtocolError('gossip entries must be byte strings')
   return v as Uint8Array[]
 }

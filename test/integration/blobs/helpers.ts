@@ -39,7 +39,12 @@ export class Cluster {
   }
 
   async node(
-    opts: { store?: BlockStoreOptions; exchange?: BlockExchangeOptions; dir?: string; serve?: boolean } = {},
+    opts: {
+      store?: BlockStoreOptions
+      exchange?: BlockExchangeOptions
+      dir?: string
+      serve?: boolean
+    } = {},
   ): Promise<TestNode> {
     const dir = opts.dir ?? (await this.tempDir())
     const host = await createHost({
@@ -47,10 +52,18 @@ export class Cluster {
       listen: ['/ip4/127.0.0.1/tcp/0'],
       mdns: false,
     })
-    const store = createBlockStore({ root: dir, logger: silentLogger }, { fsync: false, ...opts.store })
-    const exchange = createBlockExchange({ libp2p: host, store, logger: silentLogger }, opts.exchange)
+    const store = createBlockStore(
+      { root: dir, logger: silentLogger },
+      { fsync: false, ...opts.store },
+    )
+    const exchange = createBlockExchange(
+      { libp2p: host, store, logger: silentLogger },
+      opts.exchange,
+    )
     if (opts.serve !== false) await exchange.start()
     const node = { dir, host, store, exchange, id: host.peerId.toString() }
+    // Full mesh, as the daemon's dialer would make it: providers are named by peer id only.
+    for (const other of this.nodes) await this.connect(node, other)
     this.nodes.push(node)
     return node
   }
@@ -61,15 +74,17 @@ export class Cluster {
 
   async stop(node: TestNode): Promise<void> {
     await node.exchange.stop().catch(() => undefined)
-    await node.host.stop().catch(() => undefined)
+    await Promise.resolve(node.host.stop()).catch(() => undefined)
     this.nodes = this.nodes.filter((n) => n !== node)
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.nodes.splice(0).map(async (n) => {
-      await n.exchange.stop().catch(() => undefined)
-      await n.host.stop().catch(() => undefined)
-    }))
+    await Promise.all(
+      this.nodes.splice(0).map(async (n) => {
+        await n.exchange.stop().catch(() => undefined)
+        await Promise.resolve(n.host.stop()).catch(() => undefined)
+      }),
+    )
     await Promise.all(this.dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })))
   }
 }
@@ -97,26 +112,37 @@ export function patternBytes(size: number, seed = 1): Uint8Array {
 export async function misbehave(
   host: RmeshLibp2p,
   store: BlockStore,
-  answer: (cid: string, block: Uint8Array | null, n: number) => Array<[string, Uint8Array | null]> | 'hangup',
+  answer: (
+    cid: string,
+    block: Uint8Array | null,
+    n: number,
+  ) => Array<[string, Uint8Array | null]> | 'hangup',
 ): Promise<void> {
   let n = 0
-  await host.handle(BLOCKS_PROTOCOL, async (stream: Stream, connection: Connection) => {
-    const lp = lpStream(stream)
-    try {
-      while (true) {
-        const wants = decodeRequest((await lp.read()).subarray())
-        for (const cid of wants) {
-          const block = await store.getBlock(cid).catch(() => store.getManifestBytes(cid).catch(() => null))
-          const out = answer(cid, block, n++)
-          if (out === 'hangup') {
-            await connection.close().catch(() => undefined)
-            return
+  await host.handle(
+    BLOCKS_PROTOCOL,
+    async (stream: Stream, connection: Connection) => {
+      const lp = lpStream(stream)
+      try {
+        while (true) {
+          const wants = decodeRequest((await lp.read()).subarray())
+          for (const cid of wants) {
+            const block = await store
+              .getBlock(cid)
+              .catch(() => store.getManifestBytes(cid).catch(() => null))
+            const out = answer(cid, block, n++)
+            if (out === 'hangup') {
+              await connection.close().catch(() => undefined)
+              return
+            }
+            for (const [c, b] of out)
+              await lp.write(new Uint8ArrayList(...encodeResponseParts(c, b)))
           }
-          for (const [c, b] of out) await lp.write(new Uint8ArrayList(...encodeResponseParts(c, b)))
         }
+      } catch {
+        stream.abort(new Error('done'))
       }
-    } catch {
-      stream.abort(new Error('done'))
-    }
-  }, { force: true })
+    },
+    { force: true },
+  )
 }

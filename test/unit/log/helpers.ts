@@ -38,7 +38,14 @@ export function newNode(
   const store = extra.store ?? createMemoryLogStore()
   const clock = new FakeClock()
   const log = createLogManager(
-    { store, signer, clock, logger: silentLogger, authorize: extra.authorize, tokenId: () => 'tok-test' },
+    {
+      store,
+      signer,
+      clock,
+      logger: silentLogger,
+      authorize: extra.authorize,
+      tokenId: () => 'tok-test',
+    },
     options,
   )
   return { log, store, signer, clock }

@@ -79,10 +79,42 @@ describe('log manager', () => {
     const e1 = await a.log.append(log, 'announce', 1)
     const e2 = await a.log.append(log, 'claim', 2)
     await b.log.join([e1.bytes, e2.bytes])
-    const back = await createEntry(sa, { log, kind: 'claim', body: 0, clock: 2, next: [e2.id], wall: 0, tok: '' })
-    const equal = await createEntry(sa, { log, kind: 'claim', body: 0, clock: 1, next: [e1.id], wall: 0, tok: '' })
-    const cross = await createEntry(sa, { log: MESH_LOG, kind: 'claim', body: 0, clock: 9, next: [e1.id], wall: 0, tok: '' })
-    const unknown = await createEntry(sa, { log, kind: 'frobnicate', body: 0, clock: 9, next: [e2.id], wall: 0, tok: '' })
+    const back = await createEntry(sa, {
+      log,
+      kind: 'claim',
+      body: 0,
+      clock: 2,
+      next: [e2.id],
+      wall: 0,
+      tok: '',
+    })
+    const equal = await createEntry(sa, {
+      log,
+      kind: 'claim',
+      body: 0,
+      clock: 1,
+      next: [e1.id],
+      wall: 0,
+      tok: '',
+    })
+    const cross = await createEntry(sa, {
+      log: MESH_LOG,
+      kind: 'claim',
+      body: 0,
+      clock: 9,
+      next: [e1.id],
+      wall: 0,
+      tok: '',
+    })
+    const unknown = await createEntry(sa, {
+      log,
+      kind: 'frobnicate',
+      body: 0,
+      clock: 9,
+      next: [e2.id],
+      wall: 0,
+      tok: '',
+    })
     const r = await b.log.join([back.bytes, equal.bytes, cross.bytes, unknown.bytes])
     expect(r.rejected.map((x) => x.error.code).sort()).toEqual(
       ['ERR_ENTRY_CLOCK', 'ERR_ENTRY_CLOCK', 'ERR_ENTRY_PARENT', 'ERR_ENTRY_KIND'].sort(),
@@ -95,8 +127,24 @@ describe('log manager', () => {
     const a = newNode(sa)
     const b = newNode(sb)
     const p = await a.log.append(log, 'announce', 1)
-    const hi = await createEntry(sa, { log, kind: 'claim', body: 0, clock: 50, next: [p.id], wall: 0, tok: '' })
-    const lo = await createEntry(sa, { log, kind: 'claim', body: 0, clock: 10, next: [hi.id], wall: 0, tok: '' })
+    const hi = await createEntry(sa, {
+      log,
+      kind: 'claim',
+      body: 0,
+      clock: 50,
+      next: [p.id],
+      wall: 0,
+      tok: '',
+    })
+    const lo = await createEntry(sa, {
+      log,
+      kind: 'claim',
+      body: 0,
+      clock: 10,
+      next: [hi.id],
+      wall: 0,
+      tok: '',
+    })
     const r = await b.log.join([lo.bytes, hi.bytes, p.bytes])
     expect(r.added.map((e) => e.id)).toEqual([p.id, hi.id])
     expect(r.rejected.map((x) => [x.id, x.error.code])).toEqual([[lo.id, 'ERR_ENTRY_CLOCK']])
@@ -104,11 +152,25 @@ describe('log manager', () => {
 
   it('never throws for garbage and reports each bad input', async () => {
     const b = newNode(sb)
-    const good = await createEntry(sa, { log, kind: 'announce', body: 1, clock: 1, next: [], wall: 0, tok: '' })
+    const good = await createEntry(sa, {
+      log,
+      kind: 'announce',
+      body: 1,
+      clock: 1,
+      next: [],
+      wall: 0,
+      tok: '',
+    })
     const bad = new Uint8Array(good.bytes)
     bad[bad.length - 2] ^= 0xff
     const unsigned = await signRaw(sb, [1, log, 'claim', 0, 1, sa.peerId, 0, [], ''])
-    const r = await b.log.join([new Uint8Array([1, 2, 3]), bad, unsigned, good.bytes, new Uint8Array(70_000)])
+    const r = await b.log.join([
+      new Uint8Array([1, 2, 3]),
+      bad,
+      unsigned,
+      good.bytes,
+      new Uint8Array(70_000),
+    ])
     expect(r.rejected.map((x) => x.error.code)).toEqual([
       'ERR_ENTRY_MALFORMED',
       'ERR_ENTRY_SIGNATURE',
@@ -139,14 +201,18 @@ describe('log manager', () => {
     const denied = await a.log.append(log, 'claim', 'deny')
     const rd = await b.log.join(denied.bytes)
     expect(rd.rejected[0].error.code).toBe('ERR_ENTRY_UNAUTHORIZED')
-    await expect(b.log.append(log, 'claim', 'deny')).rejects.toMatchObject({ code: 'ERR_ENTRY_UNAUTHORIZED' })
+    await expect(b.log.append(log, 'claim', 'deny')).rejects.toMatchObject({
+      code: 'ERR_ENTRY_UNAUTHORIZED',
+    })
   })
 
   it('bounds the pending set', async () => {
     const b = newNode(sb, {}, { maxPendingEntries: 5 })
     const ghosts = Array.from({ length: 20 }, (_, i) => cidOf(new Uint8Array([i])) as EntryId)
     const orphans = await Promise.all(
-      ghosts.map((g, i) => createEntry(sa, { log, kind: 'claim', body: i, clock: 5, next: [g], wall: 0, tok: '' })),
+      ghosts.map((g, i) =>
+        createEntry(sa, { log, kind: 'claim', body: i, clock: 5, next: [g], wall: 0, tok: '' }),
+      ),
     )
     const r = await b.log.join(orphans.map((o) => o.bytes))
     expect(r.added).toEqual([])
@@ -156,7 +222,9 @@ describe('log manager', () => {
 
   it('serialises concurrent appends to one log', async () => {
     const a = newNode(sa)
-    const all = await Promise.all(Array.from({ length: 20 }, (_, i) => a.log.append(log, 'claim', i)))
+    const all = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => a.log.append(log, 'claim', i)),
+    )
     expect(all.map((e) => e.clock)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1))
     expect(await a.log.heads(log)).toEqual([all[19].id])
   })

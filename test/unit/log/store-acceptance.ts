@@ -2,10 +2,19 @@
 import { beforeAll, describe, expect, it } from 'vitest'
 import { createEntry } from '../../../src/log/entry.js'
 import type { LogStore } from '../../../src/log/store.js'
-import { type EntryId, jobLogId, type LogEntry, MESH_LOG, type Signer } from '../../../src/log/types.js'
+import {
+  type EntryId,
+  jobLogId,
+  type LogEntry,
+  MESH_LOG,
+  type Signer,
+} from '../../../src/log/types.js'
 import { newSigner } from './helpers.js'
 
-export function storeAcceptance(name: string, open: () => Promise<{ store: LogStore; close?: () => Promise<void> }>) {
+export function storeAcceptance(
+  name: string,
+  open: () => Promise<{ store: LogStore; close?: () => Promise<void> }>,
+) {
   describe(`LogStore acceptance: ${name}`, () => {
     let signer: Signer
     const log = jobLogId('acc')
@@ -14,9 +23,33 @@ export function storeAcceptance(name: string, open: () => Promise<{ store: LogSt
     let c: LogEntry
     beforeAll(async () => {
       signer = await newSigner()
-      a = await createEntry(signer, { log, kind: 'announce', body: 1, clock: 1, next: [], wall: 0, tok: '' })
-      b = await createEntry(signer, { log, kind: 'claim', body: 2, clock: 2, next: [a.id], wall: 0, tok: '' })
-      c = await createEntry(signer, { log, kind: 'claim', body: 3, clock: 12, next: [b.id], wall: 0, tok: '' })
+      a = await createEntry(signer, {
+        log,
+        kind: 'announce',
+        body: 1,
+        clock: 1,
+        next: [],
+        wall: 0,
+        tok: '',
+      })
+      b = await createEntry(signer, {
+        log,
+        kind: 'claim',
+        body: 2,
+        clock: 2,
+        next: [a.id],
+        wall: 0,
+        tok: '',
+      })
+      c = await createEntry(signer, {
+        log,
+        kind: 'claim',
+        body: 3,
+        clock: 12,
+        next: [b.id],
+        wall: 0,
+        tok: '',
+      })
     })
 
     it('keeps exact bytes, indexes by log in clock order, and tracks heads', async () => {

@@ -1,0 +1,45 @@
+/** `rmesh dashboard`: the live terminal UI (cli/ui/). Needs a terminal. */
+import type { Command } from 'commander'
+import { render } from 'ink'
+import { createElement } from 'react'
+import { action } from '../command.js'
+import { type CliContext, UsageError } from '../context.js'
+import { Dashboard } from '../ui/App.js'
+import { makeTheme, ThemeContext } from '../ui/theme.js'
+
+export function register(program: Command, ctx: CliContext): void {
+  program
+    .command('dashboard')
+    .alias('ui')
+    .description('live view of the mesh: peers, jobs, frames, logs; submit and control jobs')
+    .addHelpText(
+      'after',
+      '\nKeys: arrows move, enter opens, n new job, c cancel, r retry, +/- priority,\nl logs, f fetch, ? help, q quit.\n\nExamples:\n  rmesh dashboard\n  rmesh dashboard --no-color',
+    )
+    .action(action(() => dashboard(ctx)))
+}
+
+export async function dashboard(ctx: CliContext): Promise<number> {
+  if (!ctx.interactive)
+    throw new UsageError(
+      'the dashboard needs a terminal; in scripts use `rmesh jobs --json` or `rmesh status JOB --json`',
+    )
+  const client = ctx.client()
+  // Fail fast with the usual "no daemon" message and exit code, before taking the screen.
+  await client.node()
+  const app = render(
+    createElement(
+      ThemeContext.Provider,
+      { value: makeTheme(ctx.color.enabled) },
+      createElement(Dashboard, { client, cwd: ctx.cwd }),
+    ),
+    {
+      stdout: ctx.stdout as NodeJS.WriteStream,
+      stdin: ctx.stdin as NodeJS.ReadStream,
+      exitOnCtrlC: true,
+      patchConsole: true,
+    },
+  )
+  await app.waitUntilExit()
+  return 0
+}

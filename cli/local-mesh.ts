@@ -1,0 +1,155 @@
+/**
+ * A mesh of rmesh daemons on this machine's loopback, as child processes with their own
+ * data directories: used by `rmesh demo`, the benchmarks and the end-to-end tests.
+ *
+ * Invariants: daemons listen on 127.0.0.1 only with mDNS off (nothing leaves the
+ * machine); the first node owns a fresh mesh and every node holds a token before its
+ * daemon starts; stop() ends every child (SIGTERM, then SIGKILL after a grace period)
+ * and is safe to call twice.
+ */
+import { type ChildProcess, spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createApiClient } from '../src/api/client.js'
+import { SOCKET_FILE } from '../src/api/types.js'
+import { loadOrCreateNodeKey, peerIdOf } from '../src/auth/identity.js'
+import { loadMeshOwner } from '../src/auth/mesh.js'
+import { formatToken, issueToken } from '../src/auth/token.js'
+import { RmeshError } from '../src/util/errors.js'
+import { packageRoot } from '../src/version.js'
+import { initMesh, writeNodeToken } from './commands/init.js'
+
+export interface LocalNode {
+  index: number
+  dir: string
+  socketPath: string
+  peerId: string
+  proc: ChildProcess
+  stderrTail: string[]
+}
+
+export interface LocalMesh {
+  nodes: LocalNode[]
+  stop(): Promise<void>
+}
+
+export interface LocalMeshOptions {
+  baseDir: string
+  count: number
+  logLevel?: string
+  /** Extra daemon arguments for every node (e.g. --test-engine). */
+  extraArgs?: string[]
+  env?: Record<string, string>
+  startTimeoutMs?: number
+}
+
+export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMesh> {
+  const nodes: LocalNode[] = []
+  const bin = join(packageRoot(), 'bin', 'rmesh.js')
+  const dirs = Array.from({ length: options.count }, (_, i) =>
+    join(options.baseDir, `node${i + 1}`),
+  )
+  for (const d of dirs) await mkdir(d, { recursive: true, mode: 0o700 })
+
+  // Admission before any daemon starts: node 1 owns the mesh, the others get tokens.
+  await initMesh(dirs[0])
+  const owner = await loadMeshOwner(dirs[0])
+  const now = Math.floor(Date.now() / 1000)
+  for (const d of dirs.slice(1)) {
+    const peerId = peerIdOf(await loadOrCreateNodeKey(d))
+    const token = await issueToken({
+      issuer: owner.privateKey,
+      ownerPublicKey: owner.ownerPublicKey,
+      audience: peerId,
+      caps: ['submit', 'render'],
+      nbf: now - 60,
+      exp: now + 7 * 86_400,
+    })
+    await writeNodeToken(d, formatToken(token))
+  }
+
+  const mesh: LocalMesh = {
+    nodes,
+    async stop() {
+      await Promise.all(nodes.map((n) => stopChild(n.proc)))
+    },
+  }
+  try {
+    let bootstrap: string[] = []
+    for (let i = 0; i < dirs.length; i++) {
+      const args = [
+        bin,
+        'daemon',
+        '--dir',
+        dirs[i],
+        '--listen',
+        '/ip4/127.0.0.1/tcp/0',
+        '--no-mdns',
+        '--log-level',
+        options.logLevel ?? 'warn',
+        '--name',
+        `node${i + 1}`,
+      ]
+      for (const b of bootstrap) args.push('--bootstrap', b)
+      args.push(...(options.extraArgs ?? []))
+      const proc = spawn(process.execPath, args, {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        env: { ...process.env, ...options.env },
+      })
+      const node: LocalNode = {
+        index: i,
+        dir: dirs[i],
+        socketPath: join(dirs[i], SOCKET_FILE),
+        peerId: '',
+        proc,
+        stderrTail: [],
+      }
+      proc.stderr?.on('data', (c) => {
+        node.stderrTail.push(String(c))
+        if (node.stderrTail.length > 50) node.stderrTail.shift()
+      })
+      nodes.push(node)
+      const info = await waitForDaemon(node, options.startTimeoutMs ?? 30_000)
+      node.peerId = info.peerId
+      if (i === 0) bootstrap = info.addresses.filter((a) => a.includes('/ip4/127.0.0.1/'))
+    }
+  } catch (err) {
+    await mesh.stop()
+    throw err
+  }
+  return mesh
+}
+
+async function waitForDaemon(node: LocalNode, timeoutMs: number) {
+  const client = createApiClient({ socketPath: node.socketPath, timeoutMs: 2_000 })
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    if (node.proc.exitCode !== null) {
+      throw new RmeshError(
+        'ERR_DAEMON_START',
+        `daemon ${node.index + 1} exited (code ${node.proc.exitCode}): ${node.stderrTail.join('').slice(-2000)}`,
+      )
+    }
+    if (existsSync(node.socketPath)) {
+      try {
+        return await client.node()
+      } catch {}
+    }
+    if (Date.now() > deadline)
+      throw new RmeshError(
+        'ERR_DAEMON_START',
+        `daemon ${node.index + 1} did not answer within ${timeoutMs} ms`,
+      )
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+export async function stopChild(proc: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()))
+  proc.kill('SIGTERM')
+  const t = setTimeout(() => proc.kill('SIGKILL'), graceMs)
+  await exited
+  clearTimeout(t)
+}

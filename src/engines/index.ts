@@ -1,0 +1,11 @@
+/** The engines part's public surface; other parts import from here. */
+export * from './blender.js'
+export * from './example-scene.js'
+export * from './ffmpeg.js'
+export * from './images.js'
+export * from './registry.js'
+export * from './template.js'
+export * from './test-engine.js'
+export * from './types.js'
+export * from './version.js'
+export { type RunOutcome, startProcess, runCapture } from './process.js'

@@ -1,0 +1,116 @@
+/**
+ * The engines of this node: Blender, ffmpeg (encode only), the configured templated
+ * engines, and optionally the test engine. Detection runs once at start (and on
+ * `refresh()`); presence announces `describe()`; jobs name an engine and may require a
+ * version (`blender>=3.4`).
+ *
+ * Invariants: an engine that is not installed is simply absent from `describe()` and
+ * `get()` (ERR_ENGINE_NOT_FOUND), never a crash at start; a bad templated-engine config
+ * fails `createEngineRegistry` with ERR_ENGINE_CONFIG naming the field.
+ */
+import type { Logger } from '../util/logger.js'
+import { type BlenderEngine, createBlenderEngine } from './blender.js'
+import { detectFfmpeg } from './ffmpeg.js'
+import { createTemplateEngine, parseTemplateEngines } from './template.js'
+import { createTestEngine, type TestEngineOptions } from './test-engine.js'
+import { type Engine, EngineError, type EngineVersion } from './types.js'
+import { meetsRequirement, parseRequirement, versionSatisfies } from './version.js'
+
+export interface EnginesConfig {
+  blender?: { paths?: string[]; searchPath?: boolean; timeoutMs?: number }
+  ffmpeg?: { path?: string; ffprobePath?: string }
+  /** Templated engine declarations (validated here). */
+  engines?: unknown
+  /** Register the test engine (tests, the demo). */
+  test?: boolean | TestEngineOptions
+}
+
+export interface EngineRegistry {
+  /** Detects every engine; call again to re-detect. */
+  refresh(): Promise<EngineVersion[]>
+  /** An engine by name; ERR_ENGINE_NOT_FOUND when it is not installed here. */
+  get(name: string): Engine
+  has(name: string): boolean
+  /** Installed engines and versions, for presence. */
+  describe(): { name: string; version: string }[]
+  /** Does this node meet a requirement like `blender>=3.4`? */
+  satisfies(requirement: string): boolean
+  /** The installed version that meets `requirement` (newest first), if any. */
+  pick(requirement: string): EngineVersion | undefined
+  blender(): BlenderEngine | undefined
+  /** ffmpeg's path when installed. */
+  ffmpeg(): { path: string; ffprobe: string; version: string } | undefined
+  close(): Promise<void>
+}
+
+export async function createEngineRegistry(components: {
+  config?: EnginesConfig
+  logger: Logger
+}): Promise<EngineRegistry> {
+  const config = components.config ?? {}
+  const logger = components.logger.child('engines')
+  const decls = config.engines === undefined ? [] : parseTemplateEngines(config.engines)
+  const blender = createBlenderEngine({ ...config.blender, logger })
+  const candidates: Engine[] = [blender, ...decls.map((d) => createTemplateEngine(d))]
+  if (config.test) candidates.push(createTestEngine(config.test === true ? {} : config.test))
+
+  let versions: EngineVersion[] = []
+  let installed = new Map<string, Engine>()
+  let ffmpeg: { path: string; ffprobe: string; version: string } | undefined
+
+  const refresh = async (): Promise<EngineVersion[]> => {
+    const found: EngineVersion[] = []
+    const next = new Map<string, Engine>()
+    for (const e of candidates) {
+      try {
+        const v = await e.detect()
+        if (v.length > 0) {
+          next.set(e.name, e)
+          found.push(...v)
+        }
+      } catch (err) {
+        logger.warn('engine detection failed', { engine: e.name, err: String(err) })
+      }
+    }
+    const ffPath = config.ffmpeg?.path ?? 'ffmpeg'
+    const ffVersion = await detectFfmpeg(ffPath).catch(() => undefined)
+    ffmpeg = ffVersion
+      ? { path: ffPath, ffprobe: config.ffmpeg?.ffprobePath ?? 'ffprobe', version: ffVersion }
+      : undefined
+    if (ffmpeg) found.push({ name: 'ffmpeg', version: ffmpeg.version, path: ffPath })
+    versions = found
+    installed = next
+    logger.info('engines detected', { engines: found.map((v) => `${v.name} ${v.version}`) })
+    return found
+  }
+  await refresh()
+
+  return {
+    refresh,
+    get(name) {
+      const e = installed.get(name)
+      if (!e) {
+        throw new EngineError(
+          'ERR_ENGINE_NOT_FOUND',
+          `engine ${name} is not installed on this node`,
+          {
+            details: { engine: name, installed: [...installed.keys()] },
+          },
+        )
+      }
+      return e
+    },
+    has: (name) => installed.has(name),
+    describe: () => versions.map((v) => ({ name: v.name, version: v.version })),
+    satisfies: (requirement) => meetsRequirement(versions, requirement),
+    pick(requirement) {
+      const r = parseRequirement(requirement)
+      return versions.find((v) => v.name === r.name && versionSatisfies(v.version, r.op, r.version))
+    },
+    blender: () => (installed.has('blender') ? blender : undefined),
+    ffmpeg: () => ffmpeg,
+    async close() {
+      await Promise.all([...installed.values()].map((e) => e.close?.()))
+    },
+  }
+}

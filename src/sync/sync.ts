@@ -1,0 +1,477 @@
+/**
+ * Spreading the log: gossip for new entries, anti-entropy for everything else
+ * (protocols/log-sync.md).
+ *
+ * Invariants:
+ *  - nothing relies on one gossip message arriving: anti-entropy runs on connect (or when
+ *    the daemon admits a peer), on subscription change, periodically with a random peer,
+ *    and whenever gossip reveals missing parents;
+ *  - gossip is validated before it is forwarded: size, decode, schema, signature, and the
+ *    admission of both the origin and the propagation source; sync is served to admitted
+ *    peers only;
+ *  - every frame is bounded (1 MiB); every session has a deadline; the responder sends at
+ *    most SEND_WINDOW unacknowledged frames, so a slow joiner throttles its sender;
+ *  - at most one session per peer runs at a time; further requests coalesce into one
+ *    follow-up session.
+ */
+import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import { type Message, TopicValidatorResult } from '@libp2p/gossipsub'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
+import { decodeEntry } from '../log/entry.js'
+import type { LogManager } from '../log/log.js'
+import type { EntryId, LogEntry, LogId } from '../log/types.js'
+import type { RmeshLibp2p } from '../net/host.js'
+import { DEFAULT_TIMEOUTS, timeoutSignal } from '../util/abort.js'
+import type { Clock, TimerHandle } from '../util/clock.js'
+import { describeError } from '../util/errors.js'
+import type { Logger } from '../util/logger.js'
+import {
+  decodeFrame,
+  decodeGossip,
+  ENTRY_FRAME_TARGET,
+  encodeFrame,
+  encodeGossip,
+  type Frame,
+  LOG_TOPIC,
+  MAX_FRAME_BYTES,
+  MAX_FRAMES_PER_PHASE,
+  MAX_GOSSIP_BYTES,
+  MAX_GOSSIP_ENTRIES,
+  NotAdmittedError,
+  SEND_WINDOW,
+  SYNC_PROTOCOL,
+  SyncProtocolError,
+} from './messages.js'
+
+export interface LogSyncComponents {
+  libp2p: RmeshLibp2p
+  log: LogManager
+  logger: Logger
+  clock: Clock
+  /** Admission check; when absent every peer is served and sync runs on 'peer:connect'. */
+  isAdmitted?: (peerId: string) => boolean
+  /** Randomness for the periodic peer choice and jitter. */
+  random?: () => number
+}
+
+export interface LogSyncOptions {
+  /** Period of anti-entropy with a random connected peer. Default 5000 ms. */
+  intervalMs?: number
+  /** Deadline of one whole sync session (initiator side). Default 30 s. */
+  timeoutMs?: number
+  /** Deadline of one read on the responder side. Default DEFAULT_TIMEOUTS.request. */
+  readTimeoutMs?: number
+  /** Deadline of one whole session on the responder side. Default 60 s. */
+  serveTimeoutMs?: number
+  /** Concurrent inbound sessions. Default 8. */
+  maxServes?: number
+  /** Gossip entries this node appends. Default true. */
+  autoPublish?: boolean
+  /** Entries appended within this delay go out in one gossip message. Default 2 ms. */
+  publishDelayMs?: number
+}
+
+export interface LogSync {
+  start(): Promise<void>
+  stop(): Promise<void>
+  syncWith(peer: PeerId | string, options?: { signal?: AbortSignal }): Promise<{ received: number }>
+  publish(entry: LogEntry): void
+}
+
+const ENTRIES_PER_FRAME = 512
+const IDS_PER_FRAME = 16_384
+
+export function createLogSync(
+  components: LogSyncComponents,
+  options: LogSyncOptions = {},
+): LogSync {
+  const { libp2p, log, clock } = components
+  const logger = components.logger.child('sync')
+  const random = components.random ?? Math.random
+  const intervalMs = options.intervalMs ?? 5_000
+  const timeoutMs = options.timeoutMs ?? 30_000
+  const readTimeoutMs = options.readTimeoutMs ?? DEFAULT_TIMEOUTS.request
+  const serveTimeoutMs = options.serveTimeoutMs ?? 60_000
+  const maxServes = options.maxServes ?? 8
+  const autoPublish = options.autoPublish ?? true
+  const publishDelayMs = options.publishDelayMs ?? 2
+  const pubsub = libp2p.services.pubsub
+  const self = libp2p.peerId.toString()
+
+  const admitted = (peer: string) => (components.isAdmitted ? components.isAdmitted(peer) : true)
+  let running = false
+  let stopping = new AbortController()
+  let timer: TimerHandle | undefined
+  let publishTimer: TimerHandle | undefined
+  let outbox: Uint8Array[] = []
+  let outboxBytes = 0
+  let serving = 0
+  const sessions = new Map<string, Promise<{ received: number }>>()
+  const followUps = new Map<string, Promise<{ received: number }>>()
+  const cleanups: Array<() => void> = []
+
+  // ---------------------------------------------------------------- initiator
+
+  function syncWith(
+    peer: PeerId | string,
+    opts: { signal?: AbortSignal } = {},
+  ): Promise<{ received: number }> {
+    const key = peer.toString()
+    const queued = followUps.get(key)
+    if (queued) return queued
+    const current = sessions.get(key)
+    if (current) {
+      const next = current
+        .catch(() => undefined)
+        .then(() => {
+          followUps.delete(key)
+          return begin(key, opts)
+        })
+      followUps.set(key, next)
+      return next
+    }
+    return begin(key, opts)
+  }
+
+  function begin(key: string, opts: { signal?: AbortSignal }): Promise<{ received: number }> {
+    const p = initiate(key, opts.signal).finally(() => {
+      if (sessions.get(key) === p) sessions.delete(key)
+    })
+    sessions.set(key, p)
+    return p
+  }
+
+  async function initiate(key: string, callerSignal?: AbortSignal): Promise<{ received: number }> {
+    const signal = AbortSignal.any([timeoutSignal(timeoutMs, callerSignal), stopping.signal])
+    const stream = await libp2p.dialProtocol(peerIdFromString(key), SYNC_PROTOCOL, { signal })
+    const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES })
+    let received = 0
+    const take = async (f: Frame): Promise<EntryId[]> => {
+      if (f.t === 'entries') {
+        const r = await log.join(f.entries)
+        received += r.added.length
+        if (r.rejected.length > 0) {
+          logger.debug('peer sent entries we refuse', {
+            peer: key,
+            codes: r.rejected.map((x) => x.error.code),
+          })
+        }
+      }
+      const wanted: EntryId[] = []
+      if (f.t === 'offer') for (const id of f.ids) if (!(await log.has(id))) wanted.push(id)
+      await lp.write(encodeFrame({ t: 'ack' }), { signal })
+      return wanted
+    }
+    try {
+      for (const frame of await headsFrames()) await lp.write(frame, { signal })
+      await lp.write(encodeFrame({ t: 'end' }), { signal })
+      const wants: EntryId[] = []
+      await readUntilEnd(lp, signal, async (f) => {
+        if (f.t !== 'entries' && f.t !== 'offer')
+          throw new SyncProtocolError(`unexpected '${f.t}' frame`)
+        wants.push(...(await take(f)))
+      })
+      for (let i = 0; i < wants.length; i += IDS_PER_FRAME) {
+        await lp.write(encodeFrame({ t: 'want', ids: wants.slice(i, i + IDS_PER_FRAME) }), {
+          signal,
+        })
+      }
+      await lp.write(encodeFrame({ t: 'end' }), { signal })
+      await readUntilEnd(lp, signal, async (f) => {
+        if (f.t !== 'entries') throw new SyncProtocolError(`unexpected '${f.t}' frame`)
+        await take(f)
+      })
+      await stream.close({ signal })
+      return { received }
+    } catch (err) {
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+      throw err
+    }
+  }
+
+  async function headsFrames(): Promise<Uint8Array[]> {
+    const frames: Uint8Array[] = []
+    let batch: Array<[LogId, EntryId[]]> = []
+    let size = 0
+    for (const l of await log.logs()) {
+      const heads = await log.heads(l)
+      const cost = l.length + heads.length * 64 + 16
+      if (size + cost > MAX_FRAME_BYTES / 2 && batch.length > 0) {
+        frames.push(encodeFrame({ t: 'heads', logs: batch }))
+        batch = []
+        size = 0
+      }
+      batch.push([l, heads])
+      size += cost
+    }
+    if (batch.length > 0) frames.push(encodeFrame({ t: 'heads', logs: batch }))
+    return frames
+  }
+
+  async function readFrame(lp: LengthPrefixedStream<Stream>, signal: AbortSignal): Promise<Frame> {
+    const chunk = await lp.read({ signal })
+    return decodeFrame(chunk.subarray())
+  }
+
+  async function readUntilEnd(
+    lp: LengthPrefixedStream<Stream>,
+    signal: AbortSignal,
+    onFrame: (f: Frame) => Promise<void>,
+  ): Promise<void> {
+    for (let n = 0; ; n++) {
+      if (n > MAX_FRAMES_PER_PHASE) throw new SyncProtocolError('too many frames')
+      const f = await readFrame(lp, signal)
+      if (f.t === 'end') return
+      await onFrame(f)
+    }
+  }
+
+  // ---------------------------------------------------------------- responder
+
+  async function serve(stream: Stream, connection: Connection): Promise<void> {
+    const peer = connection.remotePeer.toString()
+    if (!admitted(peer)) {
+      stream.abort(new NotAdmittedError(peer))
+      return
+    }
+    if (serving >= maxServes) {
+      stream.abort(new SyncProtocolError('busy'))
+      return
+    }
+    serving++
+    const session = AbortSignal.any([AbortSignal.timeout(serveTimeoutMs), stopping.signal])
+    const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES })
+    const read = () => readFrame(lp, AbortSignal.any([session, AbortSignal.timeout(readTimeoutMs)]))
+    let credit = SEND_WINDOW
+    const send = async (f: Frame) => {
+      while (credit === 0) {
+        const got = await read()
+        if (got.t !== 'ack') throw new SyncProtocolError(`unexpected '${got.t}' frame`)
+        credit++
+      }
+      credit--
+      await lp.write(encodeFrame(f), { signal: session })
+    }
+    const sendEntries = async (entries: Uint8Array[]) => {
+      let batch: Uint8Array[] = []
+      let size = 0
+      for (const bytes of entries) {
+        if (
+          batch.length > 0 &&
+          (size + bytes.byteLength > ENTRY_FRAME_TARGET || batch.length >= ENTRIES_PER_FRAME)
+        ) {
+          await send({ t: 'entries', entries: batch })
+          batch = []
+          size = 0
+        }
+        batch.push(bytes)
+        size += bytes.byteLength
+      }
+      if (batch.length > 0) await send({ t: 'entries', entries: batch })
+    }
+    try {
+      const theirs = new Map<LogId, EntryId[]>()
+      for (let n = 0; ; n++) {
+        if (n > MAX_FRAMES_PER_PHASE) throw new SyncProtocolError('too many frames')
+        const f = await read()
+        if (f.t === 'end') break
+        if (f.t !== 'heads') throw new SyncProtocolError(`unexpected '${f.t}' frame`)
+        for (const [l, h] of f.logs) theirs.set(l, h)
+      }
+      const logs = [...new Set([...(await log.logs()), ...theirs.keys()])].sort()
+      const offered = new Set<string>()
+      let behind = false
+      for (const l of logs) {
+        const theirHeads = theirs.get(l) ?? []
+        const ours = await log.heads(l)
+        if (sameSet(ours, theirHeads)) continue
+        const d = await log.diff(l, theirHeads)
+        if (!d.complete) behind = true
+        if (d.entries.length === 0) continue
+        if (d.complete) {
+          await sendEntries(d.entries.map((e) => e.bytes))
+          continue
+        }
+        const ids = d.entries.map((e) => e.id)
+        for (const id of ids) offered.add(id)
+        for (let i = 0; i < ids.length; i += IDS_PER_FRAME) {
+          await send({ t: 'offer', log: l, ids: ids.slice(i, i + IDS_PER_FRAME) })
+        }
+      }
+      await lp.write(encodeFrame({ t: 'end' }), { signal: session })
+      const wants: EntryId[] = []
+      for (let n = 0; ; n++) {
+        if (n > MAX_FRAMES_PER_PHASE) throw new SyncProtocolError('too many frames')
+        const f = await read()
+        if (f.t === 'end') break
+        if (f.t === 'ack') credit++
+        else if (f.t === 'want') wants.push(...f.ids.filter((id) => offered.has(id)))
+        else throw new SyncProtocolError(`unexpected '${f.t}' frame`)
+      }
+      // Offers were in clock order per log, so wants are too: parents go first.
+      const bytes: Uint8Array[] = []
+      for (const id of new Set(wants)) {
+        const e = await log.get(id)
+        if (e) bytes.push(e.bytes)
+      }
+      await sendEntries(bytes)
+      await lp.write(encodeFrame({ t: 'end' }), { signal: session })
+      await stream.close({ signal: session })
+      // The initiator has entries we lack: pull them with a session of our own.
+      if (behind && running) background(peer, 'responder behind')
+    } catch (err) {
+      logger.debug('sync session served with an error', { peer, err: describeError(err) })
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+    } finally {
+      serving--
+    }
+  }
+
+  // ---------------------------------------------------------------- gossip
+
+  function publish(entry: LogEntry): void {
+    if (!running) return
+    if (
+      outboxBytes + entry.bytes.byteLength > MAX_GOSSIP_BYTES - 1024 ||
+      outbox.length >= MAX_GOSSIP_ENTRIES
+    ) {
+      flushOutbox()
+    }
+    outbox.push(entry.bytes)
+    outboxBytes += entry.bytes.byteLength
+    if (!publishTimer) publishTimer = clock.setTimeout(flushOutbox, publishDelayMs)
+  }
+
+  function flushOutbox(): void {
+    if (publishTimer) clock.clearTimeout(publishTimer)
+    publishTimer = undefined
+    if (outbox.length === 0) return
+    const data = encodeGossip(outbox)
+    outbox = []
+    outboxBytes = 0
+    pubsub
+      .publish(LOG_TOPIC, data)
+      .catch((err) => logger.debug('gossip publish failed', { err: describeError(err) }))
+  }
+
+  const validator = async (source: PeerId, msg: Message): Promise<TopicValidatorResult> => {
+    if (msg.type !== 'signed') return TopicValidatorResult.Reject
+    if (!admitted(source.toString()) || !admitted(msg.from.toString()))
+      return TopicValidatorResult.Reject
+    try {
+      for (const bytes of decodeGossip(msg.data)) await decodeEntry(bytes)
+      return TopicValidatorResult.Accept
+    } catch (err) {
+      logger.debug('gossip message rejected', { from: source.toString(), err: describeError(err) })
+      return TopicValidatorResult.Reject
+    }
+  }
+
+  async function onGossip(source: PeerId, data: Uint8Array): Promise<void> {
+    const r = await log.join(decodeGossip(data))
+    if (r.missing.length > 0) background(source.toString(), 'missing parents')
+  }
+
+  // ---------------------------------------------------------------- triggers
+
+  function background(peer: string, why: string): void {
+    if (!running || peer === self) return
+    syncWith(peer).then(
+      (r) => logger.debug('sync done', { peer, why, received: r.received }),
+      (err) => logger.debug('sync failed', { peer, why, err: describeError(err) }),
+    )
+  }
+
+  function schedule(): void {
+    if (!running) return
+    timer = clock.setTimeout(tick, Math.round(intervalMs * (0.5 + random())))
+  }
+
+  function tick(): void {
+    if (!running) return
+    const peers = libp2p
+      .getPeers()
+      .map((p) => p.toString())
+      .filter((p) => admitted(p))
+    if (peers.length > 0)
+      background(peers[Math.floor(random() * peers.length) % peers.length], 'periodic')
+    schedule()
+  }
+
+  function listen<T>(target: EventTarget, type: string, fn: (evt: CustomEvent<T>) => void): void {
+    const handler = (evt: Event) => fn(evt as CustomEvent<T>)
+    target.addEventListener(type, handler)
+    cleanups.push(() => target.removeEventListener(type, handler))
+  }
+
+  return {
+    async start() {
+      if (running) return
+      running = true
+      stopping = new AbortController()
+      await libp2p.handle(SYNC_PROTOCOL, serve, { maxInboundStreams: 32, maxOutboundStreams: 32 })
+      pubsub.topicValidators.set(LOG_TOPIC, validator)
+      pubsub.subscribe(LOG_TOPIC)
+      listen<{ propagationSource: PeerId; msg: { topic: string; data: Uint8Array } }>(
+        pubsub,
+        'gossipsub:message',
+        (evt) => {
+          const { propagationSource, msg } = evt.detail
+          if (msg.topic !== LOG_TOPIC) return
+          onGossip(propagationSource, msg.data).catch((err) =>
+            logger.debug('gossip join failed', { err: describeError(err) }),
+          )
+        },
+      )
+      listen<{ peerId: PeerId; subscriptions: Array<{ topic: string; subscribe: boolean }> }>(
+        pubsub,
+        'subscription-change',
+        (evt) => {
+          const { peerId, subscriptions } = evt.detail
+          if (
+            subscriptions.some((s) => s.topic === LOG_TOPIC && s.subscribe) &&
+            admitted(peerId.toString())
+          ) {
+            background(peerId.toString(), 'subscribed')
+          }
+        },
+      )
+      if (!components.isAdmitted) {
+        listen<PeerId>(libp2p as unknown as EventTarget, 'peer:connect', (evt) =>
+          background(evt.detail.toString(), 'connect'),
+        )
+      }
+      if (autoPublish) cleanups.push(log.onEntry((e, origin) => origin === 'append' && publish(e)))
+      schedule()
+    },
+
+    async stop() {
+      if (!running) return
+      flushOutbox()
+      running = false
+      stopping.abort()
+      if (timer) clock.clearTimeout(timer)
+      timer = undefined
+      for (const c of cleanups.splice(0)) c()
+      if (pubsub.topicValidators.get(LOG_TOPIC) === validator)
+        pubsub.topicValidators.delete(LOG_TOPIC)
+      try {
+        pubsub.unsubscribe(LOG_TOPIC)
+        await libp2p.unhandle(SYNC_PROTOCOL)
+      } catch (err) {
+        logger.debug('sync stop', { err: describeError(err) })
+      }
+      await Promise.allSettled([...sessions.values(), ...followUps.values()])
+    },
+
+    syncWith,
+    publish,
+  }
+}
+
+function sameSet(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false
+  const s = new Set(a)
+  return b.every((x) => s.has(x))
+}

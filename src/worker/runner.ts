@@ -1,0 +1,207 @@
+/**
+ * The worker: runs a leased chunk on this machine. It fetches the job's scene from the
+ * peers that hold it, runs the engine into a work folder, stores every output (and the
+ * render log) in the block store, and only then returns — so a complete entry is never
+ * written for an output that is not stored (the "no output lost" promise).
+ *
+ * Invariants:
+ *  - paths on disk are chosen here from job ids (validated by the reducer's schema) and
+ *    numbers; names from peers are display-only and pass through safeFileName;
+ *  - every output is pinned under the job until the submitter's ack (the job service
+ *    unpins on ack or delete), so garbage collection cannot take it;
+ *  - an aborted render (lease lost, job canceled) leaves no half-imported outputs behind
+ *    that are pinned, and the engine's process tree is gone when start() settles.
+ */
+import { mkdir, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { BlockExchange } from '../blobs/exchange.js'
+import type { BlockStore } from '../blobs/block-store.js'
+import type { ProviderIndex } from '../blobs/providers.js'
+import { safeExtension, safeFileName } from '../blobs/safe-name.js'
+import { encodeVideo, VIDEO_EXTENSION } from '../engines/ffmpeg.js'
+import { type Engine, isEngineError } from '../engines/types.js'
+import type { ChunkOutput } from '../jobs/entries.js'
+import type { JobState } from '../jobs/reducer.js'
+import { ChunkFailedError, type ChunkProgress, type ChunkResult, type ChunkRunner, type ChunkTask } from '../jobs/runner.js'
+import { describeError, RmeshError } from '../util/errors.js'
+import type { Logger } from '../util/logger.js'
+
+export const VIDEO_FRAME = -1
+
+export interface WorkerComponents {
+  blocks: BlockStore
+  exchange: BlockExchange
+  providers: ProviderIndex
+  engines: { get(name: string): Engine | undefined }
+  /** The job's current state (for the encode task: which node holds which frame). */
+  jobState: (jobId: string) => JobState | undefined
+  workRoot: string
+  logger: Logger
+  /** Live render log lines (for `rmesh logs --follow` and the dashboard). */
+  onLogLine?: (task: ChunkTask, frame: number, line: string) => void
+}
+
+export function outputsPinOwner(jobId: string): string {
+  return `job-outputs/${jobId}`
+}
+
+export function scenePinOwner(jobId: string): string {
+  return `job-scene/${jobId}`
+}
+
+export function createWorker(c: WorkerComponents): ChunkRunner & { forgetJob(jobId: string): Promise<void> } {
+  const scenes = new Map<string, Promise<string>>()
+
+  const providersFor = async (manifest: string, extra: string[], signal: AbortSignal) => {
+    const known = await c.providers.findProviders(manifest, { signal, timeoutMs: 2_000 }).catch(() => [])
+    return [...new Set([...extra, ...known])]
+  }
+
+  /** Fetch and export the job's scene once per job; concurrent chunks share it. */
+  const sceneFor = (task: ChunkTask, signal: AbortSignal): Promise<string> => {
+    let p = scenes.get(task.jobId)
+    if (!p) {
+      p = (async () => {
+        const { manifest, name } = task.job.scene
+        if ((await c.blocks.missingBlocks(manifest).catch(() => ['?'])).length > 0) {
+          const providers = await providersFor(manifest, [task.job.submitter], signal)
+          await c.exchange.fetchManifest(manifest, { providers, signal, pinOwner: scenePinOwner(task.jobId) })
+        } else {
+          await c.blocks.pin(scenePinOwner(task.jobId), manifest)
+        }
+        const dir = join(c.workRoot, task.jobId, 'scene')
+        await mkdir(dir, { recursive: true })
+        const path = join(dir, safeFileName(name, 'scene.blend'))
+        await c.blocks.exportFile(manifest, path, { signal })
+        return path
+      })()
+      scenes.set(task.jobId, p)
+      // A failed fetch must not poison later chunks of the job.
+      p.catch(() => scenes.delete(task.jobId))
+    }
+    return p
+  }
+
+  const storeOutput = async (jobId: string, path: string, name: string, frame: number): Promise<ChunkOutput> => {
+    const imported = await c.blocks.importFile(path, { name })
+    await c.blocks.pin(outputsPinOwner(jobId), imported.manifest)
+    return { frame, manifest: imported.manifest, size: imported.size, name }
+  }
+
+  const storeLog = async (jobId: string, path: string | undefined): Promise<string | undefined> => {
+    if (!path) return undefined
+    try {
+      const imported = await c.blocks.importFile(path, { name: 'render.log' })
+      await c.blocks.pin(outputsPinOwner(jobId), imported.manifest)
+      return imported.manifest
+    } catch {
+      return undefined
+    }
+  }
+
+  const renderFrames = async (task: ChunkTask, signal: AbortSignal, onProgress?: (p: ChunkProgress) => void): Promise<ChunkResult> => {
+    const engine = c.engines.get(task.job.engine.name)
+    if (!engine) throw new ChunkFailedError(`engine ${task.job.engine.name} is not installed on this node`)
+    let scenePath: string
+    try {
+      scenePath = await sceneFor(task, signal)
+    } catch (err) {
+      if (signal.aborted) throw err
+      throw new ChunkFailedError(`could not fetch the scene: ${describeError(err)}`, { cause: err })
+    }
+    const workDir = join(c.workRoot, task.jobId, `chunk-${task.chunk}-a${task.attempt}`)
+    await rm(workDir, { recursive: true, force: true })
+    await mkdir(workDir, { recursive: true })
+    let currentFrame = task.frames[0] ?? 0
+    try {
+      const params = engine.validate(task.job.params)
+      const result = await engine.render(
+        { scenePath, frames: [...task.frames], workDir, format: task.job.output.format, params, persistent: task.job.persistent, jobId: task.jobId, timeoutMs: task.job.limits.chunkTimeoutMs },
+        {
+          signal,
+          onProgress: (p) => {
+            currentFrame = p.frame
+            const index = Math.max(0, task.frames.indexOf(p.frame))
+            onProgress?.({ frame: p.frame, fraction: (index + (p.fraction ?? 0)) / Math.max(1, task.frames.length), message: p.message })
+          },
+          onLog: (line) => c.onLogLine?.(task, currentFrame, line),
+        },
+      )
+      const log = await storeLog(task.jobId, result.logPath)
+      const outputs: ChunkOutput[] = []
+      for (const o of result.outputs) {
+        outputs.push(await storeOutput(task.jobId, o.path, `${String(o.frame).padStart(4, '0')}${safeExtension(o.path)}`, o.frame))
+      }
+      void c.providers.announce(outputs.map((o) => o.manifest)).catch(() => {})
+      return { outputs, log, renderMs: result.renderMs }
+    } catch (err) {
+      if (signal.aborted) throw err
+      if (isEngineError(err) || err instanceof RmeshError) {
+        const log = await storeLog(task.jobId, join(workDir, 'render.log'))
+        throw new ChunkFailedError(describeError(err), { log, cause: err })
+      }
+      throw new ChunkFailedError(describeError(err), { cause: err })
+    } finally {
+      await rm(workDir, { recursive: true, force: true }).catch(() => {})
+    }
+  }
+
+  const encode = async (task: ChunkTask, signal: AbortSignal, onProgress?: (p: ChunkProgress) => void): Promise<ChunkResult> => {
+    const codec = task.job.output.video
+    if (!codec) throw new ChunkFailedError('the job asks for no video')
+    const state = c.jobState(task.jobId)
+    if (!state) throw new ChunkFailedError('job state unknown on this node')
+    const workDir = join(c.workRoot, task.jobId, `encode-a${task.attempt}`)
+    await rm(workDir, { recursive: true, force: true })
+    await mkdir(workDir, { recursive: true })
+    const started = Date.now()
+    try {
+      const frames: { frame: number; path: string }[] = []
+      for (const chunk of state.chunks) {
+        if (chunk.kind !== 'frames') continue
+        for (const out of chunk.outputs ?? []) {
+          const providers = await providersFor(out.manifest, chunk.completedBy ? [chunk.completedBy] : [], signal)
+          if ((await c.blocks.missingBlocks(out.manifest).catch(() => ['?'])).length > 0) {
+            await c.exchange.fetchManifest(out.manifest, { providers: [...providers, task.job.submitter], signal, pinOwner: scenePinOwner(task.jobId) })
+          }
+          const path = join(workDir, `frame_${String(out.frame).padStart(6, '0')}${safeExtension(out.name)}`)
+          await c.blocks.exportFile(out.manifest, path, { signal })
+          frames.push({ frame: out.frame, path })
+        }
+      }
+      frames.sort((a, b) => a.frame - b.frame)
+      const name = `${safeFileName(task.job.name, 'video')}.${VIDEO_EXTENSION[codec]}`
+      const out = join(workDir, name)
+      const logPath = join(workDir, 'encode.log')
+      await encodeVideo({
+        frames,
+        fps: task.job.output.fps ?? 24,
+        codec,
+        out,
+        signal,
+        logPath,
+        onProgress: (p) => onProgress?.({ frame: p.frame, fraction: p.fraction, message: 'encoding' }),
+        onLog: (line) => c.onLogLine?.(task, VIDEO_FRAME, line),
+      })
+      const log = await storeLog(task.jobId, logPath)
+      const output = await storeOutput(task.jobId, out, name, VIDEO_FRAME)
+      void c.providers.announce([output.manifest]).catch(() => {})
+      return { outputs: [output], log, renderMs: Date.now() - started }
+    } catch (err) {
+      if (signal.aborted) throw err
+      throw new ChunkFailedError(`encode failed: ${describeError(err)}`, { cause: err })
+    } finally {
+      await rm(workDir, { recursive: true, force: true }).catch(() => {})
+    }
+  }
+
+  return {
+    start(task, signal, onProgress) {
+      return task.kind === 'encode' ? encode(task, signal, onProgress) : renderFrames(task, signal, onProgress)
+    },
+    async forgetJob(jobId) {
+      scenes.delete(jobId)
+      await rm(join(c.workRoot, jobId), { recursive: true, force: true }).catch(() => {})
+    },
+  }
+}

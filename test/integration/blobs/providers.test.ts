@@ -1,0 +1,46 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { createProviderIndex, encodeHave, HAVE_TOPIC } from '../../../src/blobs/providers.js'
+import { cidOf } from '../../../src/util/hash.js'
+import { silentLogger } from '../../../src/util/logger.js'
+import { Cluster, patternBytes } from './helpers.js'
+
+describe('provider index', () => {
+  const cluster = new Cluster()
+  afterEach(() => cluster.close())
+
+  it('learns holders from gossip, ignores garbage, and bounds the DHT lookup', async () => {
+    const a = await cluster.node()
+    const b = await cluster.node()
+    const { manifest } = await a.store.importBytes('scene.blend', patternBytes(10_000))
+    const ia = createProviderIndex(
+      { libp2p: a.host, logger: silentLogger, store: a.store },
+      { announceIntervalMs: 0 },
+    )
+    const ib = createProviderIndex(
+      { libp2p: b.host, logger: silentLogger },
+      { announceIntervalMs: 0 },
+    )
+    await ia.start()
+    await ib.start()
+    try {
+      // Garbage on the topic costs nothing.
+      await a.host.services.pubsub.publish(HAVE_TOPIC, new Uint8Array([0xff, 1, 2]))
+      // gossipsub grafts on its heartbeat: announce until it lands (the daemon re-announces).
+      for (let i = 0; i < 50 && ib.providersOf(manifest).length === 0; i++) {
+        await ia.announce([manifest])
+        await new Promise((r) => setTimeout(r, 100))
+      }
+      expect(ib.providersOf(manifest)).toEqual([a.id])
+      expect(ib.providersOf(cidOf(new Uint8Array([1])))).toEqual([])
+      const found = await ib.findProviders(manifest, { timeoutMs: 1_000 })
+      expect(found).toContain(a.id)
+      // The found holder serves the file.
+      await b.exchange.fetchManifest(manifest, { providers: found })
+      expect(await b.store.missingBlocks(manifest)).toEqual([])
+      expect(encodeHave([manifest]).byteLength).toBeLessThan(100)
+    } finally {
+      await ia.stop()
+      await ib.stop()
+    }
+  })
+})

@@ -1,0 +1,526 @@
+/**
+ * An in-memory render mesh on one FakeClock: N nodes, each with its own log replica, the
+ * real reducer and the real lease manager, a fake renderer whose work takes simulated
+ * time, and a network with per-link latency, loss, partitions, pauses, wall-clock skew,
+ * kill and restart.
+ *
+ * Invariants the harness itself keeps:
+ *  - one seeded PRNG decides every random choice, so a seed replays a run exactly;
+ *  - nothing crosses between nodes except through `send` (lossy, delayed, partitionable);
+ *    entries are shared as frozen objects, as signed bytes would be;
+ *  - a killed node loses everything but its log (what LevelDB would keep);
+ *  - after every entry added to any replica the safety invariants are checked (at most
+ *    one holder per chunk, done never reverts); a violation throws with the seed.
+ */
+import type { Clock, TimerHandle } from '../../src/util/clock.js'
+import { FakeClock } from '../../src/util/clock.js'
+import { AbortedError } from '../../src/util/errors.js'
+import { cidOf } from '../../src/util/hash.js'
+import { silentLogger } from '../../src/util/logger.js'
+import type { EntryId, LogEntry, LogId, PeerIdString } from '../../src/log/types.js'
+import { jobIdOfLog, jobLogId } from '../../src/log/types.js'
+import type { AnnounceBody, ChunkOutput } from '../../src/jobs/entries.js'
+import type { JobLogView, LeaseManager, LeaseManagerOptions, LeaseRef } from '../../src/jobs/lease-manager.js'
+import { createLeaseManager } from '../../src/jobs/lease-manager.js'
+import { JobFold, type JobState, reduceJob } from '../../src/jobs/reducer.js'
+import type { ChunkResult, ChunkRunner, ChunkTask } from '../../src/jobs/runner.js'
+import { ChunkFailedError } from '../../src/jobs/runner.js'
+
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+export class InvariantError extends Error {}
+
+/** A node's view of the shared fake time: its own wall skew, monotonic origin and pauses. */
+class NodeClock implements Clock {
+  paused = false
+  generation = 0
+  private deferred: { gen: number; fn: () => void }[] = []
+
+  constructor(
+    private readonly base: FakeClock,
+    readonly wallSkew: number,
+    private readonly monoOffset: number,
+  ) {}
+
+  wall(): number {
+    return this.base.wall() + this.wallSkew
+  }
+  monotonic(): number {
+    return this.base.monotonic() + this.monoOffset
+  }
+  setTimeout(fn: () => void, ms: number): TimerHandle {
+    const gen = this.generation
+    return this.base.setTimeout(() => {
+      if (gen !== this.generation) return
+      if (this.paused) this.deferred.push({ gen, fn })
+      else fn()
+    }, ms)
+  }
+  clearTimeout(h: TimerHandle): void {
+    this.base.clearTimeout(h)
+  }
+  resume(): void {
+    this.paused = false
+    const due = this.deferred
+    this.deferred = []
+    for (const d of due) if (d.gen === this.generation) d.fn()
+  }
+  /** A crash: every pending timer of this node is void. */
+  reset(): void {
+    this.generation++
+    this.deferred = []
+    this.paused = false
+  }
+}
+
+const outputCids = new Map<string, string>()
+function outputCid(key: string): string {
+  let c = outputCids.get(key)
+  if (!c) {
+    c = cidOf(new TextEncoder().encode(key))
+    outputCids.set(key, c)
+  }
+  return c
+}
+
+export type RunnerMode = 'ok' | 'hang' | 'fail'
+
+/** A renderer whose chunk takes frameMs per frame of simulated time. */
+class FakeRunner implements ChunkRunner {
+  mode: RunnerMode = 'ok'
+  active = 0
+
+  constructor(private readonly node: SimNode) {}
+
+  start(task: ChunkTask, signal: AbortSignal): Promise<ChunkResult> {
+    const mesh = this.node.mesh
+    const ms = task.kind === 'encode' ? mesh.encodeMs : mesh.frameMs * task.frames.length
+    const mode = this.mode
+    mesh.onRenderStart(this.node, task)
+    return new Promise((resolve, reject) => {
+      if (mode === 'hang') return // never settles and ignores abort: the worst worker
+      this.active++
+      const timer = this.node.clock.setTimeout(() => {
+        this.active--
+        signal.removeEventListener('abort', onAbort)
+        if (mode === 'fail') return reject(new ChunkFailedError('simulated failure'))
+        const outputs: ChunkOutput[] =
+          task.kind === 'encode'
+            ? [{ frame: 0, manifest: outputCid(`${task.jobId}/video`), size: 1000, name: 'video.mp4' }]
+            : task.frames.map((f) => ({ frame: f, manifest: outputCid(`${task.jobId}/${f}`), size: 100, name: `f${f}.png` }))
+        mesh.onRenderDone(this.node, task)
+        resolve({ outputs, renderMs: ms })
+      }, ms)
+      const onAbort = () => {
+        this.active--
+        this.node.clock.clearTimeout(timer)
+        reject(new AbortedError('render'))
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+}
+
+/** One node's replica of the logs: assigns Lamport clocks, checks invariants on every add. */
+class Replica implements JobLogView {
+  readonly logs = new Map<string, Map<string, LogEntry>>()
+  readonly folds = new Map<string, JobFold>()
+  private readonly doneSeen = new Map<string, Map<number, PeerIdString>>()
+  private listeners = new Set<(e: LogEntry) => void>()
+  private seq = 0
+
+  constructor(private readonly node: SimNode) {}
+
+  has(id: string): boolean {
+    for (const m of this.logs.values()) if (m.has(id)) return true
+    return false
+  }
+
+  allEntries(): LogEntry[] {
+    const out: LogEntry[] = []
+    for (const m of this.logs.values()) out.push(...m.values())
+    return out
+  }
+
+  async append(log: LogId, kind: string, body: unknown): Promise<LogEntry> {
+    if (!this.node.alive) throw new AbortedError('append on a dead node')
+    const m = this.logs.get(log)
+    let clock = 1
+    if (m) for (const e of m.values()) clock = Math.max(clock, e.clock + 1)
+    const entry: LogEntry = Object.freeze({
+      id: `e${String(++this.seq).padStart(6, '0')}-${this.node.id}` as EntryId,
+      v: 1,
+      log,
+      kind,
+      body: structuredClone(body),
+      clock,
+      author: this.node.id,
+      wall: this.node.clock.wall(),
+      next: [],
+      tok: '',
+      bytes: new Uint8Array(),
+    })
+    this.add(entry)
+    this.node.mesh.gossip(this.node, entry)
+    return entry
+  }
+
+  entries(log: LogId): readonly LogEntry[] {
+    return [...(this.logs.get(log)?.values() ?? [])]
+  }
+  jobLogs(): readonly LogId[] {
+    return [...this.logs.keys()] as LogId[]
+  }
+  onEntry(listener: (e: LogEntry) => void): () => void {
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
+  }
+  resetListeners(): void {
+    this.listeners = new Set()
+  }
+
+  add(entry: LogEntry): boolean {
+    let m = this.logs.get(entry.log)
+    if (!m) {
+      m = new Map()
+      this.logs.set(entry.log, m)
+    }
+    if (m.has(entry.id)) return false
+    m.set(entry.id, entry)
+    // A restarted node's sequence must not reuse ids it wrote before.
+    if (entry.author === this.node.id) this.seq = Math.max(this.seq, Number(entry.id.slice(1, 7)))
+    this.check(entry)
+    if (this.node.alive) for (const l of [...this.listeners]) l(entry)
+    return true
+  }
+
+  private check(entry: LogEntry): void {
+    const jobId = jobIdOfLog(entry.log)!
+    let fold = this.folds.get(jobId)
+    if (!fold) {
+      fold = new JobFold()
+      this.folds.set(jobId, fold)
+    }
+    fold.add(entry)
+    const s = fold.state
+    if (!s) return
+    let done = this.doneSeen.get(jobId)
+    if (!done) {
+      done = new Map()
+      this.doneSeen.set(jobId, done)
+    }
+    for (const c of s.chunks) {
+      if ((c.state === 'claimed') !== (c.holder !== undefined)) {
+        this.node.mesh.violation(`${this.node.id}: chunk ${c.index} holder/state mismatch`)
+      }
+      const was = done.get(c.index)
+      if (was !== undefined) {
+        if (c.state !== 'done') this.node.mesh.violation(`${this.node.id}: done chunk ${c.index} reverted`)
+        // A concurrent complete that sorts first may replace the outputs (both are valid
+        // stored renders); count it, it is part of the duplicate cost.
+        else if (c.completedBy !== was) {
+          done.set(c.index, c.completedBy!)
+          this.node.mesh.outputSwitches++
+        }
+      } else if (c.state === 'done') {
+        done.set(c.index, c.completedBy!)
+      }
+    }
+  }
+}
+
+type Message =
+  | { type: 'entry'; entry: LogEntry }
+  | { type: 'hb'; leases: LeaseRef[] }
+  | { type: 'summary'; ids: string[] }
+  | { type: 'entries'; entries: LogEntry[] }
+
+export class SimNode {
+  readonly clock: NodeClock
+  readonly replica: Replica
+  readonly runner: FakeRunner
+  manager!: LeaseManager
+  alive = true
+  private heard = new Map<PeerIdString, number>()
+  private inbox: { from: SimNode; msg: Message }[] = []
+
+  constructor(
+    readonly mesh: SimMesh,
+    readonly index: number,
+    readonly id: PeerIdString,
+    wallSkew: number,
+    monoOffset: number,
+  ) {
+    this.clock = new NodeClock(mesh.clock, wallSkew, monoOffset)
+    this.replica = new Replica(this)
+    this.runner = new FakeRunner(this)
+  }
+
+  async boot(): Promise<void> {
+    this.alive = true
+    this.heard = new Map()
+    this.manager = createLeaseManager(
+      {
+        self: this.id,
+        clock: this.clock,
+        log: this.replica,
+        liveness: { lastHeard: (p) => this.heard.get(p) },
+        runner: this.runner,
+        capabilities: () => ({
+          engines: [
+            { name: 'test', version: '1.0.0' },
+            { name: 'ffmpeg', version: '6.0' },
+          ],
+          slots: 1,
+          tags: [],
+        }),
+        logger: silentLogger,
+      },
+      this.mesh.managerOptions,
+    )
+    await this.manager.start()
+    const beat = () => {
+      this.mesh.broadcast(this, { type: 'hb', leases: this.manager.heldLeases() })
+      this.clock.setTimeout(beat, this.mesh.heartbeatMs)
+    }
+    const antiEntropy = () => {
+      const peers = this.mesh.nodes.filter((n) => n !== this)
+      const peer = peers[Math.floor(this.mesh.random() * peers.length)]
+      this.mesh.send(this, peer, { type: 'summary', ids: this.replica.allEntries().map((e) => e.id) })
+      this.clock.setTimeout(antiEntropy, this.mesh.antiEntropyMs)
+    }
+    this.clock.setTimeout(beat, this.mesh.random() * this.mesh.heartbeatMs)
+    this.clock.setTimeout(antiEntropy, this.mesh.random() * this.mesh.antiEntropyMs)
+  }
+
+  /** SIGKILL: renders, timers and memory are gone; the log replica stays (it is on disk). */
+  kill(): void {
+    this.alive = false
+    void this.manager.stop({ release: false })
+    this.clock.reset()
+    this.replica.resetListeners()
+    this.inbox = []
+  }
+
+  pause(): void {
+    this.clock.paused = true
+  }
+
+  resume(): void {
+    this.clock.resume()
+    const inbox = this.inbox
+    this.inbox = []
+    for (const m of inbox) this.receive(m.from, m.msg)
+  }
+
+  receive(from: SimNode, msg: Message): void {
+    if (!this.alive) return
+    if (this.clock.paused) {
+      this.inbox.push({ from, msg })
+      return
+    }
+    switch (msg.type) {
+      case 'entry':
+        this.replica.add(msg.entry)
+        break
+      case 'hb':
+        this.heard.set(from.id, this.clock.monotonic())
+        this.manager.noteHeartbeat(from.id, msg.leases)
+        break
+      case 'summary': {
+        const theirs = new Set(msg.ids)
+        const missing = this.replica.allEntries().filter((e) => !theirs.has(e.id))
+        if (missing.length) this.mesh.send(this, from, { type: 'entries', entries: missing })
+        break
+      }
+      case 'entries':
+        for (const e of msg.entries) this.replica.add(e)
+        break
+    }
+  }
+}
+
+export interface SimOptions {
+  seed: number
+  nodes: number
+  frameMs?: number
+  encodeMs?: number
+  latencyMs?: [number, number]
+  loss?: number
+  /** Max wall-clock skew either way (ms); default 0. */
+  skewMs?: number
+  heartbeatMs?: number
+  antiEntropyMs?: number
+  managerOptions?: LeaseManagerOptions
+}
+
+export class SimMesh {
+  readonly clock = new FakeClock(0)
+  readonly random: () => number
+  readonly nodes: SimNode[] = []
+  readonly frameMs: number
+  readonly encodeMs: number
+  readonly heartbeatMs: number
+  readonly antiEntropyMs: number
+  readonly managerOptions: LeaseManagerOptions
+  readonly seed: number
+  loss: number
+  /** Partition group per node index; messages cross only within a group. */
+  groups: number[]
+  /** Renders that ran to completion, per job/chunk. */
+  readonly renders = new Map<string, number>()
+  rendersStarted = 0
+  /** Times a replica's done chunk switched to a concurrent complete that sorts first. */
+  outputSwitches = 0
+  private readonly linkLatency: number[][]
+  private readonly jitter: number
+  private failure: string | undefined
+
+  constructor(o: SimOptions) {
+    this.seed = o.seed
+    this.random = mulberry32(o.seed)
+    this.frameMs = o.frameMs ?? 1_000
+    this.encodeMs = o.encodeMs ?? 2_000
+    this.heartbeatMs = o.heartbeatMs ?? 1_000
+    this.antiEntropyMs = o.antiEntropyMs ?? 1_000
+    this.managerOptions = o.managerOptions ?? {}
+    this.loss = o.loss ?? 0
+    const [lo, hi] = o.latencyMs ?? [1, 20]
+    this.jitter = Math.max(1, (hi - lo) / 4)
+    this.linkLatency = []
+    for (let i = 0; i < o.nodes; i++) {
+      this.linkLatency.push([])
+      for (let j = 0; j < o.nodes; j++) this.linkLatency[i].push(lo + this.random() * (hi - lo))
+    }
+    this.groups = new Array(o.nodes).fill(0)
+    const skew = o.skewMs ?? 0
+    for (let i = 0; i < o.nodes; i++) {
+      const id = `peer-${String(i).padStart(2, '0')}` as PeerIdString
+      const wallSkew = Math.round((this.random() * 2 - 1) * skew)
+      this.nodes.push(new SimNode(this, i, id, wallSkew, Math.round(this.random() * 1e6)))
+    }
+  }
+
+  async start(): Promise<void> {
+    for (const n of this.nodes) await n.boot()
+  }
+
+  violation(what: string): void {
+    this.failure ??= `seed ${this.seed} t=${this.clock.monotonic()}: ${what}`
+  }
+
+  connected(a: SimNode, b: SimNode): boolean {
+    return this.groups[a.index] === this.groups[b.index]
+  }
+
+  send(from: SimNode, to: SimNode, msg: Message): void {
+    if (!from.alive || !to.alive || !this.connected(from, to) || this.random() < this.loss) return
+    const delay = this.linkLatency[from.index][to.index] + this.random() * this.jitter
+    this.clock.setTimeout(() => {
+      if (this.connected(from, to)) to.receive(from, msg)
+    }, delay)
+  }
+
+  broadcast(from: SimNode, msg: Message): void {
+    for (const n of this.nodes) if (n !== from) this.send(from, n, msg)
+  }
+
+  gossip(from: SimNode, entry: LogEntry): void {
+    this.broadcast(from, { type: 'entry', entry })
+  }
+
+  onRenderStart(_node: SimNode, _task: ChunkTask): void {
+    this.rendersStarted++
+  }
+
+  onRenderDone(_node: SimNode, task: ChunkTask): void {
+    const k = `${task.jobId}/${task.chunk}`
+    this.renders.set(k, (this.renders.get(k) ?? 0) + 1)
+  }
+
+  /** Renders that ran to completion beyond the first of their chunk. */
+  duplicateRenders(): number {
+    let n = 0
+    for (const v of this.renders.values()) n += Math.max(0, v - 1)
+    return n
+  }
+
+  /** Advance time event by event, flushing promise chains between events. */
+  async runUntil(done: () => boolean, limitMs: number): Promise<boolean> {
+    const deadline = this.clock.monotonic() + limitMs
+    for (;;) {
+      this.throwIfViolated()
+      if (done()) return true
+      const next = this.clock.nextTimerAt()
+      if (next === undefined || next > deadline) {
+        this.clock.advanceTo(deadline)
+        await flush()
+        this.throwIfViolated()
+        return done()
+      }
+      this.clock.advanceTo(next)
+      await flush()
+    }
+  }
+
+  async runFor(ms: number): Promise<void> {
+    await this.runUntil(() => false, ms)
+  }
+
+  throwIfViolated(): void {
+    if (this.failure) throw new InvariantError(this.failure)
+  }
+
+  async submit(from: SimNode, job: Partial<AnnounceBody> & { jobId: string; frames: number[] }): Promise<void> {
+    const body: AnnounceBody = {
+      name: `job ${job.jobId}`,
+      submitter: from.id,
+      scene: { manifest: outputCid('scene'), name: 'scene.blend', size: 1234 },
+      engine: { name: 'test' },
+      chunkSize: 1,
+      output: { format: 'PNG' },
+      priority: 0,
+      params: {},
+      requirements: {},
+      limits: {},
+      ...job,
+    }
+    await from.replica.append(jobLogId(job.jobId), 'announce', body)
+  }
+
+  state(node: SimNode, jobId: string): JobState | undefined {
+    return node.replica.folds.get(jobId)?.state
+  }
+
+  /** True when every live node's replica has the job done. */
+  allDone(jobId: string): boolean {
+    return this.nodes.every((n) => !n.alive || this.state(n, jobId)?.state === 'done')
+  }
+
+  /** Replicas of live nodes hold the same entries and reduce (from scratch) to the same state. */
+  converged(jobId: string): boolean {
+    const live = this.nodes.filter((n) => n.alive)
+    const ids = live.map((n) => [...(n.replica.logs.get(jobLogId(jobId))?.keys() ?? [])].sort().join(','))
+    return ids.every((x) => x === ids[0])
+  }
+
+  finalStates(jobId: string): string[] {
+    return this.nodes
+      .filter((n) => n.alive)
+      .map((n) => JSON.stringify(reduceJob(n.replica.entries(jobLogId(jobId)))))
+  }
+}
+
+/** Let every pending promise continuation run. */
+function flush(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve))
+}
