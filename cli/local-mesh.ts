@@ -27,6 +27,8 @@ export interface LocalNode {
   peerId: string
   proc: ChildProcess
   stderrTail: string[]
+  /** Full multiaddrs (ending /p2p/<peerId>) once started. */
+  addresses: string[]
 }
 
 export interface LocalMesh {
@@ -44,31 +46,69 @@ export interface LocalMeshOptions {
   startTimeoutMs?: number
 }
 
-export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMesh> {
-  const nodes: LocalNode[] = []
-  const bin = join(packageRoot(), 'bin', 'rmesh.js')
-  const dirs = Array.from({ length: options.count }, (_, i) =>
-    join(options.baseDir, `node${i + 1}`),
-  )
-  for (const d of dirs) await mkdir(d, { recursive: true, mode: 0o700 })
-
-  // Admission before any daemon starts: node 1 owns the mesh, the others get tokens.
+/** Node 1 of `dirs` creates a mesh; every other gets a token (before any daemon starts). */
+export async function admitDirs(dirs: string[], caps: ('submit' | 'render' | 'admin')[] = ['submit', 'render']): Promise<void> {
   await initMesh(dirs[0])
   const owner = await loadMeshOwner(dirs[0])
   const now = Math.floor(Date.now() / 1000)
   for (const d of dirs.slice(1)) {
+    await mkdir(d, { recursive: true, mode: 0o700 })
     const peerId = peerIdOf(await loadOrCreateNodeKey(d))
-    const token = await issueToken({
-      issuer: owner.privateKey,
-      ownerPublicKey: owner.ownerPublicKey,
-      audience: peerId,
-      caps: ['submit', 'render'],
-      nbf: now - 60,
-      exp: now + 7 * 86_400,
-    })
+    const token = await issueToken({ issuer: owner.privateKey, ownerPublicKey: owner.ownerPublicKey, audience: peerId, caps, nbf: now - 60, exp: now + 7 * 86_400 })
     await writeNodeToken(d, formatToken(token))
   }
+}
 
+export interface SpawnOptions {
+  dir: string
+  index?: number
+  bootstrap?: string[]
+  listen?: string[]
+  mdns?: boolean
+  logLevel?: string
+  name?: string
+  extraArgs?: string[]
+  env?: Record<string, string>
+  startTimeoutMs?: number
+  /** Run under another command (e.g. ['ip', 'netns', 'exec', ns]). */
+  wrapper?: string[]
+  /** Wait until the control socket answers (default true). */
+  wait?: boolean
+}
+
+/** Start one `rmesh daemon` child process and wait until its control socket answers. */
+export async function spawnDaemon(o: SpawnOptions): Promise<LocalNode> {
+  const bin = join(packageRoot(), 'bin', 'rmesh.js')
+  const args = [bin, 'daemon', '--dir', o.dir, '--log-level', o.logLevel ?? 'warn']
+  for (const l of o.listen ?? ['/ip4/127.0.0.1/tcp/0']) args.push('--listen', l)
+  if (!o.mdns) args.push('--no-mdns')
+  if (o.name) args.push('--name', o.name)
+  for (const b of o.bootstrap ?? []) args.push('--bootstrap', b)
+  args.push(...(o.extraArgs ?? []))
+  const [cmd, ...pre] = o.wrapper?.length ? [...o.wrapper, process.execPath] : [process.execPath]
+  const proc = spawn(cmd, [...pre, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...o.env } })
+  const node: LocalNode = { index: o.index ?? 0, dir: o.dir, socketPath: join(o.dir, SOCKET_FILE), peerId: '', proc, stderrTail: [], addresses: [] }
+  proc.stderr?.on('data', (c) => {
+    node.stderrTail.push(String(c))
+    if (node.stderrTail.length > 50) node.stderrTail.shift()
+  })
+  if (o.wait === false) return node
+  try {
+    const info = await waitForDaemon(node, o.startTimeoutMs ?? 30_000)
+    node.peerId = info.peerId
+    node.addresses = info.addresses
+  } catch (err) {
+    await stopChild(proc, 1_000)
+    throw err
+  }
+  return node
+}
+
+export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMesh> {
+  const nodes: LocalNode[] = []
+  const dirs = Array.from({ length: options.count }, (_, i) => join(options.baseDir, `node${i + 1}`))
+  for (const d of dirs) await mkdir(d, { recursive: true, mode: 0o700 })
+  await admitDirs(dirs)
   const mesh: LocalMesh = {
     nodes,
     async stop() {
@@ -78,41 +118,9 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
   try {
     let bootstrap: string[] = []
     for (let i = 0; i < dirs.length; i++) {
-      const args = [
-        bin,
-        'daemon',
-        '--dir',
-        dirs[i],
-        '--listen',
-        '/ip4/127.0.0.1/tcp/0',
-        '--no-mdns',
-        '--log-level',
-        options.logLevel ?? 'warn',
-        '--name',
-        `node${i + 1}`,
-      ]
-      for (const b of bootstrap) args.push('--bootstrap', b)
-      args.push(...(options.extraArgs ?? []))
-      const proc = spawn(process.execPath, args, {
-        stdio: ['ignore', 'ignore', 'pipe'],
-        env: { ...process.env, ...options.env },
-      })
-      const node: LocalNode = {
-        index: i,
-        dir: dirs[i],
-        socketPath: join(dirs[i], SOCKET_FILE),
-        peerId: '',
-        proc,
-        stderrTail: [],
-      }
-      proc.stderr?.on('data', (c) => {
-        node.stderrTail.push(String(c))
-        if (node.stderrTail.length > 50) node.stderrTail.shift()
-      })
+      const node = await spawnDaemon({ dir: dirs[i], index: i, bootstrap, logLevel: options.logLevel, name: `node${i + 1}`, extraArgs: options.extraArgs, env: options.env, startTimeoutMs: options.startTimeoutMs })
       nodes.push(node)
-      const info = await waitForDaemon(node, options.startTimeoutMs ?? 30_000)
-      node.peerId = info.peerId
-      if (i === 0) bootstrap = info.addresses.filter((a) => a.includes('/ip4/127.0.0.1/'))
+      if (i === 0) bootstrap = node.addresses.filter((a) => a.includes('/ip4/127.0.0.1/'))
     }
   } catch (err) {
     await mesh.stop()

@@ -1,25 +1,29 @@
 /**
- * Test harness: real `rmesh daemon` processes on 127.0.0.1 (mDNS off), each with its own
- * temporary data directory, driven through their control sockets like the CLI does.
- * Used by integration tests, e2e tests and the benchmarks.
+ * Test harness: real `rmesh daemon` processes (spawned by cli/local-mesh.ts, the same code
+ * the demo uses) on 127.0.0.1 with mDNS off, each with its own temporary data directory,
+ * driven through their control sockets like the CLI does. Used by integration tests,
+ * e2e tests and the benchmarks.
  */
-import { type ChildProcess, spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import type { ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
+import { admitDirs, type SpawnOptions, spawnDaemon, stopChild } from '../../cli/local-mesh.js'
+import { packageRoot } from '../../src/version.js'
 
-export const REPO_ROOT = resolve(import.meta.dirname, '..', '..', ...(import.meta.dirname.includes('/dist/') ? ['..'] : []))
+export const REPO_ROOT = packageRoot()
 export const RMESH_BIN = join(REPO_ROOT, 'bin', 'rmesh.js')
 
 export interface DaemonProc {
   dir: string
   socket: string
   proc: ChildProcess
+  /** The last lines the daemon wrote to stderr. */
   stderr: string[]
-  args: string[]
-  env: Record<string, string>
+  options: SpawnOptions
+  peerId: string
+  addresses: string[]
 }
 
 export async function makeTempDir(prefix = 'rmesh-test-'): Promise<string> {
@@ -64,58 +68,43 @@ export async function waitFor<T>(fn: () => Promise<T | undefined | false> | T | 
   }
 }
 
-export interface StartOptions {
-  dir?: string
-  bootstrap?: string[]
-  extraArgs?: string[]
-  env?: Record<string, string>
-  /** Wait until the control socket answers (default true). */
-  wait?: boolean
+export interface StartOptions extends Partial<SpawnOptions> {
+  /** Test engine on (default true: fast, deterministic renders). */
+  testEngine?: boolean
 }
 
 export async function startDaemonProc(options: StartOptions = {}): Promise<DaemonProc> {
   const dir = options.dir ?? (await makeTempDir())
-  const args = [RMESH_BIN, 'daemon', '--dir', dir, '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--log-level', 'warn']
-  for (const b of options.bootstrap ?? []) args.push('--bootstrap', b)
-  args.push(...(options.extraArgs ?? []))
-  const env = { ...options.env }
-  const proc = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-  const stderr: string[] = []
-  proc.stderr?.on('data', (c) => {
-    stderr.push(String(c))
-    if (stderr.length > 200) stderr.shift()
-  })
-  proc.stdout?.on('data', () => {})
-  const d: DaemonProc = { dir, socket: join(dir, 'rmesh.sock'), proc, stderr, args, env }
-  if (options.wait !== false) {
-    await waitFor(
-      async () => {
-        if (proc.exitCode !== null) throw new Error(`daemon exited with ${proc.exitCode}: ${stderr.join('')}`)
-        if (!existsSync(d.socket)) return false
-        return (await apiCall(d.socket, 'GET', '/v1/node', undefined, 2_000)).status === 200
-      },
-      20_000,
-      `daemon in ${dir} to answer`,
-    )
-  }
-  return d
+  const extraArgs = [...(options.extraArgs ?? [])]
+  if (options.testEngine !== false && !extraArgs.includes('--test-engine')) extraArgs.push('--test-engine')
+  const spawnOptions: SpawnOptions = { ...options, dir, extraArgs }
+  const node = await spawnDaemon(spawnOptions)
+  return { dir, socket: node.socketPath, proc: node.proc, stderr: node.stderrTail, options: spawnOptions, peerId: node.peerId, addresses: node.addresses }
+}
+
+/** Start `count` admitted daemons: the first owns a fresh mesh, the others bootstrap to it. */
+export async function startMesh(count: number, options: StartOptions = {}): Promise<DaemonProc[]> {
+  const dirs = await Promise.all(Array.from({ length: count }, () => makeTempDir()))
+  await admitDirs(dirs)
+  const first = await startDaemonProc({ ...options, dir: dirs[0], name: 'node1' })
+  const boot = first.addresses.filter((a) => a.includes('/ip4/127.0.0.1/'))
+  const rest = await Promise.all(dirs.slice(1).map((dir, i) => startDaemonProc({ ...options, dir, bootstrap: boot, name: `node${i + 2}` })))
+  return [first, ...rest]
 }
 
 export async function restartDaemonProc(d: DaemonProc): Promise<DaemonProc> {
-  const bootstrap: string[] = []
-  for (let i = 0; i < d.args.length; i++) if (d.args[i] === '--bootstrap') bootstrap.push(d.args[i + 1])
-  const extraArgs = d.args.slice(d.args.indexOf('warn') + 1).filter((a, i, all) => a !== '--bootstrap' && all[i - 1] !== '--bootstrap')
-  return startDaemonProc({ dir: d.dir, bootstrap, extraArgs, env: d.env })
+  return startDaemonProc({ ...d.options, extraArgs: d.options.extraArgs })
 }
 
 export async function stopDaemonProc(d: DaemonProc, signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<number | null> {
   if (d.proc.exitCode !== null || d.proc.signalCode !== null) return d.proc.exitCode
+  if (signal === 'SIGTERM') {
+    await stopChild(d.proc, timeoutMs)
+    return d.proc.exitCode
+  }
   const exited = new Promise<number | null>((r) => d.proc.once('exit', (code) => r(code)))
   d.proc.kill(signal)
-  const t = setTimeout(() => d.proc.kill('SIGKILL'), timeoutMs)
-  const code = await exited
-  clearTimeout(t)
-  return code
+  return exited
 }
 
 export async function nodeInfo(d: DaemonProc): Promise<{ peerId: string; addresses: string[] }> {

@@ -103,7 +103,9 @@ class FakeRunner implements ChunkRunner {
 
   start(task: ChunkTask, signal: AbortSignal): Promise<ChunkResult> {
     const mesh = this.node.mesh
-    const ms = task.kind === 'encode' ? mesh.encodeMs : mesh.frameMs * task.frames.length
+    // ±5 % per render, as real renders vary: identical durations would keep nodes in lockstep.
+    const base = task.kind === 'encode' ? mesh.encodeMs : mesh.frameMs * task.frames.length
+    const ms = Math.round(base * (0.95 + 0.1 * mesh.random()))
     const mode = this.mode
     mesh.onRenderStart(this.node, task)
     return new Promise((resolve, reject) => {

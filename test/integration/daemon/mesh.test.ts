@@ -4,8 +4,10 @@
  * restarted on the same data directory and rejoins with the same peer id.
  */
 import { afterAll, describe, expect, it } from 'vitest'
+import { admitDirs } from '../../../cli/local-mesh.js'
 import {
   apiCall,
+  makeTempDir,
   type DaemonProc,
   nodeInfo,
   removeDir,
@@ -31,14 +33,17 @@ describe('three daemons on loopback', () => {
   })
 
   it('form a mesh within 2 s and survive a SIGKILL + restart', async () => {
-    const first = await startDaemonProc()
+    const dirs = await Promise.all([makeTempDir(), makeTempDir(), makeTempDir()])
+    await admitDirs(dirs)
+    const first = await startDaemonProc({ dir: dirs[0] })
     procs.push(first)
     const firstInfo = await nodeInfo(first)
     expect(firstInfo.addresses[0]).toMatch(/\/p2p\//)
     const boot = firstInfo.addresses.filter((a) => a.includes('/ip4/127.0.0.1/'))
-    const [second, third] = await Promise.all([startDaemonProc({ bootstrap: boot }), startDaemonProc({ bootstrap: boot })])
+    const startedAt = Date.now()
+    const [second, third] = await Promise.all([startDaemonProc({ dir: dirs[1], bootstrap: boot }), startDaemonProc({ dir: dirs[2], bootstrap: boot })])
     procs.push(second, third)
-    const started = Date.now()
+    const started = Math.max(startedAt, Date.now() - 0)
     const ids = await Promise.all(procs.map(async (p) => (await nodeInfo(p)).peerId))
 
     const seesOthers = async (i: number, expected = ids) => {
