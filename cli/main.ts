@@ -5,4 +5,12 @@
  */
 import { runCli } from './program.js'
 
+// `rmesh jobs | head`: a reader that goes away is not an error of ours.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0)
+    throw err
+  })
+}
+
 process.exitCode = await runCli(process.argv.slice(2))

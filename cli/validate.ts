@@ -19,7 +19,7 @@ import {
 } from '../src/api/types.js'
 import { isRmeshError } from '../src/util/errors.js'
 import { UsageError } from './context.js'
-import { parseFrameSpec } from './frames.js'
+import { parseFrameSpec } from '../src/jobs/frame-spec.js'
 
 export interface SubmitInput {
   scene: string

@@ -3,10 +3,11 @@
  * `<dataDir>/config.json`, then defaults. Every value is validated here, once, so the
  * rest of the daemon can trust its options.
  *
- * The data directory: --dir, else RMESH_DIR, else the platform's data path.
+ * The data directory is resolved by the CLI (cli/paths.ts): --dir, else RMESH_DIR, else
+ * the platform's data path.
  */
 import { readFile } from 'node:fs/promises'
-import { homedir, hostname, platform } from 'node:os'
+import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -36,14 +37,6 @@ export interface DaemonConfig {
   testEngine: boolean
   /** Serve /metrics on this TCP port too (loopback), when set. */
   metricsPort?: number
-}
-
-export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.RMESH_DIR) return env.RMESH_DIR
-  const home = homedir()
-  if (platform() === 'darwin') return join(home, 'Library', 'Application Support', 'rmesh')
-  if (platform() === 'win32') return join(env.LOCALAPPDATA ?? join(home, 'AppData', 'Local'), 'rmesh')
-  return join(env.XDG_DATA_HOME ?? join(home, '.local', 'share'), 'rmesh')
 }
 
 export type ConfigInput = Partial<Omit<DaemonConfig, 'dataDir'>>

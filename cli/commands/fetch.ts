@@ -2,7 +2,7 @@
 import type { Command } from 'commander'
 import { type CliContext, printJson } from '../context.js'
 import { formatBytes } from '../format.js'
-import { formatFrames } from '../frames.js'
+import { formatFrames } from '../../src/jobs/frame-spec.js'
 import { action } from '../command.js'
 import { parseJobId, resolvePath } from '../validate.js'
 

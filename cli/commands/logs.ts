@@ -1,7 +1,7 @@
 /** `rmesh logs JOB [--frame N] [--follow]`: a frame's render log, live from its node. */
 import type { Command } from 'commander'
 import type { CliContext } from '../context.js'
-import { MAX_FRAME } from '../frames.js'
+import { MAX_FRAME } from '../../src/jobs/frame-spec.js'
 import { action } from '../command.js'
 import { parseInteger, parseJobId } from '../validate.js'
 import { isRmeshError } from '../../src/util/errors.js'

@@ -1,7 +1,7 @@
 /** `rmesh retry JOB [--frames SPEC]`: reopens failed frames (or the given ones). */
 import type { Command } from 'commander'
 import { type CliContext, printJson, UsageError } from '../context.js'
-import { formatFrames, parseFrameSpec } from '../frames.js'
+import { formatFrames, parseFrameSpec } from '../../src/jobs/frame-spec.js'
 import { action } from '../command.js'
 import { parseJobId } from '../validate.js'
 import { isRmeshError } from '../../src/util/errors.js'

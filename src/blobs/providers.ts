@@ -12,6 +12,7 @@
  *  - gossip may drop a message: holders re-announce every `announceIntervalMs`; the DHT is
  *    best effort and always bounded by a timeout.
  */
+import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { Message } from '@libp2p/gossipsub'
 import { CID } from 'multiformats/cid'
 import type { RmeshLibp2p } from '../net/host.js'
@@ -162,6 +163,10 @@ export function createProviderIndex(
     async start() {
       if (running) return
       running = true
+      if (isAdmitted) {
+        // Not delivered and not forwarded: gossip from or through unadmitted peers.
+        pubsub.topicValidators.set(HAVE_TOPIC, (peer) => (isAdmitted(peer.toString()) ? TopicValidatorResult.Accept : TopicValidatorResult.Reject))
+      }
       pubsub.subscribe(HAVE_TOPIC)
       pubsub.addEventListener('message', onMessage)
       if (interval > 0) {

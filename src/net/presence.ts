@@ -13,6 +13,7 @@
  *  - size is checked before decoding, schema after; a bad heartbeat is dropped and
  *    counted, nothing else happens.
  */
+import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { Connection, Stream } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
 import { timeoutSignal } from '../util/abort.js'
@@ -173,6 +174,7 @@ export function createPresence(components: PresenceComponents, options: Presence
     try {
       const p = decode(msg.data)
       if (msg.type !== 'signed' || msg.from?.toString() !== p.peerId) throw new InvalidInputError('presence not signed by its peer')
+      if (!admitted(p.peerId)) throw new InvalidInputError('presence from a peer that is not admitted')
       accept(p, 'gossip')
     } catch (err) {
       rejected++
@@ -222,6 +224,8 @@ export function createPresence(components: PresenceComponents, options: Presence
   return {
     async start() {
       running = true
+      // Gossip from or through peers that are not admitted is neither delivered nor forwarded.
+      libp2p.services.pubsub.topicValidators.set(PRESENCE_TOPIC, (peer) => (admitted(peer.toString()) ? TopicValidatorResult.Accept : TopicValidatorResult.Reject))
       libp2p.services.pubsub.subscribe(PRESENCE_TOPIC)
       libp2p.services.pubsub.addEventListener('message', onMessage)
       await libp2p.handle(PRESENCE_PROTOCOL, handle)

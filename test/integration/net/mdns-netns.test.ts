@@ -4,6 +4,7 @@
  * the lab. Skipped with the reason where namespaces cannot be created.
  */
 import { afterAll, describe, expect, it } from 'vitest'
+import { admitDirs } from '../../../cli/local-mesh.js'
 import { apiCall, type DaemonProc, makeTempDir, removeDir, stopDaemonProc, waitFor } from '../../helpers/daemons.js'
 import { createNetnsLab, type NetnsLab, netnsUnavailableReason } from '../../helpers/netns.js'
 import { spawnInNetns } from '../../helpers/spawn-netns.js'
@@ -22,10 +23,9 @@ describe.skipIf(reason !== undefined)('mDNS in network namespaces', () => {
 
   it('three daemons discover each other with no bootstrap', async () => {
     lab = createNetnsLab(`rm${process.pid % 10000}`, 3)
-    for (let i = 0; i < 3; i++) {
-      const dir = await makeTempDir()
-      procs.push(await spawnInNetns(lab.names[i], dir, [`/ip4/${lab.addrs[i]}/tcp/4777`]))
-    }
+    const dirs = await Promise.all([makeTempDir(), makeTempDir(), makeTempDir()])
+    await admitDirs(dirs)
+    for (let i = 0; i < 3; i++) procs.push(await spawnInNetns(lab.names[i], dirs[i], [`/ip4/${lab.addrs[i]}/tcp/4777`]))
     const ids = await Promise.all(procs.map(async (p) => (await apiCall<{ peerId: string }>(p.socket, 'GET', '/v1/node')).body.peerId))
     await waitFor(
       async () => {

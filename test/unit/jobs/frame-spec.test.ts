@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { formatFrames, MAX_FRAME, parseFrameSpec } from '../../../cli/frames.js'
+import { formatFrames, MAX_FRAME, parseFrameSpec } from '../../../src/jobs/frame-spec.js'
 import { isRmeshError } from '../../../src/util/errors.js'
 
 const bad = (spec: string, re: RegExp, opts?: { step?: number; maxFrames?: number }) => {
