@@ -57,9 +57,10 @@ fi
 say "Building"
 npm run -s build
 
-# `rmesh` on PATH: as root, link it globally; `npx rmesh` works in this folder either way.
+# `rmesh` on PATH: as root, a symlink in /usr/local/bin (npm's global prefix is not
+# /usr/local when Node itself came from the npm registry); `npx rmesh` works here anyway.
 if is_root; then
-  npm link --no-audit --no-fund >/dev/null 2>&1 || true
+  ln -sf "$PWD/bin/rmesh.js" /usr/local/bin/rmesh
 fi
 if command -v rmesh >/dev/null 2>&1; then
   say "rmesh is ready: $(command -v rmesh)"

@@ -15,6 +15,7 @@ export interface DaemonFlags {
   name?: string
   slots?: number
   testEngine?: boolean
+  metricsPort?: number
 }
 
 export async function runDaemon(
@@ -31,6 +32,7 @@ export async function runDaemon(
       name: flags.name,
       slots: flags.slots,
       testEngine: flags.testEngine || undefined,
+      metricsPort: flags.metricsPort,
     }
     config = resolveConfig(flags.dir, fromFlags, configFromEnv(), await configFromFile(flags.dir))
   } catch (err) {
@@ -49,6 +51,13 @@ export async function runDaemon(
   out.log(`rmesh daemon ${daemon.peerId}`)
   for (const a of daemon.libp2p.getMultiaddrs()) out.log(`  listening on ${a.toString()}`)
   out.log(`  control socket ${daemon.socketPath}`)
+  if (!daemon.admission.token) {
+    out.log('')
+    out.log('This node is not admitted to a mesh yet, so it serves nobody. Either:')
+    out.log(`  - on an admin node: rmesh token issue --peer ${daemon.peerId} --caps render,submit`)
+    out.log('    (or rmesh token invite), then here: rmesh join <token or invite>')
+    out.log('  - or create a new mesh here: rmesh init')
+  }
 
   // A daemon outlives bugs in a peer's messages: log unexpected errors and keep serving.
   process.on('unhandledRejection', (reason) =>

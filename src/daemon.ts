@@ -405,6 +405,27 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
     await api.listen(daemon.socketPath)
     cleanups.push(() => api.close())
 
+    if (config.metricsPort !== undefined) {
+      // Loopback only: a scraper on the same machine, or an SSH tunnel, reads it.
+      const { createServer } = await import('node:http')
+      const { renderMetrics } = await import('./api/metrics.js')
+      const metricsServer = createServer((req, res) => {
+        if (req.url !== '/metrics') {
+          res.writeHead(404).end()
+          return
+        }
+        renderMetrics(daemon).then(
+          (text) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(text),
+          () => res.writeHead(500).end(),
+        )
+      })
+      await new Promise<void>((resolve, reject) => {
+        metricsServer.once('error', reject)
+        metricsServer.listen(config.metricsPort, '127.0.0.1', () => resolve())
+      })
+      cleanups.push(() => new Promise<void>((r) => metricsServer.close(() => r())))
+    }
+
     const diskTimer = setInterval(() => void refreshDisk(), 30_000)
     diskTimer.unref()
     cleanups.push(() => clearInterval(diskTimer))

@@ -54,6 +54,7 @@ Examples:
           name?: string
           slots?: string
           testEngine?: boolean
+          metricsPort?: string
         }) => {
           let slots: number | undefined
           if (opts.slots !== undefined) {
@@ -62,6 +63,12 @@ Examples:
               throw new UsageError(
                 `--slots must be a whole number from 0 to 64, not ${JSON.stringify(opts.slots)}`,
               )
+          }
+          let metricsPort: number | undefined
+          if (opts.metricsPort !== undefined) {
+            metricsPort = Number(opts.metricsPort)
+            if (!Number.isInteger(metricsPort) || metricsPort < 1 || metricsPort > 65535)
+              throw new UsageError(`--metrics-port must be a TCP port (1–65535), not ${JSON.stringify(opts.metricsPort)}`)
           }
           return runDaemon(
             {
@@ -73,6 +80,7 @@ Examples:
               name: opts.name,
               slots,
               testEngine: opts.testEngine,
+              metricsPort,
             },
             { log: (s) => ctx.print(s), error: (s) => ctx.warn(s) },
           )

@@ -2,6 +2,7 @@
 import type { Command } from 'commander'
 import { render } from 'ink'
 import { createElement } from 'react'
+import type { ApiClient } from '../../src/api/client.js'
 import { action } from '../command.js'
 import { type CliContext, UsageError } from '../context.js'
 import { Dashboard } from '../ui/App.js'
@@ -19,12 +20,19 @@ export function register(program: Command, ctx: CliContext): void {
     .action(action(() => dashboard(ctx)))
 }
 
-export async function dashboard(ctx: CliContext): Promise<number> {
+/** Options for embedding the dashboard (the demo shows it on another node's client). */
+export interface DashboardOptions {
+  client?: ApiClient
+  /** Close the dashboard when this settles. */
+  until?: Promise<unknown>
+}
+
+export async function dashboard(ctx: CliContext, options: DashboardOptions = {}): Promise<number> {
   if (!ctx.interactive)
     throw new UsageError(
       'the dashboard needs a terminal; in scripts use `rmesh jobs --json` or `rmesh status JOB --json`',
     )
-  const client = ctx.client()
+  const client = options.client ?? ctx.client()
   // Fail fast with the usual "no daemon" message and exit code, before taking the screen.
   await client.node()
   const app = render(
@@ -40,6 +48,7 @@ export async function dashboard(ctx: CliContext): Promise<number> {
       patchConsole: true,
     },
   )
+  options.until?.finally(() => app.unmount())
   await app.waitUntilExit()
   return 0
 }

@@ -15,6 +15,7 @@ import { EXIT } from '../exit-codes.js'
 import { startLocalMesh } from '../local-mesh.js'
 import { action } from '../command.js'
 import { progressLine, watchJob } from '../watch.js'
+import { dashboard } from './dashboard.js'
 
 export function register(program: Command, ctx: CliContext): void {
   program

@@ -158,13 +158,20 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
   api.route('POST', '/v1/tokens/:id/revoke', async (req) => {
     requireAdmin(d)
     const id = req.params.id
+    if (!/^[A-Za-z0-9]{10,128}$/.test(id)) throw new InvalidInputError('give a token id (rmesh token list) or a peer id', { field: 'id' })
     const all = [...(await d.tokens.issuedTokens()), ...(await d.tokens.ownTokens())]
-    const t = all.find((x) => x.id === id || x.aud === id)
-    if (!t) throw new NotFoundError(`token ${id} (rmesh token list shows the ids)`)
-    await d.log.append(MESH_LOG as LogId, REVOKE_KIND, { target: t.id })
-    await d.admission.revoke(t.id)
+    const t = all.find((x) => x.id === id || x.aud === id) ?? (await d.tokens.getToken(id))
+    const known = t !== undefined || d.presence.peers().has(id) || d.admission.tokenOf(id) !== undefined
+    if (!known) throw new NotFoundError(`token or peer ${id} (rmesh token list and rmesh peers show the ids)`)
+    // Revoking by token id cuts that token; by peer id, every token of that machine.
+    const target = t?.id ?? id
+    await d.log.append(MESH_LOG as LogId, REVOKE_KIND, { target })
+    await d.admission.revoke(target)
     d.events.publish({ type: 'tokens-changed' })
-    return tokenInfo(d, t, false)
+    const token = t ?? d.admission.tokenOf(id)
+    if (token) return tokenInfo(d, token, false)
+    const info: Api.TokenInfo = { id: target, audience: id, issuer: '', caps: [], notBefore: 0, expires: null, revoked: true, self: false }
+    return info
   })
   api.route('POST', '/v1/tokens/renew', async (req) => {
     const current = d.admission.token

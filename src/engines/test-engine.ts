@@ -7,7 +7,8 @@
  *    test can check any output it receives.
  *  - `failFrames` fails a chunk that contains one of them (ERR_RENDER_FAILED) after the
  *    frames before it; `failOnNodes` fails every chunk on those node ids; `hang` never
- *    finishes until aborted.
+ *    finishes until aborted. Lists may also be given as `'3,5'` (or one number), the only
+ *    form a job entry can carry.
  *  - Abort rejects at once with ERR_RENDER_CANCELED. Time comes from an injected sleep,
  *    so a fake clock can drive it.
  */
@@ -73,8 +74,11 @@ export interface TestEngineOptions {
   name?: string
 }
 
+/** A list, or its scalar forms (job entries carry only scalar params): `3` or `'3,5'`. */
 function intList(v: unknown, name: string): number[] {
   if (v === undefined) return []
+  if (typeof v === 'number') v = [v]
+  if (typeof v === 'string') v = v.split(',').filter((x) => x.trim() !== '').map(Number)
   if (!Array.isArray(v) || !v.every((x) => Number.isInteger(x))) {
     throw new EngineError('ERR_ENGINE_PARAMS', `${name} must be a list of integers`)
   }
@@ -105,7 +109,10 @@ export function createTestEngine(options: TestEngineOptions = {}): Engine {
         'frameMs must be a number of milliseconds in 0..3600000',
       )
     }
-    const failOnNodes = p.failOnNodes ?? []
+    const failOnNodes =
+      typeof p.failOnNodes === 'string'
+        ? p.failOnNodes.split(',').filter((x) => x !== '')
+        : (p.failOnNodes ?? [])
     if (!Array.isArray(failOnNodes) || !failOnNodes.every((x) => typeof x === 'string')) {
       throw new EngineError('ERR_ENGINE_PARAMS', 'failOnNodes must be a list of node ids')
     }

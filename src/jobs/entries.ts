@@ -154,7 +154,8 @@ function int(x: unknown, what: string, min: number, max: number): number {
   return x as number
 }
 function str(x: unknown, what: string, max: number, min = 0): string {
-  if (typeof x !== 'string' || x.length > max || x.length < min) fail(`${what}: not a string of ${min}..${max} chars`)
+  if (typeof x !== 'string' || x.length > max || x.length < min)
+    fail(`${what}: not a string of ${min}..${max} chars`)
   return x as string
 }
 function cid(x: unknown, what: string): string {
@@ -169,7 +170,8 @@ function list<T>(x: unknown, what: string, max: number, f: (x: unknown, i: numbe
   return (x as unknown[]).map(f)
 }
 function oneOf<T extends string>(x: unknown, what: string, options: readonly T[]): T {
-  if (typeof x !== 'string' || !options.includes(x as T)) fail(`${what}: not one of ${options.join('|')}`)
+  if (typeof x !== 'string' || !options.includes(x as T))
+    fail(`${what}: not one of ${options.join('|')}`)
   return x as T
 }
 /** Copy only defined fields, so optional fields never appear as `undefined` keys. */
@@ -222,7 +224,9 @@ function announce(b: Record<string, unknown>): AnnounceBody {
   }
   const req = obj(b.requirements ?? {}, 'requirements')
   const limits = obj(b.limits ?? {}, 'limits')
-  const persistent = optional(b.persistent, (p) => (typeof p === 'boolean' ? p : fail('persistent: not a boolean')))
+  const persistent = optional(b.persistent, (p) =>
+    typeof p === 'boolean' ? p : fail('persistent: not a boolean'),
+  )
   return compact({
     jobId,
     name: str(b.name, 'name', LIMITS.maxName, 1),
@@ -237,19 +241,29 @@ function announce(b: Record<string, unknown>): AnnounceBody {
     chunkSize: int(b.chunkSize, 'chunkSize', 1, LIMITS.maxChunkSize),
     output: compact({
       format: oneOf(output.format, 'output.format', ['PNG', 'OPEN_EXR', 'JPEG'] as const),
-      video: optional(output.video, (v) => oneOf(v, 'output.video', ['h264', 'vp9', 'av1'] as const)),
+      video: optional(output.video, (v) =>
+        oneOf(v, 'output.video', ['h264', 'vp9', 'av1'] as const),
+      ),
       fps: optional(output.fps, (v) => int(v, 'output.fps', 1, 240)),
     }),
     priority: int(b.priority, 'priority', -LIMITS.maxPriority, LIMITS.maxPriority),
     persistent,
     params: outParams,
     requirements: compact({
-      tags: optional(req.tags, (t) => list(t, 'tags', LIMITS.maxTags, (x) => str(x, 'tag', LIMITS.maxTag, 1))),
+      tags: optional(req.tags, (t) =>
+        list(t, 'tags', LIMITS.maxTags, (x) => str(x, 'tag', LIMITS.maxTag, 1)),
+      ),
     }),
     limits: compact({
-      maxFailuresPerNode: optional(limits.maxFailuresPerNode, (v) => int(v, 'maxFailuresPerNode', 1, LIMITS.maxFailuresLimit)),
-      maxNodesPerChunk: optional(limits.maxNodesPerChunk, (v) => int(v, 'maxNodesPerChunk', 1, LIMITS.maxFailuresLimit)),
-      chunkTimeoutMs: optional(limits.chunkTimeoutMs, (v) => int(v, 'chunkTimeoutMs', 1_000, 7 * 24 * 3600_000)),
+      maxFailuresPerNode: optional(limits.maxFailuresPerNode, (v) =>
+        int(v, 'maxFailuresPerNode', 1, LIMITS.maxFailuresLimit),
+      ),
+      maxNodesPerChunk: optional(limits.maxNodesPerChunk, (v) =>
+        int(v, 'maxNodesPerChunk', 1, LIMITS.maxFailuresLimit),
+      ),
+      chunkTimeoutMs: optional(limits.chunkTimeoutMs, (v) =>
+        int(v, 'chunkTimeoutMs', 1_000, 7 * 24 * 3600_000),
+      ),
     }),
   })
 }
@@ -267,7 +281,11 @@ function output(x: unknown): ChunkOutput {
 const validators: { [K in JobKind]: (b: Record<string, unknown>) => BodyOf[K] } = {
   announce,
   claim: (b) => ({ chunk: chunkIndex(b.chunk), attempt: attemptNo(b.attempt) }),
-  release: (b) => ({ chunk: chunkIndex(b.chunk), attempt: attemptNo(b.attempt), reason: reasonText(b.reason) }),
+  release: (b) => ({
+    chunk: chunkIndex(b.chunk),
+    attempt: attemptNo(b.attempt),
+    reason: reasonText(b.reason),
+  }),
   complete: (b) =>
     compact({
       chunk: chunkIndex(b.chunk),
@@ -284,8 +302,13 @@ const validators: { [K in JobKind]: (b: Record<string, unknown>) => BodyOf[K] } 
       log: optional(b.log, (l) => cid(l, 'log')),
     }),
   cancel: () => ({}),
-  retry: (b) => compact({ chunks: optional(b.chunks, (c) => list(c, 'chunks', LIMITS.maxAckChunks, chunkIndex)) }),
-  priority: (b) => ({ priority: int(b.priority, 'priority', -LIMITS.maxPriority, LIMITS.maxPriority) }),
+  retry: (b) =>
+    compact({
+      chunks: optional(b.chunks, (c) => list(c, 'chunks', LIMITS.maxAckChunks, chunkIndex)),
+    }),
+  priority: (b) => ({
+    priority: int(b.priority, 'priority', -LIMITS.maxPriority, LIMITS.maxPriority),
+  }),
   ack: (b) => ({ chunks: list(b.chunks, 'chunks', LIMITS.maxAckChunks, chunkIndex) }),
   delete: () => ({}),
   seal: (b) => {
@@ -302,7 +325,8 @@ export function isJobKind(kind: unknown): kind is JobKind {
 export function validateBody<K extends JobKind>(kind: K, body: unknown): Validated<BodyOf[K]>
 export function validateBody(kind: string, body: unknown): Validated<unknown>
 export function validateBody(kind: string, body: unknown): Validated<unknown> {
-  if (!isJobKind(kind)) return { ok: false, reason: `unknown job entry kind: ${String(kind).slice(0, 40)}` }
+  if (!isJobKind(kind))
+    return { ok: false, reason: `unknown job entry kind: ${String(kind).slice(0, 40)}` }
   return run(() => validators[kind](obj(body, kind)))
 }
 

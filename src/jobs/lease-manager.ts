@@ -246,7 +246,9 @@ export function createLeaseManager(
     const timeout = chunkTimeoutOf(s)
     if (timeout !== undefined && t - seen >= timeout) return true
     const hb = listed.get(holder)
-    const since = hb ? Math.max(seen, hb.get(key) ?? -Infinity) : Math.max(seen, liveness.lastHeard(holder) ?? -Infinity)
+    const since = hb
+      ? Math.max(seen, hb.get(key) ?? -Infinity)
+      : Math.max(seen, liveness.lastHeard(holder) ?? -Infinity)
     return t - since >= leaseTimeoutMs
   }
 
@@ -255,7 +257,9 @@ export function createLeaseManager(
     const tags = s.job.requirements.tags ?? []
     if (!tags.every((t) => caps.tags.includes(t))) return false
     if (kind === 'encode') return caps.engines.some((e) => e.name === 'ffmpeg')
-    return caps.engines.some((e) => e.name === s.job.engine.name && versionSatisfies(e.version, s.job.engine.version))
+    return caps.engines.some(
+      (e) => e.name === s.job.engine.name && versionSatisfies(e.version, s.job.engine.version),
+    )
   }
 
   function score(jobId: string, chunk: number): number {
@@ -294,7 +298,13 @@ export function createLeaseManager(
       if (task.phase === 'claiming') continue
       const s = folds.get(task.jobId)?.state
       const c = s?.chunks[task.chunk]
-      if (!jobLive(s) || !c || c.state !== 'claimed' || c.holder !== self || c.attempt !== task.attempt) {
+      if (
+        !jobLive(s) ||
+        !c ||
+        c.state !== 'claimed' ||
+        c.holder !== self ||
+        c.attempt !== task.attempt
+      ) {
         if (c?.state === 'done') stats.duplicatesAvoided++
         else if (jobLive(s)) stats.lostClaims++
         abortTask(task, 'lease lost')
@@ -304,7 +314,11 @@ export function createLeaseManager(
       if (timeout !== undefined && t - task.claimedAt >= timeout) {
         abortTask(task, 'chunk timeout')
         stats.fails++
-        await append(task.jobId, 'fail', { chunk: task.chunk, attempt: task.attempt, reason: 'timeout' })
+        await append(task.jobId, 'fail', {
+          chunk: task.chunk,
+          attempt: task.attempt,
+          reason: 'timeout',
+        })
       }
     }
 
@@ -320,7 +334,11 @@ export function createLeaseManager(
         if (task && task.phase === 'claiming') continue
         if (finishing.has(leaseKey(jobId, c.index, c.attempt, self))) continue
         stats.releases++
-        await append(jobId, 'release', { chunk: c.index, attempt: c.attempt, reason: 'not running' })
+        await append(jobId, 'release', {
+          chunk: c.index,
+          attempt: c.attempt,
+          reason: 'not running',
+        })
       }
     }
 
@@ -333,7 +351,9 @@ export function createLeaseManager(
       const running = [...tasks.values()].filter((x) => x.phase !== 'queued').length
       const pick = choose(caps, t)
       if (!pick) break
-      const room = held < caps.slots || (prefetch && held < caps.slots + 1 && running >= caps.slots && pick.open > liveRenderers(t))
+      const room =
+        held < caps.slots ||
+        (prefetch && held < caps.slots + 1 && running >= caps.slots && pick.open > liveRenderers(t))
       if (!room) break
       if (!(await claim(pick.job, pick.chunk, pick.dead))) break
     }
@@ -342,7 +362,15 @@ export function createLeaseManager(
     if (autoSeal) {
       for (const [jobId, fold] of folds) {
         const s = fold.state
-        if (!s || s.submitter !== self || !s.allAcked || s.sealedBy || s.deleted || sealing.has(jobId)) continue
+        if (
+          !s ||
+          s.submitter !== self ||
+          !s.allAcked ||
+          s.sealedBy ||
+          s.deleted ||
+          sealing.has(jobId)
+        )
+          continue
         sealing.add(jobId)
         await append(jobId, 'seal', { state: structuredClone(s) })
       }
@@ -350,7 +378,10 @@ export function createLeaseManager(
   }
 
   /** The best chunk to claim: the first runnable job in queue order, rendezvous-ranked within a window. */
-  function choose(caps: NodeCapabilities, t: number): { job: JobState; chunk: ChunkState; dead: boolean; open: number } | undefined {
+  function choose(
+    caps: NodeCapabilities,
+    t: number,
+  ): { job: JobState; chunk: ChunkState; dead: boolean; open: number } | undefined {
     const states: JobState[] = []
     for (const f of folds.values()) if (f.state) states.push(f.state)
     const renderers = liveRenderers(t)
@@ -375,7 +406,8 @@ export function createLeaseManager(
       }
       if (candidates.length === 0) continue
       let best = candidates[0]
-      for (const x of candidates) if (score(s.jobId, x.c.index) > score(s.jobId, best.c.index)) best = x
+      for (const x of candidates)
+        if (score(s.jobId, x.c.index) > score(s.jobId, best.c.index)) best = x
       return { job: s, chunk: best.c, dead: best.dead, open }
     }
     return undefined
@@ -398,7 +430,12 @@ export function createLeaseManager(
     const entry = await append(task.jobId, 'claim', { chunk: task.chunk, attempt: task.attempt })
     if (tasks.get(key) !== task) return !!entry
     const after = folds.get(task.jobId)?.state?.chunks[task.chunk]
-    if (!entry || after?.state !== 'claimed' || after.holder !== self || after.attempt !== task.attempt) {
+    if (
+      !entry ||
+      after?.state !== 'claimed' ||
+      after.holder !== self ||
+      after.attempt !== task.attempt
+    ) {
       if (entry) stats.lostClaims++
       tasks.delete(key)
       return !!entry
@@ -412,7 +449,9 @@ export function createLeaseManager(
     if (stopped) return
     let running = 0
     for (const x of tasks.values()) if (x.phase === 'running') running++
-    const queued = [...tasks.values()].filter((x) => x.phase === 'queued').sort((a, b) => a.claimedAt - b.claimedAt)
+    const queued = [...tasks.values()]
+      .filter((x) => x.phase === 'queued')
+      .sort((a, b) => a.claimedAt - b.claimedAt)
     for (const task of queued) {
       if (running >= caps.slots) break
       running++
@@ -433,7 +472,9 @@ export function createLeaseManager(
       frames: c.frames,
       kind: c.kind,
     }
-    const onProgress = options.onProgress ? (p: ChunkProgress) => options.onProgress!(info, p) : undefined
+    const onProgress = options.onProgress
+      ? (p: ChunkProgress) => options.onProgress!(info, p)
+      : undefined
     let started: Promise<ChunkResult>
     try {
       started = runner.start(info, task.controller.signal, onProgress)
@@ -466,10 +507,20 @@ export function createLeaseManager(
         if (!settle(task)) return
         const fin = leaseKey(task.jobId, task.chunk, task.attempt, self)
         finishing.add(fin)
-        const reason = err instanceof ChunkFailedError ? err.reason : isRmeshError(err) ? err.code : describeError(err)
+        const reason =
+          err instanceof ChunkFailedError
+            ? err.reason
+            : isRmeshError(err)
+              ? err.code
+              : describeError(err)
         const logCid = err instanceof ChunkFailedError ? err.log : undefined
         stats.fails++
-        logger.warn('chunk failed', { jobId: task.jobId, chunk: task.chunk, attempt: task.attempt, reason })
+        logger.warn('chunk failed', {
+          jobId: task.jobId,
+          chunk: task.chunk,
+          attempt: task.attempt,
+          reason,
+        })
         await append(task.jobId, 'fail', {
           chunk: task.chunk,
           attempt: task.attempt,
@@ -484,7 +535,12 @@ export function createLeaseManager(
 
   /** A finished render frees its slot and starts the prefetched chunk before anything else. */
   function settle(task: Task): boolean {
-    if (stopped || task.controller.signal.aborted || tasks.get(keyOf(task.jobId, task.chunk)) !== task) return false
+    if (
+      stopped ||
+      task.controller.signal.aborted ||
+      tasks.get(keyOf(task.jobId, task.chunk)) !== task
+    )
+      return false
     tasks.delete(keyOf(task.jobId, task.chunk))
     startQueued(components.capabilities())
     return true
@@ -514,7 +570,13 @@ export function createLeaseManager(
       if (opts.release ?? true) {
         await Promise.all(
           held.map((x) =>
-            log.append(jobLogId(x.jobId), 'release', { chunk: x.chunk, attempt: x.attempt, reason: 'stopping' }).catch(() => undefined),
+            log
+              .append(jobLogId(x.jobId), 'release', {
+                chunk: x.chunk,
+                attempt: x.attempt,
+                reason: 'stopping',
+              })
+              .catch(() => undefined),
           ),
         )
       }
@@ -536,7 +598,12 @@ export function createLeaseManager(
         listed.set(peer, m)
       }
       for (const l of leases.slice(0, 10_000)) {
-        if (typeof l?.jobId !== 'string' || !Number.isSafeInteger(l.chunk) || !Number.isSafeInteger(l.attempt)) continue
+        if (
+          typeof l?.jobId !== 'string' ||
+          !Number.isSafeInteger(l.chunk) ||
+          !Number.isSafeInteger(l.attempt)
+        )
+          continue
         m.set(leaseKey(l.jobId, l.chunk, l.attempt, peer), t)
       }
       // Forget listings long past: they no longer keep anything alive.

@@ -88,7 +88,10 @@ export interface ReduceOptions {
 }
 
 /** Fold `entries` (any order; they are sorted by compareEntries) into the job state. */
-export function reduceJob(entries: readonly LogEntry[], options: ReduceOptions = {}): JobState | undefined {
+export function reduceJob(
+  entries: readonly LogEntry[],
+  options: ReduceOptions = {},
+): JobState | undefined {
   const fold = new JobFold(options)
   for (const e of [...entries].sort(compareEntries)) fold.add(e)
   return fold.state
@@ -130,7 +133,8 @@ export class JobFold {
       else hi = mid
     }
     this.sorted.splice(lo, 0, entry)
-    while (this.checkpoints.length > 0 && this.checkpoints[this.checkpoints.length - 1].at > lo) this.checkpoints.pop()
+    while (this.checkpoints.length > 0 && this.checkpoints[this.checkpoints.length - 1].at > lo)
+      this.checkpoints.pop()
     const cp = this.checkpoints[this.checkpoints.length - 1]
     this.acc = cp?.state ? new Acc(cloneState(cp.state)) : undefined
     for (let i = cp?.at ?? 0; i < this.sorted.length; i++) this.apply(this.sorted[i])
@@ -151,7 +155,10 @@ export class JobFold {
     // Snapshot cost is O(chunks): space them so it stays a small share of the fold.
     const every = Math.max(32, (this.acc?.s.chunks.length ?? 0) >> 4)
     if (this.sorted.length - last >= every) {
-      this.checkpoints.push({ at: this.sorted.length, state: this.acc ? cloneState(this.acc.s) : undefined })
+      this.checkpoints.push({
+        at: this.sorted.length,
+        state: this.acc ? cloneState(this.acc.s) : undefined,
+      })
     }
   }
 
@@ -161,7 +168,9 @@ export class JobFold {
       const v = validated(e)
       if (!v.ok) return
       const st = validateJobState((v.body as { state: unknown }).state)
-      if (!st || e.log !== jobLogId(st.jobId)) return
+      // Only a finished, fully acked job is sealed: every chunk is done in it, so replacing
+      // the state never reverts a done chunk.
+      if (st?.state !== 'done' || !st.allAcked || e.log !== jobLogId(st.jobId)) return
       if (this.acc && this.acc.s.jobId !== st.jobId) return
       if (e.author !== st.submitter && !this.isAdmin(e.author)) return
       st.sealedBy = e.id
@@ -329,7 +338,7 @@ class Acc {
         const v = validated(e) as Validated<BodyOf['release']>
         if (!v.ok) return
         const c = s.chunks[v.body.chunk]
-        if (!c || c.state !== 'claimed' || c.holder !== e.author || c.attempt !== v.body.attempt) return
+        if (c?.state !== 'claimed' || c.holder !== e.author || c.attempt !== v.body.attempt) return
         this.setState(c, 'open')
         break
       }
@@ -345,7 +354,8 @@ class Acc {
         if (count >= this.maxPerNode && !s.blocklist.includes(e.author)) {
           s.blocklist = [...s.blocklist, e.author].sort()
         }
-        if (c.state === 'claimed' && c.holder === e.author && c.attempt === v.body.attempt) this.setState(c, 'open')
+        if (c.state === 'claimed' && c.holder === e.author && c.attempt === v.body.attempt)
+          this.setState(c, 'open')
         if (new Set(c.failures.map((f) => f.node)).size >= this.maxNodes) this.setState(c, 'failed')
         break
       }
@@ -353,8 +363,10 @@ class Acc {
         const v = validated(e) as Validated<BodyOf['complete']>
         if (!v.ok) return
         const c = s.chunks[v.body.chunk]
-        if (!c || c.state === 'waiting' || v.body.attempt > c.attempt) return
-        if (!outputsCover(c, v.body.outputs)) return
+        // No attempt check: whether an attempt was claimed can change as earlier entries
+        // arrive (a cancel voids a claim), and done must never revert. The outputs are
+        // stored and valid whoever rendered them.
+        if (!c || c.state === 'waiting' || !outputsCover(c, v.body.outputs)) return
         if (c.state === 'done') {
           s.duplicates++
           break
@@ -447,22 +459,29 @@ export function validateJobState(x: unknown): JobState | undefined {
   if (!job.ok || o.jobId !== job.body.jobId) return undefined
   const layout = chunkLayout(job.body)
   if (!Array.isArray(o.chunks) || o.chunks.length !== layout.length) return undefined
-  const isInt = (v: unknown, min = 0) => typeof v === 'number' && Number.isSafeInteger(v) && v >= min
+  const isInt = (v: unknown, min = 0) =>
+    typeof v === 'number' && Number.isSafeInteger(v) && v >= min
   const isPeer = (v: unknown) => typeof v === 'string' && v.length > 0 && v.length <= 128
   const chunks: ChunkState[] = []
   for (let i = 0; i < layout.length; i++) {
     const c = o.chunks[i] as Record<string, unknown> | null
     if (typeof c !== 'object' || c === null) return undefined
     const state = c.state as ChunkStatus
-    if (!CHUNK_STATUSES.includes(state) || !isInt(c.attempt) || !isInt(c.claimClock)) return undefined
+    if (!CHUNK_STATUSES.includes(state) || !isInt(c.attempt) || !isInt(c.claimClock))
+      return undefined
     if (state === 'claimed' && !isPeer(c.holder)) return undefined
     if (!Array.isArray(c.failures) || c.failures.length > LIMITS.maxAttempt) return undefined
     const failures: ChunkFailure[] = []
     for (const f of c.failures as unknown[]) {
       const ff = f as Record<string, unknown> | null
-      if (typeof ff !== 'object' || ff === null || !isPeer(ff.node) || !isInt(ff.attempt, 1)) return undefined
+      if (typeof ff !== 'object' || ff === null || !isPeer(ff.node) || !isInt(ff.attempt, 1))
+        return undefined
       if (typeof ff.reason !== 'string' || ff.reason.length > LIMITS.maxReason) return undefined
-      failures.push({ node: ff.node as PeerIdString, attempt: ff.attempt as number, reason: ff.reason })
+      failures.push({
+        node: ff.node as PeerIdString,
+        attempt: ff.attempt as number,
+        reason: ff.reason,
+      })
     }
     const chunk: ChunkState = {
       index: i,
@@ -483,7 +502,8 @@ export function validateJobState(x: unknown): JobState | undefined {
         renderMs: c.renderMs,
         log: c.log,
       })
-      if (!done.ok || !isPeer(c.completedBy) || !outputsCover(chunk, done.body.outputs)) return undefined
+      if (!done.ok || !isPeer(c.completedBy) || !outputsCover(chunk, done.body.outputs))
+        return undefined
       chunk.outputs = done.body.outputs
       chunk.renderMs = done.body.renderMs
       chunk.completedBy = c.completedBy as PeerIdString
@@ -502,7 +522,13 @@ export function validateJobState(x: unknown): JobState | undefined {
     nodeFailures[k] = v as number
   }
   const a = o.announce as Record<string, unknown> | null
-  if (typeof a !== 'object' || a === null || typeof a.id !== 'string' || !isInt(a.clock) || !isPeer(a.author)) {
+  if (
+    typeof a !== 'object' ||
+    a === null ||
+    typeof a.id !== 'string' ||
+    !isInt(a.clock) ||
+    !isPeer(a.author)
+  ) {
     return undefined
   }
   if (!isInt(o.priority, -LIMITS.maxPriority) || !isInt(o.duplicates)) return undefined
@@ -569,5 +595,9 @@ export function reduceQueue(jobs: readonly JobState[], options: QueueOptions = {
   }
   return bySubmission
     .sort((a, b) => b.priority - a.priority || compareSubmission(a, b))
-    .map((job) => (admitted.get(job) ? { job, admitted: true } : { job, admitted: false, reason: 'quota' as const }))
+    .map((job) =>
+      admitted.get(job)
+        ? { job, admitted: true }
+        : { job, admitted: false, reason: 'quota' as const },
+    )
 }

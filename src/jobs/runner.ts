@@ -39,7 +39,11 @@ export interface ChunkProgress {
 }
 
 export interface ChunkRunner {
-  start(task: ChunkTask, signal: AbortSignal, onProgress?: (p: ChunkProgress) => void): Promise<ChunkResult>
+  start(
+    task: ChunkTask,
+    signal: AbortSignal,
+    onProgress?: (p: ChunkProgress) => void,
+  ): Promise<ChunkResult>
 }
 
 /** A render that failed on its own (not aborted): becomes a fail entry. */

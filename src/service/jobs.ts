@@ -25,7 +25,7 @@ import type { EventBus } from '../api/events.js'
 import type * as Api from '../api/types.js'
 import type { Engine, SceneInfo as EngineSceneInfo } from '../engines/types.js'
 import { VIDEO_EXTENSION } from '../engines/ffmpeg.js'
-import { type AnnounceBody, newJobId, type OutputFormat } from '../jobs/entries.js'
+import { type AnnounceBody, newJobId, type OutputFormat, validateBody } from '../jobs/entries.js'
 import { parseFrameSpec } from '../jobs/frame-spec.js'
 import type { LeaseManager } from '../jobs/lease-manager.js'
 import type { ChunkState, JobState } from '../jobs/reducer.js'
@@ -372,7 +372,34 @@ export function createJobService(c: JobServiceComponents): JobService {
       }
       if (s.deleted) void cleanupDeleted(jobId)
       else if (localJobs.has(jobId) && entry.kind === 'complete') void collect(jobId)
+      else if (entry.kind === 'ack' && s.submitter !== c.self) void releaseAcked(s, (entry.body as { chunks?: unknown }).chunks)
     })
+  }
+
+  /** The submitter holds these outputs now: a renderer lets go of its copies. */
+  const releaseAcked = async (s: JobState, chunks: unknown) => {
+    if (!Array.isArray(chunks)) return
+    let released = 0
+    for (const i of chunks) {
+      const ch = typeof i === 'number' ? s.chunks[i] : undefined
+      if (!ch || ch.completedBy !== c.self) continue
+      for (const cid of [...(ch.outputs ?? []).map((o) => o.manifest), ...(ch.log ? [ch.log] : [])]) {
+        await c.blocks.unpin(outputsPinOwner(s.jobId), cid).catch(() => {})
+        released++
+      }
+    }
+    if (released > 0) scheduleGc()
+  }
+
+  let gcTimer: ReturnType<typeof setTimeout> | undefined
+  const scheduleGc = () => {
+    if (gcTimer || stopped) return
+    gcTimer = setTimeout(() => {
+      gcTimer = undefined
+      // The grace keeps blocks of imports still in flight (written, not yet pinned).
+      void c.blocks.gc({ graceMs: 5 * 60_000 }).catch((err) => logger.warn('gc failed', { err: describeError(err) }))
+    }, 30_000)
+    gcTimer.unref?.()
   }
 
   const cleanupDeleted = async (jobId: string) => {
@@ -440,7 +467,9 @@ export function createJobService(c: JobServiceComponents): JobService {
     if (typeof engineName !== 'string' || !/^[a-z][a-z0-9-]{0,31}$/.test(engineName)) throw new InvalidInputError('engine must be a short name', { field: 'engine' })
     const engine = c.engines.get(engineName)
     if (!engine) throw new InvalidInputError(`engine ${engineName} is not known on this node (known: ${c.engines.names().join(', ')})`, { field: 'engine' })
-    const params = engine.validate(req.params ?? {})
+    // Checked here, but the caller's own values are announced: each renderer's engine
+    // normalizes them again, and job entries carry only scalar params.
+    engine.validate(req.params ?? {})
 
     let info: EngineSceneInfo | undefined
     if (engine.inspect) info = await engine.inspect(scenePath, { signal })
@@ -503,9 +532,15 @@ export function createJobService(c: JobServiceComponents): JobService {
       output: req.video ? { format, video: req.video, fps: info?.fps ?? 24 } : { format, fps: info?.fps ?? 24 },
       priority,
       persistent: req.persistent ?? false,
-      params: params as AnnounceBody['params'],
+      params: (req.params ?? {}) as AnnounceBody['params'],
       requirements: {},
       limits: {},
+    }
+    // Every node ignores an invalid announce: refuse it here rather than lose the job silently.
+    const valid = validateBody('announce', announce)
+    if (!valid.ok) {
+      await c.blocks.unpin(scenePinOwner(jobId)).catch(() => {})
+      throw new InvalidInputError(`the job cannot be announced: ${valid.reason}`)
     }
     await c.log.append(jobLogId(jobId), 'announce', announce)
     void c.providers.announce([imported.manifest]).catch(() => {})
@@ -531,6 +566,7 @@ export function createJobService(c: JobServiceComponents): JobService {
     async stop() {
       stopped = true
       unsubscribe?.()
+      if (gcTimer) clearTimeout(gcTimer)
       for (const t of pendingEvents.values()) clearTimeout(t)
     },
     inspect,

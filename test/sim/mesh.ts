@@ -20,7 +20,12 @@ import { silentLogger } from '../../src/util/logger.js'
 import type { EntryId, LogEntry, LogId, PeerIdString } from '../../src/log/types.js'
 import { jobIdOfLog, jobLogId } from '../../src/log/types.js'
 import type { AnnounceBody, ChunkOutput } from '../../src/jobs/entries.js'
-import type { JobLogView, LeaseManager, LeaseManagerOptions, LeaseRef } from '../../src/jobs/lease-manager.js'
+import type {
+  JobLogView,
+  LeaseManager,
+  LeaseManagerOptions,
+  LeaseRef,
+} from '../../src/jobs/lease-manager.js'
 import { createLeaseManager } from '../../src/jobs/lease-manager.js'
 import { JobFold, type JobState, reduceJob } from '../../src/jobs/reducer.js'
 import type { ChunkResult, ChunkRunner, ChunkTask } from '../../src/jobs/runner.js'
@@ -117,8 +122,20 @@ class FakeRunner implements ChunkRunner {
         if (mode === 'fail') return reject(new ChunkFailedError('simulated failure'))
         const outputs: ChunkOutput[] =
           task.kind === 'encode'
-            ? [{ frame: 0, manifest: outputCid(`${task.jobId}/video`), size: 1000, name: 'video.mp4' }]
-            : task.frames.map((f) => ({ frame: f, manifest: outputCid(`${task.jobId}/${f}`), size: 100, name: `f${f}.png` }))
+            ? [
+                {
+                  frame: 0,
+                  manifest: outputCid(`${task.jobId}/video`),
+                  size: 1000,
+                  name: 'video.mp4',
+                },
+              ]
+            : task.frames.map((f) => ({
+                frame: f,
+                manifest: outputCid(`${task.jobId}/${f}`),
+                size: 100,
+                name: `f${f}.png`,
+              }))
         mesh.onRenderDone(this.node, task)
         resolve({ outputs, renderMs: ms })
       }, ms)
@@ -226,7 +243,8 @@ class Replica implements JobLogView {
       }
       const was = done.get(c.index)
       if (was !== undefined) {
-        if (c.state !== 'done') this.node.mesh.violation(`${this.node.id}: done chunk ${c.index} reverted`)
+        if (c.state !== 'done')
+          this.node.mesh.violation(`${this.node.id}: done chunk ${c.index} reverted`)
         // A concurrent complete that sorts first may replace the outputs (both are valid
         // stored renders); count it, it is part of the duplicate cost.
         else if (c.completedBy !== was) {
@@ -297,7 +315,10 @@ export class SimNode {
     const antiEntropy = () => {
       const peers = this.mesh.nodes.filter((n) => n !== this)
       const peer = peers[Math.floor(this.mesh.random() * peers.length)]
-      this.mesh.send(this, peer, { type: 'summary', ids: this.replica.allEntries().map((e) => e.id) })
+      this.mesh.send(this, peer, {
+        type: 'summary',
+        ids: this.replica.allEntries().map((e) => e.id),
+      })
       this.clock.setTimeout(antiEntropy, this.mesh.antiEntropyMs)
     }
     this.clock.setTimeout(beat, this.mesh.random() * this.mesh.heartbeatMs)
@@ -482,7 +503,10 @@ export class SimMesh {
     if (this.failure) throw new InvariantError(this.failure)
   }
 
-  async submit(from: SimNode, job: Partial<AnnounceBody> & { jobId: string; frames: number[] }): Promise<void> {
+  async submit(
+    from: SimNode,
+    job: Partial<AnnounceBody> & { jobId: string; frames: number[] },
+  ): Promise<void> {
     const body: AnnounceBody = {
       name: `job ${job.jobId}`,
       submitter: from.id,
@@ -511,7 +535,9 @@ export class SimMesh {
   /** Replicas of live nodes hold the same entries and reduce (from scratch) to the same state. */
   converged(jobId: string): boolean {
     const live = this.nodes.filter((n) => n.alive)
-    const ids = live.map((n) => [...(n.replica.logs.get(jobLogId(jobId))?.keys() ?? [])].sort().join(','))
+    const ids = live.map((n) =>
+      [...(n.replica.logs.get(jobLogId(jobId))?.keys() ?? [])].sort().join(','),
+    )
     return ids.every((x) => x === ids[0])
   }
 

@@ -5,10 +5,12 @@
  */
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
+import { jobLogId } from '../../src/log/types.js'
 import { SimMesh, type SimOptions } from './mesh.js'
 
 const RUNS = Number(process.env.RMESH_SIM_RUNS ?? 1)
-const SEED = process.env.RMESH_SIM_SEED === undefined ? undefined : Number(process.env.RMESH_SIM_SEED)
+const SEED =
+  process.env.RMESH_SIM_SEED === undefined ? undefined : Number(process.env.RMESH_SIM_SEED)
 
 interface Outcome {
   mesh: SimMesh
@@ -19,7 +21,13 @@ interface Outcome {
 /** Run `scenario` on a fresh mesh, wait for the job to finish and converge, check the end state. */
 async function runJob(
   name: string,
-  opts: Omit<SimOptions, 'seed'> & { seed: number; frames: number; chunkSize?: number; video?: boolean; chunkTimeoutMs?: number },
+  opts: Omit<SimOptions, 'seed'> & {
+    seed: number
+    frames: number
+    chunkSize?: number
+    video?: boolean
+    chunkTimeoutMs?: number
+  },
   scenario: (mesh: SimMesh) => Promise<void> = async () => {},
   limitMs = 120_000,
 ): Promise<Outcome> {
@@ -39,7 +47,9 @@ async function runJob(
   const makespanMs = mesh.clock.monotonic() - t0
   await scenarioDone
   const states = mesh.nodes.map((n) => n.alive && mesh.state(n, jobId)?.state)
-  expect(finished, `seed ${opts.seed}: ${name} did not finish: ${JSON.stringify(states)}`).toBe(true)
+  expect(finished, `seed ${opts.seed}: ${name} did not finish: ${JSON.stringify(states)}`).toBe(
+    true,
+  )
   // Let anti-entropy carry the last entries everywhere, then compare replicas.
   const converged = await mesh.runUntil(() => mesh.converged(jobId), 30_000)
   expect(converged, `seed ${opts.seed}: replicas did not converge`).toBe(true)
@@ -48,7 +58,8 @@ async function runJob(
   const final = JSON.parse(finals[0])
   expect(final.state).toBe('done')
   expect(final.framesDone).toBe(opts.frames)
-  for (const n of mesh.nodes) if (n.alive) expect(JSON.stringify(mesh.state(n, jobId))).toBe(finals[0])
+  for (const n of mesh.nodes)
+    if (n.alive) expect(JSON.stringify(mesh.state(n, jobId))).toBe(finals[0])
   const duplicates = mesh.duplicateRenders()
   const stats = mesh.nodes.filter((n) => n.alive).map((n) => n.manager.stats())
   const sum = (k: keyof (typeof stats)[number]) => stats.reduce((a, s) => a + s[k], 0)
@@ -76,18 +87,39 @@ function seeds(name: string, body: (seed: number) => Promise<void>, timeout = 30
 
 describe('simulated mesh', () => {
   seeds('normal run: 8 nodes, 120 frames, near-ideal makespan, no duplicates', async (seed) => {
-    const { makespanMs, duplicates } = await runJob('normal', { seed, nodes: 8, frames: 120, loss: 0.01 })
+    const { makespanMs, duplicates } = await runJob('normal', {
+      seed,
+      nodes: 8,
+      frames: 120,
+      loss: 0.01,
+    })
     // Ideal is 120 × 1 s ÷ 8 = 15 s.
     expect(makespanMs).toBeLessThan(15_000 * 1.1)
     expect(duplicates).toBeLessThanOrEqual(1)
   })
 
   seeds('video: the encode chunk runs once after every frame', async (seed) => {
-    const { mesh } = await runJob('video', { seed, nodes: 5, frames: 20, video: true, chunkSize: 2 })
+    const { mesh } = await runJob('video', {
+      seed,
+      nodes: 5,
+      frames: 20,
+      video: true,
+      chunkSize: 2,
+    })
     const s = mesh.state(mesh.nodes[0], 'simjob22')!
     const enc = s.chunks[s.chunks.length - 1]
     expect(enc.kind).toBe('encode')
     expect(enc.state).toBe('done')
+    // The submitter acks every output; its lease manager seals the job everywhere.
+    await mesh.nodes[0].replica.append(jobLogId('simjob22'), 'ack', {
+      chunks: s.chunks.map((c) => c.index),
+    })
+    const sealed = await mesh.runUntil(
+      () => mesh.nodes.every((n) => mesh.state(n, 'simjob22')?.sealedBy),
+      10_000,
+    )
+    expect(sealed).toBe(true)
+    expect(mesh.state(mesh.nodes[3], 'simjob22')!.allAcked).toBe(true)
   })
 
   seeds('a renderer killed mid-chunk, then restarted', async (seed) => {
@@ -115,7 +147,12 @@ describe('simulated mesh', () => {
   })
 
   seeds('±10 min wall-clock skew changes nothing', async (seed) => {
-    const { makespanMs, duplicates } = await runJob('skew', { seed, nodes: 8, frames: 80, skewMs: 600_000 })
+    const { makespanMs, duplicates } = await runJob('skew', {
+      seed,
+      nodes: 8,
+      frames: 80,
+      skewMs: 600_000,
+    })
     expect(makespanMs).toBeLessThan(10_000 * 1.15)
     expect(duplicates).toBeLessThanOrEqual(1)
   })
@@ -130,7 +167,9 @@ describe('simulated mesh', () => {
     )
     const s = mesh.state(mesh.nodes[0], 'simjob22')!
     // Its own chunk timeouts count as failures: after 3 it is blocklisted for the job.
-    expect(s.blocklist.includes(mesh.nodes[2].id) || s.nodeFailures[mesh.nodes[2].id] > 0).toBe(true)
+    expect(s.blocklist.includes(mesh.nodes[2].id) || s.nodeFailures[mesh.nodes[2].id] > 0).toBe(
+      true,
+    )
     expect(duplicates).toBeLessThanOrEqual(2)
   })
 
@@ -149,17 +188,27 @@ describe('simulated mesh', () => {
   })
 
   seeds('a node paused 15 s mid-render (GC, SIGSTOP) resumes cleanly', async (seed) => {
-    const { duplicates } = await runJob('pause', { seed, nodes: 5, frames: 50, frameMs: 2_000 }, async (mesh) => {
-      await mesh.runFor(3_000)
-      mesh.nodes[1].pause()
-      await mesh.runFor(15_000)
-      mesh.nodes[1].resume()
-    })
+    const { duplicates } = await runJob(
+      'pause',
+      { seed, nodes: 5, frames: 50, frameMs: 2_000 },
+      async (mesh) => {
+        await mesh.runFor(3_000)
+        mesh.nodes[1].pause()
+        await mesh.runFor(15_000)
+        mesh.nodes[1].resume()
+      },
+    )
     expect(duplicates).toBeLessThanOrEqual(2)
   })
 
   seeds('20 nodes with 5% loss', async (seed) => {
-    const { duplicates } = await runJob('large', { seed, nodes: 20, frames: 100, loss: 0.05, latencyMs: [1, 50] })
+    const { duplicates } = await runJob('large', {
+      seed,
+      nodes: 20,
+      frames: 100,
+      loss: 0.05,
+      latencyMs: [1, 50],
+    })
     expect(duplicates).toBeLessThanOrEqual(6)
   })
 })

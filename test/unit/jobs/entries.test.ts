@@ -42,8 +42,22 @@ describe('job entry bodies', () => {
   })
 
   it('never throws on garbage, for every kind', () => {
-    const garbage: unknown[] = [null, undefined, 0, 'x', [], [1], new Uint8Array(3), { chunk: -1 }, { chunk: 'a' },
-      { chunk: 0, attempt: 0 }, { chunks: 'all' }, { outputs: {} }, { state: 3 }, Object.create(null)]
+    const garbage: unknown[] = [
+      null,
+      undefined,
+      0,
+      'x',
+      [],
+      [1],
+      new Uint8Array(3),
+      { chunk: -1 },
+      { chunk: 'a' },
+      { chunk: 0, attempt: 0 },
+      { chunks: 'all' },
+      { outputs: {} },
+      { state: 3 },
+      Object.create(null),
+    ]
     for (const kind of [...JOB_KINDS, 'bogus']) {
       for (const g of garbage) expect(() => validateBody(kind, g)).not.toThrow()
     }
@@ -52,8 +66,22 @@ describe('job entry bodies', () => {
   it('validates the small bodies', () => {
     expect(validateBody('claim', { chunk: 0, attempt: 1 }).ok).toBe(true)
     expect(validateBody('claim', { chunk: 0, attempt: 0 }).ok).toBe(false)
-    expect(validateBody('complete', { chunk: 0, attempt: 1, outputs: [{ frame: 1, manifest: cid('o'), size: 1, name: 'a' }], renderMs: 5 }).ok).toBe(true)
-    expect(validateBody('complete', { chunk: 0, attempt: 1, outputs: [{ frame: 1, manifest: 'x', size: 1, name: 'a' }], renderMs: 5 }).ok).toBe(false)
+    expect(
+      validateBody('complete', {
+        chunk: 0,
+        attempt: 1,
+        outputs: [{ frame: 1, manifest: cid('o'), size: 1, name: 'a' }],
+        renderMs: 5,
+      }).ok,
+    ).toBe(true)
+    expect(
+      validateBody('complete', {
+        chunk: 0,
+        attempt: 1,
+        outputs: [{ frame: 1, manifest: 'x', size: 1, name: 'a' }],
+        renderMs: 5,
+      }).ok,
+    ).toBe(false)
     expect(validateBody('fail', { chunk: 0, attempt: 1, reason: 'x'.repeat(1001) }).ok).toBe(false)
     expect(validateBody('retry', {}).ok).toBe(true)
     expect(validateBody('ack', { chunks: [0, 1] }).ok).toBe(true)
@@ -81,7 +109,11 @@ describe('job entry bodies', () => {
   it('makes short job ids and chunk layouts', () => {
     const id = newJobId((n) => new Uint8Array(n).fill(7))
     expect(validateBody('announce', announceBody({ jobId: id })).ok).toBe(true)
-    const layout = chunkLayout({ frames: [1, 2, 3, 4, 5], chunkSize: 2, output: { format: 'PNG', video: 'vp9' } })
+    const layout = chunkLayout({
+      frames: [1, 2, 3, 4, 5],
+      chunkSize: 2,
+      output: { format: 'PNG', video: 'vp9' },
+    })
     expect(layout.map((c) => c.frames)).toEqual([[1, 2], [3, 4], [5], [1, 2, 3, 4, 5]])
     expect(layout[3].kind).toBe('encode')
   })

@@ -32,7 +32,13 @@ export function announceBody(over: Partial<AnnounceBody> = {}): AnnounceBody {
 }
 
 let n = 0
-export function entry(kind: string, body: unknown, clock: number, author: PeerIdString, id?: string): LogEntry {
+export function entry(
+  kind: string,
+  body: unknown,
+  clock: number,
+  author: PeerIdString,
+  id?: string,
+): LogEntry {
   return {
     id: (id ?? `e${String(++n).padStart(5, '0')}`) as EntryId,
     v: 1,

@@ -22,7 +22,11 @@ function memLog(self: PeerIdString) {
   const view: JobLogView = {
     async append(log, kind, body) {
       const clock = Math.max(0, ...all.map((e) => e.clock)) + 1
-      return add({ ...entry(kind, structuredClone(body), clock, self), id: `local${++seq}` as EntryId, log })
+      return add({
+        ...entry(kind, structuredClone(body), clock, self),
+        id: `local${++seq}` as EntryId,
+        log,
+      })
     },
     entries: (log: LogId) => all.filter((e) => e.log === log),
     jobLogs: () => [...new Set(all.map((e) => e.log))],
@@ -31,12 +35,25 @@ function memLog(self: PeerIdString) {
       return () => listeners.delete(l)
     },
   }
-  return { view, all, inject: add, kinds: () => all.filter((e) => e.author === self).map((e) => e.kind) }
+  return {
+    view,
+    all,
+    inject: add,
+    kinds: () => all.filter((e) => e.author === self).map((e) => e.kind),
+  }
 }
 
 /** A runner whose renders finish when the test says so. */
 function manualRunner() {
-  const running = new Map<number, { task: ChunkTask; resolve: (r: ChunkResult) => void; reject: (e: unknown) => void; signal: AbortSignal }>()
+  const running = new Map<
+    number,
+    {
+      task: ChunkTask
+      resolve: (r: ChunkResult) => void
+      reject: (e: unknown) => void
+      signal: AbortSignal
+    }
+  >()
   const runner: ChunkRunner = {
     start(task, signal) {
       return new Promise((resolve, reject) => {
@@ -60,7 +77,11 @@ async function setup(opts: { frames?: number[]; slots?: number; limits?: object 
       log: log.view,
       liveness: { lastHeard: (p) => heard.get(p) },
       runner,
-      capabilities: () => ({ engines: [{ name: 'test', version: '1.0.0' }], slots: opts.slots ?? 1, tags: [] }),
+      capabilities: () => ({
+        engines: [{ name: 'test', version: '1.0.0' }],
+        slots: opts.slots ?? 1,
+        tags: [],
+      }),
       logger: silentLogger,
     },
     { prefetch: false },
@@ -70,7 +91,15 @@ async function setup(opts: { frames?: number[]; slots?: number; limits?: object 
     clock.advance(ms)
     for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r))
   }
-  log.inject({ ...entry('announce', announceBody({ frames: opts.frames ?? [1, 2], limits: opts.limits ?? {} }), 1, SUB), id: 'ann' as EntryId })
+  log.inject({
+    ...entry(
+      'announce',
+      announceBody({ frames: opts.frames ?? [1, 2], limits: opts.limits ?? {} }),
+      1,
+      SUB,
+    ),
+    id: 'ann' as EntryId,
+  })
   await tick()
   return { clock, log, heard, running, lm, tick }
 }
@@ -93,7 +122,10 @@ describe('lease manager', () => {
     const { log, running, lm, tick } = await setup({ frames: [1] })
     const r = running.get(0)!
     // A concurrent claim of the same attempt and clock from a lower peer id sorts first.
-    log.inject({ ...entry('claim', { chunk: 0, attempt: 1 }, 2, 'peer-0' as PeerIdString), id: 'bclaim' as EntryId })
+    log.inject({
+      ...entry('claim', { chunk: 0, attempt: 1 }, 2, 'peer-0' as PeerIdString),
+      id: 'bclaim' as EntryId,
+    })
     await tick()
     expect(r.signal.aborted).toBe(true)
     expect(lm.stats().lostClaims).toBe(1)
@@ -165,7 +197,15 @@ describe('lease manager', () => {
     const clock = new FakeClock(0)
     const { runner } = manualRunner()
     const lm2 = createLeaseManager(
-      { self: A, clock, log: log.view, liveness: { lastHeard: () => undefined }, runner, capabilities: () => ({ engines: [{ name: 'test', version: '1' }], slots: 1, tags: [] }), logger: silentLogger },
+      {
+        self: A,
+        clock,
+        log: log.view,
+        liveness: { lastHeard: () => undefined },
+        runner,
+        capabilities: () => ({ engines: [{ name: 'test', version: '1' }], slots: 1, tags: [] }),
+        logger: silentLogger,
+      },
       { prefetch: false },
     )
     await lm2.start()
@@ -182,11 +222,25 @@ describe('lease manager', () => {
     const clock = new FakeClock(0)
     const log = memLog(A)
     const { runner } = manualRunner()
-    const lm = createLeaseManager(
-      { self: A, clock, log: log.view, liveness: { lastHeard: () => undefined }, runner, capabilities: () => ({ engines: [{ name: 'blender', version: '3.4.1' }], slots: 1, tags: ['gpu'] }), logger: silentLogger },
-    )
+    const lm = createLeaseManager({
+      self: A,
+      clock,
+      log: log.view,
+      liveness: { lastHeard: () => undefined },
+      runner,
+      capabilities: () => ({
+        engines: [{ name: 'blender', version: '3.4.1' }],
+        slots: 1,
+        tags: ['gpu'],
+      }),
+      logger: silentLogger,
+    })
     await lm.start()
-    log.inject({ ...entry('announce', announceBody({ engine: { name: 'blender', version: '>=4' } }), 1, SUB), id: 'x' as EntryId, log: jobLogId(JOB) })
+    log.inject({
+      ...entry('announce', announceBody({ engine: { name: 'blender', version: '>=4' } }), 1, SUB),
+      id: 'x' as EntryId,
+      log: jobLogId(JOB),
+    })
     clock.advance(0)
     for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r))
     expect(log.kinds()).toEqual([])

@@ -6,8 +6,13 @@ import { A, announceBody, B, C, cid, D, entry, JOB, outputsFor, SUB } from './fi
 const ann = (over = {}) => entry('announce', announceBody(over), 1, SUB)
 const claim = (chunk: number, attempt: number, clock: number, who: PeerIdString) =>
   entry('claim', { chunk, attempt }, clock, who)
-const complete = (chunk: number, attempt: number, clock: number, who: PeerIdString, frames = [chunk + 1]) =>
-  entry('complete', { chunk, attempt, outputs: outputsFor(frames), renderMs: 10 }, clock, who)
+const complete = (
+  chunk: number,
+  attempt: number,
+  clock: number,
+  who: PeerIdString,
+  frames = [chunk + 1],
+) => entry('complete', { chunk, attempt, outputs: outputsFor(frames), renderMs: 10 }, clock, who)
 const fail = (chunk: number, attempt: number, clock: number, who: PeerIdString) =>
   entry('fail', { chunk, attempt, reason: 'boom' }, clock, who)
 
@@ -23,7 +28,9 @@ describe('reduceJob', () => {
 
   it('ignores an announce whose author is not the submitter or whose log does not match', () => {
     expect(reduceJob([entry('announce', announceBody(), 1, A)])).toBeUndefined()
-    expect(reduceJob([entry('announce', announceBody({ jobId: 'zzzzzzzz' }), 1, SUB)])).toBeUndefined()
+    expect(
+      reduceJob([entry('announce', announceBody({ jobId: 'zzzzzzzz' }), 1, SUB)]),
+    ).toBeUndefined()
   })
 
   it('resolves concurrent claims by lowest (clock, author)', () => {
@@ -35,33 +42,71 @@ describe('reduceJob', () => {
   })
 
   it('a higher attempt supersedes; a lower or equal one is ignored', () => {
-    const s = reduceJob([ann(), claim(0, 1, 2, A), claim(0, 2, 5, B), claim(0, 2, 6, C), claim(0, 1, 7, D)])!
+    const s = reduceJob([
+      ann(),
+      claim(0, 1, 2, A),
+      claim(0, 2, 5, B),
+      claim(0, 2, 6, C),
+      claim(0, 1, 7, D),
+    ])!
     expect(s.chunks[0]).toMatchObject({ state: 'claimed', holder: B, attempt: 2, claimClock: 5 })
   })
 
   it('done never reverts; later completes are duplicates', () => {
-    const s = reduceJob([ann(), claim(0, 1, 2, A), complete(0, 1, 3, A), claim(0, 2, 4, B), complete(0, 1, 5, C), fail(0, 1, 6, A)])!
+    const s = reduceJob([
+      ann(),
+      claim(0, 1, 2, A),
+      complete(0, 1, 3, A),
+      claim(0, 2, 4, B),
+      complete(0, 1, 5, C),
+      fail(0, 1, 6, A),
+    ])!
     expect(s.chunks[0]).toMatchObject({ state: 'done', completedBy: A })
     expect(s.duplicates).toBe(1)
     expect(s.framesDone).toBe(1)
   })
 
-  it('ignores completes that do not cover the chunk frames or name a future attempt', () => {
-    const s = reduceJob([ann(), claim(0, 1, 2, A), complete(0, 1, 3, A, [2]), complete(0, 5, 4, A)])!
+  it('ignores completes that do not cover the chunk frames', () => {
+    const s = reduceJob([
+      ann(),
+      claim(0, 1, 2, A),
+      complete(0, 1, 3, A, [2]),
+      complete(0, 1, 4, A, [1, 2]),
+    ])!
     expect(s.chunks[0].state).toBe('claimed')
   })
 
+  it('a complete stays valid when an earlier cancel voids its claim (done never reverts)', () => {
+    const s = reduceJob([ann(), entry('cancel', {}, 2, SUB), claim(0, 1, 2, SUB), complete(0, 1, 3, A)])!
+    expect(s.chunks[0].state).toBe('done')
+  })
+
   it('release reopens only from the holder', () => {
-    const rel = (who: PeerIdString, clock: number) => entry('release', { chunk: 0, attempt: 1, reason: 'x' }, clock, who)
+    const rel = (who: PeerIdString, clock: number) =>
+      entry('release', { chunk: 0, attempt: 1, reason: 'x' }, clock, who)
     expect(reduceJob([ann(), claim(0, 1, 2, A), rel(B, 3)])!.chunks[0].state).toBe('claimed')
     expect(reduceJob([ann(), claim(0, 1, 2, A), rel(A, 3)])!.chunks[0].state).toBe('open')
   })
 
   it('fails reopen; M distinct nodes fail the job; N failures blocklist a node', () => {
-    const s = reduceJob([ann(), claim(0, 1, 2, A), fail(0, 1, 3, A), claim(0, 2, 4, B), fail(0, 2, 5, B)])!
+    const s = reduceJob([
+      ann(),
+      claim(0, 1, 2, A),
+      fail(0, 1, 3, A),
+      claim(0, 2, 4, B),
+      fail(0, 2, 5, B),
+    ])!
     expect(s.chunks[0]).toMatchObject({ state: 'open', attempt: 2 })
     expect(s.chunks[0].failures.map((f) => f.node)).toEqual([A, B])
-    const t = reduceJob([ann(), claim(0, 1, 2, A), fail(0, 1, 3, A), claim(0, 2, 4, B), fail(0, 2, 5, B), claim(0, 3, 6, C), fail(0, 3, 7, C)])!
+    const t = reduceJob([
+      ann(),
+      claim(0, 1, 2, A),
+      fail(0, 1, 3, A),
+      claim(0, 2, 4, B),
+      fail(0, 2, 5, B),
+      claim(0, 3, 6, C),
+      fail(0, 3, 7, C),
+    ])!
     expect(t.chunks[0].state).toBe('failed')
     expect(t.state).toBe('failed')
     const u = reduceJob([
@@ -85,43 +130,94 @@ describe('reduceJob', () => {
   it('cancel, priority and delete are honoured from the submitter or an admin only', () => {
     expect(reduceJob([ann(), entry('cancel', {}, 2, A)])!.state).toBe('queued')
     expect(reduceJob([ann(), entry('cancel', {}, 2, SUB)])!.state).toBe('canceled')
-    expect(reduceJob([ann(), entry('cancel', {}, 2, A)], { isAdmin: (p) => p === A })!.state).toBe('canceled')
+    expect(reduceJob([ann(), entry('cancel', {}, 2, A)], { isAdmin: (p) => p === A })!.state).toBe(
+      'canceled',
+    )
     const c = reduceJob([ann(), entry('cancel', {}, 2, SUB), claim(0, 1, 3, A)])!
     expect(c.chunks[0].state).toBe('open')
     expect(reduceJob([ann(), entry('priority', { priority: 7 }, 2, SUB)])!.priority).toBe(7)
     expect(reduceJob([ann(), entry('priority', { priority: 7 }, 2, B)])!.priority).toBe(0)
-    expect(reduceJob([ann(), entry('delete', {}, 2, SUB)])).toMatchObject({ deleted: true, state: 'canceled' })
+    expect(reduceJob([ann(), entry('delete', {}, 2, SUB)])).toMatchObject({
+      deleted: true,
+      state: 'canceled',
+    })
   })
 
   it('the encode chunk opens once every frame chunk is done', () => {
-    const es = [ann({ frames: [1, 2], output: { format: 'PNG', video: 'h264' } }), claim(2, 1, 2, A)]
+    const es = [
+      ann({ frames: [1, 2], output: { format: 'PNG', video: 'h264' } }),
+      claim(2, 1, 2, A),
+    ]
     const s = reduceJob(es)!
     expect(s.chunks[2]).toMatchObject({ kind: 'encode', state: 'waiting' })
-    const t = reduceJob([...es, complete(0, 0, 3, B), claim(0, 1, 3, B), complete(0, 1, 4, B), claim(1, 1, 5, C), complete(1, 1, 6, C), claim(2, 1, 7, A)])!
+    const t = reduceJob([
+      ...es,
+      complete(0, 0, 3, B),
+      claim(0, 1, 3, B),
+      complete(0, 1, 4, B),
+      claim(1, 1, 5, C),
+      complete(1, 1, 6, C),
+      claim(2, 1, 7, A),
+    ])!
     expect(t.chunks[2]).toMatchObject({ state: 'claimed', holder: A })
-    const enc = { chunk: 2, attempt: 1, outputs: [{ frame: 0, manifest: cid('v'), size: 1, name: 'v.mp4' }], renderMs: 1 }
-    const u = reduceJob([...es.slice(0, 1), claim(0, 1, 3, B), complete(0, 1, 4, B), claim(1, 1, 5, C), complete(1, 1, 6, C), claim(2, 1, 7, A), entry('complete', enc, 8, A)])!
+    const enc = {
+      chunk: 2,
+      attempt: 1,
+      outputs: [{ frame: 0, manifest: cid('v'), size: 1, name: 'v.mp4' }],
+      renderMs: 1,
+    }
+    const u = reduceJob([
+      ...es.slice(0, 1),
+      claim(0, 1, 3, B),
+      complete(0, 1, 4, B),
+      claim(1, 1, 5, C),
+      complete(1, 1, 6, C),
+      claim(2, 1, 7, A),
+      entry('complete', enc, 8, A),
+    ])!
     expect(u.state).toBe('done')
   })
 
   it('ack from the submitter, then a seal is the new starting point', () => {
-    const es = [ann({ frames: [1] }), claim(0, 1, 2, A), complete(0, 1, 3, A), entry('ack', { chunks: [0] }, 4, SUB)]
+    const es = [
+      ann({ frames: [1] }),
+      claim(0, 1, 2, A),
+      complete(0, 1, 3, A),
+      entry('ack', { chunks: [0] }, 4, SUB),
+    ]
     const s = reduceJob(es)!
     expect(s.allAcked).toBe(true)
-    expect(reduceJob([...es.slice(0, 3), entry('ack', { chunks: [0] }, 4, A)])!.allAcked).toBe(false)
+    expect(reduceJob([...es.slice(0, 3), entry('ack', { chunks: [0] }, 4, A)])!.allAcked).toBe(
+      false,
+    )
     const seal = entry('seal', { state: JSON.parse(JSON.stringify(s)) }, 5, SUB)
     const t = reduceJob([seal])!
     expect(t.sealedBy).toBe(seal.id)
     expect({ ...t, sealedBy: undefined }).toEqual({ ...s, sealedBy: undefined })
     // A forged seal (from a non-submitter, or garbage) is ignored.
     expect(reduceJob([entry('seal', { state: s }, 5, A)])).toBeUndefined()
-    expect(reduceJob([ann(), entry('seal', { state: { jobId: JOB } }, 5, SUB)])!.sealedBy).toBeUndefined()
+    expect(
+      reduceJob([ann(), entry('seal', { state: { jobId: JOB } }, 5, SUB)])!.sealedBy,
+    ).toBeUndefined()
   })
 
   it('ignores garbage entries without throwing', () => {
     const junk = [null, 3, 'x', { chunk: 'a' }, { chunk: 99, attempt: 1 }, { chunks: [1e9] }]
-    const kinds = ['claim', 'release', 'complete', 'fail', 'retry', 'ack', 'seal', 'priority', 'weird']
-    const es = [ann(), ...kinds.flatMap((k, i) => junk.map((b, j) => entry(k, b, 2 + i * 10 + j, A)))]
+    const kinds = [
+      'claim',
+      'release',
+      'complete',
+      'fail',
+      'retry',
+      'ack',
+      'seal',
+      'priority',
+      'weird',
+    ]
+    const es = [
+      ann(),
+      ...kinds.flatMap((k, i) => junk.map((b, j) => entry(k, b, 2 + i * 10 + j, A))),
+    ]
     const s = reduceJob(es)!
     expect(s.state).toBe('queued')
   })
@@ -129,11 +225,20 @@ describe('reduceJob', () => {
 
 describe('reduceQueue', () => {
   const job = (jobId: string, submitter: PeerIdString, wall: number, priority = 0) => {
-    const e = { ...entry('announce', announceBody({ jobId, submitter, priority }), 1, submitter), log: `job/${jobId}`, wall }
+    const e = {
+      ...entry('announce', announceBody({ jobId, submitter, priority }), 1, submitter),
+      log: `job/${jobId}`,
+      wall,
+    }
     return reduceJob([e as never])!
   }
   it('orders by priority then submission, applying quotas in submission order', () => {
-    const jobs = [job('aaaaaaaa', A, 3), job('bbbbbbbb', A, 1), job('cccccccc', B, 2, 5), job('dddddddd', A, 2)]
+    const jobs = [
+      job('aaaaaaaa', A, 3),
+      job('bbbbbbbb', A, 1),
+      job('cccccccc', B, 2, 5),
+      job('dddddddd', A, 2),
+    ]
     const q = reduceQueue(jobs, { quotaOf: (p) => (p === A ? 2 : undefined) })
     expect(q.map((x) => x.job.jobId)).toEqual(['cccccccc', 'bbbbbbbb', 'dddddddd', 'aaaaaaaa'])
     expect(q.map((x) => x.admitted)).toEqual([true, true, true, false])

@@ -1,0 +1,165 @@
+/**
+ * Reducer properties over random job logs: order independence (any arrival order into
+ * the incremental fold equals the batch reduce), done never reverts as entries arrive,
+ * at most one holder per chunk.
+ */
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { JobFold, reduceJob } from '../../../src/jobs/reducer.js'
+import type { LogEntry, PeerIdString } from '../../../src/log/types.js'
+import { compareEntries } from '../../../src/log/types.js'
+import { announceBody, cid, entry, outputsFor, SUB } from '../../unit/jobs/fixtures.js'
+
+const AUTHORS = ['peer-a', 'peer-b', 'peer-c', 'peer-d', SUB] as PeerIdString[]
+const FRAMES = [1, 2, 3, 4, 5]
+
+const arbOp = fc.record({
+  kind: fc.constantFrom(
+    'claim',
+    'claim',
+    'claim',
+    'complete',
+    'complete',
+    'fail',
+    'release',
+    'cancel',
+    'retry',
+    'priority',
+    'ack',
+    'junk',
+  ),
+  chunk: fc.integer({ min: 0, max: 5 }),
+  attempt: fc.integer({ min: 1, max: 4 }),
+  clock: fc.integer({ min: 2, max: 40 }),
+  author: fc.constantFrom(...AUTHORS),
+  n: fc.integer({ min: 0, max: 9 }),
+})
+
+interface Op {
+  kind: string
+  chunk: number
+  attempt: number
+  n: number
+}
+
+function bodyFor(op: Op): unknown {
+  switch (op.kind) {
+    case 'claim':
+      return { chunk: op.chunk, attempt: op.attempt }
+    case 'complete':
+      return op.chunk === 5
+        ? {
+            chunk: op.chunk,
+            attempt: op.attempt,
+            outputs: [{ frame: 0, manifest: cid('v'), size: 1, name: 'v' }],
+            renderMs: 1,
+          }
+        : {
+            chunk: op.chunk,
+            attempt: op.attempt,
+            outputs: outputsFor([FRAMES[op.chunk]]),
+            renderMs: op.n,
+          }
+    case 'fail':
+      return { chunk: op.chunk, attempt: op.attempt, reason: `r${op.n}` }
+    case 'release':
+      return { chunk: op.chunk, attempt: op.attempt, reason: 'x' }
+    case 'retry':
+      return op.n % 2 ? {} : { chunks: [op.chunk] }
+    case 'priority':
+      return { priority: op.n }
+    case 'ack':
+      return { chunks: [op.chunk] }
+    case 'junk':
+      return { chunk: 'x' }
+    default:
+      return {}
+  }
+}
+
+const arbLog = fc
+  .tuple(fc.boolean(), fc.array(arbOp, { minLength: 0, maxLength: 60 }))
+  .map(([video, ops]) => {
+    const ann = entry(
+      'announce',
+      announceBody({
+        frames: FRAMES,
+        output: video ? { format: 'PNG', video: 'h264' } : { format: 'PNG' },
+      }),
+      1,
+      SUB,
+    )
+    return [
+      ann,
+      ...ops.map((op, i) =>
+        entry(op.kind, bodyFor(op), op.clock, op.author, `x${String(i).padStart(3, '0')}`),
+      ),
+    ]
+  })
+
+const withOrder = arbLog.chain((es) =>
+  fc.tuple(
+    fc.constant(es),
+    fc.shuffledSubarray(es, { minLength: es.length, maxLength: es.length }),
+  ),
+)
+
+describe('reducer properties', () => {
+  it('any arrival order into the incremental fold gives the batch state', () => {
+    fc.assert(
+      fc.property(withOrder, ([es, shuffled]) => {
+        const fold = new JobFold()
+        for (const e of shuffled) fold.add(e)
+        expect(JSON.stringify(fold.state)).toBe(JSON.stringify(reduceJob(es)))
+        expect(JSON.stringify(reduceJob(shuffled))).toBe(JSON.stringify(reduceJob(es)))
+      }),
+      { numRuns: 300 },
+    )
+  })
+
+  it('done never reverts and at most one holder per chunk, whatever the arrival order', () => {
+    fc.assert(
+      fc.property(withOrder, ([, shuffled]) => {
+        const fold = new JobFold()
+        const done = new Set<number>()
+        for (const e of shuffled) {
+          fold.add(e)
+          const s = fold.state
+          if (!s) continue
+          for (const c of s.chunks) {
+            expect(c.state === 'claimed').toBe(c.holder !== undefined)
+            if (done.has(c.index)) expect(c.state).toBe('done')
+            if (c.state === 'done') done.add(c.index)
+          }
+          expect(s.framesDone).toBe(
+            s.chunks.filter((c) => c.kind === 'frames' && c.state === 'done').length,
+          )
+        }
+      }),
+      { numRuns: 300 },
+    )
+  })
+
+  it('many entries through checkpoints: late arrivals still match the batch state', () => {
+    fc.assert(
+      fc.property(
+        fc.array(arbOp, { minLength: 100, maxLength: 200 }),
+        fc.integer({ min: 0, max: 2 ** 30 }),
+        (ops, salt) => {
+          const es: LogEntry[] = [entry('announce', announceBody({ frames: FRAMES }), 1, SUB)]
+          ops.forEach((op, i) => {
+            es.push(entry(op.kind, bodyFor(op), op.clock + (i >> 2), op.author, `y${i}`))
+          })
+          const sorted = [...es].sort(compareEntries)
+          // Mostly in order, with a few entries held back and delivered late.
+          const late = sorted.filter((_, i) => (i * 7919 + salt) % 13 === 0 && i > 0)
+          const fold = new JobFold()
+          for (const e of sorted) if (!late.includes(e)) fold.add(e)
+          for (const e of late) fold.add(e)
+          expect(JSON.stringify(fold.state)).toBe(JSON.stringify(reduceJob(es)))
+        },
+      ),
+      { numRuns: 100 },
+    )
+  })
+})

@@ -1,0 +1,49 @@
+import { mkdtemp, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { configFromEnv, configFromFile, resolveConfig } from '../../../src/config.js'
+
+describe('daemon configuration', () => {
+  it('flags win over the environment, which wins over the file', () => {
+    const c = resolveConfig('/d', { slots: 3 }, configFromEnv({ RMESH_SLOTS: '2', RMESH_NAME: 'env-name' }), { slots: 1, name: 'file-name', mdns: false })
+    expect(c.slots).toBe(3)
+    expect(c.name).toBe('env-name')
+    expect(c.mdns).toBe(false)
+    expect(c.listen).toEqual(['/ip4/0.0.0.0/tcp/4777'])
+  })
+
+  it('rejects bad values with the field named', () => {
+    const bad: [Record<string, unknown>, RegExp][] = [
+      [{ listen: ['not a multiaddr'] }, /listen/],
+      [{ bootstrap: ['/ip4/1.2.3.4/tcp/1/p2p/notapeerid'] }, /bootstrap/],
+      [{ slots: -1 }, /slots/],
+      [{ slots: 1.5 }, /slots/],
+      [{ logLevel: 'loud' }, /logLevel/],
+      [{ name: '' }, /name/],
+      [{ tags: ['ok', 'not ok!'] }, /tags/],
+      [{ leaseTimeoutMs: 1 }, /leaseTimeoutMs/],
+      [{ metricsPort: 70000 }, /metricsPort/],
+      [{ mdns: 'yes' }, /mdns/],
+    ]
+    for (const [layer, re] of bad) {
+      expect(() => resolveConfig('/d', layer as never)).toThrow(re)
+      try {
+        resolveConfig('/d', layer as never)
+      } catch (err) {
+        expect((err as { code: string }).code).toBe('ERR_INVALID_INPUT')
+      }
+    }
+  })
+
+  it('reads config.json, and explains a broken one', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'rmesh-config-'))
+    expect(await configFromFile(dir)).toEqual({})
+    await writeFile(join(dir, 'config.json'), '{"slots": 2}')
+    expect(await configFromFile(dir)).toEqual({ slots: 2 })
+    await writeFile(join(dir, 'config.json'), '{"slots": 2,,}')
+    await expect(configFromFile(dir)).rejects.toThrow(/not valid JSON/)
+    await writeFile(join(dir, 'config.json'), '[1,2]')
+    await expect(configFromFile(dir)).rejects.toThrow(/JSON object/)
+  })
+})

@@ -1,0 +1,176 @@
+/**
+ * protocols/vectors/jobs/*.json: job entries and the state every implementation must
+ * reduce them to. RMESH_WRITE_VECTORS=1 regenerates the files from the cases below
+ * (review the diff: a changed expected state is a protocol change).
+ */
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { reduceJob } from '../../../src/jobs/reducer.js'
+import type { EntryId, LogEntry, PeerIdString } from '../../../src/log/types.js'
+import { jobLogId } from '../../../src/log/types.js'
+import { A, announceBody, B, C, cid, D, JOB, outputsFor, SUB } from './fixtures.js'
+
+const DIR = join(import.meta.dirname, '../../../protocols/vectors/jobs')
+
+interface VectorEntry {
+  id: string
+  kind: string
+  body: unknown
+  clock: number
+  author: string
+  wall: number
+}
+interface Vector {
+  description: string
+  admins?: string[]
+  entries: VectorEntry[]
+  expected: unknown
+}
+
+function toLogEntry(v: VectorEntry): LogEntry {
+  return {
+    ...v,
+    id: v.id as EntryId,
+    author: v.author as PeerIdString,
+    v: 1,
+    log: jobLogId(JOB),
+    next: [],
+    tok: '',
+    bytes: new Uint8Array(),
+  }
+}
+
+function reduceVector(v: Omit<Vector, 'expected'>): unknown {
+  const admins = new Set(v.admins ?? [])
+  return JSON.parse(
+    JSON.stringify(reduceJob(v.entries.map(toLogEntry), { isAdmin: (p) => admins.has(p) }) ?? null),
+  )
+}
+
+let n = 0
+const e = (kind: string, body: unknown, clock: number, author: string): VectorEntry => ({
+  id: `entry-${String(++n).padStart(3, '0')}`,
+  kind,
+  body,
+  clock,
+  author,
+  wall: 1_700_000_000_000 + clock * 1000,
+})
+const ann = (over = {}) => e('announce', announceBody(over), 1, SUB)
+const done = (chunk: number, attempt: number, clock: number, who: string, frames: number[]) =>
+  e('complete', { chunk, attempt, outputs: outputsFor(frames), renderMs: 900 }, clock, who)
+
+const CASES: Record<string, Omit<Vector, 'expected'>> = {
+  'concurrent-claims': {
+    description:
+      'Two claims of the same (chunk, attempt): the lower (clock, author) wins; the loser is not a holder.',
+    entries: [
+      ann({ frames: [1, 2] }),
+      e('claim', { chunk: 0, attempt: 1 }, 2, B),
+      e('claim', { chunk: 0, attempt: 1 }, 2, A),
+      e('claim', { chunk: 1, attempt: 1 }, 3, C),
+    ],
+  },
+  'dead-lease-duplicate': {
+    description:
+      'A reclaims a chunk as attempt 2 (B judged dead); B then completes attempt 1, A completes attempt 2: first complete wins, second is a duplicate.',
+    entries: [
+      ann({ frames: [1] }),
+      e('claim', { chunk: 0, attempt: 1 }, 2, B),
+      e('claim', { chunk: 0, attempt: 2 }, 3, A),
+      done(0, 1, 4, B, [1]),
+      done(0, 2, 5, A, [1]),
+    ],
+  },
+  'failures-and-blocklist': {
+    description:
+      'Chunk 0 fails on 3 distinct nodes: the job fails. A fails 3 times in the job: blocklisted, its later claim ignored.',
+    entries: [
+      ann({ frames: [1, 2, 3, 4] }),
+      e('claim', { chunk: 0, attempt: 1 }, 2, A),
+      e('fail', { chunk: 0, attempt: 1, reason: 'crash' }, 3, A),
+      e('claim', { chunk: 1, attempt: 1 }, 4, A),
+      e('fail', { chunk: 1, attempt: 1, reason: 'crash' }, 5, A),
+      e('claim', { chunk: 2, attempt: 1 }, 6, A),
+      e('fail', { chunk: 2, attempt: 1, reason: 'crash' }, 7, A),
+      e('claim', { chunk: 3, attempt: 1 }, 8, A),
+      e('claim', { chunk: 0, attempt: 2 }, 9, B),
+      e('fail', { chunk: 0, attempt: 2, reason: 'oom' }, 10, B),
+      e('claim', { chunk: 0, attempt: 3 }, 11, C),
+      e('fail', { chunk: 0, attempt: 3, reason: 'oom' }, 12, C),
+    ],
+  },
+  authority: {
+    description:
+      'Cancel and priority from a non-submitter are ignored; from an admin (D) they apply; claims after cancel are ignored.',
+    admins: [D],
+    entries: [
+      ann({ frames: [1, 2] }),
+      e('cancel', {}, 2, B),
+      e('priority', { priority: 9 }, 3, B),
+      e('priority', { priority: 5 }, 4, D),
+      e('cancel', {}, 5, D),
+      e('claim', { chunk: 0, attempt: 1 }, 6, A),
+    ],
+  },
+  'video-encode': {
+    description:
+      'The encode chunk (index = frame chunks) waits for every frame chunk, then is leased and completed; submitter acks.',
+    entries: [
+      ann({ frames: [1, 2, 3], chunkSize: 2, output: { format: 'PNG', video: 'h264', fps: 24 } }),
+      e('claim', { chunk: 2, attempt: 1 }, 2, C),
+      e('claim', { chunk: 0, attempt: 1 }, 2, A),
+      e('claim', { chunk: 1, attempt: 1 }, 2, B),
+      done(0, 1, 3, A, [1, 2]),
+      done(1, 1, 4, B, [3]),
+      e('claim', { chunk: 2, attempt: 1 }, 5, C),
+      e(
+        'complete',
+        {
+          chunk: 2,
+          attempt: 1,
+          outputs: [{ frame: 0, manifest: cid('video'), size: 5, name: 'out.mp4' }],
+          renderMs: 2000,
+        },
+        6,
+        C,
+      ),
+      e('ack', { chunks: [0, 1, 2] }, 7, SUB),
+    ],
+  },
+  'garbage-ignored': {
+    description: 'Invalid bodies, unknown kinds and entries before the announce are ignored; a complete needs no prior claim.',
+    entries: [
+      e('claim', { chunk: 0, attempt: 1 }, 1, A),
+      ann({ frames: [1] }),
+      e('claim', { chunk: 0, attempt: 0 }, 2, A),
+      e('claim', 'nonsense', 2, B),
+      e('frobnicate', {}, 2, C),
+      e('complete', { chunk: 0, attempt: 1, outputs: outputsFor([1]), renderMs: 1 }, 3, C),
+      e('claim', { chunk: 7, attempt: 1 }, 4, A),
+    ],
+  },
+}
+
+describe('job reducer test vectors', () => {
+  if (process.env.RMESH_WRITE_VECTORS) {
+    for (const [name, v] of Object.entries(CASES)) {
+      writeFileSync(
+        join(DIR, `${name}.json`),
+        `${JSON.stringify({ ...v, expected: reduceVector(v) }, null, 2)}\n`,
+      )
+    }
+  }
+  const files = readdirSync(DIR).filter((f) => f.endsWith('.json'))
+  it('has the vectors', () =>
+    expect(files.length).toBeGreaterThanOrEqual(Object.keys(CASES).length))
+  for (const f of files) {
+    it(f, () => {
+      const v = JSON.parse(readFileSync(join(DIR, f), 'utf8')) as Vector
+      expect(reduceVector(v)).toEqual(v.expected)
+      // Order independence on the vector too.
+      expect(reduceVector({ ...v, entries: [...v.entries].reverse() })).toEqual(v.expected)
+    })
+  }
+})
