@@ -1,8 +1,9 @@
 /**
  * Shared pieces of the benchmarks: the result shape every bench module returns, rounding
  * and order statistics, and helpers that drive real daemons (test/helpers/daemons.ts)
- * through the control API: a ready mesh, a test-engine job, and the job's history parsed
- * from GET /v1/jobs/:id/logs (one line per log entry, with its author's wall time).
+ * through the control API: a ready mesh, a test-engine job, each daemon's event stream
+ * (recorded with the daemon's own time stamps) and its /metrics counters. (A job's log
+ * history cannot serve: the submitter seals a finished job, which compacts the log.)
  *
  * Invariants: timings that compare two events on different daemons use wall times of the
  * same machine (one clock); times inside one daemon come from that daemon's own entries.
@@ -10,7 +11,8 @@
  */
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { JobDetail, PeerInfo, SubmitResponse } from '../src/api/types.js'
+import { createApiClient } from '../src/api/client.js'
+import type { ApiEvent, JobDetail, PeerInfo, SubmitResponse } from '../src/api/types.js'
 import { apiCall, type DaemonProc, waitFor } from '../test/helpers/daemons.js'
 
 export interface BenchResult {
@@ -119,35 +121,35 @@ export async function waitJobDone(
   )
 }
 
-export interface HistoryEntry {
-  wall: number
-  /** The author's peer id, last 8 characters (as the history prints it). */
-  author: string
-  kind: string
-  chunk?: number
-  attempt?: number
+/** Every event a daemon publishes from now until stop(), stamped by the daemon (`time`). */
+export function recordEvents(d: DaemonProc): { events: ApiEvent[]; ready: Promise<void>; stop(): void } {
+  const events: ApiEvent[] = []
+  const controller = new AbortController()
+  const client = createApiClient({ socketPath: d.socket, streamIdleMs: 60_000 })
+  let onReady: () => void = () => undefined
+  const ready = new Promise<void>((r) => {
+    onReady = r
+  })
+  void (async () => {
+    try {
+      for await (const e of client.events({ signal: controller.signal })) {
+        if (e.type === 'node') onReady()
+        events.push(e)
+      }
+    } catch {
+      // Closed by stop() or by the daemon going away: what was recorded stands.
+    }
+  })()
+  return { events, ready, stop: () => controller.abort() }
 }
 
-/** The job's log entries in fold order, from the history view of the logs route. */
-export async function jobHistory(d: DaemonProc, jobId: string): Promise<HistoryEntry[]> {
-  const r = await apiCall<string>(d.socket, 'GET', `/v1/jobs/${jobId}/logs`, undefined, 30_000)
-  if (r.status !== 200) throw new Error(`history of ${jobId}: ${r.status}`)
-  const out: HistoryEntry[] = []
+/** Counters of one daemon's GET /metrics (labels dropped, values of a name summed). */
+export async function metricsOf(d: DaemonProc): Promise<Map<string, number>> {
+  const r = await apiCall<string>(d.socket, 'GET', '/metrics', undefined, 30_000)
+  const out = new Map<string, number>()
   for (const line of String(r.body).split('\n')) {
-    const m = /^(\S+) (\S+) (\S+) (.*)$/.exec(line)
-    if (!m) continue
-    const num = (k: string) => {
-      // The body is cut at 200 characters; chunk and attempt come first in it.
-      const x = new RegExp(`"${k}":(\\d+)`).exec(m[4])
-      return x ? Number(x[1]) : undefined
-    }
-    out.push({
-      wall: Date.parse(m[1]),
-      author: m[2],
-      kind: m[3],
-      chunk: num('chunk'),
-      attempt: num('attempt'),
-    })
+    const m = /^([a-z_]+)(?:\{[^}]*\})? (\S+)$/.exec(line)
+    if (m) out.set(m[1], (out.get(m[1]) ?? 0) + Number(m[2]))
   }
   return out
 }

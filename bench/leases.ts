@@ -10,28 +10,29 @@
  *  - duplicate renders: completes beyond the first per chunk, plus claims that lost a race
  *    for the same attempt (a render that may have started and been stopped) (aim < 1 %).
  *
- * Everything is derived from the job's own log (GET /v1/jobs/:id/logs, the history) and
- * detail: a chunk's render ends when its complete entry is written (outputs stored) and
- * started renderMs earlier (the engine's own figure). On one node consecutive completes are
- * separated by the next chunk's render plus whatever the slot spent idle: that idle time is
- * the gap. All daemons share one machine, hence one wall clock.
+ * Everything is derived from each daemon's own event stream (GET /v1/events, stamped with
+ * the daemon's clock) and /metrics: a node's frame-updated event "done, by me" is published
+ * as its complete entry is written (outputs stored); the render started renderMs earlier
+ * (the engine's own figure). On one node consecutive completes are separated by the next
+ * chunk's render plus whatever the slot spent not rendering: that is the gap. All daemons
+ * share one machine, hence one wall clock. (The job's log history cannot serve: the
+ * submitter seals a finished job and the log is compacted.)
  *
  *   npm run build && node dist/bench/leases.js [frames] [frameMs] [nodes,...]
  */
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
+import type { ApiEvent } from '../src/api/types.js'
 import { makeTempDir, removeDir, startMesh, stopDaemonProc } from '../test/helpers/daemons.js'
 import {
   type BenchResult,
-  type HistoryEntry,
-  jobDetail,
-  jobHistory,
   makeScene,
   median,
+  metricsOf,
   quantile,
+  recordEvents,
   round,
-  shortId,
   submitTestJob,
   waitJobDone,
   waitMeshReady,
@@ -59,62 +60,51 @@ export interface LeaseRun {
   localCompleteMs: number
 }
 
-/** Figures of one finished job from its history, its detail and its submit time. */
-export function analyseJob(
-  history: HistoryEntry[],
-  renderMsOfChunk: Map<number, number>,
-  submitAt: number,
-): Omit<LeaseRun, 'nodes' | 'idealMs' | 'localCompleteMs'> {
-  const completes = history.filter((e) => e.kind === 'complete' && e.chunk !== undefined)
-  const firstComplete = new Map<number, HistoryEntry>()
-  let duplicateCompletes = 0
-  for (const e of completes) {
-    if (firstComplete.has(e.chunk!)) duplicateCompletes++
-    else firstComplete.set(e.chunk!, e)
-  }
-  const claimsByAttempt = new Map<string, Set<string>>()
-  let reclaims = 0
-  for (const e of history) {
-    if (e.kind !== 'claim' || e.chunk === undefined) continue
-    const k = `${e.chunk}/${e.attempt}`
-    const s = claimsByAttempt.get(k) ?? new Set()
-    s.add(e.author)
-    claimsByAttempt.set(k, s)
-    if ((e.attempt ?? 1) > 1) reclaims++
-  }
-  let lostClaims = 0
-  for (const s of claimsByAttempt.values()) lostClaims += s.size - 1
+export interface NodeEvents {
+  name: string
+  peerId: string
+  events: readonly ApiEvent[]
+}
 
-  const byNode = new Map<string, { start: number; end: number }[]>()
+/** Figures of one finished job (chunk size 1) from every node's events. */
+export function analyseEvents(
+  nodes: readonly NodeEvents[],
+  jobId: string,
+  submitAt: number,
+): Pick<LeaseRun, 'makespanMs' | 'firstStartMs' | 'firstClaimMs' | 'gaps' | 'perNode' | 'chunks'> {
   let firstStart = Number.POSITIVE_INFINITY
+  let firstClaim = Number.POSITIVE_INFINITY
   let last = 0
-  for (const e of completes) {
-    const r = renderMsOfChunk.get(e.chunk!) ?? 0
-    const span = { start: e.wall - r, end: e.wall }
-    firstStart = Math.min(firstStart, span.start)
-    last = Math.max(last, e.wall)
-    const list = byNode.get(e.author) ?? []
-    list.push(span)
-    byNode.set(e.author, list)
-  }
+  let chunks = 0
   const gaps: number[] = []
   const perNode: Record<string, number> = {}
-  for (const [node, spans] of byNode) {
+  for (const n of nodes) {
+    const spans: { start: number; end: number }[] = []
+    const seen = new Set<number>()
+    for (const e of n.events) {
+      if (e.type !== 'frame-updated' || e.jobId !== jobId || e.frame.node !== n.peerId) continue
+      if (e.frame.state === 'claimed' || e.frame.state === 'rendering')
+        firstClaim = Math.min(firstClaim, e.time)
+      if (e.frame.state !== 'done' || seen.has(e.frame.frame)) continue
+      seen.add(e.frame.frame)
+      spans.push({ start: e.time - (e.frame.renderMs ?? 0), end: e.time })
+    }
     spans.sort((a, b) => a.end - b.end)
-    perNode[node] = spans.length
-    for (let i = 1; i < spans.length; i++) gaps.push(spans[i].start - spans[i - 1].end)
+    perNode[n.name] = spans.length
+    chunks += spans.length
+    for (let i = 0; i < spans.length; i++) {
+      firstStart = Math.min(firstStart, spans[i].start)
+      last = Math.max(last, spans[i].end)
+      if (i > 0) gaps.push(spans[i].start - spans[i - 1].end)
+    }
   }
-  const firstClaim = history.find((e) => e.kind === 'claim')
   return {
     makespanMs: last - submitAt,
     firstStartMs: firstStart - submitAt,
-    firstClaimMs: firstClaim ? firstClaim.wall - submitAt : Number.NaN,
+    firstClaimMs: firstClaim - submitAt,
     gaps,
-    duplicateCompletes,
-    lostClaims,
-    reclaims,
-    chunks: firstComplete.size,
     perNode,
+    chunks,
   }
 }
 
@@ -126,34 +116,41 @@ export async function runLeaseJob(
 ): Promise<LeaseRun> {
   const work = await makeTempDir('rmesh-bench-leases-')
   const mesh = await startMesh(nodes)
+  const recorders = mesh.map((d) => recordEvents(d))
   try {
     await waitMeshReady(mesh)
+    await Promise.all(recorders.map((r) => r.ready))
     const scene = await makeScene(work)
     const outDir = join(work, 'out')
     await mkdir(outDir, { recursive: true })
     const idealMs = (frames * frameMs) / nodes
     const { jobId, submitAt } = await submitTestJob(mesh[0], scene, outDir, { frames, frameMs })
-    await waitJobDone(mesh[0], jobId, idealMs * 3 + 120_000, true)
+    const detail = await waitJobDone(mesh[0], jobId, idealMs * 3 + 120_000, true)
     const localCompleteMs = Date.now() - submitAt
-    const detail = await jobDetail(mesh[0], jobId)
-    const renderMs = new Map<number, number>()
-    for (const c of detail.chunks) {
-      let sum = 0
-      for (const f of c.frames) sum += detail.frames.find((x) => x.frame === f)?.renderMs ?? 0
-      renderMs.set(c.index, sum)
-    }
-    const a = analyseJob(await jobHistory(mesh[0], jobId), renderMs, submitAt)
-    const names = new Map(mesh.map((d, i) => [shortId(d.peerId), `node${i + 1}`]))
-    const perNode = Object.fromEntries(
-      Object.entries(a.perNode).map(([k, v]) => [names.get(k) ?? k, v]),
+    // Every node's own done events are published before its complete entry leaves it.
+    const a = analyseEvents(
+      mesh.map((d, i) => ({ name: `node${i + 1}`, peerId: d.peerId, events: recorders[i].events })),
+      jobId,
+      submitAt,
     )
-    const run: LeaseRun = { ...a, perNode, nodes, idealMs, localCompleteMs }
+    if (a.chunks < frames) throw new Error(`only ${a.chunks} of ${frames} renders were seen in the events`)
+    const metrics = await Promise.all(mesh.map((d) => metricsOf(d)))
+    const run: LeaseRun = {
+      ...a,
+      nodes,
+      idealMs,
+      localCompleteMs,
+      duplicateCompletes: metrics[0].get('rmesh_duplicate_renders') ?? 0,
+      lostClaims: metrics.reduce((n, m) => n + (m.get('rmesh_lease_conflicts_total') ?? 0), 0),
+      reclaims: detail.frames.reduce((n, f) => n + Math.max(0, f.attempts - 1), 0),
+    }
     log(
       `leases ${nodes} node(s): makespan ${(run.makespanMs / 1000).toFixed(2)} s (ideal ${(idealMs / 1000).toFixed(2)} s), ` +
-        `first start ${run.firstStartMs} ms, median gap ${median(run.gaps)} ms, per node ${JSON.stringify(perNode)}`,
+        `first start ${run.firstStartMs} ms, median gap ${median(run.gaps)} ms, per node ${JSON.stringify(run.perNode)}`,
     )
     return run
   } finally {
+    for (const r of recorders) r.stop()
     await Promise.all(mesh.map((d) => stopDaemonProc(d).catch(() => undefined)))
     await Promise.all([work, ...mesh.map((d) => d.dir)].map((p) => removeDir(p)))
   }
@@ -172,7 +169,6 @@ export async function benchLeases(opts: LeaseBenchOptions = {}): Promise<BenchRe
     const r = await runLeaseJob(n, frames, frameMs, log)
     allGaps = allGaps.concat(r.gaps)
     firstStarts.push(r.firstStartMs)
-    const renders = r.chunks + r.duplicateCompletes + r.lostClaims
     out.push(
       {
         name: `leases.${n}n.makespan`,
@@ -206,9 +202,9 @@ export async function benchLeases(opts: LeaseBenchOptions = {}): Promise<BenchRe
       },
       {
         name: `leases.${n}n.duplicates`,
-        value: round((100 * (renders - r.chunks)) / r.chunks, 2),
+        value: round((100 * r.duplicateCompletes) / frames, 2),
         unit: '%',
-        note: `${r.duplicateCompletes} duplicate completes, ${r.lostClaims} lost claim races, ${r.reclaims} reclaims, of ${r.chunks} chunks`,
+        note: `completes beyond the first per chunk (aim < 1 %): ${r.duplicateCompletes} of ${frames} chunks; claim races lost ${r.lostClaims}, re-attempts ${r.reclaims}`,
       },
       {
         name: `leases.${n}n.outputs-local`,

@@ -27,7 +27,7 @@ import { loadOrCreateNodeKey, peerIdOf, signerFor } from './auth/identity.js'
 import { createInviteServer, type InviteServer } from './auth/invite.js'
 import { createTokenIssuer, type TokenIssuer } from './auth/issuer.js'
 import { loadMeshOwner, type MeshOwner } from './auth/mesh.js'
-import { parseTokenString } from './auth/token.js'
+import { decodeToken, parseTokenString } from './auth/token.js'
 import { createTokenStore, type TokenStore } from './auth/token-store.js'
 import { type BlockStore, createBlockStore } from './blobs/block-store.js'
 import { type BlockExchange, createBlockExchange } from './blobs/exchange.js'
@@ -44,6 +44,7 @@ import { createHost, type RmeshLibp2p } from './net/host.js'
 import { createPeerBook } from './net/peerbook.js'
 import { type Activity, createPresence, type PresenceService } from './net/presence.js'
 import { createJobService, type JobService } from './service/jobs.js'
+import { createLiveLogs, type LiveLogs } from './service/live-logs.js'
 import { createLogSync, type LogSync } from './sync/sync.js'
 import { type Clock, systemClock } from './util/clock.js'
 import { describeError, RmeshError } from './util/errors.js'
@@ -89,6 +90,7 @@ export interface Daemon {
   readonly leases: LeaseManager
   readonly jobs: JobService
   readonly invites: InviteServer
+  readonly liveLogs: LiveLogs
   readonly counters: DaemonCounters
   /** What this node is rendering now (for presence and the API). */
   readonly activity: Map<string, Activity>
@@ -197,6 +199,17 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
     })
     cleanups.push(() => engines.close())
 
+    // maxQueuedJobs per submitter, from the tokens published in the mesh log. Of several
+    // tokens of one peer the one expiring last counts, so every node picks the same.
+    const quotas = new Map<string, { max: number | undefined; exp: number; id: string }>()
+    const learnQuota = (bytes: Uint8Array) => {
+      try {
+        const t = decodeToken(bytes)
+        const prev = quotas.get(t.aud)
+        if (prev && (prev.exp > t.exp || (prev.exp === t.exp && prev.id >= t.id))) return
+        quotas.set(t.aud, { max: t.lim.maxQueuedJobs, exp: t.exp, id: t.id })
+      } catch {}
+    }
     let leases: LeaseManager | undefined
     const worker = createWorker({
       blocks,
@@ -266,7 +279,7 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
         capabilities: () => ({ engines: engines.describe(), slots: admission.token?.cap.includes('render') ? config.slots : 0, tags: config.tags }),
         logger,
       },
-      { leaseTimeoutMs: config.leaseTimeoutMs, quotaOf: () => undefined },
+      { leaseTimeoutMs: config.leaseTimeoutMs, quotaOf: (submitter) => quotas.get(submitter)?.max },
     )
 
     let freeDiskBytes = 0
@@ -296,7 +309,10 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
       clock,
       logger: logger.child('jobs'),
       canSubmit: () => admission.token?.cap.includes('submit') ?? false,
+      quotaOf: (peer) => quotas.get(peer)?.max,
     })
+
+    const liveLogs = createLiveLogs({ libp2p, events, logger: logger.child('live-logs'), isAdmitted })
 
     const announceOwnToken = async () => {
       const token = admission.token
@@ -341,6 +357,7 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
       leases,
       jobs,
       invites,
+      liveLogs,
       counters,
       activity,
       useToken,
@@ -372,13 +389,20 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
       if (entry.log !== MESH_LOG) return
       if (entry.kind === ADMIT_KIND) {
         const t = (entry.body as { token?: Uint8Array }).token
-        if (t instanceof Uint8Array) void admission.learnToken(t).then(() => log.retryPending()).catch(() => {})
+        if (t instanceof Uint8Array) {
+          learnQuota(t)
+          void admission.learnToken(t).then(() => log.retryPending()).catch(() => {})
+        }
       } else if (entry.kind === REVOKE_KIND) {
         const target = (entry.body as { target?: unknown }).target
         if (typeof target === 'string' && target.length < 200) void admission.revoke(target).catch(() => {})
       }
     })
 
+    for (const e of await log.entries(MESH_LOG)) {
+      const t = e.kind === ADMIT_KIND ? (e.body as { token?: unknown }).token : undefined
+      if (t instanceof Uint8Array) learnQuota(t)
+    }
     await admission.start()
     cleanups.push(() => admission.stop())
     await invites.start()
@@ -393,6 +417,8 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
     cleanups.push(() => providers.stop())
     await jobs.start()
     cleanups.push(() => jobs.stop())
+    await liveLogs.start()
+    cleanups.push(() => liveLogs.stop())
     await leases.start()
     cleanups.push(() => leases?.stop({ release: true }))
     await dialer.start()

@@ -99,6 +99,12 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
     const jobId = d.jobs.resolveId(req.params.id)
     if (!['1', 'true'].includes(req.query.get('follow') ?? '')) return new ApiText(await d.jobs.logs(jobId, { frame, tail }, req.signal))
     return new ApiStream(async (write, signal) => {
+      // A frame rendering on another node: its lines come live from that node.
+      const holder = frame === undefined ? undefined : d.jobs.detail(jobId).frames.find((f) => f.frame === frame)
+      if (holder?.node && holder.node !== d.peerId && (holder.state === 'rendering' || holder.state === 'claimed')) {
+        for await (const line of d.liveLogs.follow(holder.node, jobId, frame, signal)) write(line)
+        return
+      }
       try {
         const existing = await d.jobs.logs(jobId, { frame, tail }, signal)
         for (const line of existing.split('\n')) if (line) write(line)

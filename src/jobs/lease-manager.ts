@@ -191,10 +191,24 @@ export function createLeaseManager(
     }, 0)
   }
 
+  let ticks = 0
   function tick(): void {
     if (stopped) return
+    if (++ticks % 30 === 0) pruneFirstSeen()
     schedule()
     tickTimer = clock.setTimeout(tick, tickMs)
+  }
+
+  /** Forget liveness baselines of leases that no longer exist, so memory stays bounded. */
+  function pruneFirstSeen(): void {
+    const current = new Set<string>()
+    for (const f of folds.values()) {
+      for (const c of f.state?.chunks ?? []) {
+        if (c.state === 'claimed')
+          current.add(leaseKey(f.state!.jobId, c.index, c.attempt, c.holder!))
+      }
+    }
+    for (const k of firstSeen.keys()) if (!current.has(k)) firstSeen.delete(k)
   }
 
   async function pump(): Promise<void> {
@@ -232,6 +246,16 @@ export function createLeaseManager(
       if (heard !== undefined && t - heard < leaseTimeoutMs) n++
     }
     return n
+  }
+
+  /** Some other live peer has not failed this chunk yet. */
+  function untriedPeerAlive(c: ChunkState, t: number): boolean {
+    for (const p of peers) {
+      const heard = liveness.lastHeard(p)
+      if (heard === undefined || t - heard >= leaseTimeoutMs) continue
+      if (!c.failures.some((f) => f.node === p)) return true
+    }
+    return false
   }
 
   /** Dead by this node's clock: see the header. */
@@ -399,8 +423,9 @@ export function createLeaseManager(
         } else if (c.state !== 'open') continue
         if (tasks.has(keyOf(s.jobId, c.index))) continue
         if (!canRun(s, caps, c.kind)) continue
-        // A chunk we failed goes to others first; we take it again only when alone.
-        if (c.failures.some((f) => f.node === self) && renderers > 1) continue
+        // A chunk we failed goes to others first; we take it again once every live peer
+        // has failed it too (else a 2-node mesh would leave it open forever).
+        if (c.failures.some((f) => f.node === self) && untriedPeerAlive(c, t)) continue
         open++
         if (candidates.length < window) candidates.push({ c, dead })
       }

@@ -72,6 +72,8 @@ export interface JobServiceComponents {
   logger: Logger
   /** This node may submit (its token has the capability). */
   canSubmit: () => boolean
+  /** maxQueuedJobs of a submitter's token, when it has one. */
+  quotaOf?: (peerId: string) => number | undefined
 }
 
 export interface JobService {
@@ -463,6 +465,13 @@ export function createJobService(c: JobServiceComponents): JobService {
     if (!req || typeof req !== 'object') throw new InvalidInputError('submit needs a JSON object body')
     if (!c.canSubmit()) throw new RmeshError('ERR_FORBIDDEN', 'this node may not submit: its token lacks the submit capability (ask an admin: rmesh token issue --peer <this id> --caps submit,render)')
     const scenePath = await checkScenePath(req.scenePath)
+    const quota = c.quotaOf?.(c.self)
+    if (quota !== undefined) {
+      const unfinished = c.leases.jobs().filter((j) => j.submitter === c.self && (j.state === 'queued' || j.state === 'rendering')).length
+      if (unfinished >= quota) {
+        throw new RmeshError('ERR_QUOTA', `this node's token allows ${quota} unfinished job(s) and ${unfinished} are queued or rendering; wait for one to end or cancel one`, { details: { quota, unfinished } })
+      }
+    }
     const engineName = req.engine ?? 'blender'
     if (typeof engineName !== 'string' || !/^[a-z][a-z0-9-]{0,31}$/.test(engineName)) throw new InvalidInputError('engine must be a short name', { field: 'engine' })
     const engine = c.engines.get(engineName)

@@ -12,6 +12,8 @@ import { announceBody, cid, entry, outputsFor, SUB } from '../../unit/jobs/fixtu
 
 const AUTHORS = ['peer-a', 'peer-b', 'peer-c', 'peer-d', SUB] as PeerIdString[]
 const FRAMES = [1, 2, 3, 4, 5]
+/** RMESH_PROP_SCALE=<k> multiplies the runs for a deeper search. */
+const SCALE = Number(process.env.RMESH_PROP_SCALE ?? 1)
 
 const arbOp = fc.record({
   kind: fc.constantFrom(
@@ -113,7 +115,7 @@ describe('reducer properties', () => {
         expect(JSON.stringify(fold.state)).toBe(JSON.stringify(reduceJob(es)))
         expect(JSON.stringify(reduceJob(shuffled))).toBe(JSON.stringify(reduceJob(es)))
       }),
-      { numRuns: 300 },
+      { numRuns: 300 * SCALE },
     )
   })
 
@@ -136,7 +138,7 @@ describe('reducer properties', () => {
           )
         }
       }),
-      { numRuns: 300 },
+      { numRuns: 300 * SCALE },
     )
   })
 
@@ -159,7 +161,7 @@ describe('reducer properties', () => {
           expect(JSON.stringify(fold.state)).toBe(JSON.stringify(reduceJob(es)))
         },
       ),
-      { numRuns: 100 },
+      { numRuns: 100 * SCALE },
     )
   })
 })

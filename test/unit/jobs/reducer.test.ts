@@ -77,7 +77,12 @@ describe('reduceJob', () => {
   })
 
   it('a complete stays valid when an earlier cancel voids its claim (done never reverts)', () => {
-    const s = reduceJob([ann(), entry('cancel', {}, 2, SUB), claim(0, 1, 2, SUB), complete(0, 1, 3, A)])!
+    const s = reduceJob([
+      ann(),
+      entry('cancel', {}, 2, SUB),
+      claim(0, 1, 2, SUB),
+      complete(0, 1, 3, A),
+    ])!
     expect(s.chunks[0].state).toBe('done')
   })
 

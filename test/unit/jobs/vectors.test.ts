@@ -140,7 +140,8 @@ const CASES: Record<string, Omit<Vector, 'expected'>> = {
     ],
   },
   'garbage-ignored': {
-    description: 'Invalid bodies, unknown kinds and entries before the announce are ignored; a complete needs no prior claim.',
+    description:
+      'Invalid bodies, unknown kinds and entries before the announce are ignored; a complete needs no prior claim.',
     entries: [
       e('claim', { chunk: 0, attempt: 1 }, 1, A),
       ann({ frames: [1] }),

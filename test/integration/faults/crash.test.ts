@@ -1,0 +1,65 @@
+/**
+ * Faults with real daemons (issue 6's real-daemon acceptance, issue 10's crash scenarios):
+ * three processes on loopback, the test engine, 60 frames of 200 ms.
+ *  a. the job completes;
+ *  b. a renderer SIGKILLed mid-job: the job still completes, and the renderer restarts on
+ *     its data directory with the same peer id and sees the job done;
+ *  c. the submitter SIGKILLed mid-job and restarted: every output lands in its folder.
+ * One mesh serves the three in turn (each with its own job) to keep the suite fast.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type DaemonProc, nodeInfo, restartDaemonProc, stopDaemonProc } from '../../helpers/daemons.js'
+import { expectPromisesKept, jobDetail, startFaultMesh, stopAll, submitTestJob, waitFramesDone, waitRendering } from './helpers.js'
+
+describe('faults: crash and restart (3 daemons)', () => {
+  let procs: DaemonProc[] = []
+  const jobDirs: string[] = []
+  beforeAll(async () => {
+    procs = await startFaultMesh(3)
+  })
+  afterAll(async () => {
+    await stopAll(procs, jobDirs)
+  })
+
+  it('a. a 60-frame job of 200 ms frames completes on 3 daemons', async () => {
+    const t0 = Date.now()
+    const job = await submitTestJob(procs[0], { frames: 60, frameMs: 200 })
+    jobDirs.push(job.workDir)
+    const counts = await expectPromisesKept('a. normal run', procs, procs[0], job)
+    console.log(`[faults] a. makespan+collect ${Date.now() - t0} ms (ideal 60 × 200 ms / 3 = 4000 ms)`)
+    expect(counts.completes).toBe(60)
+    expect(counts.duplicateCompletes).toBe(0)
+  })
+
+  it('b. a renderer killed by SIGKILL mid-job: the job completes, the renderer rejoins', async () => {
+    const victim = procs[2]
+    const peerId = victim.peerId
+    const job = await submitTestJob(procs[0], { frames: 60, frameMs: 200 })
+    jobDirs.push(job.workDir)
+    await waitFramesDone(procs[0], job.jobId, 10)
+    await waitRendering(procs[0], victim, job.jobId)
+    await stopDaemonProc(victim, 'SIGKILL')
+    const counts = await expectPromisesKept('b. renderer SIGKILL', procs.slice(0, 2), procs[0], job)
+    expect(counts.completes - counts.duplicateCompletes).toBe(60)
+    expect(counts.duplicateCompletes).toBeLessThanOrEqual(3)
+
+    procs[2] = await restartDaemonProc(victim)
+    expect((await nodeInfo(procs[2])).peerId).toBe(peerId)
+    const seen = await expectPromisesKept('b. after restart', procs, procs[0], job)
+    expect(seen.completes).toBe(counts.completes)
+    expect((await jobDetail(procs[2], job.jobId))?.state).toBe('done')
+  })
+
+  it('c. the submitter killed by SIGKILL mid-job and restarted: every output lands', async () => {
+    const job = await submitTestJob(procs[0], { frames: 60, frameMs: 200 })
+    jobDirs.push(job.workDir)
+    await waitFramesDone(procs[0], job.jobId, 10)
+    await stopDaemonProc(procs[0], 'SIGKILL')
+    // The others keep rendering while the submitter is away.
+    await waitFramesDone(procs[1], job.jobId, 25)
+    procs[0] = await restartDaemonProc(procs[0])
+    const counts = await expectPromisesKept('c. submitter SIGKILL', procs, procs[0], job)
+    expect(counts.completes - counts.duplicateCompletes).toBe(60)
+    expect(counts.duplicateCompletes).toBeLessThanOrEqual(3)
+  })
+})

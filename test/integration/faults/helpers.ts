@@ -1,0 +1,225 @@
+/**
+ * Shared checks of the fault scenarios: start a mesh tuned for fast lease reopening,
+ * submit a test-engine job, and verify the promises after a fault.
+ *
+ * Invariants the checks enforce (the same after every scenario):
+ *  - every frame is in the submitter's output folder exactly once, byte-identical to
+ *    testFramePng(jobId, frame), and nothing else is there (no temp or stray files);
+ *  - every live daemon reports the same job state, framesDone and per-frame states;
+ *  - every daemon that should be up answers GET /v1/node;
+ *  - duplicate renders (complete entries beyond the first of a chunk) and extra attempts
+ *    are counted from the job's own log and returned for the test to bound and report.
+ */
+import { readdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { JobDetail } from '../../../src/api/types.js'
+import { testFramePng } from '../../../src/engines/test-engine.js'
+import { frameFileName } from '../../../src/service/jobs.js'
+import {
+  apiCall,
+  type DaemonProc,
+  makeTempDir,
+  removeDir,
+  type StartOptions,
+  startMesh,
+  stopDaemonProc,
+  waitFor,
+} from '../../helpers/daemons.js'
+
+/** Daemons reopen a silent holder's lease after 3 s (defaults are 10 s and 2 s). */
+export const FAST_LEASE_ENV: Record<string, string> = {
+  RMESH_LEASE_TIMEOUT_MS: '3000',
+  RMESH_PRESENCE_INTERVAL_MS: '500',
+}
+
+export async function startFaultMesh(count: number, options: StartOptions = {}): Promise<DaemonProc[]> {
+  return startMesh(count, { logLevel: 'info', ...options, env: { ...FAST_LEASE_ENV, ...options.env } })
+}
+
+export async function stopAll(procs: (DaemonProc | undefined)[], extraDirs: string[] = []): Promise<void> {
+  const live = procs.filter((p): p is DaemonProc => !!p)
+  for (const p of live) if (p.proc.signalCode === 'SIGSTOP' || p.proc.exitCode === null) p.proc.kill('SIGCONT')
+  await Promise.all(live.map((p) => stopDaemonProc(p, 'SIGKILL').catch(() => {})))
+  if (process.env.RMESH_KEEP_TEST_DIRS) return
+  await Promise.all([...live.map((p) => p.dir), ...extraDirs].map((d) => removeDir(d)))
+}
+
+export interface SubmittedJob {
+  jobId: string
+  outDir: string
+  frames: number[]
+  /** The scratch folder holding the dummy scene and the output folder. */
+  workDir: string
+}
+
+/** Submit a test-engine job on `d` (any file named .blend is a scene for that engine). */
+export async function submitTestJob(
+  d: DaemonProc,
+  o: { frames: number; frameMs: number; chunk?: number; params?: Record<string, unknown> },
+): Promise<SubmittedJob> {
+  const workDir = await makeTempDir('rmesh-fault-job-')
+  const scenePath = join(workDir, 'scene.blend')
+  await writeFile(scenePath, `fault scene ${Date.now()}\n`)
+  const outDir = join(workDir, 'out')
+  const r = await apiCall<{ jobId: string; outDir: string }>(d.socket, 'POST', '/v1/jobs', {
+    scenePath,
+    engine: 'test',
+    frames: `1-${o.frames}`,
+    chunk: o.chunk ?? 1,
+    params: { frameMs: o.frameMs, ...o.params },
+    outDir,
+  })
+  if (r.status !== 201 && r.status !== 200) throw new Error(`submit failed: ${r.status} ${JSON.stringify(r.body)}`)
+  return { jobId: r.body.jobId, outDir: r.body.outDir, frames: Array.from({ length: o.frames }, (_, i) => i + 1), workDir }
+}
+
+export async function jobDetail(d: DaemonProc, jobId: string): Promise<JobDetail | undefined> {
+  const r = await apiCall<JobDetail>(d.socket, 'GET', `/v1/jobs/${jobId}`, undefined, 5_000)
+  return r.status === 200 ? r.body : undefined
+}
+
+/** Wait until the submitter sees the job done with every output written locally. */
+export async function waitJobCollected(submitter: DaemonProc, jobId: string, timeoutMs: number): Promise<JobDetail> {
+  return waitFor(
+    async () => {
+      const j = await jobDetail(submitter, jobId)
+      if (j?.state === 'failed' || j?.state === 'canceled') throw new Error(`job ${jobId} ended ${j.state}: ${j.reason}`)
+      return j?.state === 'done' && j.localComplete ? j : undefined
+    },
+    timeoutMs,
+    `job ${jobId} done and collected`,
+    200,
+  )
+}
+
+/** The fingerprint every replica must agree on. */
+function fingerprint(j: JobDetail): string {
+  return JSON.stringify({
+    state: j.state,
+    framesDone: j.framesDone,
+    frames: j.frames.map((f) => [f.frame, f.state]),
+    chunks: j.chunks.map((c) => [c.index, c.state, c.attempt, c.node]),
+  })
+}
+
+/** Every daemon in `procs` reports the same job state (waits for gossip/sync to settle). */
+export async function expectConverged(procs: DaemonProc[], jobId: string, timeoutMs = 30_000): Promise<JobDetail> {
+  let last: string[] = []
+  try {
+    return await waitFor(
+      async () => {
+        const details = await Promise.all(procs.map((p) => jobDetail(p, jobId)))
+        if (details.some((d) => !d)) return undefined
+        last = details.map((d) => fingerprint(d!))
+        return last.every((f) => f === last[0]) && details[0]!.state === 'done' ? details[0] : undefined
+      },
+      timeoutMs,
+      'every replica to agree on the job state',
+      200,
+    )
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\nreplicas:\n${last.map((l) => l.slice(0, 400)).join('\n')}`)
+  }
+}
+
+/** Every frame exactly once in outDir, with the test engine's exact bytes, and nothing else. */
+export async function expectOutputs(job: SubmittedJob): Promise<void> {
+  const names = (await readdir(job.outDir)).sort()
+  const expected = job.frames.map((f) => frameFileName(f, '.png')).sort()
+  if (JSON.stringify(names) !== JSON.stringify(expected)) {
+    const extra = names.filter((n) => !expected.includes(n))
+    const missing = expected.filter((n) => !names.includes(n))
+    throw new Error(`output folder mismatch: missing ${JSON.stringify(missing)}, extra ${JSON.stringify(extra)}`)
+  }
+  for (const f of job.frames) {
+    const bytes = new Uint8Array(await readFile(join(job.outDir, frameFileName(f, '.png'))))
+    const want = testFramePng(job.jobId, f)
+    if (Buffer.compare(bytes, want) !== 0) throw new Error(`frame ${f}: wrong bytes (${bytes.length} bytes, want ${want.length})`)
+  }
+}
+
+export async function expectAlive(procs: DaemonProc[]): Promise<void> {
+  for (const p of procs) {
+    if (p.proc.exitCode !== null || p.proc.signalCode !== null) throw new Error(`daemon ${p.dir} exited (${p.proc.exitCode ?? p.proc.signalCode}): ${p.stderr.join('').slice(-2000)}`)
+    const r = await apiCall(p.socket, 'GET', '/v1/node', undefined, 10_000)
+    if (r.status !== 200) throw new Error(`daemon ${p.dir} answers ${r.status}`)
+  }
+}
+
+export interface RenderCounts {
+  chunks: number
+  claims: number
+  completes: number
+  /** Complete entries beyond the first of each chunk: renders whose work was wasted. */
+  duplicateCompletes: number
+  /** Attempts beyond the first of each chunk (reopened or re-claimed leases). */
+  extraAttempts: number
+  releases: number
+  fails: number
+}
+
+/** Count renders from the job's history (GET /v1/jobs/:id/logs: one line per entry). */
+export async function renderCounts(d: DaemonProc, jobId: string): Promise<RenderCounts> {
+  const r = await apiCall<string>(d.socket, 'GET', `/v1/jobs/${jobId}/logs`)
+  if (r.status !== 200) throw new Error(`job history: ${r.status}`)
+  const lines = String(r.body).split('\n').filter(Boolean)
+  const perChunk = new Map<number, number>()
+  const attempts = new Map<number, number>()
+  const counts: RenderCounts = { chunks: 0, claims: 0, completes: 0, duplicateCompletes: 0, extraAttempts: 0, releases: 0, fails: 0 }
+  for (const line of lines) {
+    const [, , kind, ...rest] = line.split(' ')
+    const body = rest.join(' ')
+    const chunk = Number(/"chunk":(\d+)/.exec(body)?.[1] ?? -1)
+    const attempt = Number(/"attempt":(\d+)/.exec(body)?.[1] ?? 0)
+    if (kind === 'announce') continue
+    if (kind === 'claim') {
+      counts.claims++
+      attempts.set(chunk, Math.max(attempts.get(chunk) ?? 0, attempt))
+    } else if (kind === 'complete') {
+      counts.completes++
+      perChunk.set(chunk, (perChunk.get(chunk) ?? 0) + 1)
+    } else if (kind === 'release') counts.releases++
+    else if (kind === 'fail') counts.fails++
+  }
+  counts.chunks = perChunk.size
+  for (const n of perChunk.values()) counts.duplicateCompletes += n - 1
+  for (const a of attempts.values()) counts.extraAttempts += Math.max(0, a - 1)
+  return counts
+}
+
+export function report(name: string, counts: RenderCounts, extra: Record<string, unknown> = {}): void {
+  console.log(`[faults] ${name}: ${JSON.stringify({ ...counts, ...extra })}`)
+}
+
+/** The full set of checks after a scenario; returns the render counts. */
+export async function expectPromisesKept(name: string, procs: DaemonProc[], submitter: DaemonProc, job: SubmittedJob, timeoutMs = 60_000): Promise<RenderCounts> {
+  const started = Date.now()
+  await waitJobCollected(submitter, job.jobId, timeoutMs)
+  await expectConverged(procs, job.jobId)
+  await expectOutputs(job)
+  await expectAlive(procs)
+  const counts = await renderCounts(submitter, job.jobId)
+  report(name, counts, { settleMs: Date.now() - started })
+  return counts
+}
+
+/** Wait until `d` is rendering some chunk of the job (per the submitter's view). */
+export async function waitRendering(observer: DaemonProc, d: DaemonProc, jobId: string, timeoutMs = 20_000): Promise<void> {
+  await waitFor(
+    async () => {
+      const j = await jobDetail(observer, jobId)
+      return j?.chunks.some((c) => c.node === d.peerId && (c.state === 'rendering' || c.state === 'claimed'))
+    },
+    timeoutMs,
+    `${d.peerId} to hold a chunk`,
+    25,
+  )
+}
+
+export async function waitFramesDone(d: DaemonProc, jobId: string, n: number, timeoutMs = 30_000): Promise<void> {
+  await waitFor(async () => ((await jobDetail(d, jobId))?.framesDone ?? 0) >= n, timeoutMs, `${n} frames done`, 50)
+}
+
+export async function daemonLog(d: DaemonProc): Promise<string> {
+  return readFile(join(d.dir, 'daemon.log'), 'utf8').catch(() => '')
+}
