@@ -27,7 +27,6 @@ describe('faults: crash and restart (3 daemons)', () => {
     jobDirs.push(job.workDir)
     const counts = await expectPromisesKept('a. normal run', procs, procs[0], job)
     console.log(`[faults] a. makespan+collect ${Date.now() - t0} ms (ideal 60 × 200 ms / 3 = 4000 ms)`)
-    expect(counts.completes).toBe(60)
     expect(counts.duplicateCompletes).toBe(0)
   })
 
@@ -40,13 +39,12 @@ describe('faults: crash and restart (3 daemons)', () => {
     await waitRendering(procs[0], victim, job.jobId)
     await stopDaemonProc(victim, 'SIGKILL')
     const counts = await expectPromisesKept('b. renderer SIGKILL', procs.slice(0, 2), procs[0], job)
-    expect(counts.completes - counts.duplicateCompletes).toBe(60)
     expect(counts.duplicateCompletes).toBeLessThanOrEqual(3)
 
     procs[2] = await restartDaemonProc(victim)
     expect((await nodeInfo(procs[2])).peerId).toBe(peerId)
     const seen = await expectPromisesKept('b. after restart', procs, procs[0], job)
-    expect(seen.completes).toBe(counts.completes)
+    expect(seen).toEqual(counts)
     expect((await jobDetail(procs[2], job.jobId))?.state).toBe('done')
   })
 
@@ -59,7 +57,6 @@ describe('faults: crash and restart (3 daemons)', () => {
     await waitFramesDone(procs[1], job.jobId, 25)
     procs[0] = await restartDaemonProc(procs[0])
     const counts = await expectPromisesKept('c. submitter SIGKILL', procs, procs[0], job)
-    expect(counts.completes - counts.duplicateCompletes).toBe(60)
     expect(counts.duplicateCompletes).toBeLessThanOrEqual(3)
   })
 })

@@ -50,6 +50,8 @@ export interface SubmittedJob {
   frames: number[]
   /** The scratch folder holding the dummy scene and the output folder. */
   workDir: string
+  /** The mesh's duplicate-render gauge when the job was submitted. */
+  duplicatesBefore: number
 }
 
 /** Submit a test-engine job on `d` (any file named .blend is a scene for that engine). */
@@ -57,6 +59,7 @@ export async function submitTestJob(
   d: DaemonProc,
   o: { frames: number; frameMs: number; chunk?: number; params?: Record<string, unknown> },
 ): Promise<SubmittedJob> {
+  const duplicatesBefore = await metric(d, 'rmesh_duplicate_renders')
   const workDir = await makeTempDir('rmesh-fault-job-')
   const scenePath = join(workDir, 'scene.blend')
   await writeFile(scenePath, `fault scene ${Date.now()}\n`)
@@ -70,7 +73,7 @@ export async function submitTestJob(
     outDir,
   })
   if (r.status !== 201 && r.status !== 200) throw new Error(`submit failed: ${r.status} ${JSON.stringify(r.body)}`)
-  return { jobId: r.body.jobId, outDir: r.body.outDir, frames: Array.from({ length: o.frames }, (_, i) => i + 1), workDir }
+  return { jobId: r.body.jobId, outDir: r.body.outDir, frames: Array.from({ length: o.frames }, (_, i) => i + 1), workDir, duplicatesBefore }
 }
 
 export async function jobDetail(d: DaemonProc, jobId: string): Promise<JobDetail | undefined> {
@@ -148,43 +151,36 @@ export async function expectAlive(procs: DaemonProc[]): Promise<void> {
 
 export interface RenderCounts {
   chunks: number
-  claims: number
-  completes: number
-  /** Complete entries beyond the first of each chunk: renders whose work was wasted. */
+  /** Complete entries beyond the first of a chunk (the reducer's count): wasted renders. */
   duplicateCompletes: number
-  /** Attempts beyond the first of each chunk (reopened or re-claimed leases). */
+  /** Attempts beyond the first of each chunk (reopened, lost or failed leases). */
   extraAttempts: number
-  releases: number
-  fails: number
 }
 
-/** Count renders from the job's history (GET /v1/jobs/:id/logs: one line per entry). */
-export async function renderCounts(d: DaemonProc, jobId: string): Promise<RenderCounts> {
-  const r = await apiCall<string>(d.socket, 'GET', `/v1/jobs/${jobId}/logs`)
-  if (r.status !== 200) throw new Error(`job history: ${r.status}`)
-  const lines = String(r.body).split('\n').filter(Boolean)
-  const perChunk = new Map<number, number>()
-  const attempts = new Map<number, number>()
-  const counts: RenderCounts = { chunks: 0, claims: 0, completes: 0, duplicateCompletes: 0, extraAttempts: 0, releases: 0, fails: 0 }
-  for (const line of lines) {
-    const [, , kind, ...rest] = line.split(' ')
-    const body = rest.join(' ')
-    const chunk = Number(/"chunk":(\d+)/.exec(body)?.[1] ?? -1)
-    const attempt = Number(/"attempt":(\d+)/.exec(body)?.[1] ?? 0)
-    if (kind === 'announce') continue
-    if (kind === 'claim') {
-      counts.claims++
-      attempts.set(chunk, Math.max(attempts.get(chunk) ?? 0, attempt))
-    } else if (kind === 'complete') {
-      counts.completes++
-      perChunk.set(chunk, (perChunk.get(chunk) ?? 0) + 1)
-    } else if (kind === 'release') counts.releases++
-    else if (kind === 'fail') counts.fails++
+/** A gauge or counter from the daemon's /metrics (summed over label sets). */
+export async function metric(d: DaemonProc, name: string): Promise<number> {
+  const r = await apiCall<string>(d.socket, 'GET', '/metrics')
+  let sum = 0
+  for (const line of String(r.body).split('\n')) {
+    const m = new RegExp(`^${name}(\\{[^}]*\\})? (\\S+)$`).exec(line)
+    if (m) sum += Number(m[2])
   }
-  counts.chunks = perChunk.size
-  for (const n of perChunk.values()) counts.duplicateCompletes += n - 1
-  for (const a of attempts.values()) counts.extraAttempts += Math.max(0, a - 1)
-  return counts
+  return sum
+}
+
+/**
+ * Count renders: extra attempts from the job's chunks; duplicate completes from the
+ * reducer's gauge (over all jobs, so pass the value read before this job was submitted).
+ * The job's own log cannot be used: a finished job is compacted into one seal entry.
+ */
+export async function renderCounts(d: DaemonProc, jobId: string, duplicatesBefore = 0): Promise<RenderCounts> {
+  const j = await jobDetail(d, jobId)
+  if (!j) throw new Error(`job ${jobId} unknown on ${d.dir}`)
+  return {
+    chunks: j.chunks.length,
+    extraAttempts: j.chunks.reduce((n, c) => n + Math.max(0, c.attempt - 1), 0),
+    duplicateCompletes: (await metric(d, 'rmesh_duplicate_renders')) - duplicatesBefore,
+  }
 }
 
 export function report(name: string, counts: RenderCounts, extra: Record<string, unknown> = {}): void {
@@ -198,7 +194,7 @@ export async function expectPromisesKept(name: string, procs: DaemonProc[], subm
   await expectConverged(procs, job.jobId)
   await expectOutputs(job)
   await expectAlive(procs)
-  const counts = await renderCounts(submitter, job.jobId)
+  const counts = await renderCounts(submitter, job.jobId, job.duplicatesBefore)
   report(name, counts, { settleMs: Date.now() - started })
   return counts
 }
