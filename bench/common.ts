@@ -108,17 +108,27 @@ export async function waitJobDone(
   timeoutMs: number,
   local = false,
 ): Promise<JobDetail> {
-  return waitFor(
-    async () => {
-      const j = await jobDetail(d, jobId)
-      if (j.state === 'failed' || j.state === 'canceled')
-        throw new Error(`job ${jobId} ended ${j.state}: ${j.reason ?? ''}`)
-      return j.state === 'done' && (!local || j.localComplete) ? j : false
-    },
-    timeoutMs,
-    `job ${jobId} to finish`,
-    250,
-  )
+  let last: JobDetail | undefined
+  try {
+    return await waitFor(
+      async () => {
+        const j = await jobDetail(d, jobId)
+        last = j
+        if (j.state === 'failed' || j.state === 'canceled')
+          throw new Error(`job ${jobId} ended ${j.state}: ${j.reason ?? ''}`)
+        return j.state === 'done' && (!local || j.localComplete) ? j : false
+      },
+      timeoutMs,
+      `job ${jobId} to finish`,
+      250,
+    )
+  } catch (err) {
+    const l = last
+    const where = l
+      ? ` (last seen ${l.state}, ${l.framesDone}/${l.framesTotal} done, ${l.framesLocal ?? 0} local, ${l.framesRendering} rendering)`
+      : ''
+    throw new Error(`${(err as Error).message}${where}`)
+  }
 }
 
 /** Every event a daemon publishes from now until stop(), stamped by the daemon (`time`). */

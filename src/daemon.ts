@@ -42,6 +42,7 @@ import { type LogId, MESH_LOG, type PeerIdString } from './log/types.js'
 import { createDialer, type Dialer } from './net/dialer.js'
 import { createHost, type RmeshLibp2p } from './net/host.js'
 import { createPeerBook } from './net/peerbook.js'
+import { testPartitionFromEnv } from './net/test-partition.js'
 import { type Activity, createPresence, type PresenceService } from './net/presence.js'
 import { createJobService, type JobService } from './service/jobs.js'
 import { createLiveLogs, type LiveLogs } from './service/live-logs.js'
@@ -163,14 +164,20 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
       owner = undefined
     }
     const admissionState = createAdmissionState({ tokens, clock })
+    // Test only (fault tests' partitions); undefined unless RMESH_TEST_BLOCK_PEERS_FILE is set.
+    const testPartition = testPartitionFromEnv()
     const libp2p = await createHost({
       privateKey,
       listen: config.listen,
       bootstrap: config.bootstrap,
       mdns: config.mdns,
-      connectionGater: createConnectionGater(admissionState),
+      connectionGater: testPartition ? testPartition.wrap(createConnectionGater(admissionState)) : createConnectionGater(admissionState),
     })
     cleanups.push(() => libp2p.stop())
+    if (testPartition) {
+      testPartition.start(libp2p)
+      cleanups.push(() => testPartition.stop())
+    }
     const admission = createAdmission({ libp2p, tokens, state: admissionState, clock, logger }, { meshId: owner?.meshId, capabilityFor })
     const issuer = createTokenIssuer({ nodeKey: privateKey, tokens, clock, owner })
     const invites = createInviteServer({ libp2p, nodeKey: privateKey, admission, issuer, tokens, clock, logger })
@@ -403,26 +410,13 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
       const t = e.kind === ADMIT_KIND ? (e.body as { token?: unknown }).token : undefined
       if (t instanceof Uint8Array) learnQuota(t)
     }
-    await admission.start()
-    cleanups.push(() => admission.stop())
-    await invites.start()
-    cleanups.push(() => invites.stop())
-    await presence.start()
-    cleanups.push(() => presence.stop())
-    await sync.start()
-    cleanups.push(() => sync.stop())
-    await exchange.start()
-    cleanups.push(() => exchange.stop())
-    await providers.start()
-    cleanups.push(() => providers.stop())
-    await jobs.start()
-    cleanups.push(() => jobs.stop())
-    await liveLogs.start()
-    cleanups.push(() => liveLogs.stop())
-    await leases.start()
-    cleanups.push(() => leases?.stop({ release: true }))
-    await dialer.start()
-    cleanups.push(() => dialer.stop())
+    // In dependency order; each stops in reverse on shutdown.
+    const services: { start(): Promise<void>; stop(): Promise<void> | void }[] = [admission, invites, presence, sync, exchange, providers, jobs, liveLogs]
+    services.push({ start: () => leases.start(), stop: () => leases.stop({ release: true }) }, dialer)
+    for (const service of services) {
+      await service.start()
+      cleanups.push(() => service.stop())
+    }
     await announceOwnToken().catch((err) => logger.warn('could not announce this node token', { err: describeError(err) }))
 
     const api: ApiHttpServer = createApiHttpServer(logger.child('api'))

@@ -1,8 +1,8 @@
 /**
- * `rmesh daemon`: run this machine's node of the mesh in the foreground.
+ * `rmesh daemon`: run this machine's node of the mesh in the foreground. The daemon (libp2p,
+ * LevelDB, engines) is imported only when it runs, so every other command starts fast.
  */
 import { type Command, Option } from 'commander'
-import { runDaemon } from '../daemon-run.js'
 import type { CliContext } from '../context.js'
 import { UsageError } from '../context.js'
 import { action } from '../command.js'
@@ -70,6 +70,7 @@ Examples:
             if (!Number.isInteger(metricsPort) || metricsPort < 1 || metricsPort > 65535)
               throw new UsageError(`--metrics-port must be a TCP port (1–65535), not ${JSON.stringify(opts.metricsPort)}`)
           }
+          const { runDaemon } = await import('../daemon-run.js')
           return runDaemon(
             {
               dir: ctx.dataDir,

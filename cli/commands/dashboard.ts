@@ -1,12 +1,11 @@
-/** `rmesh dashboard`: the live terminal UI (cli/ui/). Needs a terminal. */
+/**
+ * `rmesh dashboard`: the live terminal UI (cli/ui/). Needs a terminal. Ink, React and the UI
+ * are imported when the dashboard starts, so every other command starts without them.
+ */
 import type { Command } from 'commander'
-import { render } from 'ink'
-import { createElement } from 'react'
 import type { ApiClient } from '../../src/api/client.js'
 import { action } from '../command.js'
 import { type CliContext, UsageError } from '../context.js'
-import { Dashboard } from '../ui/App.js'
-import { makeTheme, ThemeContext } from '../ui/theme.js'
 
 export function register(program: Command, ctx: CliContext): void {
   program
@@ -35,6 +34,13 @@ export async function dashboard(ctx: CliContext, options: DashboardOptions = {})
   const client = options.client ?? ctx.client()
   // Fail fast with the usual "no daemon" message and exit code, before taking the screen.
   await client.node()
+  const [{ render }, { createElement }, { Dashboard }, { makeTheme, ThemeContext }] =
+    await Promise.all([
+      import('ink'),
+      import('react'),
+      import('../ui/App.js'),
+      import('../ui/theme.js'),
+    ])
   const app = render(
     createElement(
       ThemeContext.Provider,

@@ -67,7 +67,7 @@ export function register(program: Command, ctx: CliContext): void {
               frames: opts.frames,
               outDir,
               name: 'rmesh-demo',
-            pack: true,
+              pack: true,
               video: opts.video === 'none' ? undefined : (opts.video as VideoCodec),
             })
             ctx.warn(
@@ -75,17 +75,19 @@ export function register(program: Command, ctx: CliContext): void {
             )
             const plain = opts.plain || !ctx.interactive
             let lastLine = ''
-            const final: JobSummary = await watchJob(client, submitted.jobId, {
+            const watching = watchJob(client, submitted.jobId, {
               signal: AbortSignal.timeout(30 * 60_000),
               onUpdate: (job) => {
                 const line = progressLine(job, 30, ctx.color)
-                if (line === lastLine) return
+                if (line === lastLine || !plain) return
                 lastLine = line
-                if (plain) ctx.warn(line)
-                else ctx.stderr.write(`\r\x1b[2K${line}`)
+                ctx.warn(line)
               },
             })
-            if (!plain) ctx.stderr.write('\n')
+            // On a terminal the demo shows the dashboard until the job ends (q leaves it early).
+            if (!plain) await dashboard(ctx, { client, until: watching.catch(() => undefined) })
+            const final: JobSummary = await watching
+            if (!plain) ctx.warn(progressLine(final, 30, ctx.color))
             if (opts.json) printJson(ctx, await client.job(submitted.jobId))
             const ok = final.state === 'done' && final.localComplete === true
             ctx.warn(

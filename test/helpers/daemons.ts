@@ -71,6 +71,8 @@ export async function waitFor<T>(fn: () => Promise<T | undefined | false> | T | 
 export interface StartOptions extends Partial<SpawnOptions> {
   /** Test engine on (default true: fast, deterministic renders). */
   testEngine?: boolean
+  /** startMesh: use these (existing, empty) data directories instead of fresh temp ones. */
+  dirs?: string[]
 }
 
 export async function startDaemonProc(options: StartOptions = {}): Promise<DaemonProc> {
@@ -84,7 +86,7 @@ export async function startDaemonProc(options: StartOptions = {}): Promise<Daemo
 
 /** Start `count` admitted daemons: the first owns a fresh mesh, the others bootstrap to it. */
 export async function startMesh(count: number, options: StartOptions = {}): Promise<DaemonProc[]> {
-  const dirs = await Promise.all(Array.from({ length: count }, () => makeTempDir()))
+  const dirs = options.dirs ?? (await Promise.all(Array.from({ length: count }, () => makeTempDir())))
   await admitDirs(dirs)
   const first = await startDaemonProc({ ...options, dir: dirs[0], name: 'node1' })
   const boot = first.addresses.filter((a) => a.includes('/ip4/127.0.0.1/'))

@@ -10,6 +10,7 @@
  *  - duplicate renders (complete entries beyond the first of a chunk) and extra attempts
  *    are counted from the job's own log and returned for the test to bound and report.
  */
+import { randomBytes } from 'node:crypto'
 import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { JobDetail } from '../../../src/api/types.js'
@@ -57,12 +58,12 @@ export interface SubmittedJob {
 /** Submit a test-engine job on `d` (any file named .blend is a scene for that engine). */
 export async function submitTestJob(
   d: DaemonProc,
-  o: { frames: number; frameMs: number; chunk?: number; params?: Record<string, unknown> },
+  o: { frames: number; frameMs: number; chunk?: number; params?: Record<string, unknown>; sceneBytes?: number },
 ): Promise<SubmittedJob> {
   const duplicatesBefore = await metric(d, 'rmesh_duplicate_renders')
   const workDir = await makeTempDir('rmesh-fault-job-')
   const scenePath = join(workDir, 'scene.blend')
-  await writeFile(scenePath, `fault scene ${Date.now()}\n`)
+  await writeFile(scenePath, o.sceneBytes ? randomBytes(o.sceneBytes) : `fault scene ${Date.now()}\n`)
   const outDir = join(workDir, 'out')
   const r = await apiCall<{ jobId: string; outDir: string }>(d.socket, 'POST', '/v1/jobs', {
     scenePath,

@@ -1,0 +1,91 @@
+/**
+ * Storage faults with real daemons:
+ *  f. a renderer SIGKILLed again and again right as it renders and stores outputs: each
+ *     restart must open its LevelDB and block store cleanly, the job must complete, and
+ *     the restarted node must render again;
+ *  g. a renderer whose data directory is a 3 MiB tmpfs, filled up: its renders fail with
+ *     ERR_DISK_FULL, the others finish the job, and it stays up. Needs root for mount;
+ *     skipped with the reason printed when mount is refused.
+ */
+import { execFileSync } from 'node:child_process'
+import { mkdir, statfs, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { type DaemonProc, makeTempDir, restartDaemonProc, stopDaemonProc } from '../../helpers/daemons.js'
+import { expectAlive, expectPromisesKept, jobDetail, startFaultMesh, stopAll, submitTestJob, waitRendering } from './helpers.js'
+
+const KILLS = 3
+
+describe('faults: storage (3 daemons)', () => {
+  let procs: DaemonProc[] = []
+  const jobDirs: string[] = []
+  let mounted: string | undefined
+  afterAll(async () => {
+    await stopAll(procs, jobDirs)
+    if (mounted) {
+      try {
+        execFileSync('umount', [mounted])
+      } catch (err) {
+        console.log(`[faults] g. could not unmount ${mounted}: ${(err as Error).message}`)
+      }
+    }
+  })
+
+  it(`f. SIGKILL while storing outputs, ${KILLS} times: stores reopen cleanly and the job completes`, async () => {
+    procs = await startFaultMesh(3)
+    const [submitter, , victim] = procs
+    const job = await submitTestJob(submitter, { frames: 60, frameMs: 30 })
+    jobDirs.push(job.workDir)
+    for (let i = 0; i < KILLS; i++) {
+      const v = procs[2]
+      await waitRendering(submitter, v, job.jobId)
+      // A 30 ms frame: within a few ms of starting, the render is writing or importing.
+      await new Promise((r) => setTimeout(r, 10 + i * 15))
+      await stopDaemonProc(v, 'SIGKILL')
+      // The restart opens LevelDB (locked and possibly mid-write) and the block store.
+      procs[2] = await restartDaemonProc(v)
+      if ((await jobDetail(submitter, job.jobId))?.state === 'done') break
+    }
+    const counts = await expectPromisesKept('f. SIGKILL during writes', procs, submitter, job)
+    expect(counts.duplicateCompletes).toBeLessThanOrEqual(KILLS)
+    // The restarted node works: it renders its share of a fresh job.
+    const again = await submitTestJob(submitter, { frames: 30, frameMs: 100 })
+    jobDirs.push(again.workDir)
+    await expectPromisesKept('f. fresh job after the kills', procs, submitter, again)
+    const j = (await jobDetail(submitter, again.jobId))!
+    expect(j.frames.filter((f) => f.node === victim.peerId).length).toBeGreaterThan(0)
+  })
+
+  it('g. a renderer whose disk is full: clear ERR_DISK_FULL failures, the others finish, it stays up', async (ctx) => {
+    const dirs = await Promise.all([makeTempDir(), makeTempDir(), makeTempDir()])
+    const small = dirs[2]
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m,mode=0700', 'tmpfs', small], { stdio: 'pipe' })
+      mounted = small
+    } catch (err) {
+      console.log(`[faults] g. skipped: cannot mount a tmpfs (${(err as Error).message.split('\n')[0]})`)
+      ctx.skip()
+      return
+    }
+    await stopAll(procs)
+    procs = await startFaultMesh(3, { dirs })
+    const [submitter, , full] = procs
+    // Fill the small disk, leaving a little room for LevelDB's own appends.
+    const st = await statfs(small)
+    const free = st.bavail * st.bsize
+    await mkdir(join(small, 'filler'), { recursive: true })
+    await writeFile(join(small, 'filler', 'fill'), Buffer.alloc(Math.max(0, free - 256 * 1024)))
+    // The scene is larger than what is left: fetching it must fail with a clear error.
+    const job = await submitTestJob(submitter, { frames: 20, frameMs: 100, sceneBytes: 1024 * 1024 })
+    jobDirs.push(job.workDir)
+    const counts = await expectPromisesKept('g. disk full', procs, submitter, job)
+    await expectAlive([full])
+    const j = (await jobDetail(submitter, job.jobId))!
+    const errors = j.frames.map((f) => f.error).filter(Boolean)
+    console.log(`[faults] g. failures on the full node: ${errors.length}; first: ${errors[0]}; blocklist: ${j.blocklist.length}`)
+    expect(j.frames.every((f) => f.node !== full.peerId)).toBe(true)
+    expect(errors.length).toBeGreaterThan(0)
+    expect(errors.every((e) => /ERR_DISK_FULL/.test(e!))).toBe(true)
+    expect(counts.duplicateCompletes).toBe(0)
+  })
+})
