@@ -85,7 +85,19 @@ export function register(program: Command, ctx: CliContext): void {
               },
             })
             // On a terminal the demo shows the dashboard until the job ends (q leaves it early).
-            if (!plain) await dashboard(ctx, { client, until: watching.catch(() => undefined) })
+            let ended = false
+            const settled = watching.finally(() => {
+              ended = true
+            })
+            if (!plain) {
+              await dashboard(ctx, { client, until: settled.catch(() => undefined) })
+              if (!ended) {
+                // q or Ctrl-C in the dashboard: the demo ends, and so do its nodes.
+                ctx.warn('Stopping the demo nodes…')
+                settled.catch(() => undefined)
+                return EXIT.INTERRUPTED
+              }
+            }
             const final: JobSummary = await watching
             if (!plain) ctx.warn(progressLine(final, 30, ctx.color))
             if (opts.json) printJson(ctx, await client.job(submitted.jobId))

@@ -21,7 +21,8 @@ describe('faults: storage (3 daemons)', () => {
   const jobDirs: string[] = []
   let mounted: string | undefined
   afterAll(async () => {
-    await stopAll(procs, jobDirs)
+    // Stop the daemons before unmounting the small disk, and remove directories after.
+    await Promise.all(procs.map((p) => stopDaemonProc(p, 'SIGKILL').catch(() => {})))
     if (mounted) {
       try {
         execFileSync('umount', [mounted])
@@ -29,6 +30,7 @@ describe('faults: storage (3 daemons)', () => {
         console.log(`[faults] g. could not unmount ${mounted}: ${(err as Error).message}`)
       }
     }
+    await stopAll(procs, jobDirs)
   })
 
   it(`f. SIGKILL while storing outputs, ${KILLS} times: stores reopen cleanly and the job completes`, async () => {
