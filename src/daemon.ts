@@ -218,6 +218,8 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
       } catch {}
     }
     let leases: LeaseManager | undefined
+    /** A node renders only with a token that grants `render`. */
+    const renderSlots = () => (admission.token?.cap.includes('render') ? config.slots : 0)
     const worker = createWorker({
       blocks,
       exchange,
@@ -239,7 +241,7 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
           name: config.name,
           version: RMESH_VERSION,
           engines: engines.describe(),
-          slots: config.slots,
+          slots: renderSlots(),
           tags: config.tags,
           freeDiskBytes,
           load: Math.round((loadavg()[0] / Math.max(1, cpus().length)) * 100) / 100,
@@ -263,7 +265,7 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
         },
         liveness: { lastHeard: (p) => presence.lastHeard(p) },
         runner: {
-          start: async (task, signal, onProgress) => {
+          start: async (task, signal, onProgress, onRendered) => {
             const key = `${task.jobId}/${task.chunk}`
             activity.set(key, { job: task.jobId, chunk: task.chunk, frame: task.frames[0] })
             presence.publishNow()
@@ -272,6 +274,10 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
               const result = await worker.start(task, signal, (p) => {
                 activity.set(key, { job: task.jobId, chunk: task.chunk, frame: p.frame ?? task.frames[0], progress: p.fraction })
                 onProgress?.(p)
+              }, () => {
+                // Storing outputs is not rendering: the slot shows free as the next chunk starts.
+                activity.delete(key)
+                onRendered?.()
               })
               counters.framesRendered += task.kind === 'frames' ? task.frames.length : 0
               counters.renderSeconds.push((clock.monotonic() - started) / 1000)
@@ -283,7 +289,7 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
             }
           },
         },
-        capabilities: () => ({ engines: engines.describe(), slots: admission.token?.cap.includes('render') ? config.slots : 0, tags: config.tags }),
+        capabilities: () => ({ engines: engines.describe(), slots: renderSlots(), tags: config.tags }),
         logger,
       },
       { leaseTimeoutMs: config.leaseTimeoutMs, quotaOf: (submitter) => quotas.get(submitter)?.max },
@@ -317,6 +323,8 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
       logger: logger.child('jobs'),
       canSubmit: () => admission.token?.cap.includes('submit') ?? false,
       quotaOf: (peer) => quotas.get(peer)?.max,
+      selfEngines: () => engines.describe(),
+      selfSlots: renderSlots,
     })
 
     const liveLogs = createLiveLogs({ libp2p, events, logger: logger.child('live-logs'), isAdmitted })

@@ -68,7 +68,9 @@ Examples:
           if (opts.metricsPort !== undefined) {
             metricsPort = Number(opts.metricsPort)
             if (!Number.isInteger(metricsPort) || metricsPort < 1 || metricsPort > 65535)
-              throw new UsageError(`--metrics-port must be a TCP port (1–65535), not ${JSON.stringify(opts.metricsPort)}`)
+              throw new UsageError(
+                `--metrics-port must be a TCP port (1–65535), not ${JSON.stringify(opts.metricsPort)}`,
+              )
           }
           const { runDaemon } = await import('../daemon-run.js')
           return runDaemon(

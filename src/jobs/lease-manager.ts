@@ -14,7 +14,10 @@
  *    peer that never sent one, not been heard at all) for leaseTimeoutMs, or the attempt
  *    is older than chunkTimeoutMs. Wall clocks never enter;
  *  - at most `slots` renders run, and at most one extra chunk is held (prefetched) and only
- *    when open chunks outnumber live renderers, so a job's tail is not hoarded;
+ *    when open chunks outnumber live renderers, so a job's tail is not hoarded; a chunk
+ *    whose engine has finished and whose outputs are being stored no longer takes a render
+ *    slot (the prefetched chunk starts at once) but still counts as held, so no new claim
+ *    is made until it is stored;
  *  - a complete entry is written only with the outputs the runner returned (stored);
  *    a fail entry only for a render that failed on its own, never for one we aborted.
  */
@@ -118,7 +121,7 @@ interface Task {
   jobId: string
   chunk: number
   attempt: number
-  phase: 'claiming' | 'queued' | 'running'
+  phase: 'claiming' | 'queued' | 'running' | 'storing'
   claimedAt: number
   controller: AbortController
 }
@@ -500,9 +503,15 @@ export function createLeaseManager(
     const onProgress = options.onProgress
       ? (p: ChunkProgress) => options.onProgress!(info, p)
       : undefined
+    // The engine is done and only storing remains: hand the slot to the prefetched chunk.
+    const onRendered = () => {
+      if (task.phase !== 'running' || tasks.get(keyOf(task.jobId, task.chunk)) !== task) return
+      task.phase = 'storing'
+      startQueued(components.capabilities())
+    }
     let started: Promise<ChunkResult>
     try {
-      started = runner.start(info, task.controller.signal, onProgress)
+      started = runner.start(info, task.controller.signal, onProgress, onRendered)
     } catch (err) {
       started = Promise.reject(err)
     }

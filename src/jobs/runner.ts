@@ -9,7 +9,10 @@
  *    code) when the render fails, and with an AbortedError once `signal` fires; on abort
  *    it must stop its process tree promptly (the lease manager frees the slot at once
  *    and ignores a late result);
- *  - progress is optional and advisory.
+ *  - progress is optional and advisory;
+ *  - onRendered, when given, is called at most once, when the engine has finished and
+ *    only the storing of outputs remains: the lease manager starts the next chunk then, so
+ *    storing overlaps the next render (start() still resolves only once stored).
  */
 import { RmeshError } from '../util/errors.js'
 import type { AnnounceBody, ChunkOutput } from './entries.js'
@@ -43,6 +46,7 @@ export interface ChunkRunner {
     task: ChunkTask,
     signal: AbortSignal,
     onProgress?: (p: ChunkProgress) => void,
+    onRendered?: () => void,
   ): Promise<ChunkResult>
 }
 

@@ -28,6 +28,7 @@ import { VIDEO_EXTENSION } from '../engines/ffmpeg.js'
 import { type AnnounceBody, newJobId, type OutputFormat, validateBody } from '../jobs/entries.js'
 import { parseFrameSpec } from '../jobs/frame-spec.js'
 import type { LeaseManager } from '../jobs/lease-manager.js'
+import { versionSatisfies } from '../jobs/version.js'
 import type { ChunkState, JobState } from '../jobs/reducer.js'
 import type { LogManager } from '../log/log.js'
 import { jobIdOfLog, jobLogId, type LogEntry } from '../log/types.js'
@@ -72,6 +73,9 @@ export interface JobServiceComponents {
   logger: Logger
   /** This node may submit (its token has the capability). */
   canSubmit: () => boolean
+  /** What this node can run (for the "no eligible node" hint). */
+  selfEngines: () => readonly { name: string; version: string }[]
+  selfSlots: () => number
   /** maxQueuedJobs of a submitter's token, when it has one. */
   quotaOf?: (peerId: string) => number | undefined
 }
@@ -186,8 +190,26 @@ export function createJobService(c: JobServiceComponents): JobService {
       framesPerMinute,
       createdAt: s.createdAt,
       endedAt: terminal ? endedAt.get(s.jobId) : undefined,
-      reason: s.state === 'failed' ? (failedChunk ? `chunk ${failedChunk.index} failed on ${failedChunk.failures.length} nodes: ${failedChunk.failures.at(-1)?.reason ?? ''}` : 'no eligible node') : s.state === 'canceled' ? 'canceled' : undefined,
+      reason:
+        s.state === 'failed'
+          ? failedChunk
+            ? `chunk ${failedChunk.index} failed on ${failedChunk.failures.length} nodes: ${failedChunk.failures.at(-1)?.reason ?? ''}`
+            : 'no eligible node'
+          : s.state === 'canceled'
+            ? 'canceled'
+            : s.state === 'queued' && !anyEligible(s)
+              ? `waiting: no node of the mesh can run ${s.job.engine.name}${s.job.engine.version ?? ''} now (see rmesh peers)`
+              : undefined,
     }
+  }
+
+  /** Is any live node (this one included) able to take this job's chunks? */
+  const anyEligible = (s: JobState): boolean => {
+    const fits = (peer: string, engines: readonly { name: string; version: string }[], slots: number) =>
+      slots > 0 && !s.blocklist.includes(peer as JobState['blocklist'][number]) && engines.some((e) => e.name === s.job.engine.name && versionSatisfies(e.version, s.job.engine.version))
+    if (fits(c.self, c.selfEngines(), c.selfSlots())) return true
+    for (const [peerId, p] of c.presence.peers()) if (p.state === 'up' && fits(peerId, p.presence.engines, p.presence.slots)) return true
+    return false
   }
 
   const frameInfos = (s: JobState, work = working()): Api.FrameInfo[] => {

@@ -99,7 +99,7 @@ export function createWorker(c: WorkerComponents): ChunkRunner & { forgetJob(job
     }
   }
 
-  const renderFrames = async (task: ChunkTask, signal: AbortSignal, onProgress?: (p: ChunkProgress) => void): Promise<ChunkResult> => {
+  const renderFrames = async (task: ChunkTask, signal: AbortSignal, onProgress?: (p: ChunkProgress) => void, onRendered?: () => void): Promise<ChunkResult> => {
     const engine = c.engines.get(task.job.engine.name)
     if (!engine) throw new ChunkFailedError(`engine ${task.job.engine.name} is not installed on this node`)
     let scenePath: string
@@ -127,6 +127,7 @@ export function createWorker(c: WorkerComponents): ChunkRunner & { forgetJob(job
           onLog: (line) => c.onLogLine?.(task, currentFrame, line),
         },
       )
+      onRendered?.()
       const log = await storeLog(task.jobId, result.logPath)
       const outputs: ChunkOutput[] = []
       for (const o of result.outputs) {
@@ -196,8 +197,8 @@ export function createWorker(c: WorkerComponents): ChunkRunner & { forgetJob(job
   }
 
   return {
-    start(task, signal, onProgress) {
-      return task.kind === 'encode' ? encode(task, signal, onProgress) : renderFrames(task, signal, onProgress)
+    start(task, signal, onProgress, onRendered) {
+      return task.kind === 'encode' ? encode(task, signal, onProgress) : renderFrames(task, signal, onProgress, onRendered)
     },
     async forgetJob(jobId) {
       scenes.delete(jobId)
