@@ -2,7 +2,7 @@
  * `rmesh daemon`: resolve the configuration (flags → RMESH_* → config file → defaults),
  * start the daemon, print who it is, and stop cleanly on SIGINT/SIGTERM.
  */
-import { configFromEnv, configFromFile, resolveConfig, type ConfigInput } from '../src/config.js'
+import { type ConfigInput, configFromEnv, configFromFile, type DaemonConfig, resolveConfig } from '../src/config.js'
 import { startDaemon } from '../src/daemon.js'
 import { describeError, isRmeshError } from '../src/util/errors.js'
 
@@ -22,7 +22,7 @@ export async function runDaemon(
   flags: DaemonFlags,
   out: { log(s: string): void; error(s: string): void } = console,
 ): Promise<number> {
-  let config
+  let config: DaemonConfig
   try {
     const fromFlags: ConfigInput = {
       listen: flags.listen?.length ? flags.listen : undefined,

@@ -96,7 +96,7 @@ export interface Daemon {
   /** What this node is rendering now (for presence and the API). */
   readonly activity: Map<string, Activity>
   /** Store this node's token (from join/renew/init) and use it at once. */
-  useToken(tokenText: string | Uint8Array): Promise<void>
+  adoptToken(tokenText: string | Uint8Array): Promise<void>
   stop(): Promise<void>
 }
 
@@ -336,7 +336,7 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
       if (!known) await log.append(MESH_LOG as LogId, ADMIT_KIND, { token: token.bytes })
     }
 
-    const useToken = async (tokenText: string | Uint8Array) => {
+    const adoptToken = async (tokenText: string | Uint8Array) => {
       const bytes = typeof tokenText === 'string' ? parseTokenString(tokenText.trim()).bytes : tokenText
       await tokens.addOwnToken(bytes)
       await admission.reloadToken()
@@ -375,7 +375,7 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
       liveLogs,
       counters,
       activity,
-      useToken,
+      adoptToken,
       stop: async () => {
         logger.info('stopping')
         await cleanup()

@@ -185,7 +185,7 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
     const ttl = optInt(obj(req.body).expiresInMs, 'expiresInMs', 60_000, 10 * 365 * 86_400_000)
     if (!(await d.issuer.grantable()).length) throw new RmeshError('ERR_FORBIDDEN', 'only an admin node can renew its own token; ask an admin: rmesh token issue --peer <this id>')
     const token = await d.issuer.issue({ audience: d.peerId, caps: current.cap, ttlSeconds: ttl === undefined ? undefined : Math.floor(ttl / 1000), limits: current.lim })
-    await d.useToken(token.bytes)
+    await d.adoptToken(token.bytes)
     const issued: Api.IssuedToken = { id: token.id, token: formatToken(token), audience: token.aud, caps: [...token.cap], expires: token.exp * 1000 }
     return issued
   })
@@ -194,7 +194,7 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
     if (typeof code !== 'string' || code.length === 0 || code.length > 32_768) throw new InvalidInputError('code must be a token or an invite string', { field: 'code' })
     if (code.trim().startsWith(INVITE_STRING_PREFIX)) {
       const redeemed = await redeemInvite(d.libp2p, code.trim(), { signal: AbortSignal.any([req.signal, AbortSignal.timeout(30_000)]) })
-      await d.useToken(redeemed.token.bytes)
+      await d.adoptToken(redeemed.token.bytes)
       const res: Api.JoinResponse = { kind: 'invite', tokenId: redeemed.token.id, meshId: redeemed.meshId, caps: [...redeemed.token.cap], expires: redeemed.token.exp * 1000 }
       return res
     }
@@ -202,7 +202,7 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
     if (token.aud !== d.peerId) {
       throw new RmeshError('ERR_TOKEN_WRONG_AUDIENCE', `this token is for ${token.aud}, not this node (${d.peerId}); ask for one issued to this node's id (rmesh id)`)
     }
-    await d.useToken(token.bytes)
+    await d.adoptToken(token.bytes)
     const res: Api.JoinResponse = { kind: 'token', tokenId: token.id, meshId: token.mesh, caps: [...token.cap], expires: token.exp * 1000 }
     return res
   })

@@ -33,7 +33,7 @@ import type { ChunkState, JobState } from '../jobs/reducer.js'
 import type { LogManager } from '../log/log.js'
 import { jobIdOfLog, jobLogId, type LogEntry } from '../log/types.js'
 import type { PresenceService } from '../net/presence.js'
-import { type Clock } from '../util/clock.js'
+import type { Clock } from '../util/clock.js'
 import { describeError, InvalidInputError, NotFoundError, RmeshError } from '../util/errors.js'
 import type { Logger } from '../util/logger.js'
 import { outputsPinOwner, scenePinOwner } from '../worker/runner.js'
@@ -229,7 +229,7 @@ export function createJobService(c: JobServiceComponents): JobService {
         if (ch.renderMs !== undefined) info.renderMs = Math.round(ch.renderMs / Math.max(1, ch.frames.length))
         if (w && w.frame === frame && w.progress !== undefined) info.progress = w.progress
         if (ch.failures.length) info.error = ch.failures.at(-1)?.reason
-        if (lj && lj.written.includes(ch.index)) {
+        if (lj?.written.includes(ch.index)) {
           const o = ch.outputs?.find((x) => x.frame === frame)
           if (o) info.outputs = [join(lj.outDir, frameFileName(frame, safeExtension(o.name)))]
         }
@@ -543,7 +543,7 @@ export function createJobService(c: JobServiceComponents): JobService {
       toImport = join(packedDir, basename(scenePath))
       await b.packScene(scenePath, toImport, { signal })
     }
-    let imported
+    let imported: Awaited<ReturnType<BlockStore['importFile']>>
     try {
       imported = await c.blocks.importFile(toImport, { name: basename(scenePath), signal })
     } finally {

@@ -1,5 +1,5 @@
 /** Small byte helpers shared by every part (hex/base64url, constant-time compare, equality). */
-import { Uint8ArrayList } from 'uint8arraylist'
+import type { Uint8ArrayList } from 'uint8arraylist'
 
 export function toHex(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')

@@ -52,12 +52,13 @@ function manualRunner() {
       resolve: (r: ChunkResult) => void
       reject: (e: unknown) => void
       signal: AbortSignal
+      onRendered?: () => void
     }
   >()
   const runner: ChunkRunner = {
-    start(task, signal) {
+    start(task, signal, _onProgress, onRendered) {
       return new Promise((resolve, reject) => {
-        running.set(task.chunk, { task, resolve, reject, signal })
+        running.set(task.chunk, { task, resolve, reject, signal, onRendered })
         signal.addEventListener('abort', () => reject(new AbortedError('render')), { once: true })
       })
     },
@@ -65,7 +66,9 @@ function manualRunner() {
   return { runner, running }
 }
 
-async function setup(opts: { frames?: number[]; slots?: number; limits?: object } = {}) {
+async function setup(
+  opts: { frames?: number[]; slots?: number; limits?: object; prefetch?: boolean } = {},
+) {
   const clock = new FakeClock(0)
   const log = memLog(A)
   const heard = new Map<PeerIdString, number>()
@@ -84,7 +87,7 @@ async function setup(opts: { frames?: number[]; slots?: number; limits?: object 
       }),
       logger: silentLogger,
     },
-    { prefetch: false },
+    { prefetch: opts.prefetch ?? false },
   )
   await lm.start()
   const tick = async (ms = 0) => {
@@ -130,6 +133,26 @@ describe('lease manager', () => {
     expect(r.signal.aborted).toBe(true)
     expect(lm.stats().lostClaims).toBe(1)
     expect(lm.heldLeases()).toEqual([])
+    await lm.stop()
+  })
+
+  it('starts the prefetched chunk once the engine is done, while outputs are stored', async () => {
+    const { log, running, lm, tick } = await setup({ frames: [1, 2, 3, 4], prefetch: true })
+    expect(log.kinds()).toEqual(['claim', 'claim'])
+    expect(running.size).toBe(1)
+    const [first] = [...running.values()]
+    first.onRendered?.()
+    await tick()
+    // The prefetched chunk renders while the first one's outputs are stored...
+    expect(running.size).toBe(2)
+    // ...and nothing more is claimed until they are.
+    expect(log.kinds()).toEqual(['claim', 'claim'])
+    expect(lm.heldLeases()).toHaveLength(2)
+    first.resolve({ outputs: outputsFor([...first.task.frames]), renderMs: 5 })
+    await tick()
+    await tick() // the complete schedules the next pass
+    expect(log.kinds()).toEqual(['claim', 'claim', 'complete', 'claim'])
+    expect(lm.stats()).toMatchObject({ rendersStarted: 2, completes: 1 })
     await lm.stop()
   })
 
