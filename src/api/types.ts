@@ -175,7 +175,7 @@ export interface PeerInfo {
 // Jobs
 //   GET  /v1/jobs                 → JobSummary[]  (newest first; ?state=rendering,queued filters)
 //   GET  /v1/jobs/:id             → JobDetail     (404 ERR_NOT_FOUND)
-//   POST /v1/jobs                 SubmitRequest → SubmitResponse (201)
+//   POST /v1/jobs                 SubmitRequest → SubmitResponse
 //   POST /v1/jobs/:id/cancel      {} → JobSummary (409 when already terminal)
 //   POST /v1/jobs/:id/retry       RetryRequest → RetryResponse
 //   POST /v1/jobs/:id/priority    PriorityRequest → JobSummary

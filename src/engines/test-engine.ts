@@ -78,7 +78,11 @@ export interface TestEngineOptions {
 function intList(v: unknown, name: string): number[] {
   if (v === undefined) return []
   if (typeof v === 'number') v = [v]
-  if (typeof v === 'string') v = v.split(',').filter((x) => x.trim() !== '').map(Number)
+  if (typeof v === 'string')
+    v = v
+      .split(',')
+      .filter((x) => x.trim() !== '')
+      .map(Number)
   if (!Array.isArray(v) || !v.every((x) => Number.isInteger(x))) {
     throw new EngineError('ERR_ENGINE_PARAMS', `${name} must be a list of integers`)
   }

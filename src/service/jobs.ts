@@ -197,7 +197,7 @@ export function createJobService(c: JobServiceComponents): JobService {
             : 'no eligible node'
           : s.state === 'canceled'
             ? 'canceled'
-            : s.state === 'queued' && !anyEligible(s)
+            : (s.state === 'queued' || (s.state === 'rendering' && nodes.size === 0)) && !anyEligible(s)
               ? `waiting: no node of the mesh can run ${s.job.engine.name}${s.job.engine.version ?? ''} now (see rmesh peers)`
               : undefined,
     }
