@@ -131,8 +131,14 @@ export async function waitJobDone(
   }
 }
 
-/** Every event a daemon publishes from now until stop(), stamped by the daemon (`time`). */
-export function recordEvents(d: DaemonProc): { events: ApiEvent[]; ready: Promise<void>; stop(): void } {
+/**
+ * Every event a daemon publishes from now until stop(), stamped by the daemon (`time`);
+ * with `logsOf`, also the render log lines of that job.
+ */
+export function recordEvents(
+  d: DaemonProc,
+  logsOf?: string,
+): { events: ApiEvent[]; ready: Promise<void>; stop(): void } {
   const events: ApiEvent[] = []
   const controller = new AbortController()
   const client = createApiClient({ socketPath: d.socket, streamIdleMs: 60_000 })
@@ -142,7 +148,7 @@ export function recordEvents(d: DaemonProc): { events: ApiEvent[]; ready: Promis
   })
   void (async () => {
     try {
-      for await (const e of client.events({ signal: controller.signal })) {
+      for await (const e of client.events({ signal: controller.signal, logsOf })) {
         if (e.type === 'node') onReady()
         events.push(e)
       }

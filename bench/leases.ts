@@ -11,10 +11,11 @@
  *    for the same attempt (a render that may have started and been stopped) (aim < 1 %).
  *
  * Everything is derived from each daemon's own event stream (GET /v1/events, stamped with
- * the daemon's clock) and /metrics: a node's frame-updated event "done, by me" is published
- * as its complete entry is written (outputs stored); the render started renderMs earlier
- * (the engine's own figure). On one node consecutive completes are separated by the next
- * chunk's render plus whatever the slot spent not rendering: that is the gap. All daemons
+ * the daemon's clock) and /metrics. A render ends when the engine logs "Saved:" for its
+ * frame (a log-line event on the rendering node) and started renderMs earlier (the
+ * engine's own figure, from the frame's done event); the gap is the time from one render's
+ * end to the next render's start on the same node. The makespan ends at the last
+ * frame-updated "done" event: outputs stored and the complete entry written. All daemons
  * share one machine, hence one wall clock. (The job's log history cannot serve: the
  * submitter seals a finished job and the log is compacted.)
  *
@@ -79,29 +80,38 @@ export function analyseEvents(
   const gaps: number[] = []
   const perNode: Record<string, number> = {}
   for (const n of nodes) {
-    const spans: { start: number; end: number }[] = []
-    const seen = new Set<number>()
+    const done = new Map<number, { time: number; renderMs: number }>()
+    const saved = new Map<number, number>()
     for (const e of n.events) {
+      if (e.type === 'log-line' && e.jobId === jobId && e.node === n.peerId) {
+        if (e.line.startsWith('Saved:') && !saved.has(e.frame)) saved.set(e.frame, e.time)
+        continue
+      }
       if (e.type !== 'frame-updated' || e.jobId !== jobId || e.frame.node !== n.peerId) continue
       if (e.frame.state === 'claimed' || e.frame.state === 'rendering')
         firstClaim = Math.min(firstClaim, e.time)
-      if (e.frame.state !== 'done' || seen.has(e.frame.frame)) continue
-      seen.add(e.frame.frame)
-      spans.push({ start: e.time - (e.frame.renderMs ?? 0), end: e.time })
+      if (e.frame.state === 'done' && !done.has(e.frame.frame))
+        done.set(e.frame.frame, { time: e.time, renderMs: e.frame.renderMs ?? 0 })
     }
-    spans.sort((a, b) => a.end - b.end)
+    const spans: { start: number; end: number }[] = []
+    for (const [frame, d] of done) {
+      // Without the engine's log line, the done event (after storing) stands for the end.
+      const end = saved.get(frame) ?? d.time
+      spans.push({ start: end - d.renderMs, end })
+      last = Math.max(last, d.time)
+    }
+    spans.sort((a, b) => a.start - b.start)
     perNode[n.name] = spans.length
     chunks += spans.length
     for (let i = 0; i < spans.length; i++) {
       firstStart = Math.min(firstStart, spans[i].start)
-      last = Math.max(last, spans[i].end)
       if (i > 0) gaps.push(spans[i].start - spans[i - 1].end)
     }
   }
   return {
     makespanMs: last - submitAt,
-    firstStartMs: firstStart - submitAt,
-    firstClaimMs: firstClaim - submitAt,
+    firstStartMs: Math.round(firstStart - submitAt),
+    firstClaimMs: Math.round(firstClaim - submitAt),
     gaps,
     perNode,
     chunks,
@@ -117,6 +127,7 @@ export async function runLeaseJob(
   const work = await makeTempDir('rmesh-bench-leases-')
   const mesh = await startMesh(nodes)
   const recorders = mesh.map((d) => recordEvents(d))
+  const stoppers = recorders.map((r) => r.stop)
   try {
     await waitMeshReady(mesh)
     await Promise.all(recorders.map((r) => r.ready))
@@ -125,15 +136,23 @@ export async function runLeaseJob(
     await mkdir(outDir, { recursive: true })
     const idealMs = (frames * frameMs) / nodes
     const { jobId, submitAt } = await submitTestJob(mesh[0], scene, outDir, { frames, frameMs })
+    // Render log lines need the job id: they are followed from just after the submit.
+    const logs = mesh.map((d) => recordEvents(d, jobId))
+    stoppers.push(...logs.map((r) => r.stop))
     const detail = await waitJobDone(mesh[0], jobId, idealMs * 3 + 120_000, true)
     const localCompleteMs = Date.now() - submitAt
     // Every node's own done events are published before its complete entry leaves it.
     const a = analyseEvents(
-      mesh.map((d, i) => ({ name: `node${i + 1}`, peerId: d.peerId, events: recorders[i].events })),
+      mesh.map((d, i) => ({
+        name: `node${i + 1}`,
+        peerId: d.peerId,
+        events: [...recorders[i].events, ...logs[i].events.filter((e) => e.type === 'log-line')],
+      })),
       jobId,
       submitAt,
     )
-    if (a.chunks < frames) throw new Error(`only ${a.chunks} of ${frames} renders were seen in the events`)
+    if (a.chunks < frames)
+      throw new Error(`only ${a.chunks} of ${frames} renders were seen in the events`)
     const metrics = await Promise.all(mesh.map((d) => metricsOf(d)))
     const run: LeaseRun = {
       ...a,
@@ -150,7 +169,7 @@ export async function runLeaseJob(
     )
     return run
   } finally {
-    for (const r of recorders) r.stop()
+    for (const stop of stoppers) stop()
     await Promise.all(mesh.map((d) => stopDaemonProc(d).catch(() => undefined)))
     await Promise.all([work, ...mesh.map((d) => d.dir)].map((p) => removeDir(p)))
   }
@@ -241,7 +260,10 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
     log: (l) => console.error(l),
   }).then(
     (r) => {
-      for (const x of r) console.log(`${x.name.padEnd(28)} ${String(x.value).padStart(10)} ${x.unit}  ${x.note ?? ''}`)
+      for (const x of r)
+        console.log(
+          `${x.name.padEnd(28)} ${String(x.value).padStart(10)} ${x.unit}  ${x.note ?? ''}`,
+        )
       process.exit(0)
     },
     (err) => {

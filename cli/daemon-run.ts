@@ -2,7 +2,13 @@
  * `rmesh daemon`: resolve the configuration (flags → RMESH_* → config file → defaults),
  * start the daemon, print who it is, and stop cleanly on SIGINT/SIGTERM.
  */
-import { type ConfigInput, configFromEnv, configFromFile, type DaemonConfig, resolveConfig } from '../src/config.js'
+import {
+  type ConfigInput,
+  configFromEnv,
+  configFromFile,
+  type DaemonConfig,
+  resolveConfig,
+} from '../src/config.js'
 import { startDaemon } from '../src/daemon.js'
 import { describeError, isRmeshError } from '../src/util/errors.js'
 

@@ -47,14 +47,24 @@ export interface LocalMeshOptions {
 }
 
 /** Node 1 of `dirs` creates a mesh; every other gets a token (before any daemon starts). */
-export async function admitDirs(dirs: string[], caps: ('submit' | 'render' | 'admin')[] = ['submit', 'render']): Promise<void> {
+export async function admitDirs(
+  dirs: string[],
+  caps: ('submit' | 'render' | 'admin')[] = ['submit', 'render'],
+): Promise<void> {
   await initMesh(dirs[0])
   const owner = await loadMeshOwner(dirs[0])
   const now = Math.floor(Date.now() / 1000)
   for (const d of dirs.slice(1)) {
     await mkdir(d, { recursive: true, mode: 0o700 })
     const peerId = peerIdOf(await loadOrCreateNodeKey(d))
-    const token = await issueToken({ issuer: owner.privateKey, ownerPublicKey: owner.ownerPublicKey, audience: peerId, caps, nbf: now - 60, exp: now + 7 * 86_400 })
+    const token = await issueToken({
+      issuer: owner.privateKey,
+      ownerPublicKey: owner.ownerPublicKey,
+      audience: peerId,
+      caps,
+      nbf: now - 60,
+      exp: now + 7 * 86_400,
+    })
     await writeNodeToken(d, formatToken(token))
   }
 }
@@ -86,8 +96,19 @@ export async function spawnDaemon(o: SpawnOptions): Promise<LocalNode> {
   for (const b of o.bootstrap ?? []) args.push('--bootstrap', b)
   args.push(...(o.extraArgs ?? []))
   const [cmd, ...pre] = o.wrapper?.length ? [...o.wrapper, process.execPath] : [process.execPath]
-  const proc = spawn(cmd, [...pre, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...o.env } })
-  const node: LocalNode = { index: o.index ?? 0, dir: o.dir, socketPath: join(o.dir, SOCKET_FILE), peerId: '', proc, stderrTail: [], addresses: [] }
+  const proc = spawn(cmd, [...pre, ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, ...o.env },
+  })
+  const node: LocalNode = {
+    index: o.index ?? 0,
+    dir: o.dir,
+    socketPath: join(o.dir, SOCKET_FILE),
+    peerId: '',
+    proc,
+    stderrTail: [],
+    addresses: [],
+  }
   proc.stderr?.on('data', (c) => {
     node.stderrTail.push(String(c))
     if (node.stderrTail.length > 50) node.stderrTail.shift()
@@ -106,7 +127,9 @@ export async function spawnDaemon(o: SpawnOptions): Promise<LocalNode> {
 
 export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMesh> {
   const nodes: LocalNode[] = []
-  const dirs = Array.from({ length: options.count }, (_, i) => join(options.baseDir, `node${i + 1}`))
+  const dirs = Array.from({ length: options.count }, (_, i) =>
+    join(options.baseDir, `node${i + 1}`),
+  )
   for (const d of dirs) await mkdir(d, { recursive: true, mode: 0o700 })
   await admitDirs(dirs)
   const mesh: LocalMesh = {
@@ -118,7 +141,16 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
   try {
     let bootstrap: string[] = []
     for (let i = 0; i < dirs.length; i++) {
-      const node = await spawnDaemon({ dir: dirs[i], index: i, bootstrap, logLevel: options.logLevel, name: `node${i + 1}`, extraArgs: options.extraArgs, env: options.env, startTimeoutMs: options.startTimeoutMs })
+      const node = await spawnDaemon({
+        dir: dirs[i],
+        index: i,
+        bootstrap,
+        logLevel: options.logLevel,
+        name: `node${i + 1}`,
+        extraArgs: options.extraArgs,
+        env: options.env,
+        startTimeoutMs: options.startTimeoutMs,
+      })
       nodes.push(node)
       if (i === 0) bootstrap = node.addresses.filter((a) => a.includes('/ip4/127.0.0.1/'))
     }

@@ -70,7 +70,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ConfigInput
   if (env.RMESH_TAGS) out.tags = list(env.RMESH_TAGS)
   if (env.RMESH_TEST_ENGINE) out.testEngine = /^(1|true|yes|on)$/i.test(env.RMESH_TEST_ENGINE)
   if (env.RMESH_LEASE_TIMEOUT_MS) out.leaseTimeoutMs = Number(env.RMESH_LEASE_TIMEOUT_MS)
-  if (env.RMESH_PRESENCE_INTERVAL_MS) out.presenceIntervalMs = Number(env.RMESH_PRESENCE_INTERVAL_MS)
+  if (env.RMESH_PRESENCE_INTERVAL_MS)
+    out.presenceIntervalMs = Number(env.RMESH_PRESENCE_INTERVAL_MS)
   if (env.RMESH_METRICS_PORT) out.metricsPort = Number(env.RMESH_METRICS_PORT)
   return out
 }
@@ -88,7 +89,9 @@ export async function configFromFile(dataDir: string): Promise<ConfigInput> {
   try {
     parsed = JSON.parse(text)
   } catch (err) {
-    throw new InvalidInputError(`${file} is not valid JSON (${(err as Error).message}); fix or remove it`)
+    throw new InvalidInputError(
+      `${file} is not valid JSON (${(err as Error).message}); fix or remove it`,
+    )
   }
   if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new InvalidInputError(`${file} must hold a JSON object`)
@@ -104,8 +107,10 @@ export function resolveConfig(dataDir: string, ...layers: ConfigInput[]): Daemon
   }
   const c = merged as unknown as DaemonConfig
   c.dataDir = dataDir
-  const bad = (field: string, why: string) => new InvalidInputError(`config ${field}: ${why}`, { field })
-  if (typeof c.name !== 'string' || c.name.length === 0 || c.name.length > 64) throw bad('name', 'must be 1–64 characters')
+  const bad = (field: string, why: string) =>
+    new InvalidInputError(`config ${field}: ${why}`, { field })
+  if (typeof c.name !== 'string' || c.name.length === 0 || c.name.length > 64)
+    throw bad('name', 'must be 1–64 characters')
   for (const field of ['listen', 'bootstrap'] as const) {
     if (!Array.isArray(c[field])) throw bad(field, 'must be a list of multiaddrs')
     for (const a of c[field]) {
@@ -116,23 +121,36 @@ export function resolveConfig(dataDir: string, ...layers: ConfigInput[]): Daemon
         if (p2p.length > 1) throw new Error('two /p2p/ parts')
         if (p2p[0]?.value) peerIdFromString(p2p[0].value)
       } catch {
-        throw bad(field, `${JSON.stringify(a)} is not a multiaddr (example: /ip4/192.168.1.10/tcp/4777/p2p/12D3Koo…)`)
+        throw bad(
+          field,
+          `${JSON.stringify(a)} is not a multiaddr (example: /ip4/192.168.1.10/tcp/4777/p2p/12D3Koo…)`,
+        )
       }
     }
   }
   if (c.listen.length === 0) throw bad('listen', 'needs at least one address')
   if (typeof c.mdns !== 'boolean') throw bad('mdns', 'must be true or false')
-  if (!isLogLevel(c.logLevel)) throw bad('logLevel', 'must be one of debug, info, warn, error, silent')
-  if (!Number.isInteger(c.slots) || c.slots < 0 || c.slots > 64) throw bad('slots', 'must be an integer from 0 to 64')
-  if (!Array.isArray(c.tags) || !c.tags.every((t) => typeof t === 'string' && /^[\w.-]{1,32}$/.test(t))) {
+  if (!isLogLevel(c.logLevel))
+    throw bad('logLevel', 'must be one of debug, info, warn, error, silent')
+  if (!Number.isInteger(c.slots) || c.slots < 0 || c.slots > 64)
+    throw bad('slots', 'must be an integer from 0 to 64')
+  if (
+    !Array.isArray(c.tags) ||
+    !c.tags.every((t) => typeof t === 'string' && /^[\w.-]{1,32}$/.test(t))
+  ) {
     throw bad('tags', 'must be a list of short words')
   }
-  if (!Array.isArray(c.blenderPaths) || !c.blenderPaths.every((p) => typeof p === 'string')) throw bad('blenderPaths', 'must be a list of paths')
+  if (!Array.isArray(c.blenderPaths) || !c.blenderPaths.every((p) => typeof p === 'string'))
+    throw bad('blenderPaths', 'must be a list of paths')
   if (!Array.isArray(c.engines)) throw bad('engines', 'must be a list of engine declarations')
   for (const f of ['presenceIntervalMs', 'leaseTimeoutMs', 'syncIntervalMs'] as const) {
-    if (!Number.isFinite(c[f]) || c[f] < 50 || c[f] > 3_600_000) throw bad(f, 'must be a number of milliseconds (50 to 3600000)')
+    if (!Number.isFinite(c[f]) || c[f] < 50 || c[f] > 3_600_000)
+      throw bad(f, 'must be a number of milliseconds (50 to 3600000)')
   }
-  if (c.metricsPort !== undefined && (!Number.isInteger(c.metricsPort) || c.metricsPort < 0 || c.metricsPort > 65535)) {
+  if (
+    c.metricsPort !== undefined &&
+    (!Number.isInteger(c.metricsPort) || c.metricsPort < 0 || c.metricsPort > 65535)
+  ) {
     throw bad('metricsPort', 'must be a TCP port')
   }
   if (typeof c.testEngine !== 'boolean') throw bad('testEngine', 'must be true or false')

@@ -60,7 +60,10 @@ export const REVOKE_KIND = 'revoke'
 
 export class DataDirLockedError extends RmeshError {
   constructor(dir: string) {
-    super('ERR_DAEMON_RUNNING', `another rmesh daemon is already using ${dir}; stop it first (or start this one with another --dir)`)
+    super(
+      'ERR_DAEMON_RUNNING',
+      `another rmesh daemon is already using ${dir}; stop it first (or start this one with another --dir)`,
+    )
     this.name = 'DataDirLockedError'
   }
 }
@@ -121,18 +124,32 @@ export interface DaemonComponents {
   logger?: Logger
 }
 
-export async function startDaemon(config: DaemonConfig, components: DaemonComponents = {}): Promise<Daemon> {
+export async function startDaemon(
+  config: DaemonConfig,
+  components: DaemonComponents = {},
+): Promise<Daemon> {
   const clock = components.clock ?? systemClock
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 })
-  const logger = components.logger ?? createLogger({ level: config.logLevel, file: join(config.dataDir, LOG_FILE) }, 'rmesh')
+  const logger =
+    components.logger ??
+    createLogger({ level: config.logLevel, file: join(config.dataDir, LOG_FILE) }, 'rmesh')
 
   const db = new Level<string, unknown>(join(config.dataDir, DB_DIR), { valueEncoding: 'json' })
   try {
     await db.open()
   } catch (err) {
     const e = err as { code?: string; cause?: { code?: string; message?: string } }
-    if (e.cause?.code === 'LEVEL_LOCKED' || e.code === 'LEVEL_LOCKED' || /lock/i.test(String(e.cause?.message ?? ''))) throw new DataDirLockedError(config.dataDir)
-    throw new RmeshError('ERR_STORE_OPEN', `cannot open the database in ${config.dataDir}: ${describeError(err)}`, { cause: err })
+    if (
+      e.cause?.code === 'LEVEL_LOCKED' ||
+      e.code === 'LEVEL_LOCKED' ||
+      /lock/i.test(String(e.cause?.message ?? ''))
+    )
+      throw new DataDirLockedError(config.dataDir)
+    throw new RmeshError(
+      'ERR_STORE_OPEN',
+      `cannot open the database in ${config.dataDir}: ${describeError(err)}`,
+      { cause: err },
+    )
   }
 
   const cleanups: (() => Promise<void> | void)[] = [() => db.close()]
@@ -171,16 +188,29 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
       listen: config.listen,
       bootstrap: config.bootstrap,
       mdns: config.mdns,
-      connectionGater: testPartition ? testPartition.wrap(createConnectionGater(admissionState)) : createConnectionGater(admissionState),
+      connectionGater: testPartition
+        ? testPartition.wrap(createConnectionGater(admissionState))
+        : createConnectionGater(admissionState),
     })
     cleanups.push(() => libp2p.stop())
     if (testPartition) {
       testPartition.start(libp2p)
       cleanups.push(() => testPartition.stop())
     }
-    const admission = createAdmission({ libp2p, tokens, state: admissionState, clock, logger }, { meshId: owner?.meshId, capabilityFor })
+    const admission = createAdmission(
+      { libp2p, tokens, state: admissionState, clock, logger },
+      { meshId: owner?.meshId, capabilityFor },
+    )
     const issuer = createTokenIssuer({ nodeKey: privateKey, tokens, clock, owner })
-    const invites = createInviteServer({ libp2p, nodeKey: privateKey, admission, issuer, tokens, clock, logger })
+    const invites = createInviteServer({
+      libp2p,
+      nodeKey: privateKey,
+      admission,
+      issuer,
+      tokens,
+      clock,
+      logger,
+    })
     const isAdmitted = (p: string) => admission.isAdmitted(p)
 
     // ----- the log and its sync ------------------------------------------------------
@@ -192,16 +222,39 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
       authorize: (entry) => admission.authorizeEntry(entry),
       tokenId: () => admission.token?.id ?? '',
     })
-    const sync = createLogSync({ libp2p, log, logger: logger.child('sync'), clock, isAdmitted }, { intervalMs: config.syncIntervalMs })
+    const sync = createLogSync(
+      { libp2p, log, logger: logger.child('sync'), clock, isAdmitted },
+      { intervalMs: config.syncIntervalMs },
+    )
 
     // ----- files --------------------------------------------------------------------
-    const blocks = createBlockStore({ root: join(config.dataDir, 'blocks'), logger: logger.child('blocks'), clock })
-    const exchange = createBlockExchange({ libp2p, store: blocks, logger: logger.child('exchange'), isAdmitted, clock })
-    const providers = createProviderIndex({ libp2p, logger: logger.child('providers'), store: blocks, isAdmitted, clock })
+    const blocks = createBlockStore({
+      root: join(config.dataDir, 'blocks'),
+      logger: logger.child('blocks'),
+      clock,
+    })
+    const exchange = createBlockExchange({
+      libp2p,
+      store: blocks,
+      logger: logger.child('exchange'),
+      isAdmitted,
+      clock,
+    })
+    const providers = createProviderIndex({
+      libp2p,
+      logger: logger.child('providers'),
+      store: blocks,
+      isAdmitted,
+      clock,
+    })
 
     // ----- engines, the worker and the leases ----------------------------------------
     const engines = await createEngineRegistry({
-      config: { blender: { paths: config.blenderPaths }, engines: config.engines.length ? config.engines : undefined, test: config.testEngine },
+      config: {
+        blender: { paths: config.blenderPaths },
+        engines: config.engines.length ? config.engines : undefined,
+        test: config.testEngine,
+      },
       logger,
     })
     cleanups.push(() => engines.close())
@@ -228,7 +281,8 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
       jobState: (jobId) => leases?.job(jobId),
       workRoot: join(config.dataDir, 'work'),
       logger: logger.child('worker'),
-      onLogLine: (task, frame, line) => events.publish({ type: 'log-line', jobId: task.jobId, frame, node: peerId, line }),
+      onLogLine: (task, frame, line) =>
+        events.publish({ type: 'log-line', jobId: task.jobId, frame, node: peerId, line }),
     })
 
     const presence = createPresence(
@@ -246,7 +300,11 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
           freeDiskBytes,
           load: Math.round((loadavg()[0] / Math.max(1, cpus().length)) * 100) / 100,
           doing: [...activity.values()],
-          leases: (leases?.heldLeases() ?? []).map((l) => ({ job: l.jobId, chunk: l.chunk, attempt: l.attempt })),
+          leases: (leases?.heldLeases() ?? []).map((l) => ({
+            job: l.jobId,
+            chunk: l.chunk,
+            attempt: l.attempt,
+          })),
           meshId: admission.meshId,
         }),
       },
@@ -271,14 +329,24 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
             presence.publishNow()
             const started = clock.monotonic()
             try {
-              const result = await worker.start(task, signal, (p) => {
-                activity.set(key, { job: task.jobId, chunk: task.chunk, frame: p.frame ?? task.frames[0], progress: p.fraction })
-                onProgress?.(p)
-              }, () => {
-                // Storing outputs is not rendering: the slot shows free as the next chunk starts.
-                activity.delete(key)
-                onRendered?.()
-              })
+              const result = await worker.start(
+                task,
+                signal,
+                (p) => {
+                  activity.set(key, {
+                    job: task.jobId,
+                    chunk: task.chunk,
+                    frame: p.frame ?? task.frames[0],
+                    progress: p.fraction,
+                  })
+                  onProgress?.(p)
+                },
+                () => {
+                  // Storing outputs is not rendering: the slot shows free as the next chunk starts.
+                  activity.delete(key)
+                  onRendered?.()
+                },
+              )
               counters.framesRendered += task.kind === 'frames' ? task.frames.length : 0
               counters.renderSeconds.push((clock.monotonic() - started) / 1000)
               if (counters.renderSeconds.length > 10_000) counters.renderSeconds.splice(0, 5_000)
@@ -289,7 +357,11 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
             }
           },
         },
-        capabilities: () => ({ engines: engines.describe(), slots: renderSlots(), tags: config.tags }),
+        capabilities: () => ({
+          engines: engines.describe(),
+          slots: renderSlots(),
+          tags: config.tags,
+        }),
         logger,
       },
       { leaseTimeoutMs: config.leaseTimeoutMs, quotaOf: (submitter) => quotas.get(submitter)?.max },
@@ -305,7 +377,10 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
     await refreshDisk()
 
     const peerBook = createPeerBook(db)
-    const dialer = createDialer({ libp2p, peerBook, clock, logger: logger.child('dialer') }, { bootstrap: config.bootstrap })
+    const dialer = createDialer(
+      { libp2p, peerBook, clock, logger: logger.child('dialer') },
+      { bootstrap: config.bootstrap },
+    )
 
     const jobs = createJobService({
       self: peerId,
@@ -316,7 +391,10 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
       exchange,
       providers,
       presence,
-      engines: { get: (name) => (engines.has(name) ? engines.get(name) : undefined), names: () => engines.describe().map((e) => e.name) },
+      engines: {
+        get: (name) => (engines.has(name) ? engines.get(name) : undefined),
+        names: () => engines.describe().map((e) => e.name),
+      },
       worker,
       events,
       clock,
@@ -327,17 +405,25 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
       selfSlots: renderSlots,
     })
 
-    const liveLogs = createLiveLogs({ libp2p, events, logger: logger.child('live-logs'), isAdmitted })
+    const liveLogs = createLiveLogs({
+      libp2p,
+      events,
+      logger: logger.child('live-logs'),
+      isAdmitted,
+    })
 
     const announceOwnToken = async () => {
       const token = admission.token
       if (!token) return
-      const known = (await log.entries(MESH_LOG)).some((e) => e.kind === ADMIT_KIND && e.author === peerId && e.tok === token.id)
+      const known = (await log.entries(MESH_LOG)).some(
+        (e) => e.kind === ADMIT_KIND && e.author === peerId && e.tok === token.id,
+      )
       if (!known) await log.append(MESH_LOG as LogId, ADMIT_KIND, { token: token.bytes })
     }
 
     const adoptToken = async (tokenText: string | Uint8Array) => {
-      const bytes = typeof tokenText === 'string' ? parseTokenString(tokenText.trim()).bytes : tokenText
+      const bytes =
+        typeof tokenText === 'string' ? parseTokenString(tokenText.trim()).bytes : tokenText
       await tokens.addOwnToken(bytes)
       await admission.reloadToken()
       await announceOwnToken()
@@ -384,16 +470,22 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
 
     // ----- wiring between the parts ---------------------------------------------------
     presence.onPresence((p, source) => {
-      if (!libp2p.getConnections().some((c) => c.remotePeer.toString() === p.peerId)) dialer.discovered(p.peerId, p.addrs)
+      if (!libp2p.getConnections().some((c) => c.remotePeer.toString() === p.peerId))
+        dialer.discovered(p.peerId, p.addrs)
       void peerBook.remember(p.peerId, p.addrs, clock.wall()).catch(() => {})
-      leases?.noteHeartbeat(p.peerId as PeerIdString, p.leases.map((l) => ({ jobId: l.job, chunk: l.chunk, attempt: l.attempt })))
+      leases?.noteHeartbeat(
+        p.peerId as PeerIdString,
+        p.leases.map((l) => ({ jobId: l.job, chunk: l.chunk, attempt: l.attempt })),
+      )
       const info = peerInfoOf(daemon, p.peerId)
       if (info) events.publish({ type: source === 'direct' ? 'peer-up' : 'presence', peer: info })
     })
     presence.onGone((id) => events.publish({ type: 'peer-down', peerId: id }))
     admission.onAdmitted((peer) => {
       void presence.exchange(peer)
-      void sync.syncWith(peer).catch((err) => logger.debug('sync on admit failed', { peer, err: describeError(err) }))
+      void sync
+        .syncWith(peer)
+        .catch((err) => logger.debug('sync on admit failed', { peer, err: describeError(err) }))
     })
     admission.onRefused((e) => {
       counters.rejectedMessages++
@@ -406,11 +498,15 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
         const t = (entry.body as { token?: Uint8Array }).token
         if (t instanceof Uint8Array) {
           learnQuota(t)
-          void admission.learnToken(t).then(() => log.retryPending()).catch(() => {})
+          void admission
+            .learnToken(t)
+            .then(() => log.retryPending())
+            .catch(() => {})
         }
       } else if (entry.kind === REVOKE_KIND) {
         const target = (entry.body as { target?: unknown }).target
-        if (typeof target === 'string' && target.length < 200) void admission.revoke(target).catch(() => {})
+        if (typeof target === 'string' && target.length < 200)
+          void admission.revoke(target).catch(() => {})
       }
     })
 
@@ -419,13 +515,27 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
       if (t instanceof Uint8Array) learnQuota(t)
     }
     // In dependency order; each stops in reverse on shutdown.
-    const services: { start(): Promise<void>; stop(): Promise<void> | void }[] = [admission, invites, presence, sync, exchange, providers, jobs, liveLogs]
-    services.push({ start: () => leases.start(), stop: () => leases.stop({ release: true }) }, dialer)
+    const services: { start(): Promise<void>; stop(): Promise<void> | void }[] = [
+      admission,
+      invites,
+      presence,
+      sync,
+      exchange,
+      providers,
+      jobs,
+      liveLogs,
+    ]
+    services.push(
+      { start: () => leases.start(), stop: () => leases.stop({ release: true }) },
+      dialer,
+    )
     for (const service of services) {
       await service.start()
       cleanups.push(() => service.stop())
     }
-    await announceOwnToken().catch((err) => logger.warn('could not announce this node token', { err: describeError(err) }))
+    await announceOwnToken().catch((err) =>
+      logger.warn('could not announce this node token', { err: describeError(err) }),
+    )
 
     const api: ApiHttpServer = createApiHttpServer(logger.child('api'))
     const { registerRoutes } = await import('./api/routes.js')
@@ -458,7 +568,12 @@ export async function startDaemon(config: DaemonConfig, components: DaemonCompon
     diskTimer.unref()
     cleanups.push(() => clearInterval(diskTimer))
 
-    logger.info('daemon started', { peerId, addresses: libp2p.getMultiaddrs().map(String), socket: daemon.socketPath, admitted: !!admission.token })
+    logger.info('daemon started', {
+      peerId,
+      addresses: libp2p.getMultiaddrs().map(String),
+      socket: daemon.socketPath,
+      admitted: !!admission.token,
+    })
     return daemon
   } catch (err) {
     await cleanup()
@@ -478,6 +593,8 @@ async function importNodeTokenFile(dir: string, tokens: TokenStore, logger: Logg
   try {
     await tokens.addOwnToken(parseTokenString(text).bytes)
   } catch (err) {
-    logger.warn(`ignoring ${NODE_TOKEN_FILE}: it does not hold a valid token`, { err: describeError(err) })
+    logger.warn(`ignoring ${NODE_TOKEN_FILE}: it does not hold a valid token`, {
+      err: describeError(err),
+    })
   }
 }

@@ -20,7 +20,10 @@ export const MAX_BODY_BYTES = 1 << 20
 
 export class DaemonAlreadyRunningError extends RmeshError {
   constructor(socketPath: string) {
-    super('ERR_DAEMON_RUNNING', `another rmesh daemon is already running on this data directory (its socket ${socketPath} answers); stop it first or use another --dir`)
+    super(
+      'ERR_DAEMON_RUNNING',
+      `another rmesh daemon is already running on this data directory (its socket ${socketPath} answers); stop it first or use another --dir`,
+    )
     this.name = 'DaemonAlreadyRunningError'
   }
 }
@@ -38,7 +41,10 @@ export interface ApiRequest {
 export type ApiResult = unknown | ApiText | ApiStream
 
 export class ApiText {
-  constructor(readonly text: string, readonly contentType = 'text/plain; charset=utf-8') {}
+  constructor(
+    readonly text: string,
+    readonly contentType = 'text/plain; charset=utf-8',
+  ) {}
 }
 
 export class ApiStream {
@@ -82,7 +88,10 @@ export function createApiHttpServer(logger: Logger): ApiHttpServer {
   let server: Server | undefined
   let socket: string | undefined
 
-  const match = (method: string, path: string): { route: Route; params: Record<string, string> } | undefined => {
+  const match = (
+    method: string,
+    path: string,
+  ): { route: Route; params: Record<string, string> } | undefined => {
     const segs = path.split('/').filter(Boolean)
     for (const route of routes) {
       if (route.method !== method || route.parts.length !== segs.length) continue
@@ -106,7 +115,8 @@ export function createApiHttpServer(logger: Logger): ApiHttpServer {
     let size = 0
     for await (const chunk of req) {
       size += (chunk as Buffer).length
-      if (size > MAX_BODY_BYTES) throw new RmeshError('ERR_TOO_LARGE', `request body over ${MAX_BODY_BYTES} bytes`)
+      if (size > MAX_BODY_BYTES)
+        throw new RmeshError('ERR_TOO_LARGE', `request body over ${MAX_BODY_BYTES} bytes`)
       chunks.push(chunk as Buffer)
     }
     if (size === 0) return undefined
@@ -119,7 +129,10 @@ export function createApiHttpServer(logger: Logger): ApiHttpServer {
 
   const sendJson = (res: ServerResponse, status: number, value: unknown) => {
     const body = JSON.stringify(value ?? null)
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+    res.writeHead(status, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+    })
     res.end(body)
   }
 
@@ -132,10 +145,22 @@ export function createApiHttpServer(logger: Logger): ApiHttpServer {
       const found = match(method, url.pathname)
       if (!found) {
         const exists = routes.some((r) => match(r.method, url.pathname)?.route === r)
-        throw new RmeshError(exists ? 'ERR_METHOD_NOT_ALLOWED' : 'ERR_NOT_FOUND', exists ? `${method} is not allowed on ${url.pathname}` : `no such endpoint: ${method} ${url.pathname}`)
+        throw new RmeshError(
+          exists ? 'ERR_METHOD_NOT_ALLOWED' : 'ERR_NOT_FOUND',
+          exists
+            ? `${method} is not allowed on ${url.pathname}`
+            : `no such endpoint: ${method} ${url.pathname}`,
+        )
       }
       const body = method === 'GET' || method === 'HEAD' ? undefined : await readBody(req)
-      const result = await found.route.handler({ method, path: url.pathname, params: found.params, query: url.searchParams, body, signal: abort.signal })
+      const result = await found.route.handler({
+        method,
+        path: url.pathname,
+        params: found.params,
+        query: url.searchParams,
+        body,
+        signal: abort.signal,
+      })
       if (result instanceof ApiText) {
         res.writeHead(200, { 'content-type': result.contentType })
         res.end(result.text)
@@ -144,7 +169,10 @@ export function createApiHttpServer(logger: Logger): ApiHttpServer {
         res.flushHeaders()
         open.add(res)
         try {
-          await result.run((line) => res.write(line.endsWith('\n') ? line : `${line}\n`), abort.signal)
+          await result.run(
+            (line) => res.write(line.endsWith('\n') ? line : `${line}\n`),
+            abort.signal,
+          )
         } finally {
           open.delete(res)
           res.end()
@@ -153,20 +181,28 @@ export function createApiHttpServer(logger: Logger): ApiHttpServer {
         sendJson(res, 200, result)
       }
     } catch (err) {
-      const status = err instanceof RmeshError && err.code === 'ERR_METHOD_NOT_ALLOWED' ? 405 : statusFor(err)
-      if (status >= 500) logger.warn('api handler failed', { url: req.url, err: describeError(err) })
+      const status =
+        err instanceof RmeshError && err.code === 'ERR_METHOD_NOT_ALLOWED' ? 405 : statusFor(err)
+      if (status >= 500)
+        logger.warn('api handler failed', { url: req.url, err: describeError(err) })
       if (res.headersSent) {
         res.end()
         return
       }
-      const payload = isRmeshError(err) ? err.toJSON() : { code: 'ERR_INTERNAL', message: 'internal error; see the daemon log' }
+      const payload = isRmeshError(err)
+        ? err.toJSON()
+        : { code: 'ERR_INTERNAL', message: 'internal error; see the daemon log' }
       sendJson(res, status, { error: payload })
     }
   }
 
   return {
     route(method, pattern, handler) {
-      routes.push({ method: method.toUpperCase(), parts: pattern.split('/').filter(Boolean), handler })
+      routes.push({
+        method: method.toUpperCase(),
+        parts: pattern.split('/').filter(Boolean),
+        handler,
+      })
     },
     async listen(socketPath) {
       await removeStaleSocket(socketPath)

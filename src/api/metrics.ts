@@ -20,25 +20,68 @@ export async function renderMetrics(d: Daemon): Promise<string> {
     if (j.deleted) continue
     byState.set(j.state, (byState.get(j.state) ?? 0) + 1)
     conflicts += j.duplicates
-    for (const ch of j.chunks) if (ch.kind === 'frames') frames.set(ch.state, (frames.get(ch.state) ?? 0) + ch.frames.length)
+    for (const ch of j.chunks)
+      if (ch.kind === 'frames') frames.set(ch.state, (frames.get(ch.state) ?? 0) + ch.frames.length)
   }
-  metric('rmesh_peers_connected', 'gauge', 'Admitted peers connected now.', [['', d.admission.admittedPeers().length]])
-  metric('rmesh_jobs', 'gauge', 'Jobs by state.', ['queued', 'rendering', 'done', 'failed', 'canceled'].map((s) => [`{state="${s}"}`, byState.get(s) ?? 0]))
-  metric('rmesh_frames', 'gauge', 'Frames by state, over all jobs.', ['open', 'claimed', 'done', 'failed', 'waiting'].map((s) => [`{state="${s}"}`, frames.get(s) ?? 0]))
-  metric('rmesh_frames_rendered_total', 'counter', 'Frames this node rendered.', [['', d.counters.framesRendered]])
+  metric('rmesh_peers_connected', 'gauge', 'Admitted peers connected now.', [
+    ['', d.admission.admittedPeers().length],
+  ])
+  metric(
+    'rmesh_jobs',
+    'gauge',
+    'Jobs by state.',
+    ['queued', 'rendering', 'done', 'failed', 'canceled'].map((s) => [
+      `{state="${s}"}`,
+      byState.get(s) ?? 0,
+    ]),
+  )
+  metric(
+    'rmesh_frames',
+    'gauge',
+    'Frames by state, over all jobs.',
+    ['open', 'claimed', 'done', 'failed', 'waiting'].map((s) => [
+      `{state="${s}"}`,
+      frames.get(s) ?? 0,
+    ]),
+  )
+  metric('rmesh_frames_rendered_total', 'counter', 'Frames this node rendered.', [
+    ['', d.counters.framesRendered],
+  ])
   const secs = d.counters.renderSeconds
-  lines.push('# HELP rmesh_chunk_render_seconds Time to render a chunk on this node.', '# TYPE rmesh_chunk_render_seconds histogram')
-  for (const b of BUCKETS) lines.push(`rmesh_chunk_render_seconds_bucket{le="${b}"} ${secs.filter((s) => s <= b).length}`)
-  lines.push(`rmesh_chunk_render_seconds_bucket{le="+Inf"} ${secs.length}`, `rmesh_chunk_render_seconds_sum ${secs.reduce((a, b) => a + b, 0)}`, `rmesh_chunk_render_seconds_count ${secs.length}`)
+  lines.push(
+    '# HELP rmesh_chunk_render_seconds Time to render a chunk on this node.',
+    '# TYPE rmesh_chunk_render_seconds histogram',
+  )
+  for (const b of BUCKETS)
+    lines.push(`rmesh_chunk_render_seconds_bucket{le="${b}"} ${secs.filter((s) => s <= b).length}`)
+  lines.push(
+    `rmesh_chunk_render_seconds_bucket{le="+Inf"} ${secs.length}`,
+    `rmesh_chunk_render_seconds_sum ${secs.reduce((a, b) => a + b, 0)}`,
+    `rmesh_chunk_render_seconds_count ${secs.length}`,
+  )
   metric('rmesh_slots_busy', 'gauge', 'Render slots in use on this node.', [['', d.activity.size]])
   const ex = d.exchange.stats()
-  metric('rmesh_bytes_moved_total', 'counter', 'Block bytes moved by this node.', [['{direction="in"}', ex.fetchedBytes], ['{direction="out"}', ex.servedBytes]])
-  metric('rmesh_bad_blocks_total', 'counter', 'Blocks from peers that failed their hash check.', [['', ex.badBlocks]])
+  metric('rmesh_bytes_moved_total', 'counter', 'Block bytes moved by this node.', [
+    ['{direction="in"}', ex.fetchedBytes],
+    ['{direction="out"}', ex.servedBytes],
+  ])
+  metric('rmesh_bad_blocks_total', 'counter', 'Blocks from peers that failed their hash check.', [
+    ['', ex.badBlocks],
+  ])
   const st = await d.blocks.stats()
   metric('rmesh_blocks_bytes', 'gauge', 'Bytes held in the block store.', [['', st.blockBytes]])
   const ls = d.leases.stats()
-  metric('rmesh_lease_conflicts_total', 'counter', 'Claims this node lost to another node.', [['', ls.lostClaims]])
-  metric('rmesh_duplicate_renders', 'gauge', 'Completes beyond the first for a chunk, over all jobs.', [['', conflicts]])
-  metric('rmesh_rejected_messages_total', 'counter', 'Peer messages and connections refused.', [['', d.counters.rejectedMessages + d.presence.stats().rejected]])
+  metric('rmesh_lease_conflicts_total', 'counter', 'Claims this node lost to another node.', [
+    ['', ls.lostClaims],
+  ])
+  metric(
+    'rmesh_duplicate_renders',
+    'gauge',
+    'Completes beyond the first for a chunk, over all jobs.',
+    [['', conflicts]],
+  )
+  metric('rmesh_rejected_messages_total', 'counter', 'Peer messages and connections refused.', [
+    ['', d.counters.rejectedMessages + d.presence.stats().rejected],
+  ])
   return `${lines.join('\n')}\n`
 }

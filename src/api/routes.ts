@@ -17,20 +17,25 @@ import { nodeInfoOf, peersOf } from './views.js'
 
 const obj = (body: unknown): Record<string, unknown> => {
   if (body === undefined || body === null) return {}
-  if (typeof body !== 'object' || Array.isArray(body)) throw new InvalidInputError('the request body must be a JSON object')
+  if (typeof body !== 'object' || Array.isArray(body))
+    throw new InvalidInputError('the request body must be a JSON object')
   return body as Record<string, unknown>
 }
 
 const optInt = (v: unknown, field: string, min: number, max: number): number | undefined => {
   if (v === undefined || v === null || v === '') return undefined
   const n = typeof v === 'string' ? Number(v) : v
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) throw new InvalidInputError(`${field} must be a whole number from ${min} to ${max}`, { field })
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max)
+    throw new InvalidInputError(`${field} must be a whole number from ${min} to ${max}`, { field })
   return n
 }
 
 const capsOf = (v: unknown, dflt: Api.Cap[]): Api.Cap[] => {
   if (v === undefined) return dflt
-  if (!Array.isArray(v) || v.length === 0 || !v.every((c) => CAPS.includes(c as Api.Cap))) throw new InvalidInputError(`caps must be a non-empty list of ${CAPS.join(', ')}`, { field: 'caps' })
+  if (!Array.isArray(v) || v.length === 0 || !v.every((c) => CAPS.includes(c as Api.Cap)))
+    throw new InvalidInputError(`caps must be a non-empty list of ${CAPS.join(', ')}`, {
+      field: 'caps',
+    })
   return [...new Set(v as Api.Cap[])]
 }
 
@@ -50,7 +55,11 @@ function tokenInfo(d: Daemon, t: Token, self: boolean): Api.TokenInfo {
 
 function requireAdmin(d: Daemon): void {
   if (!d.admission.token?.cap.includes('admin')) {
-    throw new RmeshError('ERR_FORBIDDEN', 'this node holds no admin token; run this on the node that ran `rmesh init` (or one it made admin)', { details: { need: 'admin' } })
+    throw new RmeshError(
+      'ERR_FORBIDDEN',
+      'this node holds no admin token; run this on the node that ran `rmesh init` (or one it made admin)',
+      { details: { need: 'admin' } },
+    )
   }
 }
 
@@ -66,20 +75,31 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
     })
 
   api.route('GET', '/v1/node', nodeInfo)
-  api.route('GET', '/v1/peers', () => peersOf(d).map((p) => ({ ...p, admitted: d.admission.isAdmitted(p.peerId) })))
+  api.route('GET', '/v1/peers', () =>
+    peersOf(d).map((p) => ({ ...p, admitted: d.admission.isAdmitted(p.peerId) })),
+  )
 
   // ----- jobs ----------------------------------------------------------------------------
   api.route('GET', '/v1/jobs', (req) => {
     const states = req.query.get('state')?.split(',').filter(Boolean)
-    if (states && !states.every((s) => JOB_STATES.includes(s as Api.JobState))) throw new InvalidInputError(`state must be among ${JOB_STATES.join(', ')}`, { field: 'state' })
+    if (states && !states.every((s) => JOB_STATES.includes(s as Api.JobState)))
+      throw new InvalidInputError(`state must be among ${JOB_STATES.join(', ')}`, {
+        field: 'state',
+      })
     return d.jobs.list(states as Api.JobState[] | undefined)
   })
-  api.route('POST', '/v1/jobs', (req) => d.jobs.submit(obj(req.body) as unknown as Api.SubmitRequest, AbortSignal.any([req.signal, AbortSignal.timeout(10 * 60_000)])))
+  api.route('POST', '/v1/jobs', (req) =>
+    d.jobs.submit(
+      obj(req.body) as unknown as Api.SubmitRequest,
+      AbortSignal.any([req.signal, AbortSignal.timeout(10 * 60_000)]),
+    ),
+  )
   api.route('GET', '/v1/jobs/:id', (req) => d.jobs.detail(req.params.id))
   api.route('POST', '/v1/jobs/:id/cancel', (req) => d.jobs.cancel(req.params.id))
   api.route('POST', '/v1/jobs/:id/retry', (req) => {
     const b = obj(req.body)
-    if (b.frames !== undefined && typeof b.frames !== 'string') throw new InvalidInputError('frames must be a frame spec like 1-10,20', { field: 'frames' })
+    if (b.frames !== undefined && typeof b.frames !== 'string')
+      throw new InvalidInputError('frames must be a frame spec like 1-10,20', { field: 'frames' })
     return d.jobs.retry(req.params.id, { frames: b.frames as string | undefined })
   })
   api.route('POST', '/v1/jobs/:id/priority', (req) => {
@@ -90,18 +110,29 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
   api.route('DELETE', '/v1/jobs/:id', (req) => d.jobs.remove(req.params.id))
   api.route('POST', '/v1/jobs/:id/fetch', (req) => {
     const b = obj(req.body)
-    if (typeof b.out !== 'string') throw new InvalidInputError('out must be an absolute path', { field: 'out' })
-    return d.jobs.fetch(req.params.id, { out: b.out, zip: b.zip === true }, AbortSignal.any([req.signal, AbortSignal.timeout(60 * 60_000)]))
+    if (typeof b.out !== 'string')
+      throw new InvalidInputError('out must be an absolute path', { field: 'out' })
+    return d.jobs.fetch(
+      req.params.id,
+      { out: b.out, zip: b.zip === true },
+      AbortSignal.any([req.signal, AbortSignal.timeout(60 * 60_000)]),
+    )
   })
   api.route('GET', '/v1/jobs/:id/logs', async (req) => {
     const frame = optInt(req.query.get('frame'), 'frame', -1_048_574, 1_048_574)
     const tail = optInt(req.query.get('tail'), 'tail', 1, 1_000_000)
     const jobId = d.jobs.resolveId(req.params.id)
-    if (!['1', 'true'].includes(req.query.get('follow') ?? '')) return new ApiText(await d.jobs.logs(jobId, { frame, tail }, req.signal))
+    if (!['1', 'true'].includes(req.query.get('follow') ?? ''))
+      return new ApiText(await d.jobs.logs(jobId, { frame, tail }, req.signal))
     return new ApiStream(async (write, signal) => {
       // A frame rendering on another node: its lines come live from that node.
-      const holder = frame === undefined ? undefined : d.jobs.detail(jobId).frames.find((f) => f.frame === frame)
-      if (holder?.node && holder.node !== d.peerId && (holder.state === 'rendering' || holder.state === 'claimed')) {
+      const holder =
+        frame === undefined ? undefined : d.jobs.detail(jobId).frames.find((f) => f.frame === frame)
+      if (
+        holder?.node &&
+        holder.node !== d.peerId &&
+        (holder.state === 'rendering' || holder.state === 'claimed')
+      ) {
         for await (const line of d.liveLogs.follow(holder.node, jobId, frame, signal)) write(line)
         return
       }
@@ -111,13 +142,21 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
       } catch {
         // Nothing finished yet: live lines follow.
       }
-      const sub = d.events.subscribe((e) => (e.type === 'log-line' && e.jobId === jobId && (frame === undefined || e.frame === frame)) || (e.type === 'job-updated' && e.job.jobId === jobId))
+      const sub = d.events.subscribe(
+        (e) =>
+          (e.type === 'log-line' &&
+            e.jobId === jobId &&
+            (frame === undefined || e.frame === frame)) ||
+          (e.type === 'job-updated' && e.job.jobId === jobId),
+      )
       signal.addEventListener('abort', () => sub.close(), { once: true })
       for await (const e of sub) {
         if (e.type === 'log-line') write(e.line)
         else if (e.type === 'job-updated') {
           const ended = ['done', 'failed', 'canceled'].includes(e.job.state)
-          const frameDone = frame !== undefined && d.jobs.detail(jobId).frames.find((f) => f.frame === frame)?.state === 'done'
+          const frameDone =
+            frame !== undefined &&
+            d.jobs.detail(jobId).frames.find((f) => f.frame === frame)?.state === 'done'
           if (ended || frameDone) break
         }
       }
@@ -125,28 +164,48 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
   })
   api.route('POST', '/v1/scenes/inspect', (req) => {
     const b = obj(req.body)
-    return d.jobs.inspect({ path: b.path as string }, AbortSignal.any([req.signal, AbortSignal.timeout(60_000)]))
+    return d.jobs.inspect(
+      { path: b.path as string },
+      AbortSignal.any([req.signal, AbortSignal.timeout(60_000)]),
+    )
   })
 
   // ----- admission -------------------------------------------------------------------------
   api.route('GET', '/v1/tokens', async () => {
     const own = (await d.tokens.ownTokens()).map((t) => tokenInfo(d, t, true))
-    const issued = (await d.tokens.issuedTokens()).filter((t) => !own.some((o) => o.id === t.id)).map((t) => tokenInfo(d, t, false))
+    const issued = (await d.tokens.issuedTokens())
+      .filter((t) => !own.some((o) => o.id === t.id))
+      .map((t) => tokenInfo(d, t, false))
     return [...own, ...issued]
   })
   api.route('POST', '/v1/tokens', async (req) => {
     requireAdmin(d)
     const b = obj(req.body)
-    if (typeof b.peer !== 'string') throw new InvalidInputError('peer must be a peer id (rmesh id prints it on the new machine)', { field: 'peer' })
+    if (typeof b.peer !== 'string')
+      throw new InvalidInputError(
+        'peer must be a peer id (rmesh id prints it on the new machine)',
+        { field: 'peer' },
+      )
     const caps = capsOf(b.caps, ['render'])
     const ttl = optInt(b.expiresInMs, 'expiresInMs', 60_000, 10 * 365 * 86_400_000)
     const maxQueued = optInt(b.maxQueued, 'maxQueued', 0, 1_000_000)
-    const token = await d.issuer.issue({ audience: b.peer, caps, ttlSeconds: ttl === undefined ? undefined : Math.floor(ttl / 1000), limits: maxQueued === undefined ? undefined : { maxQueuedJobs: maxQueued } })
+    const token = await d.issuer.issue({
+      audience: b.peer,
+      caps,
+      ttlSeconds: ttl === undefined ? undefined : Math.floor(ttl / 1000),
+      limits: maxQueued === undefined ? undefined : { maxQueuedJobs: maxQueued },
+    })
     await d.tokens.recordIssued(token)
     // Publishing the token lets every node authorize the new machine's entries at once.
     await d.log.append(MESH_LOG as LogId, 'admit', { token: token.bytes })
     d.events.publish({ type: 'tokens-changed' })
-    const issued: Api.IssuedToken = { id: token.id, token: formatToken(token), audience: token.aud, caps: [...token.cap], expires: token.exp * 1000 }
+    const issued: Api.IssuedToken = {
+      id: token.id,
+      token: formatToken(token),
+      audience: token.aud,
+      caps: [...token.cap],
+      expires: token.exp * 1000,
+    }
     return issued
   })
   api.route('POST', '/v1/tokens/invite', async (req) => {
@@ -157,18 +216,31 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
     const meshId = d.admission.meshId
     if (!meshId) throw new RmeshError('ERR_NOT_ADMITTED', 'this node belongs to no mesh yet')
     const addrs = d.libp2p.getMultiaddrs().map((a) => a.toString())
-    const invite = await createInvite({ nodeKey: d.privateKey, issuer: d.issuer, meshId, clock: d.clock }, { caps, expiresInSeconds: Math.floor(ttl / 1000), addrs })
-    const res: Api.InviteResponse = { id: Buffer.from(invite.nnc).toString('hex'), invite: formatInvite(invite), caps: invite.cap as Api.Cap[], expires: invite.exp * 1000 }
+    const invite = await createInvite(
+      { nodeKey: d.privateKey, issuer: d.issuer, meshId, clock: d.clock },
+      { caps, expiresInSeconds: Math.floor(ttl / 1000), addrs },
+    )
+    const res: Api.InviteResponse = {
+      id: Buffer.from(invite.nnc).toString('hex'),
+      invite: formatInvite(invite),
+      caps: invite.cap as Api.Cap[],
+      expires: invite.exp * 1000,
+    }
     return res
   })
   api.route('POST', '/v1/tokens/:id/revoke', async (req) => {
     requireAdmin(d)
     const id = req.params.id
-    if (!/^[A-Za-z0-9]{10,128}$/.test(id)) throw new InvalidInputError('give a token id (rmesh token list) or a peer id', { field: 'id' })
+    if (!/^[A-Za-z0-9]{10,128}$/.test(id))
+      throw new InvalidInputError('give a token id (rmesh token list) or a peer id', {
+        field: 'id',
+      })
     const all = [...(await d.tokens.issuedTokens()), ...(await d.tokens.ownTokens())]
     const t = all.find((x) => x.id === id || x.aud === id) ?? (await d.tokens.getToken(id))
-    const known = t !== undefined || d.presence.peers().has(id) || d.admission.tokenOf(id) !== undefined
-    if (!known) throw new NotFoundError(`token or peer ${id} (rmesh token list and rmesh peers show the ids)`)
+    const known =
+      t !== undefined || d.presence.peers().has(id) || d.admission.tokenOf(id) !== undefined
+    if (!known)
+      throw new NotFoundError(`token or peer ${id} (rmesh token list and rmesh peers show the ids)`)
     // Revoking by token id cuts that token; by peer id, every token of that machine.
     const target = t?.id ?? id
     await d.log.append(MESH_LOG as LogId, REVOKE_KIND, { target })
@@ -176,34 +248,80 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
     d.events.publish({ type: 'tokens-changed' })
     const token = t ?? d.admission.tokenOf(id)
     if (token) return tokenInfo(d, token, false)
-    const info: Api.TokenInfo = { id: target, audience: id, issuer: '', caps: [], notBefore: 0, expires: null, revoked: true, self: false }
+    const info: Api.TokenInfo = {
+      id: target,
+      audience: id,
+      issuer: '',
+      caps: [],
+      notBefore: 0,
+      expires: null,
+      revoked: true,
+      self: false,
+    }
     return info
   })
   api.route('POST', '/v1/tokens/renew', async (req) => {
     const current = d.admission.token
-    if (!current) throw new RmeshError('ERR_NOT_ADMITTED', 'this node holds no token to renew; ask an admin for one (rmesh join <token>)')
+    if (!current)
+      throw new RmeshError(
+        'ERR_NOT_ADMITTED',
+        'this node holds no token to renew; ask an admin for one (rmesh join <token>)',
+      )
     const ttl = optInt(obj(req.body).expiresInMs, 'expiresInMs', 60_000, 10 * 365 * 86_400_000)
-    if (!(await d.issuer.grantable()).length) throw new RmeshError('ERR_FORBIDDEN', 'only an admin node can renew its own token; ask an admin: rmesh token issue --peer <this id>')
-    const token = await d.issuer.issue({ audience: d.peerId, caps: current.cap, ttlSeconds: ttl === undefined ? undefined : Math.floor(ttl / 1000), limits: current.lim })
+    if (!(await d.issuer.grantable()).length)
+      throw new RmeshError(
+        'ERR_FORBIDDEN',
+        'only an admin node can renew its own token; ask an admin: rmesh token issue --peer <this id>',
+      )
+    const token = await d.issuer.issue({
+      audience: d.peerId,
+      caps: current.cap,
+      ttlSeconds: ttl === undefined ? undefined : Math.floor(ttl / 1000),
+      limits: current.lim,
+    })
     await d.adoptToken(token.bytes)
-    const issued: Api.IssuedToken = { id: token.id, token: formatToken(token), audience: token.aud, caps: [...token.cap], expires: token.exp * 1000 }
+    const issued: Api.IssuedToken = {
+      id: token.id,
+      token: formatToken(token),
+      audience: token.aud,
+      caps: [...token.cap],
+      expires: token.exp * 1000,
+    }
     return issued
   })
   api.route('POST', '/v1/join', async (req) => {
     const code = obj(req.body).code
-    if (typeof code !== 'string' || code.length === 0 || code.length > 32_768) throw new InvalidInputError('code must be a token or an invite string', { field: 'code' })
+    if (typeof code !== 'string' || code.length === 0 || code.length > 32_768)
+      throw new InvalidInputError('code must be a token or an invite string', { field: 'code' })
     if (code.trim().startsWith(INVITE_STRING_PREFIX)) {
-      const redeemed = await redeemInvite(d.libp2p, code.trim(), { signal: AbortSignal.any([req.signal, AbortSignal.timeout(30_000)]) })
+      const redeemed = await redeemInvite(d.libp2p, code.trim(), {
+        signal: AbortSignal.any([req.signal, AbortSignal.timeout(30_000)]),
+      })
       await d.adoptToken(redeemed.token.bytes)
-      const res: Api.JoinResponse = { kind: 'invite', tokenId: redeemed.token.id, meshId: redeemed.meshId, caps: [...redeemed.token.cap], expires: redeemed.token.exp * 1000 }
+      const res: Api.JoinResponse = {
+        kind: 'invite',
+        tokenId: redeemed.token.id,
+        meshId: redeemed.meshId,
+        caps: [...redeemed.token.cap],
+        expires: redeemed.token.exp * 1000,
+      }
       return res
     }
     const token = parseTokenString(code.trim())
     if (token.aud !== d.peerId) {
-      throw new RmeshError('ERR_TOKEN_WRONG_AUDIENCE', `this token is for ${token.aud}, not this node (${d.peerId}); ask for one issued to this node's id (rmesh id)`)
+      throw new RmeshError(
+        'ERR_TOKEN_WRONG_AUDIENCE',
+        `this token is for ${token.aud}, not this node (${d.peerId}); ask for one issued to this node's id (rmesh id)`,
+      )
     }
     await d.adoptToken(token.bytes)
-    const res: Api.JoinResponse = { kind: 'token', tokenId: token.id, meshId: token.mesh, caps: [...token.cap], expires: token.exp * 1000 }
+    const res: Api.JoinResponse = {
+      kind: 'token',
+      tokenId: token.id,
+      meshId: token.mesh,
+      caps: [...token.cap],
+      expires: token.exp * 1000,
+    }
     return res
   })
 
@@ -214,9 +332,14 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
     (req) =>
       new ApiStream(async (write, signal) => {
         const logsOf = req.query.get('logs')
-        const sub = d.events.subscribe((e) => e.type !== 'log-line' || (logsOf !== null && e.jobId === logsOf))
+        const sub = d.events.subscribe(
+          (e) => e.type !== 'log-line' || (logsOf !== null && e.jobId === logsOf),
+        )
         write(JSON.stringify({ type: 'node', seq: 0, time: d.clock.wall(), node: nodeInfo() }))
-        const ping = setInterval(() => write(JSON.stringify({ type: 'ping', seq: 0, time: d.clock.wall() })), EVENT_PING_INTERVAL_MS)
+        const ping = setInterval(
+          () => write(JSON.stringify({ type: 'ping', seq: 0, time: d.clock.wall() })),
+          EVENT_PING_INTERVAL_MS,
+        )
         signal.addEventListener('abort', () => sub.close(), { once: true })
         try {
           for await (const e of sub) write(JSON.stringify(e))
@@ -225,7 +348,11 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
         }
       }),
   )
-  api.route('GET', '/metrics', async () => new ApiText(await renderMetrics(d), 'text/plain; version=0.0.4'))
+  api.route(
+    'GET',
+    '/metrics',
+    async () => new ApiText(await renderMetrics(d), 'text/plain; version=0.0.4'),
+  )
 }
 
 const Api_PRIORITY_MIN = 0

@@ -35,9 +35,12 @@ export function peerInfoOf(d: Daemon, peerId: string): PeerInfo | undefined {
   const entry = d.presence.peers().get(peerId)
   if (!entry) return undefined
   const p = entry.presence
-  const conns = d.libp2p.getConnections().filter((c) => c.remotePeer.toString() === peerId && c.status === 'open')
+  const conns = d.libp2p
+    .getConnections()
+    .filter((c) => c.remotePeer.toString() === peerId && c.status === 'open')
   const busy = p.doing.length
-  const state: PeerState = entry.state === 'gone' ? 'gone' : busy >= p.slots && p.slots > 0 ? 'busy' : 'idle'
+  const state: PeerState =
+    entry.state === 'gone' ? 'gone' : busy >= p.slots && p.slots > 0 ? 'busy' : 'idle'
   const connectedAddrs = conns.map((c) => c.remoteAddr.toString())
   return {
     peerId,
@@ -48,7 +51,15 @@ export function peerInfoOf(d: Daemon, peerId: string): PeerInfo | undefined {
     state,
     connected: conns.length > 0,
     admitted: true,
-    work: p.doing.map((w) => ({ jobId: w.job, jobName: w.job, chunk: w.chunk, frames: w.frame === undefined ? [] : [w.frame], frame: w.frame, progress: w.progress, kind: 'render' as const })),
+    work: p.doing.map((w) => ({
+      jobId: w.job,
+      jobName: w.job,
+      chunk: w.chunk,
+      frames: w.frame === undefined ? [] : [w.frame],
+      frame: w.frame,
+      progress: w.progress,
+      kind: 'render' as const,
+    })),
     load: p.load,
     freeDiskBytes: p.freeDiskBytes,
     lastSeenMs: Math.max(0, Math.round(d.clock.monotonic() - entry.lastHeard)),

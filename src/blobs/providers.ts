@@ -165,7 +165,9 @@ export function createProviderIndex(
       running = true
       if (isAdmitted) {
         // Not delivered and not forwarded: gossip from or through unadmitted peers.
-        pubsub.topicValidators.set(HAVE_TOPIC, (peer) => (isAdmitted(peer.toString()) ? TopicValidatorResult.Accept : TopicValidatorResult.Reject))
+        pubsub.topicValidators.set(HAVE_TOPIC, (peer) =>
+          isAdmitted(peer.toString()) ? TopicValidatorResult.Accept : TopicValidatorResult.Reject,
+        )
       }
       pubsub.subscribe(HAVE_TOPIC)
       pubsub.addEventListener('message', onMessage)

@@ -12,7 +12,8 @@
  *  - liveness is judged only by this node's monotonic clock: a lease is dead when, since
  *    this node first saw the claim, the holder has not listed it in a heartbeat (or, for a
  *    peer that never sent one, not been heard at all) for leaseTimeoutMs, or the attempt
- *    is older than chunkTimeoutMs. Wall clocks never enter;
+ *    is older than chunkTimeoutMs, or than stragglerFactor × the job's median chunk time
+ *    (doubled per attempt): heartbeats alone never hold a chunk forever. Wall clocks never enter;
  *  - at most `slots` renders run, and at most one extra chunk is held (prefetched) and only
  *    when open chunks outnumber live renderers, so a job's tail is not hoarded; a chunk
  *    whose engine has finished and whose outputs are being stored no longer takes a render
@@ -79,6 +80,12 @@ export interface LeaseManagerOptions extends ReduceOptions {
   tickMs?: number
   /** Applies to jobs whose announce sets no chunkTimeoutMs; default none. */
   defaultChunkTimeoutMs?: number
+  /**
+   * A lease older than this many times the job's median chunk render time is dead, however
+   * well its holder heartbeats (the bound doubles with each attempt, never below the lease
+   * timeout, and needs STRAGGLER_MIN_SAMPLES finished chunks). Default 10; 0 turns it off.
+   */
+  stragglerFactor?: number
   /** Claim one chunk ahead while rendering; default true. */
   prefetch?: boolean
   /** Open chunks considered at once (in frame order), at least; default 8. */
@@ -126,6 +133,9 @@ interface Task {
   controller: AbortController
 }
 
+/** Finished chunks needed before a job's typical render time bounds its leases. */
+export const STRAGGLER_MIN_SAMPLES = 1
+
 const keyOf = (jobId: string, chunk: number) => `${jobId}/${chunk}`
 const leaseKey = (jobId: string, chunk: number, attempt: number, holder: string) =>
   `${jobId}/${chunk}/${attempt}/${holder}`
@@ -137,6 +147,8 @@ export function createLeaseManager(
   const { self, clock, log, liveness, runner } = components
   const logger = components.logger.child('leases')
   const leaseTimeoutMs = options.leaseTimeoutMs ?? 10_000
+  const stragglerFactor = options.stragglerFactor ?? 10
+  const typical = new Map<string, { done: number; ms: number | undefined }>()
   const tickMs = options.tickMs ?? 1_000
   const prefetch = options.prefetch ?? true
   const windowMin = options.window ?? 8
@@ -261,6 +273,22 @@ export function createLeaseManager(
     return false
   }
 
+  /** Median render time of the job's finished frame chunks (cached per framesDone). */
+  function typicalRenderMs(s: JobState): number | undefined {
+    if (stragglerFactor <= 0) return undefined
+    const cached = typical.get(s.jobId)
+    if (cached && cached.done === s.framesDone) return cached.ms
+    const times: number[] = []
+    for (const c of s.chunks)
+      if (c.state === 'done' && c.kind === 'frames' && c.renderMs !== undefined)
+        times.push(c.renderMs)
+    times.sort((a, b) => a - b)
+    const ms =
+      times.length >= STRAGGLER_MIN_SAMPLES ? times[Math.floor(times.length / 2)] : undefined
+    typical.set(s.jobId, { done: s.framesDone, ms })
+    return ms
+  }
+
   /** Dead by this node's clock: see the header. */
   function leaseDead(s: JobState, c: ChunkState, t: number): boolean {
     const holder = c.holder!
@@ -272,6 +300,16 @@ export function createLeaseManager(
     }
     const timeout = chunkTimeoutOf(s)
     if (timeout !== undefined && t - seen >= timeout) return true
+    // A heartbeat proves the holder alive, not working: one that claims and never renders
+    // must not keep chunks forever. Doubling per attempt lets a truly slow chunk finish.
+    const typicalMs = typicalRenderMs(s)
+    if (
+      typicalMs !== undefined &&
+      t - seen >=
+        Math.max(leaseTimeoutMs, stragglerFactor * typicalMs) *
+          2 ** Math.min(16, Math.max(0, c.attempt - 1))
+    )
+      return true
     const hb = listed.get(holder)
     const since = hb
       ? Math.max(seen, hb.get(key) ?? -Infinity)

@@ -45,7 +45,10 @@ export interface LogEntry<Body = unknown> {
 }
 
 /** The deterministic total order used to fold a log: clock, then author, then id. */
-export function compareEntries(a: Pick<LogEntry, 'clock' | 'author' | 'id'>, b: Pick<LogEntry, 'clock' | 'author' | 'id'>): number {
+export function compareEntries(
+  a: Pick<LogEntry, 'clock' | 'author' | 'id'>,
+  b: Pick<LogEntry, 'clock' | 'author' | 'id'>,
+): number {
   if (a.clock !== b.clock) return a.clock - b.clock
   if (a.author !== b.author) return a.author < b.author ? -1 : 1
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0

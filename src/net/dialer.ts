@@ -63,7 +63,8 @@ export function createDialer(components: DialerComponents, options: DialerOption
   const targets = new Map<string, Target>()
   let running = false
 
-  const connected = (peerId: string) => libp2p.getConnections().some((c) => c.remotePeer.toString() === peerId && c.status === 'open')
+  const connected = (peerId: string) =>
+    libp2p.getConnections().some((c) => c.remotePeer.toString() === peerId && c.status === 'open')
 
   const schedule = (t: Target, delay: number) => {
     if (!running || t.timer) return
@@ -134,7 +135,8 @@ export function createDialer(components: DialerComponents, options: DialerOption
       .map((c) => c.remoteAddr.toString())
     void peerBook.remember(peerId, addrs, clock.wall()).catch(() => {})
     // Remember whoever connects, so we redial them after a restart.
-    if (!targets.has(peerId) && addrs.length > 0) targets.set(peerId, { key: peerId, peerId, addrs, backoff: minBackoff, inFlight: false })
+    if (!targets.has(peerId) && addrs.length > 0)
+      targets.set(peerId, { key: peerId, peerId, addrs, backoff: minBackoff, inFlight: false })
   }
 
   const onDiscovery = (evt: CustomEvent<{ id: PeerId; multiaddrs: Multiaddr[] }>) => {
@@ -153,11 +155,16 @@ export function createDialer(components: DialerComponents, options: DialerOption
       libp2p.addEventListener('peer:discovery', onDiscovery)
       for (const addr of options.bootstrap) {
         try {
-          const peerId = multiaddr(addr).getComponents().find((c) => c.name === 'p2p')?.value
+          const peerId = multiaddr(addr)
+            .getComponents()
+            .find((c) => c.name === 'p2p')?.value
           if (peerId) peerIdFromString(peerId)
           want(peerId ?? addr, peerId, [addr])
         } catch (err) {
-          logger.warn('ignoring a bootstrap address that does not parse', { addr, err: describeError(err) })
+          logger.warn('ignoring a bootstrap address that does not parse', {
+            addr,
+            err: describeError(err),
+          })
         }
       }
       for (const rec of await peerBook.all()) want(rec.peerId, rec.peerId, rec.addrs)

@@ -7,8 +7,11 @@
  *  - kad-dht keeps LAN addresses (passthrough mapper) because a studio mesh is a LAN;
  *  - gossipsub signs every message (StrictSign), so `from` is the authenticated origin,
  *    and may publish with no known subscriber (the log's anti-entropy covers misses);
+ *    a copy of a message already accepted is recognised by a hash of all its fields
+ *    before its signature is checked again (fastMsgId);
  *  - nothing here dials what discovery finds: the dialer (net/dialer.ts) owns that policy.
  */
+import { createHash } from 'node:crypto'
 import { noise } from '@chainsafe/libp2p-noise'
 import { bootstrap } from '@libp2p/bootstrap'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
@@ -46,10 +49,41 @@ export interface HostOptions {
   mdnsInterval?: number
 }
 
+/**
+ * Gossipsub checks a message's signature before it looks for duplicates unless given a
+ * fast id; in a full mesh each message arrives from several peers, and those repeated
+ * checks were the daemon's largest CPU cost. Only messages that passed validation enter
+ * the fast cache, and the id covers every field (length-prefixed), so a forged copy can
+ * never shadow a genuine message.
+ */
+export function fastMsgId(msg: {
+  from?: Uint8Array
+  seqno?: Uint8Array
+  data?: Uint8Array
+  signature?: Uint8Array
+  key?: Uint8Array
+  topic: string
+}): string {
+  const h = createHash('sha256')
+  const len = Buffer.alloc(4)
+  const topic = Buffer.from(msg.topic)
+  for (const part of [msg.from, msg.seqno, msg.data, msg.signature, msg.key, topic]) {
+    len.writeUInt32BE(part?.byteLength ?? 0xffffffff)
+    h.update(len)
+    if (part) h.update(part)
+  }
+  return h.digest('base64')
+}
+
 export async function createHost(options: HostOptions): Promise<RmeshLibp2p> {
   const peerDiscovery = []
   if (options.mdns) {
-    peerDiscovery.push(mdns({ interval: options.mdnsInterval ?? 2_000, serviceTag: options.mdnsServiceTag ?? 'rmesh.local' }))
+    peerDiscovery.push(
+      mdns({
+        interval: options.mdnsInterval ?? 2_000,
+        serviceTag: options.mdnsServiceTag ?? 'rmesh.local',
+      }),
+    )
   }
   if (options.bootstrap && options.bootstrap.length > 0) {
     peerDiscovery.push(bootstrap({ list: options.bootstrap, timeout: 0 }))
@@ -75,6 +109,7 @@ export async function createHost(options: HostOptions): Promise<RmeshLibp2p> {
         allowPublishToZeroTopicPeers: true,
         emitSelf: false,
         globalSignaturePolicy: 'StrictSign',
+        fastMsgIdFn: fastMsgId,
         // rmesh messages are small; bound what one RPC may carry before decoding.
         maxInboundDataLength: 1 << 20,
       }),

@@ -29,7 +29,9 @@ export function createPeerBook(db: Db): PeerBook {
   const sub = db.sublevel<string, string>('peers', { valueEncoding: 'utf8' })
   return {
     async remember(peerId, addrs, now) {
-      const clean = [...new Set(addrs.filter((a) => typeof a === 'string' && a.length < 256))].slice(0, MAX_ADDRS)
+      const clean = [
+        ...new Set(addrs.filter((a) => typeof a === 'string' && a.length < 256)),
+      ].slice(0, MAX_ADDRS)
       if (clean.length === 0) return
       await sub.put(peerId, JSON.stringify({ peerId, addrs: clean, lastSeen: now }))
     },

@@ -71,13 +71,16 @@ export function validatePresence(value: unknown): Presence {
   const p = value as Record<string, unknown>
   if (p.v !== 1) throw bad('unknown version')
   const str = (k: string, max: number) => {
-    if (typeof p[k] !== 'string' || (p[k] as string).length > max) throw bad(`${k} must be a string ≤ ${max}`)
+    if (typeof p[k] !== 'string' || (p[k] as string).length > max)
+      throw bad(`${k} must be a string ≤ ${max}`)
   }
   const num = (k: string) => {
-    if (typeof p[k] !== 'number' || !Number.isFinite(p[k] as number) || (p[k] as number) < 0) throw bad(`${k} must be a number ≥ 0`)
+    if (typeof p[k] !== 'number' || !Number.isFinite(p[k] as number) || (p[k] as number) < 0)
+      throw bad(`${k} must be a number ≥ 0`)
   }
   const arr = (k: string, max: number) => {
-    if (!Array.isArray(p[k]) || (p[k] as unknown[]).length > max) throw bad(`${k} must be a list ≤ ${max}`)
+    if (!Array.isArray(p[k]) || (p[k] as unknown[]).length > max)
+      throw bad(`${k} must be a list ≤ ${max}`)
     return p[k] as unknown[]
   }
   str('peerId', 128)
@@ -90,17 +93,34 @@ export function validatePresence(value: unknown): Presence {
   if (p.meshId !== undefined) str('meshId', 128)
   for (const e of arr('engines', 32)) {
     const o = e as Record<string, unknown>
-    if (!o || typeof o.name !== 'string' || typeof o.version !== 'string' || o.name.length > 64 || o.version.length > 64) throw bad('engines entry')
+    if (
+      !o ||
+      typeof o.name !== 'string' ||
+      typeof o.version !== 'string' ||
+      o.name.length > 64 ||
+      o.version.length > 64
+    )
+      throw bad('engines entry')
   }
-  for (const t of arr('tags', 32)) if (typeof t !== 'string' || t.length > 32) throw bad('tags entry')
-  for (const a of arr('addrs', 16)) if (typeof a !== 'string' || a.length > 256) throw bad('addrs entry')
+  for (const t of arr('tags', 32))
+    if (typeof t !== 'string' || t.length > 32) throw bad('tags entry')
+  for (const a of arr('addrs', 16))
+    if (typeof a !== 'string' || a.length > 256) throw bad('addrs entry')
   for (const l of arr('leases', 64)) {
     const o = l as Record<string, unknown>
-    if (!o || typeof o.job !== 'string' || o.job.length > 64 || !Number.isInteger(o.chunk) || !Number.isInteger(o.attempt)) throw bad('leases entry')
+    if (
+      !o ||
+      typeof o.job !== 'string' ||
+      o.job.length > 64 ||
+      !Number.isInteger(o.chunk) ||
+      !Number.isInteger(o.attempt)
+    )
+      throw bad('leases entry')
   }
   for (const d of arr('doing', 64)) {
     const o = d as Record<string, unknown>
-    if (!o || typeof o.job !== 'string' || o.job.length > 64 || !Number.isInteger(o.chunk)) throw bad('doing entry')
+    if (!o || typeof o.job !== 'string' || o.job.length > 64 || !Number.isInteger(o.chunk))
+      throw bad('doing entry')
   }
   return p as unknown as Presence
 }
@@ -135,7 +155,10 @@ export interface PresenceService {
   stats(): { rejected: number }
 }
 
-export function createPresence(components: PresenceComponents, options: PresenceOptions): PresenceService {
+export function createPresence(
+  components: PresenceComponents,
+  options: PresenceOptions,
+): PresenceService {
   const { libp2p, clock, logger } = components
   const selfId = libp2p.peerId.toString()
   const goneAfter = options.goneAfterMs ?? options.intervalMs * 3
@@ -166,15 +189,23 @@ export function createPresence(components: PresenceComponents, options: Presence
     for (const l of listeners) l(p, source)
   }
 
-  const decode = (bytes: Uint8Array): Presence => validatePresence(decodeBounded(bytes, MAX_PRESENCE_BYTES, 'presence'))
+  const decode = (bytes: Uint8Array): Presence =>
+    validatePresence(decodeBounded(bytes, MAX_PRESENCE_BYTES, 'presence'))
 
   const onMessage = (evt: CustomEvent) => {
-    const msg = evt.detail as { topic: string; data: Uint8Array; type: string; from?: { toString(): string } }
+    const msg = evt.detail as {
+      topic: string
+      data: Uint8Array
+      type: string
+      from?: { toString(): string }
+    }
     if (msg.topic !== PRESENCE_TOPIC) return
     try {
       const p = decode(msg.data)
-      if (msg.type !== 'signed' || msg.from?.toString() !== p.peerId) throw new InvalidInputError('presence not signed by its peer')
-      if (!admitted(p.peerId)) throw new InvalidInputError('presence from a peer that is not admitted')
+      if (msg.type !== 'signed' || msg.from?.toString() !== p.peerId)
+        throw new InvalidInputError('presence not signed by its peer')
+      if (!admitted(p.peerId))
+        throw new InvalidInputError('presence from a peer that is not admitted')
       accept(p, 'gossip')
     } catch (err) {
       rejected++
@@ -210,7 +241,8 @@ export function createPresence(components: PresenceComponents, options: Presence
     try {
       if (!admitted(remote)) throw new InvalidInputError('peer not admitted')
       const theirs = decode(contiguous(await lp.read({ signal })))
-      if (theirs.peerId !== remote) throw new InvalidInputError('presence peerId is not the connection peer')
+      if (theirs.peerId !== remote)
+        throw new InvalidInputError('presence peerId is not the connection peer')
       accept(theirs, 'direct')
       await lp.write(encode(build()), { signal })
       await stream.close({ signal })
@@ -225,7 +257,9 @@ export function createPresence(components: PresenceComponents, options: Presence
     async start() {
       running = true
       // Gossip from or through peers that are not admitted is neither delivered nor forwarded.
-      libp2p.services.pubsub.topicValidators.set(PRESENCE_TOPIC, (peer) => (admitted(peer.toString()) ? TopicValidatorResult.Accept : TopicValidatorResult.Reject))
+      libp2p.services.pubsub.topicValidators.set(PRESENCE_TOPIC, (peer) =>
+        admitted(peer.toString()) ? TopicValidatorResult.Accept : TopicValidatorResult.Reject,
+      )
       libp2p.services.pubsub.subscribe(PRESENCE_TOPIC)
       libp2p.services.pubsub.addEventListener('message', onMessage)
       await libp2p.handle(PRESENCE_PROTOCOL, handle)
@@ -242,7 +276,9 @@ export function createPresence(components: PresenceComponents, options: Presence
     },
     async exchange(peerId, signal) {
       const sig = timeoutSignal(5_000, signal)
-      const peer = libp2p.getConnections().find((c) => c.remotePeer.toString() === peerId)?.remotePeer
+      const peer = libp2p
+        .getConnections()
+        .find((c) => c.remotePeer.toString() === peerId)?.remotePeer
       if (!peer) return undefined
       try {
         const stream = await libp2p.dialProtocol(peer, PRESENCE_PROTOCOL, { signal: sig })
@@ -250,7 +286,8 @@ export function createPresence(components: PresenceComponents, options: Presence
         await lp.write(encode(build()), { signal: sig })
         const theirs = decode(contiguous(await lp.read({ signal: sig })))
         await stream.close({ signal: sig }).catch(() => {})
-        if (theirs.peerId !== peerId) throw new InvalidInputError('presence peerId is not the connection peer')
+        if (theirs.peerId !== peerId)
+          throw new InvalidInputError('presence peerId is not the connection peer')
         accept(theirs, 'direct')
         return theirs
       } catch (err) {

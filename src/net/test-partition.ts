@@ -22,7 +22,9 @@ export interface TestPartition {
   stop(): void
 }
 
-export function testPartitionFromEnv(env: NodeJS.ProcessEnv = process.env): TestPartition | undefined {
+export function testPartitionFromEnv(
+  env: NodeJS.ProcessEnv = process.env,
+): TestPartition | undefined {
   const file = env[TEST_BLOCK_PEERS_ENV]
   if (!file) return undefined
   let blocked = new Set<string>()
@@ -31,20 +33,27 @@ export function testPartitionFromEnv(env: NodeJS.ProcessEnv = process.env): Test
   const refresh = async (libp2p: RmeshLibp2p) => {
     const self = libp2p.peerId.toString()
     try {
-      const sides = (await readFile(file, 'utf8')).split('\n').map((l) => l.split(/\s+/).filter(Boolean))
-      blocked = sides.some((side) => side.includes(self)) ? new Set(sides.filter((side) => !side.includes(self)).flat()) : new Set()
+      const sides = (await readFile(file, 'utf8'))
+        .split('\n')
+        .map((l) => l.split(/\s+/).filter(Boolean))
+      blocked = sides.some((side) => side.includes(self))
+        ? new Set(sides.filter((side) => !side.includes(self)).flat())
+        : new Set()
     } catch {
       blocked = new Set()
     }
-    for (const c of libp2p.getConnections()) if (isBlocked(c.remotePeer)) c.abort(new Error('test partition'))
+    for (const c of libp2p.getConnections())
+      if (isBlocked(c.remotePeer)) c.abort(new Error('test partition'))
   }
   return {
     wrap(inner) {
       return {
         ...inner,
         denyDialPeer: (p) => isBlocked(p) || (inner.denyDialPeer?.(p) ?? false),
-        denyOutboundEncryptedConnection: (p, c) => isBlocked(p) || (inner.denyOutboundEncryptedConnection?.(p, c) ?? false),
-        denyInboundEncryptedConnection: (p, c) => isBlocked(p) || (inner.denyInboundEncryptedConnection?.(p, c) ?? false),
+        denyOutboundEncryptedConnection: (p, c) =>
+          isBlocked(p) || (inner.denyOutboundEncryptedConnection?.(p, c) ?? false),
+        denyInboundEncryptedConnection: (p, c) =>
+          isBlocked(p) || (inner.denyInboundEncryptedConnection?.(p, c) ?? false),
       }
     },
     start(libp2p) {

@@ -46,8 +46,18 @@ export class ConflictError extends RmeshError {
   }
 }
 
-const FORMAT_TO_ENGINE: Partial<Record<Api.OutputFormat, OutputFormat>> = { png: 'PNG', exr: 'OPEN_EXR', jpeg: 'JPEG' }
-const FORMAT_FROM_ENGINE: Record<string, Api.OutputFormat> = { PNG: 'png', OPEN_EXR: 'exr', JPEG: 'jpeg', OPEN_EXR_MULTILAYER: 'exr-multilayer', TIFF: 'tiff' }
+const FORMAT_TO_ENGINE: Partial<Record<Api.OutputFormat, OutputFormat>> = {
+  png: 'PNG',
+  exr: 'OPEN_EXR',
+  jpeg: 'JPEG',
+}
+const FORMAT_FROM_ENGINE: Record<string, Api.OutputFormat> = {
+  PNG: 'png',
+  OPEN_EXR: 'exr',
+  JPEG: 'jpeg',
+  OPEN_EXR_MULTILAYER: 'exr-multilayer',
+  TIFF: 'tiff',
+}
 
 interface LocalJob {
   jobId: string
@@ -125,13 +135,21 @@ export function createJobService(c: JobServiceComponents): JobService {
 
   const resolveId = (idOrPrefix: string): string => {
     if (typeof idOrPrefix !== 'string' || !/^[a-z2-7]{1,8}$/.test(idOrPrefix)) {
-      throw new InvalidInputError(`${JSON.stringify(String(idOrPrefix).slice(0, 40))} is not a job id (8 letters and digits, as shown by rmesh jobs)`)
+      throw new InvalidInputError(
+        `${JSON.stringify(String(idOrPrefix).slice(0, 40))} is not a job id (8 letters and digits, as shown by rmesh jobs)`,
+      )
     }
-    const ids = c.leases.jobs().filter((j) => !j.deleted).map((j) => j.jobId)
+    const ids = c.leases
+      .jobs()
+      .filter((j) => !j.deleted)
+      .map((j) => j.jobId)
     if (ids.includes(idOrPrefix)) return idOrPrefix
     const matches = ids.filter((id) => id.startsWith(idOrPrefix))
     if (matches.length === 1 && idOrPrefix.length >= 4) return matches[0]
-    if (matches.length > 1) throw new ConflictError(`job id ${idOrPrefix} is ambiguous: ${matches.join(', ')}`, { matches })
+    if (matches.length > 1)
+      throw new ConflictError(`job id ${idOrPrefix} is ambiguous: ${matches.join(', ')}`, {
+        matches,
+      })
     throw new NotFoundError(`job ${idOrPrefix} (see rmesh jobs for the ids)`, { jobId: idOrPrefix })
   }
 
@@ -141,7 +159,8 @@ export function createJobService(c: JobServiceComponents): JobService {
     const out = new Map<string, { node: string; frame?: number; progress?: number }>()
     for (const [peerId, p] of c.presence.peers()) {
       if (p.state !== 'up') continue
-      for (const w of p.presence.doing) out.set(`${w.job}/${w.chunk}`, { node: peerId, frame: w.frame, progress: w.progress })
+      for (const w of p.presence.doing)
+        out.set(`${w.job}/${w.chunk}`, { node: peerId, frame: w.frame, progress: w.progress })
     }
     return out
   }
@@ -164,11 +183,16 @@ export function createJobService(c: JobServiceComponents): JobService {
     const now = c.clock.wall()
     const recent = doneTimes.filter((t) => now - t < 120_000)
     const windowMs = recent.length > 1 ? Math.max(1_000, now - recent[0]) : 60_000
-    const framesPerMinute = recent.length > 1 ? Math.round((recent.length / windowMs) * 60_000 * 10) / 10 : 0
+    const framesPerMinute =
+      recent.length > 1 ? Math.round((recent.length / windowMs) * 60_000 * 10) / 10 : 0
     const remaining = s.framesTotal - s.framesDone
     const terminal = s.state === 'done' || s.state === 'failed' || s.state === 'canceled'
     if (terminal && !endedAt.has(s.jobId)) endedAt.set(s.jobId, now)
-    const writtenFrames = lj ? s.chunks.filter((ch) => ch.kind === 'frames' && lj.written.includes(ch.index)).reduce((n, ch) => n + ch.frames.length, 0) : undefined
+    const writtenFrames = lj
+      ? s.chunks
+          .filter((ch) => ch.kind === 'frames' && lj.written.includes(ch.index))
+          .reduce((n, ch) => n + ch.frames.length, 0)
+      : undefined
     const allWritten = lj ? s.chunks.every((ch) => lj.written.includes(ch.index)) : undefined
     const failedChunk = s.chunks.find((ch) => ch.state === 'failed')
     return {
@@ -186,7 +210,10 @@ export function createJobService(c: JobServiceComponents): JobService {
       outDir: lj?.outDir,
       framesLocal: writtenFrames,
       localComplete: allWritten,
-      etaMs: !terminal && framesPerMinute > 0 ? Math.round((remaining / framesPerMinute) * 60_000) : undefined,
+      etaMs:
+        !terminal && framesPerMinute > 0
+          ? Math.round((remaining / framesPerMinute) * 60_000)
+          : undefined,
       framesPerMinute,
       createdAt: s.createdAt,
       endedAt: terminal ? endedAt.get(s.jobId) : undefined,
@@ -197,7 +224,8 @@ export function createJobService(c: JobServiceComponents): JobService {
             : 'no eligible node'
           : s.state === 'canceled'
             ? 'canceled'
-            : (s.state === 'queued' || (s.state === 'rendering' && nodes.size === 0)) && !anyEligible(s)
+            : (s.state === 'queued' || (s.state === 'rendering' && nodes.size === 0)) &&
+                !anyEligible(s)
               ? `waiting: no node of the mesh can run ${s.job.engine.name}${s.job.engine.version ?? ''} now (see rmesh peers)`
               : undefined,
     }
@@ -205,10 +233,19 @@ export function createJobService(c: JobServiceComponents): JobService {
 
   /** Is any live node (this one included) able to take this job's chunks? */
   const anyEligible = (s: JobState): boolean => {
-    const fits = (peer: string, engines: readonly { name: string; version: string }[], slots: number) =>
-      slots > 0 && !s.blocklist.includes(peer as JobState['blocklist'][number]) && engines.some((e) => e.name === s.job.engine.name && versionSatisfies(e.version, s.job.engine.version))
+    const fits = (
+      peer: string,
+      engines: readonly { name: string; version: string }[],
+      slots: number,
+    ) =>
+      slots > 0 &&
+      !s.blocklist.includes(peer as JobState['blocklist'][number]) &&
+      engines.some(
+        (e) => e.name === s.job.engine.name && versionSatisfies(e.version, s.job.engine.version),
+      )
     if (fits(c.self, c.selfEngines(), c.selfSlots())) return true
-    for (const [peerId, p] of c.presence.peers()) if (p.state === 'up' && fits(peerId, p.presence.engines, p.presence.slots)) return true
+    for (const [peerId, p] of c.presence.peers())
+      if (p.state === 'up' && fits(peerId, p.presence.engines, p.presence.slots)) return true
     return false
   }
 
@@ -219,14 +256,24 @@ export function createJobService(c: JobServiceComponents): JobService {
       if (ch.kind !== 'frames') continue
       const w = work.get(`${s.jobId}/${ch.index}`)
       for (const frame of ch.frames) {
-        const state: Api.FrameState = ch.state === 'done' ? 'done' : ch.state === 'failed' ? 'failed' : ch.state === 'claimed' ? (w ? 'rendering' : 'claimed') : 'open'
+        const state: Api.FrameState =
+          ch.state === 'done'
+            ? 'done'
+            : ch.state === 'failed'
+              ? 'failed'
+              : ch.state === 'claimed'
+                ? w
+                  ? 'rendering'
+                  : 'claimed'
+                : 'open'
         const info: Api.FrameInfo = {
           frame,
           state,
           node: ch.state === 'done' ? (ch.completedBy ?? null) : (ch.holder ?? null),
           attempts: ch.attempt,
         }
-        if (ch.renderMs !== undefined) info.renderMs = Math.round(ch.renderMs / Math.max(1, ch.frames.length))
+        if (ch.renderMs !== undefined)
+          info.renderMs = Math.round(ch.renderMs / Math.max(1, ch.frames.length))
         if (w && w.frame === frame && w.progress !== undefined) info.progress = w.progress
         if (ch.failures.length) info.error = ch.failures.at(-1)?.reason
         if (lj?.written.includes(ch.index)) {
@@ -244,21 +291,33 @@ export function createJobService(c: JobServiceComponents): JobService {
     const codec = s.job.output.video
     if (!ch || !codec) return undefined
     const lj = localJobs.get(s.jobId)
-    const state: Api.VideoInfo['state'] = ch.state === 'done' ? 'done' : ch.state === 'failed' ? 'failed' : ch.state === 'claimed' ? 'encoding' : 'waiting'
+    const state: Api.VideoInfo['state'] =
+      ch.state === 'done'
+        ? 'done'
+        : ch.state === 'failed'
+          ? 'failed'
+          : ch.state === 'claimed'
+            ? 'encoding'
+            : 'waiting'
     const info: Api.VideoInfo = { codec, state, node: ch.completedBy ?? ch.holder ?? null }
     if (lj?.written.includes(ch.index)) info.path = join(lj.outDir, videoName(s))
     if (ch.failures.length) info.error = ch.failures.at(-1)?.reason
     return info
   }
 
-  const videoName = (s: JobState) => `${safeFileName(s.name, 'video')}.${VIDEO_EXTENSION[s.job.output.video ?? 'h264']}`
+  const videoName = (s: JobState) =>
+    `${safeFileName(s.name, 'video')}.${VIDEO_EXTENSION[s.job.output.video ?? 'h264']}`
 
   const detailOf = (s: JobState): Api.JobDetail => {
     const work = working()
     const lj = localJobs.get(s.jobId)
     return {
       ...summaryOf(s, work),
-      scene: { path: lj?.scenePath ?? s.job.scene.name, name: s.job.scene.name, sizeBytes: s.job.scene.size },
+      scene: {
+        path: lj?.scenePath ?? s.job.scene.name,
+        name: s.job.scene.name,
+        sizeBytes: s.job.scene.size,
+      },
       engine: s.job.engine.name,
       format: FORMAT_FROM_ENGINE[s.job.output.format] ?? 'png',
       chunkSize: s.job.chunkSize,
@@ -268,7 +327,16 @@ export function createJobService(c: JobServiceComponents): JobService {
       chunks: s.chunks.map((ch) => ({
         index: ch.index,
         frames: ch.frames,
-        state: ch.state === 'done' ? 'done' : ch.state === 'failed' ? 'failed' : ch.state === 'claimed' ? (work.has(`${s.jobId}/${ch.index}`) ? 'rendering' : 'claimed') : 'open',
+        state:
+          ch.state === 'done'
+            ? 'done'
+            : ch.state === 'failed'
+              ? 'failed'
+              : ch.state === 'claimed'
+                ? work.has(`${s.jobId}/${ch.index}`)
+                  ? 'rendering'
+                  : 'claimed'
+                : 'open',
         node: ch.completedBy ?? ch.holder ?? null,
         attempt: ch.attempt,
       })),
@@ -285,14 +353,26 @@ export function createJobService(c: JobServiceComponents): JobService {
   }
 
   const providersFor = async (manifest: string, extra: string[]) => {
-    const known = await c.providers.findProviders(manifest, { timeoutMs: 2_000 }).catch(() => [] as string[])
+    const known = await c.providers
+      .findProviders(manifest, { timeoutMs: 2_000 })
+      .catch(() => [] as string[])
     return [...new Set([...extra, ...known])].filter((p) => p !== c.self)
   }
 
   /** Make sure a manifest is complete locally (fetching from holders), then export it. */
-  const materialize = async (manifest: string, holders: string[], dest: string, pinOwner: string, signal?: AbortSignal) => {
+  const materialize = async (
+    manifest: string,
+    holders: string[],
+    dest: string,
+    pinOwner: string,
+    signal?: AbortSignal,
+  ) => {
     if ((await c.blocks.missingBlocks(manifest).catch(() => ['?'])).length > 0) {
-      await c.exchange.fetchManifest(manifest, { providers: await providersFor(manifest, holders), signal, pinOwner })
+      await c.exchange.fetchManifest(manifest, {
+        providers: await providersFor(manifest, holders),
+        signal,
+        pinOwner,
+      })
     } else {
       await c.blocks.pin(pinOwner, manifest)
     }
@@ -305,13 +385,22 @@ export function createJobService(c: JobServiceComponents): JobService {
     if (collecting.has(jobId) || stopped) return
     const lj = localJobs.get(jobId)
     const s = c.leases.job(jobId)
-    if (!lj || !s || s.deleted) return
+    if (!lj) return
+    if (!s) {
+      // At start-up the lease manager has not loaded the logs yet: a job that finished
+      // while this node was down gets no new complete entry to trigger collection.
+      setTimeout(() => void collect(jobId), 1_000).unref()
+      return
+    }
+    if (s.deleted) return
     collecting.add(jobId)
     try {
       for (;;) {
         const cur = c.leases.job(jobId)
         if (!cur || cur.deleted || stopped) return
-        const todo = cur.chunks.filter((ch) => ch.state === 'done' && !lj.written.includes(ch.index) && ch.outputs)
+        const todo = cur.chunks.filter(
+          (ch) => ch.state === 'done' && !lj.written.includes(ch.index) && ch.outputs,
+        )
         if (todo.length === 0) break
         const acked: number[] = []
         await Promise.all(
@@ -321,7 +410,11 @@ export function createJobService(c: JobServiceComponents): JobService {
               lj.written.push(ch.index)
               acked.push(ch.index)
             } catch (err) {
-              logger.warn('could not collect outputs yet; will retry', { jobId, chunk: ch.index, err: describeError(err) })
+              logger.warn('could not collect outputs yet; will retry', {
+                jobId,
+                chunk: ch.index,
+                err: describeError(err),
+              })
             }
           }),
         )
@@ -344,7 +437,8 @@ export function createJobService(c: JobServiceComponents): JobService {
     await mkdir(lj.outDir, { recursive: true })
     const holders = ch.completedBy ? [ch.completedBy] : []
     for (const o of ch.outputs ?? []) {
-      const name = ch.kind === 'encode' ? videoName(s) : frameFileName(o.frame, safeExtension(o.name))
+      const name =
+        ch.kind === 'encode' ? videoName(s) : frameFileName(o.frame, safeExtension(o.name))
       await materialize(o.manifest, holders, join(lj.outDir, name), `job-collected/${s.jobId}`)
     }
   }
@@ -388,7 +482,8 @@ export function createJobService(c: JobServiceComponents): JobService {
         const idx = (entry.body as { chunk: number }).chunk
         const ch = s.chunks[idx]
         if (ch && ch.kind === 'frames') {
-          for (const f of frameInfos(s).filter((fi) => ch.frames.includes(fi.frame))) c.events.publish({ type: 'frame-updated', jobId, frame: f })
+          for (const f of frameInfos(s).filter((fi) => ch.frames.includes(fi.frame)))
+            c.events.publish({ type: 'frame-updated', jobId, frame: f })
         } else if (ch) {
           const v = videoInfo(s)
           if (v) c.events.publish({ type: 'video-updated', jobId, video: v })
@@ -396,7 +491,8 @@ export function createJobService(c: JobServiceComponents): JobService {
       }
       if (s.deleted) void cleanupDeleted(jobId)
       else if (localJobs.has(jobId) && entry.kind === 'complete') void collect(jobId)
-      else if (entry.kind === 'ack' && s.submitter !== c.self) void releaseAcked(s, (entry.body as { chunks?: unknown }).chunks)
+      else if (entry.kind === 'ack' && s.submitter !== c.self)
+        void releaseAcked(s, (entry.body as { chunks?: unknown }).chunks)
     })
   }
 
@@ -407,7 +503,10 @@ export function createJobService(c: JobServiceComponents): JobService {
     for (const i of chunks) {
       const ch = typeof i === 'number' ? s.chunks[i] : undefined
       if (!ch || ch.completedBy !== c.self) continue
-      for (const cid of [...(ch.outputs ?? []).map((o) => o.manifest), ...(ch.log ? [ch.log] : [])]) {
+      for (const cid of [
+        ...(ch.outputs ?? []).map((o) => o.manifest),
+        ...(ch.log ? [ch.log] : []),
+      ]) {
         await c.blocks.unpin(outputsPinOwner(s.jobId), cid).catch(() => {})
         released++
       }
@@ -421,29 +520,49 @@ export function createJobService(c: JobServiceComponents): JobService {
     gcTimer = setTimeout(() => {
       gcTimer = undefined
       // The grace keeps blocks of imports still in flight (written, not yet pinned).
-      void c.blocks.gc({ graceMs: 5 * 60_000 }).catch((err) => logger.warn('gc failed', { err: describeError(err) }))
+      void c.blocks
+        .gc({ graceMs: 5 * 60_000 })
+        .catch((err) => logger.warn('gc failed', { err: describeError(err) }))
     }, 30_000)
     gcTimer.unref?.()
   }
 
   const cleanupDeleted = async (jobId: string) => {
     await c.worker.forgetJob(jobId)
-    for (const owner of [outputsPinOwner(jobId), scenePinOwner(jobId), `job-collected/${jobId}`]) await c.blocks.unpin(owner).catch(() => {})
-    await c.blocks.gc({ graceMs: 0 }).catch(() => {})
+    for (const owner of [outputsPinOwner(jobId), scenePinOwner(jobId), `job-collected/${jobId}`])
+      await c.blocks.unpin(owner).catch(() => {})
+    // Not zero: another job's output is unpinned between its import and its pin, and a
+    // grace-free GC here deleted it under a complete entry (found by the soak).
+    await c.blocks.gc({ graceMs: 60_000 }).catch(() => {})
   }
 
   // ----- use cases ---------------------------------------------------------------------
 
   const blender = () => {
     const e = c.engines.get('blender')
-    if (!e?.inspect) throw new RmeshError('ERR_ENGINE', 'Blender is not installed on this node; install it (sudo apt-get install blender) or submit from a node that has it')
-    return e as Engine & Required<Pick<Engine, 'inspect'>> & { packScene?: (src: string, dest: string, o: { signal: AbortSignal }) => Promise<unknown> }
+    if (!e?.inspect)
+      throw new RmeshError(
+        'ERR_ENGINE',
+        'Blender is not installed on this node; install it (sudo apt-get install blender) or submit from a node that has it',
+      )
+    return e as Engine &
+      Required<Pick<Engine, 'inspect'>> & {
+        packScene?: (src: string, dest: string, o: { signal: AbortSignal }) => Promise<unknown>
+      }
   }
 
   const checkScenePath = async (path: unknown): Promise<string> => {
-    if (typeof path !== 'string' || path.length === 0 || path.length > 4096) throw new InvalidInputError('scenePath must be an absolute path to a .blend file', { field: 'scenePath' })
-    if (!isAbsolute(path)) throw new InvalidInputError(`scenePath must be absolute, got ${path}`, { field: 'scenePath' })
-    if (extname(path).toLowerCase() !== '.blend') throw new InvalidInputError(`${basename(path)} is not a .blend file; rmesh renders Blender scenes (.blend)`, { field: 'scenePath' })
+    if (typeof path !== 'string' || path.length === 0 || path.length > 4096)
+      throw new InvalidInputError('scenePath must be an absolute path to a .blend file', {
+        field: 'scenePath',
+      })
+    if (!isAbsolute(path))
+      throw new InvalidInputError(`scenePath must be absolute, got ${path}`, { field: 'scenePath' })
+    if (extname(path).toLowerCase() !== '.blend')
+      throw new InvalidInputError(
+        `${basename(path)} is not a .blend file; rmesh renders Blender scenes (.blend)`,
+        { field: 'scenePath' },
+      )
     try {
       const st = await stat(path)
       if (!st.isFile()) throw new InvalidInputError(`${path} is not a file`, { field: 'scenePath' })
@@ -471,7 +590,10 @@ export function createJobService(c: JobServiceComponents): JobService {
     externalFiles: info.externalFiles.length,
   })
 
-  const inspect = async (req: Api.InspectRequest, signal = AbortSignal.timeout(60_000)): Promise<Api.SceneInfo> => {
+  const inspect = async (
+    req: Api.InspectRequest,
+    signal = AbortSignal.timeout(60_000),
+  ): Promise<Api.SceneInfo> => {
     const path = await checkScenePath(req?.path)
     const info = await blender().inspect(path, { signal })
     return toApiScene(path, (await stat(path)).size, info)
@@ -479,25 +601,49 @@ export function createJobService(c: JobServiceComponents): JobService {
 
   const int = (v: unknown, field: string, min: number, max: number, dflt: number): number => {
     if (v === undefined || v === null) return dflt
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new InvalidInputError(`${field} must be a whole number from ${min} to ${max}`, { field })
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+      throw new InvalidInputError(`${field} must be a whole number from ${min} to ${max}`, {
+        field,
+      })
     return v
   }
 
-  const submit = async (req: Api.SubmitRequest, signal = AbortSignal.timeout(10 * 60_000)): Promise<Api.SubmitResponse> => {
-    if (!req || typeof req !== 'object') throw new InvalidInputError('submit needs a JSON object body')
-    if (!c.canSubmit()) throw new RmeshError('ERR_FORBIDDEN', 'this node may not submit: its token lacks the submit capability (ask an admin: rmesh token issue --peer <this id> --caps submit,render)')
+  const submit = async (
+    req: Api.SubmitRequest,
+    signal = AbortSignal.timeout(10 * 60_000),
+  ): Promise<Api.SubmitResponse> => {
+    if (!req || typeof req !== 'object')
+      throw new InvalidInputError('submit needs a JSON object body')
+    if (!c.canSubmit())
+      throw new RmeshError(
+        'ERR_FORBIDDEN',
+        'this node may not submit: its token lacks the submit capability (ask an admin: rmesh token issue --peer <this id> --caps submit,render)',
+      )
     const scenePath = await checkScenePath(req.scenePath)
     const quota = c.quotaOf?.(c.self)
     if (quota !== undefined) {
-      const unfinished = c.leases.jobs().filter((j) => j.submitter === c.self && (j.state === 'queued' || j.state === 'rendering')).length
+      const unfinished = c.leases
+        .jobs()
+        .filter(
+          (j) => j.submitter === c.self && (j.state === 'queued' || j.state === 'rendering'),
+        ).length
       if (unfinished >= quota) {
-        throw new RmeshError('ERR_QUOTA', `this node's token allows ${quota} unfinished job(s) and ${unfinished} are queued or rendering; wait for one to end or cancel one`, { details: { quota, unfinished } })
+        throw new RmeshError(
+          'ERR_QUOTA',
+          `this node's token allows ${quota} unfinished job(s) and ${unfinished} are queued or rendering; wait for one to end or cancel one`,
+          { details: { quota, unfinished } },
+        )
       }
     }
     const engineName = req.engine ?? 'blender'
-    if (typeof engineName !== 'string' || !/^[a-z][a-z0-9-]{0,31}$/.test(engineName)) throw new InvalidInputError('engine must be a short name', { field: 'engine' })
+    if (typeof engineName !== 'string' || !/^[a-z][a-z0-9-]{0,31}$/.test(engineName))
+      throw new InvalidInputError('engine must be a short name', { field: 'engine' })
     const engine = c.engines.get(engineName)
-    if (!engine) throw new InvalidInputError(`engine ${engineName} is not known on this node (known: ${c.engines.names().join(', ')})`, { field: 'engine' })
+    if (!engine)
+      throw new InvalidInputError(
+        `engine ${engineName} is not known on this node (known: ${c.engines.names().join(', ')})`,
+        { field: 'engine' },
+      )
     // Checked here, but the caller's own values are announced: each renderer's engine
     // normalizes them again, and job entries carry only scalar params.
     engine.validate(req.params ?? {})
@@ -505,32 +651,57 @@ export function createJobService(c: JobServiceComponents): JobService {
     let info: EngineSceneInfo | undefined
     if (engine.inspect) info = await engine.inspect(scenePath, { signal })
     if (info && info.missingFiles.length > 0 && !req.pack) {
-      throw new RmeshError('ERR_SCENE_MISSING_ASSET', `the scene references missing files: ${info.missingFiles.slice(0, 5).join(', ')}; fix the paths in Blender (File > External Data > Find Missing Files)`, { details: { missing: info.missingFiles } })
+      throw new RmeshError(
+        'ERR_SCENE_MISSING_ASSET',
+        `the scene references missing files: ${info.missingFiles.slice(0, 5).join(', ')}; fix the paths in Blender (File > External Data > Find Missing Files)`,
+        { details: { missing: info.missingFiles } },
+      )
     }
     const step = int(req.step, 'step', 1, 1000, info?.frameStep ?? 1)
-    const frames = typeof req.frames === 'string' && req.frames.trim() !== '' ? parseFrameSpec(req.frames, { step }) : info ? parseFrameSpec(`${info.frameStart}-${info.frameEnd}`, { step }) : parseFrameSpec('1', {})
+    const frames =
+      typeof req.frames === 'string' && req.frames.trim() !== ''
+        ? parseFrameSpec(req.frames, { step })
+        : info
+          ? parseFrameSpec(`${info.frameStart}-${info.frameEnd}`, { step })
+          : parseFrameSpec('1', {})
     const chunkSize = int(req.chunk, 'chunk', 1, 1000, 1)
     const priority = int(req.priority, 'priority', 0, 100, 50)
     let format: OutputFormat = 'PNG'
     if (req.format !== undefined) {
       const f = FORMAT_TO_ENGINE[req.format]
-      if (!f) throw new InvalidInputError(`format ${String(req.format)} is not supported; use png, exr or jpeg`, { field: 'format' })
+      if (!f)
+        throw new InvalidInputError(
+          `format ${String(req.format)} is not supported; use png, exr or jpeg`,
+          { field: 'format' },
+        )
       format = f
-    } else if (info && ['PNG', 'OPEN_EXR', 'JPEG'].includes(info.outputFormat)) format = info.outputFormat as OutputFormat
-    if (req.video !== undefined && !['h264', 'vp9', 'av1'].includes(req.video)) throw new InvalidInputError('video must be h264, vp9 or av1', { field: 'video' })
+    } else if (info && ['PNG', 'OPEN_EXR', 'JPEG'].includes(info.outputFormat))
+      format = info.outputFormat as OutputFormat
+    if (req.video !== undefined && !['h264', 'vp9', 'av1'].includes(req.video))
+      throw new InvalidInputError('video must be h264, vp9 or av1', { field: 'video' })
     const name = req.name === undefined ? basename(scenePath, extname(scenePath)) : String(req.name)
-    if (!/^[^\0/\\]{1,100}$/.test(name)) throw new InvalidInputError('name must be 1–100 characters without slashes', { field: 'name' })
+    if (!/^[^\0/\\]{1,100}$/.test(name))
+      throw new InvalidInputError('name must be 1–100 characters without slashes', {
+        field: 'name',
+      })
     let requirement: string | undefined
     for (const r of req.require ?? []) {
       const m = /^([a-z][a-z0-9-]*)\s*((?:>=|<=|>|<|=|\^|~)?\s*\d+(?:\.\d+){0,2})$/.exec(String(r))
-      if (!m) throw new InvalidInputError(`requirement ${JSON.stringify(r)} is not like 'blender>=3.4'`, { field: 'require' })
-      if (m[1] !== engineName) throw new InvalidInputError(`requirement ${r} names another engine than ${engineName}`, { field: 'require' })
+      if (!m)
+        throw new InvalidInputError(`requirement ${JSON.stringify(r)} is not like 'blender>=3.4'`, {
+          field: 'require',
+        })
+      if (m[1] !== engineName)
+        throw new InvalidInputError(`requirement ${r} names another engine than ${engineName}`, {
+          field: 'require',
+        })
       requirement = m[2].replace(/\s+/g, '')
     }
 
     const jobId = newJobId((n) => new Uint8Array(randomBytes(n)))
     const outDir = req.outDir ?? join(dirname(scenePath), 'renders', safeFileName(name, jobId))
-    if (!isAbsolute(outDir)) throw new InvalidInputError('outDir must be an absolute path', { field: 'outDir' })
+    if (!isAbsolute(outDir))
+      throw new InvalidInputError('outDir must be an absolute path', { field: 'outDir' })
 
     // Pack external assets into a copy so every node renders what the artist sees.
     let toImport = scenePath
@@ -556,11 +727,17 @@ export function createJobService(c: JobServiceComponents): JobService {
       jobId,
       name,
       submitter: c.self as AnnounceBody['submitter'],
-      scene: { manifest: imported.manifest, name: safeFileName(basename(scenePath), 'scene.blend'), size: imported.size },
+      scene: {
+        manifest: imported.manifest,
+        name: safeFileName(basename(scenePath), 'scene.blend'),
+        size: imported.size,
+      },
       engine: requirement ? { name: engineName, version: requirement } : { name: engineName },
       frames,
       chunkSize,
-      output: req.video ? { format, video: req.video, fps: info?.fps ?? 24 } : { format, fps: info?.fps ?? 24 },
+      output: req.video
+        ? { format, video: req.video, fps: info?.fps ?? 24 }
+        : { format, fps: info?.fps ?? 24 },
       priority,
       persistent: req.persistent ?? false,
       params: (req.params ?? {}) as AnnounceBody['params'],
@@ -583,7 +760,10 @@ export function createJobService(c: JobServiceComponents): JobService {
     // The reducer ignores cancel/retry/priority/delete from anyone but the submitter
     // (and admins, where configured); refuse early here with a clear message.
     if (s.submitter !== c.self) {
-      throw new RmeshError('ERR_FORBIDDEN', `job ${s.jobId} was submitted by another node (${s.submitter}); run this command there`)
+      throw new RmeshError(
+        'ERR_FORBIDDEN',
+        `job ${s.jobId} was submitted by another node (${s.submitter}); run this command there`,
+      )
     }
   }
 
@@ -616,7 +796,8 @@ export function createJobService(c: JobServiceComponents): JobService {
     async cancel(id) {
       const s = jobOf(resolveId(id))
       requireOwnerOrAdmin(s)
-      if (s.state === 'done' || s.state === 'failed' || s.state === 'canceled') throw new ConflictError(`job ${s.jobId} has already ended (${s.state})`)
+      if (s.state === 'done' || s.state === 'failed' || s.state === 'canceled')
+        throw new ConflictError(`job ${s.jobId} has already ended (${s.state})`)
       await c.log.append(jobLogId(s.jobId), 'cancel', {})
       return summaryOf(jobOf(s.jobId))
     },
@@ -627,10 +808,14 @@ export function createJobService(c: JobServiceComponents): JobService {
       if (req?.frames) {
         const frames = new Set(parseFrameSpec(req.frames))
         chunks = s.chunks.filter((ch) => ch.frames.some((f) => frames.has(f))).map((ch) => ch.index)
-        if (chunks.length === 0) throw new InvalidInputError(`none of frames ${req.frames} belong to job ${s.jobId}`, { field: 'frames' })
+        if (chunks.length === 0)
+          throw new InvalidInputError(`none of frames ${req.frames} belong to job ${s.jobId}`, {
+            field: 'frames',
+          })
       } else {
         chunks = s.chunks.filter((ch) => ch.state === 'failed').map((ch) => ch.index)
-        if (chunks.length === 0) throw new ConflictError(`job ${s.jobId} has no failed frames to retry`)
+        if (chunks.length === 0)
+          throw new ConflictError(`job ${s.jobId} has no failed frames to retry`)
       }
       await c.log.append(jobLogId(s.jobId), 'retry', { chunks })
       const reopened = s.chunks.filter((ch) => chunks.includes(ch.index)).flatMap((ch) => ch.frames)
@@ -646,7 +831,10 @@ export function createJobService(c: JobServiceComponents): JobService {
     async remove(id) {
       const s = jobOf(resolveId(id))
       requireOwnerOrAdmin(s)
-      if (s.state === 'queued' || s.state === 'rendering') throw new ConflictError(`job ${s.jobId} is still ${s.state}: cancel it first (rmesh cancel ${s.jobId})`)
+      if (s.state === 'queued' || s.state === 'rendering')
+        throw new ConflictError(
+          `job ${s.jobId} is still ${s.state}: cancel it first (rmesh cancel ${s.jobId})`,
+        )
       await c.log.append(jobLogId(s.jobId), 'delete', {})
       localJobs.delete(s.jobId)
       await local.del(s.jobId)
@@ -661,13 +849,34 @@ export function createJobService(c: JobServiceComponents): JobService {
       }
       const ch = s.chunks.find((x) => x.frames.includes(q.frame!))
       if (!ch) throw new NotFoundError(`frame ${q.frame} in job ${s.jobId}`)
-      const logCid = ch.log ?? ([...ch.failures].reverse().find((f) => (f as { log?: string }).log) as { log?: string } | undefined)?.log
-      if (!logCid) throw new NotFoundError(`a log for frame ${q.frame} yet (it has not finished an attempt; use --follow to watch it live)`)
+      const logCid =
+        ch.log ??
+        (
+          [...ch.failures].reverse().find((f) => (f as { log?: string }).log) as
+            | { log?: string }
+            | undefined
+        )?.log
+      if (!logCid)
+        throw new NotFoundError(
+          `a log for frame ${q.frame} yet (it has not finished an attempt; use --follow to watch it live)`,
+        )
       const dest = join(tmpdir(), `rmesh-log-${randomBytes(6).toString('hex')}`)
       try {
-        await materialize(logCid, [ch.completedBy, ...ch.failures.map((f) => f.node)].filter((x): x is NonNullable<typeof x> => !!x), dest, `job-collected/${s.jobId}`, signal)
+        await materialize(
+          logCid,
+          [ch.completedBy, ...ch.failures.map((f) => f.node)].filter(
+            (x): x is NonNullable<typeof x> => !!x,
+          ),
+          dest,
+          `job-collected/${s.jobId}`,
+          signal,
+        )
         let text = await readFile(dest, 'utf8')
-        if (q.tail) text = `${text.split('\n').slice(-q.tail - 1).join('\n')}`
+        if (q.tail)
+          text = `${text
+            .split('\n')
+            .slice(-q.tail - 1)
+            .join('\n')}`
         return text
       } finally {
         await rm(dest, { force: true })
@@ -675,8 +884,11 @@ export function createJobService(c: JobServiceComponents): JobService {
     },
     async fetch(id, req, signal = AbortSignal.timeout(30 * 60_000)) {
       const s = jobOf(resolveId(id))
-      if (!req || typeof req.out !== 'string' || !isAbsolute(req.out)) throw new InvalidInputError('out must be an absolute path', { field: 'out' })
-      const staging = req.zip ? join(tmpdir(), `rmesh-fetch-${randomBytes(6).toString('hex')}`) : req.out
+      if (!req || typeof req.out !== 'string' || !isAbsolute(req.out))
+        throw new InvalidInputError('out must be an absolute path', { field: 'out' })
+      const staging = req.zip
+        ? join(tmpdir(), `rmesh-fetch-${randomBytes(6).toString('hex')}`)
+        : req.out
       await mkdir(staging, { recursive: true })
       const files: { name: string; path: string }[] = []
       const missing: number[] = []
@@ -687,12 +899,19 @@ export function createJobService(c: JobServiceComponents): JobService {
             continue
           }
           for (const o of ch.outputs) {
-            const name = ch.kind === 'encode' ? videoName(s) : frameFileName(o.frame, safeExtension(o.name))
+            const name =
+              ch.kind === 'encode' ? videoName(s) : frameFileName(o.frame, safeExtension(o.name))
             const path = join(staging, name)
             try {
               await access(path)
             } catch {
-              await materialize(o.manifest, ch.completedBy ? [ch.completedBy] : [], path, `job-collected/${s.jobId}`, signal)
+              await materialize(
+                o.manifest,
+                ch.completedBy ? [ch.completedBy] : [],
+                path,
+                `job-collected/${s.jobId}`,
+                signal,
+              )
             }
             files.push({ name, path })
           }

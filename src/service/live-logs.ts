@@ -34,9 +34,15 @@ export interface LiveLogRequest {
 
 export function validateLiveLogRequest(x: unknown): LiveLogRequest {
   const o = x as Record<string, unknown>
-  if (!o || typeof o !== 'object' || o.v !== 1) throw new InvalidInputError('live-logs request: not {v: 1, job, frame?}')
-  if (typeof o.job !== 'string' || !/^[a-z2-7]{8}$/.test(o.job)) throw new InvalidInputError('live-logs request: bad job id')
-  if (o.frame !== undefined && (!Number.isInteger(o.frame) || Math.abs(o.frame as number) > 1_048_574)) throw new InvalidInputError('live-logs request: bad frame')
+  if (!o || typeof o !== 'object' || o.v !== 1)
+    throw new InvalidInputError('live-logs request: not {v: 1, job, frame?}')
+  if (typeof o.job !== 'string' || !/^[a-z2-7]{8}$/.test(o.job))
+    throw new InvalidInputError('live-logs request: bad job id')
+  if (
+    o.frame !== undefined &&
+    (!Number.isInteger(o.frame) || Math.abs(o.frame as number) > 1_048_574)
+  )
+    throw new InvalidInputError('live-logs request: bad frame')
   return { v: 1, job: o.job, ...(o.frame === undefined ? {} : { frame: o.frame as number }) }
 }
 
@@ -51,7 +57,12 @@ export interface LiveLogs {
   start(): Promise<void>
   stop(): Promise<void>
   /** Lines of `job`/`frame` as the peer renders them, until it ends or the signal fires. */
-  follow(peer: string, job: string, frame: number | undefined, signal: AbortSignal): AsyncIterable<string>
+  follow(
+    peer: string,
+    job: string,
+    frame: number | undefined,
+    signal: AbortSignal,
+  ): AsyncIterable<string>
 }
 
 export function createLiveLogs(c: LiveLogsComponents): LiveLogs {
@@ -63,10 +74,14 @@ export function createLiveLogs(c: LiveLogsComponents): LiveLogs {
     try {
       if (!c.isAdmitted(peer)) throw new InvalidInputError('peer not admitted')
       const raw = contiguous(await lp.read({ signal: timeoutSignal(5_000) }))
-      const req = validateLiveLogRequest(decodeBounded(raw, MAX_LOG_REQUEST_BYTES, 'live-logs request'))
+      const req = validateLiveLogRequest(
+        decodeBounded(raw, MAX_LOG_REQUEST_BYTES, 'live-logs request'),
+      )
       const sub = c.events.subscribe(
         (e) =>
-          (e.type === 'log-line' && e.jobId === req.job && (req.frame === undefined || e.frame === req.frame)) ||
+          (e.type === 'log-line' &&
+            e.jobId === req.job &&
+            (req.frame === undefined || e.frame === req.frame)) ||
           (e.type === 'frame-updated' && e.jobId === req.job) ||
           (e.type === 'job-updated' && e.job.jobId === req.job),
       )
@@ -75,9 +90,17 @@ export function createLiveLogs(c: LiveLogsComponents): LiveLogs {
       for await (const e of sub) {
         if (e.type === 'log-line') {
           await lp.write(encode({ line: e.line.slice(0, MAX_LOG_LINE_BYTES / 2) }), { signal })
-        } else if (e.type === 'frame-updated' && req.frame !== undefined && e.frame.frame === req.frame && (e.frame.state === 'done' || e.frame.state === 'failed')) {
+        } else if (
+          e.type === 'frame-updated' &&
+          req.frame !== undefined &&
+          e.frame.frame === req.frame &&
+          (e.frame.state === 'done' || e.frame.state === 'failed')
+        ) {
           break
-        } else if (e.type === 'job-updated' && ['done', 'failed', 'canceled'].includes(e.job.state)) {
+        } else if (
+          e.type === 'job-updated' &&
+          ['done', 'failed', 'canceled'].includes(e.job.state)
+        ) {
           break
         }
       }
@@ -98,7 +121,9 @@ export function createLiveLogs(c: LiveLogsComponents): LiveLogs {
       await c.libp2p.unhandle(LIVE_LOGS_PROTOCOL).catch(() => {})
     },
     async *follow(peer, job, frame, signal) {
-      const stream = await c.libp2p.dialProtocol(peerIdFromString(peer), LIVE_LOGS_PROTOCOL, { signal: timeoutSignal(10_000, signal) })
+      const stream = await c.libp2p.dialProtocol(peerIdFromString(peer), LIVE_LOGS_PROTOCOL, {
+        signal: timeoutSignal(10_000, signal),
+      })
       const lp = lpStream(stream, { maxDataLength: MAX_LOG_LINE_BYTES })
       try {
         const req: LiveLogRequest = frame === undefined ? { v: 1, job } : { v: 1, job, frame }

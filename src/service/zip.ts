@@ -12,7 +12,10 @@ import { InvalidInputError } from '../util/errors.js'
 
 const LIMIT = 0xffff_fffe
 
-export async function writeZip(dest: string, files: { name: string; path: string }[]): Promise<{ bytes: number }> {
+export async function writeZip(
+  dest: string,
+  files: { name: string; path: string }[],
+): Promise<{ bytes: number }> {
   const out = createWriteStream(dest)
   let offset = 0
   const central: Buffer[] = []
@@ -23,7 +26,10 @@ export async function writeZip(dest: string, files: { name: string; path: string
   try {
     for (const f of files) {
       const size = (await stat(f.path)).size
-      if (size > LIMIT || offset + size > LIMIT) throw new InvalidInputError('the ZIP would be over 4 GiB; fetch into a folder instead (without --zip)')
+      if (size > LIMIT || offset + size > LIMIT)
+        throw new InvalidInputError(
+          'the ZIP would be over 4 GiB; fetch into a folder instead (without --zip)',
+        )
       let crc = 0
       for await (const chunk of createReadStream(f.path)) crc = crc32(chunk as Buffer, crc)
       const name = Buffer.from(f.name, 'utf8')

@@ -21,12 +21,17 @@ export function timeoutSignal(ms: number, signal?: AbortSignal): AbortSignal {
 export function throwIfAborted(signal: AbortSignal | undefined, what = 'operation'): void {
   if (!signal?.aborted) return
   const reason = signal.reason
-  if (reason instanceof DOMException && reason.name === 'TimeoutError') throw new TimeoutError(what, 0)
+  if (reason instanceof DOMException && reason.name === 'TimeoutError')
+    throw new TimeoutError(what, 0)
   throw new AbortedError(what)
 }
 
 /** Race a promise against a signal; the loser is ignored (the promise keeps running). */
-export async function raceSignal<T>(promise: Promise<T>, signal: AbortSignal, what = 'operation'): Promise<T> {
+export async function raceSignal<T>(
+  promise: Promise<T>,
+  signal: AbortSignal,
+  what = 'operation',
+): Promise<T> {
   throwIfAborted(signal, what)
   let onAbort: (() => void) | undefined
   const aborted = new Promise<never>((_, reject) => {

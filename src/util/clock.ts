@@ -70,7 +70,11 @@ export class FakeClock implements Clock {
     for (;;) {
       let next: [number, { at: number; fn: () => void; seq: number }] | undefined
       for (const e of this.timers) {
-        if (e[1].at <= target && (!next || e[1].at < next[1].at || (e[1].at === next[1].at && e[1].seq < next[1].seq))) next = e
+        if (
+          e[1].at <= target &&
+          (!next || e[1].at < next[1].at || (e[1].at === next[1].at && e[1].seq < next[1].seq))
+        )
+          next = e
       }
       if (!next) break
       this.timers.delete(next[0])

@@ -9,7 +9,11 @@ export class RmeshError extends Error {
   readonly code: string
   readonly details?: Record<string, unknown>
 
-  constructor(code: string, message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+  constructor(
+    code: string,
+    message: string,
+    options?: { cause?: unknown; details?: Record<string, unknown> },
+  ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause })
     this.name = 'RmeshError'
     this.code = code
@@ -17,7 +21,11 @@ export class RmeshError extends Error {
   }
 
   toJSON(): { code: string; message: string; details?: Record<string, unknown> } {
-    return { code: this.code, message: this.message, ...(this.details ? { details: this.details } : {}) }
+    return {
+      code: this.code,
+      message: this.message,
+      ...(this.details ? { details: this.details } : {}),
+    }
   }
 }
 
@@ -32,7 +40,9 @@ export class InvalidInputError extends RmeshError {
 /** A message or entry larger than the limit of its kind; raised before decoding. */
 export class TooLargeError extends RmeshError {
   constructor(what: string, size: number, limit: number) {
-    super('ERR_TOO_LARGE', `${what} is ${size} bytes, over the limit of ${limit}`, { details: { size, limit } })
+    super('ERR_TOO_LARGE', `${what} is ${size} bytes, over the limit of ${limit}`, {
+      details: { size, limit },
+    })
     this.name = 'TooLargeError'
   }
 }

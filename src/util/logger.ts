@@ -28,10 +28,16 @@ export interface LoggerOptions {
 
 export function createLogger(options: LoggerOptions = {}, component = 'rmesh'): Logger {
   const level = options.level ?? 'info'
-  const file: WriteStream | undefined = options.file ? createWriteStream(options.file, { flags: 'a' }) : undefined
+  const file: WriteStream | undefined = options.file
+    ? createWriteStream(options.file, { flags: 'a' })
+    : undefined
   const toStderr = options.stderr ?? true
   const make = (comp: string): Logger => {
-    const write = (lvl: Exclude<LogLevel, 'silent'>, msg: string, fields?: Record<string, unknown>) => {
+    const write = (
+      lvl: Exclude<LogLevel, 'silent'>,
+      msg: string,
+      fields?: Record<string, unknown>,
+    ) => {
       const record = { t: new Date().toISOString(), level: lvl, component: comp, msg, ...fields }
       // The file keeps everything at debug and above when it exists, so a support
       // request can attach it; stderr is for the person watching.
@@ -65,7 +71,13 @@ export const silentLogger: Logger = {
 
 function safeJson(v: unknown): string {
   try {
-    return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x instanceof Uint8Array ? `<${x.byteLength} bytes>` : x))
+    return JSON.stringify(v, (_k, x) =>
+      typeof x === 'bigint'
+        ? x.toString()
+        : x instanceof Uint8Array
+          ? `<${x.byteLength} bytes>`
+          : x,
+    )
   } catch {
     return '"<unserialisable>"'
   }

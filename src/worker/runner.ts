@@ -22,7 +22,14 @@ import { encodeVideo, VIDEO_EXTENSION } from '../engines/ffmpeg.js'
 import { type Engine, isEngineError } from '../engines/types.js'
 import type { ChunkOutput } from '../jobs/entries.js'
 import type { JobState } from '../jobs/reducer.js'
-import { ChunkFailedError, type ChunkProgress, type ChunkResult, type ChunkRunner, type ChunkTask } from '../jobs/runner.js'
+import {
+  ChunkFailedError,
+  type ChunkProgress,
+  type ChunkResult,
+  type ChunkRunner,
+  type ChunkTask,
+} from '../jobs/runner.js'
+import { raceSignal } from '../util/abort.js'
 import { describeError, RmeshError } from '../util/errors.js'
 import type { Logger } from '../util/logger.js'
 
@@ -49,40 +56,63 @@ export function scenePinOwner(jobId: string): string {
   return `job-scene/${jobId}`
 }
 
-export function createWorker(c: WorkerComponents): ChunkRunner & { forgetJob(jobId: string): Promise<void> } {
-  const scenes = new Map<string, Promise<string>>()
+export function createWorker(
+  c: WorkerComponents,
+): ChunkRunner & { forgetJob(jobId: string): Promise<void> } {
+  const scenes = new Map<string, { promise: Promise<string>; ctl: AbortController }>()
 
   const providersFor = async (manifest: string, extra: string[], signal: AbortSignal) => {
-    const known = await c.providers.findProviders(manifest, { signal, timeoutMs: 2_000 }).catch(() => [])
+    const known = await c.providers
+      .findProviders(manifest, { signal, timeoutMs: 2_000 })
+      .catch(() => [])
     return [...new Set([...extra, ...known])]
   }
 
-  /** Fetch and export the job's scene once per job; concurrent chunks share it. */
+  /**
+   * Fetch and export the job's scene once per job; concurrent chunks share it.
+   * The fetch is shared, so it has its own signal (aborted by forgetJob): one chunk's lost
+   * lease must not fail another chunk's fetch; an aborted chunk only stops waiting.
+   */
   const sceneFor = (task: ChunkTask, signal: AbortSignal): Promise<string> => {
-    let p = scenes.get(task.jobId)
-    if (!p) {
-      p = (async () => {
+    let shared = scenes.get(task.jobId)
+    if (!shared) {
+      const ctl = new AbortController()
+      const fetchSignal = ctl.signal
+      const p = (async () => {
         const { manifest, name } = task.job.scene
         if ((await c.blocks.missingBlocks(manifest).catch(() => ['?'])).length > 0) {
-          const providers = await providersFor(manifest, [task.job.submitter], signal)
-          await c.exchange.fetchManifest(manifest, { providers, signal, pinOwner: scenePinOwner(task.jobId) })
+          const providers = await providersFor(manifest, [task.job.submitter], fetchSignal)
+          await c.exchange.fetchManifest(manifest, {
+            providers,
+            signal: fetchSignal,
+            pinOwner: scenePinOwner(task.jobId),
+          })
         } else {
           await c.blocks.pin(scenePinOwner(task.jobId), manifest)
         }
         const dir = join(c.workRoot, task.jobId, 'scene')
         await mkdir(dir, { recursive: true })
         const path = join(dir, safeFileName(name, 'scene.blend'))
-        await c.blocks.exportFile(manifest, path, { signal })
+        await c.blocks.exportFile(manifest, path, { signal: fetchSignal })
         return path
       })()
-      scenes.set(task.jobId, p)
+      const entry = { promise: p, ctl }
+      shared = entry
+      scenes.set(task.jobId, entry)
       // A failed fetch must not poison later chunks of the job.
-      p.catch(() => scenes.delete(task.jobId))
+      p.catch(() => {
+        if (scenes.get(task.jobId) === entry) scenes.delete(task.jobId)
+      })
     }
-    return p
+    return raceSignal(shared.promise, signal, 'scene fetch')
   }
 
-  const storeOutput = async (jobId: string, path: string, name: string, frame: number): Promise<ChunkOutput> => {
+  const storeOutput = async (
+    jobId: string,
+    path: string,
+    name: string,
+    frame: number,
+  ): Promise<ChunkOutput> => {
     const imported = await c.blocks.importFile(path, { name })
     await c.blocks.pin(outputsPinOwner(jobId), imported.manifest)
     return { frame, manifest: imported.manifest, size: imported.size, name }
@@ -99,9 +129,15 @@ export function createWorker(c: WorkerComponents): ChunkRunner & { forgetJob(job
     }
   }
 
-  const renderFrames = async (task: ChunkTask, signal: AbortSignal, onProgress?: (p: ChunkProgress) => void, onRendered?: () => void): Promise<ChunkResult> => {
+  const renderFrames = async (
+    task: ChunkTask,
+    signal: AbortSignal,
+    onProgress?: (p: ChunkProgress) => void,
+    onRendered?: () => void,
+  ): Promise<ChunkResult> => {
     const engine = c.engines.get(task.job.engine.name)
-    if (!engine) throw new ChunkFailedError(`engine ${task.job.engine.name} is not installed on this node`)
+    if (!engine)
+      throw new ChunkFailedError(`engine ${task.job.engine.name} is not installed on this node`)
     let scenePath: string
     try {
       scenePath = await sceneFor(task, signal)
@@ -116,13 +152,26 @@ export function createWorker(c: WorkerComponents): ChunkRunner & { forgetJob(job
     try {
       const params = engine.validate(task.job.params)
       const result = await engine.render(
-        { scenePath, frames: [...task.frames], workDir, format: task.job.output.format, params, persistent: task.job.persistent, jobId: task.jobId, timeoutMs: task.job.limits.chunkTimeoutMs },
+        {
+          scenePath,
+          frames: [...task.frames],
+          workDir,
+          format: task.job.output.format,
+          params,
+          persistent: task.job.persistent,
+          jobId: task.jobId,
+          timeoutMs: task.job.limits.chunkTimeoutMs,
+        },
         {
           signal,
           onProgress: (p) => {
             currentFrame = p.frame
             const index = Math.max(0, task.frames.indexOf(p.frame))
-            onProgress?.({ frame: p.frame, fraction: (index + (p.fraction ?? 0)) / Math.max(1, task.frames.length), message: p.message })
+            onProgress?.({
+              frame: p.frame,
+              fraction: (index + (p.fraction ?? 0)) / Math.max(1, task.frames.length),
+              message: p.message,
+            })
           },
           onLog: (line) => c.onLogLine?.(task, currentFrame, line),
         },
@@ -131,7 +180,14 @@ export function createWorker(c: WorkerComponents): ChunkRunner & { forgetJob(job
       const log = await storeLog(task.jobId, result.logPath)
       const outputs: ChunkOutput[] = []
       for (const o of result.outputs) {
-        outputs.push(await storeOutput(task.jobId, o.path, `${String(o.frame).padStart(4, '0')}${safeExtension(o.path)}`, o.frame))
+        outputs.push(
+          await storeOutput(
+            task.jobId,
+            o.path,
+            `${String(o.frame).padStart(4, '0')}${safeExtension(o.path)}`,
+            o.frame,
+          ),
+        )
       }
       void c.providers.announce(outputs.map((o) => o.manifest)).catch(() => {})
       return { outputs, log, renderMs: result.renderMs }
@@ -147,7 +203,11 @@ export function createWorker(c: WorkerComponents): ChunkRunner & { forgetJob(job
     }
   }
 
-  const encode = async (task: ChunkTask, signal: AbortSignal, onProgress?: (p: ChunkProgress) => void): Promise<ChunkResult> => {
+  const encode = async (
+    task: ChunkTask,
+    signal: AbortSignal,
+    onProgress?: (p: ChunkProgress) => void,
+  ): Promise<ChunkResult> => {
     const codec = task.job.output.video
     if (!codec) throw new ChunkFailedError('the job asks for no video')
     const state = c.jobState(task.jobId)
@@ -161,11 +221,22 @@ export function createWorker(c: WorkerComponents): ChunkRunner & { forgetJob(job
       for (const chunk of state.chunks) {
         if (chunk.kind !== 'frames') continue
         for (const out of chunk.outputs ?? []) {
-          const providers = await providersFor(out.manifest, chunk.completedBy ? [chunk.completedBy] : [], signal)
+          const providers = await providersFor(
+            out.manifest,
+            chunk.completedBy ? [chunk.completedBy] : [],
+            signal,
+          )
           if ((await c.blocks.missingBlocks(out.manifest).catch(() => ['?'])).length > 0) {
-            await c.exchange.fetchManifest(out.manifest, { providers: [...providers, task.job.submitter], signal, pinOwner: scenePinOwner(task.jobId) })
+            await c.exchange.fetchManifest(out.manifest, {
+              providers: [...providers, task.job.submitter],
+              signal,
+              pinOwner: scenePinOwner(task.jobId),
+            })
           }
-          const path = join(workDir, `frame_${String(out.frame).padStart(6, '0')}${safeExtension(out.name)}`)
+          const path = join(
+            workDir,
+            `frame_${String(out.frame).padStart(6, '0')}${safeExtension(out.name)}`,
+          )
           await c.blocks.exportFile(out.manifest, path, { signal })
           frames.push({ frame: out.frame, path })
         }
@@ -181,7 +252,8 @@ export function createWorker(c: WorkerComponents): ChunkRunner & { forgetJob(job
         out,
         signal,
         logPath,
-        onProgress: (p) => onProgress?.({ frame: p.frame, fraction: p.fraction, message: 'encoding' }),
+        onProgress: (p) =>
+          onProgress?.({ frame: p.frame, fraction: p.fraction, message: 'encoding' }),
         onLog: (line) => c.onLogLine?.(task, VIDEO_FRAME, line),
       })
       const log = await storeLog(task.jobId, logPath)
@@ -198,9 +270,12 @@ export function createWorker(c: WorkerComponents): ChunkRunner & { forgetJob(job
 
   return {
     start(task, signal, onProgress, onRendered) {
-      return task.kind === 'encode' ? encode(task, signal, onProgress) : renderFrames(task, signal, onProgress, onRendered)
+      return task.kind === 'encode'
+        ? encode(task, signal, onProgress)
+        : renderFrames(task, signal, onProgress, onRendered)
     },
     async forgetJob(jobId) {
+      scenes.get(jobId)?.ctl.abort()
       scenes.delete(jobId)
       await rm(join(c.workRoot, jobId), { recursive: true, force: true }).catch(() => {})
     },

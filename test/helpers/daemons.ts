@@ -31,21 +31,38 @@ export async function makeTempDir(prefix = 'rmesh-test-'): Promise<string> {
 }
 
 /** GET/POST JSON over the daemon's Unix socket. */
-export function apiCall<T = unknown>(socket: string, method: string, path: string, body?: unknown, timeoutMs = 10_000): Promise<{ status: number; body: T }> {
+export function apiCall<T = unknown>(
+  socket: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  timeoutMs = 10_000,
+): Promise<{ status: number; body: T }> {
   return new Promise((resolvePromise, reject) => {
     const data = body === undefined ? undefined : JSON.stringify(body)
-    const req = request({ socketPath: socket, method, path, headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {}, timeout: timeoutMs }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c) => chunks.push(c))
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8')
-        let parsed: unknown = text
-        try {
-          parsed = JSON.parse(text)
-        } catch {}
-        resolvePromise({ status: res.statusCode ?? 0, body: parsed as T })
-      })
-    })
+    const req = request(
+      {
+        socketPath: socket,
+        method,
+        path,
+        headers: data
+          ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) }
+          : {},
+        timeout: timeoutMs,
+      },
+      (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c) => chunks.push(c))
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8')
+          let parsed: unknown = text
+          try {
+            parsed = JSON.parse(text)
+          } catch {}
+          resolvePromise({ status: res.statusCode ?? 0, body: parsed as T })
+        })
+      },
+    )
     req.on('timeout', () => req.destroy(new Error(`api ${method} ${path} timed out`)))
     req.on('error', reject)
     if (data) req.write(data)
@@ -53,7 +70,12 @@ export function apiCall<T = unknown>(socket: string, method: string, path: strin
   })
 }
 
-export async function waitFor<T>(fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number, what: string, intervalMs = 50): Promise<T> {
+export async function waitFor<T>(
+  fn: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs: number,
+  what: string,
+  intervalMs = 50,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs
   let lastErr: unknown
   for (;;) {
@@ -63,7 +85,10 @@ export async function waitFor<T>(fn: () => Promise<T | undefined | false> | T | 
     } catch (err) {
       lastErr = err
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ''}`)
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ''}`,
+      )
     await new Promise((r) => setTimeout(r, intervalMs))
   }
 }
@@ -78,19 +103,33 @@ export interface StartOptions extends Partial<SpawnOptions> {
 export async function startDaemonProc(options: StartOptions = {}): Promise<DaemonProc> {
   const dir = options.dir ?? (await makeTempDir())
   const extraArgs = [...(options.extraArgs ?? [])]
-  if (options.testEngine !== false && !extraArgs.includes('--test-engine')) extraArgs.push('--test-engine')
+  if (options.testEngine !== false && !extraArgs.includes('--test-engine'))
+    extraArgs.push('--test-engine')
   const spawnOptions: SpawnOptions = { ...options, dir, extraArgs }
   const node = await spawnDaemon(spawnOptions)
-  return { dir, socket: node.socketPath, proc: node.proc, stderr: node.stderrTail, options: spawnOptions, peerId: node.peerId, addresses: node.addresses }
+  return {
+    dir,
+    socket: node.socketPath,
+    proc: node.proc,
+    stderr: node.stderrTail,
+    options: spawnOptions,
+    peerId: node.peerId,
+    addresses: node.addresses,
+  }
 }
 
 /** Start `count` admitted daemons: the first owns a fresh mesh, the others bootstrap to it. */
 export async function startMesh(count: number, options: StartOptions = {}): Promise<DaemonProc[]> {
-  const dirs = options.dirs ?? (await Promise.all(Array.from({ length: count }, () => makeTempDir())))
+  const dirs =
+    options.dirs ?? (await Promise.all(Array.from({ length: count }, () => makeTempDir())))
   await admitDirs(dirs)
   const first = await startDaemonProc({ ...options, dir: dirs[0], name: 'node1' })
   const boot = first.addresses.filter((a) => a.includes('/ip4/127.0.0.1/'))
-  const rest = await Promise.all(dirs.slice(1).map((dir, i) => startDaemonProc({ ...options, dir, bootstrap: boot, name: `node${i + 2}` })))
+  const rest = await Promise.all(
+    dirs
+      .slice(1)
+      .map((dir, i) => startDaemonProc({ ...options, dir, bootstrap: boot, name: `node${i + 2}` })),
+  )
   return [first, ...rest]
 }
 
@@ -98,7 +137,11 @@ export async function restartDaemonProc(d: DaemonProc): Promise<DaemonProc> {
   return startDaemonProc({ ...d.options, extraArgs: d.options.extraArgs })
 }
 
-export async function stopDaemonProc(d: DaemonProc, signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<number | null> {
+export async function stopDaemonProc(
+  d: DaemonProc,
+  signal: NodeJS.Signals = 'SIGTERM',
+  timeoutMs = 10_000,
+): Promise<number | null> {
   if (d.proc.exitCode !== null || d.proc.signalCode !== null) return d.proc.exitCode
   if (signal === 'SIGTERM') {
     await stopChild(d.proc, timeoutMs)

@@ -1,6 +1,7 @@
 /**
- * Shared checks of the fault scenarios: start a mesh tuned for fast lease reopening,
- * submit a test-engine job, and verify the promises after a fault.
+ * Shared checks of the fault scenarios (test/integration/faults/) and the soak
+ * (bench/soak.ts): start a mesh tuned for fast lease reopening, submit a test-engine
+ * job, and verify the promises after a fault.
  *
  * Invariants the checks enforce (the same after every scenario):
  *  - every frame is in the submitter's output folder exactly once, byte-identical to
@@ -13,9 +14,9 @@
 import { randomBytes } from 'node:crypto'
 import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { JobDetail } from '../../../src/api/types.js'
-import { testFramePng } from '../../../src/engines/test-engine.js'
-import { frameFileName } from '../../../src/service/jobs.js'
+import type { JobDetail } from '../../src/api/types.js'
+import { testFramePng } from '../../src/engines/test-engine.js'
+import { frameFileName } from '../../src/service/jobs.js'
 import {
   apiCall,
   type DaemonProc,
@@ -25,7 +26,7 @@ import {
   startMesh,
   stopDaemonProc,
   waitFor,
-} from '../../helpers/daemons.js'
+} from './daemons.js'
 
 /** Daemons reopen a silent holder's lease after 3 s (defaults are 10 s and 2 s). */
 export const FAST_LEASE_ENV: Record<string, string> = {
@@ -33,13 +34,24 @@ export const FAST_LEASE_ENV: Record<string, string> = {
   RMESH_PRESENCE_INTERVAL_MS: '500',
 }
 
-export async function startFaultMesh(count: number, options: StartOptions = {}): Promise<DaemonProc[]> {
-  return startMesh(count, { logLevel: 'info', ...options, env: { ...FAST_LEASE_ENV, ...options.env } })
+export async function startFaultMesh(
+  count: number,
+  options: StartOptions = {},
+): Promise<DaemonProc[]> {
+  return startMesh(count, {
+    logLevel: 'info',
+    ...options,
+    env: { ...FAST_LEASE_ENV, ...options.env },
+  })
 }
 
-export async function stopAll(procs: (DaemonProc | undefined)[], extraDirs: string[] = []): Promise<void> {
+export async function stopAll(
+  procs: (DaemonProc | undefined)[],
+  extraDirs: string[] = [],
+): Promise<void> {
   const live = procs.filter((p): p is DaemonProc => !!p)
-  for (const p of live) if (p.proc.signalCode === 'SIGSTOP' || p.proc.exitCode === null) p.proc.kill('SIGCONT')
+  for (const p of live)
+    if (p.proc.signalCode === 'SIGSTOP' || p.proc.exitCode === null) p.proc.kill('SIGCONT')
   await Promise.all(live.map((p) => stopDaemonProc(p, 'SIGKILL').catch(() => {})))
   if (process.env.RMESH_KEEP_TEST_DIRS) return
   await Promise.all([...live.map((p) => p.dir), ...extraDirs].map((d) => removeDir(d)))
@@ -58,12 +70,21 @@ export interface SubmittedJob {
 /** Submit a test-engine job on `d` (any file named .blend is a scene for that engine). */
 export async function submitTestJob(
   d: DaemonProc,
-  o: { frames: number; frameMs: number; chunk?: number; params?: Record<string, unknown>; sceneBytes?: number },
+  o: {
+    frames: number
+    frameMs: number
+    chunk?: number
+    params?: Record<string, unknown>
+    sceneBytes?: number
+  },
 ): Promise<SubmittedJob> {
   const duplicatesBefore = await metric(d, 'rmesh_duplicate_renders')
   const workDir = await makeTempDir('rmesh-fault-job-')
   const scenePath = join(workDir, 'scene.blend')
-  await writeFile(scenePath, o.sceneBytes ? randomBytes(o.sceneBytes) : `fault scene ${Date.now()}\n`)
+  await writeFile(
+    scenePath,
+    o.sceneBytes ? randomBytes(o.sceneBytes) : `fault scene ${Date.now()}\n`,
+  )
   const outDir = join(workDir, 'out')
   const r = await apiCall<{ jobId: string; outDir: string }>(d.socket, 'POST', '/v1/jobs', {
     scenePath,
@@ -73,8 +94,15 @@ export async function submitTestJob(
     params: { frameMs: o.frameMs, ...o.params },
     outDir,
   })
-  if (r.status !== 201 && r.status !== 200) throw new Error(`submit failed: ${r.status} ${JSON.stringify(r.body)}`)
-  return { jobId: r.body.jobId, outDir: r.body.outDir, frames: Array.from({ length: o.frames }, (_, i) => i + 1), workDir, duplicatesBefore }
+  if (r.status !== 201 && r.status !== 200)
+    throw new Error(`submit failed: ${r.status} ${JSON.stringify(r.body)}`)
+  return {
+    jobId: r.body.jobId,
+    outDir: r.body.outDir,
+    frames: Array.from({ length: o.frames }, (_, i) => i + 1),
+    workDir,
+    duplicatesBefore,
+  }
 }
 
 export async function jobDetail(d: DaemonProc, jobId: string): Promise<JobDetail | undefined> {
@@ -83,11 +111,16 @@ export async function jobDetail(d: DaemonProc, jobId: string): Promise<JobDetail
 }
 
 /** Wait until the submitter sees the job done with every output written locally. */
-export async function waitJobCollected(submitter: DaemonProc, jobId: string, timeoutMs: number): Promise<JobDetail> {
+export async function waitJobCollected(
+  submitter: DaemonProc,
+  jobId: string,
+  timeoutMs: number,
+): Promise<JobDetail> {
   return waitFor(
     async () => {
       const j = await jobDetail(submitter, jobId)
-      if (j?.state === 'failed' || j?.state === 'canceled') throw new Error(`job ${jobId} ended ${j.state}: ${j.reason}`)
+      if (j?.state === 'failed' || j?.state === 'canceled')
+        throw new Error(`job ${jobId} ended ${j.state}: ${j.reason}`)
       return j?.state === 'done' && j.localComplete ? j : undefined
     },
     timeoutMs,
@@ -107,7 +140,11 @@ function fingerprint(j: JobDetail): string {
 }
 
 /** Every daemon in `procs` reports the same job state (waits for gossip/sync to settle). */
-export async function expectConverged(procs: DaemonProc[], jobId: string, timeoutMs = 30_000): Promise<JobDetail> {
+export async function expectConverged(
+  procs: DaemonProc[],
+  jobId: string,
+  timeoutMs = 30_000,
+): Promise<JobDetail> {
   let last: string[] = []
   try {
     return await waitFor(
@@ -115,14 +152,18 @@ export async function expectConverged(procs: DaemonProc[], jobId: string, timeou
         const details = await Promise.all(procs.map((p) => jobDetail(p, jobId)))
         if (details.some((d) => !d)) return undefined
         last = details.map((d) => fingerprint(d!))
-        return last.every((f) => f === last[0]) && details[0]!.state === 'done' ? details[0] : undefined
+        return last.every((f) => f === last[0]) && details[0]!.state === 'done'
+          ? details[0]
+          : undefined
       },
       timeoutMs,
       'every replica to agree on the job state',
       200,
     )
   } catch (err) {
-    throw new Error(`${(err as Error).message}\nreplicas:\n${last.map((l) => l.slice(0, 400)).join('\n')}`)
+    throw new Error(
+      `${(err as Error).message}\nreplicas:\n${last.map((l) => l.slice(0, 400)).join('\n')}`,
+    )
   }
 }
 
@@ -133,18 +174,24 @@ export async function expectOutputs(job: SubmittedJob): Promise<void> {
   if (JSON.stringify(names) !== JSON.stringify(expected)) {
     const extra = names.filter((n) => !expected.includes(n))
     const missing = expected.filter((n) => !names.includes(n))
-    throw new Error(`output folder mismatch: missing ${JSON.stringify(missing)}, extra ${JSON.stringify(extra)}`)
+    throw new Error(
+      `output folder mismatch: missing ${JSON.stringify(missing)}, extra ${JSON.stringify(extra)}`,
+    )
   }
   for (const f of job.frames) {
     const bytes = new Uint8Array(await readFile(join(job.outDir, frameFileName(f, '.png'))))
     const want = testFramePng(job.jobId, f)
-    if (Buffer.compare(bytes, want) !== 0) throw new Error(`frame ${f}: wrong bytes (${bytes.length} bytes, want ${want.length})`)
+    if (Buffer.compare(bytes, want) !== 0)
+      throw new Error(`frame ${f}: wrong bytes (${bytes.length} bytes, want ${want.length})`)
   }
 }
 
 export async function expectAlive(procs: DaemonProc[]): Promise<void> {
   for (const p of procs) {
-    if (p.proc.exitCode !== null || p.proc.signalCode !== null) throw new Error(`daemon ${p.dir} exited (${p.proc.exitCode ?? p.proc.signalCode}): ${p.stderr.join('').slice(-2000)}`)
+    if (p.proc.exitCode !== null || p.proc.signalCode !== null)
+      throw new Error(
+        `daemon ${p.dir} exited (${p.proc.exitCode ?? p.proc.signalCode}): ${p.stderr.join('').slice(-2000)}`,
+      )
     const r = await apiCall(p.socket, 'GET', '/v1/node', undefined, 10_000)
     if (r.status !== 200) throw new Error(`daemon ${p.dir} answers ${r.status}`)
   }
@@ -174,7 +221,11 @@ export async function metric(d: DaemonProc, name: string): Promise<number> {
  * reducer's gauge (over all jobs, so pass the value read before this job was submitted).
  * The job's own log cannot be used: a finished job is compacted into one seal entry.
  */
-export async function renderCounts(d: DaemonProc, jobId: string, duplicatesBefore = 0): Promise<RenderCounts> {
+export async function renderCounts(
+  d: DaemonProc,
+  jobId: string,
+  duplicatesBefore = 0,
+): Promise<RenderCounts> {
   const j = await jobDetail(d, jobId)
   if (!j) throw new Error(`job ${jobId} unknown on ${d.dir}`)
   return {
@@ -184,12 +235,22 @@ export async function renderCounts(d: DaemonProc, jobId: string, duplicatesBefor
   }
 }
 
-export function report(name: string, counts: RenderCounts, extra: Record<string, unknown> = {}): void {
+export function report(
+  name: string,
+  counts: RenderCounts,
+  extra: Record<string, unknown> = {},
+): void {
   console.log(`[faults] ${name}: ${JSON.stringify({ ...counts, ...extra })}`)
 }
 
 /** The full set of checks after a scenario; returns the render counts. */
-export async function expectPromisesKept(name: string, procs: DaemonProc[], submitter: DaemonProc, job: SubmittedJob, timeoutMs = 60_000): Promise<RenderCounts> {
+export async function expectPromisesKept(
+  name: string,
+  procs: DaemonProc[],
+  submitter: DaemonProc,
+  job: SubmittedJob,
+  timeoutMs = 90_000,
+): Promise<RenderCounts> {
   const started = Date.now()
   await waitJobCollected(submitter, job.jobId, timeoutMs)
   await expectConverged(procs, job.jobId)
@@ -201,11 +262,18 @@ export async function expectPromisesKept(name: string, procs: DaemonProc[], subm
 }
 
 /** Wait until `d` is rendering some chunk of the job (per the submitter's view). */
-export async function waitRendering(observer: DaemonProc, d: DaemonProc, jobId: string, timeoutMs = 20_000): Promise<void> {
+export async function waitRendering(
+  observer: DaemonProc,
+  d: DaemonProc,
+  jobId: string,
+  timeoutMs = 20_000,
+): Promise<void> {
   await waitFor(
     async () => {
       const j = await jobDetail(observer, jobId)
-      return j?.chunks.some((c) => c.node === d.peerId && (c.state === 'rendering' || c.state === 'claimed'))
+      return j?.chunks.some(
+        (c) => c.node === d.peerId && (c.state === 'rendering' || c.state === 'claimed'),
+      )
     },
     timeoutMs,
     `${d.peerId} to hold a chunk`,
@@ -213,8 +281,18 @@ export async function waitRendering(observer: DaemonProc, d: DaemonProc, jobId: 
   )
 }
 
-export async function waitFramesDone(d: DaemonProc, jobId: string, n: number, timeoutMs = 30_000): Promise<void> {
-  await waitFor(async () => ((await jobDetail(d, jobId))?.framesDone ?? 0) >= n, timeoutMs, `${n} frames done`, 50)
+export async function waitFramesDone(
+  d: DaemonProc,
+  jobId: string,
+  n: number,
+  timeoutMs = 30_000,
+): Promise<void> {
+  await waitFor(
+    async () => ((await jobDetail(d, jobId))?.framesDone ?? 0) >= n,
+    timeoutMs,
+    `${n} frames done`,
+    50,
+  )
 }
 
 export async function daemonLog(d: DaemonProc): Promise<string> {

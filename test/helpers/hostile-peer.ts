@@ -33,7 +33,13 @@ import { createLogManager, type LogManager } from '../../src/log/log.js'
 import { createLevelLogStore } from '../../src/log/store.js'
 import { type EntryId, jobLogId, type LogEntry, MESH_LOG } from '../../src/log/types.js'
 import { createHost, type RmeshLibp2p } from '../../src/net/host.js'
-import { createPresence, type LeaseRef, PRESENCE_PROTOCOL, PRESENCE_TOPIC, type PresenceService } from '../../src/net/presence.js'
+import {
+  createPresence,
+  type LeaseRef,
+  PRESENCE_PROTOCOL,
+  PRESENCE_TOPIC,
+  type PresenceService,
+} from '../../src/net/presence.js'
 import { encodeGossip, LOG_TOPIC, SYNC_PROTOCOL } from '../../src/sync/messages.js'
 import { createLogSync, type LogSync } from '../../src/sync/sync.js'
 import { encode } from '../../src/util/cbor.js'
@@ -44,7 +50,14 @@ import { JobFold } from '../../src/jobs/reducer.js'
 import { RMESH_VERSION } from '../../src/version.js'
 import { makeTempDir } from './daemons.js'
 
-export const STREAM_PROTOCOLS = [AUTH_PROTOCOL, SYNC_PROTOCOL, PRESENCE_PROTOCOL, BLOCKS_PROTOCOL, INVITE_PROTOCOL]
+// The handshake protocol last: garbage there rightly gets the peer cut off.
+export const STREAM_PROTOCOLS = [
+  SYNC_PROTOCOL,
+  PRESENCE_PROTOCOL,
+  BLOCKS_PROTOCOL,
+  INVITE_PROTOCOL,
+  AUTH_PROTOCOL,
+]
 export const TOPICS = [LOG_TOPIC, PRESENCE_TOPIC, HAVE_TOPIC]
 
 export interface HostilePeer {
@@ -56,7 +69,7 @@ export interface HostilePeer {
   /** Publish `count` gossip messages spread over the rmesh topics; returns how many went out. */
   flood(count: number): Promise<number>
   /** Malformed CBOR and oversized frames on every stream protocol of `peer`. */
-  garbage(peer: string): Promise<{ protocol: string; sent: boolean }[]>
+  garbage(peer: string): Promise<{ protocol: string; sent: boolean; error?: string }[]>
   /** Entries that must be refused: unknown parents, bad signature, someone else as author. */
   forged(jobId: string, victimPeerId: string): Promise<number>
   /** Claim every open chunk of the job; heartbeat those leases while `holdMs` runs. */
@@ -85,25 +98,56 @@ const lp = (bytes: Uint8Array) => {
 }
 
 /** Admit a fresh node key in `ownerDir`'s mesh and start the hostile peer on loopback. */
-export async function startHostilePeer(o: { ownerDir: string; bootstrap: string[] }): Promise<HostilePeer> {
+export async function startHostilePeer(o: {
+  ownerDir: string
+  bootstrap: string[]
+}): Promise<HostilePeer> {
   const dir = await makeTempDir('rmesh-hostile-')
   const key = await loadOrCreateNodeKey(dir)
   const peerId = peerIdOf(key)
   const owner = await loadMeshOwner(o.ownerDir)
   const now = Math.floor(Date.now() / 1000)
-  const token = await issueToken({ issuer: owner.privateKey, ownerPublicKey: owner.ownerPublicKey, audience: peerId, caps: ['submit', 'render'], nbf: now - 60, exp: now + 86_400 })
+  const token = await issueToken({
+    issuer: owner.privateKey,
+    ownerPublicKey: owner.ownerPublicKey,
+    audience: peerId,
+    caps: ['submit', 'render'],
+    nbf: now - 60,
+    exp: now + 86_400,
+  })
   const db = new Level<string, unknown>(join(dir, 'db'), { valueEncoding: 'json' })
   await db.open()
-  const logger = createLogger({ level: 'warn', file: join(dir, 'hostile.log'), stderr: false }, 'hostile')
+  const logger = createLogger(
+    { level: 'warn', file: join(dir, 'hostile.log'), stderr: false },
+    'hostile',
+  )
   const clock = systemClock
   const tokens = await createTokenStore(db)
   await tokens.addOwnToken(token.bytes)
   const state = createAdmissionState({ tokens, clock })
-  const libp2p = await createHost({ privateKey: key, listen: ['/ip4/127.0.0.1/tcp/0'], mdns: false, connectionGater: createConnectionGater(state) })
-  const admission = createAdmission({ libp2p, tokens, state, clock, logger }, { meshId: owner.meshId, capabilityFor })
+  const libp2p = await createHost({
+    privateKey: key,
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    mdns: false,
+    connectionGater: createConnectionGater(state),
+  })
+  const admission = createAdmission(
+    { libp2p, tokens, state, clock, logger },
+    { meshId: owner.meshId, capabilityFor },
+  )
   const signer = signerFor(key)
-  const log = createLogManager({ store: createLevelLogStore(db), signer, clock, logger, authorize: (e) => admission.authorizeEntry(e), tokenId: () => admission.token?.id ?? '' })
-  const sync: LogSync = createLogSync({ libp2p, log, logger, clock, isAdmitted: (p) => admission.isAdmitted(p) }, { intervalMs: 1_000 })
+  const log = createLogManager({
+    store: createLevelLogStore(db),
+    signer,
+    clock,
+    logger,
+    authorize: (e) => admission.authorizeEntry(e),
+    tokenId: () => admission.token?.id ?? '',
+  })
+  const sync: LogSync = createLogSync(
+    { libp2p, log, logger, clock, isAdmitted: (p) => admission.isAdmitted(p) },
+    { intervalMs: 1_000 },
+  )
   let held: LeaseRef[] = []
   const presence: PresenceService = createPresence(
     {
@@ -112,7 +156,18 @@ export async function startHostilePeer(o: { ownerDir: string; bootstrap: string[
       logger,
       isAdmitted: (p) => admission.isAdmitted(p),
       // It claims to be a big idle renderer holding (and so heartbeating) every lease it took.
-      self: () => ({ name: 'hostile', version: RMESH_VERSION, engines: [{ name: 'test', version: '1.0.0' }], slots: 64, tags: [], freeDiskBytes: 1e12, load: 0, doing: held.map((l) => ({ job: l.job, chunk: l.chunk })), leases: held.slice(0, 64), meshId: owner.meshId }),
+      self: () => ({
+        name: 'hostile',
+        version: RMESH_VERSION,
+        engines: [{ name: 'test', version: '1.0.0' }],
+        slots: 64,
+        tags: [],
+        freeDiskBytes: 1e12,
+        load: 0,
+        doing: held.map((l) => ({ job: l.job, chunk: l.chunk })),
+        leases: held.slice(0, 64),
+        meshId: owner.meshId,
+      }),
     },
     { intervalMs: 500 },
   )
@@ -141,7 +196,10 @@ export async function startHostilePeer(o: { ownerDir: string; bootstrap: string[
     async waitConnected(peerIds, timeoutMs = 20_000) {
       const deadline = Date.now() + timeoutMs
       while (!peerIds.every((p) => admittedPeers().includes(p))) {
-        if (Date.now() > deadline) throw new Error(`hostile peer not admitted by ${peerIds.filter((p) => !admittedPeers().includes(p)).join(', ')}`)
+        if (Date.now() > deadline)
+          throw new Error(
+            `hostile peer not admitted by ${peerIds.filter((p) => !admittedPeers().includes(p)).join(', ')}`,
+          )
         await new Promise((r) => setTimeout(r, 100))
       }
     },
@@ -173,18 +231,29 @@ export async function startHostilePeer(o: { ownerDir: string; bootstrap: string[
       const badCbor = lp(new Uint8Array([0xff, 0xfe, 0x1c, 0x1d, 0x1e, 0xa5]))
       // A length prefix of 64 MiB, then some of it: must be refused before buffering.
       const oversized = [varint(64 * 1024 * 1024), new Uint8Array(256 * 1024)]
-      const out: { protocol: string; sent: boolean }[] = []
+      const out: { protocol: string; sent: boolean; error?: string }[] = []
       for (const protocol of STREAM_PROTOCOLS) {
-        for (const frames of [[badCbor], oversized, [new Uint8Array([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01])]]) {
+        for (const frames of [
+          [badCbor],
+          oversized,
+          [new Uint8Array([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01])],
+        ]) {
           let sent = false
+          let error: string | undefined
           try {
-            const s = await libp2p.dialProtocol(id, protocol, { signal: AbortSignal.timeout(5_000) })
+            const s = await libp2p.dialProtocol(id, protocol, {
+              signal: AbortSignal.timeout(5_000),
+            })
             for (const f of frames) s.send(f)
             sent = true
-            await Promise.race([s.close(), new Promise((r) => setTimeout(r, 1_000))]).catch(() => {})
+            await Promise.race([s.close(), new Promise((r) => setTimeout(r, 1_000))]).catch(
+              () => {},
+            )
             s.abort(new Error('done'))
-          } catch {}
-          out.push({ protocol, sent })
+          } catch (err) {
+            error = (err as Error).message
+          }
+          out.push({ protocol, sent, error })
         }
       }
       return out
@@ -196,18 +265,41 @@ export async function startHostilePeer(o: { ownerDir: string; bootstrap: string[
       // Parents nobody has: held as pending (bounded), never applied.
       for (let i = 0; i < 20; i++) {
         const fake = cidOf(encode({ fake: i, jobId })) as EntryId
-        bad.push((await createEntry(signer, { ...base, kind: 'claim', body: { chunk: i, attempt: 99 }, clock: 1_000_000 + i, next: [fake] })).bytes)
+        bad.push(
+          (
+            await createEntry(signer, {
+              ...base,
+              kind: 'claim',
+              body: { chunk: i, attempt: 99 },
+              clock: 1_000_000 + i,
+              next: [fake],
+            })
+          ).bytes,
+        )
       }
       // A valid entry with one signature byte flipped.
-      const good = await createEntry(signer, { ...base, kind: 'release', body: { chunk: 0, attempt: 1 }, clock: 5, next: heads })
+      const good = await createEntry(signer, {
+        ...base,
+        kind: 'release',
+        body: { chunk: 0, attempt: 1 },
+        clock: 5,
+        next: heads,
+      })
       const flipped = new Uint8Array(good.bytes)
       flipped[flipped.length - 3] ^= 0xff
       bad.push(flipped)
       // An entry that names the victim as author but is signed by us.
       const victimSigner = { ...signer, peerId: victim as typeof signer.peerId }
-      const forgedAuthor = await createEntry(victimSigner, { ...base, kind: 'cancel', body: {}, clock: 6, next: heads }).catch(() => undefined)
+      const forgedAuthor = await createEntry(victimSigner, {
+        ...base,
+        kind: 'cancel',
+        body: {},
+        clock: 6,
+        next: heads,
+      }).catch(() => undefined)
       if (forgedAuthor) bad.push(forgedAuthor.bytes)
-      for (const b of bad) await libp2p.services.pubsub.publish(LOG_TOPIC, encodeGossip([b])).catch(() => {})
+      for (const b of bad)
+        await libp2p.services.pubsub.publish(LOG_TOPIC, encodeGossip([b])).catch(() => {})
       return bad.length
     },
     async claimAll(jobId) {
@@ -216,11 +308,17 @@ export async function startHostilePeer(o: { ownerDir: string; bootstrap: string[
       const taken: LeaseRef[] = []
       for (const c of s.chunks) {
         if (c.state !== 'open' && c.state !== 'claimed') continue
-        const e: LogEntry = await log.append(jobLogId(jobId), 'claim', { chunk: c.index, attempt: c.attempt + 1 })
+        const e: LogEntry = await log.append(jobLogId(jobId), 'claim', {
+          chunk: c.index,
+          attempt: c.attempt + 1,
+        })
         if (e) taken.push({ job: jobId, chunk: c.index, attempt: c.attempt + 1 })
       }
       const after = await fold(jobId)
-      held = taken.filter((l) => after?.chunks[l.chunk]?.holder === peerId && after.chunks[l.chunk].attempt === l.attempt)
+      held = taken.filter(
+        (l) =>
+          after?.chunks[l.chunk]?.holder === peerId && after.chunks[l.chunk].attempt === l.attempt,
+      )
       presence.publishNow()
       return held
     },
@@ -229,7 +327,17 @@ export async function startHostilePeer(o: { ownerDir: string; bootstrap: string[
       const c = s?.chunks[chunk]
       if (!c) throw new Error(`no chunk ${chunk}`)
       const manifest = cidOf(encode({ nothing: jobId, chunk }))
-      await log.append(jobLogId(jobId), 'complete', { chunk, attempt: c.attempt, outputs: c.frames.map((frame) => ({ frame, manifest, size: 100, name: `${String(frame).padStart(4, '0')}.png` })), renderMs: 1 })
+      await log.append(jobLogId(jobId), 'complete', {
+        chunk,
+        attempt: c.attempt,
+        outputs: c.frames.map((frame) => ({
+          frame,
+          manifest,
+          size: 100,
+          name: `${String(frame).padStart(4, '0')}.png`,
+        })),
+        renderMs: 1,
+      })
     },
     async stop() {
       await sync.stop()

@@ -44,7 +44,20 @@ export function createNetnsLab(prefix: string, count: number, subnet = 77): Netn
     ip('-n', bridgeNs, 'link', 'set', 'br0', 'up')
     names.forEach((ns, i) => {
       ip('netns', 'add', ns)
-      ip('-n', bridgeNs, 'link', 'add', `v${i + 1}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns)
+      ip(
+        '-n',
+        bridgeNs,
+        'link',
+        'add',
+        `v${i + 1}`,
+        'type',
+        'veth',
+        'peer',
+        'name',
+        'eth0',
+        'netns',
+        ns,
+      )
       ip('-n', bridgeNs, 'link', 'set', `v${i + 1}`, 'master', 'br0')
       ip('-n', bridgeNs, 'link', 'set', `v${i + 1}`, 'up')
       ip('-n', ns, 'addr', 'add', `${addrs[i]}/24`, 'dev', 'eth0')

@@ -25,10 +25,7 @@ describe('block exchange over real libp2p hosts', () => {
     return { seeds, manifest: results[0].manifest, data }
   }
 
-  async function exportBytes(
-    node: { store: BlockStore },
-    manifest: string,
-  ): Promise<Uint8Array> {
+  async function exportBytes(node: { store: BlockStore }, manifest: string): Promise<Uint8Array> {
     const out = join(await cluster.tempDir(), 'out.bin')
     await node.store.exportFile(manifest, out)
     return new Uint8Array(await readFile(out))

@@ -4,7 +4,15 @@
  * not listed as a peer; it joins with an invite without a restart.
  */
 import { afterAll, describe, expect, it } from 'vitest'
-import { apiCall, type DaemonProc, removeDir, startDaemonProc, startMesh, stopDaemonProc, waitFor } from '../../helpers/daemons.js'
+import {
+  apiCall,
+  type DaemonProc,
+  removeDir,
+  startDaemonProc,
+  startMesh,
+  stopDaemonProc,
+  waitFor,
+} from '../../helpers/daemons.js'
 
 interface Peer {
   peerId: string
@@ -14,7 +22,8 @@ interface Peer {
 }
 
 const peersOf = async (d: DaemonProc) => (await apiCall<Peer[]>(d.socket, 'GET', '/v1/peers')).body
-const admittedPeerIds = async (d: DaemonProc) => new Set((await peersOf(d)).filter((p) => p.connected && p.admitted).map((p) => p.peerId))
+const admittedPeerIds = async (d: DaemonProc) =>
+  new Set((await peersOf(d)).filter((p) => p.connected && p.admitted).map((p) => p.peerId))
 
 describe('admission between real daemons', () => {
   const procs: DaemonProc[] = []
@@ -29,32 +38,57 @@ describe('admission between real daemons', () => {
     const boot = mesh[0].addresses.filter((a) => a.includes('/ip4/127.0.0.1/'))
     const outsider = await startDaemonProc({ bootstrap: boot })
     procs.push(outsider)
-    const info = (await apiCall<{ admitted: boolean; peerId: string }>(outsider.socket, 'GET', '/v1/node')).body
+    const info = (
+      await apiCall<{ admitted: boolean; peerId: string }>(outsider.socket, 'GET', '/v1/node')
+    ).body
     expect(info.admitted).toBe(false)
     // Give it time to try: it is never listed as an admitted peer and learns nothing.
     await new Promise((r) => setTimeout(r, 1_500))
     expect((await admittedPeerIds(mesh[0])).has(info.peerId)).toBe(false)
     expect((await apiCall<unknown[]>(outsider.socket, 'GET', '/v1/jobs')).body).toEqual([])
 
-    const invite = await apiCall<{ invite: string }>(mesh[0].socket, 'POST', '/v1/tokens/invite', { caps: ['render'] })
+    const invite = await apiCall<{ invite: string }>(mesh[0].socket, 'POST', '/v1/tokens/invite', {
+      caps: ['render'],
+    })
     expect(invite.status).toBe(200)
-    const joined = await apiCall<{ kind: string }>(outsider.socket, 'POST', '/v1/join', { code: invite.body.invite })
+    const joined = await apiCall<{ kind: string }>(outsider.socket, 'POST', '/v1/join', {
+      code: invite.body.invite,
+    })
     expect(joined.status).toBe(200)
     expect(joined.body.kind).toBe('invite')
-    await waitFor(async () => (await admittedPeerIds(mesh[0])).has(info.peerId), 15_000, 'the invited node to be admitted')
+    await waitFor(
+      async () => (await admittedPeerIds(mesh[0])).has(info.peerId),
+      15_000,
+      'the invited node to be admitted',
+    )
     // A used invite fails the second time.
-    const again = await apiCall<{ error: { code: string } }>(mesh[1].socket, 'POST', '/v1/join', { code: invite.body.invite })
+    const again = await apiCall<{ error: { code: string } }>(mesh[1].socket, 'POST', '/v1/join', {
+      code: invite.body.invite,
+    })
     expect(again.status).toBeGreaterThanOrEqual(400)
   })
 
   it('a revoked machine is cut off by every node', async () => {
     const [admin, other, victim] = procs
-    const victimId = (await apiCall<{ peerId: string }>(victim.socket, 'GET', '/v1/node')).body.peerId
-    await waitFor(async () => (await admittedPeerIds(other)).has(victimId), 15_000, 'the victim to be admitted on the other node')
+    const victimId = (await apiCall<{ peerId: string }>(victim.socket, 'GET', '/v1/node')).body
+      .peerId
+    await waitFor(
+      async () => (await admittedPeerIds(other)).has(victimId),
+      15_000,
+      'the victim to be admitted on the other node',
+    )
     const revoked = await apiCall(admin.socket, 'POST', `/v1/tokens/${victimId}/revoke`, {})
     expect(revoked.status).toBe(200)
-    await waitFor(async () => !(await admittedPeerIds(admin)).has(victimId), 10_000, 'the admin to cut the victim off')
-    await waitFor(async () => !(await admittedPeerIds(other)).has(victimId), 15_000, 'the other node to learn the revocation and cut the victim off')
+    await waitFor(
+      async () => !(await admittedPeerIds(admin)).has(victimId),
+      10_000,
+      'the admin to cut the victim off',
+    )
+    await waitFor(
+      async () => !(await admittedPeerIds(other)).has(victimId),
+      15_000,
+      'the other node to learn the revocation and cut the victim off',
+    )
     // Everyone is still up.
     for (const p of procs) expect((await apiCall(p.socket, 'GET', '/v1/node')).status).toBe(200)
   })

@@ -41,7 +41,10 @@ describe('three daemons on loopback', () => {
     expect(firstInfo.addresses[0]).toMatch(/\/p2p\//)
     const boot = firstInfo.addresses.filter((a) => a.includes('/ip4/127.0.0.1/'))
     const startedAt = Date.now()
-    const [second, third] = await Promise.all([startDaemonProc({ dir: dirs[1], bootstrap: boot }), startDaemonProc({ dir: dirs[2], bootstrap: boot })])
+    const [second, third] = await Promise.all([
+      startDaemonProc({ dir: dirs[1], bootstrap: boot }),
+      startDaemonProc({ dir: dirs[2], bootstrap: boot }),
+    ])
     procs.push(second, third)
     const started = Math.max(startedAt, Date.now() - 0)
     const ids = await Promise.all(procs.map(async (p) => (await nodeInfo(p)).peerId))
@@ -51,7 +54,11 @@ describe('three daemons on loopback', () => {
       const up = new Set(r.body.filter((p) => p.state !== 'gone').map((p) => p.peerId))
       return expected.every((id, j) => j === i || up.has(id))
     }
-    await waitFor(async () => (await Promise.all([0, 1, 2].map((i) => seesOthers(i)))).every(Boolean), 5_000, 'all three to see each other')
+    await waitFor(
+      async () => (await Promise.all([0, 1, 2].map((i) => seesOthers(i)))).every(Boolean),
+      5_000,
+      'all three to see each other',
+    )
     const elapsed = Date.now() - started
     expect(elapsed).toBeLessThan(2_000)
 
@@ -64,7 +71,11 @@ describe('three daemons on loopback', () => {
     const restarted = await restartDaemonProc(third)
     procs[2] = restarted
     expect((await nodeInfo(restarted)).peerId).toBe(ids[2])
-    await waitFor(async () => (await Promise.all([0, 1, 2].map((i) => seesOthers(i)))).every(Boolean), 10_000, 'the restarted node to rejoin')
+    await waitFor(
+      async () => (await Promise.all([0, 1, 2].map((i) => seesOthers(i)))).every(Boolean),
+      10_000,
+      'the restarted node to rejoin',
+    )
   })
 
   it('refuses a second daemon on the same data directory with a clear message', async () => {

@@ -8,10 +8,23 @@
  * One mesh serves the three in turn (each with its own job) to keep the suite fast.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type DaemonProc, nodeInfo, restartDaemonProc, stopDaemonProc } from '../../helpers/daemons.js'
-import { expectPromisesKept, jobDetail, startFaultMesh, stopAll, submitTestJob, waitFramesDone, waitRendering } from './helpers.js'
+import {
+  type DaemonProc,
+  nodeInfo,
+  restartDaemonProc,
+  stopDaemonProc,
+} from '../../helpers/daemons.js'
+import {
+  expectPromisesKept,
+  jobDetail,
+  startFaultMesh,
+  stopAll,
+  submitTestJob,
+  waitFramesDone,
+  waitRendering,
+} from '../../helpers/faults.js'
 
-describe('faults: crash and restart (3 daemons)', () => {
+describe('faults: crash and restart (3 daemons)', { timeout: 180_000 }, () => {
   let procs: DaemonProc[] = []
   const jobDirs: string[] = []
   beforeAll(async () => {
@@ -26,7 +39,9 @@ describe('faults: crash and restart (3 daemons)', () => {
     const job = await submitTestJob(procs[0], { frames: 60, frameMs: 200 })
     jobDirs.push(job.workDir)
     const counts = await expectPromisesKept('a. normal run', procs, procs[0], job)
-    console.log(`[faults] a. makespan+collect ${Date.now() - t0} ms (ideal 60 × 200 ms / 3 = 4000 ms)`)
+    console.log(
+      `[faults] a. makespan+collect ${Date.now() - t0} ms (ideal 60 × 200 ms / 3 = 4000 ms)`,
+    )
     expect(counts.duplicateCompletes).toBe(0)
   })
 
@@ -38,13 +53,24 @@ describe('faults: crash and restart (3 daemons)', () => {
     await waitFramesDone(procs[0], job.jobId, 10)
     await waitRendering(procs[0], victim, job.jobId)
     await stopDaemonProc(victim, 'SIGKILL')
-    const counts = await expectPromisesKept('b. renderer SIGKILL', procs.slice(0, 2), procs[0], job)
-    expect(counts.duplicateCompletes).toBeLessThanOrEqual(3)
+    // The survivors render every frame. Outputs the victim finished but the submitter had
+    // not pulled yet live only on the victim's disk: they arrive once it is back.
+    await waitFramesDone(procs[0], job.jobId, 60, 90_000)
+    await waitFramesDone(procs[1], job.jobId, 60, 30_000)
+    const pending = (await jobDetail(procs[0], job.jobId))!
+    console.log(
+      `[faults] b. job done without the victim; ${60 - (pending.framesLocal ?? 0)} outputs wait for it`,
+    )
 
     procs[2] = await restartDaemonProc(victim)
     expect((await nodeInfo(procs[2])).peerId).toBe(peerId)
-    const seen = await expectPromisesKept('b. after restart', procs, procs[0], job)
-    expect(seen).toEqual(counts)
+    const counts = await expectPromisesKept(
+      'b. renderer SIGKILL, then restart',
+      procs,
+      procs[0],
+      job,
+    )
+    expect(counts.duplicateCompletes).toBeLessThanOrEqual(3)
     expect((await jobDetail(procs[2], job.jobId))?.state).toBe('done')
   })
 
@@ -53,8 +79,9 @@ describe('faults: crash and restart (3 daemons)', () => {
     jobDirs.push(job.workDir)
     await waitFramesDone(procs[0], job.jobId, 10)
     await stopDaemonProc(procs[0], 'SIGKILL')
-    // The others keep rendering while the submitter is away.
-    await waitFramesDone(procs[1], job.jobId, 25)
+    // The others finish the job while the submitter is away: every output is collected
+    // after its restart, with no new complete entry to prompt it.
+    await waitFramesDone(procs[1], job.jobId, 60, 90_000)
     procs[0] = await restartDaemonProc(procs[0])
     const counts = await expectPromisesKept('c. submitter SIGKILL', procs, procs[0], job)
     expect(counts.duplicateCompletes).toBeLessThanOrEqual(3)

@@ -11,12 +11,25 @@ import { execFileSync } from 'node:child_process'
 import { mkdir, statfs, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { type DaemonProc, makeTempDir, restartDaemonProc, stopDaemonProc } from '../../helpers/daemons.js'
-import { expectAlive, expectPromisesKept, jobDetail, startFaultMesh, stopAll, submitTestJob, waitRendering } from './helpers.js'
+import {
+  type DaemonProc,
+  makeTempDir,
+  restartDaemonProc,
+  stopDaemonProc,
+  waitFor,
+} from '../../helpers/daemons.js'
+import {
+  expectAlive,
+  expectPromisesKept,
+  jobDetail,
+  startFaultMesh,
+  stopAll,
+  submitTestJob,
+} from '../../helpers/faults.js'
 
 const KILLS = 3
 
-describe('faults: storage (3 daemons)', () => {
+describe('faults: storage (3 daemons)', { timeout: 180_000 }, () => {
   let procs: DaemonProc[] = []
   const jobDirs: string[] = []
   let mounted: string | undefined
@@ -36,18 +49,36 @@ describe('faults: storage (3 daemons)', () => {
   it(`f. SIGKILL while storing outputs, ${KILLS} times: stores reopen cleanly and the job completes`, async () => {
     procs = await startFaultMesh(3)
     const [submitter, , victim] = procs
-    const job = await submitTestJob(submitter, { frames: 60, frameMs: 30 })
+    const job = await submitTestJob(submitter, { frames: 120, frameMs: 50 })
     jobDirs.push(job.workDir)
+    let kills = 0
     for (let i = 0; i < KILLS; i++) {
       const v = procs[2]
-      await waitRendering(submitter, v, job.jobId)
-      // A 30 ms frame: within a few ms of starting, the render is writing or importing.
-      await new Promise((r) => setTimeout(r, 10 + i * 15))
+      const next = await waitFor(
+        async () => {
+          const j = await jobDetail(submitter, job.jobId)
+          if (j?.state === 'done') return 'done'
+          const holds = j?.chunks.some(
+            (c) => c.node === v.peerId && (c.state === 'rendering' || c.state === 'claimed'),
+          )
+          return holds ? 'holds' : undefined
+        },
+        30_000,
+        'the victim to hold a chunk (or the job to end)',
+        10,
+      )
+      if (next === 'done') break
+      // A 50 ms frame: within a few ms of starting, the render is writing or importing.
+      await new Promise((r) => setTimeout(r, 10 + i * 20))
       await stopDaemonProc(v, 'SIGKILL')
+      kills++
       // The restart opens LevelDB (locked and possibly mid-write) and the block store.
       procs[2] = await restartDaemonProc(v)
-      if ((await jobDetail(submitter, job.jobId))?.state === 'done') break
     }
+    console.log(
+      `[faults] f. ${kills} SIGKILLs while the victim held a chunk, each followed by a clean restart`,
+    )
+    expect(kills).toBeGreaterThan(0)
     const counts = await expectPromisesKept('f. SIGKILL during writes', procs, submitter, job)
     expect(counts.duplicateCompletes).toBeLessThanOrEqual(KILLS)
     // The restarted node works: it renders its share of a fresh job.
@@ -62,10 +93,14 @@ describe('faults: storage (3 daemons)', () => {
     const dirs = await Promise.all([makeTempDir(), makeTempDir(), makeTempDir()])
     const small = dirs[2]
     try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m,mode=0700', 'tmpfs', small], { stdio: 'pipe' })
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m,mode=0700', 'tmpfs', small], {
+        stdio: 'pipe',
+      })
       mounted = small
     } catch (err) {
-      console.log(`[faults] g. skipped: cannot mount a tmpfs (${(err as Error).message.split('\n')[0]})`)
+      console.log(
+        `[faults] g. skipped: cannot mount a tmpfs (${(err as Error).message.split('\n')[0]})`,
+      )
       ctx.skip()
       return
     }
@@ -78,13 +113,19 @@ describe('faults: storage (3 daemons)', () => {
     await mkdir(join(small, 'filler'), { recursive: true })
     await writeFile(join(small, 'filler', 'fill'), Buffer.alloc(Math.max(0, free - 256 * 1024)))
     // The scene is larger than what is left: fetching it must fail with a clear error.
-    const job = await submitTestJob(submitter, { frames: 20, frameMs: 100, sceneBytes: 1024 * 1024 })
+    const job = await submitTestJob(submitter, {
+      frames: 20,
+      frameMs: 100,
+      sceneBytes: 1024 * 1024,
+    })
     jobDirs.push(job.workDir)
     const counts = await expectPromisesKept('g. disk full', procs, submitter, job)
     await expectAlive([full])
     const j = (await jobDetail(submitter, job.jobId))!
     const errors = j.frames.map((f) => f.error).filter(Boolean)
-    console.log(`[faults] g. failures on the full node: ${errors.length}; first: ${errors[0]}; blocklist: ${j.blocklist.length}`)
+    console.log(
+      `[faults] g. failures on the full node: ${errors.length}; first: ${errors[0]}; blocklist: ${j.blocklist.length}`,
+    )
     expect(j.frames.every((f) => f.node !== full.peerId)).toBe(true)
     expect(errors.length).toBeGreaterThan(0)
     expect(errors.every((e) => /ERR_DISK_FULL/.test(e!))).toBe(true)

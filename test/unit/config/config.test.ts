@@ -6,7 +6,12 @@ import { configFromEnv, configFromFile, resolveConfig } from '../../../src/confi
 
 describe('daemon configuration', () => {
   it('flags win over the environment, which wins over the file', () => {
-    const c = resolveConfig('/d', { slots: 3 }, configFromEnv({ RMESH_SLOTS: '2', RMESH_NAME: 'env-name' }), { slots: 1, name: 'file-name', mdns: false })
+    const c = resolveConfig(
+      '/d',
+      { slots: 3 },
+      configFromEnv({ RMESH_SLOTS: '2', RMESH_NAME: 'env-name' }),
+      { slots: 1, name: 'file-name', mdns: false },
+    )
     expect(c.slots).toBe(3)
     expect(c.name).toBe('env-name')
     expect(c.mdns).toBe(false)

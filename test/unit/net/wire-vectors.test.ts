@@ -7,7 +7,8 @@ import { validateLiveLogRequest } from '../../../src/service/live-logs.js'
 import { decodeBounded, encode } from '../../../src/util/cbor.js'
 import { packageRoot } from '../../../src/version.js'
 
-const vector = (path: string) => JSON.parse(readFileSync(join(packageRoot(), 'protocols', 'vectors', path), 'utf8'))
+const vector = (path: string) =>
+  JSON.parse(readFileSync(join(packageRoot(), 'protocols', 'vectors', path), 'utf8'))
 
 describe('wire vectors', () => {
   it('presence heartbeat', () => {
@@ -19,11 +20,24 @@ describe('wire vectors', () => {
 
   it('presence garbage is refused with a typed error', () => {
     const v = vector('presence/heartbeat.json')
-    for (const bad of [null, [], { ...v.value, v: 2 }, { ...v.value, leases: 'x' }, { ...v.value, addrs: Array(17).fill('/ip4/1.1.1.1') }, { ...v.value, name: 'x'.repeat(65) }]) {
-      expect(() => validatePresence(bad)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_INPUT' }))
+    for (const bad of [
+      null,
+      [],
+      { ...v.value, v: 2 },
+      { ...v.value, leases: 'x' },
+      { ...v.value, addrs: Array(17).fill('/ip4/1.1.1.1') },
+      { ...v.value, name: 'x'.repeat(65) },
+    ]) {
+      expect(() => validatePresence(bad)).toThrow(
+        expect.objectContaining({ code: 'ERR_INVALID_INPUT' }),
+      )
     }
-    expect(() => decodeBounded(new Uint8Array(MAX_PRESENCE_BYTES + 1), MAX_PRESENCE_BYTES)).toThrow(expect.objectContaining({ code: 'ERR_TOO_LARGE' }))
-    expect(() => decodeBounded(Uint8Array.from([0xff, 0x00, 0x13]), MAX_PRESENCE_BYTES)).toThrow(expect.objectContaining({ code: 'ERR_DECODE' }))
+    expect(() => decodeBounded(new Uint8Array(MAX_PRESENCE_BYTES + 1), MAX_PRESENCE_BYTES)).toThrow(
+      expect.objectContaining({ code: 'ERR_TOO_LARGE' }),
+    )
+    expect(() => decodeBounded(Uint8Array.from([0xff, 0x00, 0x13]), MAX_PRESENCE_BYTES)).toThrow(
+      expect.objectContaining({ code: 'ERR_DECODE' }),
+    )
   })
 
   it('live-logs request and line', () => {
@@ -31,8 +45,15 @@ describe('wire vectors', () => {
     expect(Buffer.from(encode(v.value)).toString('hex')).toBe(v.hex)
     expect(validateLiveLogRequest(decodeBounded(Buffer.from(v.hex, 'hex'), 1024))).toEqual(v.value)
     expect(Buffer.from(encode(v.line.value)).toString('hex')).toBe(v.line.hex)
-    for (const bad of [{}, { v: 1, job: '../../x' }, { v: 1, job: 'abcdefgh', frame: 1.5 }, { v: 2, job: 'abcdefgh' }]) {
-      expect(() => validateLiveLogRequest(bad)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_INPUT' }))
+    for (const bad of [
+      {},
+      { v: 1, job: '../../x' },
+      { v: 1, job: 'abcdefgh', frame: 1.5 },
+      { v: 2, job: 'abcdefgh' },
+    ]) {
+      expect(() => validateLiveLogRequest(bad)).toThrow(
+        expect.objectContaining({ code: 'ERR_INVALID_INPUT' }),
+      )
     }
   })
 })
