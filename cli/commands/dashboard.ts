@@ -52,6 +52,9 @@ export async function dashboard(ctx: CliContext, options: DashboardOptions = {})
       stdin: ctx.stdin as NodeJS.ReadStream,
       exitOnCtrlC: true,
       patchConsole: true,
+      // We already know this is a terminal (ctx.interactive). Ink would otherwise fall back
+      // to printing only the last frame whenever a CI variable is set in the environment.
+      interactive: true,
     },
   )
   options.until?.finally(() => app.unmount())

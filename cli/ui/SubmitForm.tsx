@@ -6,7 +6,7 @@
 import { readdir } from 'node:fs/promises'
 import { basename, dirname } from 'node:path'
 import { Box, Text, useInput } from 'ink'
-import { useState } from 'react'
+import { useReducer, useRef, useState } from 'react'
 import type { ApiClient } from '../../src/api/client.js'
 import type { SubmitResponse } from '../../src/api/types.js'
 import { describeError, isRmeshError } from '../../src/util/errors.js'
@@ -62,7 +62,10 @@ export function SubmitForm(props: {
   initial?: Partial<FormValues>
 }) {
   const { color } = useTheme()
-  const [values, setValues] = useState<FormValues>({
+  // Values and the active field live in refs, changed synchronously by each key: keys that
+  // arrive faster than React re-renders (a paste, a fast typist) then act on the latest
+  // state instead of the state of the last render.
+  const valuesRef = useRef<FormValues>({
     scene: '',
     frames: '',
     chunk: '1',
@@ -72,9 +75,21 @@ export function SubmitForm(props: {
     pack: 'n',
     ...props.initial,
   })
-  const [field, setField] = useState(0)
+  const fieldRef = useRef(0)
+  const [, rerender] = useReducer((n: number) => n + 1, 0)
+  const setValues = (change: (v: FormValues) => FormValues) => {
+    valuesRef.current = change(valuesRef.current)
+    rerender()
+  }
+  const values = valuesRef.current
+  const field = fieldRef.current
   const [message, setMessage] = useState<{ text: string; error: boolean } | undefined>()
-  const [busy, setBusy] = useState(false)
+  const busyRef = useRef(false)
+  const setBusy = (b: boolean) => {
+    busyRef.current = b
+    rerender()
+  }
+  const busy = busyRef.current
   const submitIndex = FIELDS.length
 
   const inspect = async (scene: string) => {
@@ -98,6 +113,7 @@ export function SubmitForm(props: {
   const submit = async () => {
     setBusy(true)
     try {
+      const values = valuesRef.current
       const req = await buildSubmitRequest(
         {
           scene: values.scene,
@@ -119,18 +135,20 @@ export function SubmitForm(props: {
   }
 
   const move = (to: number) => {
-    if (field === 0 && to !== 0) void inspect(values.scene)
-    setField(Math.max(0, Math.min(submitIndex, to)))
+    if (fieldRef.current === 0 && to !== 0) void inspect(valuesRef.current.scene)
+    fieldRef.current = Math.max(0, Math.min(submitIndex, to))
+    rerender()
   }
 
   useInput((input, key) => {
-    if (busy) return
+    const field = fieldRef.current
+    if (busyRef.current) return
     if (key.escape) return props.onCancel()
     if (key.upArrow || (key.tab && key.shift)) return move(field - 1)
     if (key.downArrow) return move(field + 1)
     if (key.tab) {
       if (field === 0) {
-        void completePath(props.cwd, values.scene).then((scene) =>
+        void completePath(props.cwd, valuesRef.current.scene).then((scene) =>
           setValues((v) => ({ ...v, scene })),
         )
         return

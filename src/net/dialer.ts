@@ -8,7 +8,10 @@
  *    other side does not know us yet);
  *  - every dial has a timeout, and a failed target is retried with exponential backoff
  *    (1 s doubling to 60 s, with jitter) for as long as it is wanted;
- *  - a peer the connection gater refuses is not retried (it would only be refused again).
+ *  - a peer the connection gater refuses is not retried (it would only be refused again);
+ *  - libp2p emits `peer:discovery` only the first time a peer enters its peer store, and
+ *    mDNS answers arrive within milliseconds of the host starting, before this module
+ *    listens: start() therefore treats every peer already in the peer store as discovered.
  */
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -168,6 +171,12 @@ export function createDialer(components: DialerComponents, options: DialerOption
         }
       }
       for (const rec of await peerBook.all()) want(rec.peerId, rec.peerId, rec.addrs)
+      for (const peer of await libp2p.peerStore.all()) {
+        api.discovered(
+          peer.id.toString(),
+          peer.addresses.map((a) => a.multiaddr.toString()),
+        )
+      }
     },
     stop() {
       running = false

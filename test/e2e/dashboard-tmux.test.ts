@@ -117,7 +117,9 @@ describe.skipIf(!TMUX)(TITLE, () => {
         priority: 10,
       })
     ).jobId
-    const command = `${process.execPath} ${RMESH_BIN} --dir ${mesh[0].dir} dashboard; echo "rmesh exited $?"; sleep 600`
+    // As on a user's terminal: CI variables (set where CI runs this suite) turn off colours
+    // in chalk, and this test reads the active form field from its inverse video.
+    const command = `env -u CI -u CONTINUOUS_INTEGRATION ${process.execPath} ${RMESH_BIN} --dir ${mesh[0].dir} dashboard; echo "rmesh exited $?"; sleep 600`
     await tmux('new-session', '-d', '-s', SESSION, '-x', '100', '-y', '30', '-c', work, command)
   }, 60_000)
 
