@@ -5,11 +5,16 @@
  * (recorded with the daemon's own time stamps) and its /metrics counters. (A job's log
  * history cannot serve: the submitter seals a finished job, which compacts the log.)
  *
+ * Also CPU bookkeeping from /proc: what each daemon process used, and what the whole
+ * machine used, over a window (all daemons share one machine's cores with other work).
+ *
  * Invariants: timings that compare two events on different daemons use wall times of the
  * same machine (one clock); times inside one daemon come from that daemon's own entries.
  * Nothing here sleeps as a measurement: waits poll until a condition holds.
  */
+import { readFileSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
+import { cpus } from 'node:os'
 import { join } from 'node:path'
 import { createApiClient } from '../src/api/client.js'
 import type { ApiEvent, JobDetail, PeerInfo, SubmitResponse } from '../src/api/types.js'
@@ -171,3 +176,65 @@ export async function metricsOf(d: DaemonProc): Promise<Map<string, number>> {
 }
 
 export const shortId = (peerId: string) => peerId.slice(-8)
+
+/** Clock ticks per second of /proc times (USER_HZ: 100 on every Linux Node runs on). */
+const USER_HZ = 100
+
+/** CPU time (user + system, ms) a process has used so far; NaN when unreadable. */
+export function processCpuMs(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN
+  try {
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return ((Number(f[11]) + Number(f[12])) * 1000) / USER_HZ
+  } catch {
+    return Number.NaN
+  }
+}
+
+/** The whole machine's CPU time so far (ms, summed over cores): busy and total. */
+export function machineCpuMs(): { busy: number; total: number } {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]
+    const v = line.trim().split(/\s+/).slice(1, 9).map(Number)
+    const total = v.reduce((a, b) => a + b, 0)
+    const idle = v[3] + v[4] // idle + iowait
+    return { busy: ((total - idle) * 1000) / USER_HZ, total: (total * 1000) / USER_HZ }
+  } catch {
+    return { busy: Number.NaN, total: Number.NaN }
+  }
+}
+
+/**
+ * CPU bookkeeping of a run: what the daemons used, and what the whole machine used (the
+ * rest is other work sharing the cores), between start() and stop().
+ */
+export function cpuMeter(pids: readonly (number | undefined)[]) {
+  const at = () => ({
+    t: performance.now(),
+    procs: pids.map((p) => processCpuMs(p)),
+    machine: machineCpuMs(),
+  })
+  const first = at()
+  return {
+    stop() {
+      const last = at()
+      const wallMs = last.t - first.t
+      const perProc = last.procs.map((c, i) => c - first.procs[i])
+      const procsMs = perProc.reduce((a, b) => a + b, 0)
+      const machineBusyMs = last.machine.busy - first.machine.busy
+      return {
+        wallMs,
+        perProc,
+        procsMs,
+        /** Cores' worth of CPU the daemons used on average. */
+        procsCores: procsMs / wallMs,
+        machineBusyMs,
+        /** Cores' worth used by everything else on the machine. */
+        otherCores: Math.max(0, machineBusyMs - procsMs) / wallMs,
+        cores: cpus().length,
+      }
+    },
+  }
+}

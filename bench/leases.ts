@@ -8,7 +8,14 @@
  *    next (aim < 50 ms);
  *  - submit → first frame start (aim < 500 ms);
  *  - duplicate renders: completes beyond the first per chunk, plus claims that lost a race
- *    for the same attempt (a render that may have started and been stopped) (aim < 1 %).
+ *    for the same attempt (a render that may have started and been stopped) (aim < 1 %);
+ *  - the CPU the daemons used (from /proc, per process) at rest and during the job, and
+ *    what other work on the machine used meanwhile: every node handles every chunk's
+ *    entries and messages, so the mesh's CPU per chunk grows with its size, and with all
+ *    daemons on one machine the cores bound the makespan. The CPU ceiling is the best
+ *    efficiency this machine's cores allow for the CPU the mesh used: an ideal run needs
+ *    chunks × (CPU per chunk beyond the rest rate) + rest rate × ideal, so the ceiling is
+ *    ideal ÷ max(ideal, that ÷ cores).
  *
  * Everything is derived from each daemon's own event stream (GET /v1/events, stamped with
  * the daemon's clock) and /metrics. A render ends when the engine logs "Saved:" for its
@@ -28,6 +35,7 @@ import type { ApiEvent } from '../src/api/types.js'
 import { makeTempDir, removeDir, startMesh, stopDaemonProc } from '../test/helpers/daemons.js'
 import {
   type BenchResult,
+  cpuMeter,
   makeScene,
   median,
   metricsOf,
@@ -59,7 +67,23 @@ export interface LeaseRun {
   chunks: number
   perNode: Record<string, number>
   localCompleteMs: number
+  cpu: LeaseCpu
 }
+
+export interface LeaseCpu {
+  /** Cores' worth the daemons used at rest, just before the submit. */
+  idleCores: number
+  /** Daemon CPU from submit to the job done, summed over daemons (ms). */
+  jobMs: number
+  /** Per daemon, percent of one core during the job. */
+  perNodePct: number[]
+  /** Cores' worth used by other work on the machine during the job. */
+  otherCores: number
+  cores: number
+}
+
+/** Rest window before the submit: the mesh's own background CPU (presence, sync, DHT). */
+const IDLE_WINDOW_MS = 5_000
 
 export interface NodeEvents {
   name: string
@@ -135,12 +159,18 @@ export async function runLeaseJob(
     const outDir = join(work, 'out')
     await mkdir(outDir, { recursive: true })
     const idealMs = (frames * frameMs) / nodes
+    const pids = mesh.map((d) => d.proc.pid)
+    const idleMeter = cpuMeter(pids)
+    await new Promise((r) => setTimeout(r, IDLE_WINDOW_MS))
+    const idle = idleMeter.stop()
+    const jobMeter = cpuMeter(pids)
     const { jobId, submitAt } = await submitTestJob(mesh[0], scene, outDir, { frames, frameMs })
     // Render log lines need the job id: they are followed from just after the submit.
     const logs = mesh.map((d) => recordEvents(d, jobId))
     stoppers.push(...logs.map((r) => r.stop))
     const detail = await waitJobDone(mesh[0], jobId, idealMs * 3 + 120_000, true)
     const localCompleteMs = Date.now() - submitAt
+    const used = jobMeter.stop()
     // Every node's own done events are published before its complete entry leaves it.
     const a = analyseEvents(
       mesh.map((d, i) => ({
@@ -162,10 +192,18 @@ export async function runLeaseJob(
       duplicateCompletes: metrics[0].get('rmesh_duplicate_renders') ?? 0,
       lostClaims: metrics.reduce((n, m) => n + (m.get('rmesh_lease_conflicts_total') ?? 0), 0),
       reclaims: detail.frames.reduce((n, f) => n + Math.max(0, f.attempts - 1), 0),
+      cpu: {
+        idleCores: idle.procsCores,
+        jobMs: used.procsMs,
+        perNodePct: used.perProc.map((ms) => round((100 * ms) / used.wallMs, 0)),
+        otherCores: used.otherCores,
+        cores: used.cores,
+      },
     }
     log(
       `leases ${nodes} node(s): makespan ${(run.makespanMs / 1000).toFixed(2)} s (ideal ${(idealMs / 1000).toFixed(2)} s), ` +
-        `first start ${run.firstStartMs} ms, median gap ${median(run.gaps)} ms, per node ${JSON.stringify(run.perNode)}`,
+        `first start ${run.firstStartMs} ms, median gap ${median(run.gaps)} ms, per node ${JSON.stringify(run.perNode)}, ` +
+        `daemon CPU ${round(used.procsCores, 2)} cores (${run.cpu.perNodePct.join('/')} %), other work ${round(used.otherCores, 2)} cores`,
     )
     return run
   } finally {
@@ -173,6 +211,36 @@ export async function runLeaseJob(
     await Promise.all(mesh.map((d) => stopDaemonProc(d).catch(() => undefined)))
     await Promise.all([work, ...mesh.map((d) => d.dir)].map((p) => removeDir(p)))
   }
+}
+
+/** The CPU figures of one mesh size: see the header. */
+export function cpuResults(n: number, r: LeaseRun): BenchResult[] {
+  const c = r.cpu
+  const jobCores = c.jobMs / r.makespanMs
+  // What the chunks cost beyond the mesh's rest rate, and what an ideal run would need.
+  const workMs = Math.max(0, c.jobMs - c.idleCores * r.makespanMs)
+  const neededMs = workMs + c.idleCores * r.idealMs
+  const ceiling = Math.min(1, r.idealMs / Math.max(r.idealMs, neededMs / c.cores))
+  return [
+    {
+      name: `leases.${n}n.cpu.per-chunk`,
+      value: round(workMs / r.chunks, 0),
+      unit: 'ms',
+      note: `daemon CPU per chunk beyond the rest rate, summed over the ${n} daemon(s) (${round(workMs / r.chunks / n, 0)} ms on each)`,
+    },
+    {
+      name: `leases.${n}n.cpu.mesh`,
+      value: round(jobCores, 2),
+      unit: 'cores',
+      note: `daemons during the job, of ${c.cores} (per daemon ${c.perNodePct.join('/')} % of a core; at rest ${round(c.idleCores, 2)}); other work on the machine meanwhile ${round(c.otherCores, 2)} cores`,
+    },
+    {
+      name: `leases.${n}n.cpu.ceiling`,
+      value: round(ceiling, 3),
+      unit: 'x',
+      note: `best efficiency ${c.cores} cores allow: ideal ÷ max(ideal, CPU an ideal run needs ÷ cores), that CPU = chunks × per-chunk + rest rate × ideal`,
+    },
+  ]
 }
 
 export async function benchLeases(opts: LeaseBenchOptions = {}): Promise<BenchResult[]> {
@@ -225,6 +293,7 @@ export async function benchLeases(opts: LeaseBenchOptions = {}): Promise<BenchRe
         unit: '%',
         note: `completes beyond the first per chunk (aim < 1 %): ${r.duplicateCompletes} of ${frames} chunks; claim races lost ${r.lostClaims}, re-attempts ${r.reclaims}`,
       },
+      ...cpuResults(n, r),
       {
         name: `leases.${n}n.outputs-local`,
         value: round(r.localCompleteMs / 1000, 2),

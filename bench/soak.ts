@@ -1,11 +1,20 @@
 /**
  * The soak (npm run soak [-- --minutes N]): five real daemons on loopback run random
  * test-engine jobs under random faults (SIGKILL + restart, SIGSTOP + SIGCONT) for a
- * bounded time, while each daemon's resident memory and open file descriptors are
- * sampled from /proc every 30 s. The summary goes to bench/soak-results.md.
+ * bounded time, while each daemon's memory and open file descriptors are sampled every
+ * 30 s: the live heap (the daemons run with --expose-gc and each sample asks
+ * GET /metrics?gc=1, which collects first), external memory, then RSS and fds from /proc.
+ * The summary goes to bench/soak-results.md (or --out PATH). With --blender, about a third
+ * of the jobs render the example scene with the real Blender (frames checked for valid
+ * pixels of the scene's size instead of exact bytes).
+ *
+ * Why live memory after a full GC (V8 heap + external: buffers live outside the heap), not
+ * RSS: V8 grows its heap to fit the allocation rate and returns pages lazily, so RSS
+ * climbs for many minutes on a healthy process; live memory only grows if something keeps
+ * objects. The verdict rule is written into the report.
  *
  * Invariants: every finished job is checked like the fault tests check it (every frame
- * once, exact bytes) and then deleted, so growth means a leak, not kept jobs; node 1 is
+ * once, exact bytes; valid pixels for Blender) and then deleted, so growth means a leak, not kept jobs; node 1 is
  * never faulted, so one process lives the whole run as the leak witness; at most one
  * node is faulted at a time; everything started is stopped and removed at the end.
  */
@@ -15,12 +24,13 @@ import { join } from 'node:path'
 import { apiCall, REPO_ROOT, restartDaemonProc, stopDaemonProc } from '../test/helpers/daemons.js'
 import {
   expectAlive,
-  expectOutputs,
   jobDetail,
   startFaultMesh,
   stopAll,
   type SubmittedJob,
+  submitBlenderJob,
   submitTestJob,
+  verifyJobOutputs,
 } from '../test/helpers/faults.js'
 
 interface Sample {
@@ -29,23 +39,63 @@ interface Sample {
   pid: number
   rssKiB: number
   fds: number
+  /** V8 heap in use right after a full GC (absent when the daemon did not answer). */
+  heapKiB?: number
+  /** Buffers and other memory outside the V8 heap, after the same GC. */
+  externalKiB?: number
+  /** Folds the lease manager holds (live and kept jobs). */
+  folds?: number
 }
+
+/** Samples from a process's first minutes are start-up (JIT, caches filling), not trend. */
+const WARMUP_S = 120
+/** Growth over the settled span above both of these is "growing" (see the report). */
+const GROW_MIB = 8
+const GROW_SHARE = 0.1
+/** Settled samples needed for a verdict: a floor needs several samples in each half. */
+const MIN_SETTLED = 10
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`)
   return i >= 0 ? Number(process.argv[i + 1]) : dflt
 }
 const minutes = arg('minutes', 60)
+/** Share of real-Blender jobs (0 without --blender; --blender-share F to change it). */
+const blenderShare = process.argv.includes('--blender') ? arg('blender-share', 1 / 3) : 0
+const outIndex = process.argv.indexOf('--out')
+const reportPath =
+  outIndex >= 0 ? process.argv[outIndex + 1] : join(REPO_ROOT, 'bench', 'soak-results.md')
 const sampleS = arg('sample-s', 30)
 const NODES = 5
+const mib = (kib: number | undefined) => (kib === undefined ? '—' : String(Math.round(kib / 1024)))
 const rand = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1))
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-async function procStats(pid: number): Promise<{ rssKiB: number; fds: number }> {
+async function procStats(pid: number): Promise<{ rssKiB: number; fds: number; stopped: boolean }> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8')
   const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN)
+  const stopped = /State:\s+T/.test(status)
   const fds = (await readdir(`/proc/${pid}/fd`)).length
-  return { rssKiB, fds }
+  return { rssKiB, fds, stopped }
+}
+
+/** The daemon's memory gauges after a forced full GC (needs node --expose-gc). */
+async function heapStats(
+  socket: string,
+): Promise<Pick<Sample, 'heapKiB' | 'externalKiB' | 'folds'>> {
+  const r = await apiCall<string>(socket, 'GET', '/metrics?gc=1', undefined, 15_000)
+  const text = typeof r.body === 'string' ? r.body : ''
+  const gauge = (name: string) => {
+    const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text)
+    return m ? Number(m[1]) : undefined
+  }
+  const heap = gauge('rmesh_process_heap_used_bytes')
+  const ext = gauge('rmesh_process_external_bytes')
+  return {
+    heapKiB: heap === undefined ? undefined : heap / 1024,
+    externalKiB: ext === undefined ? undefined : ext / 1024,
+    folds: gauge('rmesh_state_entries\\{map="folds"\\}'),
+  }
 }
 
 /** Least-squares slope of y over x. */
@@ -66,13 +116,24 @@ function slope(xs: number[], ys: number[]): number {
 async function main() {
   const started = Date.now()
   const endAt = started + minutes * 60_000
-  const procs = await startFaultMesh(NODES, { logLevel: 'warn' })
+  const procs = await startFaultMesh(NODES, {
+    logLevel: 'warn',
+    env: { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --expose-gc`.trim() },
+  })
   const samples: Sample[] = []
   const faults = { kill: 0, stop: 0, unexpectedExits: 0 }
-  const jobs = { submitted: 0, verified: 0, failed: 0, frames: 0, errors: [] as string[] }
+  const jobs = {
+    submitted: 0,
+    blender: 0,
+    verified: 0,
+    failed: 0,
+    frames: 0,
+    errors: [] as string[],
+  }
   let faulting = false
   const active = new Map<string, { job: SubmittedJob; submitter: number; at: number }>()
   const durations: number[] = []
+  const verifiedAt: number[] = []
   const log = (msg: string) =>
     console.log(`[soak ${Math.round((Date.now() - started) / 1000)} s] ${msg}`)
 
@@ -82,12 +143,16 @@ async function main() {
       const p = procs[i]
       if (!p.proc.pid || p.proc.exitCode !== null || p.proc.signalCode !== null) continue
       try {
-        samples.push({ atS, node: i + 1, pid: p.proc.pid, ...(await procStats(p.proc.pid)) })
+        // A paused daemon cannot answer; its sample is /proc only. GC first, then RSS.
+        const before = await procStats(p.proc.pid)
+        const heap = before.stopped ? {} : await heapStats(p.socket).catch(() => ({}))
+        const { rssKiB, fds } = before.stopped ? before : await procStats(p.proc.pid)
+        samples.push({ atS, node: i + 1, pid: p.proc.pid, rssKiB, fds, ...heap })
       } catch {}
     }
     const w = samples.filter((s) => s.atS === atS)
     log(
-      `sample: ${w.map((s) => `n${s.node} ${Math.round(s.rssKiB / 1024)} MiB/${s.fds} fd`).join(', ')}`,
+      `sample: ${w.map((s) => `n${s.node} heap ${mib(s.heapKiB)} ext ${mib(s.externalKiB)} rss ${mib(s.rssKiB)} MiB/${s.fds} fd`).join(', ')}`,
     )
   }
 
@@ -133,10 +198,15 @@ async function main() {
     if (d.proc.exitCode !== null || d.proc.signalCode !== null) return
     try {
       const spec = { frames: rand(10, 60), frameMs: rand(50, 300), chunk: rand(1, 3) }
-      const job = await submitTestJob(d, spec)
+      const blenderSpec = { frames: rand(4, 12), chunk: rand(1, 2) }
+      const blender = Math.random() < blenderShare
+      const job = blender ? await submitBlenderJob(d, blenderSpec) : await submitTestJob(d, spec)
+      if (blender) jobs.blender++
       jobs.submitted++
       active.set(job.jobId, { job, submitter, at: Date.now() })
-      log(`job ${job.jobId} from node ${submitter + 1}: ${JSON.stringify(spec)}`)
+      log(
+        `job ${job.jobId} from node ${submitter + 1}: ${blender ? `blender ${JSON.stringify(blenderSpec)}` : JSON.stringify(spec)}`,
+      )
     } catch (err) {
       jobs.errors.push(`submit: ${(err as Error).message}`)
     }
@@ -153,8 +223,9 @@ async function main() {
       } else if (!(j.state === 'done' && j.localComplete)) continue
       else {
         try {
-          await expectOutputs(job)
+          await verifyJobOutputs(job)
           durations.push(Date.now() - at)
+          verifiedAt.push((Date.now() - started) / 1000)
           log(`job ${jobId} verified after ${Date.now() - at} ms`)
           jobs.verified++
           jobs.frames += job.frames.length
@@ -218,7 +289,7 @@ async function main() {
       const dirs = [...procs.map((p) => p.dir), ...[...active.values()].map((a) => a.job.workDir)]
       jobs.errors.push(`kept for inspection: ${dirs.join(' ')}`)
     }
-    await writeReport({ started, minutes, samples, faults, jobs, durations })
+    await writeReport({ started, minutes, samples, faults, jobs, durations, verifiedAt })
     if (keep) await Promise.all(procs.map((p) => stopDaemonProc(p, 'SIGKILL').catch(() => {})))
     else await stopAll(procs)
   }
@@ -229,8 +300,17 @@ async function writeReport(r: {
   minutes: number
   samples: Sample[]
   faults: { kill: number; stop: number; unexpectedExits: number }
-  jobs: { submitted: number; verified: number; failed: number; frames: number; errors: string[] }
+  jobs: {
+    submitted: number
+    blender: number
+    verified: number
+    failed: number
+    frames: number
+    errors: string[]
+  }
   durations: number[]
+  /** Seconds since start at which each job was verified. */
+  verifiedAt: number[]
 }) {
   const sorted = [...r.durations].sort((a, b) => a - b)
   const pct = (q: number) =>
@@ -241,58 +321,79 @@ async function writeReport(r: {
   const lines: string[] = [
     '# Soak results',
     '',
-    `- Command: \`npm run soak -- --minutes ${r.minutes}\` (node dist/bench/soak.js)`,
+    `- Command: \`npm run soak -- ${process.argv.slice(2).join(' ') || `--minutes ${r.minutes}`}\` (node dist/bench/soak.js)`,
     `- Date: ${new Date(r.started).toISOString()}; ran ${Math.round((Date.now() - r.started) / 60_000)} min`,
     `- Machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB RAM, Node ${process.version}; other work was running at the same time`,
-    `- Mesh: ${NODES} daemons on 127.0.0.1, test engine, lease timeout 3 s, presence every 0.5 s`,
-    `- Jobs: ${r.jobs.submitted} submitted, ${r.jobs.verified} verified (every frame once, exact bytes; ${r.jobs.frames} frames), ${r.jobs.failed} failed`,
+    `- Mesh: ${NODES} daemons on 127.0.0.1, test engine${blenderShare ? ' and real Blender (example scene)' : ''}, lease timeout 3 s, presence every 0.5 s`,
+    `- Jobs: ${r.jobs.submitted} submitted${blenderShare ? ` (${r.jobs.blender} real Blender)` : ''}, ${r.jobs.verified} verified (every frame once, exact bytes; Blender frames: a PNG of the scene's size with non-constant pixels; ${r.jobs.frames} frames), ${r.jobs.failed} failed`,
     `- Submit to verified output, per job: median ${pct(0.5)} s, p90 ${pct(0.9)} s, max ${pct(1)} s`,
     `- Faults: ${r.faults.kill} SIGKILL + restart, ${r.faults.stop} SIGSTOP + SIGCONT (nodes 2–5; node 1 never faulted); ${r.faults.unexpectedExits} unexpected exits`,
     '',
     '## Memory and file descriptors per process',
     '',
-    'Slopes are least-squares over the process lifetime, after its first minute (start-up).',
+    `How "flat" is judged: only samples after a process's first ${WARMUP_S / 60} minutes count (start-up: JIT, caches filling). The signal is live memory right after a full GC (\`GET /metrics?gc=1\` on daemons run with \`--expose-gc\`): V8 heap in use plus external memory (Buffers and ArrayBuffers live outside the V8 heap; the leak this harness found was there). RSS is shown but not judged: V8 sizes its heap to the allocation rate and returns pages lazily, so RSS keeps rising for a long time on a healthy process. Live memory at one instant also holds whatever is in flight (chunks being stored, entries being joined), which only adds; so the judged figure is the low envelope: the minimum over the first half of the settled samples against the minimum over the second half. A leak raises the floor; in-flight noise does not. A process is **growing** when that floor rises by more than ${GROW_MIB} MiB and more than ${GROW_SHARE * 100} % of the first floor, or its fd floor rises by more than 10 and 20 %; it needs at least ${MIN_SETTLED} settled samples, else "too short" (restarted nodes rarely live that long; node 1 is never faulted and always does). The least-squares slope (MiB/h) and KiB/job (slope over the span divided by the jobs verified in it; every node folds every job) are shown for information.`,
     '',
-    '| node | pid | samples | RSS first → last (MiB) | RSS max | RSS slope (MiB/h) | fds first → last | fds max | fd slope (/h) | verdict |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| node | pid | samples (settled) | live after GC first → last (MiB) | floor 1st half → 2nd half (MiB) | live slope (MiB/h) | KiB/job | heap / external last (MiB) | RSS first → last (MiB) | RSS slope (MiB/h) | fds first → last | fds max | fd slope (/h) | folds last | verdict |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ]
   const byProc = new Map<string, Sample[]>()
   for (const s of r.samples) {
     const k = `${s.node}/${s.pid}`
     byProc.set(k, [...(byProc.get(k) ?? []), s])
   }
+  const verdicts: string[] = []
   for (const [, ss] of [...byProc].sort(
     (a, b) => a[1][0].node - b[1][0].node || a[1][0].atS - b[1][0].atS,
   )) {
-    const settled = ss.filter((s) => s.atS - ss[0].atS >= 60)
-    const use = settled.length >= 2 ? settled : ss
-    const hours = use.map((s) => s.atS / 3600)
-    const rssSlope = slope(
-      hours,
-      use.map((s) => s.rssKiB / 1024),
-    )
-    const fdSlope = slope(
-      hours,
-      use.map((s) => s.fds),
-    )
-    const first = use[0]
-    const last = use[use.length - 1]
-    const spanH = (last.atS - first.atS) / 3600
-    // Growing: the trend over the span adds more than 20 % and 20 MiB (or 20 % and 10 fds).
-    const rssGrowth = rssSlope * spanH
-    const fdGrowth = fdSlope * spanH
+    const use = ss.filter((s) => s.atS - ss[0].atS >= WARMUP_S)
+    const heapUse = use.filter((s) => s.heapKiB !== undefined && s.externalKiB !== undefined)
+    const live = (s: Sample) => (s.heapKiB! + s.externalKiB!) / 1024
+    const half = Math.floor(heapUse.length / 2)
+    const floor1 = Math.min(...heapUse.slice(0, half).map(live))
+    const floor2 = Math.min(...heapUse.slice(half).map(live))
+    const half2 = Math.floor(use.length / 2)
+    const fdFloor1 = Math.min(...use.slice(0, half2).map((s) => s.fds))
+    const fdFloor2 = Math.min(...use.slice(half2).map((s) => s.fds))
+    const trend = (xs: Sample[], y: (s: Sample) => number) =>
+      slope(
+        xs.map((s) => s.atS / 3600),
+        xs.map(y),
+      )
+    const spanH = (xs: Sample[]) => (xs.length ? (xs[xs.length - 1].atS - xs[0].atS) / 3600 : 0)
+    const heapSlope = trend(heapUse, live)
+    const rssSlope = trend(use, (s) => s.rssKiB / 1024)
+    const fdSlope = trend(use, (s) => s.fds)
+    const heapGrowth = heapSlope * spanH(heapUse)
+    const jobsInSpan = heapUse.length
+      ? r.verifiedAt.filter((t) => t >= heapUse[0].atS && t <= heapUse[heapUse.length - 1].atS)
+          .length
+      : 0
+    const perJob = jobsInSpan > 0 ? Math.round((heapGrowth * 1024) / jobsInSpan) : Number.NaN
+    const short = heapUse.length < MIN_SETTLED || use.length < MIN_SETTLED
     const growing =
-      use.length >= 4 &&
-      ((rssGrowth > 20 && rssGrowth > 0.2 * (first.rssKiB / 1024)) ||
-        (fdGrowth > 10 && fdGrowth > 0.2 * first.fds))
-    const verdict = use.length < 4 ? 'too short' : growing ? '**growing**' : 'flat'
+      !short &&
+      ((floor2 - floor1 > GROW_MIB && floor2 - floor1 > GROW_SHARE * floor1) ||
+        (fdFloor2 - fdFloor1 > 10 && fdFloor2 - fdFloor1 > 0.2 * fdFloor1))
+    const verdict = short ? 'too short' : growing ? '**growing**' : 'flat'
+    if (!short) verdicts.push(verdict)
+    const f = use[0] ?? ss[0]
+    const l = use[use.length - 1] ?? ss[ss.length - 1]
+    const hf = heapUse[0]
+    const hl = heapUse[heapUse.length - 1]
     lines.push(
-      `| ${ss[0].node} | ${ss[0].pid} | ${ss.length} | ${Math.round(first.rssKiB / 1024)} → ${Math.round(last.rssKiB / 1024)} | ${Math.round(Math.max(...ss.map((s) => s.rssKiB)) / 1024)} | ${rssSlope.toFixed(1)} | ${first.fds} → ${last.fds} | ${Math.max(...ss.map((s) => s.fds))} | ${fdSlope.toFixed(1)} | ${verdict} |`,
+      `| ${ss[0].node} | ${ss[0].pid} | ${ss.length} (${use.length}) | ${hf ? `${Math.round(live(hf))} → ${Math.round(live(hl))}` : '—'} | ${heapUse.length > 1 ? `${Math.round(floor1)} → ${Math.round(floor2)}` : '—'} | ${heapUse.length > 1 ? heapSlope.toFixed(1) : '—'} | ${Number.isFinite(perJob) ? perJob : '—'} | ${hl ? `${mib(hl.heapKiB)} / ${mib(hl.externalKiB)}` : '—'} | ${mib(f.rssKiB)} → ${mib(l.rssKiB)} | ${use.length > 1 ? rssSlope.toFixed(1) : '—'} | ${f.fds} → ${l.fds} | ${Math.max(...ss.map((s) => s.fds))} | ${use.length > 1 ? fdSlope.toFixed(1) : '—'} | ${l.folds ?? '—'} | ${verdict} |`,
     )
   }
+  const anyGrowing = verdicts.includes('**growing**')
+  lines.splice(
+    lines.indexOf('## Memory and file descriptors per process'),
+    0,
+    `- Outcome: ${verdicts.length === 0 ? 'no process lived long enough to judge' : anyGrowing ? '**memory or fds growing** on some process (table below)' : `flat: live memory after GC and fds of all ${verdicts.length} judged processes`}`,
+    '',
+  )
   lines.push(
     '',
-    '## Samples (RSS MiB / open fds)',
+    '## Samples (heap + external after GC MiB / RSS MiB / open fds)',
     '',
     `| t (s) | ${Array.from({ length: NODES }, (_, i) => `node ${i + 1}`).join(' | ')} |`,
     `|---|${'---|'.repeat(NODES)}`,
@@ -301,7 +402,9 @@ async function writeReport(r: {
   for (const t of times) {
     const row = Array.from({ length: NODES }, (_, i) => {
       const s = r.samples.find((x) => x.atS === t && x.node === i + 1)
-      return s ? `${Math.round(s.rssKiB / 1024)} / ${s.fds}` : '—'
+      return s
+        ? `${s.heapKiB === undefined ? '—' : `${mib(s.heapKiB)} + ${mib(s.externalKiB)}`} / ${mib(s.rssKiB)} / ${s.fds}`
+        : '—'
     })
     lines.push(`| ${t} | ${row.join(' | ')} |`)
   }
@@ -312,7 +415,7 @@ async function writeReport(r: {
       '',
       ...r.jobs.errors.slice(0, 50).map((e) => `- ${e.replace(/\n/g, ' ').slice(0, 400)}`),
     )
-  const out = join(REPO_ROOT, 'bench', 'soak-results.md')
+  const out = reportPath
   await writeFile(out, `${lines.join('\n')}\n`)
   console.log(`[soak] wrote ${out}`)
 }

@@ -13,6 +13,10 @@
  * interface has not, one NIC per machine. Without the cap both sides are bound by the
  * same CPUs and the comparison says nothing about the submitter's uplink.
  *
+ * The serial run is bound by the submitter's cap only if one transfer can go faster than
+ * the cap on this machine: its "delivered" rate says whether it was (CPU and fsync latency
+ * under load can hold it below the cap, which flatters the ratio).
+ *
  * Run: `npm run build && node dist/bench/transfer.js [sizeMiB] [swarmMiB]`.
  */
 import { createReadStream, createWriteStream } from 'node:fs'
@@ -210,6 +214,7 @@ export async function benchTransfer(opts: TransferBenchOptions = {}): Promise<Be
         for (let j = i + 1; j < all.length; j++) await dialWithRetry(all[i], all[j])
       }
       const { manifest: m } = await submitter.store.importFile(swarmSrc)
+      const cpu0 = process.cpuUsage()
       const start = performance.now()
       if (mode === 'serial') {
         for (const p of peers) await p.exchange.fetchManifest(m, { providers: [submitter.id] })
@@ -219,6 +224,8 @@ export async function benchTransfer(opts: TransferBenchOptions = {}): Promise<Be
         )
       }
       const ms = performance.now() - start
+      const cpu = process.cpuUsage(cpu0)
+      const cpuS = (cpu.user + cpu.system) / 1e6
       const fromSubmitter = submitter.exchange.stats().servedBytes / MiB
       log(
         `${mode}: ${(ms / 1000).toFixed(2)} s, submitter uploaded ${fromSubmitter.toFixed(0)} MiB`,
@@ -227,6 +234,15 @@ export async function benchTransfer(opts: TransferBenchOptions = {}): Promise<Be
         name: `swarm.${mode}.submitter_upload`,
         value: round(fromSubmitter),
         unit: 'MiB',
+        note: `${round(fromSubmitter / swarmMiB, 2)} copies of the scene; ${round((peerCount * swarmMiB) / (ms / 1000))} MiB/s delivered in total (cap ${uploadMiBps} MiB/s per node)`,
+      })
+      // All nodes share this process: CPU-s per wall-s below ~1 means the machine's other
+      // load starved it, and the time measures the machine more than the transfer.
+      results.push({
+        name: `swarm.${mode}.cpu`,
+        value: round(cpuS, 1),
+        unit: 'CPU-s',
+        note: `${round(cpuS / (ms / 1000), 2)} CPU-s per wall-s (main thread + libuv pool)`,
       })
       for (const n of nodes.splice(0)) {
         await n.exchange.stop()

@@ -32,6 +32,13 @@ export interface DaemonConfig {
   engines: unknown[]
   presenceIntervalMs: number
   leaseTimeoutMs: number
+  /** A done chunk whose outputs stay unobtainable this long is re-rendered (default 2 × leaseTimeoutMs). */
+  outputGraceMs?: number
+  /**
+   * A job this node submitted fails when, for this long, no live node of the mesh can take
+   * some chunk of it (missing engine or tags, every capable node blocklisted). Default 60 s.
+   */
+  noEligibleGraceMs: number
   syncIntervalMs: number
   /** Enable the test engine (tests, demos and benchmarks only). */
   testEngine: boolean
@@ -53,6 +60,7 @@ const DEFAULTS: Omit<DaemonConfig, 'dataDir'> = {
   engines: [],
   presenceIntervalMs: 2_000,
   leaseTimeoutMs: 10_000,
+  noEligibleGraceMs: 60_000,
   syncIntervalMs: 5_000,
   testEngine: false,
 }
@@ -70,6 +78,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ConfigInput
   if (env.RMESH_TAGS) out.tags = list(env.RMESH_TAGS)
   if (env.RMESH_TEST_ENGINE) out.testEngine = /^(1|true|yes|on)$/i.test(env.RMESH_TEST_ENGINE)
   if (env.RMESH_LEASE_TIMEOUT_MS) out.leaseTimeoutMs = Number(env.RMESH_LEASE_TIMEOUT_MS)
+  if (env.RMESH_OUTPUT_GRACE_MS) out.outputGraceMs = Number(env.RMESH_OUTPUT_GRACE_MS)
+  if (env.RMESH_NO_ELIGIBLE_GRACE_MS) out.noEligibleGraceMs = Number(env.RMESH_NO_ELIGIBLE_GRACE_MS)
   if (env.RMESH_PRESENCE_INTERVAL_MS)
     out.presenceIntervalMs = Number(env.RMESH_PRESENCE_INTERVAL_MS)
   if (env.RMESH_METRICS_PORT) out.metricsPort = Number(env.RMESH_METRICS_PORT)
@@ -147,6 +157,15 @@ export function resolveConfig(dataDir: string, ...layers: ConfigInput[]): Daemon
     if (!Number.isFinite(c[f]) || c[f] < 50 || c[f] > 3_600_000)
       throw bad(f, 'must be a number of milliseconds (50 to 3600000)')
   }
+  c.outputGraceMs ??= 2 * c.leaseTimeoutMs
+  if (!Number.isFinite(c.outputGraceMs) || c.outputGraceMs < 50 || c.outputGraceMs > 86_400_000)
+    throw bad('outputGraceMs', 'must be a number of milliseconds (50 to 86400000)')
+  if (
+    !Number.isFinite(c.noEligibleGraceMs) ||
+    c.noEligibleGraceMs < 1_000 ||
+    c.noEligibleGraceMs > 7 * 86_400_000
+  )
+    throw bad('noEligibleGraceMs', 'must be a number of milliseconds (1000 to 604800000)')
   if (
     c.metricsPort !== undefined &&
     (!Number.isInteger(c.metricsPort) || c.metricsPort < 0 || c.metricsPort > 65535)

@@ -311,6 +311,25 @@ export async function startDaemon(
       { intervalMs: config.presenceIntervalMs },
     )
 
+    // A render starting or ending reaches the peers at the next heartbeat, or sooner when
+    // this node turns busy or idle: back-to-back chunks send nothing extra, because every
+    // presence message costs every node of the mesh CPU (at 1-s chunks, two per chunk
+    // were the largest share of the gossip on an 8-node mesh; see bench/leases.ts).
+    let nudge: ReturnType<Clock['setTimeout']> | undefined
+    let publishedBusy = false
+    const activityChanged = () => {
+      if (nudge) return
+      nudge = clock.setTimeout(() => {
+        nudge = undefined
+        if (activity.size > 0 === publishedBusy) return
+        publishedBusy = activity.size > 0
+        presence.publishNow()
+      }, 100)
+    }
+    cleanups.push(() => {
+      if (nudge) clock.clearTimeout(nudge)
+    })
+
     leases = createLeaseManager(
       {
         self: peerId,
@@ -321,12 +340,15 @@ export async function startDaemon(
           jobLogs: async () => (await log.logs()).filter((l) => l.startsWith('job/')),
           onEntry: (listener) => log.onEntry((e) => e.log.startsWith('job/') && listener(e)),
         },
-        liveness: { lastHeard: (p) => presence.lastHeard(p) },
+        liveness: {
+          lastHeard: (p) => presence.lastHeard(p),
+          renders: (p) => (presence.peers().get(p)?.presence.slots ?? 1) > 0,
+        },
         runner: {
           start: async (task, signal, onProgress, onRendered) => {
             const key = `${task.jobId}/${task.chunk}`
             activity.set(key, { job: task.jobId, chunk: task.chunk, frame: task.frames[0] })
-            presence.publishNow()
+            activityChanged()
             const started = clock.monotonic()
             try {
               const result = await worker.start(
@@ -353,7 +375,7 @@ export async function startDaemon(
               return result
             } finally {
               activity.delete(key)
-              presence.publishNow()
+              activityChanged()
             }
           },
         },
@@ -403,6 +425,14 @@ export async function startDaemon(
       quotaOf: (peer) => quotas.get(peer)?.max,
       selfEngines: () => engines.describe(),
       selfSlots: renderSlots,
+      selfTags: () => config.tags,
+      selfName: () => config.name,
+      noEligibleGraceMs: config.noEligibleGraceMs,
+      // Presence calls a peer gone after 3 silent intervals: judge no mesh before hearing it.
+      noEligibleWarmupMs: 3 * config.presenceIntervalMs,
+      outputGraceMs: config.outputGraceMs ?? 2 * config.leaseTimeoutMs,
+      // Test only: lets a fault test kill a renderer before its outputs are pulled.
+      collectDelayMs: Number(process.env.RMESH_TEST_COLLECT_DELAY_MS) || undefined,
     })
 
     const liveLogs = createLiveLogs({

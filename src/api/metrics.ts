@@ -1,12 +1,19 @@
 /**
  * Prometheus exposition of the daemon's figures (GET /metrics). Read-only: it gathers
- * counters the parts already keep; it never changes state.
+ * counters the parts already keep; it never changes state. The one exception is for the
+ * soak: GET /metrics?gc=1 on a daemon started with node --expose-gc first runs a full
+ * garbage collection, so the heap gauge is the live heap (elsewhere the flag is ignored).
  */
+import { getHeapStatistics } from 'node:v8'
 import type { Daemon } from '../daemon.js'
 
 const BUCKETS = [0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600]
 
-export async function renderMetrics(d: Daemon): Promise<string> {
+export async function renderMetrics(d: Daemon, opts: { gc?: boolean } = {}): Promise<string> {
+  const gc = (globalThis as { gc?: () => void }).gc
+  if (opts.gc && typeof gc === 'function') gc()
+  // Read before anything below allocates (or awaits, letting other work allocate).
+  const mem = process.memoryUsage()
   const lines: string[] = []
   const metric = (name: string, type: string, help: string, values: [string, number][]) => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`)
@@ -80,8 +87,40 @@ export async function renderMetrics(d: Daemon): Promise<string> {
     'Completes beyond the first for a chunk, over all jobs.',
     [['', conflicts]],
   )
+  const rejectedOutputs = d.jobs.stats().outputsRejected
+  metric(
+    'rmesh_outputs_rejected_total',
+    'counter',
+    'Done chunks this submitter rejected (outputs unobtainable) for re-rendering.',
+    [
+      ['{cause="hash"}', rejectedOutputs.hash],
+      ['{cause="unavailable"}', rejectedOutputs.unavailable],
+    ],
+  )
   metric('rmesh_rejected_messages_total', 'counter', 'Peer messages and connections refused.', [
     ['', d.counters.rejectedMessages + d.presence.stats().rejected],
   ])
+  metric('rmesh_process_rss_bytes', 'gauge', 'Resident memory of the daemon process.', [
+    ['', mem.rss],
+  ])
+  metric('rmesh_process_heap_used_bytes', 'gauge', 'V8 heap in use (live and not yet collected).', [
+    ['', mem.heapUsed],
+  ])
+  metric('rmesh_process_heap_total_bytes', 'gauge', 'V8 heap reserved.', [['', mem.heapTotal]])
+  metric(
+    'rmesh_process_external_bytes',
+    'gauge',
+    'Memory of buffers and other objects outside the V8 heap.',
+    [['', mem.external]],
+  )
+  metric('rmesh_process_heap_limit_bytes', 'gauge', 'V8 heap size limit.', [
+    ['', getHeapStatistics().heap_size_limit],
+  ])
+  metric(
+    'rmesh_state_entries',
+    'gauge',
+    'Entries of internal per-job maps (they must stay bounded).',
+    Object.entries(d.leases.sizes()).map(([k, v]) => [`{map="${k}"}`, v]),
+  )
   return `${lines.join('\n')}\n`
 }

@@ -351,7 +351,11 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
   api.route(
     'GET',
     '/metrics',
-    async () => new ApiText(await renderMetrics(d), 'text/plain; version=0.0.4'),
+    async (req) =>
+      new ApiText(
+        await renderMetrics(d, { gc: req.query.get('gc') === '1' }),
+        'text/plain; version=0.0.4',
+      ),
   )
 }
 

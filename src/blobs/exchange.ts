@@ -1,20 +1,28 @@
 /**
- * The block exchange: serves /rmesh/blocks/1.0.0 from the local store and fetches a
- * manifest's blocks from every provider in parallel.
+ * The block exchange: serves /rmesh/blocks/1.0.0 from the local store, tells subscribers
+ * which blocks of a manifest it holds (/rmesh/blocks-have/1.0.0, pushed as they arrive),
+ * and fetches a manifest's blocks from every provider in parallel.
  *
  * Invariants:
  *  - a block is stored only after its bytes hash to the CID we asked for; a peer that
  *    sends a bad block, a block we did not ask for, or garbage is dropped from the fetch
  *    (and penalised for `penaltyMs`), and what it owed us is fetched from the others;
- *  - at most `window` blocks are outstanding per peer, so a fetch buffers at most
- *    window x (block + frame overhead) per peer, whatever the file size;
+ *  - at most `window` blocks are outstanding per peer and at most `window` of its verified
+ *    blocks are being written, so a fetch buffers at most 2 x window x (block + frame
+ *    overhead) per peer, whatever the file size;
  *  - a fetch asks only for blocks the store lacks when it starts, so a fetch interrupted
  *    by a restart resumes where it stopped;
  *  - every network wait is bounded: per-block timeout, stall timeout for the fetch, idle
  *    timeout for a served stream;
  *  - with `isAdmitted`, unadmitted peers are refused before any byte is read;
  *  - a failed write to the store (disk full) ends the fetch with that typed error; blocks
- *    already stored stay stored.
+ *    already stored stay stored;
+ *  - swarming: a peer is asked only for blocks its have-bitfield names (peers without the
+ *    have protocol are asked blindly), rarest first in this fetch's random order (see
+ *    selection.ts), and every block stored is announced at once to the subscribers of its
+ *    manifest, so peers serve what they hold while they still fetch the rest;
+ *  - a have-subscription costs the server one small frame per change, never a store scan:
+ *    the bitfield is computed once per manifest and then kept by the fetches of this node.
  */
 import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -41,9 +49,23 @@ import {
   decodeResponse,
   encodeRequest,
   encodeResponseParts,
+  HAVE_PROTOCOL,
+  MAX_HAVE_FRAME_BYTES,
+  MAX_HAVE_REQUEST_BYTES,
+  decodeHaveBits,
+  decodeHaveSubscribe,
+  encodeHaveBits,
+  encodeHaveSubscribe,
 } from './wire.js'
+import {
+  bitfieldFromMissing,
+  bitfieldHas,
+  bitfieldSet,
+  selectBlocks,
+  validBitfield,
+} from './selection.js'
 
-export { BLOCKS_PROTOCOL }
+export { BLOCKS_PROTOCOL, HAVE_PROTOCOL }
 
 /** No provider could supply some blocks before the stall timeout. */
 export class NoProvidersError extends RmeshError {
@@ -89,6 +111,8 @@ export interface BlockExchangeOptions {
   notHaveRetryMs?: number
   /** Serve at most this many bytes per second in total (default: unlimited). */
   uploadBytesPerSec?: number
+  /** A have-subscriber hears of changes at most this late, batched (default 20 ms). */
+  haveCoalesceMs?: number
   /** Idle time after which a served stream is closed (default 60 s). */
   serveIdleTimeoutMs?: number
   maxInboundStreams?: number
@@ -148,6 +172,7 @@ export function createBlockExchange(
   const penaltyMs = options.penaltyMs ?? 10 * 60_000
   const notHaveRetryMs = options.notHaveRetryMs ?? 250
   const serveIdleTimeoutMs = options.serveIdleTimeoutMs ?? 60_000
+  const haveCoalesceMs = options.haveCoalesceMs ?? 20
   const random = options.random ?? Math.random
   const penalised = new Map<string, number>()
   const lifetime = new AbortController()
@@ -189,6 +214,164 @@ export function createBlockExchange(
     } catch (err) {
       if (err instanceof RmeshError) return null
       throw err
+    }
+  }
+
+  /** What this node holds of one manifest, shared by the have-streams that watch it. */
+  interface Holding {
+    /** null: the manifest is not held here (the bitfield is then empty). */
+    blocks: string[] | null
+    bits: Uint8Array
+    positions: Map<string, number[]>
+    listeners: Set<() => void>
+  }
+  interface HoldingEntry {
+    users: number
+    ready: Promise<Holding>
+  }
+  const holdings = new Map<string, HoldingEntry>()
+
+  function setHolding(h: Holding, blocks: string[], missing: Iterable<string>): void {
+    h.blocks = blocks
+    h.bits = bitfieldFromMissing(blocks, missing)
+    h.positions = new Map()
+    blocks.forEach((cid, i) => {
+      const at = h.positions.get(cid)
+      if (at) at.push(i)
+      else h.positions.set(cid, [i])
+    })
+    for (const f of h.listeners) f()
+  }
+
+  function markHeld(h: Holding, cid: string): void {
+    for (const i of h.positions.get(cid) ?? []) bitfieldSet(h.bits, i)
+    for (const f of h.listeners) f()
+  }
+
+  async function loadHolding(manifestCid: string): Promise<Holding> {
+    const h: Holding = {
+      blocks: null,
+      bits: new Uint8Array(0),
+      positions: new Map(),
+      listeners: new Set(),
+    }
+    try {
+      if (await store.hasManifest(manifestCid)) {
+        const m = await store.getManifest(manifestCid)
+        setHolding(h, m.blocks, await store.missingBlocks(manifestCid))
+      }
+    } catch (err) {
+      // Unreadable here: we hold nothing of it as far as peers are concerned.
+      log.debug('holding unreadable', { manifestCid, err: describeError(err) })
+    }
+    return h
+  }
+
+  /** The holding of a manifest; `known` (from a fetch that just scanned the store) spares a scan. */
+  function acquireHolding(
+    manifestCid: string,
+    known?: { blocks: string[]; missing: string[] },
+  ): HoldingEntry {
+    let e = holdings.get(manifestCid)
+    if (!e) {
+      e = {
+        users: 0,
+        ready: known
+          ? Promise.resolve({
+              blocks: null,
+              bits: new Uint8Array(0),
+              positions: new Map(),
+              listeners: new Set<() => void>(),
+            })
+          : loadHolding(manifestCid),
+      }
+      holdings.set(manifestCid, e)
+    }
+    if (known) {
+      e.ready = e.ready.then((h) => {
+        setHolding(h, known.blocks, known.missing)
+        return h
+      })
+    }
+    e.users++
+    return e
+  }
+
+  function releaseHolding(manifestCid: string, e: HoldingEntry): void {
+    if (--e.users === 0 && holdings.get(manifestCid) === e) holdings.delete(manifestCid)
+  }
+
+  /**
+   * One have-subscription: the full bitfield now and again after every change (changes
+   * during a write are coalesced into the next frame), until the client closes, nothing
+   * changes for `serveIdleTimeoutMs` (the client resubscribes if it still cares), or we stop.
+   */
+  async function serveHave(stream: Stream, connection: Connection): Promise<void> {
+    const peer = connection.remotePeer.toString()
+    if (isAdmitted && !isAdmitted(peer)) {
+      stream.abort(new Error('not admitted'))
+      return
+    }
+    const lp = lpStream(stream, { maxDataLength: MAX_HAVE_REQUEST_BYTES })
+    let manifestCid: string
+    try {
+      manifestCid = decodeHaveSubscribe(
+        (await lp.read({ signal: timeoutSignal(serveIdleTimeoutMs, lifetime.signal) })).subarray(),
+      )
+    } catch (err) {
+      log.debug('bad have subscription', { peer, err: describeError(err) })
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+      return
+    }
+    const entry = acquireHolding(manifestCid)
+    let dirty = true
+    let ended = false
+    let wakeUp: (() => void) | undefined
+    const listener = () => {
+      dirty = true
+      wakeUp?.()
+    }
+    const end = () => {
+      ended = true
+      wakeUp?.()
+    }
+    lifetime.signal.addEventListener('abort', end, { once: true })
+    // The client says nothing more: a read that ends (close, reset, extra frame) ends it.
+    void lp.read({ signal: lifetime.signal }).then(end, end)
+    let h: Holding | undefined
+    try {
+      h = await entry.ready
+      h.listeners.add(listener)
+      while (!ended) {
+        if (dirty) {
+          dirty = false
+          await lp.write(encodeHaveBits(h.bits), {
+            signal: timeoutSignal(blockTimeoutMs, lifetime.signal),
+          })
+          continue
+        }
+        const idle = await new Promise<boolean>((resolve) => {
+          const t = setTimeout(() => resolve(true), serveIdleTimeoutMs)
+          wakeUp = () => {
+            clearTimeout(t)
+            resolve(false)
+          }
+        })
+        wakeUp = undefined
+        if (idle) break
+        // Blocks stored in a burst go out as one frame: fewer frames, same information.
+        if (!ended) await sleep(haveCoalesceMs, lifetime.signal).catch(() => undefined)
+      }
+      await stream
+        .close({ signal: timeoutSignal(2_000) })
+        .catch(() => stream.abort(new Error('close')))
+    } catch (err) {
+      log.debug('have stream ended with error', { peer, err: describeError(err) })
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+    } finally {
+      h?.listeners.delete(listener)
+      lifetime.signal.removeEventListener('abort', end)
+      releaseHolding(manifestCid, entry)
     }
   }
 
@@ -306,12 +489,25 @@ export function createBlockExchange(
     let bytes = 0
     opts.onProgress?.({ blocksDone: done, blocksTotal: total, bytes })
     if (missing.length === 0) return
-    const run = new FetchRun(shuffle(missing, random), providers, signal)
-    await run.execute((n) => {
-      done++
-      bytes += n
-      opts.onProgress?.({ blocksDone: done, blocksTotal: total, bytes })
-    })
+    const holding = acquireHolding(manifestCid, { blocks: manifest.blocks, missing })
+    try {
+      const held = await holding.ready
+      const run = new FetchRun(
+        manifestCid,
+        manifest.blocks,
+        shuffle(missing, random),
+        providers,
+        signal,
+        held,
+      )
+      await run.execute((n) => {
+        done++
+        bytes += n
+        opts.onProgress?.({ blocksDone: done, blocksTotal: total, bytes })
+      })
+    } finally {
+      releaseHolding(manifestCid, holding)
+    }
   }
 
   interface PeerState {
@@ -322,9 +518,19 @@ export function createBlockExchange(
     lacks: Map<string, number>
     failures: number
     dropped: boolean
+    /** pending: no answer on the have protocol yet (not asked meanwhile); blind: none to be had. */
+    haveState: 'pending' | 'known' | 'blind'
+    bits: Uint8Array
+    /** Aborts this peer's session when it is dropped from outside it (a bad bitfield). */
+    ctl: AbortController
+    /** Its verified blocks being written (bounded by `window`). */
+    writes: Set<Promise<void>>
   }
 
-  /** One multi-peer fetch: a shared queue of missing blocks, one session per provider. */
+  /**
+   * One multi-peer fetch: a shared queue of missing blocks, one session per provider, and
+   * one have-subscription per provider telling which of them it can serve.
+   */
   class FetchRun {
     private pending: Set<string>
     private readonly peers: PeerState[]
@@ -333,24 +539,67 @@ export function createBlockExchange(
     private fatal: unknown
     private lastProgress = clock.monotonic()
     private onBlock: (n: number) => void = () => {}
+    /** Block CID → its first position in the manifest (its bit in a have-bitfield). */
+    private readonly position = new Map<string, number>()
 
     constructor(
+      private readonly manifestCid: string,
+      private readonly blocks: string[],
       missing: string[],
       providers: string[],
       private readonly signal: AbortSignal,
+      private readonly holding: Holding,
     ) {
       this.pending = new Set(missing)
+      blocks.forEach((cid, i) => {
+        if (!this.position.has(cid)) this.position.set(cid, i)
+      })
       this.peers = providers.map((id) => ({
         id,
         expected: [],
         lacks: new Map(),
         failures: 0,
         dropped: false,
+        haveState: 'pending',
+        bits: new Uint8Array(0),
+        ctl: new AbortController(),
+        writes: new Set(),
       }))
     }
 
+    /** Does `p` hold `cid` as far as we know (blind peers: maybe, so yes)? */
+    private holds(p: PeerState, cid: string): boolean {
+      if (p.haveState === 'blind') return true
+      return p.haveState === 'known' && bitfieldHas(p.bits, this.position.get(cid) ?? -1)
+    }
+
+    /** Known holders of `cid` among the peers still in the fetch. */
+    private holders(cid: string): number {
+      const at = this.position.get(cid) ?? -1
+      let n = 0
+      for (const p of this.peers) {
+        if (!p.dropped && p.haveState === 'known' && bitfieldHas(p.bits, at)) n++
+      }
+      return n
+    }
+
+    private drop(p: PeerState, reason: string): void {
+      penalise(p.id, reason)
+      p.dropped = true
+      p.ctl.abort()
+      this.wake()
+    }
+
+    /** Verified blocks being written to the store: still owed, not yet received. */
+    private readonly storing = new Set<string>()
+    private readonly writes = new Set<Promise<void>>()
+
     private get remaining(): number {
-      return this.pending.size + this.peers.reduce((a, p) => a + p.expected.length, 0)
+      return (
+        this.pending.size +
+        this.storing.size +
+        this.peers.reduce((a, p) => a + p.expected.length, 0)
+      )
     }
 
     private wake(): void {
@@ -383,7 +632,12 @@ export function createBlockExchange(
       const watchdog = setInterval(() => this.checkStall(), Math.min(1_000, stallTimeoutMs))
       try {
         if (outer.aborted) stopOnAbort()
-        await Promise.all(this.peers.map((p) => this.runPeer(p)))
+        await Promise.all([
+          ...this.peers.map((p) => this.runPeer(p)),
+          ...this.peers.map((p) => this.watchHaves(p)),
+        ])
+        // Nothing is written behind the caller's back once the fetch has returned.
+        await Promise.allSettled([...this.writes])
       } finally {
         clearInterval(watchdog)
         outer.removeEventListener('abort', stopOnAbort)
@@ -414,8 +668,7 @@ export function createBlockExchange(
           this.requeue(p)
           if (this.ctl.signal.aborted) break
           if (err instanceof PeerMisbehaved) {
-            penalise(p.id, err.message)
-            p.dropped = true
+            this.drop(p, err.message)
           } else if (isFatal(err)) {
             this.finish(err)
           } else if (++p.failures > maxPeerFailures) {
@@ -426,6 +679,7 @@ export function createBlockExchange(
           }
         }
       }
+      this.requeue(p)
       if (p.dropped && this.activePeers() === 0 && this.remaining > 0) {
         this.finish(new NoProvidersError(`${this.remaining} blocks`, { remaining: this.remaining }))
       }
@@ -438,26 +692,120 @@ export function createBlockExchange(
       this.wake()
     }
 
-    /** Next blocks for `p`: pending, and not recently refused by it. Returns [] and a retry delay. */
+    /**
+     * Next blocks for `p`: pending, held by it (or it cannot tell us), not recently refused
+     * by it; rarest first. Returns [] and how long to wait at most before trying again.
+     */
     private pick(p: PeerState, n: number): { wants: string[]; retryIn: number } {
       const now = clock.monotonic()
-      const wants: string[] = []
-      let retryIn = stallTimeoutMs
-      for (const cid of this.pending) {
-        if (wants.length >= n) break
-        const until = p.lacks.get(cid)
-        if (until !== undefined && until > now) {
-          retryIn = Math.min(retryIn, until - now)
-          continue
-        }
-        wants.push(cid)
-      }
+      for (const [cid, until] of p.lacks) if (until <= now) p.lacks.delete(cid)
+      const wants =
+        p.haveState === 'pending'
+          ? []
+          : selectBlocks({
+              pending: this.pending,
+              count: n,
+              canAsk: (cid) => !p.lacks.has(cid) && this.holds(p, cid),
+              holders: (cid) => this.holders(cid),
+            })
       for (const cid of wants) this.pending.delete(cid)
-      return { wants, retryIn }
+      // Bitfield updates and requeues wake the writer; a refusal expires on its own.
+      return { wants, retryIn: p.lacks.size > 0 ? notHaveRetryMs : stallTimeoutMs }
+    }
+
+    /**
+     * Keeps `p.bits` current from a have-subscription. A peer without the protocol (or
+     * that keeps failing it) is asked blindly; one that sends a bitfield that cannot fit
+     * the manifest is dropped like one that sends a bad block.
+     */
+    private async watchHaves(p: PeerState): Promise<void> {
+      let failures = 0
+      const signal = AbortSignal.any([this.ctl.signal, p.ctl.signal])
+      while (!signal.aborted) {
+        let stream: Stream | undefined
+        try {
+          stream = await libp2p.dialProtocol(peerIdFromString(p.id), HAVE_PROTOCOL, {
+            signal: timeoutSignal(DEFAULT_TIMEOUTS.dial, signal),
+          })
+          const lp = lpStream(stream, { maxDataLength: MAX_HAVE_FRAME_BYTES })
+          await lp.write(encodeHaveSubscribe(this.manifestCid), {
+            signal: timeoutSignal(blockTimeoutMs, signal),
+          })
+          while (!signal.aborted) {
+            const frame = await lp.read({ signal })
+            let bits: Uint8Array
+            try {
+              bits = decodeHaveBits(frame.subarray())
+            } catch (err) {
+              throw new PeerMisbehaved(p.id, `undecodable have bitfield: ${describeError(err)}`)
+            }
+            if (!validBitfield(bits, this.blocks.length)) {
+              throw new PeerMisbehaved(p.id, 'have bitfield does not fit the manifest')
+            }
+            p.bits = bits
+            p.haveState = 'known'
+            failures = 0
+            this.wake()
+          }
+        } catch (err) {
+          stream?.abort(err instanceof Error ? err : new Error(String(err)))
+          if (signal.aborted) break
+          if (err instanceof PeerMisbehaved) {
+            this.drop(p, err.message)
+            break
+          }
+          // A peer without the protocol says so at once: no point asking again.
+          const unsupported = err instanceof Error && err.name === 'UnsupportedProtocolError'
+          if (unsupported || ++failures > maxPeerFailures) {
+            log.debug('no have-bitfield from peer; asking it blindly', {
+              peer: p.id,
+              err: describeError(err),
+            })
+            p.haveState = 'blind'
+            this.wake()
+            break
+          }
+          await sleep(100 * failures, signal).catch(() => undefined)
+        }
+      }
+      if (p.haveState === 'pending') p.haveState = 'blind'
+    }
+
+    /**
+     * Never rejects: bytes that do not hash to the CID drop their sender; a failed write of
+     * our own disk ends the fetch; anything else puts the block back in the queue.
+     */
+    private async storeBlock(p: PeerState, cid: string, block: Uint8Array): Promise<void> {
+      try {
+        await store.putBlock(cid, block)
+      } catch (err) {
+        this.storing.delete(cid)
+        if (err instanceof RmeshError && err.code === 'ERR_BLOCK_MISMATCH') {
+          counters.badBlocks++
+          this.pending.add(cid)
+          this.drop(p, `bad bytes for ${cid}`)
+        } else if (isFatal(err)) {
+          this.finish(err)
+        } else {
+          log.debug('storing a block failed; asking again', { cid, err: describeError(err) })
+          this.pending.add(cid)
+          this.wake()
+        }
+        return
+      }
+      this.storing.delete(cid)
+      markHeld(this.holding, cid)
+      counters.fetchedBlocks++
+      counters.fetchedBytes += block.byteLength
+      counters.fetchedFrom[p.id] = (counters.fetchedFrom[p.id] ?? 0) + 1
+      this.lastProgress = clock.monotonic()
+      this.onBlock(block.byteLength)
+      if (this.remaining === 0) this.finish()
+      this.wake()
     }
 
     private async session(p: PeerState): Promise<void> {
-      const signal = this.ctl.signal
+      const signal = AbortSignal.any([this.ctl.signal, p.ctl.signal])
       const stream = await openStream(p.id, signal)
       const lp = lpStream(stream, {
         maxDataLength: MAX_RESPONSE_BYTES,
@@ -510,20 +858,19 @@ export function createBlockExchange(
             this.wake()
             continue
           }
-          if (!matchesCid(want, res.block)) {
-            counters.badBlocks++
-            throw new PeerMisbehaved(p.id, `bad bytes for ${want}`)
-          }
-          // Stored before it leaves `expected`: a crash or failure here requeues it.
-          await store.putBlock(want, res.block)
+          // It leaves `expected` for `storing`: the store hashes it (a mismatch drops the
+          // peer, in storeBlock) and writes it (an fsync) while the next frames are read, at
+          // most `window` writes per peer. One hash per block received, not two.
           p.expected.shift()
-          counters.fetchedBlocks++
-          counters.fetchedBytes += res.block.byteLength
-          counters.fetchedFrom[p.id] = (counters.fetchedFrom[p.id] ?? 0) + 1
-          this.lastProgress = clock.monotonic()
-          this.onBlock(res.block.byteLength)
-          if (this.remaining === 0) this.finish()
-          this.wake()
+          this.storing.add(want)
+          const write = this.storeBlock(p, want, res.block)
+          this.writes.add(write)
+          p.writes.add(write)
+          void write.finally(() => {
+            this.writes.delete(write)
+            p.writes.delete(write)
+          })
+          while (p.writes.size >= window) await Promise.race(p.writes)
         }
       }
       try {
@@ -569,12 +916,22 @@ export function createBlockExchange(
         },
         { maxInboundStreams: options.maxInboundStreams ?? 32, maxOutboundStreams: 32 },
       )
+      await libp2p.handle(
+        HAVE_PROTOCOL,
+        (stream, connection) => {
+          serveHave(stream, connection).catch((err) =>
+            log.debug('serve have failed', { err: describeError(err) }),
+          )
+        },
+        { maxInboundStreams: options.maxInboundStreams ?? 32, maxOutboundStreams: 32 },
+      )
     },
     async stop() {
       if (!started) return
       started = false
       lifetime.abort()
       await libp2p.unhandle(BLOCKS_PROTOCOL)
+      await libp2p.unhandle(HAVE_PROTOCOL)
     },
     fetchManifest,
     requestOne,
@@ -599,14 +956,18 @@ function shuffle<T>(items: T[], random: () => number): T[] {
   return a
 }
 
-/** A token bucket shared by all served streams; a no-op when no rate is set. */
-function createRateLimiter(bytesPerSec: number | undefined, clock: Clock) {
-  let nextFree = 0
+/**
+ * A token bucket shared by all served streams; a no-op when no rate is set. It keeps up to
+ * `burstMs` of unused rate, so a server that spends time reading and hashing a block
+ * between two sends still reaches the rate instead of losing that time on every block.
+ */
+function createRateLimiter(bytesPerSec: number | undefined, clock: Clock, burstMs = 100) {
+  let nextFree = Number.NEGATIVE_INFINITY
   return async (bytes: number, signal: AbortSignal): Promise<void> => {
     if (!bytesPerSec) return
     const now = clock.monotonic()
-    nextFree = Math.max(now, nextFree) + (bytes / bytesPerSec) * 1000
-    const wait = nextFree - now - 5
-    if (wait > 0) await sleep(wait, signal)
+    nextFree = Math.max(now - burstMs, nextFree) + (bytes / bytesPerSec) * 1000
+    const wait = nextFree - now
+    if (wait > 1) await sleep(wait, signal)
   }
 }

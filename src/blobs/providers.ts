@@ -7,7 +7,8 @@
  *    a peer can only claim to hold things itself, and a false claim costs the fetcher one
  *    not-have answer;
  *  - announcements are bounded (size checked before decoding, at most MAX_PER_MESSAGE
- *    CIDs) and expire after `ttlMs`: a holder that goes quiet is forgotten;
+ *    CIDs) and expire after `ttlMs`: a holder that goes quiet is forgotten (swept every
+ *    announce interval, so memory follows what is held now, not all ever announced);
  *  - a peer announces a manifest only when it holds every block of it;
  *  - gossip may drop a message: holders re-announce every `announceIntervalMs`; the DHT is
  *    best effort and always bounded by a timeout.
@@ -118,7 +119,11 @@ export function createProviderIndex(
   async function heldComplete(): Promise<string[]> {
     if (!store) return []
     const out: string[] = []
-    for (const cid of await store.listManifests()) {
+    const held = await store.listManifests()
+    // Removed manifests (deleted jobs) leave the cache too.
+    const heldSet = new Set(held)
+    for (const cid of complete) if (!heldSet.has(cid)) complete.delete(cid)
+    for (const cid of held) {
       if (complete.has(cid)) {
         out.push(cid)
         continue
@@ -154,7 +159,16 @@ export function createProviderIndex(
     }
   }
 
+  function sweepHolders(): void {
+    const now = clock.monotonic()
+    for (const [cid, m] of holders) {
+      for (const [peer, at] of m) if (now - at > ttlMs) m.delete(peer)
+      if (m.size === 0) holders.delete(cid)
+    }
+  }
+
   async function periodic(): Promise<void> {
+    sweepHolders()
     const cids = await heldComplete().catch(() => [] as string[])
     if (cids.length > 0) await publish(cids)
   }

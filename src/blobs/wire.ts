@@ -1,5 +1,5 @@
 /**
- * Wire format of /rmesh/blocks/1.0.0 (see protocols/blocks.md).
+ * Wire format of /rmesh/blocks/1.0.0 and /rmesh/blocks-have/1.0.0 (see protocols/blocks.md).
  *
  * Invariants:
  *  - every frame is varint-length-prefixed; the length is checked against the limit of
@@ -7,6 +7,9 @@
  *  - a request is a CBOR map `{ wants: [cid-bytes...] }` with 1..MAX_WANTS entries;
  *  - the server answers each want, in order, with exactly one frame: CBOR
  *    `[cid-bytes, block-bytes]` (have) or `[cid-bytes, null]` (not have);
+ *  - a have-stream carries one subscription `{ manifest: cid-bytes }` from the client and
+ *    then frames `{ have: bitfield-bytes }` from the server, each a full bitfield of the
+ *    manifest's blocks it holds (see selection.ts for the bit order);
  *  - response frames are built by hand without copying the block, and are byte for byte
  *    what the CBOR codec produces for the same array (a test checks this).
  */
@@ -15,10 +18,16 @@ import { DecodeError, InvalidInputError } from '../util/errors.js'
 import { CID_BYTES_LENGTH, MAX_BLOCK_SIZE, cidFromBytes, cidToBytes } from './manifest.js'
 
 export const BLOCKS_PROTOCOL = '/rmesh/blocks/1.0.0'
+/** Who holds which blocks of a manifest, pushed by the holder as it changes. */
+export const HAVE_PROTOCOL = '/rmesh/blocks-have/1.0.0'
 export const MAX_WANTS = 64
 export const MAX_REQUEST_BYTES = 64 * 1024
 /** A block plus the array header, the CID and the byte-string headers, with room to spare. */
 export const MAX_RESPONSE_BYTES = MAX_BLOCK_SIZE + 1024
+export const MAX_HAVE_REQUEST_BYTES = 1024
+/** A 1 MiB manifest names at most ~27 600 blocks: a 3.5 KiB bitfield. */
+export const MAX_BITFIELD_BYTES = 4096
+export const MAX_HAVE_FRAME_BYTES = MAX_BITFIELD_BYTES + 64
 
 export interface BlockResponse {
   cid: string
@@ -90,4 +99,37 @@ export function decodeResponse(bytes: Uint8Array): BlockResponse {
     throw new DecodeError('block response (block is not a byte string of at most 1 MiB)')
   }
   return { cid, block: raw[1] }
+}
+
+export function encodeHaveSubscribe(manifestCid: string): Uint8Array {
+  return encode({ manifest: cidToBytes(manifestCid) })
+}
+
+export function decodeHaveSubscribe(bytes: Uint8Array): string {
+  const raw = decodeBounded(bytes, MAX_HAVE_REQUEST_BYTES, 'have subscription') as {
+    manifest?: unknown
+  }
+  if (raw === null || typeof raw !== 'object') throw new DecodeError('have subscription')
+  return cidFromBytes(raw.manifest)
+}
+
+export function encodeHaveBits(bits: Uint8Array): Uint8Array {
+  if (bits.byteLength > MAX_BITFIELD_BYTES) {
+    throw new InvalidInputError(`a bitfield is at most ${MAX_BITFIELD_BYTES} bytes`)
+  }
+  return encode({ have: bits })
+}
+
+/** The bitfield's length against the manifest is the caller's check (validBitfield). */
+export function decodeHaveBits(bytes: Uint8Array): Uint8Array {
+  const raw = decodeBounded(bytes, MAX_HAVE_FRAME_BYTES, 'have bitfield') as { have?: unknown }
+  if (
+    raw === null ||
+    typeof raw !== 'object' ||
+    !(raw.have instanceof Uint8Array) ||
+    raw.have.byteLength > MAX_BITFIELD_BYTES
+  ) {
+    throw new DecodeError('have bitfield (not a byte string of at most 4 KiB)')
+  }
+  return raw.have
 }

@@ -27,6 +27,8 @@ export const JOB_KINDS = [
   'ack',
   'delete',
   'seal',
+  'reject',
+  'abort',
 ] as const
 export type JobKind = (typeof JOB_KINDS)[number]
 
@@ -46,6 +48,8 @@ export const LIMITS = {
   maxAttempt: 1_000_000,
   maxAckChunks: 100_001,
   maxFailuresLimit: 100,
+  maxRejectReason: 500,
+  maxAbortReason: 500,
 } as const
 
 /** Flamenco's defaults: a node failing 3 chunks of a job is blocklisted; a chunk failing on 3 nodes fails the job. */
@@ -114,6 +118,16 @@ export interface AckBody {
   chunks: number[]
 }
 export type DeleteBody = Record<string, never>
+/** The submitter could not obtain the outputs of `attempt` of `chunk`: re-render it. */
+export interface RejectBody {
+  chunk: number
+  attempt: number
+  reason: string
+}
+/** The submitter gives up on its job: no node of the mesh can take what is left of it. */
+export interface AbortBody {
+  reason: string
+}
 /** `state` is a JobState; it is validated by the reducer, which owns that shape. */
 export interface SealBody {
   state: unknown
@@ -131,6 +145,8 @@ export interface BodyOf {
   ack: AckBody
   delete: DeleteBody
   seal: SealBody
+  reject: RejectBody
+  abort: AbortBody
 }
 
 export type Validated<T> = { ok: true; body: T } | { ok: false; reason: string }
@@ -315,6 +331,12 @@ const validators: { [K in JobKind]: (b: Record<string, unknown>) => BodyOf[K] } 
     obj(b.state, 'state')
     return { state: b.state }
   },
+  reject: (b) => ({
+    chunk: chunkIndex(b.chunk),
+    attempt: attemptNo(b.attempt),
+    reason: str(b.reason, 'reason', LIMITS.maxRejectReason),
+  }),
+  abort: (b) => ({ reason: str(b.reason, 'reason', LIMITS.maxAbortReason, 1) }),
 }
 
 export function isJobKind(kind: unknown): kind is JobKind {

@@ -6,6 +6,9 @@
  * Invariants:
  *  - event-driven: every new entry schedules a pass at once (plus a tick for liveness),
  *    so a frame starts within milliseconds of its announce arriving;
+ *  - a node first claims chunks it owns by rendezvous hash among the live renderers it
+ *    knows, so concurrent claims rarely collide; ownership is only a preference (a node
+ *    with none of its own in the window takes its best-ranked chunk), never a right;
  *  - a render runs only while the local fold says this node holds that (chunk, attempt)
  *    in a live job; the moment it does not (lost race, done elsewhere, cancel, delete,
  *    job failed) the render is aborted and its slot freed;
@@ -17,10 +20,16 @@
  *  - at most `slots` renders run, and at most one extra chunk is held (prefetched) and only
  *    when open chunks outnumber live renderers, so a job's tail is not hoarded; a chunk
  *    whose engine has finished and whose outputs are being stored no longer takes a render
- *    slot (the prefetched chunk starts at once) but still counts as held, so no new claim
- *    is made until it is stored;
+ *    slot (the prefetched chunk starts at once) nor a claim slot (the next chunk is claimed
+ *    while the last one stores: storing and writing the complete entry can take longer than
+ *    a render on a busy mesh, and must not idle the renderer), but stays held (heartbeats
+ *    list it) and at most STORING_PER_SLOT × slots chunks store at once;
  *  - a complete entry is written only with the outputs the runner returned (stored);
- *    a fail entry only for a render that failed on its own, never for one we aborted.
+ *    a fail entry only for a render that failed on its own, never for one we aborted;
+ *  - memory is bounded by live jobs, not by every job ever seen: a deleted job's fold is
+ *    dropped for a chunk-less tombstone (the newest MAX_TOMBSTONES kept; its later entries
+ *    are ignored), a sealed job's fold is rebuilt from its seal (the same state; what a
+ *    restart loads), and per-chunk caches of jobs no longer live are pruned.
  */
 import { sha256 } from '../util/hash.js'
 import type { Clock, TimerHandle } from '../util/clock.js'
@@ -32,7 +41,7 @@ import type { ChunkState, JobState, ReduceOptions } from './reducer.js'
 import { JobFold, reduceQueue } from './reducer.js'
 import type { ChunkProgress, ChunkResult, ChunkRunner, ChunkTask } from './runner.js'
 import { ChunkFailedError } from './runner.js'
-import { versionSatisfies } from './version.js'
+import { nodeCanRun } from './eligibility.js'
 
 /** The narrow view of the job logs the lease manager needs. */
 export interface JobLogView {
@@ -48,6 +57,8 @@ export interface JobLogView {
 export interface Liveness {
   /** Monotonic ms (this node's clock) of the last presence heartbeat from `peer`. */
   lastHeard(peer: PeerIdString): number | undefined
+  /** Whether `peer` renders at all (has render slots); unknown counts as yes. */
+  renders?(peer: PeerIdString): boolean
 }
 
 export interface NodeCapabilities {
@@ -119,9 +130,13 @@ export interface LeaseManager {
   heldLeases(): LeaseRef[]
   /** Record the leases `peer` says it holds (from its presence heartbeat). */
   noteHeartbeat(peer: PeerIdString, leases: readonly LeaseRef[]): void
+  /** A live job's state, or a deleted job's tombstone (deleted, chunks empty). */
   job(jobId: string): JobState | undefined
+  /** Every job not deleted. */
   jobs(): JobState[]
   stats(): LeaseStats
+  /** Entry counts of the internal maps (for /metrics: they must stay bounded). */
+  sizes(): Record<string, number>
 }
 
 interface Task {
@@ -132,6 +147,15 @@ interface Task {
   claimedAt: number
   controller: AbortController
 }
+
+/** Deleted jobs remembered (as tombstones) so their late entries do not revive a fold. */
+export const MAX_TOMBSTONES = 2_000
+
+/**
+ * Rendered chunks still storing per render slot before no further claim is made: a bound on
+ * the leases a node holds when its disk or log is slower than its renderer.
+ */
+export const STORING_PER_SLOT = 2
 
 /** Finished chunks needed before a job's typical render time bounds its leases. */
 export const STRAGGLER_MIN_SAMPLES = 1
@@ -167,6 +191,8 @@ export function createLeaseManager(
   const sealing = new Set<string>()
   /** Leases whose render ended and whose complete/fail entry is being written. */
   const finishing = new Set<string>()
+  /** Deleted jobs' last states without chunks, oldest first. */
+  const tombstones = new Map<string, JobState>()
   const stats: LeaseStats = {
     claims: 0,
     lostClaims: 0,
@@ -187,7 +213,7 @@ export function createLeaseManager(
 
   function ingest(entry: LogEntry): void {
     const jobId = jobIdOfLog(entry.log)
-    if (jobId === undefined) return
+    if (jobId === undefined || tombstones.has(jobId)) return
     let fold = folds.get(jobId)
     if (!fold) {
       fold = new JobFold(reduceOptions)
@@ -195,7 +221,37 @@ export function createLeaseManager(
     }
     if (!fold.add(entry)) return
     if (entry.author !== self) peers.add(entry.author)
+    if (fold.state?.deleted) bury(jobId, fold.state)
+    else if (entry.kind === 'seal' && fold.state?.sealedBy === entry.id)
+      folds.set(jobId, rebuiltFromSeal(fold, entry))
     schedule()
+  }
+
+  /** Forget a deleted job but for a small tombstone; its tasks stop at the next pass. */
+  function bury(jobId: string, s: JobState): void {
+    folds.delete(jobId)
+    typical.delete(jobId)
+    sealing.delete(jobId)
+    // Without chunks and frame list a tombstone is ~1 KiB, whatever the job's size.
+    tombstones.set(jobId, { ...s, chunks: [], job: { ...s.job, frames: [] } })
+    if (tombstones.size > MAX_TOMBSTONES) {
+      const oldest = tombstones.keys().next().value
+      if (oldest !== undefined) tombstones.delete(oldest)
+    }
+  }
+
+  /**
+   * An effective seal replaces the whole state, so the entries sorted before it no longer
+   * matter (the log drops them too): a fold of the seal and what follows it is the same
+   * state, without the job's history and checkpoints.
+   */
+  function rebuiltFromSeal(fold: JobFold, seal: LogEntry): JobFold {
+    const es = fold.entries
+    const from = es.indexOf(seal)
+    if (from <= 0) return fold
+    const next = new JobFold(reduceOptions)
+    for (let i = from; i < es.length; i++) next.add(es[i])
+    return next.state?.sealedBy === seal.id ? next : fold
   }
 
   function schedule(): void {
@@ -209,21 +265,29 @@ export function createLeaseManager(
   let ticks = 0
   function tick(): void {
     if (stopped) return
-    if (++ticks % 30 === 0) pruneFirstSeen()
+    if (++ticks % 30 === 0) prune()
     schedule()
     tickTimer = clock.setTimeout(tick, tickMs)
   }
 
-  /** Forget liveness baselines of leases that no longer exist, so memory stays bounded. */
-  function pruneFirstSeen(): void {
+  /**
+   * Forget liveness baselines of leases that no longer exist, and the ranking and timing
+   * caches of jobs no longer live (recomputed if a retry revives one), so memory stays
+   * bounded.
+   */
+  function prune(): void {
     const current = new Set<string>()
+    const live = new Set<string>()
     for (const f of folds.values()) {
+      if (jobLive(f.state)) live.add(f.state.jobId)
       for (const c of f.state?.chunks ?? []) {
         if (c.state === 'claimed')
           current.add(leaseKey(f.state!.jobId, c.index, c.attempt, c.holder!))
       }
     }
     for (const k of firstSeen.keys()) if (!current.has(k)) firstSeen.delete(k)
+    for (const k of scores.keys()) if (!live.has(k.slice(0, k.indexOf('/')))) scores.delete(k)
+    for (const k of typical.keys()) if (!live.has(k)) typical.delete(k)
   }
 
   async function pump(): Promise<void> {
@@ -317,25 +381,41 @@ export function createLeaseManager(
     return t - since >= leaseTimeoutMs
   }
 
-  function canRun(s: JobState, caps: NodeCapabilities, kind: ChunkState['kind']): boolean {
-    if (s.blocklist.includes(self)) return false
-    const tags = s.job.requirements.tags ?? []
-    if (!tags.every((t) => caps.tags.includes(t))) return false
-    if (kind === 'encode') return caps.engines.some((e) => e.name === 'ffmpeg')
-    return caps.engines.some(
-      (e) => e.name === s.job.engine.name && versionSatisfies(e.version, s.job.engine.version),
-    )
-  }
+  // Shared with the submitter's "no eligible node remains" check, so both use one rule.
+  const canRun = (s: JobState, caps: NodeCapabilities, kind: ChunkState['kind']): boolean =>
+    nodeCanRun(s, { id: self, engines: caps.engines, tags: caps.tags }, kind)
 
-  function score(jobId: string, chunk: number): number {
-    const k = keyOf(jobId, chunk)
+  function score(jobId: string, chunk: number, peer: PeerIdString = self): number {
+    const k = `${keyOf(jobId, chunk)}/${peer}`
     let v = scores.get(k)
     if (v === undefined) {
-      const h = sha256(new TextEncoder().encode(`${jobId}\u0000${chunk}\u0000${self}`))
+      const h = sha256(new TextEncoder().encode(`${jobId}\u0000${chunk}\u0000${peer}`))
       v = h[0] * 2 ** 40 + h[1] * 2 ** 32 + h[2] * 2 ** 24 + h[3] * 2 ** 16 + h[4] * 2 ** 8 + h[5]
       scores.set(k, v)
     }
     return v
+  }
+
+  /** Live peers that render: the nodes a chunk's rendezvous owner is chosen among. */
+  function rivals(t: number): PeerIdString[] {
+    const out: PeerIdString[] = []
+    for (const p of peers) {
+      const heard = liveness.lastHeard(p)
+      if (heard === undefined || t - heard >= leaseTimeoutMs) continue
+      if (liveness.renders?.(p) === false) continue
+      out.push(p)
+    }
+    return out
+  }
+
+  /** This node ranks the chunk above every live rival: rendezvous (HRW) ownership. */
+  function owns(jobId: string, chunk: number, others: readonly PeerIdString[]): boolean {
+    const mine = score(jobId, chunk)
+    for (const p of others) {
+      const theirs = score(jobId, chunk, p)
+      if (theirs > mine || (theirs === mine && p < self)) return false
+    }
+    return true
   }
 
   function abortTask(task: Task, why: string): void {
@@ -412,13 +492,23 @@ export function createLeaseManager(
     // 3. Claim while we have room (bounded: a failing append must not spin).
     for (let i = 0; i <= caps.slots; i++) {
       if (stopped) return
-      const held = tasks.size
-      const running = [...tasks.values()].filter((x) => x.phase !== 'queued').length
+      // Storing chunks hold no claim slot (see the header), up to their own bound.
+      let storing = 0
+      let rendering = 0
+      for (const x of tasks.values()) {
+        if (x.phase === 'storing') storing++
+        else if (x.phase !== 'queued') rendering++
+      }
+      const held = tasks.size - storing
+      if (storing >= STORING_PER_SLOT * Math.max(1, caps.slots)) break
       const pick = choose(caps, t)
       if (!pick) break
       const room =
         held < caps.slots ||
-        (prefetch && held < caps.slots + 1 && running >= caps.slots && pick.open > liveRenderers(t))
+        (prefetch &&
+          held < caps.slots + 1 &&
+          rendering >= caps.slots &&
+          pick.open > liveRenderers(t))
       if (!room) break
       if (!(await claim(pick.job, pick.chunk, pick.dead))) break
     }
@@ -442,7 +532,10 @@ export function createLeaseManager(
     }
   }
 
-  /** The best chunk to claim: the first runnable job in queue order, rendezvous-ranked within a window. */
+  /**
+   * The best chunk to claim: the first runnable job in queue order, rendezvous-ranked
+   * within a window, preferring chunks this node owns.
+   */
   function choose(
     caps: NodeCapabilities,
     t: number,
@@ -471,9 +564,14 @@ export function createLeaseManager(
         if (candidates.length < window) candidates.push({ c, dead })
       }
       if (candidates.length === 0) continue
-      let best = candidates[0]
-      for (const x of candidates)
-        if (score(s.jobId, x.c.index) > score(s.jobId, best.c.index)) best = x
+      // Each node first takes a chunk it owns (ranks above every live rival), so nodes
+      // claiming at the same moment pick different chunks even before they see each
+      // other's claims; with none of its own in the window it takes its best-ranked one.
+      const others = rivals(t)
+      const owned = candidates.filter((x) => owns(s.jobId, x.c.index, others))
+      const pool = owned.length > 0 ? owned : candidates
+      let best = pool[0]
+      for (const x of pool) if (score(s.jobId, x.c.index) > score(s.jobId, best.c.index)) best = x
       return { job: s, chunk: best.c, dead: best.dead, open }
     }
     return undefined
@@ -546,6 +644,8 @@ export function createLeaseManager(
       if (task.phase !== 'running' || tasks.get(keyOf(task.jobId, task.chunk)) !== task) return
       task.phase = 'storing'
       startQueued(components.capabilities())
+      // The claim slot is free too: prefetch the next chunk while this one stores.
+      schedule()
     }
     let started: Promise<ChunkResult>
     try {
@@ -683,17 +783,34 @@ export function createLeaseManager(
     },
 
     job(jobId) {
-      return folds.get(jobId)?.state
+      return folds.get(jobId)?.state ?? tombstones.get(jobId)
     },
 
     jobs() {
       const out: JobState[] = []
-      for (const f of folds.values()) if (f.state) out.push(f.state)
+      for (const f of folds.values()) if (f.state && !f.state.deleted) out.push(f.state)
       return out
     },
 
     stats() {
       return { ...stats }
+    },
+
+    sizes() {
+      let entries = 0
+      for (const f of folds.values()) entries += f.entries.length
+      let listings = 0
+      for (const m of listed.values()) listings += m.size
+      return {
+        folds: folds.size,
+        foldEntries: entries,
+        tombstones: tombstones.size,
+        firstSeen: firstSeen.size,
+        scores: scores.size,
+        typical: typical.size,
+        listed: listings,
+        tasks: tasks.size,
+      }
     },
   }
 }

@@ -8,8 +8,9 @@
  *  - total: an entry with an unknown kind, an invalid body or an unauthorised author is
  *    ignored, never thrown on;
  *  - at most one holder per chunk (a chunk has a holder only in state 'claimed');
- *  - done never reverts: once a chunk is done no later entry changes its outputs; later
- *    completes only count as duplicates;
+ *  - done never reverts, except by the submitter's reject of that exact attempt: once a
+ *    chunk is done no other entry changes its outputs (later completes only count as
+ *    duplicates); a reject naming the chunk's completedAttempt, not yet acked, reopens it;
  *  - wall clocks never decide anything (createdAt and queue tie-breaks are informational).
  */
 import type { EntryId, LogEntry, PeerIdString } from '../log/types.js'
@@ -52,6 +53,8 @@ export interface ChunkState {
   outputs?: ChunkOutput[]
   log?: string
   completedBy?: PeerIdString
+  /** The attempt named by the complete that made the chunk done: what a reject must name. */
+  completedAttempt?: number
   renderMs?: number
   acked: boolean
 }
@@ -75,6 +78,8 @@ export interface JobState {
   /** Valid completes beyond the first for a chunk. */
   duplicates: number
   canceled: boolean
+  /** Set by the submitter's abort (no node can take what is left): the job is failed until retried. */
+  abortReason?: string
   deleted: boolean
   /** Every chunk done and acked by the submitter. */
   allAcked: boolean
@@ -289,7 +294,7 @@ class Acc {
     const s = this.s
     const n = s.chunks.length
     if (s.canceled) s.state = 'canceled'
-    else if (this.failedChunks > 0) s.state = 'failed'
+    else if (this.failedChunks > 0 || s.abortReason !== undefined) s.state = 'failed'
     else if (this.doneChunks === n) s.state = 'done'
     else s.state = this.active ? 'rendering' : 'queued'
     s.allAcked = this.doneChunks === n && this.ackedChunks === n
@@ -315,6 +320,37 @@ class Acc {
     }
     c.state = next
     if (next !== 'claimed') delete c.holder
+  }
+
+  /** A done chunk leaves done (a reject): undo its counts; the encode waits again for it. */
+  private undone(c: ChunkState): void {
+    this.doneChunks--
+    if (c.kind === 'frames') {
+      this.doneFrameChunks--
+      this.s.framesDone -= c.frames.length
+      // An encode already done keeps its video; one not started waits for the re-render.
+      for (const x of this.s.chunks)
+        if (x.kind === 'encode' && (x.state === 'open' || x.state === 'claimed'))
+          this.setState(x, 'waiting')
+    }
+    c.state = 'open'
+    delete c.outputs
+    delete c.completedBy
+    delete c.completedAttempt
+    delete c.renderMs
+    delete c.log
+  }
+
+  /** Count one failure of `node` on `c` (dedup per node and attempt) and apply the limits. */
+  private countFailure(c: ChunkState, node: PeerIdString, attempt: number, reason: string): void {
+    const s = this.s
+    if (c.failures.some((f) => f.node === node && f.attempt === attempt)) return
+    c.failures.push({ node, attempt, reason })
+    const count = (s.nodeFailures[node] ?? 0) + 1
+    s.nodeFailures[node] = count
+    if (count >= this.maxPerNode && !s.blocklist.includes(node)) {
+      s.blocklist = [...s.blocklist, node].sort()
+    }
   }
 
   apply(e: LogEntry, isAdmin: (p: PeerIdString) => boolean): void {
@@ -348,12 +384,7 @@ class Acc {
         const c = s.chunks[v.body.chunk]
         if (!c || c.state === 'done' || c.state === 'waiting' || v.body.attempt > c.attempt) return
         if (c.failures.some((f) => f.node === e.author && f.attempt === v.body.attempt)) return
-        c.failures.push({ node: e.author, attempt: v.body.attempt, reason: v.body.reason })
-        const count = (s.nodeFailures[e.author] ?? 0) + 1
-        s.nodeFailures[e.author] = count
-        if (count >= this.maxPerNode && !s.blocklist.includes(e.author)) {
-          s.blocklist = [...s.blocklist, e.author].sort()
-        }
+        this.countFailure(c, e.author, v.body.attempt, v.body.reason)
         if (c.state === 'claimed' && c.holder === e.author && c.attempt === v.body.attempt)
           this.setState(c, 'open')
         if (new Set(c.failures.map((f) => f.node)).size >= this.maxNodes) this.setState(c, 'failed')
@@ -365,8 +396,11 @@ class Acc {
         const c = s.chunks[v.body.chunk]
         // No attempt check: whether an attempt was claimed can change as earlier entries
         // arrive (a cancel voids a claim), and done must never revert. The outputs are
-        // stored and valid whoever rendered them.
-        if (!c || c.state === 'waiting' || !outputsCover(c, v.body.outputs)) return
+        // stored and valid whoever rendered them. An encode that waits again (a frames
+        // chunk was rejected after it opened, attempt > 0) still takes a concurrent
+        // complete: its frames were fetched verified, and done must not revert.
+        if (!c || (c.state === 'waiting' && c.attempt === 0) || !outputsCover(c, v.body.outputs))
+          return
         if (c.state === 'done') {
           s.duplicates++
           break
@@ -374,14 +408,37 @@ class Acc {
         this.setState(c, 'done')
         c.outputs = v.body.outputs
         c.completedBy = e.author
+        c.completedAttempt = v.body.attempt
         c.renderMs = v.body.renderMs
         if (v.body.log !== undefined) c.log = v.body.log
         this.active = true
         break
       }
+      case 'reject': {
+        const v = validated(e) as Validated<BodyOf['reject']>
+        // Only the submitter knows whether it could obtain the outputs; once it acked them
+        // they are in its folder, so an acked chunk (and so a sealed job) is final.
+        if (!v.ok || e.author !== s.submitter || s.canceled || s.deleted) return
+        const c = s.chunks[v.body.chunk]
+        if (c?.state !== 'done' || c.acked || c.completedAttempt !== v.body.attempt) return
+        const node = c.completedBy as PeerIdString
+        this.undone(c)
+        // A new attempt: the next claim must be above the rejected one.
+        c.attempt = Math.max(c.attempt, v.body.attempt)
+        this.countFailure(c, node, v.body.attempt, `outputs rejected: ${v.body.reason}`)
+        if (new Set(c.failures.map((f) => f.node)).size >= this.maxNodes) this.setState(c, 'failed')
+        break
+      }
       case 'cancel': {
         if (!validated(e).ok || !this.privileged(e.author, isAdmin)) return
         if (s.state !== 'done') s.canceled = true
+        break
+      }
+      case 'abort': {
+        const v = validated(e) as Validated<BodyOf['abort']>
+        // Like cancel, but the job ends failed (with the reason) and a retry revives it.
+        if (!v.ok || !this.privileged(e.author, isAdmin) || s.canceled || s.state === 'done') return
+        s.abortReason ??= v.body.reason
         break
       }
       case 'delete': {
@@ -399,6 +456,12 @@ class Acc {
           if (c.state !== 'failed' || (wanted && !wanted.has(c.index))) continue
           this.setState(c, 'open')
           c.failures = []
+          reopened = true
+        }
+        // An aborted job had no eligible node left: a fresh start for every unfinished chunk.
+        if (s.abortReason !== undefined) {
+          delete s.abortReason
+          for (const c of s.chunks) if (c.state !== 'done') c.failures = []
           reopened = true
         }
         // A fresh start: otherwise a retried job may have no eligible node left.
@@ -507,6 +570,7 @@ export function validateJobState(x: unknown): JobState | undefined {
       chunk.outputs = done.body.outputs
       chunk.renderMs = done.body.renderMs
       chunk.completedBy = c.completedBy as PeerIdString
+      if (isInt(c.completedAttempt, 1)) chunk.completedAttempt = c.completedAttempt as number
       if (done.body.log !== undefined) chunk.log = done.body.log
     }
     chunks.push(chunk)

@@ -75,6 +75,8 @@ export interface LogManagerOptions {
   maxDroppedIds?: number
   /** Logs whose decoded entries stay in memory (for entries() and diff()). */
   cachedLogs?: number
+  /** Logs whose effective seal (or its absence) stays in memory; the store holds them all. */
+  cachedSeals?: number
 }
 
 export interface LogDiff {
@@ -124,6 +126,7 @@ export function createLogManager(
   const maxPendingBytes = options.maxPendingBytes ?? 32 * 1024 * 1024
   const maxDroppedIds = options.maxDroppedIds ?? 100_000
   const cachedLogs = options.cachedLogs ?? 16
+  const cachedSeals = options.cachedSeals ?? 256
 
   const queue = new KeyedQueue()
   const listeners = new Set<EntryListener>()
@@ -131,6 +134,7 @@ export function createLogManager(
   const waiting = new Map<EntryId, Set<EntryId>>() // missing parent → pending children
   let pendingBytes = 0
   const dropped = new Set<EntryId>()
+  // A cache: a seal entry carries a whole job state, and every job ever run has a log.
   const seals = new Map<LogId, LogEntry | null>()
   const logCache = new Map<LogId, Map<EntryId, LogEntry>>()
   const meta = new Map<EntryId, { clock: number; log: LogId }>()
@@ -141,6 +145,15 @@ export function createLogManager(
     if (meta.size > META_MAX) {
       const oldest = meta.keys().next().value
       if (oldest !== undefined) meta.delete(oldest)
+    }
+  }
+
+  function cacheSeal(log: LogId, entry: LogEntry | null): void {
+    seals.delete(log)
+    seals.set(log, entry) // most recently used last
+    if (seals.size > cachedSeals) {
+      const oldest = seals.keys().next().value
+      if (oldest !== undefined) seals.delete(oldest)
     }
   }
 
@@ -165,7 +178,7 @@ export function createLogManager(
     if (cached !== undefined) return cached ?? undefined
     const id = await store.getSeal(log)
     const entry = id ? await load(id) : undefined
-    seals.set(log, entry ?? null)
+    cacheSeal(log, entry ?? null)
     return entry
   }
 
@@ -478,7 +491,7 @@ export function createLogManager(
     await store.commit(log, { put: [s], del, heads, seal: s.id })
     for (const e of del) rememberDropped(e.id)
     remember(s)
-    seals.set(log, s)
+    cacheSeal(log, s)
     logCache.set(log, retained)
     for (const [id, p] of pending)
       if (p.entry.log === log && p.entry.clock <= s.clock) removePending(id)

@@ -10,7 +10,13 @@
  *  - only the submitter writes into an output folder, and only under the folder chosen
  *    locally at submit time; file names come from frame numbers, never from peers;
  *  - an ack is appended only after the output file is fully written (temp + rename);
- *  - a deleted job's blocks are unpinned on every node that sees the delete entry.
+ *  - a done chunk's outputs that cannot be obtained are rejected (the chunk is re-rendered):
+ *    at once when its completer answers with bytes that fail the hash check, after
+ *    outputGraceMs when the completer lacks them or is unreachable and nobody else
+ *    supplied them; never a chunk already written here or acked, nor twice the same attempt;
+ *  - a deleted job's blocks are unpinned on every node that sees the delete entry;
+ *  - a job this node submitted that no live node can take for noEligibleGraceMs is failed
+ *    with an abort entry (no-eligible-watchdog.ts); until then its reason says so.
  */
 import { randomBytes } from 'node:crypto'
 import { access, mkdir, readFile, rename, rm, stat } from 'node:fs/promises'
@@ -25,18 +31,31 @@ import type { EventBus } from '../api/events.js'
 import type * as Api from '../api/types.js'
 import type { Engine, SceneInfo as EngineSceneInfo } from '../engines/types.js'
 import { VIDEO_EXTENSION } from '../engines/ffmpeg.js'
-import { type AnnounceBody, newJobId, type OutputFormat, validateBody } from '../jobs/entries.js'
-import { parseFrameSpec } from '../jobs/frame-spec.js'
+import {
+  type AnnounceBody,
+  LIMITS,
+  newJobId,
+  type OutputFormat,
+  validateBody,
+} from '../jobs/entries.js'
+import { formatFrames, parseFrameSpec } from '../jobs/frame-spec.js'
 import type { LeaseManager } from '../jobs/lease-manager.js'
-import { versionSatisfies } from '../jobs/version.js'
+import { eligibilityVerdict, type MeshNode } from '../jobs/eligibility.js'
 import type { ChunkState, JobState } from '../jobs/reducer.js'
 import type { LogManager } from '../log/log.js'
 import { jobIdOfLog, jobLogId, type LogEntry } from '../log/types.js'
 import type { PresenceService } from '../net/presence.js'
 import type { Clock } from '../util/clock.js'
-import { describeError, InvalidInputError, NotFoundError, RmeshError } from '../util/errors.js'
+import {
+  describeError,
+  InvalidInputError,
+  isRmeshError,
+  NotFoundError,
+  RmeshError,
+} from '../util/errors.js'
 import type { Logger } from '../util/logger.js'
 import { outputsPinOwner, scenePinOwner } from '../worker/runner.js'
+import { createNoEligibleWatchdog } from './no-eligible-watchdog.js'
 import { writeZip } from './zip.js'
 
 export class ConflictError extends RmeshError {
@@ -86,8 +105,18 @@ export interface JobServiceComponents {
   /** What this node can run (for the "no eligible node" hint). */
   selfEngines: () => readonly { name: string; version: string }[]
   selfSlots: () => number
+  selfTags?: () => readonly string[]
+  selfName?: () => string
+  /** A job of ours that no live node can take for this long is failed (abort); default 60 s. */
+  noEligibleGraceMs?: number
+  /** The no-eligible check waits this long after start for presence to hear the peers. */
+  noEligibleWarmupMs?: number
   /** maxQueuedJobs of a submitter's token, when it has one. */
   quotaOf?: (peerId: string) => number | undefined
+  /** How long a done chunk's outputs may stay unobtainable before it is rejected (default 20 s). */
+  outputGraceMs?: number
+  /** TEST ONLY (RMESH_TEST_COLLECT_DELAY_MS): start collecting this long after a complete. */
+  collectDelayMs?: number
 }
 
 export interface JobService {
@@ -104,6 +133,8 @@ export interface JobService {
   logs(idOrPrefix: string, q: Api.LogsQuery, signal?: AbortSignal): Promise<string>
   fetch(idOrPrefix: string, req: Api.FetchRequest, signal?: AbortSignal): Promise<Api.FetchResponse>
   resolveId(idOrPrefix: string): string
+  /** Done chunks this node rejected because their outputs could not be obtained. */
+  stats(): { outputsRejected: { hash: number; unavailable: number } }
 }
 
 /** Output file name of a frame: Blender's numbering (#### → zero-padded to 4). */
@@ -123,6 +154,12 @@ export function createJobService(c: JobServiceComponents): JobService {
   const collecting = new Set<string>()
   const rates = new Map<string, number[]>()
   const endedAt = new Map<string, number>()
+  const outputGraceMs = c.outputGraceMs ?? 20_000
+  /** `jobId/chunk/completedAttempt` → monotonic time its outputs were first found unobtainable. */
+  const unobtainableSince = new Map<string, number>()
+  /** Per job: the `chunk/completedAttempt`s this node rejected (a reject is written once). */
+  const rejectedByJob = new Map<string, Set<string>>()
+  const outputsRejected = { hash: 0, unavailable: 0 }
   let stopped = false
   const pendingEvents = new Map<string, ReturnType<typeof setTimeout>>()
   let unsubscribe: (() => void) | undefined
@@ -219,35 +256,60 @@ export function createJobService(c: JobServiceComponents): JobService {
       endedAt: terminal ? endedAt.get(s.jobId) : undefined,
       reason:
         s.state === 'failed'
-          ? failedChunk
-            ? `chunk ${failedChunk.index} failed on ${failedChunk.failures.length} nodes: ${failedChunk.failures.at(-1)?.reason ?? ''}`
-            : 'no eligible node'
+          ? (s.abortReason ??
+            (failedChunk
+              ? `chunk ${failedChunk.index} failed on ${failedChunk.failures.length} nodes: ${failedChunk.failures.at(-1)?.reason ?? ''}`
+              : 'no eligible node'))
           : s.state === 'canceled'
             ? 'canceled'
-            : (s.state === 'queued' || (s.state === 'rendering' && nodes.size === 0)) &&
-                !anyEligible(s)
-              ? `waiting: no node of the mesh can run ${s.job.engine.name}${s.job.engine.version ?? ''} now (see rmesh peers)`
+            : !terminal
+              ? waitingHint(s)
               : undefined,
     }
   }
 
-  /** Is any live node (this one included) able to take this job's chunks? */
-  const anyEligible = (s: JobState): boolean => {
-    const fits = (
-      peer: string,
-      engines: readonly { name: string; version: string }[],
-      slots: number,
-    ) =>
-      slots > 0 &&
-      !s.blocklist.includes(peer as JobState['blocklist'][number]) &&
-      engines.some(
-        (e) => e.name === s.job.engine.name && versionSatisfies(e.version, s.job.engine.version),
-      )
-    if (fits(c.self, c.selfEngines(), c.selfSlots())) return true
-    for (const [peerId, p] of c.presence.peers())
-      if (p.state === 'up' && fits(peerId, p.presence.engines, p.presence.slots)) return true
-    return false
+  /** The live nodes of the mesh as presence reports them, this one included. */
+  const meshNodes = (): MeshNode[] => {
+    const out: MeshNode[] = [
+      {
+        id: c.self as MeshNode['id'],
+        name: c.selfName?.(),
+        engines: c.selfEngines(),
+        slots: c.selfSlots(),
+        tags: c.selfTags?.() ?? [],
+      },
+    ]
+    for (const [peerId, p] of c.presence.peers()) {
+      if (p.state !== 'up' || peerId === c.self) continue
+      const { name, engines, slots, tags } = p.presence
+      out.push({ id: peerId as MeshNode['id'], name, engines, slots, tags })
+    }
+    return out
   }
+
+  /** "waiting: …" while some chunk of the job has no live node to take it. */
+  const waitingHint = (s: JobState): string | undefined => {
+    const v = eligibilityVerdict(s, meshNodes())
+    if (v.ok) return undefined
+    const left = watchdog.remainingMs(s.jobId)
+    return left === undefined
+      ? `waiting: ${v.why} (see rmesh peers)`
+      : `waiting: ${v.why} (fails in ${Math.ceil(left / 1000)} s unless a node that can run it appears)`
+  }
+
+  const watchdog = createNoEligibleWatchdog(
+    {
+      self: c.self,
+      clock: c.clock,
+      jobs: () => c.leases.jobs(),
+      nodes: meshNodes,
+      abort: async (jobId, reason) => {
+        await c.log.append(jobLogId(jobId), 'abort', { reason })
+      },
+      logger,
+    },
+    { graceMs: c.noEligibleGraceMs, warmupMs: c.noEligibleWarmupMs },
+  )
 
   const frameInfos = (s: JobState, work = working()): Api.FrameInfo[] => {
     const lj = localJobs.get(s.jobId)
@@ -410,6 +472,7 @@ export function createJobService(c: JobServiceComponents): JobService {
               lj.written.push(ch.index)
               acked.push(ch.index)
             } catch (err) {
+              if (await rejectIfUnobtainable(cur, ch)) return
               logger.warn('could not collect outputs yet; will retry', {
                 jobId,
                 chunk: ch.index,
@@ -431,6 +494,87 @@ export function createJobService(c: JobServiceComponents): JobService {
     } finally {
       collecting.delete(jobId)
     }
+  }
+
+  /**
+   * Why a failed collection cannot succeed, asked of the completer (the one peer that
+   * must hold the outputs) for the first thing still missing of each output: 'corrupt'
+   * when it answers with bytes that fail the hash check (or otherwise misbehaves),
+   * 'missing' when it lacks them or cannot be reached, 'ok' when it serves them (the
+   * failure was transient or local: never a reason to reject).
+   */
+  const probeCompleter = async (
+    ch: ChunkState,
+  ): Promise<{ verdict: 'ok' | 'missing' | 'corrupt'; why?: string }> => {
+    const node = ch.completedBy
+    if (!node) return { verdict: 'ok' }
+    for (const o of ch.outputs ?? []) {
+      let cid = o.manifest
+      if (await c.blocks.hasManifest(o.manifest).catch(() => false)) {
+        const missing = await c.blocks.missingBlocks(o.manifest).catch(() => [] as string[])
+        if (missing.length === 0) continue
+        cid = missing[0]
+      }
+      if (node === c.self) return { verdict: 'missing', why: 'this node lost them' }
+      try {
+        const bytes = await c.exchange.requestOne(node, cid, {
+          signal: AbortSignal.timeout(10_000),
+        })
+        if (!bytes) return { verdict: 'missing', why: 'does not have them' }
+      } catch (err) {
+        if (isRmeshError(err, 'ERR_PEER_MISBEHAVED'))
+          return { verdict: 'corrupt', why: String(err.details?.reason ?? err.message) }
+        return { verdict: 'missing', why: 'is gone' }
+      }
+    }
+    return { verdict: 'ok' }
+  }
+
+  /** After a failed collection: reject the chunk if its outputs cannot be obtained. */
+  const rejectIfUnobtainable = async (s: JobState, ch: ChunkState): Promise<boolean> => {
+    const attempt = ch.completedAttempt
+    if (s.canceled || s.deleted || ch.acked || attempt === undefined || stopped) return false
+    const instance = `${ch.index}/${attempt}`
+    const key = `${s.jobId}/${instance}`
+    const rejected = rejectedByJob.get(s.jobId) ?? new Set<string>()
+    if (rejected.has(instance)) return false
+    const { verdict, why } = await probeCompleter(ch)
+    const now = c.clock.monotonic()
+    if (verdict === 'ok') {
+      unobtainableSince.delete(key)
+      return false
+    }
+    const since = unobtainableSince.get(key) ?? now
+    unobtainableSince.set(key, since)
+    if (verdict === 'missing' && now - since < outputGraceMs) return false
+    // Re-read: the chunk may have been written, acked or rejected meanwhile.
+    const cur = c.leases.job(s.jobId)?.chunks[ch.index]
+    if (cur?.state !== 'done' || cur.acked || cur.completedAttempt !== attempt) return false
+    if (localJobs.get(s.jobId)?.written.includes(ch.index)) return false
+    const node = ch.completedBy ?? 'unknown'
+    const name = c.presence.peers().get(node)?.presence.name ?? node.slice(-8)
+    const what =
+      ch.kind === 'encode'
+        ? 'the video'
+        : `frame${ch.frames.length > 1 ? 's' : ''} ${formatFrames(ch.frames)}`
+    const reason = (
+      verdict === 'corrupt'
+        ? `outputs of ${what} failed their hash check from ${name} (${why})`
+        : `outputs of ${what} unavailable for ${Math.round((now - since) / 1000)} s: ${name} ${why}`
+    ).slice(0, LIMITS.maxRejectReason)
+    await c.log.append(jobLogId(s.jobId), 'reject', { chunk: ch.index, attempt, reason })
+    rejected.add(instance)
+    rejectedByJob.set(s.jobId, rejected)
+    unobtainableSince.delete(key)
+    outputsRejected[verdict === 'corrupt' ? 'hash' : 'unavailable']++
+    logger.warn('rejected outputs that cannot be obtained; the chunk will be re-rendered', {
+      jobId: s.jobId,
+      chunk: ch.index,
+      attempt,
+      node,
+      reason,
+    })
+    return true
   }
 
   const writeChunk = async (s: JobState, ch: ChunkState, lj: LocalJob) => {
@@ -490,8 +634,10 @@ export function createJobService(c: JobServiceComponents): JobService {
         }
       }
       if (s.deleted) void cleanupDeleted(jobId)
-      else if (localJobs.has(jobId) && entry.kind === 'complete') void collect(jobId)
-      else if (entry.kind === 'ack' && s.submitter !== c.self)
+      else if (localJobs.has(jobId) && entry.kind === 'complete') {
+        if (c.collectDelayMs) setTimeout(() => void collect(jobId), c.collectDelayMs).unref()
+        else void collect(jobId)
+      } else if (entry.kind === 'ack' && s.submitter !== c.self)
         void releaseAcked(s, (entry.body as { chunks?: unknown }).chunks)
     })
   }
@@ -528,6 +674,12 @@ export function createJobService(c: JobServiceComponents): JobService {
   }
 
   const cleanupDeleted = async (jobId: string) => {
+    // Per-job view state, else kept for every job ever deleted.
+    rates.delete(jobId)
+    endedAt.delete(jobId)
+    rejectedByJob.delete(jobId)
+    for (const k of unobtainableSince.keys())
+      if (k.startsWith(`${jobId}/`)) unobtainableSince.delete(k)
     await c.worker.forgetJob(jobId)
     for (const owner of [outputsPinOwner(jobId), scenePinOwner(jobId), `job-collected/${jobId}`])
       await c.blocks.unpin(owner).catch(() => {})
@@ -769,13 +921,16 @@ export function createJobService(c: JobServiceComponents): JobService {
 
   return {
     resolveId,
+    stats: () => ({ outputsRejected: { ...outputsRejected } }),
     async start() {
       for await (const [, lj] of local.iterator()) localJobs.set(lj.jobId, lj)
       unsubscribe = c.log.onEntry((e) => onEntry(e))
       for (const jobId of localJobs.keys()) void collect(jobId)
+      watchdog.start()
     },
     async stop() {
       stopped = true
+      watchdog.stop()
       unsubscribe?.()
       if (gcTimer) clearTimeout(gcTimer)
       for (const t of pendingEvents.values()) clearTimeout(t)
@@ -814,11 +969,19 @@ export function createJobService(c: JobServiceComponents): JobService {
           })
       } else {
         chunks = s.chunks.filter((ch) => ch.state === 'failed').map((ch) => ch.index)
-        if (chunks.length === 0)
+        // An aborted job (no eligible node remained) has no failed chunk: retry revives it.
+        if (chunks.length === 0 && s.abortReason === undefined)
           throw new ConflictError(`job ${s.jobId} has no failed frames to retry`)
       }
       await c.log.append(jobLogId(s.jobId), 'retry', { chunks })
-      const reopened = s.chunks.filter((ch) => chunks.includes(ch.index)).flatMap((ch) => ch.frames)
+      const aborted = s.abortReason !== undefined
+      const reopened = [
+        ...new Set(
+          s.chunks
+            .filter((ch) => chunks.includes(ch.index) || (aborted && ch.state !== 'done'))
+            .flatMap((ch) => ch.frames),
+        ),
+      ]
       return { jobId: s.jobId, reopened }
     },
     async setPriority(id, priority) {

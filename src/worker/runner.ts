@@ -81,12 +81,21 @@ export function createWorker(
       const p = (async () => {
         const { manifest, name } = task.job.scene
         if ((await c.blocks.missingBlocks(manifest).catch(() => ['?'])).length > 0) {
-          const providers = await providersFor(manifest, [task.job.submitter], fetchSignal)
-          await c.exchange.fetchManifest(manifest, {
-            providers,
-            signal: fetchSignal,
-            pinOwner: scenePinOwner(task.jobId),
-          })
+          const fetch = (providers: string[]) =>
+            c.exchange.fetchManifest(manifest, {
+              providers,
+              signal: fetchSignal,
+              pinOwner: scenePinOwner(task.jobId),
+            })
+          // Holders already known (the submitter, gossip) first: on a larger mesh the DHT
+          // walk often takes its whole timeout, and the first frame waits for the scene.
+          const known = [...new Set([task.job.submitter, ...c.providers.providersOf(manifest)])]
+          try {
+            await fetch(known)
+          } catch (err) {
+            if (fetchSignal.aborted) throw err
+            await fetch(await providersFor(manifest, known, fetchSignal))
+          }
         } else {
           await c.blocks.pin(scenePinOwner(task.jobId), manifest)
         }
@@ -220,6 +229,10 @@ export function createWorker(
       const frames: { frame: number; path: string }[] = []
       for (const chunk of state.chunks) {
         if (chunk.kind !== 'frames') continue
+        // A frames chunk rejected by the submitter is open again: never encode without it
+        // (the encode chunk waits again; this fail is ignored there).
+        if (chunk.state !== 'done')
+          throw new ChunkFailedError(`frames ${chunk.index} are not done; the video waits for them`)
         for (const out of chunk.outputs ?? []) {
           const providers = await providersFor(
             out.manifest,

@@ -11,10 +11,15 @@
  *  - duplicate renders (complete entries beyond the first of a chunk) and extra attempts
  *    are counted from the job's own log and returned for the test to bound and report.
  */
+import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { JobDetail } from '../../src/api/types.js'
+import { promisify } from 'node:util'
+import type { JobDetail, SceneInfo } from '../../src/api/types.js'
+import { ensureExampleScene } from '../../src/engines/example-scene.js'
+import { isValidImage } from '../../src/engines/images.js'
+import { findOnPath } from '../../src/engines/process.js'
 import { testFramePng } from '../../src/engines/test-engine.js'
 import { frameFileName } from '../../src/service/jobs.js'
 import {
@@ -27,6 +32,8 @@ import {
   stopDaemonProc,
   waitFor,
 } from './daemons.js'
+
+const execFileAsync = promisify(execFile)
 
 /** Daemons reopen a silent holder's lease after 3 s (defaults are 10 s and 2 s). */
 export const FAST_LEASE_ENV: Record<string, string> = {
@@ -65,6 +72,8 @@ export interface SubmittedJob {
   workDir: string
   /** The mesh's duplicate-render gauge when the job was submitted. */
   duplicatesBefore: number
+  /** Set for real-Blender jobs: outputs are checked for validity, not exact bytes. */
+  blender?: { width: number; height: number }
 }
 
 /** Submit a test-engine job on `d` (any file named .blend is a scene for that engine). */
@@ -102,6 +111,74 @@ export async function submitTestJob(
     frames: Array.from({ length: o.frames }, (_, i) => i + 1),
     workDir,
     duplicatesBefore,
+  }
+}
+
+/** Why the real-Blender variants cannot run here, or undefined when they can. */
+export async function blenderSkipReason(): Promise<string | undefined> {
+  if ((await findOnPath('blender')).length === 0) return 'Blender is not installed (not on PATH)'
+  if ((await findOnPath('ffmpeg')).length === 0) return 'ffmpeg (to decode the frames) is missing'
+  return undefined
+}
+
+/** The rendered size of each scene, asked once from a daemon (one Blender run). */
+const sceneSizes = new Map<string, Promise<{ width: number; height: number }>>()
+
+function sceneSize(d: DaemonProc, scenePath: string): Promise<{ width: number; height: number }> {
+  let p = sceneSizes.get(scenePath)
+  if (!p) {
+    p = apiCall<SceneInfo>(
+      d.socket,
+      'POST',
+      '/v1/scenes/inspect',
+      { path: scenePath },
+      120_000,
+    ).then((r) => {
+      if (r.status !== 200) throw new Error(`inspect: ${r.status} ${JSON.stringify(r.body)}`)
+      const { x, y, percent } = r.body.resolution
+      return { width: Math.round((x * percent) / 100), height: Math.round((y * percent) / 100) }
+    })
+    sceneSizes.set(scenePath, p)
+    p.catch(() => sceneSizes.delete(scenePath))
+  }
+  return p
+}
+
+/**
+ * Submit the example scene (examples/make-scene.py: tiny, few samples, denoising off) to
+ * the real Blender engine on `d`, packed so every node has its texture.
+ */
+export async function submitBlenderJob(
+  d: DaemonProc,
+  o: { frames: number; chunk?: number },
+): Promise<SubmittedJob> {
+  const scene = await ensureExampleScene()
+  const size = await sceneSize(d, scene.scenePath)
+  const duplicatesBefore = await metric(d, 'rmesh_duplicate_renders')
+  const workDir = await makeTempDir('rmesh-fault-blender-')
+  const outDir = join(workDir, 'out')
+  const r = await apiCall<{ jobId: string; outDir: string }>(
+    d.socket,
+    'POST',
+    '/v1/jobs',
+    {
+      scenePath: scene.scenePath,
+      frames: `1-${o.frames}`,
+      chunk: o.chunk ?? 1,
+      pack: true,
+      outDir,
+    },
+    120_000,
+  )
+  if (r.status !== 201 && r.status !== 200)
+    throw new Error(`submit failed: ${r.status} ${JSON.stringify(r.body)}`)
+  return {
+    jobId: r.body.jobId,
+    outDir: r.body.outDir,
+    frames: Array.from({ length: o.frames }, (_, i) => i + 1),
+    workDir,
+    duplicatesBefore,
+    blender: size,
   }
 }
 
@@ -169,6 +246,53 @@ export async function expectConverged(
 
 /** Every frame exactly once in outDir, with the test engine's exact bytes, and nothing else. */
 export async function expectOutputs(job: SubmittedJob): Promise<void> {
+  await expectFrameFiles(job)
+  for (const f of job.frames) {
+    const bytes = new Uint8Array(await readFile(join(job.outDir, frameFileName(f, '.png'))))
+    const want = testFramePng(job.jobId, f)
+    if (Buffer.compare(bytes, want) !== 0)
+      throw new Error(`frame ${f}: wrong bytes (${bytes.length} bytes, want ${want.length})`)
+  }
+}
+
+/**
+ * A real-Blender job's outputs: every frame once and nothing else, each a complete PNG
+ * (signature, IEND) of the scene's resolution whose decoded pixels are not all one value
+ * (a black or pink frame from a broken render would be). Blender's bytes are not
+ * reproducible, so there is no exact comparison.
+ */
+export async function verifyBlenderOutputs(job: SubmittedJob): Promise<void> {
+  if (!job.blender) throw new Error(`job ${job.jobId} is not a Blender job`)
+  const { width, height } = job.blender
+  await expectFrameFiles(job)
+  for (const f of job.frames) {
+    const path = join(job.outDir, frameFileName(f, '.png'))
+    if (!(await isValidImage(path, 'PNG'))) throw new Error(`frame ${f}: not a complete PNG`)
+    const head = await readFile(path)
+    // IHDR is always the first chunk: width and height at bytes 16 and 20.
+    const w = head.readUInt32BE(16)
+    const h = head.readUInt32BE(20)
+    if (head.toString('latin1', 12, 16) !== 'IHDR' || w !== width || h !== height)
+      throw new Error(`frame ${f}: ${w}×${h}, want ${width}×${height}`)
+    const { stdout } = await execFileAsync(
+      'ffmpeg',
+      ['-v', 'error', '-i', path, '-f', 'rawvideo', '-pix_fmt', 'gray', '-'],
+      { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 },
+    )
+    if (stdout.length !== width * height)
+      throw new Error(`frame ${f}: decoded ${stdout.length} bytes, want ${width * height}`)
+    if (stdout.every((b) => b === stdout[0]))
+      throw new Error(`frame ${f}: every pixel is ${stdout[0]} (an empty render)`)
+  }
+}
+
+/** The check that fits the job: exact bytes for the test engine, valid pixels for Blender. */
+export async function verifyJobOutputs(job: SubmittedJob): Promise<void> {
+  await (job.blender ? verifyBlenderOutputs(job) : expectOutputs(job))
+}
+
+/** outDir holds exactly one PNG per frame of the job and nothing else (no temp files). */
+async function expectFrameFiles(job: SubmittedJob): Promise<void> {
   const names = (await readdir(job.outDir)).sort()
   const expected = job.frames.map((f) => frameFileName(f, '.png')).sort()
   if (JSON.stringify(names) !== JSON.stringify(expected)) {
@@ -177,12 +301,6 @@ export async function expectOutputs(job: SubmittedJob): Promise<void> {
     throw new Error(
       `output folder mismatch: missing ${JSON.stringify(missing)}, extra ${JSON.stringify(extra)}`,
     )
-  }
-  for (const f of job.frames) {
-    const bytes = new Uint8Array(await readFile(join(job.outDir, frameFileName(f, '.png'))))
-    const want = testFramePng(job.jobId, f)
-    if (Buffer.compare(bytes, want) !== 0)
-      throw new Error(`frame ${f}: wrong bytes (${bytes.length} bytes, want ${want.length})`)
   }
 }
 
@@ -254,7 +372,7 @@ export async function expectPromisesKept(
   const started = Date.now()
   await waitJobCollected(submitter, job.jobId, timeoutMs)
   await expectConverged(procs, job.jobId)
-  await expectOutputs(job)
+  await verifyJobOutputs(job)
   await expectAlive(procs)
   const counts = await renderCounts(submitter, job.jobId, job.duplicatesBefore)
   report(name, counts, { settleMs: Date.now() - started })
@@ -293,6 +411,27 @@ export async function waitFramesDone(
     `${n} frames done`,
     50,
   )
+}
+
+/** Pids of the live (not zombie) processes whose parent is `ppid` and whose name is `comm`. */
+export async function childProcesses(ppid: number, comm: string): Promise<number[]> {
+  const out: number[] = []
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    const stat = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => '')
+    // pid (comm) state ppid …: comm may hold spaces and parentheses, so split after the last ')'.
+    const close = stat.lastIndexOf(')')
+    if (close < 0 || stat.slice(stat.indexOf('(') + 1, close) !== comm) continue
+    const [state, parent] = stat.slice(close + 2).split(' ')
+    if (Number(parent) === ppid && state !== 'Z') out.push(Number(name))
+  }
+  return out
+}
+
+/** True while `pid` runs (a zombie waiting to be reaped counts as gone). */
+export async function processRuns(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
+  return stat !== '' && stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
 }
 
 export async function daemonLog(d: DaemonProc): Promise<string> {

@@ -9,7 +9,8 @@
  *  - claimAll: claim every open chunk of a job, never render, and keep heartbeating
  *    those leases in its presence;
  *  - bogusComplete: a complete entry for a chunk it holds, naming a manifest whose blocks
- *    nobody has.
+ *    nobody has; with `wrongBytes`, it then serves bytes that fail the hash check for
+ *    every CID it is asked for on the blocks protocol.
  * Invariants: it runs in the test process on 127.0.0.1 only; every attack is bounded in
  * count and time; stop() closes libp2p and LevelDB.
  */
@@ -25,7 +26,15 @@ import { INVITE_PROTOCOL } from '../../src/auth/invite.js'
 import { loadMeshOwner } from '../../src/auth/mesh.js'
 import { issueToken } from '../../src/auth/token.js'
 import { createTokenStore } from '../../src/auth/token-store.js'
-import { BLOCKS_PROTOCOL } from '../../src/blobs/wire.js'
+import { lpStream } from '@libp2p/utils'
+import { Uint8ArrayList } from 'uint8arraylist'
+import {
+  BLOCKS_PROTOCOL,
+  decodeRequest,
+  encodeResponseParts,
+  HAVE_PROTOCOL,
+  MAX_REQUEST_BYTES,
+} from '../../src/blobs/wire.js'
 import { HAVE_TOPIC } from '../../src/blobs/providers.js'
 import { capabilityFor } from '../../src/daemon.js'
 import { createEntry } from '../../src/log/entry.js'
@@ -55,6 +64,7 @@ export const STREAM_PROTOCOLS = [
   SYNC_PROTOCOL,
   PRESENCE_PROTOCOL,
   BLOCKS_PROTOCOL,
+  HAVE_PROTOCOL,
   INVITE_PROTOCOL,
   AUTH_PROTOCOL,
 ]
@@ -74,8 +84,10 @@ export interface HostilePeer {
   forged(jobId: string, victimPeerId: string): Promise<number>
   /** Claim every open chunk of the job; heartbeat those leases while `holdMs` runs. */
   claimAll(jobId: string): Promise<LeaseRef[]>
-  /** Complete a held chunk with a manifest nobody can serve. */
-  bogusComplete(jobId: string, chunk: number): Promise<void>
+  /** Complete a held chunk with a manifest nobody can serve (or, wrongBytes, that it serves garbage for). */
+  bogusComplete(jobId: string, chunk: number, o?: { wrongBytes?: boolean }): Promise<void>
+  /** Requests it answered with wrong bytes. */
+  wrongBytesServed(): number
   stop(): Promise<void>
 }
 
@@ -188,7 +200,31 @@ export async function startHostilePeer(o: {
     return f.state
   }
 
+  let wrongServed = 0
+  let servingWrong = false
+  /** Answer every block request with bytes that are not the block (the hash check fails). */
+  const serveWrongBytes = async () => {
+    if (servingWrong) return
+    servingWrong = true
+    await libp2p.handle(BLOCKS_PROTOCOL, async (stream) => {
+      const lps = lpStream(stream, { maxDataLength: MAX_REQUEST_BYTES })
+      try {
+        for (;;) {
+          const wants = decodeRequest((await lps.read()).subarray())
+          for (const want of wants) {
+            wrongServed++
+            const junk = new TextEncoder().encode(`not the bytes of ${want}`)
+            await lps.write(new Uint8ArrayList(...encodeResponseParts(want, junk)))
+          }
+        }
+      } catch {
+        stream.abort(new Error('done'))
+      }
+    })
+  }
+
   const hostile: HostilePeer = {
+    wrongBytesServed: () => wrongServed,
     peerId,
     dir,
     libp2p,
@@ -322,11 +358,12 @@ export async function startHostilePeer(o: {
       presence.publishNow()
       return held
     },
-    async bogusComplete(jobId, chunk) {
+    async bogusComplete(jobId, chunk, o = {}) {
       const s = await fold(jobId)
       const c = s?.chunks[chunk]
       if (!c) throw new Error(`no chunk ${chunk}`)
-      const manifest = cidOf(encode({ nothing: jobId, chunk }))
+      if (o.wrongBytes) await serveWrongBytes()
+      const manifest = cidOf(encode({ nothing: jobId, chunk, wrong: o.wrongBytes === true }))
       await log.append(jobLogId(jobId), 'complete', {
         chunk,
         attempt: c.attempt,

@@ -10,7 +10,8 @@
  *    entries are shared as frozen objects, as signed bytes would be;
  *  - a killed node loses everything but its log (what LevelDB would keep);
  *  - after every entry added to any replica the safety invariants are checked (at most
- *    one holder per chunk, done never reverts); a violation throws with the seed.
+ *    one holder per chunk, done never reverts except by the submitter's reject of that
+ *    exact attempt, test/helpers/job-invariants.ts); a violation throws with the seed.
  */
 import type { Clock, TimerHandle } from '../../src/util/clock.js'
 import { FakeClock } from '../../src/util/clock.js'
@@ -30,6 +31,7 @@ import { createLeaseManager } from '../../src/jobs/lease-manager.js'
 import { JobFold, type JobState, reduceJob } from '../../src/jobs/reducer.js'
 import type { ChunkResult, ChunkRunner, ChunkTask } from '../../src/jobs/runner.js'
 import { ChunkFailedError } from '../../src/jobs/runner.js'
+import { illegalDoneRevert } from '../helpers/job-invariants.js'
 
 export function mulberry32(seed: number): () => number {
   let a = seed >>> 0
@@ -243,8 +245,13 @@ class Replica implements JobLogView {
       }
       const was = done.get(c.index)
       if (was !== undefined) {
-        if (c.state !== 'done')
-          this.node.mesh.violation(`${this.node.id}: done chunk ${c.index} reverted`)
+        if (c.state !== 'done') {
+          // Only the submitter's reject of the exact attempt that made it done reopens it.
+          const why = illegalDoneRevert(fold.entries)
+          if (why)
+            this.node.mesh.violation(`${this.node.id}: done chunk ${c.index} reverted: ${why}`)
+          done.delete(c.index)
+        }
         // A concurrent complete that sorts first may replace the outputs (both are valid
         // stored renders); count it, it is part of the duplicate cost.
         else if (c.completedBy !== was) {

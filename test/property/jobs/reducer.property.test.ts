@@ -9,6 +9,7 @@ import { JobFold, reduceJob } from '../../../src/jobs/reducer.js'
 import type { LogEntry, PeerIdString } from '../../../src/log/types.js'
 import { compareEntries } from '../../../src/log/types.js'
 import { announceBody, cid, entry, outputsFor, SUB } from '../../unit/jobs/fixtures.js'
+import { illegalDoneRevert } from '../../helpers/job-invariants.js'
 
 const AUTHORS = ['peer-a', 'peer-b', 'peer-c', 'peer-d', SUB] as PeerIdString[]
 const FRAMES = [1, 2, 3, 4, 5]
@@ -74,6 +75,8 @@ function bodyFor(op: Op): unknown {
       return { chunks: [op.chunk] }
     case 'junk':
       return { chunk: 'x' }
+    case 'reject':
+      return { chunk: op.chunk, attempt: op.attempt, reason: `lost ${op.n}` }
     default:
       return {}
   }
@@ -98,6 +101,28 @@ const arbLog = fc
       ),
     ]
   })
+
+/** Logs where the submitter rejects often (and others try to), for the reject rules. */
+const arbLogWithRejects = fc
+  .tuple(
+    arbLog,
+    fc.array(
+      fc.record({
+        chunk: fc.integer({ min: 0, max: 5 }),
+        attempt: fc.integer({ min: 1, max: 4 }),
+        clock: fc.integer({ min: 2, max: 40 }),
+        author: fc.constantFrom(SUB, SUB, SUB, 'peer-a' as PeerIdString),
+        n: fc.integer({ min: 0, max: 9 }),
+      }),
+      { maxLength: 12 },
+    ),
+  )
+  .map(([es, rejects]) => [
+    ...es,
+    ...rejects.map((r, i) =>
+      entry('reject', bodyFor({ ...r, kind: 'reject' }), r.clock, r.author, `r${i}`),
+    ),
+  ])
 
 const withOrder = arbLog.chain((es) =>
   fc.tuple(
@@ -137,6 +162,31 @@ describe('reducer properties', () => {
             s.chunks.filter((c) => c.kind === 'frames' && c.state === 'done').length,
           )
         }
+      }),
+      { numRuns: 300 * SCALE },
+    )
+  })
+
+  it('with rejects: any permutation folds to the same state; done leaves done only by a valid reject', () => {
+    const withRejects = arbLogWithRejects.chain((es) =>
+      fc.tuple(
+        fc.constant(es),
+        fc.shuffledSubarray(es, { minLength: es.length, maxLength: es.length }),
+      ),
+    )
+    fc.assert(
+      fc.property(withRejects, ([es, shuffled]) => {
+        const fold = new JobFold()
+        for (const e of shuffled) fold.add(e)
+        const batch = JSON.stringify(reduceJob(es))
+        expect(JSON.stringify(fold.state)).toBe(batch)
+        expect(JSON.stringify(reduceJob(shuffled))).toBe(batch)
+        expect(illegalDoneRevert(es)).toBeUndefined()
+        const s = fold.state
+        if (s)
+          expect(s.framesDone).toBe(
+            s.chunks.filter((c) => c.kind === 'frames' && c.state === 'done').length,
+          )
       }),
       { numRuns: 300 * SCALE },
     )

@@ -3,9 +3,14 @@ import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import { describe, expect, it } from 'vitest'
 import { decodeManifest, encodeManifest } from '../../../src/blobs/manifest.js'
+import { bitfieldFromMissing } from '../../../src/blobs/selection.js'
 import {
+  decodeHaveBits,
+  decodeHaveSubscribe,
   decodeRequest,
   decodeResponse,
+  encodeHaveBits,
+  encodeHaveSubscribe,
   encodeRequest,
   encodeResponseParts,
   MAX_WANTS,
@@ -48,6 +53,9 @@ function computeVectors() {
     haveResponseHex: toHex(concat(encodeResponseParts(blocks[2], data.subarray(2048)))),
     notHaveResponseHex: toHex(concat(encodeResponseParts(blocks[0], null))),
     haveAnnouncementHex: toHex(encodeHave([m.cid])),
+    haveSubscribeHex: toHex(encodeHaveSubscribe(m.cid)),
+    // Holds blocks 0 and 2 of 3: bits 0b101 followed by five zero bits.
+    haveBitsHex: toHex(encodeHaveBits(bitfieldFromMissing(blocks, [blocks[1]]))),
   }
 }
 
@@ -62,6 +70,8 @@ describe('blocks wire format', () => {
     const m = decodeManifest(fromHex(recorded.manifestHex))
     expect(m.blocks).toEqual(recorded.blockCids)
     expect(cidOf(fromHex(recorded.manifestHex))).toBe(recorded.manifestCid)
+    expect(decodeHaveSubscribe(fromHex(recorded.haveSubscribeHex))).toBe(recorded.manifestCid)
+    expect([...decodeHaveBits(fromHex(recorded.haveBitsHex))]).toEqual([0b1010_0000])
   })
 
   it('hand-built response frames are exactly the CBOR of [cid, block]', () => {
@@ -112,5 +122,22 @@ describe('blocks wire format', () => {
     expect(() => encodeRequest([])).toThrow()
     expect(() => decodeHave(encode({ manifests: [1] }))).toThrow()
     expect(() => decodeHave(new Uint8Array(70_000))).toThrow()
+    for (const g of [
+      encode({ manifest: 'x' }),
+      encode([1]),
+      new Uint8Array(2000),
+      new Uint8Array([0xff]),
+    ]) {
+      expect(() => decodeHaveSubscribe(g)).toThrow()
+    }
+    for (const g of [
+      encode({ have: 'x' }),
+      encode({ have: new Uint8Array(4097) }),
+      encode({}),
+      new Uint8Array(5000),
+    ]) {
+      expect(() => decodeHaveBits(g)).toThrow()
+    }
+    expect(() => encodeHaveBits(new Uint8Array(4097))).toThrow()
   })
 })

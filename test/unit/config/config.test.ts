@@ -30,6 +30,7 @@ describe('daemon configuration', () => {
       [{ leaseTimeoutMs: 1 }, /leaseTimeoutMs/],
       [{ metricsPort: 70000 }, /metricsPort/],
       [{ mdns: 'yes' }, /mdns/],
+      [{ noEligibleGraceMs: 10 }, /noEligibleGraceMs/],
     ]
     for (const [layer, re] of bad) {
       expect(() => resolveConfig('/d', layer as never)).toThrow(re)
@@ -39,6 +40,12 @@ describe('daemon configuration', () => {
         expect((err as { code: string }).code).toBe('ERR_INVALID_INPUT')
       }
     }
+  })
+
+  it('noEligibleGraceMs: 60 s by default, RMESH_NO_ELIGIBLE_GRACE_MS sets it', () => {
+    expect(resolveConfig('/d').noEligibleGraceMs).toBe(60_000)
+    const c = resolveConfig('/d', configFromEnv({ RMESH_NO_ELIGIBLE_GRACE_MS: '3000' }))
+    expect(c.noEligibleGraceMs).toBe(3_000)
   })
 
   it('reads config.json, and explains a broken one', async () => {

@@ -1,8 +1,15 @@
 import { describe, expect, it } from 'vitest'
-import { createLeaseManager, type JobLogView } from '../../../src/jobs/lease-manager.js'
+import {
+  createLeaseManager,
+  type JobLogView,
+  type LeaseManagerOptions,
+  STORING_PER_SLOT,
+} from '../../../src/jobs/lease-manager.js'
 import type { ChunkResult, ChunkRunner, ChunkTask } from '../../../src/jobs/runner.js'
 import { ChunkFailedError } from '../../../src/jobs/runner.js'
+import { JobFold } from '../../../src/jobs/reducer.js'
 import { FakeClock } from '../../../src/util/clock.js'
+import { sha256 } from '../../../src/util/hash.js'
 import { AbortedError } from '../../../src/util/errors.js'
 import { silentLogger } from '../../../src/util/logger.js'
 import type { EntryId, LogEntry, LogId, PeerIdString } from '../../../src/log/types.js'
@@ -67,18 +74,31 @@ function manualRunner() {
 }
 
 async function setup(
-  opts: { frames?: number[]; slots?: number; limits?: object; prefetch?: boolean } = {},
+  opts: {
+    frames?: number[]
+    slots?: number
+    limits?: object
+    prefetch?: boolean
+    options?: LeaseManagerOptions
+    /** Live peers heard before the announce; `renders` answers for them. */
+    rivals?: PeerIdString[]
+    renders?: boolean
+  } = {},
 ) {
   const clock = new FakeClock(0)
   const log = memLog(A)
   const heard = new Map<PeerIdString, number>()
+  for (const p of opts.rivals ?? []) heard.set(p, 0)
   const { runner, running } = manualRunner()
   const lm = createLeaseManager(
     {
       self: A,
       clock,
       log: log.view,
-      liveness: { lastHeard: (p) => heard.get(p) },
+      liveness: {
+        lastHeard: (p) => heard.get(p),
+        ...(opts.renders !== undefined ? { renders: () => opts.renders! } : {}),
+      },
       runner,
       capabilities: () => ({
         engines: [{ name: 'test', version: '1.0.0' }],
@@ -87,9 +107,10 @@ async function setup(
       }),
       logger: silentLogger,
     },
-    { prefetch: opts.prefetch ?? false },
+    { prefetch: opts.prefetch ?? false, ...opts.options },
   )
   await lm.start()
+  for (const p of opts.rivals ?? []) lm.noteHeartbeat(p, [])
   const tick = async (ms = 0) => {
     clock.advance(ms)
     for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r))
@@ -143,16 +164,61 @@ describe('lease manager', () => {
     const [first] = [...running.values()]
     first.onRendered?.()
     await tick()
-    // The prefetched chunk renders while the first one's outputs are stored...
+    // The prefetched chunk renders while the first one's outputs are stored, and the next
+    // chunk is claimed at once: a slow store must not idle the renderer.
     expect(running.size).toBe(2)
-    // ...and nothing more is claimed until they are.
-    expect(log.kinds()).toEqual(['claim', 'claim'])
-    expect(lm.heldLeases()).toHaveLength(2)
+    expect(log.kinds()).toEqual(['claim', 'claim', 'claim'])
+    expect(lm.heldLeases()).toHaveLength(3)
     first.resolve({ outputs: outputsFor([...first.task.frames]), renderMs: 5 })
     await tick()
     await tick() // the complete schedules the next pass
-    expect(log.kinds()).toEqual(['claim', 'claim', 'complete', 'claim'])
+    expect(log.kinds()).toEqual(['claim', 'claim', 'claim', 'complete'])
     expect(lm.stats()).toMatchObject({ rendersStarted: 2, completes: 1 })
+    await lm.stop()
+  })
+
+  it('claims a chunk it owns by rendezvous hash among the live renderers first', async () => {
+    const frames = [1, 2, 3, 4, 5, 6, 7, 8]
+    const rank = (chunk: number, peer: string) => {
+      const h = sha256(new TextEncoder().encode(`${JOB}\u0000${chunk}\u0000${peer}`))
+      return (
+        h[0] * 2 ** 40 + h[1] * 2 ** 32 + h[2] * 2 ** 24 + h[3] * 2 ** 16 + h[4] * 2 ** 8 + h[5]
+      )
+    }
+    const best = (chunks: number[]) => chunks.reduce((a, b) => (rank(b, A) > rank(a, A) ? b : a))
+    const all = frames.map((_, i) => i)
+    const mine = all.filter((c) => rank(c, A) > rank(c, B))
+    // The fixture ids must make the two rules differ, or the test proves nothing.
+    expect(mine.length).toBeGreaterThan(0)
+    expect(mine).not.toContain(best(all))
+    const withRival = await setup({ frames, rivals: [B] })
+    expect([...withRival.running.keys()]).toEqual([best(mine)])
+    await withRival.lm.stop({ release: false })
+    // A rival that does not render owns nothing: the best-ranked chunk overall.
+    const idle = await setup({ frames, rivals: [B], renders: false })
+    expect([...idle.running.keys()]).toEqual([best(all)])
+    await idle.lm.stop({ release: false })
+  })
+
+  it('claims no more while STORING_PER_SLOT chunks per slot are still storing', async () => {
+    const { log, running, lm, tick } = await setup({ frames: [1, 2, 3, 4, 5, 6], prefetch: true })
+    const claims = () => log.kinds().filter((k) => k === 'claim').length
+    const stored: ReturnType<typeof running.get>[] = []
+    // Each rendered chunk keeps storing; the next (prefetched) one starts and another is claimed.
+    for (let i = 0; i < STORING_PER_SLOT; i++) {
+      const current = [...running.values()].find((r) => !stored.includes(r))!
+      current.onRendered?.()
+      stored.push(current)
+      await tick()
+    }
+    expect(claims()).toBe(2 + STORING_PER_SLOT - 1)
+    expect(lm.heldLeases()).toHaveLength(claims())
+    // A store finishing frees room for one more claim.
+    stored[0]!.resolve({ outputs: outputsFor([...stored[0]!.task.frames]), renderMs: 5 })
+    await tick()
+    await tick()
+    expect(claims()).toBe(2 + STORING_PER_SLOT)
+    expect(log.kinds()).toContain('complete')
     await lm.stop()
   })
 
@@ -162,6 +228,19 @@ describe('lease manager', () => {
     await tick()
     expect(running.get(0)!.signal.aborted).toBe(true)
     expect(lm.heldLeases()).toEqual([])
+    await lm.stop()
+  })
+
+  it('an abort (no eligible node left) stops the render like a cancel and nothing is claimed after', async () => {
+    const { log, running, lm, tick } = await setup({ frames: [1, 2] })
+    log.inject({ ...entry('abort', { reason: 'stuck' }, 5, SUB), id: 'abort' as EntryId })
+    await tick()
+    expect(running.size).toBe(1)
+    expect([...running.values()][0].signal.aborted).toBe(true)
+    expect(lm.heldLeases()).toEqual([])
+    expect(lm.job(JOB)).toMatchObject({ state: 'failed', abortReason: 'stuck' })
+    await tick(5_000)
+    expect(log.kinds()).toEqual(['claim'])
     await lm.stop()
   })
 
@@ -211,6 +290,51 @@ describe('lease manager', () => {
     expect(lm.job(JOB)!.chunks[0].holder).toBe(B)
     await tick(1_500)
     expect(lm.job(JOB)!.chunks[0]).toMatchObject({ holder: A, attempt: 3 })
+    await lm.stop({ release: false })
+  })
+
+  it('reopens a heartbeating lease older than stragglerFactor × the median render time', async () => {
+    // 2 s renders × factor 10 = 20 s, above the 10 s lease timeout: the straggler bound rules.
+    const { log, running, lm, tick, heard, clock } = await setup({ frames: [1, 2] })
+    const [mine] = [...running.values()]
+    const other = 1 - mine.task.chunk
+    log.inject({ ...entry('claim', { chunk: other, attempt: 1 }, 10, B), id: 'b1' as EntryId })
+    await tick()
+    mine.resolve({ outputs: outputsFor([...mine.task.frames]), renderMs: 2_000 })
+    await tick()
+    const beat = async (n: number) => {
+      for (let i = 0; i < n; i++) {
+        heard.set(B, clock.monotonic())
+        lm.noteHeartbeat(B, [{ jobId: JOB, chunk: other, attempt: 1 }])
+        await tick(1_000)
+      }
+    }
+    await beat(19)
+    expect(lm.job(JOB)!.chunks[other]).toMatchObject({ holder: B, attempt: 1 })
+    await beat(2)
+    expect(lm.job(JOB)!.chunks[other]).toMatchObject({ holder: A, attempt: 2 })
+    expect(lm.stats().reclaims).toBe(1)
+    await lm.stop({ release: false })
+  })
+
+  it('with stragglerFactor 0 a heartbeating lease is never reopened', async () => {
+    const { log, running, lm, tick, heard, clock } = await setup({
+      frames: [1, 2],
+      options: { stragglerFactor: 0 },
+    })
+    const [mine] = [...running.values()]
+    const other = 1 - mine.task.chunk
+    log.inject({ ...entry('claim', { chunk: other, attempt: 1 }, 10, B), id: 'b1' as EntryId })
+    await tick()
+    mine.resolve({ outputs: outputsFor([...mine.task.frames]), renderMs: 100 })
+    await tick()
+    for (let i = 0; i < 60; i++) {
+      heard.set(B, clock.monotonic())
+      lm.noteHeartbeat(B, [{ jobId: JOB, chunk: other, attempt: 1 }])
+      await tick(1_000)
+    }
+    expect(lm.job(JOB)!.chunks[other]).toMatchObject({ holder: B, attempt: 1 })
+    expect(lm.stats().reclaims).toBe(0)
     await lm.stop({ release: false })
   })
 
@@ -267,6 +391,65 @@ describe('lease manager', () => {
     clock.advance(0)
     for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r))
     expect(log.kinds()).toEqual([])
+    await lm.stop()
+  })
+})
+
+describe('lease manager memory', () => {
+  /** Render the job's only chunk to done and ack it as the submitter. */
+  async function doneAndAcked() {
+    const t = await setup({ frames: [1] })
+    t.running.get(0)!.resolve({ outputs: outputsFor([1]), renderMs: 5 })
+    await t.tick()
+    t.log.inject({ ...entry('ack', { chunks: [0] }, 10, SUB), id: 'ack' as EntryId })
+    await t.tick()
+    expect(t.lm.job(JOB)).toMatchObject({ state: 'done', allAcked: true })
+    return t
+  }
+
+  it('a deleted job leaves a chunk-less tombstone and ignores later entries', async () => {
+    const { log, lm, tick } = await doneAndAcked()
+    log.inject({ ...entry('delete', {}, 20, SUB), id: 'del' as EntryId })
+    await tick()
+    expect(lm.job(JOB)).toMatchObject({ deleted: true, chunks: [] })
+    expect(lm.jobs()).toEqual([])
+    expect(lm.sizes()).toMatchObject({ folds: 0, foldEntries: 0, tombstones: 1 })
+    log.inject({ ...entry('claim', { chunk: 0, attempt: 2 }, 21, B), id: 'late' as EntryId })
+    await tick()
+    expect(lm.sizes()).toMatchObject({ folds: 0, tombstones: 1 })
+    expect(lm.job(JOB)?.deleted).toBe(true)
+    await lm.stop()
+  })
+
+  it("a sealed job's fold is rebuilt from its seal: same state, no history", async () => {
+    const { log, lm, tick } = await doneAndAcked()
+    log.inject({
+      ...entry('seal', { state: structuredClone(lm.job(JOB)) }, 30, SUB),
+      id: 'seal' as EntryId,
+    })
+    await tick()
+    const full = new JobFold()
+    for (const e of log.all) full.add(e)
+    expect(full.state?.sealedBy).toBe('seal')
+    expect(lm.job(JOB)).toEqual(full.state)
+    expect(lm.sizes()).toMatchObject({ folds: 1, foldEntries: 1 })
+    // An entry from before the seal arriving late changes nothing, as in the full fold.
+    const late = { ...entry('fail', { chunk: 0, attempt: 1, reason: 'x' }, 3, B), id: 'old' }
+    log.inject(late as LogEntry)
+    full.add(late as LogEntry)
+    await tick()
+    expect(lm.job(JOB)).toEqual(full.state)
+    await lm.stop()
+  })
+
+  it('forgets the ranking and liveness caches of jobs no longer live', async () => {
+    const { log, lm, tick } = await setup({ frames: [1, 2, 3] })
+    expect(lm.sizes().scores).toBeGreaterThan(0)
+    log.inject({ ...entry('cancel', {}, 10, SUB), id: 'cancel' as EntryId })
+    await tick()
+    // The prune runs every 30 ticks of 1 s.
+    for (let i = 0; i < 31; i++) await tick(1_000)
+    expect(lm.sizes()).toMatchObject({ scores: 0, typical: 0, firstSeen: 0 })
     await lm.stop()
   })
 })

@@ -250,3 +250,143 @@ describe('reduceQueue', () => {
     expect(q[3].reason).toBe('quota')
   })
 })
+
+describe('reduceJob: reject (the submitter could not obtain a done chunk outputs)', () => {
+  const reject = (chunk: number, attempt: number, clock: number, who: PeerIdString = SUB) =>
+    entry('reject', { chunk, attempt, reason: 'outputs unavailable' }, clock, who)
+  const doneBy = (who: PeerIdString, attempt = 1) => [
+    ann(),
+    claim(0, attempt, 2, who),
+    complete(0, attempt, 3, who),
+  ]
+
+  it('reopens the chunk as a new attempt, drops its outputs and counts a failure of the completer', () => {
+    const s = reduceJob([...doneBy(A, 2), reject(0, 2, 4)])!
+    const c = s.chunks[0]
+    expect(c).toMatchObject({ state: 'open', attempt: 2 })
+    expect(c.outputs).toBeUndefined()
+    expect(c.completedBy).toBeUndefined()
+    expect(c.completedAttempt).toBeUndefined()
+    expect(c.failures).toEqual([
+      { node: A, attempt: 2, reason: 'outputs rejected: outputs unavailable' },
+    ])
+    expect(s.nodeFailures[A]).toBe(1)
+    expect(s.framesDone).toBe(0)
+    // The re-render: the next claim must be above the rejected attempt.
+    const t = reduceJob([
+      ...doneBy(A, 2),
+      reject(0, 2, 4),
+      claim(0, 2, 5, B),
+      claim(0, 3, 6, B),
+      complete(0, 3, 7, B),
+    ])!
+    expect(t.chunks[0]).toMatchObject({ state: 'done', completedBy: B, completedAttempt: 3 })
+    expect(t.framesDone).toBe(1)
+  })
+
+  it('is refused from anyone but the submitter, admins included', () => {
+    for (const who of [A, B, D]) {
+      const s = reduceJob([...doneBy(A), reject(0, 1, 4, who)], { isAdmin: (p) => p === D })!
+      expect(s.chunks[0]).toMatchObject({ state: 'done', completedBy: A })
+      expect(s.nodeFailures).toEqual({})
+    }
+  })
+
+  it('is a no-op for another attempt, a chunk not done, an acked chunk or a canceled job', () => {
+    const cases = [
+      [...doneBy(A), reject(0, 2, 4)],
+      [...doneBy(A), reject(1, 1, 4)],
+      [ann(), claim(0, 1, 2, A), reject(0, 1, 3)],
+      [...doneBy(A), entry('ack', { chunks: [0] }, 4, SUB), reject(0, 1, 5)],
+    ]
+    for (const es of cases) {
+      const s = reduceJob(es)!
+      expect(s.nodeFailures).toEqual({})
+      expect(s.chunks[1].state).toBe('open')
+    }
+    expect(reduceJob(cases[0])!.chunks[0].state).toBe('done')
+    expect(reduceJob(cases[2])!.chunks[0]).toMatchObject({ state: 'claimed', holder: A })
+    const canceled = reduceJob([
+      ann(),
+      claim(0, 1, 2, A),
+      complete(0, 1, 3, A),
+      entry('cancel', {}, 4, SUB),
+      reject(0, 1, 5),
+    ])!
+    expect(canceled.chunks[0].state).toBe('done')
+  })
+
+  it('is idempotent: a second reject of the same attempt does not touch the re-render', () => {
+    const s = reduceJob([
+      ...doneBy(A),
+      reject(0, 1, 4),
+      claim(0, 2, 5, B),
+      complete(0, 2, 6, B),
+      reject(0, 1, 7),
+    ])!
+    expect(s.chunks[0]).toMatchObject({ state: 'done', completedBy: B, completedAttempt: 2 })
+    expect(s.nodeFailures).toEqual({ [A]: 1 })
+  })
+
+  it('counts toward the blocklist: a node whose outputs are rejected 3 times is blocklisted', () => {
+    const es = [ann()]
+    for (let i = 0; i < 3; i++) {
+      es.push(claim(i, 1, 10 * i + 2, A), complete(i, 1, 10 * i + 3, A), reject(i, 1, 10 * i + 4))
+    }
+    es.push(claim(0, 2, 40, A), claim(1, 2, 41, B))
+    const s = reduceJob(es)!
+    expect(s.nodeFailures[A]).toBe(3)
+    expect(s.blocklist).toEqual([A])
+    expect(s.chunks[0]).toMatchObject({ state: 'open', attempt: 1 })
+    expect(s.chunks[1]).toMatchObject({ state: 'claimed', holder: B, attempt: 2 })
+  })
+
+  it('a chunk whose outputs are rejected from 3 distinct nodes fails the job', () => {
+    const s = reduceJob([
+      ...doneBy(A),
+      reject(0, 1, 4),
+      claim(0, 2, 5, B),
+      complete(0, 2, 6, B),
+      reject(0, 2, 7),
+      claim(0, 3, 8, C),
+      complete(0, 3, 9, C),
+      reject(0, 3, 10),
+    ])!
+    expect(s.chunks[0].state).toBe('failed')
+    expect(s.state).toBe('failed')
+  })
+
+  it('a done job goes back to rendering; the encode chunk waits again unless already done', () => {
+    const video = { frames: [1, 2], output: { format: 'PNG' as const, video: 'h264' as const } }
+    const enc = (clock: number) =>
+      entry(
+        'complete',
+        {
+          chunk: 2,
+          attempt: 1,
+          outputs: [{ frame: 0, manifest: cid('video'), size: 5, name: 'out.mp4' }],
+          renderMs: 1,
+        },
+        clock,
+        C,
+      )
+    const base = [
+      ann(video),
+      claim(0, 1, 2, A),
+      complete(0, 1, 3, A),
+      claim(1, 1, 2, B),
+      complete(1, 1, 3, B),
+      claim(2, 1, 4, C),
+    ]
+    const waiting = reduceJob([...base, reject(0, 1, 5)])!
+    expect(waiting.state).toBe('rendering')
+    expect(waiting.chunks[2]).toMatchObject({ state: 'waiting', attempt: 1 })
+    expect(waiting.chunks[2].holder).toBeUndefined()
+    // The encoder's concurrent complete still counts (its frames were fetched verified).
+    expect(reduceJob([...base, reject(0, 1, 5), enc(6)])!.chunks[2].state).toBe('done')
+    const encoded = reduceJob([...base, enc(5), reject(0, 1, 6)])!
+    expect(encoded.chunks[2].state).toBe('done')
+    expect(encoded.chunks[0].state).toBe('open')
+    expect(encoded.state).toBe('rendering')
+  })
+})

@@ -152,6 +152,81 @@ const CASES: Record<string, Omit<Vector, 'expected'>> = {
       e('claim', { chunk: 7, attempt: 1 }, 4, A),
     ],
   },
+  reject: {
+    description:
+      "The submitter rejects done chunks whose outputs it cannot obtain: chunk 0 (A's attempt 1) reopens, counts a failure of A, is re-rendered by B as attempt 2; a reject by A, one naming another attempt and one of an acked chunk are no-ops.",
+    entries: [
+      ann({ frames: [1, 2, 3] }),
+      e('claim', { chunk: 0, attempt: 1 }, 2, A),
+      e('claim', { chunk: 1, attempt: 1 }, 2, B),
+      e('claim', { chunk: 2, attempt: 1 }, 2, C),
+      done(0, 1, 3, A, [1]),
+      done(1, 1, 3, B, [2]),
+      done(2, 1, 3, C, [3]),
+      e('ack', { chunks: [2] }, 4, SUB),
+      e('reject', { chunk: 1, attempt: 1, reason: 'not mine to reject' }, 4, A),
+      e('reject', { chunk: 1, attempt: 2, reason: 'wrong attempt' }, 4, SUB),
+      e('reject', { chunk: 2, attempt: 1, reason: 'already acked' }, 5, SUB),
+      e(
+        'reject',
+        { chunk: 0, attempt: 1, reason: 'outputs of frame 1 failed their hash check from peer-a' },
+        5,
+        SUB,
+      ),
+      e('claim', { chunk: 0, attempt: 2 }, 6, B),
+      done(0, 2, 7, B, [1]),
+    ],
+  },
+  abort: {
+    description:
+      "No eligible node remains: A and B failed chunk 0 three times each (N = 3, both blocklisted); the submitter's abort fails the job with its reason. An abort by A is ignored, a second one keeps the first reason, a claim after it is ignored.",
+    entries: [
+      ann({ frames: [1, 2] }),
+      e('claim', { chunk: 0, attempt: 1 }, 2, A),
+      e('fail', { chunk: 0, attempt: 1, reason: 'crash' }, 3, A),
+      e('claim', { chunk: 0, attempt: 2 }, 4, B),
+      e('fail', { chunk: 0, attempt: 2, reason: 'crash' }, 5, B),
+      e('claim', { chunk: 0, attempt: 3 }, 6, A),
+      e('fail', { chunk: 0, attempt: 3, reason: 'crash' }, 7, A),
+      e('claim', { chunk: 0, attempt: 4 }, 8, B),
+      e('fail', { chunk: 0, attempt: 4, reason: 'crash' }, 9, B),
+      e('claim', { chunk: 0, attempt: 5 }, 10, A),
+      e('fail', { chunk: 0, attempt: 5, reason: 'crash' }, 11, A),
+      e('claim', { chunk: 0, attempt: 6 }, 12, B),
+      e('fail', { chunk: 0, attempt: 6, reason: 'crash' }, 13, B),
+      e('abort', { reason: 'not mine to abort' }, 14, A),
+      e(
+        'abort',
+        {
+          reason:
+            'no eligible node remains: chunk 0 (frame 1) (and 1 more chunk(s)): every node that can run it failed 3 chunk(s) of this job and is blocklisted: node-a, node-b',
+        },
+        15,
+        SUB,
+      ),
+      e('abort', { reason: 'a later abort' }, 16, SUB),
+      e('claim', { chunk: 1, attempt: 1 }, 17, C),
+    ],
+  },
+  'abort-retry': {
+    description:
+      'A retry by the submitter revives an aborted job with a fresh start: the abort, the failure counts, the blocklist and the failure lists of unfinished chunks are cleared; the next claim is a new attempt.',
+    entries: [
+      ann({ frames: [1, 2] }),
+      e('claim', { chunk: 0, attempt: 1 }, 2, A),
+      e('fail', { chunk: 0, attempt: 1, reason: 'crash' }, 3, A),
+      e('claim', { chunk: 1, attempt: 1 }, 3, B),
+      done(1, 1, 4, B, [2]),
+      e(
+        'abort',
+        { reason: 'no eligible node remains: chunk 0 (frame 1): no node of the mesh has test' },
+        5,
+        SUB,
+      ),
+      e('retry', { chunks: [] }, 6, SUB),
+      e('claim', { chunk: 0, attempt: 2 }, 7, C),
+    ],
+  },
 }
 
 describe('job reducer test vectors', () => {

@@ -275,4 +275,18 @@ describe('seal', () => {
     expect(await a.log.heads(log)).toEqual([winner.id])
     expect(await b.log.heads(log)).toEqual([winner.id])
   })
+  it('with a one-log seal cache, a seal evicted by another log still covers late old entries', async () => {
+    const a = newNode(sa)
+    const b = newNode(sb, {}, { cachedSeals: 1, cachedLogs: 1 })
+    const other = jobLogId('otherjob')
+    const olds = [await a.log.append(log, 'claim', 1), await a.log.append(log, 'claim', 2)]
+    const s1 = await a.log.seal(log, 'one')
+    const s2 = await a.log.seal(other, 'two')
+    await b.log.join([s1.bytes, s2.bytes])
+    // The second seal evicted the first from the cache: the store still answers.
+    const late = await b.log.join(olds.map((e) => e.bytes))
+    expect(late.added).toEqual([])
+    expect(late.ignored).toBe(2)
+    expect((await b.log.entries(log)).map((e) => e.id)).toEqual([s1.id])
+  })
 })
