@@ -16,6 +16,7 @@ import { readFileSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { cpus } from 'node:os'
 import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { createApiClient } from '../src/api/client.js'
 import type { ApiEvent, JobDetail, PeerInfo, SubmitResponse } from '../src/api/types.js'
 import { apiCall, type DaemonProc, waitFor } from '../test/helpers/daemons.js'
@@ -237,4 +238,26 @@ export function cpuMeter(pids: readonly (number | undefined)[]) {
       }
     },
   }
+}
+
+/** True when `moduleUrl` is the script node was started with (run standalone, not imported). */
+export function isMain(moduleUrl: string): boolean {
+  return Boolean(process.argv[1]) && moduleUrl === pathToFileURL(process.argv[1]).href
+}
+
+/** Runs one bench module standalone: a line per figure on stdout, exit 1 on failure. */
+export function runStandalone(run: () => Promise<readonly BenchResult[]>): void {
+  run().then(
+    (results) => {
+      for (const x of results)
+        console.log(
+          `${x.name.padEnd(32)} ${String(x.value).padStart(10)} ${x.unit}  ${x.note ?? ''}`,
+        )
+      process.exit(0)
+    },
+    (err) => {
+      console.error(err)
+      process.exit(1)
+    },
+  )
 }

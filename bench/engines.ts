@@ -8,7 +8,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { pathToFileURL } from 'node:url'
+import { isMain, runStandalone } from './common.js'
 import { createPersistentBlender, renderChunk } from '../src/engines/blender.js'
 import { ensureExampleScene } from '../src/engines/example-scene.js'
 
@@ -92,13 +92,7 @@ function round(x: number): number {
   return Math.round(x * 100) / 100
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (isMain(import.meta.url)) {
   const n = process.argv[2] ? Number(process.argv[2]) : undefined
-  benchEngines({ frames: n }).then(
-    (r) => console.log(JSON.stringify(r, null, 2)),
-    (err) => {
-      console.error(err)
-      process.exit(1)
-    },
-  )
+  runStandalone(() => benchEngines({ frames: n }))
 }

@@ -30,7 +30,6 @@
  */
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import type { ApiEvent } from '../src/api/types.js'
 import { makeTempDir, removeDir, startMesh, stopDaemonProc } from '../test/helpers/daemons.js'
 import {
@@ -45,6 +44,8 @@ import {
   submitTestJob,
   waitJobDone,
   waitMeshReady,
+  isMain,
+  runStandalone,
 } from './common.js'
 
 export interface LeaseBenchOptions {
@@ -320,24 +321,14 @@ export async function benchLeases(opts: LeaseBenchOptions = {}): Promise<BenchRe
   return out
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (isMain(import.meta.url)) {
   const [frames, frameMs, nodes] = process.argv.slice(2)
-  benchLeases({
-    frames: frames ? Number(frames) : undefined,
-    frameMs: frameMs ? Number(frameMs) : undefined,
-    nodes: nodes ? nodes.split(',').map(Number) : undefined,
-    log: (l) => console.error(l),
-  }).then(
-    (r) => {
-      for (const x of r)
-        console.log(
-          `${x.name.padEnd(28)} ${String(x.value).padStart(10)} ${x.unit}  ${x.note ?? ''}`,
-        )
-      process.exit(0)
-    },
-    (err) => {
-      console.error(err)
-      process.exit(1)
-    },
+  runStandalone(() =>
+    benchLeases({
+      frames: frames ? Number(frames) : undefined,
+      frameMs: frameMs ? Number(frameMs) : undefined,
+      nodes: nodes ? nodes.split(',').map(Number) : undefined,
+      log: (l) => console.error(l),
+    }),
   )
 }

@@ -4,7 +4,7 @@
  * loopback (real libp2p, memory stores so the disk does not dominate).
  * Run on its own with `node dist/bench/log.js` after `npm run build`.
  */
-import { pathToFileURL } from 'node:url'
+import { isMain, runStandalone } from './common.js'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
 import { signerFor } from '../src/auth/identity.js'
@@ -169,8 +169,4 @@ async function converge(count: number, nodes: number): Promise<BenchResult> {
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  for (const r of await benchLog())
-    console.log(`${r.name.padEnd(20)} ${String(r.value).padStart(10)} ${r.unit}  ${r.note ?? ''}`)
-  process.exit(0)
-}
+if (isMain(import.meta.url)) runStandalone(() => benchLog())

@@ -14,7 +14,6 @@
  */
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import type { ApiEvent } from '../src/api/types.js'
 import {
   apiCall,
@@ -35,6 +34,8 @@ import {
   submitTestJob,
   waitJobDone,
   waitMeshReady,
+  isMain,
+  runStandalone,
 } from './common.js'
 import { analyseEvents } from './leases.js'
 
@@ -234,22 +235,12 @@ export async function benchOverhead(opts: OverheadBenchOptions = {}): Promise<Be
   return out
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (isMain(import.meta.url)) {
   const quick = process.argv.includes('--quick')
-  benchOverhead({
-    ...(quick ? { frames: 20, rounds: 5, idleMs: 5_000 } : {}),
-    log: (l) => console.error(l),
-  }).then(
-    (r) => {
-      for (const x of r)
-        console.log(
-          `${x.name.padEnd(32)} ${String(x.value).padStart(10)} ${x.unit}  ${x.note ?? ''}`,
-        )
-      process.exit(0)
-    },
-    (err) => {
-      console.error(err)
-      process.exit(1)
-    },
+  runStandalone(() =>
+    benchOverhead({
+      ...(quick ? { frames: 20, rounds: 5, idleMs: 5_000 } : {}),
+      log: (l) => console.error(l),
+    }),
   )
 }

@@ -25,7 +25,7 @@ import { createServer, connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
-import { pathToFileURL } from 'node:url'
+import { isMain, runStandalone } from './common.js'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { type BlockStore, createBlockStore } from '../src/blobs/block-store.js'
 import { type BlockExchange, createBlockExchange } from '../src/blobs/exchange.js'
@@ -292,20 +292,13 @@ function round(x: number, digits = 1): number {
   return Math.round(x * f) / f
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (isMain(import.meta.url)) {
   const [size, swarm] = process.argv.slice(2).map(Number)
-  benchTransfer({
-    sizeMiB: size || undefined,
-    swarmMiB: swarm || undefined,
-    log: (l) => console.error(l),
-  }).then(
-    (r) => {
-      console.log(JSON.stringify(r, null, 2))
-      process.exit(0)
-    },
-    (err) => {
-      console.error(err)
-      process.exit(1)
-    },
+  runStandalone(() =>
+    benchTransfer({
+      sizeMiB: size || undefined,
+      swarmMiB: swarm || undefined,
+      log: (l) => console.error(l),
+    }),
   )
 }

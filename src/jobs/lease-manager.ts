@@ -489,8 +489,9 @@ export function createLeaseManager(
 
     startQueued(caps)
 
-    // 3. Claim while we have room (bounded: a failing append must not spin).
-    for (let i = 0; i <= caps.slots; i++) {
+    // 3. Claim while we have room (bounded: a failing append must not spin). A node with
+    // no render slot never claims, not even ahead (it would hold a chunk it cannot start).
+    for (let i = 0; caps.slots > 0 && i <= caps.slots; i++) {
       if (stopped) return
       // Storing chunks hold no claim slot (see the header), up to their own bound.
       let storing = 0

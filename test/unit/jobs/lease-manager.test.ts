@@ -142,6 +142,15 @@ describe('lease manager', () => {
     await lm.stop()
   })
 
+  it('claims nothing with no render slot, not even ahead with prefetch', async () => {
+    const { log, running, lm, tick } = await setup({ frames: [1, 2, 3], slots: 0, prefetch: true })
+    await tick(5_000)
+    expect(log.kinds()).toEqual([])
+    expect(running.size).toBe(0)
+    expect(lm.heldLeases()).toEqual([])
+    await lm.stop()
+  })
+
   it('aborts a render at once when it learns it lost the claim', async () => {
     const { log, running, lm, tick } = await setup({ frames: [1] })
     const r = running.get(0)!
