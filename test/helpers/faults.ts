@@ -32,6 +32,14 @@ import {
   stopDaemonProc,
   waitFor,
 } from './daemons.js'
+import { STORING_PER_SLOT } from '../../src/jobs/lease-manager.js'
+
+/**
+ * The most leases one node of a fault mesh (one render slot) holds at once: its slot, one
+ * chunk claimed ahead, and the chunks still storing (they hold no slot). A node that dies
+ * or freezes causes at most this many duplicate renders.
+ */
+export const LEASES_ONE_NODE_HOLDS = 1 + 1 + STORING_PER_SLOT
 
 const execFileAsync = promisify(execFile)
 

@@ -16,6 +16,7 @@ import {
   daemonLog,
   expectAlive,
   expectPromisesKept,
+  jobDetail,
   metric,
   startFaultMesh,
   stopAll,
@@ -78,7 +79,23 @@ describe('faults: a hostile admitted peer (3 daemons)', { timeout: 180_000 }, ()
     const job = await submitAndStrike(12)
     const held = await h.claimAll(job.jobId)
     expect(held.length).toBeGreaterThan(0)
-    const bogus = held[0].chunk
+    // A claim of the hostile peer can lose to an honest node's concurrent claim; a bogus
+    // complete of a chunk it does not hold is a mere duplicate and nothing to reject. So
+    // complete one the submitter sees it holding.
+    const { bogus } = await waitFor(
+      async () => {
+        const j = await jobDetail(procs[0], job.jobId)
+        const c = j?.chunks.find(
+          (c) =>
+            c.node === h.peerId &&
+            c.state !== 'done' &&
+            held.some((x) => x.chunk === c.index && x.attempt === c.attempt),
+        )
+        return c && { bogus: c.index }
+      },
+      20_000,
+      'a chunk the submitter sees the hostile peer holding',
+    )
     const t0 = Date.now()
     await h.bogusComplete(job.jobId, bogus, { wrongBytes })
     await expectPromisesKept(name, procs, procs[0], job, 90_000)
