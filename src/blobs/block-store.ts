@@ -78,6 +78,30 @@ export class BlockCorruptError extends RmeshError {
 export type WriteKind = 'block' | 'manifest' | 'pin' | 'export'
 
 /**
+ * exportFile writes `.NAME.rmesh-HEX.tmp` next to its destination and renames it into place
+ * only when whole, so a destination is never half written; a process killed mid-export
+ * leaves that temporary file, which removeStaleExports clears.
+ */
+const EXPORT_TEMP = /^\..+\.rmesh-[0-9a-f]{12}\.tmp$/
+
+function exportTempName(destPath: string): string {
+  return `.${basename(destPath).slice(0, 80)}.rmesh-${randomBytes(6).toString('hex')}.tmp`
+}
+
+/** Removes exports left half-written in `dir` by a killed process; returns how many. */
+export async function removeStaleExports(dir: string): Promise<number> {
+  let names: string[]
+  try {
+    names = await readdir(dir)
+  } catch {
+    return 0
+  }
+  const stale = names.filter((n) => EXPORT_TEMP.test(n))
+  await Promise.all(stale.map((n) => rm(join(dir, n), { force: true })))
+  return stale.length
+}
+
+/**
  * Called before every write into the store or an export; tests throw from it (for example
  * an error with code 'ENOSPC') to inject a full disk.
  */
@@ -331,10 +355,7 @@ export function createBlockStore(
 
     async exportFile(manifestCid, destPath, opts = {}) {
       const m = await store.getManifest(manifestCid)
-      const tmp = join(
-        dirname(destPath),
-        `.${basename(destPath).slice(0, 80)}.rmesh-${randomBytes(6).toString('hex')}.tmp`,
-      )
+      const tmp = join(dirname(destPath), exportTempName(destPath))
       let fh: FileHandle | undefined
       try {
         await callHook('export', destPath, m.size)

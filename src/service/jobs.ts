@@ -19,12 +19,12 @@
  *    with an abort entry (no-eligible-watchdog.ts); until then its reason says so.
  */
 import { randomBytes } from 'node:crypto'
-import { access, mkdir, readFile, rename, rm, stat } from 'node:fs/promises'
+import { access, mkdir, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { basename, dirname, extname, isAbsolute, join } from 'node:path'
 import type { Level } from 'level'
 import type { BlockExchange } from '../blobs/exchange.js'
-import type { BlockStore } from '../blobs/block-store.js'
+import { type BlockStore, removeStaleExports } from '../blobs/block-store.js'
 import type { ProviderIndex } from '../blobs/providers.js'
 import { safeExtension, safeFileName } from '../blobs/safe-name.js'
 import type { EventBus } from '../api/events.js'
@@ -438,11 +438,11 @@ export function createJobService(c: JobServiceComponents): JobService {
     } else {
       await c.blocks.pin(pinOwner, manifest)
     }
-    const tmp = `${dest}.part-${randomBytes(4).toString('hex')}`
-    await c.blocks.exportFile(manifest, tmp, { signal })
-    await rename(tmp, dest)
+    // exportFile writes a temporary file and renames it into place when whole.
+    await c.blocks.exportFile(manifest, dest, { signal })
   }
 
+  const swept = new Set<string>()
   const collect = async (jobId: string) => {
     if (collecting.has(jobId) || stopped) return
     const lj = localJobs.get(jobId)
@@ -457,6 +457,12 @@ export function createJobService(c: JobServiceComponents): JobService {
     if (s.deleted) return
     collecting.add(jobId)
     try {
+      if (!swept.has(jobId)) {
+        // Once per job and process: a submitter killed mid-write left a temporary file.
+        swept.add(jobId)
+        const removed = await removeStaleExports(lj.outDir)
+        if (removed > 0) c.logger.info('removed half-written outputs', { jobId, removed })
+      }
       for (;;) {
         const cur = c.leases.job(jobId)
         if (!cur || cur.deleted || stopped) return

@@ -2,7 +2,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { createBlockStore } from '../../../src/blobs/block-store.js'
+import { createBlockStore, removeStaleExports } from '../../../src/blobs/block-store.js'
 import { encodeManifest } from '../../../src/blobs/manifest.js'
 import { encode } from '../../../src/util/cbor.js'
 import { isRmeshError } from '../../../src/util/errors.js'
@@ -32,6 +32,16 @@ afterEach(async () => {
 })
 
 describe('block store', () => {
+  it('removes only the temporary files a killed export left behind', async () => {
+    const dir = await tmp()
+    const keep = ['0001.png', '.hidden', '.0002.png.rmesh-zz.tmp', 'notes.tmp']
+    const stale = ['.0001.png.rmesh-0123456789ab.tmp', '.a b.exr.rmesh-ffffffffffff.tmp']
+    for (const n of [...keep, ...stale]) await writeFile(join(dir, n), 'x')
+    expect(await removeStaleExports(dir)).toBe(2)
+    expect((await readdir(dir)).sort()).toEqual([...keep].sort())
+    expect(await removeStaleExports(join(dir, 'missing'))).toBe(0)
+  })
+
   it('imports a file in blocks and exports the same bytes', async () => {
     const root = await tmp()
     const store = createBlockStore({ root, logger: silentLogger }, { blockSize: BS })
