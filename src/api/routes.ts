@@ -53,6 +53,17 @@ function tokenInfo(d: Daemon, t: Token, self: boolean): Api.TokenInfo {
   }
 }
 
+/** A newly issued token as the API returns it: the printable string with its facts. */
+function issuedToken(token: Token): Api.IssuedToken {
+  return {
+    id: token.id,
+    token: formatToken(token),
+    audience: token.aud,
+    caps: [...token.cap],
+    expires: token.exp * 1000,
+  }
+}
+
 function requireAdmin(d: Daemon): void {
   if (!d.admission.token?.cap.includes('admin')) {
     throw new RmeshError(
@@ -199,14 +210,7 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
     // Publishing the token lets every node authorize the new machine's entries at once.
     await d.log.append(MESH_LOG as LogId, 'admit', { token: token.bytes })
     d.events.publish({ type: 'tokens-changed' })
-    const issued: Api.IssuedToken = {
-      id: token.id,
-      token: formatToken(token),
-      audience: token.aud,
-      caps: [...token.cap],
-      expires: token.exp * 1000,
-    }
-    return issued
+    return issuedToken(token)
   })
   api.route('POST', '/v1/tokens/invite', async (req) => {
     requireAdmin(d)
@@ -280,14 +284,7 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
       limits: current.lim,
     })
     await d.adoptToken(token.bytes)
-    const issued: Api.IssuedToken = {
-      id: token.id,
-      token: formatToken(token),
-      audience: token.aud,
-      caps: [...token.cap],
-      expires: token.exp * 1000,
-    }
-    return issued
+    return issuedToken(token)
   })
   api.route('POST', '/v1/join', async (req) => {
     const code = obj(req.body).code

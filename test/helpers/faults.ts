@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto'
 import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import type { JobDetail, SceneInfo } from '../../src/api/types.js'
+import type { ChunkInfo, JobDetail, SceneInfo } from '../../src/api/types.js'
 import { ensureExampleScene } from '../../src/engines/example-scene.js'
 import { isValidImage } from '../../src/engines/images.js'
 import { findOnPath } from '../../src/engines/process.js'
@@ -444,4 +444,51 @@ export async function processRuns(pid: number): Promise<boolean> {
 
 export async function daemonLog(d: DaemonProc): Promise<string> {
   return readFile(join(d.dir, 'daemon.log'), 'utf8').catch(() => '')
+}
+
+/**
+ * SIGSTOPs `victim` while it holds a chunk of the job. `untilBusy` waits until it renders;
+ * a complete sent just before the freeze may still be on its way, so only a claim still
+ * standing 500 ms after the freeze counts as held (else it thaws and tries again).
+ */
+export async function freezeWhileHolding(
+  submitter: DaemonProc,
+  victim: DaemonProc,
+  jobId: string,
+  untilBusy: () => Promise<unknown>,
+): Promise<{ held: ChunkInfo[]; pausedAt: number }> {
+  for (let tries = 0; tries < 5; tries++) {
+    await untilBusy()
+    const pausedAt = Date.now()
+    victim.proc.kill('SIGSTOP')
+    await new Promise((r) => setTimeout(r, 500))
+    const held = (await jobDetail(submitter, jobId))!.chunks.filter(
+      (c) => c.node === victim.peerId && (c.state === 'claimed' || c.state === 'rendering'),
+    )
+    if (held.length > 0) return { held, pausedAt }
+    victim.proc.kill('SIGCONT')
+  }
+  throw new Error('the victim never held a chunk when frozen')
+}
+
+/** Waits until every lease in `held` is reopened as a newer attempt on another node. */
+export async function waitReopenedElsewhere(
+  submitter: DaemonProc,
+  victim: DaemonProc,
+  jobId: string,
+  held: readonly ChunkInfo[],
+  timeoutMs: number,
+): Promise<void> {
+  await waitFor(
+    async () => {
+      const j = await jobDetail(submitter, jobId)
+      return held.every((h) => {
+        const c = j!.chunks[h.index]
+        return c.attempt > h.attempt && c.node !== victim.peerId
+      })
+    },
+    timeoutMs,
+    'the frozen node’s leases to be reopened elsewhere',
+    100,
+  )
 }

@@ -32,6 +32,8 @@ import {
   submitBlenderJob,
   waitFramesDone,
   LEASES_ONE_NODE_HOLDS,
+  freezeWhileHolding,
+  waitReopenedElsewhere,
 } from '../../helpers/faults.js'
 
 const FRAMES = 12
@@ -122,33 +124,12 @@ describe.skipIf(skipReason)(
       jobDirs.push(job.workDir)
       // Freeze it while it holds a chunk; a complete sent just before the freeze may still
       // be on its way, so only a claim still standing a moment later is stuck.
-      let held: ChunkInfo[] = []
-      let pausedAt = 0
-      for (let tries = 0; held.length === 0; tries++) {
-        if (tries === 5) throw new Error('the victim never held a chunk when frozen')
-        await waitBlenderRendering(submitter, victim, job.jobId)
-        pausedAt = Date.now()
-        victim.proc.kill('SIGSTOP')
-        await new Promise((r) => setTimeout(r, 500))
-        held = (await jobDetail(submitter, job.jobId))!.chunks.filter(
-          (c) => c.node === victim.peerId && (c.state === 'claimed' || c.state === 'rendering'),
-        )
-        if (held.length === 0) victim.proc.kill('SIGCONT')
-      }
+      const { held, pausedAt } = await freezeWhileHolding(submitter, victim, job.jobId, () =>
+        waitBlenderRendering(submitter, victim, job.jobId),
+      )
       let reopenMs = 0
       try {
-        await waitFor(
-          async () => {
-            const j = await jobDetail(submitter, job.jobId)
-            return held.every((h) => {
-              const c = j!.chunks[h.index]
-              return c.attempt > h.attempt && c.node !== victim.peerId
-            })
-          },
-          60_000,
-          'the frozen node’s leases to be reopened elsewhere',
-          100,
-        )
+        await waitReopenedElsewhere(submitter, victim, job.jobId, held, 60_000)
         reopenMs = Date.now() - pausedAt
       } finally {
         victim.proc.kill('SIGCONT')

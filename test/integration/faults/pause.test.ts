@@ -5,8 +5,7 @@
  * with every frame once and few duplicates.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { ChunkInfo } from '../../../src/api/types.js'
-import { type DaemonProc, waitFor } from '../../helpers/daemons.js'
+import type { DaemonProc } from '../../helpers/daemons.js'
 import {
   expectPromisesKept,
   jobDetail,
@@ -17,6 +16,8 @@ import {
   waitFramesDone,
   waitRendering,
   LEASES_ONE_NODE_HOLDS,
+  freezeWhileHolding,
+  waitReopenedElsewhere,
 } from '../../helpers/faults.js'
 
 describe('faults: a node paused longer than a lease (3 daemons)', { timeout: 180_000 }, () => {
@@ -36,33 +37,12 @@ describe('faults: a node paused longer than a lease (3 daemons)', { timeout: 180
     await waitFramesDone(submitter, job.jobId, 10)
     // Freeze it while it holds a chunk. A complete it sent just before the freeze may still
     // be on its way: only a claim still standing a moment after the freeze is stuck.
-    let held: ChunkInfo[] = []
-    let pausedAt = 0
-    for (let tries = 0; held.length === 0; tries++) {
-      if (tries === 5) throw new Error('the victim never held a chunk when frozen')
-      await waitRendering(submitter, victim, job.jobId)
-      pausedAt = Date.now()
-      victim.proc.kill('SIGSTOP')
-      await new Promise((r) => setTimeout(r, 500))
-      held = (await jobDetail(submitter, job.jobId))!.chunks.filter(
-        (c) => c.node === victim.peerId && (c.state === 'claimed' || c.state === 'rendering'),
-      )
-      if (held.length === 0) victim.proc.kill('SIGCONT')
-    }
+    const { held, pausedAt } = await freezeWhileHolding(submitter, victim, job.jobId, () =>
+      waitRendering(submitter, victim, job.jobId),
+    )
     try {
       // Its leases reopen as new attempts held (or finished) by the others.
-      await waitFor(
-        async () => {
-          const j = await jobDetail(submitter, job.jobId)
-          return held.every((h) => {
-            const c = j!.chunks[h.index]
-            return c.attempt > h.attempt && c.node !== victim.peerId
-          })
-        },
-        30_000,
-        'the frozen node’s leases to be reopened elsewhere',
-        100,
-      )
+      await waitReopenedElsewhere(submitter, victim, job.jobId, held, 30_000)
       console.log(
         `[faults] d. ${held.length} leases of the frozen node reopened after ${Date.now() - pausedAt} ms (lease timeout 3000 ms)`,
       )
