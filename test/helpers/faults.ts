@@ -84,6 +84,33 @@ export interface SubmittedJob {
   blender?: { width: number; height: number }
 }
 
+/** POST the job on `d`; the record the fault checks work from (frames 1..frames). */
+async function postJob(
+  d: DaemonProc,
+  body: Record<string, unknown>,
+  frames: number,
+  workDir: string,
+  duplicatesBefore: number,
+  timeoutMs?: number,
+): Promise<SubmittedJob> {
+  const r = await apiCall<{ jobId: string; outDir: string }>(
+    d.socket,
+    'POST',
+    '/v1/jobs',
+    { ...body, frames: `1-${frames}` },
+    timeoutMs,
+  )
+  if (r.status !== 201 && r.status !== 200)
+    throw new Error(`submit failed: ${r.status} ${JSON.stringify(r.body)}`)
+  return {
+    jobId: r.body.jobId,
+    outDir: r.body.outDir,
+    frames: Array.from({ length: frames }, (_, i) => i + 1),
+    workDir,
+    duplicatesBefore,
+  }
+}
+
 /** Submit a test-engine job on `d` (any file named .blend is a scene for that engine). */
 export async function submitTestJob(
   d: DaemonProc,
@@ -103,23 +130,19 @@ export async function submitTestJob(
     o.sceneBytes ? randomBytes(o.sceneBytes) : `fault scene ${Date.now()}\n`,
   )
   const outDir = join(workDir, 'out')
-  const r = await apiCall<{ jobId: string; outDir: string }>(d.socket, 'POST', '/v1/jobs', {
-    scenePath,
-    engine: 'test',
-    frames: `1-${o.frames}`,
-    chunk: o.chunk ?? 1,
-    params: { frameMs: o.frameMs, ...o.params },
-    outDir,
-  })
-  if (r.status !== 201 && r.status !== 200)
-    throw new Error(`submit failed: ${r.status} ${JSON.stringify(r.body)}`)
-  return {
-    jobId: r.body.jobId,
-    outDir: r.body.outDir,
-    frames: Array.from({ length: o.frames }, (_, i) => i + 1),
+  return postJob(
+    d,
+    {
+      scenePath,
+      engine: 'test',
+      chunk: o.chunk ?? 1,
+      params: { frameMs: o.frameMs, ...o.params },
+      outDir,
+    },
+    o.frames,
     workDir,
     duplicatesBefore,
-  }
+  )
 }
 
 /** Why the real-Blender variants cannot run here, or undefined when they can. */
@@ -165,29 +188,15 @@ export async function submitBlenderJob(
   const duplicatesBefore = await metric(d, 'rmesh_duplicate_renders')
   const workDir = await makeTempDir('rmesh-fault-blender-')
   const outDir = join(workDir, 'out')
-  const r = await apiCall<{ jobId: string; outDir: string }>(
-    d.socket,
-    'POST',
-    '/v1/jobs',
-    {
-      scenePath: scene.scenePath,
-      frames: `1-${o.frames}`,
-      chunk: o.chunk ?? 1,
-      pack: true,
-      outDir,
-    },
-    120_000,
-  )
-  if (r.status !== 201 && r.status !== 200)
-    throw new Error(`submit failed: ${r.status} ${JSON.stringify(r.body)}`)
-  return {
-    jobId: r.body.jobId,
-    outDir: r.body.outDir,
-    frames: Array.from({ length: o.frames }, (_, i) => i + 1),
+  const job = await postJob(
+    d,
+    { scenePath: scene.scenePath, chunk: o.chunk ?? 1, pack: true, outDir },
+    o.frames,
     workDir,
     duplicatesBefore,
-    blender: size,
-  }
+    120_000,
+  )
+  return { ...job, blender: size }
 }
 
 export async function jobDetail(d: DaemonProc, jobId: string): Promise<JobDetail | undefined> {
