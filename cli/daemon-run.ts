@@ -20,6 +20,7 @@ export interface DaemonFlags {
   logLevel?: string
   name?: string
   slots?: number
+  minFreeDiskMiB?: number
   testEngine?: boolean
   metricsPort?: number
 }
@@ -37,6 +38,7 @@ export async function runDaemon(
       logLevel: flags.logLevel as ConfigInput['logLevel'],
       name: flags.name,
       slots: flags.slots,
+      minFreeDiskMiB: flags.minFreeDiskMiB,
       testEngine: flags.testEngine || undefined,
       metricsPort: flags.metricsPort,
     }

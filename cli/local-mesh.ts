@@ -115,7 +115,7 @@ export async function spawnDaemon(o: SpawnOptions): Promise<LocalNode> {
   })
   if (o.wait === false) return node
   try {
-    const info = await waitForDaemon(node, o.startTimeoutMs ?? 30_000)
+    const info = await waitForDaemon(node, o.startTimeoutMs ?? 30_000, o.name)
     node.peerId = info.peerId
     node.addresses = info.addresses
   } catch (err) {
@@ -161,14 +161,16 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
   return mesh
 }
 
-async function waitForDaemon(node: LocalNode, timeoutMs: number) {
+/** `label` names the daemon in errors (its --name), else its position in the mesh. */
+async function waitForDaemon(node: LocalNode, timeoutMs: number, label?: string) {
+  const who = label ?? `daemon ${node.index + 1}`
   const client = createApiClient({ socketPath: node.socketPath, timeoutMs: 2_000 })
   const deadline = Date.now() + timeoutMs
   for (;;) {
     if (node.proc.exitCode !== null) {
       throw new RmeshError(
         'ERR_DAEMON_START',
-        `daemon ${node.index + 1} exited (code ${node.proc.exitCode}): ${node.stderrTail.join('').slice(-2000)}`,
+        `${who} exited (code ${node.proc.exitCode}): ${node.stderrTail.join('').slice(-2000)}`,
       )
     }
     if (existsSync(node.socketPath)) {
@@ -177,10 +179,7 @@ async function waitForDaemon(node: LocalNode, timeoutMs: number) {
       } catch {}
     }
     if (Date.now() > deadline)
-      throw new RmeshError(
-        'ERR_DAEMON_START',
-        `daemon ${node.index + 1} did not answer within ${timeoutMs} ms`,
-      )
+      throw new RmeshError('ERR_DAEMON_START', `${who} did not answer within ${timeoutMs} ms`)
     await new Promise((r) => setTimeout(r, 100))
   }
 }

@@ -25,6 +25,11 @@ export interface DaemonConfig {
   logLevel: LogLevel
   /** Concurrent renders this node runs (a render farm node usually runs one). */
   slots: number
+  /**
+   * Below this much free space (MiB) on the data directory's disk the node takes no new
+   * chunks (it advertises 0 slots) until space is freed; what it holds finishes or fails.
+   */
+  minFreeDiskMiB: number
   tags: string[]
   /** Extra Blender executables to detect beside the one on PATH. */
   blenderPaths: string[]
@@ -55,6 +60,7 @@ const DEFAULTS: Omit<DaemonConfig, 'dataDir'> = {
   mdns: true,
   logLevel: 'info',
   slots: 1,
+  minFreeDiskMiB: 256,
   tags: [],
   blenderPaths: [],
   engines: [],
@@ -75,6 +81,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ConfigInput
   if (env.RMESH_MDNS) out.mdns = !/^(0|false|no|off)$/i.test(env.RMESH_MDNS)
   if (env.RMESH_LOG_LEVEL) out.logLevel = env.RMESH_LOG_LEVEL as LogLevel
   if (env.RMESH_SLOTS) out.slots = Number(env.RMESH_SLOTS)
+  if (env.RMESH_MIN_FREE_DISK_MIB) out.minFreeDiskMiB = Number(env.RMESH_MIN_FREE_DISK_MIB)
   if (env.RMESH_TAGS) out.tags = list(env.RMESH_TAGS)
   if (env.RMESH_TEST_ENGINE) out.testEngine = /^(1|true|yes|on)$/i.test(env.RMESH_TEST_ENGINE)
   if (env.RMESH_LEASE_TIMEOUT_MS) out.leaseTimeoutMs = Number(env.RMESH_LEASE_TIMEOUT_MS)
@@ -144,6 +151,8 @@ export function resolveConfig(dataDir: string, ...layers: ConfigInput[]): Daemon
     throw bad('logLevel', 'must be one of debug, info, warn, error, silent')
   if (!Number.isInteger(c.slots) || c.slots < 0 || c.slots > 64)
     throw bad('slots', 'must be an integer from 0 to 64')
+  if (!Number.isInteger(c.minFreeDiskMiB) || c.minFreeDiskMiB < 0 || c.minFreeDiskMiB > 1 << 24)
+    throw bad('minFreeDiskMiB', 'must be a whole number of MiB (0 to 16777216; 0 = no check)')
   if (
     !Array.isArray(c.tags) ||
     !c.tags.every((t) => typeof t === 'string' && /^[\w.-]{1,32}$/.test(t))

@@ -57,6 +57,8 @@ export const DB_DIR = 'db'
 export const LOG_FILE = 'daemon.log'
 export const NODE_TOKEN_FILE = 'node.token'
 export const REVOKE_KIND = 'revoke'
+/** How often the data disk's free space is checked (the low-disk pause reacts this fast). */
+export const DISK_CHECK_MS = 5_000
 
 export class DataDirLockedError extends RmeshError {
   constructor(dir: string) {
@@ -98,6 +100,10 @@ export interface Daemon {
   readonly counters: DaemonCounters
   /** What this node is rendering now (for presence and the API). */
   readonly activity: Map<string, Activity>
+  /** Why this node takes no new renders now (no capability, 0 slots, disk nearly full). */
+  renderPaused(): string | undefined
+  /** Free bytes on the data directory's disk at the last check (every DISK_CHECK_MS). */
+  freeDiskBytes(): number
   /** Store this node's token (from join/renew/init) and use it at once. */
   adoptToken(tokenText: string | Uint8Array): Promise<void>
   stop(): Promise<void>
@@ -272,7 +278,44 @@ export async function startDaemon(
     }
     let leases: LeaseManager | undefined
     /** A node renders only with a token that grants `render`. */
-    const renderSlots = () => (admission.token?.cap.includes('render') ? config.slots : 0)
+    // Free space on the data disk, refreshed every few seconds: below minFreeDiskMiB the
+    // node advertises no slots (so it claims nothing new) until space is freed, instead of
+    // failing chunk after chunk with ERR_DISK_FULL.
+    let freeDiskBytes = 0
+    let diskLow = false
+    let onDiskLowChanged = () => {}
+    const refreshDisk = async () => {
+      try {
+        const st = await statfs(config.dataDir)
+        freeDiskBytes = st.bavail * st.bsize
+      } catch {
+        return
+      }
+      const low = config.minFreeDiskMiB > 0 && freeDiskBytes < config.minFreeDiskMiB * 1024 * 1024
+      if (low === diskLow) return
+      diskLow = low
+      if (low)
+        logger.warn('data disk nearly full: taking no new renders until space is freed', {
+          freeMiB: Math.floor(freeDiskBytes / 1024 / 1024),
+          minFreeDiskMiB: config.minFreeDiskMiB,
+          dataDir: config.dataDir,
+        })
+      else
+        logger.info('data disk has room again: taking renders', {
+          freeMiB: Math.floor(freeDiskBytes / 1024 / 1024),
+        })
+      onDiskLowChanged()
+    }
+    await refreshDisk()
+    /** Why this node takes no renders now (undefined when it does). */
+    const renderPaused = (): string | undefined => {
+      if (!admission.token?.cap.includes('render')) return 'no render capability in its token'
+      if (config.slots === 0) return 'slots set to 0'
+      if (diskLow)
+        return `less than ${config.minFreeDiskMiB} MiB free on the data disk (${config.dataDir}): free space, or lower --min-free-disk`
+      return undefined
+    }
+    const renderSlots = () => (renderPaused() ? 0 : config.slots)
     const worker = createWorker({
       blocks,
       exchange,
@@ -284,6 +327,7 @@ export async function startDaemon(
       onLogLine: (task, frame, line) =>
         events.publish({ type: 'log-line', jobId: task.jobId, frame, node: peerId, line }),
     })
+    await worker.clearScratch()
 
     const presence = createPresence(
       {
@@ -389,15 +433,6 @@ export async function startDaemon(
       { leaseTimeoutMs: config.leaseTimeoutMs, quotaOf: (submitter) => quotas.get(submitter)?.max },
     )
 
-    let freeDiskBytes = 0
-    const refreshDisk = async () => {
-      try {
-        const st = await statfs(config.dataDir)
-        freeDiskBytes = st.bavail * st.bsize
-      } catch {}
-    }
-    await refreshDisk()
-
     const peerBook = createPeerBook(db)
     const dialer = createDialer(
       { libp2p, peerBook, clock, logger: logger.child('dialer') },
@@ -491,6 +526,8 @@ export async function startDaemon(
       liveLogs,
       counters,
       activity,
+      renderPaused,
+      freeDiskBytes: () => freeDiskBytes,
       adoptToken,
       stop: async () => {
         logger.info('stopping')
@@ -499,6 +536,7 @@ export async function startDaemon(
     }
 
     // ----- wiring between the parts ---------------------------------------------------
+    onDiskLowChanged = () => presence.publishNow()
     presence.onPresence((p, source) => {
       if (!libp2p.getConnections().some((c) => c.remotePeer.toString() === p.peerId))
         dialer.discovered(p.peerId, p.addrs)
@@ -594,7 +632,7 @@ export async function startDaemon(
       cleanups.push(() => new Promise<void>((r) => metricsServer.close(() => r())))
     }
 
-    const diskTimer = setInterval(() => void refreshDisk(), 30_000)
+    const diskTimer = setInterval(() => void refreshDisk(), DISK_CHECK_MS)
     diskTimer.unref()
     cleanups.push(() => clearInterval(diskTimer))
 

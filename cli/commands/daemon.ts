@@ -30,6 +30,10 @@ export function register(program: Command, ctx: CliContext): void {
       '--slots <n>',
       'renders this node runs at once (default 1; 0 = never render; env RMESH_SLOTS)',
     )
+    .option(
+      '--min-free-disk <MiB>',
+      'take no new renders while the data disk has less free space (default 256; 0 = no check; env RMESH_MIN_FREE_DISK_MIB)',
+    )
     .addOption(
       new Option('--test-engine', 'enable the test engine (tests and benchmarks)').hideHelp(),
     )
@@ -53,6 +57,7 @@ Examples:
           logLevel?: string
           name?: string
           slots?: string
+          minFreeDisk?: string
           testEngine?: boolean
           metricsPort?: string
         }) => {
@@ -62,6 +67,14 @@ Examples:
             if (!Number.isInteger(slots) || slots < 0 || slots > 64)
               throw new UsageError(
                 `--slots must be a whole number from 0 to 64, not ${JSON.stringify(opts.slots)}`,
+              )
+          }
+          let minFreeDiskMiB: number | undefined
+          if (opts.minFreeDisk !== undefined) {
+            minFreeDiskMiB = Number(opts.minFreeDisk)
+            if (!Number.isInteger(minFreeDiskMiB) || minFreeDiskMiB < 0)
+              throw new UsageError(
+                `--min-free-disk must be a whole number of MiB (0 = no check), not ${JSON.stringify(opts.minFreeDisk)}`,
               )
           }
           let metricsPort: number | undefined
@@ -82,6 +95,7 @@ Examples:
               logLevel: opts.logLevel,
               name: opts.name,
               slots,
+              minFreeDiskMiB,
               testEngine: opts.testEngine,
               metricsPort,
             },

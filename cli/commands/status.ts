@@ -6,7 +6,7 @@
 import type { Command } from 'commander'
 import type { JobDetail, NodeInfo } from '../../src/api/types.js'
 import { type CliContext, printJson } from '../context.js'
-import { formatDuration, shortPeer, table } from '../format.js'
+import { formatBytes, formatDuration, shortPeer, table } from '../format.js'
 import { action } from '../command.js'
 import { parseJobId } from '../validate.js'
 
@@ -48,7 +48,8 @@ export function describeNode(ctx: CliContext, n: NodeInfo): string {
     `mesh       ${n.meshId ?? c.yellow('none (run `rmesh init` to create one, or `rmesh join` to join one)')}`,
     `admitted   ${n.admitted ? c.green(`yes (${n.caps.join(', ')})`) : c.yellow('no: ask an admin for a token (`rmesh id` prints this peer id), then `rmesh join TOKEN`')}`,
     `peers      ${n.peerCount} connected`,
-    `slots      ${n.slots.busy}/${n.slots.total} busy`,
+    `slots      ${n.slots.busy}/${n.slots.total} busy${n.renderPaused ? c.yellow(`; takes no new renders: ${n.renderPaused}`) : ''}`,
+    ...(n.freeDiskBytes !== undefined ? [`free disk  ${formatBytes(n.freeDiskBytes)}`] : []),
     `engines    ${n.engines.map((e) => `${e.name} ${e.version}`).join(', ') || c.yellow('none found (install blender)')}`,
     'addresses',
     ...n.addresses.map((a) => `  ${a}`),

@@ -82,6 +82,8 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
       caps: d.admission.token ? [...d.admission.token.cap] : [],
       engines: d.engines.describe(),
       slots: { total: d.config.slots, busy: d.activity.size },
+      renderPaused: d.renderPaused(),
+      freeDiskBytes: d.freeDiskBytes(),
       peerCount: d.admission.admittedPeers().length,
     })
 

@@ -138,6 +138,13 @@ export interface NodeInfo {
   caps: Cap[]
   engines: EngineInfo[]
   slots: Slots
+  /**
+   * Why this node takes no new renders now, when it does not: no render capability,
+   * slots set to 0, or less free disk than --min-free-disk (it resumes once space is freed).
+   */
+  renderPaused?: string
+  /** Free space on the data directory's disk, bytes (checked every 5 s). */
+  freeDiskBytes?: number
   dataDir: string
   uptimeMs: number
   /** Peers currently connected and admitted. */

@@ -100,7 +100,16 @@ export function startProcess(opts: RunOptions): RunningProcess {
   const started = performance.now()
   const tail: string[] = []
   let log: WriteStream | undefined
-  if (opts.logPath) log = createWriteStream(opts.logPath, { flags: 'a' })
+  if (opts.logPath) {
+    const stream = createWriteStream(opts.logPath, { flags: 'a' })
+    // A log that cannot be written (a full disk, a removed folder) must not take the
+    // daemon down with an unhandled stream error: the process runs on, its log stops.
+    stream.on('error', () => {
+      if (log === stream) log = undefined
+      stream.destroy()
+    })
+    log = stream
+  }
   let canceled = false
   let timedOut = false
   let child: ResultPromise | undefined
@@ -195,7 +204,10 @@ export function startProcess(opts: RunOptions): RunningProcess {
     opts.signal?.removeEventListener('abort', onAbort)
     if (log) {
       const l = log
-      await new Promise<void>((resolve) => l.end(resolve))
+      await new Promise<void>((resolve) => {
+        l.once('close', resolve)
+        l.end()
+      })
     }
     return {
       exitCode,

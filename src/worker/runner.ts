@@ -10,12 +10,14 @@
  *  - every output is pinned under the job until the submitter's ack (the job service
  *    unpins on ack or delete), so garbage collection cannot take it;
  *  - an aborted render (lease lost, job canceled) leaves no half-imported outputs behind
- *    that are pinned, and the engine's process tree is gone when start() settles.
+ *    that are pinned, and the engine's process tree is gone when start() settles;
+ *  - the work folder is scratch: emptied at start (clearScratch), a chunk's folder
+ *    removed when it settles, a job's when it is forgotten.
  */
-import { mkdir, rm } from 'node:fs/promises'
+import { mkdir, rm, statfs } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { BlockExchange } from '../blobs/exchange.js'
-import type { BlockStore } from '../blobs/block-store.js'
+import { type BlockStore, DiskFullError } from '../blobs/block-store.js'
 import type { ProviderIndex } from '../blobs/providers.js'
 import { safeExtension, safeFileName } from '../blobs/safe-name.js'
 import { encodeVideo, VIDEO_EXTENSION } from '../engines/ffmpeg.js'
@@ -48,6 +50,27 @@ export interface WorkerComponents {
   onLogLine?: (task: ChunkTask, frame: number, line: string) => void
 }
 
+/** Free space under which a failed render is blamed on the disk. */
+const DISK_FULL_BELOW_BYTES = 1024 * 1024
+
+/**
+ * The disk-full error behind a failed render, if that is what it was: an ENOSPC/EDQUOT
+ * anywhere in the cause chain, or (an engine only sees a frame it could not save) a work
+ * folder left with less than 1 MiB free.
+ */
+async function diskFullCause(err: unknown, workDir: string): Promise<DiskFullError | undefined> {
+  for (let e: unknown = err, depth = 0; e && depth < 8; e = (e as Error).cause, depth++) {
+    if (e instanceof DiskFullError) return e
+    const code = (e as NodeJS.ErrnoException).code
+    if (code === 'ENOSPC' || code === 'EDQUOT') return new DiskFullError(workDir, e)
+  }
+  try {
+    const st = await statfs(workDir)
+    if (st.bavail * st.bsize < DISK_FULL_BELOW_BYTES) return new DiskFullError(workDir, err)
+  } catch {}
+  return undefined
+}
+
 export function outputsPinOwner(jobId: string): string {
   return `job-outputs/${jobId}`
 }
@@ -56,9 +79,10 @@ export function scenePinOwner(jobId: string): string {
   return `job-scene/${jobId}`
 }
 
-export function createWorker(
-  c: WorkerComponents,
-): ChunkRunner & { forgetJob(jobId: string): Promise<void> } {
+export function createWorker(c: WorkerComponents): ChunkRunner & {
+  forgetJob(jobId: string): Promise<void>
+  clearScratch(): Promise<void>
+} {
   const scenes = new Map<string, { promise: Promise<string>; ctl: AbortController }>()
 
   const providersFor = async (manifest: string, extra: string[], signal: AbortSignal) => {
@@ -202,11 +226,14 @@ export function createWorker(
       return { outputs, log, renderMs: result.renderMs }
     } catch (err) {
       if (signal.aborted) throw err
-      if (isEngineError(err) || err instanceof RmeshError) {
+      // A render that failed because this machine's disk is full says so (ERR_DISK_FULL),
+      // whatever the engine saw: Blender only reports a frame it could not save.
+      const cause = (await diskFullCause(err, workDir)) ?? err
+      if (isEngineError(cause) || cause instanceof RmeshError) {
         const log = await storeLog(task.jobId, join(workDir, 'render.log'))
-        throw new ChunkFailedError(describeError(err), { log, cause: err })
+        throw new ChunkFailedError(describeError(cause), { log, cause })
       }
-      throw new ChunkFailedError(describeError(err), { cause: err })
+      throw new ChunkFailedError(describeError(cause), { cause })
     } finally {
       await rm(workDir, { recursive: true, force: true }).catch(() => {})
     }
@@ -286,6 +313,15 @@ export function createWorker(
       return task.kind === 'encode'
         ? encode(task, signal, onProgress)
         : renderFrames(task, signal, onProgress, onRendered)
+    },
+    /**
+     * Empty the work folder. Called once at start, before any chunk runs: a daemon killed
+     * mid-render leaves its chunk folders and scene copies behind, and nothing in there
+     * outlives a restart (outputs and scenes live in the block store).
+     */
+    async clearScratch() {
+      await rm(c.workRoot, { recursive: true, force: true })
+      await mkdir(c.workRoot, { recursive: true })
     },
     async forgetJob(jobId) {
       scenes.get(jobId)?.ctl.abort()

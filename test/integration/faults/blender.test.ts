@@ -1,17 +1,25 @@
 /**
- * Issue 10's fault scenarios with the real Blender: three daemons render the example scene
- * (64×64, few samples, denoising off), 12 frames in chunks of one, and a renderer is hurt
- * while its Blender is rendering a frame:
- *  a. the renderer SIGKILLed: its Blender (its own process group, so no signal reaches it)
- *     finishes or dies on its broken stdout pipe within seconds, never lingers; the
- *     survivors finish the job, and the renderer restarts to hand over what it had rendered;
+ * Issue 10's renderer faults with the real Blender: three daemons render the example
+ * scene (64×64, few samples, denoising off) in chunks of one frame, and a renderer is hurt
+ * while its Blender works:
+ *  a. the renderer SIGKILLed mid-frame: its Blender (its own process group, so no signal
+ *     reaches it) finishes or dies on its broken stdout pipe within seconds, never
+ *     lingers; the survivors finish the job, and the renderer restarts to hand over what
+ *     it had rendered;
  *  b. the renderer frozen with SIGSTOP for longer than the lease (3 s), then resumed: its
- *     lease is reopened elsewhere and the job completes.
+ *     lease is reopened elsewhere and the job completes;
+ *  c. the renderer SIGKILLed right as its Blender saves a frame (while the daemon reads,
+ *     imports and pins the output and writes the complete entry to LevelDB), twice: each
+ *     restart reopens its stores cleanly and it renders again.
  * After each: every frame once in the output folder, each a PNG of the scene's size with
  * non-constant pixels; the same job state on every node; every daemon answering; the
  * duplicate renders counted and printed as a `[faults] blender …` line.
- * Skipped, with the reason printed, where Blender or ffmpeg is not installed.
+ * The mesh-wide faults (submitter crash, partition) are in blender-mesh.test.ts, the full
+ * disk in blender-disk.test.ts. Skipped, with the reason printed, where Blender or ffmpeg
+ * is not installed.
  */
+import { readdir } from 'node:fs/promises'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { ChunkInfo } from '../../../src/api/types.js'
 import { ensureExampleScene } from '../../../src/engines/example-scene.js'
@@ -27,9 +35,9 @@ import {
   expectPromisesKept,
   jobDetail,
   processRuns,
+  submitBlenderJob,
   startFaultMesh,
   stopAll,
-  submitBlenderJob,
   waitFramesDone,
   LEASES_ONE_NODE_HOLDS,
   freezeWhileHolding,
@@ -37,6 +45,7 @@ import {
 } from '../../helpers/faults.js'
 
 const FRAMES = 12
+const SAVE_KILLS = 2
 const skipReason = await blenderSkipReason()
 if (skipReason) console.log(`[faults] blender scenarios skipped: ${skipReason}`)
 
@@ -61,6 +70,29 @@ async function waitBlenderRendering(
     60_000,
     `${victim.peerId}'s Blender to render a frame`,
     25,
+  )
+}
+
+/**
+ * Wait until a Blender of `victim` has saved a frame of the job into a chunk's work folder
+ * (<data dir>/work/<job>/chunk-…/frame_NNNNN.png): from then on the daemon reads, imports
+ * and pins that output and records the complete. Polls every 5 ms to land in that window.
+ */
+async function waitFrameSaved(victim: DaemonProc, jobId: string): Promise<string> {
+  const root = join(victim.dir, 'work', jobId)
+  return waitFor(
+    async () => {
+      const chunks = await readdir(root).catch(() => [] as string[])
+      for (const c of chunks.filter((n) => n.startsWith('chunk-'))) {
+        const files = await readdir(join(root, c)).catch(() => [] as string[])
+        const frame = files.find((f) => /^frame_\d+\.png$/.test(f))
+        if (frame) return `${c}/${frame}`
+      }
+      return undefined
+    },
+    60_000,
+    `${victim.peerId}'s Blender to save a frame`,
+    5,
   )
 }
 
@@ -148,6 +180,44 @@ describe.skipIf(skipReason)(
       // On SIGCONT a render its Blender finished meanwhile may be recorded before the node
       // hears of the new claim: a valid output, at most one per frozen lease.
       expect(counts.duplicateCompletes).toBeLessThanOrEqual(LEASES_ONE_NODE_HOLDS)
+    })
+
+    it(`c. a renderer SIGKILLed as its Blender saves a frame, ${SAVE_KILLS} times: stores reopen, it renders again`, async () => {
+      const [submitter] = procs
+      const victimId = procs[2].peerId
+      const frames = 2 * FRAMES
+      const job = await submitBlenderJob(submitter, { frames })
+      jobDirs.push(job.workDir)
+      const killedAt: string[] = []
+      for (let i = 0; i < SAVE_KILLS; i++) {
+        const victim = procs[2]
+        const saved = await Promise.race([
+          waitFrameSaved(victim, job.jobId),
+          waitFramesDone(submitter, job.jobId, frames, 60_000).then(() => undefined),
+        ])
+        if (!saved) break
+        // Vary the moment: reading the PNG, importing its blocks, pinning, the log write.
+        await new Promise((r) => setTimeout(r, i * 15))
+        await stopDaemonProc(victim, 'SIGKILL')
+        killedAt.push(saved)
+        procs[2] = await restartDaemonProc(victim)
+      }
+      const counts = await expectPromisesKept(
+        'blender c. renderer SIGKILL while saving',
+        procs,
+        submitter,
+        job,
+        120_000,
+      )
+      console.log(`[faults] blender c. killed as these were saved: ${killedAt.join(', ')}`)
+      expect(killedAt.length).toBeGreaterThan(0)
+      expect(counts.duplicateCompletes).toBeLessThanOrEqual(killedAt.length * LEASES_ONE_NODE_HOLDS)
+      // The restarted renderer works: it renders part of a fresh job.
+      const again = await submitBlenderJob(submitter, { frames: FRAMES })
+      jobDirs.push(again.workDir)
+      await expectPromisesKept('blender c. fresh job after the kills', procs, submitter, again)
+      const j = (await jobDetail(submitter, again.jobId))!
+      expect(j.frames.some((f) => f.node === victimId)).toBe(true)
     })
   },
 )

@@ -7,9 +7,6 @@
  *     ERR_DISK_FULL, the others finish the job, and it stays up. Needs root for mount;
  *     skipped with the reason printed when mount is refused.
  */
-import { execFileSync } from 'node:child_process'
-import { mkdir, statfs, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import {
   type DaemonProc,
@@ -18,6 +15,7 @@ import {
   stopDaemonProc,
   waitFor,
 } from '../../helpers/daemons.js'
+import { mountSmallDisk, type SmallDisk } from '../../helpers/fault-gates.js'
 import {
   expectAlive,
   expectPromisesKept,
@@ -32,17 +30,11 @@ const KILLS = 3
 describe('faults: storage (3 daemons)', { timeout: 180_000 }, () => {
   let procs: DaemonProc[] = []
   const jobDirs: string[] = []
-  let mounted: string | undefined
+  let small: SmallDisk | undefined
   afterAll(async () => {
     // Stop the daemons before unmounting the small disk, and remove directories after.
     await Promise.all(procs.map((p) => stopDaemonProc(p, 'SIGKILL').catch(() => {})))
-    if (mounted) {
-      try {
-        execFileSync('umount', [mounted])
-      } catch (err) {
-        console.log(`[faults] g. could not unmount ${mounted}: ${(err as Error).message}`)
-      }
-    }
+    small?.unmount()
     await stopAll(procs, jobDirs)
   })
 
@@ -90,28 +82,22 @@ describe('faults: storage (3 daemons)', { timeout: 180_000 }, () => {
   })
 
   it('g. a renderer whose disk is full: clear ERR_DISK_FULL failures, the others finish, it stays up', async (ctx) => {
-    const dirs = await Promise.all([makeTempDir(), makeTempDir(), makeTempDir()])
-    const small = dirs[2]
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m,mode=0700', 'tmpfs', small], {
-        stdio: 'pipe',
-      })
-      mounted = small
-    } catch (err) {
-      console.log(
-        `[faults] g. skipped: cannot mount a tmpfs (${(err as Error).message.split('\n')[0]})`,
-      )
+    const disk = await mountSmallDisk(3)
+    if (typeof disk === 'string') {
+      console.log(`[faults] g. skipped: ${disk}`)
       ctx.skip()
       return
     }
+    small = disk
     await stopAll(procs)
-    procs = await startFaultMesh(3, { dirs })
+    // The low-disk pause off (0): this is the path where the disk fills between two checks.
+    procs = await startFaultMesh(3, {
+      dirs: [await makeTempDir(), await makeTempDir(), disk.dir],
+      env: { RMESH_MIN_FREE_DISK_MIB: '0' },
+    })
     const [submitter, , full] = procs
     // Fill the small disk, leaving a little room for LevelDB's own appends.
-    const st = await statfs(small)
-    const free = st.bavail * st.bsize
-    await mkdir(join(small, 'filler'), { recursive: true })
-    await writeFile(join(small, 'filler', 'fill'), Buffer.alloc(Math.max(0, free - 256 * 1024)))
+    await disk.fill(256 * 1024)
     // The scene is larger than what is left: fetching it must fail with a clear error.
     const job = await submitTestJob(submitter, {
       frames: 20,

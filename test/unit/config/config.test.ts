@@ -31,6 +31,8 @@ describe('daemon configuration', () => {
       [{ metricsPort: 70000 }, /metricsPort/],
       [{ mdns: 'yes' }, /mdns/],
       [{ noEligibleGraceMs: 10 }, /noEligibleGraceMs/],
+      [{ minFreeDiskMiB: -1 }, /minFreeDiskMiB/],
+      [{ minFreeDiskMiB: 'lots' }, /minFreeDiskMiB/],
     ]
     for (const [layer, re] of bad) {
       expect(() => resolveConfig('/d', layer as never)).toThrow(re)
@@ -46,6 +48,14 @@ describe('daemon configuration', () => {
     expect(resolveConfig('/d').noEligibleGraceMs).toBe(60_000)
     const c = resolveConfig('/d', configFromEnv({ RMESH_NO_ELIGIBLE_GRACE_MS: '3000' }))
     expect(c.noEligibleGraceMs).toBe(3_000)
+  })
+
+  it('minFreeDiskMiB: 256 MiB by default, RMESH_MIN_FREE_DISK_MIB sets it, 0 turns the check off', () => {
+    expect(resolveConfig('/d').minFreeDiskMiB).toBe(256)
+    expect(
+      resolveConfig('/d', configFromEnv({ RMESH_MIN_FREE_DISK_MIB: '0' })).minFreeDiskMiB,
+    ).toBe(0)
+    expect(resolveConfig('/d', { minFreeDiskMiB: 4 }).minFreeDiskMiB).toBe(4)
   })
 
   it('reads config.json, and explains a broken one', async () => {
