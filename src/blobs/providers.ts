@@ -11,7 +11,12 @@
  *    announce interval, so memory follows what is held now, not all ever announced);
  *  - a peer announces a manifest only when it holds every block of it;
  *  - gossip may drop a message: holders re-announce every `announceIntervalMs`; the DHT is
- *    best effort and always bounded by a timeout.
+ *    best effort and always bounded by a timeout;
+ *  - the DHT is the fallback, not the first resort: findProviders walks it only when
+ *    neither the caller (who often knows the holder from the job log: a chunk's
+ *    completer, a job's submitter) nor gossip names a holder. A walk costs RPCs to many
+ *    peers and up to its timeout, once per output otherwise. Outputs are not provided in
+ *    the DHT either (announce with dht: false): their complete entry names the holder.
  */
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { Message } from '@libp2p/gossipsub'
@@ -52,14 +57,24 @@ export interface ProviderIndexOptions {
 export interface ProviderIndex {
   start(): Promise<void>
   stop(): Promise<void>
-  /** Announce now (gossip, and DHT provide in the background). */
-  announce(manifestCids: string[]): Promise<void>
+  /** Announce now: gossip, and (unless dht is false) a DHT provide in the background. */
+  announce(manifestCids: string[], options?: { dht?: boolean }): Promise<void>
   /** Holders known from gossip (fresh within the TTL), most recently heard first. */
   providersOf(manifestCid: string): string[]
-  /** Gossip holders plus DHT providers, bounded by a timeout; never throws for DHT trouble. */
+  /**
+   * Holders to fetch from: `known` (the caller's, first) and gossip's, this node excluded;
+   * only when those are none (or `dht` is 'always': the known ones failed), DHT providers
+   * too, bounded by a timeout. Never throws for DHT trouble.
+   */
   findProviders(
     manifestCid: string,
-    options?: { signal?: AbortSignal; timeoutMs?: number; max?: number },
+    options?: {
+      known?: string[]
+      dht?: 'fallback' | 'always'
+      signal?: AbortSignal
+      timeoutMs?: number
+      max?: number
+    },
   ): Promise<string[]>
 }
 
@@ -200,11 +215,11 @@ export function createProviderIndex(
       pubsub.removeEventListener('message', onMessage)
       pubsub.unsubscribe(HAVE_TOPIC)
     },
-    async announce(manifestCids) {
+    async announce(manifestCids, announceOptions = {}) {
       for (const cid of manifestCids) parseCid(cid)
       for (const cid of manifestCids) complete.add(cid)
       await publish(manifestCids)
-      provideInDht(manifestCids)
+      if (announceOptions.dht !== false) provideInDht(manifestCids)
     },
     providersOf(manifestCid) {
       const m = holders.get(manifestCid)
@@ -215,11 +230,12 @@ export function createProviderIndex(
       return [...m.entries()].sort((a, b) => b[1] - a[1]).map(([p]) => p)
     },
     async findProviders(manifestCid, opts = {}) {
-      const found = new Set(this.providersOf(manifestCid))
-      if (!useDht) return [...found]
+      const self = libp2p.peerId.toString()
+      const found = new Set([...(opts.known ?? []), ...this.providersOf(manifestCid)])
+      found.delete(self)
+      if (!useDht || (found.size > 0 && opts.dht !== 'always')) return [...found]
       const max = opts.max ?? 20
       const signal = timeoutSignal(opts.timeoutMs ?? dhtTimeoutMs, opts.signal)
-      const self = libp2p.peerId.toString()
       try {
         for await (const p of libp2p.contentRouting.findProviders(parseCid(manifestCid), {
           signal,

@@ -414,12 +414,10 @@ export function createJobService(c: JobServiceComponents): JobService {
     await local.put(lj.jobId, lj)
   }
 
-  const providersFor = async (manifest: string, extra: string[]) => {
-    const known = await c.providers
-      .findProviders(manifest, { timeoutMs: 2_000 })
-      .catch(() => [] as string[])
-    return [...new Set([...extra, ...known])].filter((p) => p !== c.self)
-  }
+  const providersFor = (manifest: string, known: string[]) =>
+    c.providers
+      .findProviders(manifest, { known, timeoutMs: 2_000 })
+      .catch(() => known.filter((p) => p !== c.self))
 
   /** Make sure a manifest is complete locally (fetching from holders), then export it. */
   const materialize = async (

@@ -85,12 +85,13 @@ export function createWorker(c: WorkerComponents): ChunkRunner & {
 } {
   const scenes = new Map<string, { promise: Promise<string>; ctl: AbortController }>()
 
-  const providersFor = async (manifest: string, extra: string[], signal: AbortSignal) => {
-    const known = await c.providers
-      .findProviders(manifest, { signal, timeoutMs: 2_000 })
-      .catch(() => [])
-    return [...new Set([...extra, ...known])]
-  }
+  const providersFor = (
+    manifest: string,
+    known: string[],
+    signal: AbortSignal,
+    dht: 'fallback' | 'always' = 'fallback',
+  ) =>
+    c.providers.findProviders(manifest, { known, dht, signal, timeoutMs: 2_000 }).catch(() => known)
 
   /**
    * Fetch and export the job's scene once per job; concurrent chunks share it.
@@ -118,7 +119,7 @@ export function createWorker(c: WorkerComponents): ChunkRunner & {
             await fetch(known)
           } catch (err) {
             if (fetchSignal.aborted) throw err
-            await fetch(await providersFor(manifest, known, fetchSignal))
+            await fetch(await providersFor(manifest, known, fetchSignal, 'always'))
           }
         } else {
           await c.blocks.pin(scenePinOwner(task.jobId), manifest)
@@ -222,7 +223,13 @@ export function createWorker(c: WorkerComponents): ChunkRunner & {
           ),
         )
       }
-      void c.providers.announce(outputs.map((o) => o.manifest)).catch(() => {})
+      // The complete entry names this node as the holder: gossip only, no DHT provide.
+      void c.providers
+        .announce(
+          outputs.map((o) => o.manifest),
+          { dht: false },
+        )
+        .catch(() => {})
       return { outputs, log, renderMs: result.renderMs }
     } catch (err) {
       if (signal.aborted) throw err
@@ -261,14 +268,11 @@ export function createWorker(c: WorkerComponents): ChunkRunner & {
         if (chunk.state !== 'done')
           throw new ChunkFailedError(`frames ${chunk.index} are not done; the video waits for them`)
         for (const out of chunk.outputs ?? []) {
-          const providers = await providersFor(
-            out.manifest,
-            chunk.completedBy ? [chunk.completedBy] : [],
-            signal,
-          )
           if ((await c.blocks.missingBlocks(out.manifest).catch(() => ['?'])).length > 0) {
+            // The completer holds it until the submitter's ack, the submitter after.
+            const known = [...(chunk.completedBy ? [chunk.completedBy] : []), task.job.submitter]
             await c.exchange.fetchManifest(out.manifest, {
-              providers: [...providers, task.job.submitter],
+              providers: await providersFor(out.manifest, known, signal),
               signal,
               pinOwner: scenePinOwner(task.jobId),
             })
@@ -298,7 +302,7 @@ export function createWorker(c: WorkerComponents): ChunkRunner & {
       })
       const log = await storeLog(task.jobId, logPath)
       const output = await storeOutput(task.jobId, out, name, VIDEO_FRAME)
-      void c.providers.announce([output.manifest]).catch(() => {})
+      void c.providers.announce([output.manifest], { dht: false }).catch(() => {})
       return { outputs: [output], log, renderMs: Date.now() - started }
     } catch (err) {
       if (signal.aborted) throw err

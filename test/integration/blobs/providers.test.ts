@@ -8,7 +8,7 @@ describe('provider index', () => {
   const cluster = new Cluster()
   afterEach(() => cluster.close())
 
-  it('learns holders from gossip, ignores garbage, and bounds the DHT lookup', async () => {
+  it('learns holders from gossip, ignores garbage, asks the DHT only when no holder is known, and bounds it', async () => {
     const a = await cluster.node()
     const b = await cluster.node()
     const { manifest } = await a.store.importBytes('scene.blend', patternBytes(10_000))
@@ -38,6 +38,17 @@ describe('provider index', () => {
       await b.exchange.fetchManifest(manifest, { providers: found })
       expect(await b.store.missingBlocks(manifest)).toEqual([])
       expect(encodeHave([manifest]).byteLength).toBeLessThan(100)
+      // Holders the caller knows (from the job log) come first, and spare the DHT walk.
+      const unknown = cidOf(new Uint8Array([2]))
+      let t0 = Date.now()
+      expect(await ib.findProviders(unknown, { known: [a.id, b.id], timeoutMs: 1_000 })).toEqual([
+        a.id,
+      ])
+      expect(Date.now() - t0).toBeLessThan(200)
+      // With none known the DHT is asked, within its timeout.
+      t0 = Date.now()
+      expect(await ib.findProviders(unknown, { timeoutMs: 500 })).toEqual([])
+      expect(Date.now() - t0).toBeLessThan(2_000)
     } finally {
       await ia.stop()
       await ib.stop()
