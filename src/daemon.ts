@@ -197,6 +197,7 @@ export async function startDaemon(
       connectionGater: testPartition
         ? testPartition.wrap(createConnectionGater(admissionState))
         : createConnectionGater(admissionState),
+      start: false,
     })
     cleanups.push(() => libp2p.stop())
     if (testPartition) {
@@ -218,6 +219,10 @@ export async function startDaemon(
       logger,
     })
     const isAdmitted = (p: string) => admission.isAdmitted(p)
+    // The auth handler exists before the host listens: a peer that connects in the first
+    // milliseconds is admitted at once, not refused "could not negotiate" and retried.
+    await admission.start()
+    await libp2p.start()
 
     // ----- the log and its sync ------------------------------------------------------
     const log = createLogManager({

@@ -51,6 +51,11 @@ export interface HostOptions {
   mdnsServiceTag?: string
   /** Announce interval for mDNS in ms. */
   mdnsInterval?: number
+  /**
+   * Start listening and dialing at once (default true). The daemon passes false so that
+   * its auth handler is registered before the first peer can connect.
+   */
+  start?: boolean
 }
 
 /**
@@ -110,6 +115,7 @@ export async function createHost(options: HostOptions): Promise<RmeshLibp2p> {
     peerDiscovery.push(bootstrap({ list: options.bootstrap, timeout: 0 }))
   }
   return createLibp2p({
+    start: options.start ?? true,
     privateKey: options.privateKey,
     datastore: new CopyingMemoryDatastore(),
     addresses: { listen: options.listen },
