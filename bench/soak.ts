@@ -1,6 +1,7 @@
 /**
  * The soak (npm run soak [-- --minutes N]): five real daemons on loopback run random
- * test-engine jobs under random faults (SIGKILL + restart, SIGSTOP + SIGCONT) for a
+ * test-engine jobs under random faults (SIGKILL + restart, SIGSTOP + SIGCONT, a partition
+ * of the mesh into two random sides through the daemons' test gate) for a
  * bounded time, while each daemon's memory and open file descriptors are sampled every
  * 30 s: the live heap (the daemons run with --expose-gc and each sample asks
  * GET /metrics?gc=1, which collects first), external memory, then RSS and fds from /proc.
@@ -14,9 +15,10 @@
  * objects. The verdict rule is written into the report.
  *
  * Invariants: every finished job is checked like the fault tests check it (every frame
- * once, exact bytes; valid pixels for Blender) and then deleted, so growth means a leak, not kept jobs; node 1 is
- * never faulted, so one process lives the whole run as the leak witness; at most one
- * node is faulted at a time; everything started is stopped and removed at the end.
+ * once, exact bytes; valid pixels for Blender) and then deleted, so growth means a leak,
+ * not kept jobs; node 1's process is never killed or paused, so one process lives the
+ * whole run as the leak witness; one fault runs at a time; everything started is stopped
+ * and removed at the end.
  */
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { cpus, totalmem } from 'node:os'
@@ -28,6 +30,7 @@ import {
   restartDaemonProc,
   stopDaemonProc,
 } from '../test/helpers/daemons.js'
+import { createPartitionGate } from '../test/helpers/fault-gates.js'
 import {
   expectAlive,
   jobDetail,
@@ -122,12 +125,16 @@ function slope(xs: number[], ys: number[]): number {
 async function main() {
   const started = Date.now()
   const endAt = started + minutes * 60_000
+  const gate = await createPartitionGate()
   const procs = await startFaultMesh(NODES, {
     logLevel: 'warn',
-    env: { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --expose-gc`.trim() },
+    env: {
+      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --expose-gc`.trim(),
+      ...gate.env,
+    },
   })
   const samples: Sample[] = []
-  const faults = { kill: 0, stop: 0, unexpectedExits: 0, slowRestarts: 0 }
+  const faults = { kill: 0, stop: 0, partition: 0, unexpectedExits: 0, slowRestarts: 0 }
   const jobs = {
     submitted: 0,
     blender: 0,
@@ -200,9 +207,22 @@ async function main() {
 
   const injectFault = async () => {
     const i = rand(1, NODES - 1)
+    const kind = Math.random()
     faulting = true
     try {
-      if (Math.random() < 0.5) {
+      if (kind < 0.25) {
+        // A random split of the whole mesh (node 1 included: its process is not hurt).
+        const order = [...procs].sort(() => Math.random() - 0.5)
+        const cut = rand(1, NODES - 1)
+        const [sideA, sideB] = [order.slice(0, cut), order.slice(cut)]
+        const name = (side: DaemonProc[]) => side.map((p) => procs.indexOf(p) + 1).join(',')
+        faults.partition++
+        log(`fault: partition ${name(sideA)} | ${name(sideB)}`)
+        await gate.split(sideA, sideB, 30_000)
+        await sleep(rand(5_000, 30_000))
+        const ms = await gate.heal(sideA, sideB, 120_000)
+        log(`fault: healed, reconnected after ${ms} ms`)
+      } else if (kind < 0.6) {
         faults.kill++
         log(`fault: SIGKILL node ${i + 1}`)
         await stopDaemonProc(procs[i], 'SIGKILL')
@@ -321,6 +341,7 @@ async function main() {
     await writeReport({ started, minutes, samples, faults, jobs, durations, verifiedAt })
     if (keep) await Promise.all(procs.map((p) => stopDaemonProc(p, 'SIGKILL').catch(() => {})))
     else await stopAll(procs)
+    await gate.remove()
   }
 }
 
@@ -328,7 +349,13 @@ async function writeReport(r: {
   started: number
   minutes: number
   samples: Sample[]
-  faults: { kill: number; stop: number; unexpectedExits: number; slowRestarts: number }
+  faults: {
+    kill: number
+    stop: number
+    partition: number
+    unexpectedExits: number
+    slowRestarts: number
+  }
   jobs: {
     submitted: number
     blender: number
@@ -356,7 +383,7 @@ async function writeReport(r: {
     `- Mesh: ${NODES} daemons on 127.0.0.1, test engine${blenderShare ? ' and real Blender (example scene)' : ''}, lease timeout 3 s, presence every 0.5 s`,
     `- Jobs: ${r.jobs.submitted} submitted${blenderShare ? ` (${r.jobs.blender} real Blender)` : ''}, ${r.jobs.verified} verified (every frame once, exact bytes; Blender frames: a PNG of the scene's size with non-constant pixels; ${r.jobs.frames} frames), ${r.jobs.failed} failed`,
     `- Submit to verified output, per job: median ${pct(0.5)} s, p90 ${pct(0.9)} s, max ${pct(1)} s`,
-    `- Faults: ${r.faults.kill} SIGKILL + restart, ${r.faults.stop} SIGSTOP + SIGCONT (nodes 2–5; node 1 never faulted); ${r.faults.unexpectedExits} unexpected exits (crashes); ${r.faults.slowRestarts} slow restarts (a restarted daemon that took over its start timeout to answer, retried)`,
+    `- Faults: ${r.faults.kill} SIGKILL + restart, ${r.faults.stop} SIGSTOP + SIGCONT (nodes 2–5; node 1's process never faulted), ${r.faults.partition} partitions of the mesh into two random sides for 5–30 s; ${r.faults.unexpectedExits} unexpected exits (crashes); ${r.faults.slowRestarts} slow restarts (a restarted daemon that took over its start timeout to answer, retried)`,
     '',
     '## Memory and file descriptors per process',
     '',
