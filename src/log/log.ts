@@ -124,7 +124,9 @@ export function createLogManager(
   const kinds = options.kinds ? new Set(options.kinds) : undefined
   const maxPendingEntries = options.maxPendingEntries ?? 10_000
   const maxPendingBytes = options.maxPendingBytes ?? 32 * 1024 * 1024
-  const maxDroppedIds = options.maxDroppedIds ?? 100_000
+  // Only an optimisation (an entry at or below its log's seal is ignored by its clock
+  // anyway): recent seals' ids suffice, and each remembered id costs ~120 bytes for hours.
+  const maxDroppedIds = options.maxDroppedIds ?? 20_000
   const cachedLogs = options.cachedLogs ?? 16
   const cachedSeals = options.cachedSeals ?? 256
 
@@ -138,7 +140,9 @@ export function createLogManager(
   const seals = new Map<LogId, LogEntry | null>()
   const logCache = new Map<LogId, Map<EntryId, LogEntry>>()
   const meta = new Map<EntryId, { clock: number; log: LogId }>()
-  const META_MAX = 200_000
+  // A cache for parent lookups while joining (a miss reads LevelDB): parents are recent
+  // entries, so 20k is ample; at ~200 bytes an id, a larger bound only reads as a leak.
+  const META_MAX = 20_000
 
   function remember(entry: LogEntry): void {
     meta.set(entry.id, { clock: entry.clock, log: entry.log })
@@ -489,7 +493,10 @@ export function createLogManager(
     for (const e of retained.values()) for (const p of e.next) hasChild.add(p)
     const heads = [...retained.keys()].filter((id) => !hasChild.has(id))
     await store.commit(log, { put: [s], del, heads, seal: s.id })
-    for (const e of del) rememberDropped(e.id)
+    for (const e of del) {
+      rememberDropped(e.id)
+      meta.delete(e.id)
+    }
     remember(s)
     cacheSeal(log, s)
     logCache.set(log, retained)
