@@ -17,6 +17,8 @@
  *    completer, a job's submitter) nor gossip names a holder. A walk costs RPCs to many
  *    peers and up to its timeout, once per output otherwise. Outputs are not provided in
  *    the DHT either (announce with dht: false): their complete entry names the holder.
+ *    A new job's scene is provided a few seconds late (dht: 'deferred'): a provide walks
+ *    the DHT, and right after a submit the CPU belongs to the first claims and renders.
  */
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { Message } from '@libp2p/gossipsub'
@@ -34,6 +36,8 @@ import { cidFromBytes, cidToBytes } from './manifest.js'
 export const HAVE_TOPIC = 'rmesh/have/1.0.0'
 export const MAX_HAVE_BYTES = 64 * 1024
 export const MAX_PER_MESSAGE = 1024
+/** How long a deferred DHT provide waits. */
+export const DHT_DEFER_MS = 3_000
 
 export interface ProviderIndexComponents {
   libp2p: RmeshLibp2p
@@ -57,8 +61,11 @@ export interface ProviderIndexOptions {
 export interface ProviderIndex {
   start(): Promise<void>
   stop(): Promise<void>
-  /** Announce now: gossip, and (unless dht is false) a DHT provide in the background. */
-  announce(manifestCids: string[], options?: { dht?: boolean }): Promise<void>
+  /**
+   * Announce now on gossip, and provide in the DHT in the background: at once (default),
+   * DHT_DEFER_MS later ('deferred'), or not at all (false).
+   */
+  announce(manifestCids: string[], options?: { dht?: 'now' | 'deferred' | false }): Promise<void>
   /** Holders known from gossip (fresh within the TTL), most recently heard first. */
   providersOf(manifestCid: string): string[]
   /**
@@ -219,7 +226,14 @@ export function createProviderIndex(
       for (const cid of manifestCids) parseCid(cid)
       for (const cid of manifestCids) complete.add(cid)
       await publish(manifestCids)
-      if (announceOptions.dht !== false) provideInDht(manifestCids)
+      const dht = announceOptions.dht ?? 'now'
+      if (dht === 'now') provideInDht(manifestCids)
+      else if (dht === 'deferred') {
+        const t = setTimeout(() => {
+          if (running) provideInDht(manifestCids)
+        }, DHT_DEFER_MS)
+        t.unref?.()
+      }
     },
     providersOf(manifestCid) {
       const m = holders.get(manifestCid)

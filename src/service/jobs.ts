@@ -907,7 +907,7 @@ export function createJobService(c: JobServiceComponents): JobService {
       throw new InvalidInputError(`the job cannot be announced: ${valid.reason}`)
     }
     await c.log.append(jobLogId(jobId), 'announce', announce)
-    void c.providers.announce([imported.manifest]).catch(() => {})
+    void c.providers.announce([imported.manifest], { dht: 'deferred' }).catch(() => {})
     logger.info('job submitted', { jobId, name, frames: frames.length, outDir })
     return { jobId, name, framesTotal: frames.length, outDir }
   }
