@@ -66,7 +66,9 @@ export function isEntryKind(text: unknown): text is string {
 // Entries this module produced or verified: join trusts these objects without re-checking.
 const trusted = new WeakSet<LogEntry>()
 const verifiedIds = new Set<string>()
-const VERIFIED_CACHE_MAX = 50_000
+// Copies of an entry arrive within seconds (gossip from several peers, a sync session):
+// recent ids suffice, and on a daemon that runs for weeks every id kept costs ~120 bytes.
+const VERIFIED_CACHE_MAX = 20_000
 
 function rememberVerified(id: string): void {
   verifiedIds.add(id)
