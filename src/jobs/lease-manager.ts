@@ -40,7 +40,7 @@ import { jobIdOfLog, jobLogId } from '../log/types.js'
 import type { ChunkState, JobState, ReduceOptions } from './reducer.js'
 import { JobFold, reduceQueue } from './reducer.js'
 import type { ChunkProgress, ChunkResult, ChunkRunner, ChunkTask } from './runner.js'
-import { ChunkFailedError } from './runner.js'
+import { ChunkDeferredError, ChunkFailedError } from './runner.js'
 import { nodeCanRun } from './eligibility.js'
 
 /** The narrow view of the job logs the lease manager needs. */
@@ -97,6 +97,11 @@ export interface LeaseManagerOptions extends ReduceOptions {
    * timeout, and needs STRAGGLER_MIN_SAMPLES finished chunks). Default 10; 0 turns it off.
    */
   stragglerFactor?: number
+  /**
+   * After a chunk of a job is deferred (ChunkDeferredError: its scene unreachable), this
+   * node takes no chunk of that job for this long; default 10 s.
+   */
+  deferMs?: number
   /** Claim one chunk ahead while rendering; default true. */
   prefetch?: boolean
   /** Open chunks considered at once (in frame order), at least; default 8. */
@@ -118,6 +123,8 @@ export interface LeaseStats {
   completes: number
   fails: number
   releases: number
+  /** Chunks released because they could not start here for now (ChunkDeferredError). */
+  deferrals: number
   /** Claims that reopened a lease this node judged dead. */
   reclaims: number
 }
@@ -174,6 +181,7 @@ export function createLeaseManager(
   const stragglerFactor = options.stragglerFactor ?? 10
   const typical = new Map<string, { done: number; ms: number | undefined }>()
   const tickMs = options.tickMs ?? 1_000
+  const deferMs = options.deferMs ?? 10_000
   const prefetch = options.prefetch ?? true
   const windowMin = options.window ?? 8
   const autoSeal = options.autoSeal ?? true
@@ -201,8 +209,11 @@ export function createLeaseManager(
     completes: 0,
     fails: 0,
     releases: 0,
+    deferrals: 0,
     reclaims: 0,
   }
+  /** Jobs this node leaves alone until the given monotonic time (a chunk was deferred). */
+  const deferredUntil = new Map<string, number>()
 
   let stopped = true
   let unsubscribe: (() => void) | undefined
@@ -288,6 +299,8 @@ export function createLeaseManager(
     for (const k of firstSeen.keys()) if (!current.has(k)) firstSeen.delete(k)
     for (const k of scores.keys()) if (!live.has(k.slice(0, k.indexOf('/')))) scores.delete(k)
     for (const k of typical.keys()) if (!live.has(k)) typical.delete(k)
+    const t = now()
+    for (const [k, until] of deferredUntil) if (!live.has(k) || until <= t) deferredUntil.delete(k)
   }
 
   async function pump(): Promise<void> {
@@ -547,6 +560,7 @@ export function createLeaseManager(
     for (const item of reduceQueue(states, { quotaOf: options.quotaOf })) {
       const s = item.job
       if (!item.admitted || !jobLive(s)) continue
+      if ((deferredUntil.get(s.jobId) ?? 0) > t) continue
       const window = Math.max(windowMin, 2 * renderers)
       const candidates: { c: ChunkState; dead: boolean }[] = []
       let open = 0
@@ -680,6 +694,27 @@ export function createLeaseManager(
         if (!settle(task)) return
         const fin = leaseKey(task.jobId, task.chunk, task.attempt, self)
         finishing.add(fin)
+        if (err instanceof ChunkDeferredError) {
+          // Not a failure: hand the chunk back and leave the job alone for a while, so a
+          // mesh whose submitter is offline waits for it instead of failing the job.
+          stats.deferrals++
+          deferredUntil.set(task.jobId, now() + deferMs)
+          logger.info('chunk deferred', {
+            jobId: task.jobId,
+            chunk: task.chunk,
+            attempt: task.attempt,
+            reason: err.reason,
+            retryInMs: deferMs,
+          })
+          await append(task.jobId, 'release', {
+            chunk: task.chunk,
+            attempt: task.attempt,
+            reason: err.reason.slice(0, 1_000),
+          })
+          finishing.delete(fin)
+          schedule()
+          return
+        }
         const reason =
           err instanceof ChunkFailedError
             ? err.reason
@@ -811,6 +846,7 @@ export function createLeaseManager(
         typical: typical.size,
         listed: listings,
         tasks: tasks.size,
+        deferred: deferredUntil.size,
       }
     },
   }

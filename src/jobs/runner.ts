@@ -6,7 +6,9 @@
  *  - start() resolves only after every output is stored in the local block store (the
  *    lease manager writes the complete entry right after, so no output is ever lost);
  *  - it rejects with a ChunkFailedError (or any error: treated as a failure with its
- *    code) when the render fails, and with an AbortedError once `signal` fires; on abort
+ *    code) when the render fails, with a ChunkDeferredError when the chunk cannot start
+ *    here for now through no fault of this node or the job (its scene has no reachable
+ *    holder: the submitter is offline), and with an AbortedError once `signal` fires; on abort
  *    it must stop its process tree promptly (the lease manager frees the slot at once
  *    and ignores a late result);
  *  - progress is optional and advisory;
@@ -48,6 +50,22 @@ export interface ChunkRunner {
     onProgress?: (p: ChunkProgress) => void,
     onRendered?: () => void,
   ): Promise<ChunkResult>
+}
+
+/**
+ * The chunk cannot start here for now, and that is neither this node's fault nor the
+ * job's (its scene has no reachable holder: the submitter is offline and nobody else has
+ * it yet). Becomes a release entry, not a fail: it must not count towards failing the job
+ * or blocklisting the node; the node waits before taking the job again.
+ */
+export class ChunkDeferredError extends RmeshError {
+  readonly reason: string
+
+  constructor(reason: string, options: { cause?: unknown } = {}) {
+    super('ERR_CHUNK_DEFERRED', `chunk deferred: ${reason}`, { cause: options.cause })
+    this.name = 'ChunkDeferredError'
+    this.reason = reason
+  }
 }
 
 /** A render that failed on its own (not aborted): becomes a fail entry. */

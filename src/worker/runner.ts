@@ -25,6 +25,7 @@ import { type Engine, isEngineError } from '../engines/types.js'
 import type { ChunkOutput } from '../jobs/entries.js'
 import type { JobState } from '../jobs/reducer.js'
 import {
+  ChunkDeferredError,
   ChunkFailedError,
   type ChunkProgress,
   type ChunkResult,
@@ -32,7 +33,7 @@ import {
   type ChunkTask,
 } from '../jobs/runner.js'
 import { raceSignal } from '../util/abort.js'
-import { describeError, RmeshError } from '../util/errors.js'
+import { describeError, isRmeshError, RmeshError } from '../util/errors.js'
 import type { Logger } from '../util/logger.js'
 
 export const VIDEO_FRAME = -1
@@ -48,6 +49,17 @@ export interface WorkerComponents {
   logger: Logger
   /** Live render log lines (for `rmesh logs --follow` and the dashboard). */
   onLogLine?: (task: ChunkTask, frame: number, line: string) => void
+}
+
+/**
+ * An input nobody reachable holds (ERR_NO_PROVIDERS: the submitter is offline and no other
+ * node has the scene, or a frame, yet) is no fault of this node or the job: the chunk is
+ * deferred (released, retried later), not failed. Anything else is a failure.
+ */
+function unavailableOr(err: unknown, reason: string): ChunkDeferredError | ChunkFailedError {
+  return isRmeshError(err) && err.code === 'ERR_NO_PROVIDERS'
+    ? new ChunkDeferredError(reason, { cause: err })
+    : new ChunkFailedError(reason, { cause: err })
 }
 
 /** Free space under which a failed render is blamed on the disk. */
@@ -177,7 +189,7 @@ export function createWorker(c: WorkerComponents): ChunkRunner & {
       scenePath = await sceneFor(task, signal)
     } catch (err) {
       if (signal.aborted) throw err
-      throw new ChunkFailedError(`could not fetch the scene: ${describeError(err)}`, { cause: err })
+      throw unavailableOr(err, `could not fetch the scene: ${describeError(err)}`)
     }
     const workDir = join(c.workRoot, task.jobId, `chunk-${task.chunk}-a${task.attempt}`)
     await rm(workDir, { recursive: true, force: true })
@@ -306,7 +318,7 @@ export function createWorker(c: WorkerComponents): ChunkRunner & {
       return { outputs: [output], log, renderMs: Date.now() - started }
     } catch (err) {
       if (signal.aborted) throw err
-      throw new ChunkFailedError(`encode failed: ${describeError(err)}`, { cause: err })
+      throw unavailableOr(err, `encode failed: ${describeError(err)}`)
     } finally {
       await rm(workDir, { recursive: true, force: true }).catch(() => {})
     }

@@ -4,7 +4,10 @@
  *  a. the job completes;
  *  b. a renderer SIGKILLed mid-job: the job still completes, and the renderer restarts on
  *     its data directory with the same peer id and sees the job done;
- *  c. the submitter SIGKILLed mid-job and restarted: every output lands in its folder.
+ *  c. the submitter SIGKILLed mid-job and restarted: every output lands in its folder;
+ *  d. the submitter SIGKILLed right after submitting, before anyone has its scene: the
+ *     renderers defer (release, not fail) and wait; once it is back the job completes
+ *     with no failure counted and nobody blocklisted (the soak once failed such a job).
  * One mesh serves the three in turn (each with its own job) to keep the suite fast.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -13,6 +16,7 @@ import {
   nodeInfo,
   restartDaemonProc,
   stopDaemonProc,
+  waitFor,
 } from '../../helpers/daemons.js'
 import {
   expectPromisesKept,
@@ -85,6 +89,38 @@ describe('faults: crash and restart (3 daemons)', { timeout: 180_000 }, () => {
     await waitFramesDone(procs[1], job.jobId, 60, 90_000)
     procs[0] = await restartDaemonProc(procs[0])
     const counts = await expectPromisesKept('c. submitter SIGKILL', procs, procs[0], job)
+    expect(counts.duplicateCompletes).toBeLessThanOrEqual(LEASES_ONE_NODE_HOLDS)
+  })
+
+  it('d. the submitter SIGKILLed before anyone fetched its scene: the job waits, then completes', async () => {
+    // A 32 MiB scene: the renderers are still fetching it when the submitter dies.
+    const job = await submitTestJob(procs[0], {
+      frames: 12,
+      frameMs: 100,
+      sceneBytes: 32 * 1024 * 1024,
+    })
+    jobDirs.push(job.workDir)
+    // Once the others know the job (they start fetching at once), the submitter dies.
+    await waitFor(() => jobDetail(procs[1], job.jobId), 10_000, 'the job to reach node 2', 5)
+    await stopDaemonProc(procs[0], 'SIGKILL')
+    // Longer than a lease and than three fetch attempts: a failing design fails it by now.
+    await new Promise((r) => setTimeout(r, 6_000))
+    const waiting = (await jobDetail(procs[1], job.jobId))!
+    expect(waiting.state).not.toBe('failed')
+    procs[0] = await restartDaemonProc(procs[0])
+    const counts = await expectPromisesKept(
+      'd. submitter SIGKILL before the scene spread',
+      procs,
+      procs[0],
+      job,
+    )
+    const j = (await jobDetail(procs[0], job.jobId))!
+    const failures = j.frames.filter((f) => f.error)
+    console.log(
+      `[faults] d. while the submitter was down the job was ${waiting.state} (${waiting.framesDone} done); failures after: ${failures.length}`,
+    )
+    expect(j.blocklist).toEqual([])
+    expect(failures).toEqual([])
     expect(counts.duplicateCompletes).toBeLessThanOrEqual(LEASES_ONE_NODE_HOLDS)
   })
 })

@@ -6,7 +6,7 @@ import {
   STORING_PER_SLOT,
 } from '../../../src/jobs/lease-manager.js'
 import type { ChunkResult, ChunkRunner, ChunkTask } from '../../../src/jobs/runner.js'
-import { ChunkFailedError } from '../../../src/jobs/runner.js'
+import { ChunkDeferredError, ChunkFailedError } from '../../../src/jobs/runner.js'
 import { JobFold } from '../../../src/jobs/reducer.js'
 import { FakeClock } from '../../../src/util/clock.js'
 import { sha256 } from '../../../src/util/hash.js'
@@ -259,6 +259,29 @@ describe('lease manager', () => {
     await tick()
     expect(log.kinds()).toEqual(['claim', 'fail'])
     expect(lm.job(JOB)!.chunks[0].failures[0]).toMatchObject({ node: A, reason: 'engine crashed' })
+    await lm.stop()
+  })
+
+  it('a deferred render (scene unreachable) is released, not failed, and the job is left alone for deferMs', async () => {
+    const { log, running, lm, tick } = await setup({
+      frames: [1],
+      options: { deferMs: 5_000 },
+    })
+    running.get(0)!.reject(new ChunkDeferredError('could not fetch the scene: ERR_NO_PROVIDERS'))
+    running.clear()
+    await tick()
+    expect(log.kinds()).toEqual(['claim', 'release'])
+    const c = lm.job(JOB)!.chunks[0]
+    expect(c).toMatchObject({ state: 'open', failures: [] })
+    expect(lm.job(JOB)!.blocklist).toEqual([])
+    expect(lm.stats().deferrals).toBe(1)
+    // Not taken again before deferMs (no hot claim/release loop while the submitter is away)...
+    await tick(4_000)
+    expect(running.size).toBe(0)
+    // ...then tried again.
+    await tick(1_500)
+    expect(log.kinds()).toEqual(['claim', 'release', 'claim'])
+    expect(running.size).toBe(1)
     await lm.stop()
   })
 
