@@ -282,7 +282,6 @@ export async function startDaemon(
       } catch {}
     }
     let leases: LeaseManager | undefined
-    /** A node renders only with a token that grants `render`. */
     // Free space on the data disk, refreshed every few seconds: below minFreeDiskMiB the
     // node advertises no slots (so it claims nothing new) until space is freed, instead of
     // failing chunk after chunk with ERR_DISK_FULL.
@@ -312,14 +311,18 @@ export async function startDaemon(
       onDiskLowChanged()
     }
     await refreshDisk()
+    /** A passing reason to take no new renders (presence tells peers; it ends by itself). */
+    const pausedFor = (): string | undefined =>
+      diskLow
+        ? `less than ${config.minFreeDiskMiB} MiB free on the data disk (${config.dataDir}): free space, or lower --min-free-disk`
+        : undefined
     /** Why this node takes no renders now (undefined when it does). */
     const renderPaused = (): string | undefined => {
       if (!admission.token?.cap.includes('render')) return 'no render capability in its token'
       if (config.slots === 0) return 'slots set to 0'
-      if (diskLow)
-        return `less than ${config.minFreeDiskMiB} MiB free on the data disk (${config.dataDir}): free space, or lower --min-free-disk`
-      return undefined
+      return pausedFor()
     }
+    /** Render slots offered: none without the render capability or while paused. */
     const renderSlots = () => (renderPaused() ? 0 : config.slots)
     const worker = createWorker({
       blocks,
@@ -345,6 +348,7 @@ export async function startDaemon(
           version: RMESH_VERSION,
           engines: engines.describe(),
           slots: renderSlots(),
+          ...(pausedFor() ? { paused: pausedFor() } : {}),
           tags: config.tags,
           freeDiskBytes,
           load: Math.round((loadavg()[0] / Math.max(1, cpus().length)) * 100) / 100,
@@ -465,6 +469,7 @@ export async function startDaemon(
       quotaOf: (peer) => quotas.get(peer)?.max,
       selfEngines: () => engines.describe(),
       selfSlots: renderSlots,
+      selfPaused: pausedFor,
       selfTags: () => config.tags,
       selfName: () => config.name,
       noEligibleGraceMs: config.noEligibleGraceMs,

@@ -48,7 +48,9 @@ function peerTable(ctx: CliContext, list: PeerInfo[]): string {
           ? c.dim('gone')
           : p.state === 'busy'
             ? c.cyan('busy')
-            : c.green('idle')) + (p.admitted ? '' : c.yellow(' (not admitted)')),
+            : p.state === 'paused'
+              ? c.yellow('paused')
+              : c.green('idle')) + (p.admitted ? '' : c.yellow(' (not admitted)')),
     },
     { header: 'slots', get: (p) => `${p.slots.busy}/${p.slots.total}`, align: 'right' },
     { header: 'load', get: (p) => (p.load === null ? '-' : p.load.toFixed(2)), align: 'right' },

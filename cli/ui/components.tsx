@@ -48,7 +48,15 @@ export function PeersPanel(props: { peers: PeerInfo[]; width: number; rows: numb
         <Text
           key={p.peerId}
           wrap="truncate-end"
-          color={color(p.state === 'gone' ? 'gray' : p.state === 'busy' ? 'cyan' : 'green')}
+          color={color(
+            p.state === 'gone'
+              ? 'gray'
+              : p.state === 'busy'
+                ? 'cyan'
+                : p.state === 'paused'
+                  ? 'yellow'
+                  : 'green',
+          )}
         >
           {truncate(
             [
@@ -56,7 +64,7 @@ export function PeersPanel(props: { peers: PeerInfo[]; width: number; rows: numb
               pad(p.addresses[0]?.replace(/\/p2p\/.*$/, '') ?? '-', w >= 100 ? 24 : 16),
               pad(p.engines.map((e) => `${e.name} ${e.version}`).join(',') || '-', 14),
               pad(`${p.slots.busy}/${p.slots.total}`, 5),
-              pad(p.state, 5),
+              pad(p.state, 6),
               pad(p.load === null ? '-' : p.load.toFixed(1), 4),
               workText(p),
             ].join(' '),

@@ -155,8 +155,11 @@ export interface NodeInfo {
 // GET /v1/peers → PeerInfo[]   (every peer seen this run, including gone ones, not self)
 // ---------------------------------------------------------------------------------------
 
-/** idle: heard recently with a free slot; busy: every slot in use; gone: stopped heartbeating. */
-export type PeerState = 'idle' | 'busy' | 'gone'
+/**
+ * idle: heard recently with a free slot; busy: every slot in use; paused: takes no new work
+ * for a passing reason (see `paused`; it resumes by itself); gone: stopped heartbeating.
+ */
+export type PeerState = 'idle' | 'busy' | 'paused' | 'gone'
 
 export interface PeerInfo {
   peerId: string
@@ -173,6 +176,8 @@ export interface PeerInfo {
   load: number | null
   /** Free disk in the peer's data directory, bytes; null when unknown. */
   freeDiskBytes: number | null
+  /** Why it takes no new work now, while state is 'paused' (e.g. its data disk is nearly full). */
+  paused?: string
   /** Milliseconds since this node last heard the peer (its own monotonic clock). */
   lastSeenMs: number
   version?: string

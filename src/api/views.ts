@@ -40,7 +40,13 @@ export function peerInfoOf(d: Daemon, peerId: string): PeerInfo | undefined {
     .filter((c) => c.remotePeer.toString() === peerId && c.status === 'open')
   const busy = p.doing.length
   const state: PeerState =
-    entry.state === 'gone' ? 'gone' : busy >= p.slots && p.slots > 0 ? 'busy' : 'idle'
+    entry.state === 'gone'
+      ? 'gone'
+      : p.paused !== undefined
+        ? 'paused'
+        : busy >= p.slots && p.slots > 0
+          ? 'busy'
+          : 'idle'
   const connectedAddrs = conns.map((c) => c.remoteAddr.toString())
   return {
     peerId,
@@ -62,6 +68,7 @@ export function peerInfoOf(d: Daemon, peerId: string): PeerInfo | undefined {
     })),
     load: p.load,
     freeDiskBytes: p.freeDiskBytes,
+    ...(p.paused !== undefined ? { paused: p.paused } : {}),
     lastSeenMs: Math.max(0, Math.round(d.clock.monotonic() - entry.lastHeard)),
     version: p.version,
   }

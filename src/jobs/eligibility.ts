@@ -5,7 +5,8 @@
  *
  * Invariants:
  *  - the rules are the lease manager's and the reducer's, never new ones: a node may take a
- *    chunk when it has a render slot, every tag the job requires, the job's engine in a
+ *    chunk when it has a render slot (or is only paused: its disk nearly full, it takes
+ *    work again by itself, so the job waits for it rather than fail), every tag the job requires, the job's engine in a
  *    satisfying version (ffmpeg for the encode chunk), and is not blocklisted in the job
  *    (the reducer ignores its claims). A node that failed a chunk is still eligible for
  *    it: the lease manager hands the chunk to others first but takes it again once every
@@ -28,6 +29,8 @@ export interface MeshNode {
   name?: string
   engines: readonly { name: string; version: string }[]
   slots: number
+  /** A passing reason it offers no slot now (presence `paused`): it counts as able. */
+  paused?: string
   tags: readonly string[]
 }
 
@@ -86,7 +89,7 @@ export function chunkEligibility(s: JobState, nodes: readonly MeshNode[]): Chunk
   return needy(s, live).map((c) => ({
     chunk: c.index,
     nodes: nodes
-      .filter((n) => n.slots > 0 && nodeCanRun(s, n, c.kind))
+      .filter((n) => (n.slots > 0 || n.paused !== undefined) && nodeCanRun(s, n, c.kind))
       .map((n) => n.id)
       .sort(),
   }))
@@ -123,7 +126,7 @@ function whyNobody(s: JobState, c: ChunkState, nodes: readonly MeshNode[]): stri
   const withTags = withEngine.filter((n) => nodeMeetsRequirements(s, n, c.kind))
   if (withTags.length === 0)
     return `no node of the mesh with ${need} has the tags ${tags.join(', ')}`
-  const withSlots = withTags.filter((n) => n.slots > 0)
+  const withSlots = withTags.filter((n) => n.slots > 0 || n.paused !== undefined)
   if (withSlots.length === 0) return `no node of the mesh with ${need} has a render slot`
   const n = s.job.limits.maxFailuresPerNode ?? DEFAULT_MAX_FAILURES_PER_NODE
   const names = withSlots.map((x) => x.name ?? x.id.slice(-8)).sort()

@@ -27,6 +27,7 @@ import type { RmeshLibp2p } from './host.js'
 export const PRESENCE_TOPIC = 'rmesh/presence/1.0.0'
 export const PRESENCE_PROTOCOL = '/rmesh/presence/1.0.0'
 export const MAX_PRESENCE_BYTES = 16 * 1024
+export const MAX_PAUSED_LENGTH = 256
 
 export interface LeaseRef {
   job: string
@@ -48,6 +49,11 @@ export interface Presence {
   version: string
   engines: { name: string; version: string }[]
   slots: number
+  /**
+   * Set while the node takes no new renders for a passing reason (its data disk nearly
+   * full); its slots are 0 meanwhile, and it will take work again by itself.
+   */
+  paused?: string
   tags: string[]
   freeDiskBytes: number
   load: number
@@ -91,6 +97,7 @@ export function validatePresence(value: unknown): Presence {
   num('load')
   num('seq')
   if (p.meshId !== undefined) str('meshId', 128)
+  if (p.paused !== undefined) str('paused', MAX_PAUSED_LENGTH)
   for (const e of arr('engines', 32)) {
     const o = e as Record<string, unknown>
     if (

@@ -105,6 +105,8 @@ export interface JobServiceComponents {
   /** What this node can run (for the "no eligible node" hint). */
   selfEngines: () => readonly { name: string; version: string }[]
   selfSlots: () => number
+  /** A passing reason this node takes no renders now (its data disk nearly full). */
+  selfPaused?: () => string | undefined
   selfTags?: () => readonly string[]
   selfName?: () => string
   /** A job of ours that no live node can take for this long is failed (abort); default 60 s. */
@@ -276,13 +278,14 @@ export function createJobService(c: JobServiceComponents): JobService {
         name: c.selfName?.(),
         engines: c.selfEngines(),
         slots: c.selfSlots(),
+        paused: c.selfPaused?.(),
         tags: c.selfTags?.() ?? [],
       },
     ]
     for (const [peerId, p] of c.presence.peers()) {
       if (p.state !== 'up' || peerId === c.self) continue
-      const { name, engines, slots, tags } = p.presence
-      out.push({ id: peerId as MeshNode['id'], name, engines, slots, tags })
+      const { name, engines, slots, paused, tags } = p.presence
+      out.push({ id: peerId as MeshNode['id'], name, engines, slots, paused, tags })
     }
     return out
   }

@@ -4,7 +4,8 @@
  * the last byte while its Blender renders. Then:
  *  - it stays up (no unhandled ENOSPC from its render log, daemon log, LevelDB or block
  *    store), and every failure it reports names the cause (ERR_DISK_FULL);
- *  - within a disk check (5 s) it pauses: GET /v1/node says why, it takes no new chunk;
+ *  - within a disk check (5 s) it pauses: GET /v1/node says why, it takes no new chunk,
+ *    and its presence tells the others (they list it as `paused`, with the reason);
  *  - the other two finish the job;
  *  - once space is freed (the filler removed, no restart), it resumes and catches up:
  *    every replica computes the same state, the submitter holds every frame once with
@@ -16,7 +17,7 @@ import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { ensureExampleScene } from '../../../src/engines/example-scene.js'
-import type { NodeInfo } from '../../../src/api/types.js'
+import type { NodeInfo, PeerInfo } from '../../../src/api/types.js'
 import {
   apiCall,
   type DaemonProc,
@@ -93,6 +94,16 @@ describe.skipIf(skipReason)(
       const why = await waitFor(() => renderPaused(full), 15_000, 'the full node to pause')
       const pausedMs = Date.now() - filledAt
       expect(why).toMatch(/free on the data disk/)
+      // Its presence says so: the others show it paused, with the reason.
+      const seen = await waitFor(
+        async () =>
+          (await apiCall<PeerInfo[]>(submitter.socket, 'GET', '/v1/peers')).body.find(
+            (p) => p.peerId === full.peerId && p.state === 'paused',
+          ),
+        15_000,
+        'the submitter to see the full node paused',
+      )
+      expect(seen.paused).toMatch(/free on the data disk/)
       await waitFramesDone(submitter, job.jobId, FRAMES, 120_000)
       const doneMs = Date.now() - filledAt
       await expectAlive([full])

@@ -56,6 +56,13 @@ describe('eligibility', () => {
     expect(eligibilityVerdict(s, [node(A, { engines: blender('4.2.1') })]).ok).toBe(true)
   })
 
+  it('a node paused by a full disk (slots 0, paused) counts as able: the job waits, it does not fail', () => {
+    const paused = node(A, { slots: 0, paused: 'less than 256 MiB free on the data disk' })
+    expect(eligibilityVerdict(job(), [paused])).toEqual({ ok: true })
+    // Slots 0 without a passing reason (a submit-only machine) is not able.
+    expect(eligibilityVerdict(job(), [node(A, { slots: 0 })]).ok).toBe(false)
+  })
+
   it('names missing tags and missing slots', () => {
     const tagged = job({ requirements: { tags: ['gpu'] }, frames: [1] })
     expect(eligibilityVerdict(tagged, [node(A)])).toMatchObject({

@@ -18,6 +18,14 @@ describe('wire vectors', () => {
     expect(decoded).toEqual(v.value)
   })
 
+  it('presence heartbeat of a paused node (optional `paused` reason)', () => {
+    const v = vector('presence/heartbeat-paused.json')
+    expect(Buffer.from(encode(v.value)).toString('hex')).toBe(v.hex)
+    const decoded = validatePresence(decodeBounded(Buffer.from(v.hex, 'hex'), MAX_PRESENCE_BYTES))
+    expect(decoded).toEqual(v.value)
+    expect(decoded.paused).toMatch(/data disk/)
+  })
+
   it('presence garbage is refused with a typed error', () => {
     const v = vector('presence/heartbeat.json')
     for (const bad of [
@@ -27,6 +35,8 @@ describe('wire vectors', () => {
       { ...v.value, leases: 'x' },
       { ...v.value, addrs: Array(17).fill('/ip4/1.1.1.1') },
       { ...v.value, name: 'x'.repeat(65) },
+      { ...v.value, paused: 42 },
+      { ...v.value, paused: 'x'.repeat(257) },
     ]) {
       expect(() => validatePresence(bad)).toThrow(
         expect.objectContaining({ code: 'ERR_INVALID_INPUT' }),
