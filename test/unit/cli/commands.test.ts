@@ -78,6 +78,13 @@ describe('usage errors exit 2 before calling the daemon', () => {
     ['token bad expiry', ['token', 'invite', '--expires', 'soon'], /duration/],
     ['join garbage', ['join', 'two words'], /not a token or an invite/],
     ['missing argument', ['cancel'], /missing required argument/],
+    ['daemon bad min-free-disk', ['daemon', '--min-free-disk', 'lots'], /--min-free-disk must be/],
+    [
+      'daemon negative min-free-disk',
+      ['daemon', '--min-free-disk', '-5'],
+      /--min-free-disk must be/,
+    ],
+    ['daemon bad slots', ['daemon', '--slots', '1.5'], /--slots must be/],
   ]
   for (const [name, argv, re] of cases) {
     it(name, async () => {
