@@ -12,6 +12,7 @@
  */
 import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { dirname } from 'node:path'
+import { deadline } from '../util/abort.js'
 import { AbortedError, RmeshError, TimeoutError } from '../util/errors.js'
 import {
   API_PREFIX,
@@ -198,14 +199,16 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     timeout = defaultTimeout,
   ) {
     const ms = o?.timeoutMs ?? timeout
-    const signal = combine(o?.signal, ms)
+    const bound = deadline(ms, o?.signal)
     let res: IncomingMessage
     let buf: Buffer
     try {
-      res = await open(method, path, body, signal)
-      buf = await readBody(res, signal, `${method} ${path}`)
+      res = await open(method, path, body, bound.signal)
+      buf = await readBody(res, bound.signal, `${method} ${path}`)
     } catch (err) {
       throw err instanceof TimeoutError ? new TimeoutError(`${method} ${path}`, ms) : err
+    } finally {
+      bound.clear()
     }
     const out: RawResponse = {
       status: res.statusCode ?? 0,
@@ -383,11 +386,6 @@ function errorFrom(res: RawResponse): RmeshError {
       ? (e.details as Record<string, unknown>)
       : undefined
   return new ApiError(res.status, e.code, e.message, details)
-}
-
-function combine(signal: AbortSignal | undefined, ms: number): AbortSignal {
-  const deadline = AbortSignal.timeout(ms)
-  return signal ? AbortSignal.any([signal, deadline]) : deadline
 }
 
 // ENOENT: no socket; ECONNREFUSED: a stale socket left by a crash; ENOTSOCK: not a socket.

@@ -102,10 +102,7 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
     return d.jobs.list(states as Api.JobState[] | undefined)
   })
   api.route('POST', '/v1/jobs', (req) =>
-    d.jobs.submit(
-      obj(req.body) as unknown as Api.SubmitRequest,
-      AbortSignal.any([req.signal, AbortSignal.timeout(10 * 60_000)]),
-    ),
+    d.jobs.submit(obj(req.body) as unknown as Api.SubmitRequest, req.signal),
   )
   api.route('GET', '/v1/jobs/:id', (req) => d.jobs.detail(req.params.id))
   api.route('POST', '/v1/jobs/:id/cancel', (req) => d.jobs.cancel(req.params.id))
@@ -125,11 +122,7 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
     const b = obj(req.body)
     if (typeof b.out !== 'string')
       throw new InvalidInputError('out must be an absolute path', { field: 'out' })
-    return d.jobs.fetch(
-      req.params.id,
-      { out: b.out, zip: b.zip === true },
-      AbortSignal.any([req.signal, AbortSignal.timeout(60 * 60_000)]),
-    )
+    return d.jobs.fetch(req.params.id, { out: b.out, zip: b.zip === true }, req.signal)
   })
   api.route('GET', '/v1/jobs/:id/logs', async (req) => {
     const frame = optInt(req.query.get('frame'), 'frame', -1_048_574, 1_048_574)
@@ -177,10 +170,7 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
   })
   api.route('POST', '/v1/scenes/inspect', (req) => {
     const b = obj(req.body)
-    return d.jobs.inspect(
-      { path: b.path as string },
-      AbortSignal.any([req.signal, AbortSignal.timeout(60_000)]),
-    )
+    return d.jobs.inspect({ path: b.path as string }, req.signal)
   })
 
   // ----- admission -------------------------------------------------------------------------
@@ -293,9 +283,7 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
     if (typeof code !== 'string' || code.length === 0 || code.length > 32_768)
       throw new InvalidInputError('code must be a token or an invite string', { field: 'code' })
     if (code.trim().startsWith(INVITE_STRING_PREFIX)) {
-      const redeemed = await redeemInvite(d.libp2p, code.trim(), {
-        signal: AbortSignal.any([req.signal, AbortSignal.timeout(30_000)]),
-      })
+      const redeemed = await redeemInvite(d.libp2p, code.trim(), { signal: req.signal })
       await d.adoptToken(redeemed.token.bytes)
       const res: Api.JoinResponse = {
         kind: 'invite',

@@ -20,7 +20,7 @@ import type { Connection, PeerId, Stream, StreamHandler } from '@libp2p/interfac
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Libp2p } from 'libp2p'
 import { type LogEntry, MESH_LOG } from '../log/types.js'
-import { DEFAULT_TIMEOUTS, timeoutSignal } from '../util/abort.js'
+import { DEFAULT_TIMEOUTS, deadline, withDeadline } from '../util/abort.js'
 import type { Clock } from '../util/clock.js'
 import { describeError, isRmeshError, type RmeshError } from '../util/errors.js'
 import type { Logger } from '../util/logger.js'
@@ -299,7 +299,8 @@ export function createAdmission(
   /** Responder side. */
   const onAuthStream = async (stream: Stream, connection: Connection) => {
     const peer = connection.remotePeer.toString()
-    const signal = timeoutSignal(handshakeMs)
+    const bound = deadline(handshakeMs)
+    const signal = bound.signal
     const io = framed(stream, MAX_HELLO_BYTES, 'auth hello')
     try {
       const msg = await io.read(signal)
@@ -315,13 +316,16 @@ export function createAdmission(
       log.info('auth handshake failed', { peer, err: describeError(err) })
       if (isGarbage(err)) malformedHello(peer)
       stream.abort(err instanceof Error ? err : new Error(String(err)))
+    } finally {
+      bound.clear()
     }
   }
 
   /** Initiator side, on one connection. */
   const handshake = async (connection: Connection): Promise<void> => {
     const peer = connection.remotePeer.toString()
-    const signal = timeoutSignal(handshakeMs)
+    const bound = deadline(handshakeMs)
+    const signal = bound.signal
     let stream: Stream | undefined
     try {
       stream = await connection.newStream(AUTH_PROTOCOL, { signal })
@@ -342,6 +346,8 @@ export function createAdmission(
       else log.debug('auth handshake did not complete', { peer, err: describeError(err) })
       // A peer that cannot complete the handshake is treated like one without a token.
       if (ownToken && !isAdmitted(peer)) scheduleGrace(peer)
+    } finally {
+      bound.clear()
     }
   }
 
@@ -448,7 +454,8 @@ export function createAdmission(
     async waitAdmitted(p, signal) {
       const peer = toStr(p)
       if (isAdmitted(peer)) return
-      const sig = signal ?? timeoutSignal(handshakeMs)
+      const bound = signal ? undefined : deadline(handshakeMs)
+      const sig = signal ?? bound!.signal
       await new Promise<void>((resolve, reject) => {
         const w = {
           resolve: () => {
@@ -469,7 +476,7 @@ export function createAdmission(
         const set = waiters.get(peer) ?? new Set()
         waiters.set(peer, set)
         set.add(w)
-      })
+      }).finally(() => bound?.clear())
     },
     admittedPeers: () => [...admitted.keys()].filter(isAdmitted),
     tokenOf(p) {
@@ -481,7 +488,7 @@ export function createAdmission(
         const peer = connection.remotePeer.toString()
         if (!isAdmitted(peer)) {
           try {
-            await api.waitAdmitted(peer, timeoutSignal(requireWaitMs))
+            await withDeadline(requireWaitMs, undefined, (signal) => api.waitAdmitted(peer, signal))
           } catch {
             log.warn('stream from unadmitted peer reset', { peer, protocol: stream.protocol })
             stream.abort(new AdmissionError('ERR_AUTH_NOT_ADMITTED', `${peer} is not admitted`))

@@ -17,7 +17,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { Libp2p } from 'libp2p'
 import type { PeerIdString } from '../log/types.js'
-import { DEFAULT_TIMEOUTS, raceSignal, timeoutSignal } from '../util/abort.js'
+import { DEFAULT_TIMEOUTS, deadline, raceSignal, withDeadline } from '../util/abort.js'
 import { fromBase64Url, toBase64Url } from '../util/bytes.js'
 import { decodeBounded, encode } from '../util/cbor.js'
 import type { Clock } from '../util/clock.js'
@@ -274,7 +274,8 @@ export function createInviteServer(
   const handler = async (stream: Stream, connection: Connection) => {
     const peer = connection.remotePeer.toString()
     const release = admission.holdUnadmitted(peer)
-    const signal = timeoutSignal(timeoutMs)
+    const bound = deadline(timeoutMs)
+    const signal = bound.signal
     const io = framed(stream, MAX_INVITE_BYTES + 64, 'invite request')
     try {
       let reply: Record<string, unknown>
@@ -300,6 +301,7 @@ export function createInviteServer(
       log.debug('invite stream failed', { peer, err: describeError(err) })
       stream.abort(err instanceof Error ? err : new Error(String(err)))
     } finally {
+      bound.clear()
       release()
     }
   }
@@ -333,7 +335,17 @@ export async function redeemInvite(
 ): Promise<RedeemResult> {
   const invite = parseInviteString(inviteString)
   await verifyInviteSignature(invite)
-  const signal = timeoutSignal(DEFAULT_TIMEOUTS.request, options.signal)
+  return withDeadline(DEFAULT_TIMEOUTS.request, options.signal, (signal) =>
+    redeemParsed(libp2p, invite, signal),
+  )
+}
+
+async function redeemParsed(
+  // biome-ignore lint/suspicious/noExplicitAny: any service map; only the core API is used.
+  libp2p: Libp2p<any>,
+  invite: Invite,
+  signal: AbortSignal,
+): Promise<RedeemResult> {
   const addrs: Multiaddr[] = []
   for (const a of invite.addrs) {
     try {

@@ -28,7 +28,13 @@ import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { DEFAULT_TIMEOUTS, sleep, throwIfAborted, timeoutSignal } from '../util/abort.js'
+import {
+  DEFAULT_TIMEOUTS,
+  linkSignals,
+  sleep,
+  throwIfAborted,
+  withDeadline,
+} from '../util/abort.js'
 import { type Clock, systemClock } from '../util/clock.js'
 import {
   AbortedError,
@@ -138,11 +144,14 @@ export interface BlockExchange {
   start(): Promise<void>
   stop(): Promise<void>
   fetchManifest(manifestCid: string, options: FetchOptions): Promise<void>
-  /** Ask one peer for one block or manifest; returns verified bytes or null (not have). */
+  /**
+   * Ask one peer for one block or manifest; returns verified bytes or null (not have).
+   * Bounded by `timeoutMs` (default: the block timeout) and by `signal`.
+   */
   requestOne(
     peer: string,
     cid: string,
-    options?: { signal?: AbortSignal },
+    options?: { signal?: AbortSignal; timeoutMs?: number },
   ): Promise<Uint8Array | null>
   /** Counters since creation, for tests, the dashboard and the benchmark profile. */
   stats(): ExchangeStats
@@ -316,7 +325,9 @@ export function createBlockExchange(
     let manifestCid: string
     try {
       manifestCid = decodeHaveSubscribe(
-        (await lp.read({ signal: timeoutSignal(serveIdleTimeoutMs, lifetime.signal) })).subarray(),
+        (
+          await withDeadline(serveIdleTimeoutMs, lifetime.signal, (signal) => lp.read({ signal }))
+        ).subarray(),
       )
     } catch (err) {
       log.debug('bad have subscription', { peer, err: describeError(err) })
@@ -345,9 +356,10 @@ export function createBlockExchange(
       while (!ended) {
         if (dirty) {
           dirty = false
-          await lp.write(encodeHaveBits(h.bits), {
-            signal: timeoutSignal(blockTimeoutMs, lifetime.signal),
-          })
+          const bits = encodeHaveBits(h.bits)
+          await withDeadline(blockTimeoutMs, lifetime.signal, (signal) =>
+            lp.write(bits, { signal }),
+          )
           continue
         }
         const idle = await new Promise<boolean>((resolve) => {
@@ -362,9 +374,7 @@ export function createBlockExchange(
         // Blocks stored in a burst go out as one frame: fewer frames, same information.
         if (!ended) await sleep(haveCoalesceMs, lifetime.signal).catch(() => undefined)
       }
-      await stream
-        .close({ signal: timeoutSignal(2_000) })
-        .catch(() => stream.abort(new Error('close')))
+      await closeOrAbort(stream, 2_000)
     } catch (err) {
       log.debug('have stream ended with error', { peer, err: describeError(err) })
       stream.abort(err instanceof Error ? err : new Error(String(err)))
@@ -387,7 +397,9 @@ export function createBlockExchange(
       while (!lifetime.signal.aborted) {
         let frame: Uint8ArrayList
         try {
-          frame = await lp.read({ signal: timeoutSignal(serveIdleTimeoutMs, lifetime.signal) })
+          frame = await withDeadline(serveIdleTimeoutMs, lifetime.signal, (signal) =>
+            lp.read({ signal }),
+          )
         } catch {
           break // end of requests, idle, or a broken stream: nothing more to answer
         }
@@ -396,18 +408,16 @@ export function createBlockExchange(
           const block = await lookup(cid)
           if (block) await upload(block.byteLength, lifetime.signal)
           const parts = encodeResponseParts(cid, block)
-          await lp.write(new Uint8ArrayList(...parts), {
-            signal: timeoutSignal(blockTimeoutMs, lifetime.signal),
-          })
+          await withDeadline(blockTimeoutMs, lifetime.signal, (signal) =>
+            lp.write(new Uint8ArrayList(...parts), { signal }),
+          )
           if (block) {
             counters.servedBlocks++
             counters.servedBytes += block.byteLength
           }
         }
       }
-      await stream
-        .close({ signal: timeoutSignal(5_000) })
-        .catch(() => stream.abort(new Error('close')))
+      await closeOrAbort(stream, 5_000)
     } catch (err) {
       // Garbage from a peer costs it its stream, never the daemon.
       log.debug('served stream ended with error', { peer, err: describeError(err) })
@@ -417,17 +427,26 @@ export function createBlockExchange(
 
   async function openStream(peer: string, signal: AbortSignal): Promise<Stream> {
     const id: PeerId = peerIdFromString(peer)
-    return libp2p.dialProtocol(id, BLOCKS_PROTOCOL, {
-      signal: timeoutSignal(DEFAULT_TIMEOUTS.dial, signal),
-    })
+    return withDeadline(DEFAULT_TIMEOUTS.dial, signal, (s) =>
+      libp2p.dialProtocol(id, BLOCKS_PROTOCOL, { signal: s }),
+    )
   }
 
   async function requestOne(
     peer: string,
     cid: string,
-    opts: { signal?: AbortSignal } = {},
+    opts: { signal?: AbortSignal; timeoutMs?: number } = {},
   ): Promise<Uint8Array | null> {
-    const signal = timeoutSignal(blockTimeoutMs, opts.signal)
+    return withDeadline(opts.timeoutMs ?? blockTimeoutMs, opts.signal, (signal) =>
+      requestOneWithin(peer, cid, signal),
+    )
+  }
+
+  async function requestOneWithin(
+    peer: string,
+    cid: string,
+    signal: AbortSignal,
+  ): Promise<Uint8Array | null> {
     const stream = await openStream(peer, signal)
     try {
       const lp = lpStream(stream, { maxDataLength: MAX_RESPONSE_BYTES })
@@ -435,9 +454,7 @@ export function createBlockExchange(
       const res = decodeResponse((await lp.read({ signal })).subarray())
       if (res.cid !== cid) throw new PeerMisbehaved(peer, 'answered a different CID')
       if (res.block && !matchesCid(cid, res.block)) throw new PeerMisbehaved(peer, 'bad bytes')
-      await stream
-        .close({ signal: timeoutSignal(2_000) })
-        .catch(() => stream.abort(new Error('close')))
+      await closeOrAbort(stream, 2_000)
       return res.block
     } catch (err) {
       stream.abort(err instanceof Error ? err : new Error(String(err)))
@@ -480,7 +497,9 @@ export function createBlockExchange(
     ]
     if (opts.pinOwner) await store.pin(opts.pinOwner, manifestCid)
     if (!(await store.hasManifest(manifestCid))) {
-      await fetchManifestBytes(manifestCid, providers, AbortSignal.any([signal, lifetime.signal]))
+      await withDeadline(Number.POSITIVE_INFINITY, [signal, lifetime.signal], (s) =>
+        fetchManifestBytes(manifestCid, providers, s),
+      )
     }
     const manifest = await store.getManifest(manifestCid)
     const missing = await store.missingBlocks(manifestCid)
@@ -627,11 +646,11 @@ export function createBlockExchange(
     async execute(onBlock: (n: number) => void): Promise<void> {
       this.onBlock = onBlock
       const stopOnAbort = () => this.finish(new AbortedError('fetch'))
-      const outer = AbortSignal.any([this.signal, lifetime.signal])
-      outer.addEventListener('abort', stopOnAbort, { once: true })
+      const outer = linkSignals([this.signal, lifetime.signal])
+      outer.signal.addEventListener('abort', stopOnAbort, { once: true })
       const watchdog = setInterval(() => this.checkStall(), Math.min(1_000, stallTimeoutMs))
       try {
-        if (outer.aborted) stopOnAbort()
+        if (outer.signal.aborted) stopOnAbort()
         await Promise.all([
           ...this.peers.map((p) => this.runPeer(p)),
           ...this.peers.map((p) => this.watchHaves(p)),
@@ -640,7 +659,8 @@ export function createBlockExchange(
         await Promise.allSettled([...this.writes])
       } finally {
         clearInterval(watchdog)
-        outer.removeEventListener('abort', stopOnAbort)
+        outer.signal.removeEventListener('abort', stopOnAbort)
+        outer.clear()
       }
       if (this.fatal !== undefined) throw this.fatal
       if (this.remaining > 0) {
@@ -720,53 +740,58 @@ export function createBlockExchange(
      */
     private async watchHaves(p: PeerState): Promise<void> {
       let failures = 0
-      const signal = AbortSignal.any([this.ctl.signal, p.ctl.signal])
-      while (!signal.aborted) {
-        let stream: Stream | undefined
-        try {
-          stream = await libp2p.dialProtocol(peerIdFromString(p.id), HAVE_PROTOCOL, {
-            signal: timeoutSignal(DEFAULT_TIMEOUTS.dial, signal),
-          })
-          const lp = lpStream(stream, { maxDataLength: MAX_HAVE_FRAME_BYTES })
-          await lp.write(encodeHaveSubscribe(this.manifestCid), {
-            signal: timeoutSignal(blockTimeoutMs, signal),
-          })
-          while (!signal.aborted) {
-            const frame = await lp.read({ signal })
-            let bits: Uint8Array
-            try {
-              bits = decodeHaveBits(frame.subarray())
-            } catch (err) {
-              throw new PeerMisbehaved(p.id, `undecodable have bitfield: ${describeError(err)}`)
+      const link = linkSignals([this.ctl.signal, p.ctl.signal])
+      const signal = link.signal
+      try {
+        while (!signal.aborted) {
+          let stream: Stream | undefined
+          try {
+            stream = await withDeadline(DEFAULT_TIMEOUTS.dial, signal, (s) =>
+              libp2p.dialProtocol(peerIdFromString(p.id), HAVE_PROTOCOL, { signal: s }),
+            )
+            const lp = lpStream(stream, { maxDataLength: MAX_HAVE_FRAME_BYTES })
+            await withDeadline(blockTimeoutMs, signal, (s) =>
+              lp.write(encodeHaveSubscribe(this.manifestCid), { signal: s }),
+            )
+            while (!signal.aborted) {
+              const frame = await lp.read({ signal })
+              let bits: Uint8Array
+              try {
+                bits = decodeHaveBits(frame.subarray())
+              } catch (err) {
+                throw new PeerMisbehaved(p.id, `undecodable have bitfield: ${describeError(err)}`)
+              }
+              if (!validBitfield(bits, this.blocks.length)) {
+                throw new PeerMisbehaved(p.id, 'have bitfield does not fit the manifest')
+              }
+              p.bits = bits
+              p.haveState = 'known'
+              failures = 0
+              this.wake()
             }
-            if (!validBitfield(bits, this.blocks.length)) {
-              throw new PeerMisbehaved(p.id, 'have bitfield does not fit the manifest')
+          } catch (err) {
+            stream?.abort(err instanceof Error ? err : new Error(String(err)))
+            if (signal.aborted) break
+            if (err instanceof PeerMisbehaved) {
+              this.drop(p, err.message)
+              break
             }
-            p.bits = bits
-            p.haveState = 'known'
-            failures = 0
-            this.wake()
+            // A peer without the protocol says so at once: no point asking again.
+            const unsupported = err instanceof Error && err.name === 'UnsupportedProtocolError'
+            if (unsupported || ++failures > maxPeerFailures) {
+              log.debug('no have-bitfield from peer; asking it blindly', {
+                peer: p.id,
+                err: describeError(err),
+              })
+              p.haveState = 'blind'
+              this.wake()
+              break
+            }
+            await sleep(100 * failures, signal).catch(() => undefined)
           }
-        } catch (err) {
-          stream?.abort(err instanceof Error ? err : new Error(String(err)))
-          if (signal.aborted) break
-          if (err instanceof PeerMisbehaved) {
-            this.drop(p, err.message)
-            break
-          }
-          // A peer without the protocol says so at once: no point asking again.
-          const unsupported = err instanceof Error && err.name === 'UnsupportedProtocolError'
-          if (unsupported || ++failures > maxPeerFailures) {
-            log.debug('no have-bitfield from peer; asking it blindly', {
-              peer: p.id,
-              err: describeError(err),
-            })
-            p.haveState = 'blind'
-            this.wake()
-            break
-          }
-          await sleep(100 * failures, signal).catch(() => undefined)
         }
+      } finally {
+        link.clear()
       }
       if (p.haveState === 'pending') p.haveState = 'blind'
     }
@@ -805,15 +830,20 @@ export function createBlockExchange(
     }
 
     private async session(p: PeerState): Promise<void> {
-      const signal = AbortSignal.any([this.ctl.signal, p.ctl.signal])
-      const stream = await openStream(p.id, signal)
+      const link = linkSignals([this.ctl.signal, p.ctl.signal])
+      const signal = link.signal
+      const stream = await openStream(p.id, signal).catch((err) => {
+        link.clear()
+        throw err
+      })
       const lp = lpStream(stream, {
         maxDataLength: MAX_RESPONSE_BYTES,
         // Only `window` answers can be owed: more buffered bytes mean a peer sending unasked.
         maxBufferSize: (window + 1) * (MAX_RESPONSE_BYTES + 16),
       })
       const sessionCtl = new AbortController()
-      const sessionSignal = AbortSignal.any([signal, sessionCtl.signal])
+      const sessionLink = linkSignals([signal, sessionCtl.signal])
+      const sessionSignal = sessionLink.signal
       let lastHeard = clock.monotonic()
       const watchdog = setInterval(
         () => {
@@ -889,15 +919,15 @@ export function createBlockExchange(
           // Report the first cause (a misbehaviour beats the abort it triggered elsewhere).
           throw reason instanceof RmeshError ? reason : err
         })
-        await stream
-          .close({ signal: timeoutSignal(2_000) })
-          .catch(() => stream.abort(new Error('close')))
+        await closeOrAbort(stream, 2_000)
       } catch (err) {
         stream.abort(err instanceof Error ? err : new Error(String(err)))
         if (signal.aborted && !(err instanceof PeerMisbehaved) && !isFatal(err)) return
         throw err
       } finally {
         clearInterval(watchdog)
+        sessionLink.clear()
+        link.clear()
         this.wake()
       }
     }
@@ -970,4 +1000,11 @@ function createRateLimiter(bytesPerSec: number | undefined, clock: Clock, burstM
     const wait = nextFree - now
     if (wait > 1) await sleep(wait, signal)
   }
+}
+
+/** Close politely within `ms`; a peer that does not take the close gets a reset. */
+async function closeOrAbort(stream: Stream, ms: number): Promise<void> {
+  await withDeadline(ms, undefined, (signal) => stream.close({ signal })).catch(() =>
+    stream.abort(new Error('close')),
+  )
 }

@@ -19,12 +19,15 @@
  *    the DHT either (announce with dht: false): their complete entry names the holder.
  *    A new job's scene is provided a few seconds late (dht: 'deferred'): a provide walks
  *    the DHT, and right after a submit the CPU belongs to the first claims and renders.
+ *  - what this node provided and no longer holds (a deleted job's scene) is withdrawn at
+ *    the next announce round: the DHT would otherwise re-provide it for days, and every
+ *    node would keep its record (see the provider validity in net/host.ts).
  */
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { Message } from '@libp2p/gossipsub'
 import { CID } from 'multiformats/cid'
 import type { RmeshLibp2p } from '../net/host.js'
-import { timeoutSignal } from '../util/abort.js'
+import { deadline, withDeadline } from '../util/abort.js'
 import { decodeBounded, encode } from '../util/cbor.js'
 import { type Clock, systemClock } from '../util/clock.js'
 import { describeError } from '../util/errors.js'
@@ -114,6 +117,8 @@ export function createProviderIndex(
   // manifest → (peer → last heard, monotonic)
   const holders = new Map<string, Map<string, number>>()
   const complete = new Set<string>()
+  // Provided in the DHT by us: the DHT re-provides them until told otherwise.
+  const providedInDht = new Set<string>()
   const lifetime = new AbortController()
   let timer: ReturnType<typeof setInterval> | undefined
   let running = false
@@ -145,6 +150,7 @@ export function createProviderIndex(
     // Removed manifests (deleted jobs) leave the cache too.
     const heldSet = new Set(held)
     for (const cid of complete) if (!heldSet.has(cid)) complete.delete(cid)
+    for (const cid of providedInDht) if (!heldSet.has(cid)) withdrawFromDht(cid)
     for (const cid of held) {
       if (complete.has(cid)) {
         out.push(cid)
@@ -175,10 +181,19 @@ export function createProviderIndex(
   function provideInDht(cids: string[]): void {
     if (!useDht) return
     for (const cid of cids) {
-      libp2p.contentRouting
-        .provide(CID.parse(cid), { signal: timeoutSignal(dhtTimeoutMs, lifetime.signal) })
-        .catch((err) => log.debug('dht provide failed', { cid, err: describeError(err) }))
+      providedInDht.add(cid)
+      withDeadline(dhtTimeoutMs, lifetime.signal, (signal) =>
+        libp2p.contentRouting.provide(CID.parse(cid), { signal }),
+      ).catch((err) => log.debug('dht provide failed', { cid, err: describeError(err) }))
     }
+  }
+
+  /** Stop re-providing what this node no longer holds (our own record goes at once). */
+  function withdrawFromDht(cid: string): void {
+    providedInDht.delete(cid)
+    withDeadline(dhtTimeoutMs, lifetime.signal, (signal) =>
+      libp2p.contentRouting.cancelReprovide(CID.parse(cid), { signal }),
+    ).catch((err) => log.debug('dht cancel reprovide failed', { cid, err: describeError(err) }))
   }
 
   function sweepHolders(): void {
@@ -249,7 +264,8 @@ export function createProviderIndex(
       found.delete(self)
       if (!useDht || (found.size > 0 && opts.dht !== 'always')) return [...found]
       const max = opts.max ?? 20
-      const signal = timeoutSignal(opts.timeoutMs ?? dhtTimeoutMs, opts.signal)
+      const bound = deadline(opts.timeoutMs ?? dhtTimeoutMs, opts.signal)
+      const signal = bound.signal
       try {
         for await (const p of libp2p.contentRouting.findProviders(parseCid(manifestCid), {
           signal,
@@ -265,6 +281,8 @@ export function createProviderIndex(
         }
       } catch (err) {
         log.debug('dht findProviders ended', { manifestCid, err: describeError(err) })
+      } finally {
+        bound.clear()
       }
       return [...found]
     },

@@ -16,7 +16,7 @@
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
-import { DEFAULT_TIMEOUTS, timeoutSignal } from '../util/abort.js'
+import { DEFAULT_TIMEOUTS, withDeadline } from '../util/abort.js'
 import type { Clock, TimerHandle } from '../util/clock.js'
 import { describeError } from '../util/errors.js'
 import type { Logger } from '../util/logger.js'
@@ -85,7 +85,6 @@ export function createDialer(components: DialerComponents, options: DialerOption
     }
     t.inFlight = true
     try {
-      const signal = timeoutSignal(DEFAULT_TIMEOUTS.dial)
       let target: PeerId | Multiaddr | Multiaddr[]
       if (t.peerId) {
         const id = peerIdFromString(t.peerId)
@@ -95,7 +94,9 @@ export function createDialer(components: DialerComponents, options: DialerOption
       } else {
         target = t.addrs.map((a) => multiaddr(a))
       }
-      const conn = await libp2p.dial(target, { signal })
+      const conn = await withDeadline(DEFAULT_TIMEOUTS.dial, undefined, (signal) =>
+        libp2p.dial(target, { signal }),
+      )
       t.backoff = minBackoff
       if (!t.peerId) {
         // A bootstrap address without /p2p/: from now on we know whom it reaches.

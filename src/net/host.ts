@@ -30,6 +30,8 @@ import { createLibp2p, type Libp2p } from 'libp2p'
 
 export const DHT_PROTOCOL = '/rmesh/kad/1.0.0'
 export const DEFAULT_PORT = 4777
+/** How long a DHT provider record lives on every node unless its provider renews it. */
+export const DHT_PROVIDER_VALIDITY_MS = 6 * 60 * 60_000
 
 export type RmeshServices = {
   identify: Identify
@@ -145,6 +147,15 @@ export async function createHost(options: HostOptions): Promise<RmeshLibp2p> {
         protocol: DHT_PROTOCOL,
         peerInfoMapper: passthroughMapper,
         clientMode: false,
+        // The reprovider is also the only cleanup of other nodes' provider records: at
+        // its default validity (48 h) every node kept each deleted job's scene record in
+        // memory for two days. A scene is provided only while its job needs it, and
+        // withdrawn when deleted (blobs/providers.ts); 6 h, re-provided 3 h before expiry.
+        reprovide: {
+          validity: DHT_PROVIDER_VALIDITY_MS,
+          threshold: DHT_PROVIDER_VALIDITY_MS / 2,
+          interval: 30 * 60_000,
+        },
       }),
     },
   })

@@ -16,7 +16,7 @@
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { Connection, Stream } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
-import { timeoutSignal } from '../util/abort.js'
+import { deadline } from '../util/abort.js'
 import { contiguous } from '../util/bytes.js'
 import { decodeBounded, encode } from '../util/cbor.js'
 import type { Clock } from '../util/clock.js'
@@ -28,6 +28,8 @@ export const PRESENCE_TOPIC = 'rmesh/presence/1.0.0'
 export const PRESENCE_PROTOCOL = '/rmesh/presence/1.0.0'
 export const MAX_PRESENCE_BYTES = 16 * 1024
 export const MAX_PAUSED_LENGTH = 256
+/** One direct presence exchange, either side. */
+const EXCHANGE_TIMEOUT_MS = 5_000
 
 export interface LeaseRef {
   job: string
@@ -244,7 +246,8 @@ export function createPresence(
   const handle = async (stream: Stream, connection: Connection) => {
     const remote = connection.remotePeer.toString()
     const lp = lpStream(stream, { maxDataLength: MAX_PRESENCE_BYTES })
-    const signal = timeoutSignal(5_000)
+    const bound = deadline(EXCHANGE_TIMEOUT_MS)
+    const signal = bound.signal
     try {
       if (!admitted(remote)) throw new InvalidInputError('peer not admitted')
       const theirs = decode(contiguous(await lp.read({ signal })))
@@ -257,6 +260,8 @@ export function createPresence(
       rejected++
       logger.debug('presence exchange refused', { peer: remote, err: describeError(err) })
       stream.abort(err instanceof Error ? err : new Error(String(err)))
+    } finally {
+      bound.clear()
     }
   }
 
@@ -282,11 +287,12 @@ export function createPresence(
       if (running) void publish()
     },
     async exchange(peerId, signal) {
-      const sig = timeoutSignal(5_000, signal)
       const peer = libp2p
         .getConnections()
         .find((c) => c.remotePeer.toString() === peerId)?.remotePeer
       if (!peer) return undefined
+      const bound = deadline(EXCHANGE_TIMEOUT_MS, signal)
+      const sig = bound.signal
       try {
         const stream = await libp2p.dialProtocol(peer, PRESENCE_PROTOCOL, { signal: sig })
         const lp = lpStream(stream, { maxDataLength: MAX_PRESENCE_BYTES })
@@ -300,6 +306,8 @@ export function createPresence(
       } catch (err) {
         logger.debug('presence exchange failed', { peer: peerId, err: describeError(err) })
         return undefined
+      } finally {
+        bound.clear()
       }
     },
     peers: () => table,

@@ -53,6 +53,7 @@ import {
   NotFoundError,
   RmeshError,
 } from '../util/errors.js'
+import { withDeadline } from '../util/abort.js'
 import type { Logger } from '../util/logger.js'
 import { outputsPinOwner, scenePinOwner } from '../worker/runner.js'
 import { createNoEligibleWatchdog } from './no-eligible-watchdog.js'
@@ -64,6 +65,12 @@ export class ConflictError extends RmeshError {
     this.name = 'ConflictError'
   }
 }
+
+// Each request's own bound, released as soon as the request ends (util/abort.ts).
+const INSPECT_DEADLINE_MS = 60_000
+const SUBMIT_DEADLINE_MS = 10 * 60_000
+const LOGS_DEADLINE_MS = 30_000
+const FETCH_DEADLINE_MS = 60 * 60_000
 
 const FORMAT_TO_ENGINE: Partial<Record<Api.OutputFormat, OutputFormat>> = {
   png: 'PNG',
@@ -524,9 +531,7 @@ export function createJobService(c: JobServiceComponents): JobService {
       }
       if (node === c.self) return { verdict: 'missing', why: 'this node lost them' }
       try {
-        const bytes = await c.exchange.requestOne(node, cid, {
-          signal: AbortSignal.timeout(10_000),
-        })
+        const bytes = await c.exchange.requestOne(node, cid, { timeoutMs: 10_000 })
         if (!bytes) return { verdict: 'missing', why: 'does not have them' }
       } catch (err) {
         if (isRmeshError(err, 'ERR_PEER_MISBEHAVED'))
@@ -749,9 +754,12 @@ export function createJobService(c: JobServiceComponents): JobService {
     externalFiles: info.externalFiles.length,
   })
 
-  const inspect = async (
+  const inspect = (req: Api.InspectRequest, callerSignal?: AbortSignal): Promise<Api.SceneInfo> =>
+    withDeadline(INSPECT_DEADLINE_MS, callerSignal, (signal) => inspectWithin(req, signal))
+
+  const inspectWithin = async (
     req: Api.InspectRequest,
-    signal = AbortSignal.timeout(60_000),
+    signal: AbortSignal,
   ): Promise<Api.SceneInfo> => {
     const path = await checkScenePath(req?.path)
     const info = await blender().inspect(path, { signal })
@@ -767,9 +775,15 @@ export function createJobService(c: JobServiceComponents): JobService {
     return v
   }
 
-  const submit = async (
+  const submit = (
     req: Api.SubmitRequest,
-    signal = AbortSignal.timeout(10 * 60_000),
+    callerSignal?: AbortSignal,
+  ): Promise<Api.SubmitResponse> =>
+    withDeadline(SUBMIT_DEADLINE_MS, callerSignal, (signal) => submitWithin(req, signal))
+
+  const submitWithin = async (
+    req: Api.SubmitRequest,
+    signal: AbortSignal,
   ): Promise<Api.SubmitResponse> => {
     if (!req || typeof req !== 'object')
       throw new InvalidInputError('submit needs a JSON object body')
@@ -1011,92 +1025,96 @@ export function createJobService(c: JobServiceComponents): JobService {
       await cleanupDeleted(s.jobId)
       return { jobId: s.jobId, deleted: true }
     },
-    async logs(id, q, signal = AbortSignal.timeout(30_000)) {
-      const s = jobOf(resolveId(id))
-      if (q.frame === undefined) {
-        const entries = await c.log.entries(jobLogId(s.jobId))
-        return `${entries.map((e) => `${new Date(e.wall).toISOString()} ${e.author.slice(-8)} ${e.kind} ${JSON.stringify(e.body).slice(0, 200)}`).join('\n')}\n`
-      }
-      const ch = s.chunks.find((x) => x.frames.includes(q.frame!))
-      if (!ch) throw new NotFoundError(`frame ${q.frame} in job ${s.jobId}`)
-      const logCid =
-        ch.log ??
-        (
-          [...ch.failures].reverse().find((f) => (f as { log?: string }).log) as
-            | { log?: string }
-            | undefined
-        )?.log
-      if (!logCid)
-        throw new NotFoundError(
-          `a log for frame ${q.frame} yet (it has not finished an attempt; use --follow to watch it live)`,
-        )
-      const dest = join(tmpdir(), `rmesh-log-${randomBytes(6).toString('hex')}`)
-      try {
-        await materialize(
-          logCid,
-          [ch.completedBy, ...ch.failures.map((f) => f.node)].filter(
-            (x): x is NonNullable<typeof x> => !!x,
-          ),
-          dest,
-          `job-collected/${s.jobId}`,
-          signal,
-        )
-        let text = await readFile(dest, 'utf8')
-        if (q.tail)
-          text = `${text
-            .split('\n')
-            .slice(-q.tail - 1)
-            .join('\n')}`
-        return text
-      } finally {
-        await rm(dest, { force: true })
-      }
+    logs(id, q, callerSignal) {
+      return withDeadline(LOGS_DEADLINE_MS, callerSignal, async (signal) => {
+        const s = jobOf(resolveId(id))
+        if (q.frame === undefined) {
+          const entries = await c.log.entries(jobLogId(s.jobId))
+          return `${entries.map((e) => `${new Date(e.wall).toISOString()} ${e.author.slice(-8)} ${e.kind} ${JSON.stringify(e.body).slice(0, 200)}`).join('\n')}\n`
+        }
+        const ch = s.chunks.find((x) => x.frames.includes(q.frame!))
+        if (!ch) throw new NotFoundError(`frame ${q.frame} in job ${s.jobId}`)
+        const logCid =
+          ch.log ??
+          (
+            [...ch.failures].reverse().find((f) => (f as { log?: string }).log) as
+              | { log?: string }
+              | undefined
+          )?.log
+        if (!logCid)
+          throw new NotFoundError(
+            `a log for frame ${q.frame} yet (it has not finished an attempt; use --follow to watch it live)`,
+          )
+        const dest = join(tmpdir(), `rmesh-log-${randomBytes(6).toString('hex')}`)
+        try {
+          await materialize(
+            logCid,
+            [ch.completedBy, ...ch.failures.map((f) => f.node)].filter(
+              (x): x is NonNullable<typeof x> => !!x,
+            ),
+            dest,
+            `job-collected/${s.jobId}`,
+            signal,
+          )
+          let text = await readFile(dest, 'utf8')
+          if (q.tail)
+            text = `${text
+              .split('\n')
+              .slice(-q.tail - 1)
+              .join('\n')}`
+          return text
+        } finally {
+          await rm(dest, { force: true })
+        }
+      })
     },
-    async fetch(id, req, signal = AbortSignal.timeout(30 * 60_000)) {
-      const s = jobOf(resolveId(id))
-      if (!req || typeof req.out !== 'string' || !isAbsolute(req.out))
-        throw new InvalidInputError('out must be an absolute path', { field: 'out' })
-      const staging = req.zip
-        ? join(tmpdir(), `rmesh-fetch-${randomBytes(6).toString('hex')}`)
-        : req.out
-      await mkdir(staging, { recursive: true })
-      const files: { name: string; path: string }[] = []
-      const missing: number[] = []
-      try {
-        for (const ch of s.chunks) {
-          if (ch.state !== 'done' || !ch.outputs) {
-            if (ch.kind === 'frames') missing.push(...ch.frames)
-            continue
-          }
-          for (const o of ch.outputs) {
-            const name =
-              ch.kind === 'encode' ? videoName(s) : frameFileName(o.frame, safeExtension(o.name))
-            const path = join(staging, name)
-            try {
-              await access(path)
-            } catch {
-              await materialize(
-                o.manifest,
-                ch.completedBy ? [ch.completedBy] : [],
-                path,
-                `job-collected/${s.jobId}`,
-                signal,
-              )
+    fetch(id, req, callerSignal) {
+      return withDeadline(FETCH_DEADLINE_MS, callerSignal, async (signal) => {
+        const s = jobOf(resolveId(id))
+        if (!req || typeof req.out !== 'string' || !isAbsolute(req.out))
+          throw new InvalidInputError('out must be an absolute path', { field: 'out' })
+        const staging = req.zip
+          ? join(tmpdir(), `rmesh-fetch-${randomBytes(6).toString('hex')}`)
+          : req.out
+        await mkdir(staging, { recursive: true })
+        const files: { name: string; path: string }[] = []
+        const missing: number[] = []
+        try {
+          for (const ch of s.chunks) {
+            if (ch.state !== 'done' || !ch.outputs) {
+              if (ch.kind === 'frames') missing.push(...ch.frames)
+              continue
             }
-            files.push({ name, path })
+            for (const o of ch.outputs) {
+              const name =
+                ch.kind === 'encode' ? videoName(s) : frameFileName(o.frame, safeExtension(o.name))
+              const path = join(staging, name)
+              try {
+                await access(path)
+              } catch {
+                await materialize(
+                  o.manifest,
+                  ch.completedBy ? [ch.completedBy] : [],
+                  path,
+                  `job-collected/${s.jobId}`,
+                  signal,
+                )
+              }
+              files.push({ name, path })
+            }
           }
+          let bytes = 0
+          if (req.zip) {
+            await mkdir(dirname(req.out), { recursive: true })
+            bytes = (await writeZip(req.out, files)).bytes
+          } else {
+            for (const f of files) bytes += (await stat(f.path)).size
+          }
+          return { jobId: s.jobId, out: req.out, files: files.length, bytes, missing }
+        } finally {
+          if (req.zip) await rm(staging, { recursive: true, force: true })
         }
-        let bytes = 0
-        if (req.zip) {
-          await mkdir(dirname(req.out), { recursive: true })
-          bytes = (await writeZip(req.out, files)).bytes
-        } else {
-          for (const f of files) bytes += (await stat(f.path)).size
-        }
-        return { jobId: s.jobId, out: req.out, files: files.length, bytes, missing }
-      } finally {
-        if (req.zip) await rm(staging, { recursive: true, force: true })
-      }
+      })
     },
   }
 }

@@ -15,7 +15,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import type { EventBus } from '../api/events.js'
 import type { RmeshLibp2p } from '../net/host.js'
-import { timeoutSignal } from '../util/abort.js'
+import { deadline, withDeadline } from '../util/abort.js'
 import { contiguous } from '../util/bytes.js'
 import { decodeBounded, encode } from '../util/cbor.js'
 import { describeError, InvalidInputError } from '../util/errors.js'
@@ -70,10 +70,11 @@ export function createLiveLogs(c: LiveLogsComponents): LiveLogs {
     const peer = connection.remotePeer.toString()
     const lp = lpStream(stream, { maxDataLength: MAX_LOG_LINE_BYTES })
     const done = new AbortController()
-    const signal = AbortSignal.any([done.signal, AbortSignal.timeout(MAX_FOLLOW_MS)])
+    const bound = deadline(MAX_FOLLOW_MS, done.signal)
+    const signal = bound.signal
     try {
       if (!c.isAdmitted(peer)) throw new InvalidInputError('peer not admitted')
-      const raw = contiguous(await lp.read({ signal: timeoutSignal(5_000) }))
+      const raw = contiguous(await withDeadline(5_000, signal, (s) => lp.read({ signal: s })))
       const req = validateLiveLogRequest(
         decodeBounded(raw, MAX_LOG_REQUEST_BYTES, 'live-logs request'),
       )
@@ -104,12 +105,13 @@ export function createLiveLogs(c: LiveLogsComponents): LiveLogs {
           break
         }
       }
-      await stream.close({ signal: timeoutSignal(5_000) }).catch(() => {})
+      await withDeadline(5_000, undefined, (s) => stream.close({ signal: s })).catch(() => {})
     } catch (err) {
       c.logger.debug('live-logs stream ended', { peer, err: describeError(err) })
       stream.abort(err instanceof Error ? err : new Error(String(err)))
     } finally {
       done.abort()
+      bound.clear()
     }
   }
 
@@ -121,9 +123,9 @@ export function createLiveLogs(c: LiveLogsComponents): LiveLogs {
       await c.libp2p.unhandle(LIVE_LOGS_PROTOCOL).catch(() => {})
     },
     async *follow(peer, job, frame, signal) {
-      const stream = await c.libp2p.dialProtocol(peerIdFromString(peer), LIVE_LOGS_PROTOCOL, {
-        signal: timeoutSignal(10_000, signal),
-      })
+      const stream = await withDeadline(10_000, signal, (s) =>
+        c.libp2p.dialProtocol(peerIdFromString(peer), LIVE_LOGS_PROTOCOL, { signal: s }),
+      )
       const lp = lpStream(stream, { maxDataLength: MAX_LOG_LINE_BYTES })
       try {
         const req: LiveLogRequest = frame === undefined ? { v: 1, job } : { v: 1, job, frame }

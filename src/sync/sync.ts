@@ -22,7 +22,7 @@ import { decodeEntry } from '../log/entry.js'
 import type { LogManager } from '../log/log.js'
 import type { EntryId, LogEntry, LogId } from '../log/types.js'
 import type { RmeshLibp2p } from '../net/host.js'
-import { DEFAULT_TIMEOUTS, timeoutSignal } from '../util/abort.js'
+import { DEFAULT_TIMEOUTS, deadline, withDeadline } from '../util/abort.js'
 import type { Clock, TimerHandle } from '../util/clock.js'
 import { describeError } from '../util/errors.js'
 import type { Logger } from '../util/logger.js'
@@ -142,8 +142,13 @@ export function createLogSync(
     return p
   }
 
-  async function initiate(key: string, callerSignal?: AbortSignal): Promise<{ received: number }> {
-    const signal = AbortSignal.any([timeoutSignal(timeoutMs, callerSignal), stopping.signal])
+  function initiate(key: string, callerSignal?: AbortSignal): Promise<{ received: number }> {
+    return withDeadline(timeoutMs, [callerSignal, stopping.signal], (signal) =>
+      initiateWithin(key, signal),
+    )
+  }
+
+  async function initiateWithin(key: string, signal: AbortSignal): Promise<{ received: number }> {
     const stream = await libp2p.dialProtocol(peerIdFromString(key), SYNC_PROTOCOL, { signal })
     const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES })
     let received = 0
@@ -240,9 +245,10 @@ export function createLogSync(
       return
     }
     serving++
-    const session = AbortSignal.any([AbortSignal.timeout(serveTimeoutMs), stopping.signal])
+    const bound = deadline(serveTimeoutMs, stopping.signal)
+    const session = bound.signal
     const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES })
-    const read = () => readFrame(lp, AbortSignal.any([session, AbortSignal.timeout(readTimeoutMs)]))
+    const read = () => withDeadline(readTimeoutMs, session, (signal) => readFrame(lp, signal))
     let credit = SEND_WINDOW
     const send = async (f: Frame) => {
       while (credit === 0) {
@@ -324,6 +330,7 @@ export function createLogSync(
       logger.debug('sync session served with an error', { peer, err: describeError(err) })
       stream.abort(err instanceof Error ? err : new Error(String(err)))
     } finally {
+      bound.clear()
       serving--
     }
   }

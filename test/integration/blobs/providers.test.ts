@@ -55,3 +55,38 @@ describe('provider index', () => {
     }
   })
 })
+
+describe('provider index and the DHT', () => {
+  const cluster = new Cluster()
+  afterEach(() => cluster.close())
+
+  it('withdraws what it provided once the store no longer holds it', async () => {
+    const a = await cluster.node()
+    await cluster.node()
+    const { manifest } = await a.store.importBytes('scene.blend', patternBytes(10_000))
+    const withdrawn: string[] = []
+    const routing = a.host.contentRouting
+    const cancel = routing.cancelReprovide.bind(routing)
+    routing.cancelReprovide = async (cid, o) => {
+      withdrawn.push(cid.toString())
+      await cancel(cid, o)
+    }
+    const ia = createProviderIndex(
+      { libp2p: a.host, logger: silentLogger, store: a.store },
+      { announceIntervalMs: 100 },
+    )
+    await ia.start()
+    try {
+      await ia.announce([manifest])
+      await new Promise((r) => setTimeout(r, 400))
+      expect(withdrawn).toEqual([])
+      const gc = await a.store.gc({ graceMs: 0 })
+      expect(gc.manifestsRemoved).toBe(1)
+      for (let i = 0; i < 50 && withdrawn.length === 0; i++)
+        await new Promise((r) => setTimeout(r, 100))
+      expect(withdrawn).toEqual([manifest])
+    } finally {
+      await ia.stop()
+    }
+  })
+})
