@@ -54,6 +54,8 @@ interface Sample {
   externalKiB?: number
   /** Folds the lease manager holds (live and kept jobs). */
   folds?: number
+  /** Bounded caches below their bound now (rmesh_cache_entries < rmesh_cache_capacity). */
+  cachesFilling?: string[]
 }
 
 /** Samples from a process's first minutes are start-up (JIT, caches filling), not trend. */
@@ -91,7 +93,7 @@ async function procStats(pid: number): Promise<{ rssKiB: number; fds: number; st
 /** The daemon's memory gauges after a forced full GC (needs node --expose-gc). */
 async function heapStats(
   socket: string,
-): Promise<Pick<Sample, 'heapKiB' | 'externalKiB' | 'folds'>> {
+): Promise<Pick<Sample, 'heapKiB' | 'externalKiB' | 'folds' | 'cachesFilling'>> {
   const r = await apiCall<string>(socket, 'GET', '/metrics?gc=1', undefined, 15_000)
   const text = typeof r.body === 'string' ? r.body : ''
   const gauge = (name: string) => {
@@ -104,7 +106,32 @@ async function heapStats(
     heapKiB: heap === undefined ? undefined : heap / 1024,
     externalKiB: ext === undefined ? undefined : ext / 1024,
     folds: gauge('rmesh_state_entries\\{map="folds"\\}'),
+    cachesFilling: [...text.matchAll(/^rmesh_cache_capacity\{cache="([^"]+)"\} (\S+)$/gm)]
+      .filter(
+        ([, name, cap]) => (gauge(`rmesh_cache_entries\\{cache="${name}"\\}`) ?? 0) < Number(cap),
+      )
+      .map(([, name]) => name),
   }
+}
+
+/**
+ * When every bounded cache of the process had reached its bound at least once (seconds
+ * since start), or undefined. Live memory rises while they fill, by design and up to
+ * their bounds; a leak is growth after that.
+ */
+function cachesFullAt(ss: Sample[]): number | undefined {
+  const reached = new Set<string>()
+  const all = new Set<string>()
+  for (const s of ss) {
+    if (!s.cachesFilling) continue
+    for (const c of s.cachesFilling) all.add(c)
+  }
+  for (const s of ss) {
+    if (!s.cachesFilling) continue
+    for (const c of all) if (!s.cachesFilling.includes(c)) reached.add(c)
+    if (reached.size === all.size) return s.atS
+  }
+  return undefined
 }
 
 /** Least-squares slope of y over x. */
@@ -387,10 +414,10 @@ async function writeReport(r: {
     '',
     '## Memory and file descriptors per process',
     '',
-    `How "flat" is judged: only samples after a process's first ${WARMUP_S / 60} minutes count (start-up: JIT, caches filling). The signal is live memory right after a full GC (\`GET /metrics?gc=1\` on daemons run with \`--expose-gc\`): V8 heap in use plus external memory (Buffers and ArrayBuffers live outside the V8 heap; the leak this harness found was there). RSS is shown but not judged: V8 sizes its heap to the allocation rate and returns pages lazily, so RSS keeps rising for a long time on a healthy process. Live memory at one instant also holds whatever is in flight (chunks being stored, entries being joined), which only adds; so the judged figure is the low envelope: the minimum over the first half of the settled samples against the minimum over the second half. A leak raises the floor; in-flight noise does not. A process is **growing** when that floor rises by more than ${GROW_MIB} MiB and more than ${GROW_SHARE * 100} % of the first floor, or its fd floor rises by more than 10 and 20 %; it needs at least ${MIN_SETTLED} settled samples, else "too short" (restarted nodes rarely live that long; node 1 is never faulted and always does). The least-squares slope (MiB/h) and KiB/job (slope over the span divided by the jobs verified in it; every node folds every job) are shown for information.`,
+    `How "flat" is judged: only samples after a process's first ${WARMUP_S / 60} minutes count (start-up: JIT), and for memory only those after every bounded cache of the daemon (\`rmesh_cache_entries\` against \`rmesh_cache_capacity\` in /metrics: entry metadata, dropped and verified ids, seals, logs) has reached its bound once: live memory rises while they fill, by design and up to their bounds, and a leak is growth beyond that. A process whose caches never all filled is judged from the warm-up, filling included. The floor per 10 minutes over the whole settled span is shown for information. The signal is live memory right after a full GC (\`GET /metrics?gc=1\` on daemons run with \`--expose-gc\`): V8 heap in use plus external memory (Buffers and ArrayBuffers live outside the V8 heap; the leak this harness found was there). RSS is shown but not judged: V8 sizes its heap to the allocation rate and returns pages lazily, so RSS keeps rising for a long time on a healthy process. Live memory at one instant also holds whatever is in flight (chunks being stored, entries being joined), which only adds; so the judged figure is the low envelope: the minimum over the first half of the settled samples against the minimum over the second half. A leak raises the floor; in-flight noise does not. A process is **growing** when that floor rises by more than ${GROW_MIB} MiB and more than ${GROW_SHARE * 100} % of the first floor, or its fd floor rises by more than 10 and 20 %; it needs at least ${MIN_SETTLED} settled samples, else "too short" (restarted nodes rarely live that long; node 1 is never faulted and always does). The least-squares slope (MiB/h) and KiB/job (slope over the span divided by the jobs verified in it; every node folds every job) are shown for information.`,
     '',
-    '| node | pid | samples (settled) | live after GC first → last (MiB) | floor 1st half → 2nd half (MiB) | live slope (MiB/h) | KiB/job | heap / external last (MiB) | RSS first → last (MiB) | RSS slope (MiB/h) | fds first → last | fds max | fd slope (/h) | folds last | verdict |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| node | pid | samples (settled) | caches full at (min) | floor per 10 min (MiB) | live after GC first → last (MiB) | floor 1st half → 2nd half (MiB) | live slope (MiB/h) | KiB/job | heap / external last (MiB) | RSS first → last (MiB) | RSS slope (MiB/h) | fds first → last | fds max | fd slope (/h) | folds last | verdict |',
+    `|${'---|'.repeat(17)}`,
   ]
   const byProc = new Map<string, Sample[]>()
   for (const s of r.samples) {
@@ -402,8 +429,16 @@ async function writeReport(r: {
     (a, b) => a[1][0].node - b[1][0].node || a[1][0].atS - b[1][0].atS,
   )) {
     const use = ss.filter((s) => s.atS - ss[0].atS >= WARMUP_S)
-    const heapUse = use.filter((s) => s.heapKiB !== undefined && s.externalKiB !== undefined)
+    const withHeap = use.filter((s) => s.heapKiB !== undefined && s.externalKiB !== undefined)
+    const fullAt = cachesFullAt(ss)
+    const heapUse = withHeap.filter((s) => fullAt === undefined || s.atS >= fullAt)
     const live = (s: Sample) => (s.heapKiB! + s.externalKiB!) / 1024
+    // For information: the floor per 10 minutes over the whole settled span.
+    const floors: number[] = []
+    for (const s of withHeap) {
+      const k = Math.floor((s.atS - withHeap[0].atS) / 600)
+      floors[k] = Math.min(floors[k] ?? Number.POSITIVE_INFINITY, live(s))
+    }
     const half = Math.floor(heapUse.length / 2)
     const floor1 = Math.min(...heapUse.slice(0, half).map(live))
     const floor2 = Math.min(...heapUse.slice(half).map(live))
@@ -430,14 +465,20 @@ async function writeReport(r: {
       !short &&
       ((floor2 - floor1 > GROW_MIB && floor2 - floor1 > GROW_SHARE * floor1) ||
         (fdFloor2 - fdFloor1 > 10 && fdFloor2 - fdFloor1 > 0.2 * fdFloor1))
-    const verdict = short ? 'too short' : growing ? '**growing**' : 'flat'
-    if (!short) verdicts.push(verdict)
+    const verdict = short
+      ? 'too short'
+      : growing
+        ? fullAt === undefined
+          ? '**growing** (caches never all full)'
+          : '**growing**'
+        : 'flat'
+    if (!short) verdicts.push(growing ? '**growing**' : verdict)
     const f = use[0] ?? ss[0]
     const l = use[use.length - 1] ?? ss[ss.length - 1]
     const hf = heapUse[0]
     const hl = heapUse[heapUse.length - 1]
     lines.push(
-      `| ${ss[0].node} | ${ss[0].pid} | ${ss.length} (${use.length}) | ${hf ? `${Math.round(live(hf))} → ${Math.round(live(hl))}` : '—'} | ${heapUse.length > 1 ? `${Math.round(floor1)} → ${Math.round(floor2)}` : '—'} | ${heapUse.length > 1 ? heapSlope.toFixed(1) : '—'} | ${Number.isFinite(perJob) ? perJob : '—'} | ${hl ? `${mib(hl.heapKiB)} / ${mib(hl.externalKiB)}` : '—'} | ${mib(f.rssKiB)} → ${mib(l.rssKiB)} | ${use.length > 1 ? rssSlope.toFixed(1) : '—'} | ${f.fds} → ${l.fds} | ${Math.max(...ss.map((s) => s.fds))} | ${use.length > 1 ? fdSlope.toFixed(1) : '—'} | ${l.folds ?? '—'} | ${verdict} |`,
+      `| ${ss[0].node} | ${ss[0].pid} | ${ss.length} (${use.length}) | ${fullAt === undefined ? 'never' : Math.round(fullAt / 60)} | ${floors.map((x) => Math.round(x)).join(', ') || '—'} | ${hf ? `${Math.round(live(hf))} → ${Math.round(live(hl))}` : '—'} | ${heapUse.length > 1 ? `${Math.round(floor1)} → ${Math.round(floor2)}` : '—'} | ${heapUse.length > 1 ? heapSlope.toFixed(1) : '—'} | ${Number.isFinite(perJob) ? perJob : '—'} | ${hl ? `${mib(hl.heapKiB)} / ${mib(hl.externalKiB)}` : '—'} | ${mib(f.rssKiB)} → ${mib(l.rssKiB)} | ${use.length > 1 ? rssSlope.toFixed(1) : '—'} | ${f.fds} → ${l.fds} | ${Math.max(...ss.map((s) => s.fds))} | ${use.length > 1 ? fdSlope.toFixed(1) : '—'} | ${l.folds ?? '—'} | ${verdict} |`,
     )
   }
   const anyGrowing = verdicts.includes('**growing**')

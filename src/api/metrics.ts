@@ -122,5 +122,18 @@ export async function renderMetrics(d: Daemon, opts: { gc?: boolean } = {}): Pro
     'Entries of internal per-job maps (they must stay bounded).',
     Object.entries(d.leases.sizes()).map(([k, v]) => [`{map="${k}"}`, v]),
   )
+  const caches = d.log.caches()
+  metric(
+    'rmesh_cache_entries',
+    'gauge',
+    'Entries of bounded in-memory caches (memory rises while they fill, then stays).',
+    caches.map((c) => [`{cache="${c.name}"}`, c.size]),
+  )
+  metric(
+    'rmesh_cache_capacity',
+    'gauge',
+    'The bound of each cache in rmesh_cache_entries.',
+    caches.map((c) => [`{cache="${c.name}"}`, c.capacity]),
+  )
   return `${lines.join('\n')}\n`
 }

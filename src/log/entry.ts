@@ -79,6 +79,10 @@ function rememberVerified(id: string): void {
   }
 }
 
+export function verifiedCacheFill(): { size: number; capacity: number } {
+  return { size: verifiedIds.size, capacity: VERIFIED_CACHE_MAX }
+}
+
 /** Forget which ids verified (benchmarks measure the signature check with this). */
 export function forgetVerifiedEntries(): void {
   verifiedIds.clear()

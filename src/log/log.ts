@@ -18,7 +18,13 @@ import { isRmeshError, RmeshError } from '../util/errors.js'
 import type { Clock } from '../util/clock.js'
 import type { Logger } from '../util/logger.js'
 import { KeyedQueue } from '../util/queue.js'
-import { createEntry, decodeEntry, isTrustedEntry, MAX_PARENTS } from './entry.js'
+import {
+  createEntry,
+  decodeEntry,
+  isTrustedEntry,
+  MAX_PARENTS,
+  verifiedCacheFill,
+} from './entry.js'
 import {
   EntryClockError,
   EntryError,
@@ -105,6 +111,14 @@ export interface LogManager {
   /** Ids awaited by pending entries (for the sync). */
   missing(): EntryId[]
   readonly pendingCount: number
+  /** Fill of the bounded in-memory caches (for /metrics and the soak's memory verdict). */
+  caches(): CacheFill[]
+}
+
+export interface CacheFill {
+  name: string
+  size: number
+  capacity: number
 }
 
 export type JoinInput = Uint8Array | LogEntry | ReadonlyArray<Uint8Array | LogEntry>
@@ -576,6 +590,14 @@ export function createLogManager(
   return {
     append: appendEntry,
     seal: (log, body) => appendEntry(log, SEAL_KIND, body),
+
+    caches: () => [
+      { name: 'entry-meta', size: meta.size, capacity: META_MAX },
+      { name: 'dropped-ids', size: dropped.size, capacity: maxDroppedIds },
+      { name: 'seals', size: seals.size, capacity: cachedSeals },
+      { name: 'logs', size: logCache.size, capacity: cachedLogs },
+      { name: 'verified-ids', ...verifiedCacheFill() },
+    ],
 
     async join(input) {
       const result = emptyResult()

@@ -107,4 +107,21 @@ describe('three daemons on loopback', () => {
     expect(missing.body.error.code).toBe('ERR_NOT_FOUND')
     expect((await apiCall(procs[0].socket, 'GET', '/v1/node')).status).toBe(200)
   })
+  it('exposes Prometheus metrics, the bounded caches with their bounds among them', async () => {
+    const r = await apiCall<string>(procs[0].socket, 'GET', '/metrics')
+    expect(r.status).toBe(200)
+    const text = String(r.body)
+    expect(text).toMatch(/^# TYPE rmesh_peers_connected gauge$/m)
+    expect(text).toMatch(/^rmesh_process_heap_used_bytes \d+$/m)
+    for (const cache of ['entry-meta', 'dropped-ids', 'seals', 'logs', 'verified-ids']) {
+      const size = Number(
+        new RegExp(`^rmesh_cache_entries\\{cache="${cache}"\\} (\\d+)$`, 'm').exec(text)?.[1],
+      )
+      const cap = Number(
+        new RegExp(`^rmesh_cache_capacity\\{cache="${cache}"\\} (\\d+)$`, 'm').exec(text)?.[1],
+      )
+      expect(cap).toBeGreaterThan(0)
+      expect(size).toBeLessThanOrEqual(cap)
+    }
+  })
 })

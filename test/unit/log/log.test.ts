@@ -289,4 +289,25 @@ describe('seal', () => {
     expect(late.ignored).toBe(2)
     expect((await b.log.entries(log)).map((e) => e.id)).toEqual([s1.id])
   })
+
+  it('reports its bounded caches, each at or below its bound', async () => {
+    const a = newNode(sa, {}, { maxDroppedIds: 5, cachedSeals: 2, cachedLogs: 2 })
+    for (let j = 0; j < 4; j++) {
+      const l = jobLogId(`cache-${j}`)
+      for (let i = 0; i < 4; i++) await a.log.append(l, 'claim', { i })
+      await a.log.seal(l, { j })
+    }
+    const caches = Object.fromEntries(a.log.caches().map((c) => [c.name, c]))
+    expect(Object.keys(caches).sort()).toEqual([
+      'dropped-ids',
+      'entry-meta',
+      'logs',
+      'seals',
+      'verified-ids',
+    ])
+    expect(caches['dropped-ids']).toEqual({ name: 'dropped-ids', size: 5, capacity: 5 })
+    expect(caches.seals.size).toBeLessThanOrEqual(2)
+    expect(caches.logs.size).toBeLessThanOrEqual(2)
+    for (const c of Object.values(caches)) expect(c.size).toBeLessThanOrEqual(c.capacity)
+  })
 })
