@@ -123,6 +123,9 @@ export interface CacheFill {
 
 export type JoinInput = Uint8Array | LogEntry | ReadonlyArray<Uint8Array | LogEntry>
 
+/** What ordering against a seal needs (compareEntries), without its body. */
+type SealKey = Pick<LogEntry, 'id' | 'clock' | 'author'>
+
 interface Pending {
   entry: LogEntry
   /** Parents not stored yet; empty when waiting for authorization. */
@@ -150,8 +153,9 @@ export function createLogManager(
   const waiting = new Map<EntryId, Set<EntryId>>() // missing parent → pending children
   let pendingBytes = 0
   const dropped = new Set<EntryId>()
-  // A cache: a seal entry carries a whole job state, and every job ever run has a log.
-  const seals = new Map<LogId, LogEntry | null>()
+  // A cache of each log's effective seal, or null for none. Only what ordering needs: a
+  // seal entry carries a whole job state (tens of KiB), and every job ever run has a log.
+  const seals = new Map<LogId, SealKey | null>()
   const logCache = new Map<LogId, Map<EntryId, LogEntry>>()
   const meta = new Map<EntryId, { clock: number; log: LogId }>()
   // A cache for parent lookups while joining (a miss reads LevelDB): parents are recent
@@ -166,9 +170,9 @@ export function createLogManager(
     }
   }
 
-  function cacheSeal(log: LogId, entry: LogEntry | null): void {
+  function cacheSeal(log: LogId, entry: SealKey | null): void {
     seals.delete(log)
-    seals.set(log, entry) // most recently used last
+    seals.set(log, entry && { id: entry.id, clock: entry.clock, author: entry.author }) // MRU last
     if (seals.size > cachedSeals) {
       const oldest = seals.keys().next().value
       if (oldest !== undefined) seals.delete(oldest)
@@ -191,13 +195,13 @@ export function createLogManager(
     return entry
   }
 
-  async function effectiveSeal(log: LogId): Promise<LogEntry | undefined> {
+  async function effectiveSeal(log: LogId): Promise<SealKey | undefined> {
     const cached = seals.get(log)
     if (cached !== undefined) return cached ?? undefined
     const id = await store.getSeal(log)
     const entry = id ? await load(id) : undefined
     cacheSeal(log, entry ?? null)
-    return entry
+    return seals.get(log) ?? undefined
   }
 
   async function loadLog(log: LogId): Promise<Map<EntryId, LogEntry>> {
@@ -300,7 +304,7 @@ export function createLogManager(
     origin: EntryOrigin,
     result: JoinResult,
   ): Promise<void> {
-    let seal = await effectiveSeal(log)
+    let seal: SealKey | undefined = await effectiveSeal(log)
     // A seal newer than the effective one is applied first, so the entries it covers in
     // the same batch are ignored instead of being stored and then deleted.
     const newSeals = incoming
