@@ -176,6 +176,40 @@ export async function metricsOf(d: DaemonProc): Promise<Map<string, number>> {
   return out
 }
 
+/**
+ * A daemon's memory right after a forced full GC (GET /metrics?gc=1; the daemon must run
+ * with node --expose-gc, else the heap includes garbage), and which bounded caches are
+ * still below their bound.
+ */
+export async function liveMemory(
+  socket: string,
+  timeoutMs = 15_000,
+): Promise<{
+  heapKiB?: number
+  externalKiB?: number
+  folds?: number
+  cachesFilling: string[]
+}> {
+  const r = await apiCall<string>(socket, 'GET', '/metrics?gc=1', undefined, timeoutMs)
+  const text = typeof r.body === 'string' ? r.body : ''
+  const gauge = (name: string) => {
+    const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text)
+    return m ? Number(m[1]) : undefined
+  }
+  const heap = gauge('rmesh_process_heap_used_bytes')
+  const ext = gauge('rmesh_process_external_bytes')
+  return {
+    heapKiB: heap === undefined ? undefined : heap / 1024,
+    externalKiB: ext === undefined ? undefined : ext / 1024,
+    folds: gauge('rmesh_state_entries\\{map="folds"\\}'),
+    cachesFilling: [...text.matchAll(/^rmesh_cache_capacity\{cache="([^"]+)"\} (\S+)$/gm)]
+      .filter(
+        ([, name, cap]) => (gauge(`rmesh_cache_entries\\{cache="${name}"\\}`) ?? 0) < Number(cap),
+      )
+      .map(([, name]) => name),
+  }
+}
+
 export const shortId = (peerId: string) => peerId.slice(-8)
 
 /** Clock ticks per second of /proc times (USER_HZ: 100 on every Linux Node runs on). */

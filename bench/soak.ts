@@ -30,6 +30,7 @@ import {
   restartDaemonProc,
   stopDaemonProc,
 } from '../test/helpers/daemons.js'
+import { liveMemory } from './common.js'
 import { createPartitionGate } from '../test/helpers/fault-gates.js'
 import {
   expectAlive,
@@ -90,30 +91,6 @@ async function procStats(pid: number): Promise<{ rssKiB: number; fds: number; st
   return { rssKiB, fds, stopped }
 }
 
-/** The daemon's memory gauges after a forced full GC (needs node --expose-gc). */
-async function heapStats(
-  socket: string,
-): Promise<Pick<Sample, 'heapKiB' | 'externalKiB' | 'folds' | 'cachesFilling'>> {
-  const r = await apiCall<string>(socket, 'GET', '/metrics?gc=1', undefined, 15_000)
-  const text = typeof r.body === 'string' ? r.body : ''
-  const gauge = (name: string) => {
-    const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text)
-    return m ? Number(m[1]) : undefined
-  }
-  const heap = gauge('rmesh_process_heap_used_bytes')
-  const ext = gauge('rmesh_process_external_bytes')
-  return {
-    heapKiB: heap === undefined ? undefined : heap / 1024,
-    externalKiB: ext === undefined ? undefined : ext / 1024,
-    folds: gauge('rmesh_state_entries\\{map="folds"\\}'),
-    cachesFilling: [...text.matchAll(/^rmesh_cache_capacity\{cache="([^"]+)"\} (\S+)$/gm)]
-      .filter(
-        ([, name, cap]) => (gauge(`rmesh_cache_entries\\{cache="${name}"\\}`) ?? 0) < Number(cap),
-      )
-      .map(([, name]) => name),
-  }
-}
-
 /**
  * When every bounded cache of the process had reached its bound at least once (seconds
  * since start), or undefined. Live memory rises while they fill, by design and up to
@@ -147,6 +124,18 @@ function slope(xs: number[], ys: number[]): number {
     den += (xs[i] - mx) ** 2
   }
   return den === 0 ? 0 : num / den
+}
+
+async function heapStats(
+  socket: string,
+): Promise<Pick<Sample, 'heapKiB' | 'externalKiB' | 'folds' | 'cachesFilling'>> {
+  const m = await liveMemory(socket)
+  return {
+    heapKiB: m.heapKiB,
+    externalKiB: m.externalKiB,
+    folds: m.folds,
+    cachesFilling: m.cachesFilling,
+  }
 }
 
 async function main() {
