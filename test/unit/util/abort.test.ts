@@ -74,3 +74,19 @@ describe('withDeadline', () => {
     expect(seen).toBe('TimeoutError')
   })
 })
+
+describe('the daemon code', () => {
+  it('bounds operations with deadline/withDeadline, never AbortSignal.timeout or .any', async () => {
+    const { readdir, readFile } = await import('node:fs/promises')
+    const { join } = await import('node:path')
+    const root = join(import.meta.dirname, '../../../src')
+    const offenders: string[] = []
+    for (const f of await readdir(root, { recursive: true })) {
+      if (!f.endsWith('.ts') || f === join('util', 'abort.ts')) continue
+      const text = await readFile(join(root, f), 'utf8')
+      if (/AbortSignal\.(timeout|any)\(/.test(text)) offenders.push(f)
+    }
+    // Their signals cannot be released early (see src/util/abort.ts).
+    expect(offenders).toEqual([])
+  })
+})
