@@ -113,7 +113,11 @@ export function describeJob(ctx: CliContext, j: JobDetail): string {
     { header: 'node', get: (f) => shortPeer(f.node) },
     { header: 'attempts', get: (f) => String(f.attempts), align: 'right' },
     { header: 'time', get: (f) => formatDuration(f.renderMs), align: 'right' },
-    { header: 'error', get: (f) => f.error ?? '', max: 60 },
+    {
+      header: 'error',
+      get: (f) => (f.error ? `${f.errorNode ? `${shortPeer(f.errorNode)}: ` : ''}${f.error}` : ''),
+      max: 60,
+    },
   ])
   return head.join('\n') + rows
 }

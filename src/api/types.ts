@@ -245,6 +245,8 @@ export interface FrameInfo {
   progress?: number
   /** Last failure reason. */
   error?: string
+  /** Peer id of the node whose attempt failed with `error`. */
+  errorNode?: string
   /** Absolute paths of this frame's files in outDir, once written there (own jobs only). */
   outputs?: string[]
 }

@@ -347,7 +347,11 @@ export function createJobService(c: JobServiceComponents): JobService {
         if (ch.renderMs !== undefined)
           info.renderMs = Math.round(ch.renderMs / Math.max(1, ch.frames.length))
         if (w && w.frame === frame && w.progress !== undefined) info.progress = w.progress
-        if (ch.failures.length) info.error = ch.failures.at(-1)?.reason
+        const failure = ch.failures.at(-1)
+        if (failure) {
+          info.error = failure.reason
+          info.errorNode = failure.node
+        }
         if (lj?.written.includes(ch.index)) {
           const o = ch.outputs?.find((x) => x.frame === frame)
           if (o) info.outputs = [join(lj.outDir, frameFileName(frame, safeExtension(o.name)))]

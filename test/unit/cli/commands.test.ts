@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { createApiClient } from '../../../src/api/client.js'
-import { createFakeClient, detail, PEER_B, summary } from '../ui/fake-client.js'
+import { createFakeClient, detail, PEER_A, PEER_B, summary } from '../ui/fake-client.js'
 import { run } from './helpers.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'rmesh-cli-'))
@@ -127,6 +127,8 @@ describe('commands against a fake daemon', () => {
     const h = await run(['status', 'job111111', '--no-color'], { client: createFakeClient() })
     expect(h.out).toMatch(/FRAME\s+STATE\s+NODE\s+ATTEMPTS\s+TIME/)
     expect(h.out).toMatch(/4\s+failed/)
+    // The error says which node it happened on.
+    expect(h.out).toMatch(new RegExp(`${PEER_A.slice(-8)}: boom`))
   })
   it('unknown job → exit 4', async () => {
     const r = await run(['status', 'nojob999'], { client: createFakeClient() })

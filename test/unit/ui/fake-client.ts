@@ -99,7 +99,7 @@ export function detail(over: Partial<JobDetail> = {}): JobDetail {
       { frame: 1, state: 'done', node: PEER_B, attempts: 1, renderMs: 1200 },
       { frame: 2, state: 'done', node: PEER_A, attempts: 1, renderMs: 1300 },
       { frame: 3, state: 'rendering', node: PEER_B, attempts: 1, progress: 0.5 },
-      { frame: 4, state: 'failed', node: PEER_A, attempts: 2, error: 'boom' },
+      { frame: 4, state: 'failed', node: PEER_A, attempts: 2, error: 'boom', errorNode: PEER_A },
     ],
     chunks: [],
     blocklist: [],
