@@ -91,6 +91,9 @@ async function procStats(pid: number): Promise<{ rssKiB: number; fds: number; st
   return { rssKiB, fds, stopped }
 }
 
+/** Caches that seals trim as they fill: they may never reach their bound, so none waits. */
+const TRIMMED_CACHES = new Set(['entry-meta'])
+
 /**
  * When every bounded cache of the process had reached its bound at least once (seconds
  * since start), or undefined. Live memory rises while they fill, by design and up to
@@ -101,7 +104,7 @@ function cachesFullAt(ss: Sample[]): number | undefined {
   const all = new Set<string>()
   for (const s of ss) {
     if (!s.cachesFilling) continue
-    for (const c of s.cachesFilling) all.add(c)
+    for (const c of s.cachesFilling) if (!TRIMMED_CACHES.has(c)) all.add(c)
   }
   for (const s of ss) {
     if (!s.cachesFilling) continue
@@ -403,7 +406,7 @@ async function writeReport(r: {
     '',
     '## Memory and file descriptors per process',
     '',
-    `How "flat" is judged: only samples after a process's first ${WARMUP_S / 60} minutes count (start-up: JIT), and for memory only those after every bounded cache of the daemon (\`rmesh_cache_entries\` against \`rmesh_cache_capacity\` in /metrics: entry metadata, dropped and verified ids, seals, logs) has reached its bound once: live memory rises while they fill, by design and up to their bounds, and a leak is growth beyond that. A process whose caches never all filled is judged from the warm-up, filling included. The floor per 10 minutes over the whole settled span is shown for information. The signal is live memory right after a full GC (\`GET /metrics?gc=1\` on daemons run with \`--expose-gc\`): V8 heap in use plus external memory (Buffers and ArrayBuffers live outside the V8 heap; the leak this harness found was there). RSS is shown but not judged: V8 sizes its heap to the allocation rate and returns pages lazily, so RSS keeps rising for a long time on a healthy process. Live memory at one instant also holds whatever is in flight (chunks being stored, entries being joined), which only adds; so the judged figure is the low envelope: the minimum over the first half of the settled samples against the minimum over the second half. A leak raises the floor; in-flight noise does not. A process is **growing** when that floor rises by more than ${GROW_MIB} MiB and more than ${GROW_SHARE * 100} % of the first floor, or its fd floor rises by more than 10 and 20 %; it needs at least ${MIN_SETTLED} settled samples, else "too short" (restarted nodes rarely live that long; node 1 is never faulted and always does). The least-squares slope (MiB/h) and KiB/job (slope over the span divided by the jobs verified in it; every node folds every job) are shown for information.`,
+    `How "flat" is judged: only samples after a process's first ${WARMUP_S / 60} minutes count (start-up: JIT), and for memory only those after every bounded cache of the daemon (\`rmesh_cache_entries\` against \`rmesh_cache_capacity\` in /metrics: dropped and verified ids, seals, logs; not entry metadata, which seals trim, so it may never fill) has reached its bound once: live memory rises while they fill, by design and up to their bounds, and a leak is growth beyond that. A process whose caches never all filled is judged from the warm-up, filling included. The floor per 10 minutes over the whole settled span is shown for information. The signal is live memory right after a full GC (\`GET /metrics?gc=1\` on daemons run with \`--expose-gc\`): V8 heap in use plus external memory (Buffers and ArrayBuffers live outside the V8 heap; the leak this harness found was there). RSS is shown but not judged: V8 sizes its heap to the allocation rate and returns pages lazily, so RSS keeps rising for a long time on a healthy process. Live memory at one instant also holds whatever is in flight (chunks being stored, entries being joined), which only adds; so the judged figure is the low envelope: the minimum over the first half of the settled samples against the minimum over the second half. A leak raises the floor; in-flight noise does not. A process is **growing** when that floor rises by more than ${GROW_MIB} MiB and more than ${GROW_SHARE * 100} % of the first floor, or its fd floor rises by more than 10 and 20 %; it needs at least ${MIN_SETTLED} settled samples, else "too short" (restarted nodes rarely live that long; node 1 is never faulted and always does). The least-squares slope (MiB/h) and KiB/job (slope over the span divided by the jobs verified in it; every node folds every job) are shown for information.`,
     '',
     '| node | pid | samples (settled) | caches full at (min) | floor per 10 min (MiB) | live after GC first → last (MiB) | floor 1st half → 2nd half (MiB) | live slope (MiB/h) | KiB/job | heap / external last (MiB) | RSS first → last (MiB) | RSS slope (MiB/h) | fds first → last | fds max | fd slope (/h) | folds last | verdict |',
     `|${'---|'.repeat(17)}`,

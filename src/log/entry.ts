@@ -66,9 +66,15 @@ export function isEntryKind(text: unknown): text is string {
 // Entries this module produced or verified: join trusts these objects without re-checking.
 const trusted = new WeakSet<LogEntry>()
 const verifiedIds = new Set<string>()
-// Copies of an entry arrive within seconds (gossip from several peers, a sync session):
-// recent ids suffice, and on a daemon that runs for weeks every id kept costs ~120 bytes.
-const VERIFIED_CACHE_MAX = 20_000
+/**
+ * The bound of the log's id caches (verified ids here; dropped ids and entry metadata in
+ * log.ts): about five minutes of a busy mesh's entries (~1,000 a minute in the soak).
+ * Copies of an entry arrive within seconds (gossip from several peers, a sync session), so
+ * recent ids suffice; each id kept costs 120–200 bytes, and at 20k the three caches took
+ * over an hour of soak to fill, holding ~10 MiB that read as growth all along.
+ */
+export const ID_CACHE_MAX = 5_000
+const VERIFIED_CACHE_MAX = ID_CACHE_MAX
 
 function rememberVerified(id: string): void {
   verifiedIds.add(id)

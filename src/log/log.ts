@@ -21,6 +21,7 @@ import { KeyedQueue } from '../util/queue.js'
 import {
   createEntry,
   decodeEntry,
+  ID_CACHE_MAX,
   isTrustedEntry,
   MAX_PARENTS,
   verifiedCacheFill,
@@ -143,7 +144,7 @@ export function createLogManager(
   const maxPendingBytes = options.maxPendingBytes ?? 32 * 1024 * 1024
   // Only an optimisation (an entry at or below its log's seal is ignored by its clock
   // anyway): recent seals' ids suffice, and each remembered id costs ~120 bytes for hours.
-  const maxDroppedIds = options.maxDroppedIds ?? 20_000
+  const maxDroppedIds = options.maxDroppedIds ?? ID_CACHE_MAX
   const cachedLogs = options.cachedLogs ?? 16
   const cachedSeals = options.cachedSeals ?? 256
 
@@ -159,8 +160,9 @@ export function createLogManager(
   const logCache = new Map<LogId, Map<EntryId, LogEntry>>()
   const meta = new Map<EntryId, { clock: number; log: LogId }>()
   // A cache for parent lookups while joining (a miss reads LevelDB): parents are recent
-  // entries, so 20k is ample; at ~200 bytes an id, a larger bound only reads as a leak.
-  const META_MAX = 20_000
+  // entries, so a few minutes' worth is ample; at ~200 bytes an id, a larger bound only
+  // holds memory (a miss costs one LevelDB read). Seals trim it: it may never fill.
+  const META_MAX = ID_CACHE_MAX
 
   function remember(entry: LogEntry): void {
     meta.set(entry.id, { clock: entry.clock, log: entry.log })
