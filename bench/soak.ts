@@ -276,7 +276,7 @@ async function main() {
         `job ${job.jobId} from node ${submitter + 1}: ${blender ? `blender ${JSON.stringify(blenderSpec)}` : JSON.stringify(spec)}`,
       )
     } catch (err) {
-      jobs.errors.push(`submit: ${(err as Error).message}`)
+      jobs.errors.push(`submit to node ${submitter + 1}: ${(err as Error).message}`)
     }
   }
 
