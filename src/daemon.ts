@@ -51,7 +51,7 @@ import { type Clock, systemClock } from './util/clock.js'
 import { describeError, RmeshError } from './util/errors.js'
 import { createLogger, type Logger } from './util/logger.js'
 import { RMESH_VERSION } from './version.js'
-import { createWorker } from './worker/runner.js'
+import { createWorker, SCENE_PIN_PREFIX } from './worker/runner.js'
 
 export const DB_DIR = 'db'
 export const LOG_FILE = 'daemon.log'
@@ -256,6 +256,7 @@ export async function startDaemon(
       logger: logger.child('providers'),
       store: blocks,
       isAdmitted,
+      providedOnStart: () => blocks.pinnedByOwners(SCENE_PIN_PREFIX),
       clock,
     })
 

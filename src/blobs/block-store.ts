@@ -178,6 +178,8 @@ export interface BlockStore {
   /** Remove one pin of `owner`, or all its pins when no manifest is given. */
   unpin(owner: string, manifestCid?: string): Promise<void>
   pinsOf(owner: string): Promise<string[]>
+  /** Manifests pinned by any owner whose name starts with `ownerPrefix`, each once. */
+  pinnedByOwners(ownerPrefix: string): Promise<string[]>
   gc(options?: { graceMs?: number }): Promise<GcResult>
   stats(): Promise<StoreStats>
 }
@@ -464,6 +466,16 @@ export function createBlockStore(
       return readPins(owner)
     },
 
+    async pinnedByOwners(ownerPrefix) {
+      await ready()
+      const out = new Set<string>()
+      for (const f of await walk(dirs.pins, false)) {
+        const doc = await readPinDoc(f.path).catch(() => undefined)
+        if (doc && doc.owner.startsWith(ownerPrefix)) for (const cid of doc.manifests) out.add(cid)
+      }
+      return [...out]
+    },
+
     gc(gcOptions = {}) {
       const graceMs = gcOptions.graceMs ?? gcGraceMs
       return queue.run('pins', async () => {
@@ -532,16 +544,29 @@ export function createBlockStore(
   }
 
   async function readPinFile(path: string): Promise<string[]> {
+    return (await readPinDoc(path))?.manifests ?? []
+  }
+
+  /** A pin file's owner and manifests; undefined when it is gone (unpinned meanwhile). */
+  async function readPinDoc(
+    path: string,
+  ): Promise<{ owner: string; manifests: string[] } | undefined> {
     let bytes: Uint8Array
     try {
       bytes = await readFile(path)
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
       throw err
     }
-    const doc = decodeBounded(bytes, MAX_PIN_FILE_BYTES, 'pin file') as { manifests?: unknown }
+    const doc = decodeBounded(bytes, MAX_PIN_FILE_BYTES, 'pin file') as {
+      owner?: unknown
+      manifests?: unknown
+    }
     const list = Array.isArray(doc?.manifests) ? doc.manifests : []
-    return list.filter((c): c is string => typeof c === 'string')
+    return {
+      owner: typeof doc?.owner === 'string' ? doc.owner : '',
+      manifests: list.filter((c): c is string => typeof c === 'string'),
+    }
   }
 
   async function writePins(owner: string, manifests: string[]): Promise<void> {

@@ -19,6 +19,8 @@
  *    the DHT either (announce with dht: false): their complete entry names the holder.
  *    A new job's scene is provided a few seconds late (dht: 'deferred'): a provide walks
  *    the DHT, and right after a submit the CPU belongs to the first claims and renders.
+ *    At start a node provides what `providedOnStart` names (the daemon: scenes), not
+ *    every output it holds: thousands of provide walks at once would stall the start.
  *  - what this node provided and no longer holds (a deleted job's scene) is withdrawn at
  *    the next announce round: the DHT would otherwise re-provide it for days, and every
  *    node would keep its record (see the provider validity in net/host.ts).
@@ -48,6 +50,11 @@ export interface ProviderIndexComponents {
   /** When given, its complete manifests are announced periodically. */
   store?: BlockStore
   isAdmitted?: (peerId: string) => boolean
+  /**
+   * The held manifests worth a DHT record when the node starts (job scenes); default
+   * every complete manifest held. Outputs need none: their complete entry names the holder.
+   */
+  providedOnStart?: () => Promise<string[]>
   clock?: Clock
 }
 
@@ -204,6 +211,13 @@ export function createProviderIndex(
     }
   }
 
+  async function startProvide(): Promise<void> {
+    const held = await heldComplete()
+    if (!components.providedOnStart) return provideInDht(held)
+    const wanted = new Set(await components.providedOnStart())
+    provideInDht(held.filter((cid) => wanted.has(cid)))
+  }
+
   async function periodic(): Promise<void> {
     sweepHolders()
     const cids = await heldComplete().catch(() => [] as string[])
@@ -227,7 +241,9 @@ export function createProviderIndex(
         timer.unref?.()
       }
       // Our holdings reach the DHT once per start; gossip repeats them every interval.
-      void heldComplete().then(provideInDht, () => undefined)
+      void startProvide().catch((err) =>
+        log.debug('dht provide on start failed', { err: describeError(err) }),
+      )
     },
     async stop() {
       if (!running) return

@@ -87,8 +87,11 @@ export function outputsPinOwner(jobId: string): string {
   return `job-outputs/${jobId}`
 }
 
+/** Every scene pin's owner starts with this (the daemon provides these in the DHT). */
+export const SCENE_PIN_PREFIX = 'job-scene/'
+
 export function scenePinOwner(jobId: string): string {
-  return `job-scene/${jobId}`
+  return `${SCENE_PIN_PREFIX}${jobId}`
 }
 
 export function createWorker(c: WorkerComponents): ChunkRunner & {

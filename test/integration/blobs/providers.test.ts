@@ -89,4 +89,36 @@ describe('provider index and the DHT', () => {
       await ia.stop()
     }
   })
+
+  it('on start provides what providedOnStart names (scenes), not every output held', async () => {
+    const a = await cluster.node()
+    await cluster.node()
+    const scene = (await a.store.importBytes('scene.blend', patternBytes(10_000))).manifest
+    const output = (await a.store.importBytes('0001.png', patternBytes(9_000))).manifest
+    await a.store.pin('job-scene/j1', scene)
+    await a.store.pin('job-outputs/j1', output)
+    const provided: string[] = []
+    const routing = a.host.contentRouting
+    routing.provide = async (cid) => {
+      provided.push(cid.toString())
+    }
+    const ia = createProviderIndex(
+      {
+        libp2p: a.host,
+        logger: silentLogger,
+        store: a.store,
+        providedOnStart: () => a.store.pinnedByOwners('job-scene/'),
+      },
+      { announceIntervalMs: 0 },
+    )
+    await ia.start()
+    try {
+      for (let i = 0; i < 50 && provided.length === 0; i++)
+        await new Promise((r) => setTimeout(r, 50))
+      await new Promise((r) => setTimeout(r, 200))
+      expect(provided).toEqual([scene])
+    } finally {
+      await ia.stop()
+    }
+  })
 })

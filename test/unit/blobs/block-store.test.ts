@@ -159,6 +159,9 @@ describe('block store', () => {
     await store.pin('job-2', a.manifest)
     await store.pin('job-2', b.manifest)
     expect(await store.pinsOf('job-2')).toEqual([a.manifest, b.manifest].sort())
+    expect((await store.pinnedByOwners('job-')).sort()).toEqual([a.manifest, b.manifest].sort())
+    expect(await store.pinnedByOwners('job-1')).toEqual([a.manifest])
+    expect(await store.pinnedByOwners('other/')).toEqual([])
     // Within the grace period nothing goes, pinned or not.
     await store.unpin('job-2')
     expect((await store.gc()).blocksRemoved).toBe(0)
