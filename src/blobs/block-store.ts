@@ -471,7 +471,8 @@ export function createBlockStore(
       const out = new Set<string>()
       for (const f of await walk(dirs.pins, false)) {
         const doc = await readPinDoc(f.path).catch(() => undefined)
-        if (doc && doc.owner.startsWith(ownerPrefix)) for (const cid of doc.manifests) out.add(cid)
+        if (!doc?.owner.startsWith(ownerPrefix)) continue
+        for (const cid of doc.manifests) out.add(cid)
       }
       return [...out]
     },
