@@ -344,6 +344,7 @@ export async function startDaemon(
         clock,
         logger: logger.child('presence'),
         isAdmitted,
+        isMember: (p) => admission.isMember(p),
         self: () => ({
           name: config.name,
           version: RMESH_VERSION,
@@ -399,6 +400,7 @@ export async function startDaemon(
           renders: (p) => (presence.peers().get(p)?.presence.slots ?? 1) > 0,
         },
         runner: {
+          prepare: (task) => worker.prepare(task),
           start: async (task, signal, onProgress, onRendered) => {
             const key = `${task.jobId}/${task.chunk}`
             activity.set(key, { job: task.jobId, chunk: task.chunk, frame: task.frames[0] })
@@ -560,6 +562,9 @@ export async function startDaemon(
       if (info) events.publish({ type: source === 'direct' ? 'peer-up' : 'presence', peer: info })
     })
     presence.onGone((id) => events.publish({ type: 'peer-down', peerId: id }))
+    // Peer exchange: a member heard through others is dialed (by the smaller id of the pair).
+    presence.onIntroduced((id, addrs) => dialer.discovered(id, addrs))
+    presence.onSilent((id) => void dialer.reconnect(id))
     admission.onAdmitted((peer) => {
       void presence.exchange(peer)
       void sync

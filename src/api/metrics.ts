@@ -100,6 +100,16 @@ export async function renderMetrics(d: Daemon, opts: { gc?: boolean } = {}): Pro
   metric('rmesh_rejected_messages_total', 'counter', 'Peer messages and connections refused.', [
     ['', d.counters.rejectedMessages + d.presence.stats().rejected],
   ])
+  const links = d.presence.stats()
+  metric(
+    'rmesh_peer_links_total',
+    'counter',
+    'Peers introduced by gossip (then dialed), and links replaced because gossip fell silent.',
+    [
+      ['{event="introduced"}', links.introduced],
+      ['{event="silent"}', links.silent],
+    ],
+  )
   metric('rmesh_process_rss_bytes', 'gauge', 'Resident memory of the daemon process.', [
     ['', mem.rss],
   ])

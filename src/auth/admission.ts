@@ -83,6 +83,12 @@ export interface Admission {
   start(): Promise<void>
   stop(): Promise<void>
   isAdmitted(peerId: string | PeerId): boolean
+  /**
+   * A peer this node may introduce itself to: admitted, or holding a token of the mesh that
+   * the mesh log carried (verified, not revoked, not expired). Being a member grants
+   * nothing; only the handshake on a connection admits.
+   */
+  isMember(peerId: string | PeerId): boolean
   waitAdmitted(peerId: string | PeerId, signal?: AbortSignal): Promise<void>
   admittedPeers(): string[]
   /** The token a currently admitted peer presented. */
@@ -140,16 +146,34 @@ export function createAdmission(
   const refusedListeners = new Set<(event: RefusedEvent) => void>()
   const waiters = new Map<string, Set<{ resolve: () => void; reject: (e: unknown) => void }>>()
 
+  // Audience → the latest token the mesh log carried for it (bounded like the token cache).
+  const members = new Map<string, Token>()
+  const MAX_MEMBERS = 4096
+
+  const revokedFor = (peer: string, t: Token): boolean =>
+    tokens.isRevoked(peer) ||
+    tokens.isRevoked(t.id) ||
+    (t.proof !== undefined && tokens.isRevoked(t.proof.id))
+
   const isAdmitted = (p: string | PeerId): boolean => {
     const peer = toStr(p)
     const a = admitted.get(peer)
-    if (!a) return false
-    const t = a.token
-    return !(
-      tokens.isRevoked(peer) ||
-      tokens.isRevoked(t.id) ||
-      (t.proof !== undefined && tokens.isRevoked(t.proof.id))
-    )
+    return !!a && !revokedFor(peer, a.token)
+  }
+
+  const isMember = (p: string | PeerId): boolean => {
+    const peer = toStr(p)
+    if (isAdmitted(peer)) return true
+    const t = members.get(peer)
+    return !!t && !revokedFor(peer, t) && clock.wall() < (t.exp + skew) * 1000
+  }
+
+  const noteMember = (token: Token) => {
+    const prev = members.get(token.aud)
+    if (prev && prev.exp > token.exp) return
+    members.delete(token.aud)
+    members.set(token.aud, token)
+    if (members.size > MAX_MEMBERS) members.delete(members.keys().next().value as string)
   }
 
   const settleWaiters = (peer: string, err?: unknown) => {
@@ -207,6 +231,7 @@ export function createAdmission(
   }
 
   const admit = (peer: string, token: Token) => {
+    noteMember(token)
     const prev = admitted.get(peer)
     if (prev?.timer) clock.clearTimeout(prev.timer)
     clearGrace(peer)
@@ -406,6 +431,7 @@ export function createAdmission(
     const token = decodeToken(bytes)
     await verifyToken(token, { meshId, now: null, revoked: tokens.isRevoked })
     await tokens.rememberToken(token)
+    noteMember(token)
     return token
   }
 
@@ -451,6 +477,7 @@ export function createAdmission(
         settleWaiters(peer, new AdmissionError('ERR_AUTH_NOT_ADMITTED', 'admission stopped'))
     },
     isAdmitted,
+    isMember,
     async waitAdmitted(p, signal) {
       const peer = toStr(p)
       if (isAdmitted(peer)) return

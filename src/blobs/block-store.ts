@@ -160,10 +160,15 @@ export interface BlockStore {
     options?: { name?: string; signal?: AbortSignal; onProgress?: (p: Progress) => void },
   ): Promise<ImportResult>
   importBytes(name: string, bytes: Uint8Array): Promise<ImportResult>
+  /**
+   * Write the file to `destPath` (temp file, renamed into place when whole). `scratch`: a
+   * working copy that nothing relies on after a crash (a render's scene), so no fsync;
+   * under load an fsync can take most of a second, and the first frame waits for it.
+   */
   exportFile(
     manifestCid: string,
     destPath: string,
-    options?: { signal?: AbortSignal; onProgress?: (p: Progress) => void },
+    options?: { signal?: AbortSignal; onProgress?: (p: Progress) => void; scratch?: boolean },
   ): Promise<{ size: number }>
   hasBlock(cid: string): Promise<boolean>
   getBlock(cid: string): Promise<Uint8Array>
@@ -375,7 +380,7 @@ export function createBlockStore(
           written += bytes.byteLength
           opts.onProgress?.({ bytes: written, total: m.size })
         }
-        if (doFsync) await fh.sync()
+        if (doFsync && !opts.scratch) await fh.sync()
         await fh.close()
         fh = undefined
         await rename(tmp, destPath)

@@ -606,6 +606,8 @@ export function createLeaseManager(
     tasks.set(key, task)
     stats.claims++
     if (dead) stats.reclaims++
+    // The scene fetch overlaps the claim's signing, storing and gossip.
+    runner.prepare?.(chunkTask(s, c, task.attempt))
     const entry = await append(task.jobId, 'claim', { chunk: task.chunk, attempt: task.attempt })
     if (tasks.get(key) !== task) return !!entry
     const after = folds.get(task.jobId)?.state?.chunks[task.chunk]
@@ -620,6 +622,12 @@ export function createLeaseManager(
       return !!entry
     }
     task.phase = 'queued'
+    logger.debug('chunk claimed', {
+      jobId: task.jobId,
+      chunk: task.chunk,
+      attempt: task.attempt,
+      claimMs: Math.round(now() - task.claimedAt),
+    })
     startQueued(components.capabilities())
     return true
   }
@@ -643,14 +651,7 @@ export function createLeaseManager(
     const c = s.chunks[task.chunk]
     task.phase = 'running'
     stats.rendersStarted++
-    const info: ChunkTask = {
-      jobId: task.jobId,
-      job: s.job,
-      chunk: task.chunk,
-      attempt: task.attempt,
-      frames: c.frames,
-      kind: c.kind,
-    }
+    const info = chunkTask(s, c, task.attempt)
     const onProgress = options.onProgress
       ? (p: ChunkProgress) => options.onProgress!(info, p)
       : undefined
@@ -739,6 +740,10 @@ export function createLeaseManager(
         schedule()
       },
     )
+  }
+
+  function chunkTask(s: JobState, c: ChunkState, attempt: number): ChunkTask {
+    return { jobId: s.jobId, job: s.job, chunk: c.index, attempt, frames: c.frames, kind: c.kind }
   }
 
   /** A finished render frees its slot and starts the prefetched chunk before anything else. */

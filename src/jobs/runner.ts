@@ -50,6 +50,12 @@ export interface ChunkRunner {
     onProgress?: (p: ChunkProgress) => void,
     onRendered?: () => void,
   ): Promise<ChunkResult>
+  /**
+   * A chunk of this task's job is being claimed: get its inputs ready (fetch the scene)
+   * while the claim is written, so start() does not wait for them. Best effort: never
+   * throws, and start() retries whatever it could not do.
+   */
+  prepare?(task: ChunkTask): void
 }
 
 /**

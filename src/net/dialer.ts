@@ -9,6 +9,7 @@
  *  - every dial has a timeout, and a failed target is retried with exponential backoff
  *    (1 s doubling to 60 s, with jitter) for as long as it is wanted;
  *  - a peer the connection gater refuses is not retried (it would only be refused again);
+ *  - reconnect (a link that stopped delivering) hangs up and dials once, whatever the ids;
  *  - libp2p emits `peer:discovery` only the first time a peer enters its peer store, and
  *    mDNS answers arrive within milliseconds of the host starting, before this module
  *    listens: start() therefore treats every peer already in the peer store as discovered.
@@ -46,6 +47,11 @@ export interface Dialer {
   keep(peerId: string, addrs: string[]): void
   /** Stop dialing this peer (revoked, refused). */
   drop(peerId: string): void
+  /**
+   * Replace the connections to this peer with a new one (a link that stopped delivering):
+   * hang up, then dial once whatever the ids; a peer we keep is redialed as usual too.
+   */
+  reconnect(peerId: string): Promise<void>
 }
 
 interface Target {
@@ -193,6 +199,19 @@ export function createDialer(components: DialerComponents, options: DialerOption
     },
     keep(peerId, addrs) {
       want(peerId, peerId, addrs)
+    },
+    async reconnect(peerId) {
+      if (!running || peerId === selfId) return
+      const id = peerIdFromString(peerId)
+      await libp2p.hangUp(id).catch(() => undefined)
+      try {
+        await withDeadline(DEFAULT_TIMEOUTS.dial, undefined, (signal) =>
+          libp2p.dial(id, { signal }),
+        )
+      } catch (err) {
+        // The other side, a kept target or the next introduction dials again.
+        logger.debug('reconnect failed', { peer: peerId, err: describeError(err) })
+      }
     },
     drop(peerId) {
       const t = targets.get(peerId)

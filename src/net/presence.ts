@@ -11,7 +11,11 @@
  *  - liveness is judged by this node's monotonic clock since it last heard a peer,
  *    never by comparing wall clocks;
  *  - size is checked before decoding, schema after; a bad heartbeat is dropped and
- *    counted, nothing else happens.
+ *    counted, nothing else happens;
+ *  - only admitted peers are heard; a gossiped heartbeat of a mesh member not admitted
+ *    here only introduces it (onIntroduced: its id and addresses, for the dialer);
+ *  - every connected, admitted peer is heard on gossip at least every silentAfterMs, or
+ *    its link is reported broken (onSilent) so the daemon replaces the connection.
  */
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { Connection, Stream } from '@libp2p/interface'
@@ -142,12 +146,23 @@ export interface PresenceComponents {
   self: () => Omit<Presence, 'v' | 'peerId' | 'seq' | 'addrs'>
   /** Only admitted peers are heard (admission issue); default: everyone connected. */
   isAdmitted?: (peerId: string) => boolean
+  /**
+   * Peers not admitted here yet whose gossiped heartbeat may introduce them (members of
+   * the mesh by its log); default none. They are not heard: onIntroduced gets their id
+   * and addresses, so this node can connect and admit them by the handshake.
+   */
+  isMember?: (peerId: string) => boolean
 }
 
 export interface PresenceOptions {
   intervalMs: number
   /** A peer unheard for this long is 'gone'. Default 3 × interval. */
   goneAfterMs?: number
+  /**
+   * An admitted peer we are connected to but have not heard on gossip for this long has a
+   * broken gossip link (onSilent). Default 5 × interval.
+   */
+  silentAfterMs?: number
 }
 
 export interface PresenceService {
@@ -161,7 +176,21 @@ export interface PresenceService {
   lastHeard(peerId: string): number | undefined
   onPresence(listener: (p: Presence, source: 'gossip' | 'direct') => void): () => void
   onGone(listener: (peerId: string) => void): () => void
-  stats(): { rejected: number }
+  /**
+   * A member not connected here spoke on gossip (through admitted peers). Peer exchange:
+   * without it, two nodes that bootstrapped elsewhere would never meet, since gossip from
+   * a peer not admitted is not heard.
+   */
+  onIntroduced(listener: (peerId: string, addrs: string[]) => void): () => void
+  /**
+   * A connected, admitted peer's heartbeats have not arrived on gossip for silentAfterMs.
+   * gossipsub keeps one outbound stream per peer; when it closes while another connection
+   * to the peer stays open, nothing recreates it and that direction stays mute for as long
+   * as the connection lives (seen with 8 daemons starting at once on a loaded machine).
+   * The cure is a new connection. Fired once per silent spell.
+   */
+  onSilent(listener: (peerId: string) => void): () => void
+  stats(): { rejected: number; introduced: number; silent: number }
 }
 
 export function createPresence(
@@ -171,11 +200,19 @@ export function createPresence(
   const { libp2p, clock, logger } = components
   const selfId = libp2p.peerId.toString()
   const goneAfter = options.goneAfterMs ?? options.intervalMs * 3
+  const silentAfter = options.silentAfterMs ?? options.intervalMs * 5
+  // Peer → monotonic ms since which we wait for its gossip (its last gossiped heartbeat,
+  // or when we first saw it connected and admitted without one).
+  const gossipSince = new Map<string, number>()
+  const silentListeners = new Set<(peerId: string) => void>()
   const table = new Map<string, PeerPresence>()
   const listeners = new Set<(p: Presence, source: 'gossip' | 'direct') => void>()
   const goneListeners = new Set<(peerId: string) => void>()
+  const introducedListeners = new Set<(peerId: string, addrs: string[]) => void>()
   let seq = 0
   let rejected = 0
+  let introduced = 0
+  let silent = 0
   let timer: ReturnType<Clock['setTimeout']> | undefined
   let running = false
   const admitted = (peerId: string) => components.isAdmitted?.(peerId) ?? true
@@ -213,8 +250,14 @@ export function createPresence(
       const p = decode(msg.data)
       if (msg.type !== 'signed' || msg.from?.toString() !== p.peerId)
         throw new InvalidInputError('presence not signed by its peer')
-      if (!admitted(p.peerId))
-        throw new InvalidInputError('presence from a peer that is not admitted')
+      if (!admitted(p.peerId)) {
+        if (p.peerId === selfId || !components.isMember?.(p.peerId))
+          throw new InvalidInputError('presence from a peer that is not admitted')
+        introduced++
+        for (const l of introducedListeners) l(p.peerId, p.addrs)
+        return
+      }
+      gossipSince.set(p.peerId, clock.monotonic())
       accept(p, 'gossip')
     } catch (err) {
       rejected++
@@ -240,7 +283,29 @@ export function createPresence(
         for (const l of goneListeners) l(peerId)
       }
     }
+    checkSilent(now)
     timer = clock.setTimeout(tick, options.intervalMs)
+  }
+
+  const checkSilent = (now: number) => {
+    const connected = new Set<string>()
+    for (const c of libp2p.getConnections())
+      if (c.status === 'open') connected.add(c.remotePeer.toString())
+    for (const peerId of gossipSince.keys()) if (!connected.has(peerId)) gossipSince.delete(peerId)
+    for (const peerId of connected) {
+      if (!admitted(peerId)) continue
+      const since = gossipSince.get(peerId)
+      if (since === undefined) gossipSince.set(peerId, now)
+      else if (now - since > silentAfter) {
+        gossipSince.set(peerId, now)
+        silent++
+        logger.warn('no gossip from a connected peer: reconnecting', {
+          peer: peerId,
+          silentMs: Math.round(now - since),
+        })
+        for (const l of silentListeners) l(peerId)
+      }
+    }
   }
 
   const handle = async (stream: Stream, connection: Connection) => {
@@ -323,6 +388,14 @@ export function createPresence(
       goneListeners.add(l)
       return () => goneListeners.delete(l)
     },
-    stats: () => ({ rejected }),
+    onIntroduced(l) {
+      introducedListeners.add(l)
+      return () => introducedListeners.delete(l)
+    },
+    onSilent(l) {
+      silentListeners.add(l)
+      return () => silentListeners.delete(l)
+    },
+    stats: () => ({ rejected, introduced, silent }),
   }
 }

@@ -94,7 +94,7 @@ export function scenePinOwner(jobId: string): string {
   return `${SCENE_PIN_PREFIX}${jobId}`
 }
 
-export function createWorker(c: WorkerComponents): ChunkRunner & {
+export function createWorker(c: WorkerComponents): Required<ChunkRunner> & {
   forgetJob(jobId: string): Promise<void>
   clearScratch(): Promise<void>
 } {
@@ -113,7 +113,10 @@ export function createWorker(c: WorkerComponents): ChunkRunner & {
    * The fetch is shared, so it has its own signal (aborted by forgetJob): one chunk's lost
    * lease must not fail another chunk's fetch; an aborted chunk only stops waiting.
    */
-  const sceneFor = (task: ChunkTask, signal: AbortSignal): Promise<string> => {
+  const sceneFor = (task: ChunkTask, signal: AbortSignal): Promise<string> =>
+    raceSignal(sharedScene(task), signal, 'scene fetch')
+
+  const sharedScene = (task: ChunkTask): Promise<string> => {
     let shared = scenes.get(task.jobId)
     if (!shared) {
       const ctl = new AbortController()
@@ -142,7 +145,7 @@ export function createWorker(c: WorkerComponents): ChunkRunner & {
         const dir = join(c.workRoot, task.jobId, 'scene')
         await mkdir(dir, { recursive: true })
         const path = join(dir, safeFileName(name, 'scene.blend'))
-        await c.blocks.exportFile(manifest, path, { signal: fetchSignal })
+        await c.blocks.exportFile(manifest, path, { signal: fetchSignal, scratch: true })
         return path
       })()
       const entry = { promise: p, ctl }
@@ -153,7 +156,7 @@ export function createWorker(c: WorkerComponents): ChunkRunner & {
         if (scenes.get(task.jobId) === entry) scenes.delete(task.jobId)
       })
     }
-    return raceSignal(shared.promise, signal, 'scene fetch')
+    return shared.promise
   }
 
   const storeOutput = async (
@@ -187,6 +190,7 @@ export function createWorker(c: WorkerComponents): ChunkRunner & {
     const engine = c.engines.get(task.job.engine.name)
     if (!engine)
       throw new ChunkFailedError(`engine ${task.job.engine.name} is not installed on this node`)
+    const startedAt = performance.now()
     let scenePath: string
     try {
       scenePath = await sceneFor(task, signal)
@@ -194,9 +198,17 @@ export function createWorker(c: WorkerComponents): ChunkRunner & {
       if (signal.aborted) throw err
       throw unavailableOr(err, `could not fetch the scene: ${describeError(err)}`)
     }
+    const sceneMs = performance.now() - startedAt
     const workDir = join(c.workRoot, task.jobId, `chunk-${task.chunk}-a${task.attempt}`)
     await rm(workDir, { recursive: true, force: true })
     await mkdir(workDir, { recursive: true })
+    // Where a chunk's start goes (scene, then scratch): the first-frame latency's breakdown.
+    c.logger.debug('engine starting', {
+      jobId: task.jobId,
+      chunk: task.chunk,
+      sceneMs: Math.round(sceneMs),
+      prepareMs: Math.round(performance.now() - startedAt),
+    })
     let currentFrame = task.frames[0] ?? 0
     try {
       const params = engine.validate(task.job.params)
@@ -296,7 +308,7 @@ export function createWorker(c: WorkerComponents): ChunkRunner & {
             workDir,
             `frame_${String(out.frame).padStart(6, '0')}${safeExtension(out.name)}`,
           )
-          await c.blocks.exportFile(out.manifest, path, { signal })
+          await c.blocks.exportFile(out.manifest, path, { signal, scratch: true })
           frames.push({ frame: out.frame, path })
         }
       }
@@ -328,6 +340,11 @@ export function createWorker(c: WorkerComponents): ChunkRunner & {
   }
 
   return {
+    prepare(task) {
+      if (task.kind !== 'frames' || !c.engines.get(task.job.engine.name)) return
+      // A failure is start()'s to report: the failed fetch left the map, so it retries.
+      sharedScene(task).catch(() => undefined)
+    },
     start(task, signal, onProgress, onRendered) {
       return task.kind === 'encode'
         ? encode(task, signal, onProgress)

@@ -294,6 +294,28 @@ describe('admission over real libp2p', () => {
     await a.admission.waitAdmitted(b.id, AbortSignal.timeout(3000))
   })
 
+  it('a token the mesh log carried makes its audience a member (introduced), not admitted', async () => {
+    const owner = await mesh()
+    const a = await node({ tokenFor: owned(owner) })
+    const stranger = peerIdOf(await generateKeyPair('Ed25519'))
+    const expired = peerIdOf(await generateKeyPair('Ed25519'))
+    expect(a.admission.isMember(stranger)).toBe(false)
+    const tok = (await owned(owner, ['render'])(stranger)) as Token
+    await a.admission.learnToken(tok.bytes)
+    expect(a.admission.isMember(stranger)).toBe(true)
+    expect(a.admission.isAdmitted(stranger)).toBe(false)
+    // An expired token introduces nobody; nor does a revoked one.
+    const old = (await owned(owner, ['render'], nowS() - 7200, nowS() - 3600)(expired)) as Token
+    await a.admission.learnToken(old.bytes)
+    expect(a.admission.isMember(expired)).toBe(false)
+    await a.admission.revoke(tok.id)
+    expect(a.admission.isMember(stranger)).toBe(false)
+    // Garbage is refused with a typed error and teaches nothing.
+    await expect(a.admission.learnToken(new Uint8Array([1, 2, 3]))).rejects.toMatchObject({
+      code: expect.stringMatching(/^ERR_/),
+    })
+  })
+
   it('revocation disconnects now and refuses redial', async () => {
     const owner = await mesh()
     const a = await node({ tokenFor: owned(owner) })

@@ -62,15 +62,20 @@ function manualRunner() {
       onRendered?: () => void
     }
   >()
+  const events: string[] = []
   const runner: ChunkRunner = {
+    prepare(task) {
+      events.push(`prepare ${task.chunk}/${task.attempt}`)
+    },
     start(task, signal, _onProgress, onRendered) {
+      events.push(`start ${task.chunk}/${task.attempt}`)
       return new Promise((resolve, reject) => {
         running.set(task.chunk, { task, resolve, reject, signal, onRendered })
         signal.addEventListener('abort', () => reject(new AbortedError('render')), { once: true })
       })
     },
   }
-  return { runner, running }
+  return { runner, running, events }
 }
 
 async function setup(
@@ -89,7 +94,7 @@ async function setup(
   const log = memLog(A)
   const heard = new Map<PeerIdString, number>()
   for (const p of opts.rivals ?? []) heard.set(p, 0)
-  const { runner, running } = manualRunner()
+  const { runner, running, events } = manualRunner()
   const lm = createLeaseManager(
     {
       self: A,
@@ -125,7 +130,7 @@ async function setup(
     id: 'ann' as EntryId,
   })
   await tick()
-  return { clock, log, heard, running, lm, tick }
+  return { clock, log, heard, running, lm, tick, events }
 }
 
 describe('lease manager', () => {
@@ -139,6 +144,13 @@ describe('lease manager', () => {
     expect(log.kinds()).toEqual(['claim', 'complete'])
     expect(lm.job(JOB)!.state).toBe('done')
     expect(lm.stats()).toMatchObject({ claims: 1, rendersStarted: 1, completes: 1 })
+    await lm.stop()
+  })
+
+  it('asks the runner to prepare (fetch the scene) when it claims, before the render starts', async () => {
+    const { log, events, lm } = await setup({ frames: [1] })
+    expect(events).toEqual(['prepare 0/1', 'start 0/1'])
+    expect(log.kinds()).toEqual(['claim'])
     await lm.stop()
   })
 

@@ -1,0 +1,146 @@
+/**
+ * Presence on real libp2p hosts: peer exchange (a mesh member heard through a neighbour is
+ * introduced, anyone else is dropped), the silent-link report, and the dialer's reconnect.
+ */
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { multiaddr } from '@multiformats/multiaddr'
+import { afterEach, describe, expect, it } from 'vitest'
+import { createDialer } from '../../../src/net/dialer.js'
+import { createHost, type RmeshLibp2p } from '../../../src/net/host.js'
+import type { PeerBook } from '../../../src/net/peerbook.js'
+import {
+  createPresence,
+  type PresenceComponents,
+  type PresenceService,
+} from '../../../src/net/presence.js'
+import { systemClock } from '../../../src/util/clock.js'
+import { silentLogger } from '../../../src/util/logger.js'
+
+const self = (): ReturnType<PresenceComponents['self']> => ({
+  name: 'test',
+  version: '0.0.0',
+  engines: [],
+  slots: 1,
+  tags: [],
+  freeDiskBytes: 0,
+  load: 0,
+  doing: [],
+  leases: [],
+})
+
+const connectedTo = (host: RmeshLibp2p) => (peerId: string) =>
+  host.getConnections().some((c) => c.remotePeer.toString() === peerId && c.status === 'open')
+
+const until = async (what: string, ok: () => boolean, timeoutMs = 10_000) => {
+  const end = Date.now() + timeoutMs
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+describe('presence on libp2p', () => {
+  const hosts: RmeshLibp2p[] = []
+  const services: PresenceService[] = []
+  afterEach(async () => {
+    await Promise.all(services.splice(0).map((s) => s.stop()))
+    await Promise.all(hosts.splice(0).map((h) => h.stop()))
+  })
+
+  const host = async () => {
+    const h = await createHost({
+      privateKey: await generateKeyPair('Ed25519'),
+      listen: ['/ip4/127.0.0.1/tcp/0'],
+      mdns: false,
+    })
+    hosts.push(h)
+    return h
+  }
+  const connect = (a: RmeshLibp2p, b: RmeshLibp2p) => a.dial(multiaddr(b.getMultiaddrs()[0]))
+  const presence = async (
+    h: RmeshLibp2p,
+    extra: Partial<PresenceComponents> = {},
+    options: { silentAfterMs?: number } = {},
+  ) => {
+    const p = createPresence(
+      {
+        libp2p: h,
+        clock: systemClock,
+        logger: silentLogger,
+        self,
+        isAdmitted: connectedTo(h),
+        ...extra,
+      },
+      { intervalMs: 100, ...options },
+    )
+    await p.start()
+    services.push(p)
+    return p
+  }
+
+  it('introduces a mesh member heard through a neighbour, and only a member', async () => {
+    const [hub, b, c] = [await host(), await host(), await host()]
+    await connect(b, hub)
+    await connect(c, hub)
+    const cId = c.peerId.toString()
+    const bId = b.peerId.toString()
+    await presence(hub)
+    const pb = await presence(b, { isMember: (p) => p === cId })
+    // c knows no members: b's heartbeats reach it through the hub and are dropped.
+    const pc = await presence(c)
+    const introducedToB: { id: string; addrs: string[] }[] = []
+    const introducedToC: string[] = []
+    pb.onIntroduced((id, addrs) => introducedToB.push({ id, addrs }))
+    pc.onIntroduced((id) => introducedToC.push(id))
+
+    await until('b to be introduced to c', () => introducedToB.length > 0)
+    expect(introducedToB[0].id).toBe(cId)
+    expect(introducedToB[0].addrs).toEqual(c.getMultiaddrs().map((a) => a.toString()))
+    // Introduced is not heard: no liveness, no leases from a peer not admitted.
+    expect(pb.peers().has(cId)).toBe(false)
+    await until('c to drop b’s heartbeat', () => pc.stats().rejected > 0)
+    expect(introducedToC).toEqual([])
+    expect(pc.peers().has(bId)).toBe(false)
+    expect(pb.stats().introduced).toBeGreaterThan(0)
+  })
+
+  it('reports a connected, admitted peer whose gossip is silent, and the dialer replaces the link', async () => {
+    const [a, b] = [await host(), await host()]
+    await connect(a, b)
+    const bId = b.peerId.toString()
+    const pa = await presence(a, {}, { silentAfterMs: 1_000 })
+    const pb = await presence(b)
+    const silent: string[] = []
+    pa.onSilent((id) => silent.push(id))
+    // b speaks: not silent.
+    await until('a to hear b', () => pa.peers().get(bId)?.state === 'up')
+    await new Promise((r) => setTimeout(r, 1_500))
+    expect(silent).toEqual([])
+    // b goes quiet on gossip while the connection stays up.
+    await pb.stop()
+    services.splice(services.indexOf(pb), 1)
+    await until('a to report b silent', () => silent.length > 0)
+    expect(silent[0]).toBe(bId)
+    expect(pa.stats().silent).toBe(1)
+
+    const peerBook: PeerBook = {
+      remember: async () => undefined,
+      forget: async () => undefined,
+      all: async () => [],
+    }
+    const dialer = createDialer(
+      { libp2p: a, peerBook, clock: systemClock, logger: silentLogger },
+      { bootstrap: [] },
+    )
+    await dialer.start()
+    try {
+      const before = a.getConnections(b.peerId).map((c) => c.id)
+      await dialer.reconnect(bId)
+      const after = a.getConnections(b.peerId).filter((c) => c.status === 'open')
+      expect(after.length).toBe(1)
+      expect(before).not.toContain(after[0].id)
+    } finally {
+      dialer.stop()
+    }
+  })
+})
