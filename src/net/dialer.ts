@@ -202,9 +202,9 @@ export function createDialer(components: DialerComponents, options: DialerOption
     },
     async reconnect(peerId) {
       if (!running || peerId === selfId) return
-      const id = peerIdFromString(peerId)
-      await libp2p.hangUp(id).catch(() => undefined)
       try {
+        const id = peerIdFromString(peerId)
+        await libp2p.hangUp(id).catch(() => undefined)
         await withDeadline(DEFAULT_TIMEOUTS.dial, undefined, (signal) =>
           libp2p.dial(id, { signal }),
         )

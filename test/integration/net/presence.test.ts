@@ -134,6 +134,12 @@ describe('presence on libp2p', () => {
     )
     await dialer.start()
     try {
+      // Garbage from an introduction or a report costs nothing: no throw, links unchanged.
+      const openBefore = a.getConnections(b.peerId).length
+      dialer.discovered('not-a-peer-id', ['garbage', '/ip4/1.2.3'])
+      dialer.discovered(bId, ['garbage'])
+      await expect(dialer.reconnect('not-a-peer-id')).resolves.toBeUndefined()
+      expect(a.getConnections(b.peerId).length).toBe(openBefore)
       const before = a.getConnections(b.peerId).map((c) => c.id)
       await dialer.reconnect(bId)
       const after = a.getConnections(b.peerId).filter((c) => c.status === 'open')
