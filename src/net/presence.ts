@@ -193,6 +193,12 @@ export interface PresenceService {
   stats(): { rejected: number; introduced: number; silent: number }
 }
 
+/** Add a listener; the result removes it. */
+function subscribe<L>(set: Set<L>, listener: L): () => void {
+  set.add(listener)
+  return () => set.delete(listener)
+}
+
 export function createPresence(
   components: PresenceComponents,
   options: PresenceOptions,
@@ -380,22 +386,10 @@ export function createPresence(
       const e = table.get(peerId)
       return e?.lastHeard
     },
-    onPresence(l) {
-      listeners.add(l)
-      return () => listeners.delete(l)
-    },
-    onGone(l) {
-      goneListeners.add(l)
-      return () => goneListeners.delete(l)
-    },
-    onIntroduced(l) {
-      introducedListeners.add(l)
-      return () => introducedListeners.delete(l)
-    },
-    onSilent(l) {
-      silentListeners.add(l)
-      return () => silentListeners.delete(l)
-    },
+    onPresence: (l) => subscribe(listeners, l),
+    onGone: (l) => subscribe(goneListeners, l),
+    onIntroduced: (l) => subscribe(introducedListeners, l),
+    onSilent: (l) => subscribe(silentListeners, l),
     stats: () => ({ rejected, introduced, silent }),
   }
 }
