@@ -44,7 +44,8 @@ describe('provider index', () => {
       expect(await ib.findProviders(unknown, { known: [a.id, b.id], timeoutMs: 1_000 })).toEqual([
         a.id,
       ])
-      expect(Date.now() - t0).toBeLessThan(200)
+      // Far below the 1 s walk timeout, with room for a loaded CI machine.
+      expect(Date.now() - t0).toBeLessThan(500)
       // With none known the DHT is asked, within its timeout.
       t0 = Date.now()
       expect(await ib.findProviders(unknown, { timeoutMs: 500 })).toEqual([])

@@ -20,6 +20,7 @@ import {
   expectAlive,
   expectPromisesKept,
   jobDetail,
+  LEASES_ONE_NODE_HOLDS,
   startFaultMesh,
   stopAll,
   submitTestJob,
@@ -72,7 +73,10 @@ describe('faults: storage (3 daemons)', { timeout: 180_000 }, () => {
     )
     expect(kills).toBeGreaterThan(0)
     const counts = await expectPromisesKept('f. SIGKILL during writes', procs, submitter, job)
-    expect(counts.duplicateCompletes).toBeLessThanOrEqual(KILLS)
+    // Each kill wastes at most the leases the victim held (its slot, one claimed ahead and
+    // the chunks still storing): those whose completes it wrote but never sent are
+    // rendered again by others, and both completes reach the log.
+    expect(counts.duplicateCompletes).toBeLessThanOrEqual(kills * LEASES_ONE_NODE_HOLDS)
     // The restarted node works: it renders its share of a fresh job.
     const again = await submitTestJob(submitter, { frames: 30, frameMs: 100 })
     jobDirs.push(again.workDir)
