@@ -82,6 +82,24 @@ export async function renderMetrics(d: Daemon, opts: { gc?: boolean } = {}): Pro
     ['', ls.lostClaims],
   ])
   metric(
+    'rmesh_lease_reclaims_total',
+    'counter',
+    'Claims this node made on leases it judged dead (their holder silent or too slow).',
+    [['', ls.reclaims]],
+  )
+  metric(
+    'rmesh_loop_stalls_total',
+    'counter',
+    "Stalls of this daemon's own event loop (stopped, suspended, blocked) seen by its lease ticks.",
+    [['', ls.stalls]],
+  )
+  metric(
+    'rmesh_loop_stalled_seconds_total',
+    'counter',
+    "Total length of those stalls: time not counted against peers' silence.",
+    [['', ls.stalledMs / 1000]],
+  )
+  metric(
     'rmesh_duplicate_renders',
     'gauge',
     'Completes beyond the first for a chunk, over all jobs.',

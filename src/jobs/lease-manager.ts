@@ -17,6 +17,9 @@
  *    peer that never sent one, not been heard at all) for leaseTimeoutMs, or the attempt
  *    is older than chunkTimeoutMs, or than stragglerFactor × the job's median chunk time
  *    (doubled per attempt): heartbeats alone never hold a chunk forever. Wall clocks never enter;
+ *  - those spans count only time this node was awake: a stall of its own loop (SIGSTOP, a
+ *    suspended VM, a long GC; util/stalls.ts) is no one else's silence, so a node that
+ *    wakes up does not judge the whole mesh dead before it reads what queued meanwhile;
  *  - at most `slots` renders run, and at most one extra chunk is held (prefetched) and only
  *    when open chunks outnumber live renderers, so a job's tail is not hoarded; a chunk
  *    whose engine has finished and whose outputs are being stored no longer takes a render
@@ -33,6 +36,7 @@
  */
 import { sha256 } from '../util/hash.js'
 import type { Clock, TimerHandle } from '../util/clock.js'
+import { createStallWatch } from '../util/stalls.js'
 import { AbortedError, describeError, isRmeshError } from '../util/errors.js'
 import type { Logger } from '../util/logger.js'
 import type { LogEntry, LogId, PeerIdString } from '../log/types.js'
@@ -127,6 +131,9 @@ export interface LeaseStats {
   deferrals: number
   /** Claims that reopened a lease this node judged dead. */
   reclaims: number
+  /** Stalls of this node's own loop seen (util/stalls.ts), and their total length. */
+  stalls: number
+  stalledMs: number
 }
 
 export interface LeaseManager {
@@ -211,6 +218,8 @@ export function createLeaseManager(
     releases: 0,
     deferrals: 0,
     reclaims: 0,
+    stalls: 0,
+    stalledMs: 0,
   }
   /** Jobs this node leaves alone until the given monotonic time (a chunk was deferred). */
   const deferredUntil = new Map<string, number>()
@@ -273,9 +282,42 @@ export function createLeaseManager(
     }, 0)
   }
 
+  /**
+   * Stalls are looked back on for an hour: long enough for any straggler or chunk timeout
+   * a render farm sets in practice; an older stall just stops being discounted.
+   */
+  const newStallWatch = () =>
+    createStallWatch({ periodMs: tickMs, lookbackMs: 3_600_000, start: clock.monotonic() })
+  let stallWatch = newStallWatch()
+
+  /** The loop runs now: record a stall that just ended (ticks are due every tickMs). */
+  function observeLoop(t: number): void {
+    const stalledMs = stallWatch.observe(t)
+    if (stalledMs <= 0) return
+    stats.stalls++
+    stats.stalledMs += Math.round(stalledMs)
+    if (stalledMs >= 1_000)
+      logger.warn(
+        'this node was stalled (stopped, suspended or blocked); its own silence is not counted against peers',
+        {
+          stalledMs: Math.round(stalledMs),
+        },
+      )
+  }
+
+  /** Milliseconds of [since, t] this node was awake to hear anything. */
+  const awake = (since: number, t: number) => stallWatch.awake(since, t)
+
+  /** Heard within the lease timeout, by this node's awake time. */
+  function heardRecently(p: PeerIdString, t: number): boolean {
+    const heard = liveness.lastHeard(p)
+    return heard !== undefined && awake(heard, t) < leaseTimeoutMs
+  }
+
   let ticks = 0
   function tick(): void {
     if (stopped) return
+    observeLoop(now())
     if (++ticks % 30 === 0) prune()
     schedule()
     tickTimer = clock.setTimeout(tick, tickMs)
@@ -333,19 +375,14 @@ export function createLeaseManager(
 
   function liveRenderers(t: number): number {
     let n = 1
-    for (const p of peers) {
-      const heard = liveness.lastHeard(p)
-      if (heard !== undefined && t - heard < leaseTimeoutMs) n++
-    }
+    for (const p of peers) if (heardRecently(p, t)) n++
     return n
   }
 
   /** Some other live peer has not failed this chunk yet. */
   function untriedPeerAlive(c: ChunkState, t: number): boolean {
     for (const p of peers) {
-      const heard = liveness.lastHeard(p)
-      if (heard === undefined || t - heard >= leaseTimeoutMs) continue
-      if (!c.failures.some((f) => f.node === p)) return true
+      if (heardRecently(p, t) && !c.failures.some((f) => f.node === p)) return true
     }
     return false
   }
@@ -376,13 +413,13 @@ export function createLeaseManager(
       firstSeen.set(key, t)
     }
     const timeout = chunkTimeoutOf(s)
-    if (timeout !== undefined && t - seen >= timeout) return true
+    if (timeout !== undefined && awake(seen, t) >= timeout) return true
     // A heartbeat proves the holder alive, not working: one that claims and never renders
     // must not keep chunks forever. Doubling per attempt lets a truly slow chunk finish.
     const typicalMs = typicalRenderMs(s)
     if (
       typicalMs !== undefined &&
-      t - seen >=
+      awake(seen, t) >=
         Math.max(leaseTimeoutMs, stragglerFactor * typicalMs) *
           2 ** Math.min(16, Math.max(0, c.attempt - 1))
     )
@@ -391,7 +428,7 @@ export function createLeaseManager(
     const since = hb
       ? Math.max(seen, hb.get(key) ?? -Infinity)
       : Math.max(seen, liveness.lastHeard(holder) ?? -Infinity)
-    return t - since >= leaseTimeoutMs
+    return awake(since, t) >= leaseTimeoutMs
   }
 
   // Shared with the submitter's "no eligible node remains" check, so both use one rule.
@@ -413,9 +450,7 @@ export function createLeaseManager(
   function rivals(t: number): PeerIdString[] {
     const out: PeerIdString[] = []
     for (const p of peers) {
-      const heard = liveness.lastHeard(p)
-      if (heard === undefined || t - heard >= leaseTimeoutMs) continue
-      if (liveness.renders?.(p) === false) continue
+      if (!heardRecently(p, t) || liveness.renders?.(p) === false) continue
       out.push(p)
     }
     return out
@@ -449,6 +484,8 @@ export function createLeaseManager(
 
   async function step(): Promise<void> {
     const t = now()
+    // A pass can come before the first tick after a stall: judge nothing before seeing it.
+    observeLoop(t)
     const caps = components.capabilities()
 
     // 1. Our own tasks: stop what we no longer hold, time out what ran too long.
@@ -763,6 +800,8 @@ export function createLeaseManager(
     async start() {
       if (!stopped) return
       stopped = false
+      // Time spent stopped is not a stall: the watch starts from now.
+      stallWatch = newStallWatch()
       unsubscribe = log.onEntry(ingest)
       for (const id of await log.jobLogs()) {
         for (const e of await log.entries(id)) ingest(e)
@@ -805,6 +844,8 @@ export function createLeaseManager(
       if (peer === self) return
       peers.add(peer)
       const t = now()
+      // Heartbeats arrive often: they keep the stall watch's last sight of the loop recent.
+      if (!stopped) observeLoop(t)
       let m = listed.get(peer)
       if (!m) {
         m = new Map()

@@ -9,7 +9,9 @@
  *    stream's authenticated remote peer equals the heartbeat's `peerId`: nobody speaks
  *    for another node;
  *  - liveness is judged by this node's monotonic clock since it last heard a peer,
- *    never by comparing wall clocks;
+ *    never by comparing wall clocks, and counting only time this node was awake: after a
+ *    stall of its own (SIGSTOP, suspend; util/stalls.ts) nobody is 'gone' or 'silent'
+ *    for it, so it does not hang up links whose queued messages it has yet to read;
  *  - size is checked before decoding, schema after; a bad heartbeat is dropped and
  *    counted, nothing else happens;
  *  - only admitted peers are heard; a gossiped heartbeat of a mesh member not admitted
@@ -26,6 +28,7 @@ import { decodeBounded, encode } from '../util/cbor.js'
 import type { Clock } from '../util/clock.js'
 import { describeError, InvalidInputError } from '../util/errors.js'
 import type { Logger } from '../util/logger.js'
+import { createStallWatch, type StallWatch } from '../util/stalls.js'
 import type { RmeshLibp2p } from './host.js'
 
 export const PRESENCE_TOPIC = 'rmesh/presence/1.0.0'
@@ -222,6 +225,13 @@ export function createPresence(
   let timer: ReturnType<Clock['setTimeout']> | undefined
   let running = false
   const admitted = (peerId: string) => components.isAdmitted?.(peerId) ?? true
+  const newStallWatch = (): StallWatch =>
+    createStallWatch({
+      periodMs: options.intervalMs,
+      lookbackMs: 4 * Math.max(goneAfter, silentAfter),
+      start: clock.monotonic(),
+    })
+  let stalls = newStallWatch()
 
   const build = (): Presence => ({
     v: 1,
@@ -283,8 +293,9 @@ export function createPresence(
     if (!running) return
     void publish()
     const now = clock.monotonic()
+    stalls.observe(now)
     for (const [peerId, entry] of table) {
-      if (entry.state === 'up' && now - entry.lastHeard > goneAfter) {
+      if (entry.state === 'up' && stalls.awake(entry.lastHeard, now) > goneAfter) {
         entry.state = 'gone'
         for (const l of goneListeners) l(peerId)
       }
@@ -302,7 +313,7 @@ export function createPresence(
       if (!admitted(peerId)) continue
       const since = gossipSince.get(peerId)
       if (since === undefined) gossipSince.set(peerId, now)
-      else if (now - since > silentAfter) {
+      else if (stalls.awake(since, now) > silentAfter) {
         gossipSince.set(peerId, now)
         silent++
         logger.warn('no gossip from a connected peer: reconnecting', {
@@ -339,6 +350,7 @@ export function createPresence(
   return {
     async start() {
       running = true
+      stalls = newStallWatch()
       // Gossip from or through peers that are not admitted is neither delivered nor forwarded.
       libp2p.services.pubsub.topicValidators.set(PRESENCE_TOPIC, (peer) =>
         admitted(peer.toString()) ? TopicValidatorResult.Accept : TopicValidatorResult.Reject,

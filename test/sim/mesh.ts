@@ -279,6 +279,8 @@ export class SimNode {
   alive = true
   private heard = new Map<PeerIdString, number>()
   private inbox: { from: SimNode; msg: Message }[] = []
+  /** Resumed, with the messages of its pause not read yet (they queue behind them). */
+  private draining = false
 
   constructor(
     readonly mesh: SimMesh,
@@ -339,14 +341,32 @@ export class SimNode {
     this.clock.reset()
     this.replica.resetListeners()
     this.inbox = []
+    this.draining = false
   }
 
   pause(): void {
     this.clock.paused = true
   }
 
-  resume(): void {
+  /**
+   * SIGCONT. Its expired timers fire first; what peers sent meanwhile is read `backlogMs`
+   * later (a real process decodes its socket backlog after the timers phase, over many
+   * turns of the loop), in order, before anything newer.
+   */
+  resume(backlogMs = 0): void {
     this.clock.resume()
+    if (backlogMs <= 0) {
+      this.drainInbox()
+      return
+    }
+    this.draining = true
+    this.clock.setTimeout(() => {
+      this.draining = false
+      this.drainInbox()
+    }, backlogMs)
+  }
+
+  private drainInbox(): void {
     const inbox = this.inbox
     this.inbox = []
     for (const m of inbox) this.receive(m.from, m.msg)
@@ -354,7 +374,7 @@ export class SimNode {
 
   receive(from: SimNode, msg: Message): void {
     if (!this.alive) return
-    if (this.clock.paused) {
+    if (this.clock.paused || this.draining) {
       this.inbox.push({ from, msg })
       return
     }

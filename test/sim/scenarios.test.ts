@@ -188,16 +188,23 @@ describe('simulated mesh', () => {
   })
 
   seeds('a node paused 15 s mid-render (GC, SIGSTOP) resumes cleanly', async (seed) => {
-    const { duplicates } = await runJob(
+    let reclaimsBefore = 0
+    const { duplicates, mesh } = await runJob(
       'pause',
       { seed, nodes: 5, frames: 50, frameMs: 2_000 },
       async (mesh) => {
         await mesh.runFor(3_000)
         mesh.nodes[1].pause()
         await mesh.runFor(15_000)
-        mesh.nodes[1].resume()
+        reclaimsBefore = mesh.nodes[1].manager.stats().reclaims
+        // Its timers fire before it reads the 15 s of messages queued for it.
+        mesh.nodes[1].resume(800)
       },
     )
+    // Its own stall is nobody's silence: waking, it judges no peer's lease dead.
+    const woken = mesh.nodes[1].manager.stats()
+    expect(woken.reclaims - reclaimsBefore).toBe(0)
+    expect(woken.stalls).toBeGreaterThan(0)
     expect(duplicates).toBeLessThanOrEqual(2)
   })
 

@@ -2,7 +2,8 @@
  * Fault d: a renderer frozen with SIGSTOP for longer than the lease timeout (3 s here),
  * then resumed with SIGCONT. The others must reopen its lease as a new attempt and finish
  * the work; once resumed it must see it lost, stop the stale render, and the job must end
- * with every frame once and few duplicates.
+ * with every frame once and few duplicates. Waking, it must know it stood still (its own
+ * stall is no peer's silence: it does not judge the others' leases dead).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { DaemonProc } from '../../helpers/daemons.js'
@@ -51,9 +52,13 @@ describe('faults: a node paused longer than a lease (3 daemons)', { timeout: 180
       victim.proc.kill('SIGCONT')
     }
     const counts = await expectPromisesKept('d. SIGSTOP/SIGCONT', procs, submitter, job)
+    const reclaims = await Promise.all(procs.map((p) => metric(p, 'rmesh_lease_reclaims_total')))
+    const stalledS = await metric(victim, 'rmesh_loop_stalled_seconds_total')
     console.log(
-      `[faults] d. frozen node lost claims: ${await metric(victim, 'rmesh_lease_conflicts_total')}`,
+      `[faults] d. frozen node lost claims: ${await metric(victim, 'rmesh_lease_conflicts_total')}; leases judged dead and reclaimed, per node: ${reclaims.join(', ')} (the frozen node last); it saw itself stalled ${stalledS.toFixed(1)} s`,
     )
+    // It knew it had been stopped, so its waking silence judged nobody (util/stalls.ts).
+    expect(stalledS).toBeGreaterThanOrEqual(2)
     // The harm is bounded by what one node can hold when it freezes. The submitter's view
     // of `held` can miss a storing chunk or a claim still in flight, so it is no bound.
     expect(counts.duplicateCompletes).toBeLessThanOrEqual(LEASES_ONE_NODE_HOLDS)

@@ -1,6 +1,7 @@
 /**
  * Presence on real libp2p hosts: peer exchange (a mesh member heard through a neighbour is
- * introduced, anyone else is dropped), the silent-link report, and the dialer's reconnect.
+ * introduced, anyone else is dropped), the silent-link report (not after a stall of its
+ * own), and the dialer's reconnect.
  */
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -13,7 +14,7 @@ import {
   type PresenceComponents,
   type PresenceService,
 } from '../../../src/net/presence.js'
-import { systemClock } from '../../../src/util/clock.js'
+import { type Clock, systemClock } from '../../../src/util/clock.js'
 import { silentLogger } from '../../../src/util/logger.js'
 
 const self = (): ReturnType<PresenceComponents['self']> => ({
@@ -102,6 +103,27 @@ describe('presence on libp2p', () => {
     expect(introducedToC).toEqual([])
     expect(pc.peers().has(bId)).toBe(false)
     expect(pb.stats().introduced).toBeGreaterThan(0)
+  })
+
+  it('after a stall of its own (SIGSTOP, suspend) reports no peer gone or silent', async () => {
+    const [a, b] = [await host(), await host()]
+    await connect(a, b)
+    const bId = b.peerId.toString()
+    // A's clock jumps ahead between two of its ticks: to presence, the loop did not run.
+    let jumpMs = 0
+    const stalling: Clock = { ...systemClock, monotonic: () => performance.now() + jumpMs }
+    const pa = await presence(a, { clock: stalling }, { silentAfterMs: 1_000 })
+    await presence(b)
+    const gone: string[] = []
+    const silent: string[] = []
+    pa.onGone((id) => gone.push(id))
+    pa.onSilent((id) => silent.push(id))
+    await until('a to hear b', () => pa.peers().get(bId)?.state === 'up')
+    jumpMs = 20_000
+    await new Promise((r) => setTimeout(r, 600))
+    expect(gone).toEqual([])
+    expect(silent).toEqual([])
+    expect(pa.peers().get(bId)?.state).toBe('up')
   })
 
   it('reports a connected, admitted peer whose gossip is silent, and the dialer replaces the link', async () => {
