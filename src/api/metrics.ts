@@ -90,7 +90,7 @@ export async function renderMetrics(d: Daemon, opts: { gc?: boolean } = {}): Pro
   metric(
     'rmesh_loop_stalls_total',
     'counter',
-    "Stalls of this daemon's own event loop (stopped, suspended, blocked) seen by its lease ticks.",
+    "Stalls of this daemon's own loop of half a lease timeout or more (stopped, suspended, blocked).",
     [['', ls.stalls]],
   )
   metric(

@@ -17,9 +17,11 @@
  *    peer that never sent one, not been heard at all) for leaseTimeoutMs, or the attempt
  *    is older than chunkTimeoutMs, or than stragglerFactor × the job's median chunk time
  *    (doubled per attempt): heartbeats alone never hold a chunk forever. Wall clocks never enter;
- *  - those spans count only time this node was awake: a stall of its own loop (SIGSTOP, a
- *    suspended VM, a long GC; util/stalls.ts) is no one else's silence, so a node that
- *    wakes up does not judge the whole mesh dead before it reads what queued meanwhile;
+ *  - those spans count only time since this node's last stall: when its own loop stood
+ *    still for half a lease timeout or more (SIGSTOP, a suspended VM; util/stalls.ts),
+ *    every silence restarts at the wake, so a node that wakes up does not judge the whole
+ *    mesh dead before it reads what queued meanwhile, and it claims nothing new for a
+ *    moment (MAX_CATCH_UP_MS at most) so it does not take chunks done while it slept;
  *  - at most `slots` renders run, and at most one extra chunk is held (prefetched) and only
  *    when open chunks outnumber live renderers, so a job's tail is not hoarded; a chunk
  *    whose engine has finished and whose outputs are being stored no longer takes a render
@@ -162,6 +164,11 @@ interface Task {
   controller: AbortController
 }
 
+/** How often the lease manager looks at its own loop for stalls (util/stalls.ts). */
+export const STALL_PROBE_MS = 250
+/** After a stall, at most this long without new claims while the backlog is read. */
+export const MAX_CATCH_UP_MS = 2_000
+
 /** Deleted jobs remembered (as tombstones) so their late entries do not revive a fold. */
 export const MAX_TOMBSTONES = 2_000
 
@@ -283,32 +290,50 @@ export function createLeaseManager(
   }
 
   /**
-   * Stalls are looked back on for an hour: long enough for any straggler or chunk timeout
-   * a render farm sets in practice; an older stall just stops being discounted.
+   * The loop is looked at this often (a no-op timer), so a stall is measured to within it
+   * rather than to within a tick.
+   */
+  const stallProbeMs = Math.min(tickMs, STALL_PROBE_MS)
+  let probeTimer: TimerHandle | undefined
+  function probe(): void {
+    if (stopped) return
+    observeLoop(now())
+    probeTimer = clock.setTimeout(probe, stallProbeMs)
+  }
+
+  /**
+   * Stopped for half a lease or more: every silence restarts at the wake. A shorter stall
+   * leaves at least half a lease to read what queued meanwhile.
    */
   const newStallWatch = () =>
-    createStallWatch({ periodMs: tickMs, lookbackMs: 3_600_000, start: clock.monotonic() })
+    createStallWatch({
+      periodMs: stallProbeMs,
+      minStallMs: leaseTimeoutMs / 2,
+      start: clock.monotonic(),
+    })
   let stallWatch = newStallWatch()
+  /** After a stall, no new claim before this (monotonic): see step 3. */
+  let catchUpUntil = Number.NEGATIVE_INFINITY
 
-  /** The loop runs now: record a stall that just ended (ticks are due every tickMs). */
+  /** The loop runs now: record a stall that just ended (probes are due every stallProbeMs). */
   function observeLoop(t: number): void {
     const stalledMs = stallWatch.observe(t)
     if (stalledMs <= 0) return
     stats.stalls++
     stats.stalledMs += Math.round(stalledMs)
-    if (stalledMs >= 1_000)
-      logger.warn(
-        'this node was stalled (stopped, suspended or blocked); its own silence is not counted against peers',
-        {
-          stalledMs: Math.round(stalledMs),
-        },
-      )
+    catchUpUntil = t + Math.min(leaseTimeoutMs / 2, MAX_CATCH_UP_MS)
+    logger.warn(
+      'this node was stalled (stopped, suspended or blocked); its own silence is not counted against peers',
+      {
+        stalledMs: Math.round(stalledMs),
+      },
+    )
   }
 
-  /** Milliseconds of [since, t] this node was awake to hear anything. */
+  /** Milliseconds of [since, t] that count as silence (since this node's last stall). */
   const awake = (since: number, t: number) => stallWatch.awake(since, t)
 
-  /** Heard within the lease timeout, by this node's awake time. */
+  /** Heard within the lease timeout (counted since this node's last stall). */
   function heardRecently(p: PeerIdString, t: number): boolean {
     const heard = liveness.lastHeard(p)
     return heard !== undefined && awake(heard, t) < leaseTimeoutMs
@@ -541,7 +566,8 @@ export function createLeaseManager(
 
     // 3. Claim while we have room (bounded: a failing append must not spin). A node with
     // no render slot never claims, not even ahead (it would hold a chunk it cannot start).
-    for (let i = 0; caps.slots > 0 && i <= caps.slots; i++) {
+    // Just woken from a stall, it first reads what queued: its view of open chunks is stale.
+    for (let i = 0; caps.slots > 0 && t >= catchUpUntil && i <= caps.slots; i++) {
       if (stopped) return
       // Storing chunks hold no claim slot (see the header), up to their own bound.
       let storing = 0
@@ -807,6 +833,7 @@ export function createLeaseManager(
         for (const e of await log.entries(id)) ingest(e)
       }
       tick()
+      probe()
       schedule()
     },
 
@@ -814,9 +841,8 @@ export function createLeaseManager(
       if (stopped) return
       stopped = true
       unsubscribe?.()
-      if (tickTimer) clock.clearTimeout(tickTimer)
-      if (scheduled) clock.clearTimeout(scheduled)
-      tickTimer = scheduled = undefined
+      for (const timer of [tickTimer, scheduled, probeTimer]) if (timer) clock.clearTimeout(timer)
+      tickTimer = scheduled = probeTimer = undefined
       const held = [...tasks.values()].filter((x) => x.phase !== 'claiming')
       for (const task of [...tasks.values()]) abortTask(task, 'stopping')
       if (opts.release ?? true) {

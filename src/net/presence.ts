@@ -9,9 +9,10 @@
  *    stream's authenticated remote peer equals the heartbeat's `peerId`: nobody speaks
  *    for another node;
  *  - liveness is judged by this node's monotonic clock since it last heard a peer,
- *    never by comparing wall clocks, and counting only time this node was awake: after a
- *    stall of its own (SIGSTOP, suspend; util/stalls.ts) nobody is 'gone' or 'silent'
- *    for it, so it does not hang up links whose queued messages it has yet to read;
+ *    never by comparing wall clocks, and only since this node's last stall: after one of
+ *    its own (SIGSTOP, suspend; util/stalls.ts) nobody is 'gone' or 'silent' for it until
+ *    a whole span has passed awake, so it does not hang up links whose queued messages it
+ *    has yet to read;
  *  - size is checked before decoding, schema after; a bad heartbeat is dropped and
  *    counted, nothing else happens;
  *  - only admitted peers are heard; a gossiped heartbeat of a mesh member not admitted
@@ -225,10 +226,11 @@ export function createPresence(
   let timer: ReturnType<Clock['setTimeout']> | undefined
   let running = false
   const admitted = (peerId: string) => components.isAdmitted?.(peerId) ?? true
+  // Stopped for half the 'gone' span or more: every silence restarts at the wake.
   const newStallWatch = (): StallWatch =>
     createStallWatch({
       periodMs: options.intervalMs,
-      lookbackMs: 4 * Math.max(goneAfter, silentAfter),
+      minStallMs: goneAfter / 2,
       start: clock.monotonic(),
     })
   let stalls = newStallWatch()

@@ -57,8 +57,10 @@ describe('faults: a node paused longer than a lease (3 daemons)', { timeout: 180
     console.log(
       `[faults] d. frozen node lost claims: ${await metric(victim, 'rmesh_lease_conflicts_total')}; leases judged dead and reclaimed, per node: ${reclaims.join(', ')} (the frozen node last); it saw itself stalled ${stalledS.toFixed(1)} s`,
     )
-    // It knew it had been stopped, so its waking silence judged nobody (util/stalls.ts).
-    expect(stalledS).toBeGreaterThanOrEqual(2)
+    // It knew it had been stopped (for at least the 2.5 s checked above, less up to one
+    // 250 ms look at its loop), long enough (half a lease) that silences restart at its
+    // wake: it judged nobody on what it had not yet read (util/stalls.ts).
+    expect(stalledS).toBeGreaterThanOrEqual(1.5)
     // The harm is bounded by what one node can hold when it freezes. The submitter's view
     // of `held` can miss a storing chunk or a claim still in flight, so it is no bound.
     expect(counts.duplicateCompletes).toBeLessThanOrEqual(LEASES_ONE_NODE_HOLDS)
