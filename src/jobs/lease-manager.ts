@@ -324,9 +324,7 @@ export function createLeaseManager(
     catchUpUntil = t + Math.min(leaseTimeoutMs / 2, MAX_CATCH_UP_MS)
     logger.warn(
       'this node was stalled (stopped, suspended or blocked); its own silence is not counted against peers',
-      {
-        stalledMs: Math.round(stalledMs),
-      },
+      { stalledMs: Math.round(stalledMs) },
     )
   }
 
@@ -342,7 +340,6 @@ export function createLeaseManager(
   let ticks = 0
   function tick(): void {
     if (stopped) return
-    observeLoop(now())
     if (++ticks % 30 === 0) prune()
     schedule()
     tickTimer = clock.setTimeout(tick, tickMs)
@@ -509,7 +506,7 @@ export function createLeaseManager(
 
   async function step(): Promise<void> {
     const t = now()
-    // A pass can come before the first tick after a stall: judge nothing before seeing it.
+    // A pass can come before the first probe after a stall: judge nothing before seeing it.
     observeLoop(t)
     const caps = components.capabilities()
 
@@ -870,8 +867,6 @@ export function createLeaseManager(
       if (peer === self) return
       peers.add(peer)
       const t = now()
-      // Heartbeats arrive often: they keep the stall watch's last sight of the loop recent.
-      if (!stopped) observeLoop(t)
       let m = listed.get(peer)
       if (!m) {
         m = new Map()
