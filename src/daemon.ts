@@ -113,6 +113,14 @@ export interface DaemonCounters {
   rejectedMessages: number
   framesRendered: number
   renderSeconds: number[]
+  /** Gossip messages delivered to this node (first copies, after validation), by topic. */
+  gossipByTopic: Map<string, number>
+  /** Log entries that entered this node's log, by kind and origin (append or join). */
+  entriesByKind: Map<string, number>
+}
+
+function bump(map: Map<string, number>, key: string): void {
+  map.set(key, (map.get(key) ?? 0) + 1)
 }
 
 /** Mesh-log kinds need these capabilities; job-log kinds are the jobs module's. */
@@ -174,7 +182,13 @@ export async function startDaemon(
     const privateKey = await loadOrCreateNodeKey(config.dataDir)
     const peerId = peerIdOf(privateKey)
     const events = createEventBus(() => clock.wall())
-    const counters: DaemonCounters = { rejectedMessages: 0, framesRendered: 0, renderSeconds: [] }
+    const counters: DaemonCounters = {
+      rejectedMessages: 0,
+      framesRendered: 0,
+      renderSeconds: [],
+      gossipByTopic: new Map(),
+      entriesByKind: new Map(),
+    }
     const activity = new Map<string, Activity>()
 
     // ----- admission: the token store and the gate exist before libp2p -------------
@@ -575,6 +589,11 @@ export async function startDaemon(
       counters.rejectedMessages++
       logger.warn('peer refused', { peer: e.peerId, code: e.code, why: e.message })
     })
+    // What each chunk costs a node is counted in messages and entries (bench/scale.ts).
+    log.onEntry((entry, origin) => bump(counters.entriesByKind, `${entry.kind}|${origin}`))
+    libp2p.services.pubsub.addEventListener('gossipsub:message', (evt) =>
+      bump(counters.gossipByTopic, evt.detail.msg.topic),
+    )
     // Tokens and revocations travel in the mesh log.
     log.onEntry((entry) => {
       if (entry.log !== MESH_LOG) return

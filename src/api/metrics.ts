@@ -51,6 +51,21 @@ export async function renderMetrics(d: Daemon, opts: { gc?: boolean } = {}): Pro
       frames.get(s) ?? 0,
     ]),
   )
+  metric(
+    'rmesh_gossip_messages_total',
+    'counter',
+    'Gossip messages delivered to this node (first copies that passed validation), by topic.',
+    [...d.counters.gossipByTopic].map(([topic, n]) => [`{topic="${topic}"}`, n]),
+  )
+  metric(
+    'rmesh_log_entries_total',
+    'counter',
+    'Log entries that entered this node, by kind and origin (append: written here; join: from a peer).',
+    [...d.counters.entriesByKind].map(([key, n]) => {
+      const [kind, origin] = key.split('|')
+      return [`{kind="${kind}",origin="${origin}"}`, n]
+    }),
+  )
   metric('rmesh_frames_rendered_total', 'counter', 'Frames this node rendered.', [
     ['', d.counters.framesRendered],
   ])

@@ -301,6 +301,7 @@ describe('seal', () => {
     expect(Object.keys(caches).sort()).toEqual([
       'dropped-ids',
       'entry-meta',
+      'log-heads',
       'logs',
       'seals',
       'verified-ids',
@@ -308,6 +309,7 @@ describe('seal', () => {
     expect(caches['dropped-ids']).toEqual({ name: 'dropped-ids', size: 5, capacity: 5 })
     expect(caches.seals.size).toBeLessThanOrEqual(2)
     expect(caches.logs.size).toBeLessThanOrEqual(2)
+    expect(caches['log-heads'].size).toBeLessThanOrEqual(2)
     for (const c of Object.values(caches)) expect(c.size).toBeLessThanOrEqual(c.capacity)
   })
 })
