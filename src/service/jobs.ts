@@ -71,6 +71,13 @@ const INSPECT_DEADLINE_MS = 60_000
 const SUBMIT_DEADLINE_MS = 10 * 60_000
 const LOGS_DEADLINE_MS = 30_000
 const FETCH_DEADLINE_MS = 60 * 60_000
+/**
+ * How long collected chunks wait to be acknowledged together while the job still has
+ * chunks to come. An ack is one log entry every node stores and gossips; one per chunk
+ * was a third of the mesh's messages. The renderer keeps its copy until the ack, so a
+ * later ack costs nothing but that copy's lifetime; the job's last chunks are acked at once.
+ */
+const ACK_COALESCE_MS = 1_000
 
 const FORMAT_TO_ENGINE: Partial<Record<Api.OutputFormat, OutputFormat>> = {
   png: 'PNG',
@@ -475,43 +482,74 @@ export function createJobService(c: JobServiceComponents): JobService {
         const removed = await removeStaleExports(lj.outDir)
         if (removed > 0) c.logger.info('removed half-written outputs', { jobId, removed })
       }
-      for (;;) {
-        const cur = c.leases.job(jobId)
-        if (!cur || cur.deleted || stopped) return
-        const todo = cur.chunks.filter(
-          (ch) => ch.state === 'done' && !lj.written.includes(ch.index) && ch.outputs,
-        )
-        if (todo.length === 0) break
-        const acked: number[] = []
-        await Promise.all(
-          todo.map(async (ch) => {
-            try {
-              await writeChunk(cur, ch, lj)
-              lj.written.push(ch.index)
-              acked.push(ch.index)
-            } catch (err) {
-              if (await rejectIfUnobtainable(cur, ch)) return
-              logger.warn('could not collect outputs yet; will retry', {
-                jobId,
-                chunk: ch.index,
-                err: describeError(err),
-              })
+      let unacked: number[] = []
+      let firstUnackedAt = 0
+      const ack = async () => {
+        if (unacked.length === 0) return
+        const chunks = unacked.sort((a, b) => a - b)
+        unacked = []
+        await c.log.append(jobLogId(jobId), 'ack', { chunks })
+      }
+      try {
+        for (;;) {
+          const cur = c.leases.job(jobId)
+          if (!cur || cur.deleted || stopped) return
+          const todo = cur.chunks.filter(
+            (ch) => ch.state === 'done' && !lj.written.includes(ch.index) && ch.outputs,
+          )
+          if (todo.length === 0) {
+            const more = cur.chunks.some((ch) => ch.state !== 'done')
+            if (unacked.length > 0 && more && Date.now() - firstUnackedAt < ACK_COALESCE_MS) {
+              await new Promise((r) => setTimeout(r, 100))
+              continue
             }
-          }),
-        )
-        if (acked.length === 0) {
-          // Nothing could be pulled now (holders offline?): try again later.
-          setTimeout(() => void collect(jobId), 3_000).unref()
-          break
+            break
+          }
+          const acked = await collectChunks(cur, todo)
+          if (acked.length === 0) {
+            // Nothing could be pulled now (holders offline?): try again later.
+            setTimeout(() => void collect(jobId), 3_000).unref()
+            break
+          }
+          if (unacked.length === 0) firstUnackedAt = Date.now()
+          unacked.push(...acked)
+          scheduleEvents(jobId)
         }
-        lj.written.sort((a, b) => a - b)
-        await saveLocal(lj)
-        await c.log.append(jobLogId(jobId), 'ack', { chunks: acked.sort((a, b) => a - b) })
-        scheduleEvents(jobId)
+      } finally {
+        // Whatever was written is acknowledged, also when the loop ends early.
+        if (!c.leases.job(jobId)?.deleted) await ack()
       }
     } finally {
       collecting.delete(jobId)
     }
+  }
+
+  /** Pull the outputs of `todo` into the output folder; the indexes of those written. */
+  const collectChunks = async (cur: JobState, todo: JobState['chunks']): Promise<number[]> => {
+    const lj = localJobs.get(cur.jobId)
+    if (!lj) return []
+    const acked: number[] = []
+    await Promise.all(
+      todo.map(async (ch) => {
+        try {
+          await writeChunk(cur, ch, lj)
+          lj.written.push(ch.index)
+          acked.push(ch.index)
+        } catch (err) {
+          if (await rejectIfUnobtainable(cur, ch)) return
+          logger.warn('could not collect outputs yet; will retry', {
+            jobId: cur.jobId,
+            chunk: ch.index,
+            err: describeError(err),
+          })
+        }
+      }),
+    )
+    if (acked.length > 0) {
+      lj.written.sort((a, b) => a - b)
+      await saveLocal(lj)
+    }
+    return acked
   }
 
   /**

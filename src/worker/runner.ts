@@ -250,13 +250,8 @@ export function createWorker(c: WorkerComponents): Required<ChunkRunner> & {
           ),
         )
       }
-      // The complete entry names this node as the holder: gossip only, no DHT provide.
-      void c.providers
-        .announce(
-          outputs.map((o) => o.manifest),
-          { dht: false },
-        )
-        .catch(() => {})
+      // Not announced: the complete entry names this node as the holder, and a have message
+      // per chunk was a quarter of every node's gossip (the periodic announce still lists it).
       return { outputs, log, renderMs: result.renderMs }
     } catch (err) {
       if (signal.aborted) throw err
@@ -329,7 +324,6 @@ export function createWorker(c: WorkerComponents): Required<ChunkRunner> & {
       })
       const log = await storeLog(task.jobId, logPath)
       const output = await storeOutput(task.jobId, out, name, VIDEO_FRAME)
-      void c.providers.announce([output.manifest], { dht: false }).catch(() => {})
       return { outputs: [output], log, renderMs: Date.now() - started }
     } catch (err) {
       if (signal.aborted) throw err
