@@ -7,9 +7,9 @@
  *  - every chunk whose record differs after the add is in the answer, or the answer is
  *    'all'; it may name chunks that did not change;
  *  - 'all' whenever the fold replaced its state (the first announce, a seal, a replay from
- *    a checkpoint after an entry that sorts before the last one) or the entry's kind can
- *    touch many chunks (retry) or is one this module does not know;
- *  - an entry applied at the tail of the fold touches only what the reducer's rule for its
+ *    a checkpoint after an entry that sorts before the last one and does not commute) or
+ *    the entry's kind can touch many chunks (retry) or is one this module does not know;
+ *  - an entry applied in place (at the tail, or where it commutes) touches only what the reducer's rule for its
  *    kind touches: the chunk it names, plus the encode chunk (it opens once every frame
  *    chunk is done, and waits again when one of them is rejected); ack names its chunks;
  *    cancel, abort, delete and priority change job fields only. Job-wide fields (state,
@@ -42,7 +42,9 @@ export function foldChanges(fold: JobFold, mark: FoldMark, entry: LogEntry): Fol
   const s = fold.state
   if (s !== mark.state || s?.chunks !== mark.chunks) return 'all'
   if (!s) return []
-  if (es.length !== mark.length + 1 || es[es.length - 1] !== entry) return 'all'
+  // The same state object: the fold applied this one entry in place (at the tail, or
+  // earlier where it commutes with what follows); a replay would have replaced it.
+  if (es.length !== mark.length + 1) return 'all'
   if (JOB_KINDS.has(entry.kind) || entry.kind === 'announce' || entry.kind === 'seal') {
     // A second announce or an ineffective seal changes nothing; an effective seal
     // replaced the state (caught above).

@@ -119,6 +119,15 @@ const arbFinishingLog = fc
     ),
   ])
 
+const withOrder = fc
+  .oneof(arbLog, arbFinishingLog)
+  .chain((es) =>
+    fc.tuple(
+      fc.constant(es),
+      fc.shuffledSubarray(es, { minLength: es.length, maxLength: es.length }),
+    ),
+  )
+
 /** Logs where the submitter rejects often (and others try to), for the reject rules. */
 const arbLogWithRejects = fc
   .tuple(
@@ -140,13 +149,6 @@ const arbLogWithRejects = fc
       entry('reject', bodyFor({ ...r, kind: 'reject' }), r.clock, r.author, `r${i}`),
     ),
   ])
-
-const withOrder = arbLog.chain((es) =>
-  fc.tuple(
-    fc.constant(es),
-    fc.shuffledSubarray(es, { minLength: es.length, maxLength: es.length }),
-  ),
-)
 
 describe('reducer properties', () => {
   it('any arrival order into the incremental fold gives the batch state', () => {
