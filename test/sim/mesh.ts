@@ -1,5 +1,5 @@
 /**
- * An in-memory render mesh on one FakeClock: N nodes, each with its own log replica, the
+ * An in-memory render mesh on one simulated clock: N nodes, each with its own log replica, the
  * real reducer and the real lease manager, a fake renderer whose work takes simulated
  * time, and a network with per-link latency, loss, partitions, pauses, wall-clock skew,
  * kill and restart.
@@ -13,17 +13,21 @@
  *    one holder per chunk, done never reverts except by the submitter's reject of that
  *    exact attempt, test/helpers/job-invariants.ts); a violation throws with the seed.
  */
-import { FakeClock } from '../../src/util/clock.js'
 import { silentLogger } from '../../src/util/logger.js'
 import type { LogEntry, PeerIdString } from '../../src/log/types.js'
 import { jobLogId } from '../../src/log/types.js'
 import type { AnnounceBody } from '../../src/jobs/entries.js'
-import type { LeaseManager, LeaseManagerOptions, LeaseRef } from '../../src/jobs/lease-manager.js'
+import type {
+  LeaseManager,
+  LeaseManagerOptions,
+  LeaseRef,
+  LeaseStats,
+} from '../../src/jobs/lease-manager.js'
 import { createLeaseManager } from '../../src/jobs/lease-manager.js'
 import { type JobState, reduceJob } from '../../src/jobs/reducer.js'
 import type { ChunkTask } from '../../src/jobs/runner.js'
-import { mulberry32, NodeClock } from './clock.js'
-import { Replica } from './replica.js'
+import { mulberry32, NodeClock, SimClock } from './clock.js'
+import { Replica, type ReplicaSummary } from './replica.js'
 import { FakeRunner, outputCid } from './runner.js'
 
 export { mulberry32 } from './clock.js'
@@ -34,7 +38,7 @@ export class InvariantError extends Error {}
 type Message =
   | { type: 'entry'; entry: LogEntry }
   | { type: 'hb'; leases: LeaseRef[] }
-  | { type: 'summary'; ids: string[] }
+  | { type: 'summary'; have: ReplicaSummary }
   | { type: 'entries'; entries: LogEntry[] }
 
 export class SimNode {
@@ -90,10 +94,7 @@ export class SimNode {
     const antiEntropy = () => {
       const peers = this.mesh.nodes.filter((n) => n !== this)
       const peer = peers[Math.floor(this.mesh.random() * peers.length)]
-      this.mesh.send(this, peer, {
-        type: 'summary',
-        ids: this.replica.allEntries().map((e) => e.id),
-      })
+      this.mesh.send(this, peer, { type: 'summary', have: this.replica.summary() })
       this.clock.setTimeout(antiEntropy, this.mesh.antiEntropyMs)
     }
     this.clock.setTimeout(beat, this.mesh.random() * this.mesh.heartbeatMs)
@@ -103,6 +104,7 @@ export class SimNode {
   /** SIGKILL: renders, timers and memory are gone; the log replica stays (it is on disk). */
   kill(): void {
     this.alive = false
+    this.mesh.retiredStats.push(this.manager.stats())
     void this.manager.stop({ release: false })
     this.clock.reset()
     this.replica.resetListeners()
@@ -153,8 +155,7 @@ export class SimNode {
         this.manager.noteHeartbeat(from.id, msg.leases)
         break
       case 'summary': {
-        const theirs = new Set(msg.ids)
-        const missing = this.replica.allEntries().filter((e) => !theirs.has(e.id))
+        const missing = this.replica.missingFrom(msg.have)
         if (missing.length) this.mesh.send(this, from, { type: 'entries', entries: missing })
         break
       }
@@ -177,10 +178,18 @@ export interface SimOptions {
   heartbeatMs?: number
   antiEntropyMs?: number
   managerOptions?: LeaseManagerOptions
+  /** Base render time of each frame (ms); default frameMs for every frame. */
+  frameTime?: (frame: number) => number
+  /**
+   * Promise continuations run after every timer due within this many ms of the next one
+   * (default 0: after each distinct instant). A few ms lets a mesh of a hundred nodes run
+   * fast; it only delays each node's async continuations by at most that much.
+   */
+  quantumMs?: number
 }
 
 export class SimMesh {
-  readonly clock = new FakeClock(0)
+  readonly clock = new SimClock(0)
   readonly random: () => number
   readonly nodes: SimNode[] = []
   readonly frameMs: number
@@ -189,6 +198,8 @@ export class SimMesh {
   readonly antiEntropyMs: number
   readonly managerOptions: LeaseManagerOptions
   readonly seed: number
+  readonly frameTime: (frame: number) => number
+  private readonly quantumMs: number
   loss: number
   /** Partition group per node index; messages cross only within a group. */
   groups: number[]
@@ -197,6 +208,10 @@ export class SimMesh {
   rendersStarted = 0
   /** Times a replica's done chunk switched to a concurrent complete that sorts first. */
   outputSwitches = 0
+  /** Messages sent (lost ones included), per type. */
+  readonly sent: Record<Message['type'], number> = { entry: 0, hb: 0, summary: 0, entries: 0 }
+  /** Lease statistics of managers a kill ended (a restart starts a new one). */
+  readonly retiredStats: LeaseStats[] = []
   private readonly linkLatency: number[][]
   private readonly jitter: number
   private failure: string | undefined
@@ -205,6 +220,9 @@ export class SimMesh {
     this.seed = o.seed
     this.random = mulberry32(o.seed)
     this.frameMs = o.frameMs ?? 1_000
+    const frameMs = this.frameMs
+    this.frameTime = o.frameTime ?? (() => frameMs)
+    this.quantumMs = o.quantumMs ?? 0
     this.encodeMs = o.encodeMs ?? 2_000
     this.heartbeatMs = o.heartbeatMs ?? 1_000
     this.antiEntropyMs = o.antiEntropyMs ?? 1_000
@@ -239,7 +257,9 @@ export class SimMesh {
   }
 
   send(from: SimNode, to: SimNode, msg: Message): void {
-    if (!from.alive || !to.alive || !this.connected(from, to) || this.random() < this.loss) return
+    if (!from.alive) return
+    this.sent[msg.type]++
+    if (!to.alive || !this.connected(from, to) || this.random() < this.loss) return
     const delay = this.linkLatency[from.index][to.index] + this.random() * this.jitter
     this.clock.setTimeout(() => {
       if (this.connected(from, to)) to.receive(from, msg)
@@ -283,7 +303,7 @@ export class SimMesh {
         this.throwIfViolated()
         return done()
       }
-      this.clock.advanceTo(next)
+      this.clock.advanceTo(Math.min(deadline, next + this.quantumMs))
       await flush()
     }
   }
@@ -328,6 +348,8 @@ export class SimMesh {
   /** Replicas of live nodes hold the same entries and reduce (from scratch) to the same state. */
   converged(jobId: string): boolean {
     const live = this.nodes.filter((n) => n.alive)
+    const sizes = live.map((n) => n.replica.logs.get(jobLogId(jobId))?.size ?? 0)
+    if (sizes.some((x) => x !== sizes[0])) return false
     const ids = live.map((n) =>
       [...(n.replica.logs.get(jobLogId(jobId))?.keys() ?? [])].sort().join(','),
     )

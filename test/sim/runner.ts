@@ -24,7 +24,7 @@ export function outputCid(key: string): string {
 
 export type RunnerMode = 'ok' | 'hang' | 'fail'
 
-/** A renderer whose chunk takes frameMs per frame of simulated time. */
+/** A renderer whose chunk takes the mesh's frame time per frame of simulated time (±5 %). */
 export class FakeRunner implements ChunkRunner {
   mode: RunnerMode = 'ok'
   active = 0
@@ -34,7 +34,10 @@ export class FakeRunner implements ChunkRunner {
   start(task: ChunkTask, signal: AbortSignal): Promise<ChunkResult> {
     const mesh = this.node.mesh
     // ±5 % per render, as real renders vary: identical durations would keep nodes in lockstep.
-    const base = task.kind === 'encode' ? mesh.encodeMs : mesh.frameMs * task.frames.length
+    const base =
+      task.kind === 'encode'
+        ? mesh.encodeMs
+        : task.frames.reduce((sum, f) => sum + mesh.frameTime(f), 0)
     const ms = Math.round(base * (0.95 + 0.1 * mesh.random()))
     const mode = this.mode
     mesh.onRenderStart(this.node, task)
