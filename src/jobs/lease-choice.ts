@@ -16,7 +16,9 @@ import type { PeerIdString } from '../log/types.js'
 import type { ChunkState, JobState } from './reducer.js'
 import { reduceQueue } from './reducer.js'
 import { nodeCanRun } from './eligibility.js'
+import type { ChunkIndex } from './lease-index.js'
 import type { LeaseLiveness } from './lease-liveness.js'
+import { STRAGGLER_MIN_SAMPLES } from './lease-liveness.js'
 import type { NodeCapabilities } from './lease-types.js'
 import { keyOf } from './lease-types.js'
 
@@ -25,7 +27,10 @@ export interface Choice {
   chunk: ChunkState
   /** Its lease is dead (a reclaim), rather than open. */
   dead: boolean
-  /** Open chunks of the job this node could take (including `chunk`). */
+  /**
+   * Open chunks of the job this node could take (including `chunk`), counted up to the
+   * window: the count is exact when below it.
+   */
   open: number
 }
 
@@ -42,6 +47,8 @@ export function createChunkChooser(
     liveness: LeaseLiveness
     /** The live job states to choose among. */
     states(): Iterable<JobState>
+    /** The job's chunk index (open and claimed chunks, median render time). */
+    index(jobId: string): ChunkIndex
     /** This node already has a task for the chunk. */
     busy(jobId: string, chunk: number): boolean
     /** The job is left alone until this monotonic time (a chunk was deferred). */
@@ -91,19 +98,29 @@ export function createChunkChooser(
         const window = Math.max(options.windowMin, 2 * renderers)
         const candidates: { c: ChunkState; dead: boolean }[] = []
         let open = 0
-        for (const c of s.chunks) {
+        const index = components.index(s.jobId)
+        const typicalMs = index.medianRenderMs(STRAGGLER_MIN_SAMPLES)
+        let canFrames: boolean | undefined
+        for (const i of index.needy()) {
+          // The window is full: what follows only adds to a count already past the renderers.
+          if (candidates.length >= window) break
+          const c = s.chunks[i]
           let dead = false
           if (c.state === 'claimed') {
-            if (c.holder === self || !liveness.leaseDead(s, c, t)) continue
+            if (c.holder === self || !liveness.leaseDead(s, c, t, typicalMs)) continue
             dead = true
           } else if (c.state !== 'open') continue
           if (components.busy(s.jobId, c.index)) continue
-          if (!canRun(s, caps, c.kind)) continue
+          // One job, one answer for its frame chunks: the rule depends on the kind only.
+          if (c.kind === 'frames') {
+            canFrames ??= canRun(s, caps, 'frames')
+            if (!canFrames) continue
+          } else if (!canRun(s, caps, c.kind)) continue
           // A chunk we failed goes to others first; we take it again once every live peer
           // has failed it too (else a 2-node mesh would leave it open forever).
           if (c.failures.some((f) => f.node === self) && liveness.untriedPeerAlive(c, t)) continue
           open++
-          if (candidates.length < window) candidates.push({ c, dead })
+          candidates.push({ c, dead })
         }
         if (candidates.length === 0) continue
         // Each node first takes a chunk it owns (ranks above every live rival), so nodes

@@ -11,8 +11,9 @@
  *  - those spans count only time since this node's last stall: when its own loop stood
  *    still for half a lease timeout or more (util/stalls.ts), every silence restarts at
  *    the wake, and claims wait a moment (MAX_CATCH_UP_MS at most) for the backlog;
- *  - memory is bounded: baselines of leases that no longer exist, listings older than
- *    4 × leaseTimeoutMs and timing caches of jobs no longer live are dropped (prune).
+ *  - a lease's baseline is when this node first saw the claim (noteClaim, as it arrives);
+ *  - memory is bounded: baselines of leases that no longer exist and listings older than
+ *    4 × leaseTimeoutMs are dropped (prune).
  */
 import type { Clock } from '../util/clock.js'
 import type { Logger } from '../util/logger.js'
@@ -55,13 +56,14 @@ export interface LeaseLiveness {
   /** Live peers that render: the nodes a chunk's rendezvous owner is chosen among. */
   rivals(t: number): PeerIdString[]
   chunkTimeoutOf(s: JobState): number | undefined
-  leaseDead(s: JobState, c: ChunkState, t: number): boolean
+  /** A claim of another node is seen now (its liveness baseline, if it has none yet). */
+  noteClaim(s: JobState, c: ChunkState, t: number): void
+  /** `typicalMs`: the job's median render time (lease-index.ts), if known. */
+  leaseDead(s: JobState, c: ChunkState, t: number, typicalMs: number | undefined): boolean
   noteHeartbeat(peer: PeerIdString, leases: readonly LeaseRef[], t: number): void
-  /** Keep baselines only of `current` leases and timings only of `live` jobs. */
-  prune(current: ReadonlySet<string>, live: ReadonlySet<string>): void
-  /** Forget a job's timing cache (deleted). */
-  forget(jobId: string): void
-  sizes(): { firstSeen: number; typical: number; listed: number }
+  /** Keep baselines only of `current` leases. */
+  prune(current: ReadonlySet<string>): void
+  sizes(): { firstSeen: number; listed: number }
 }
 
 export function createLeaseLiveness(
@@ -70,7 +72,6 @@ export function createLeaseLiveness(
 ): LeaseLiveness {
   const { clock, liveness, logger, stats } = components
   const { leaseTimeoutMs, tickMs, stragglerFactor } = options
-  const typical = new Map<string, { done: number; ms: number | undefined }>()
   /** When this node first saw each (chunk, attempt, holder) claim: the liveness baseline. */
   const firstSeen = new Map<string, number>()
   /** Per peer: when its heartbeat last listed each lease. */
@@ -107,22 +108,6 @@ export function createLeaseLiveness(
 
   function chunkTimeoutOf(s: JobState): number | undefined {
     return s.job.limits.chunkTimeoutMs ?? options.defaultChunkTimeoutMs
-  }
-
-  /** Median render time of the job's finished frame chunks (cached per framesDone). */
-  function typicalRenderMs(s: JobState): number | undefined {
-    if (stragglerFactor <= 0) return undefined
-    const cached = typical.get(s.jobId)
-    if (cached && cached.done === s.framesDone) return cached.ms
-    const times: number[] = []
-    for (const c of s.chunks)
-      if (c.state === 'done' && c.kind === 'frames' && c.renderMs !== undefined)
-        times.push(c.renderMs)
-    times.sort((a, b) => a - b)
-    const ms =
-      times.length >= STRAGGLER_MIN_SAMPLES ? times[Math.floor(times.length / 2)] : undefined
-    typical.set(s.jobId, { done: s.framesDone, ms })
-    return ms
   }
 
   return {
@@ -173,7 +158,12 @@ export function createLeaseLiveness(
 
     chunkTimeoutOf,
 
-    leaseDead(s, c, t) {
+    noteClaim(s, c, t) {
+      const key = leaseKey(s.jobId, c.index, c.attempt, c.holder!)
+      if (!firstSeen.has(key)) firstSeen.set(key, t)
+    },
+
+    leaseDead(s, c, t, typicalMs) {
       const holder = c.holder!
       const key = leaseKey(s.jobId, c.index, c.attempt, holder)
       let seen = firstSeen.get(key)
@@ -185,8 +175,8 @@ export function createLeaseLiveness(
       if (timeout !== undefined && awake(seen, t) >= timeout) return true
       // A heartbeat proves the holder alive, not working: one that claims and never renders
       // must not keep chunks forever. Doubling per attempt lets a truly slow chunk finish.
-      const typicalMs = typicalRenderMs(s)
       if (
+        stragglerFactor > 0 &&
         typicalMs !== undefined &&
         awake(seen, t) >=
           Math.max(leaseTimeoutMs, stragglerFactor * typicalMs) *
@@ -220,19 +210,14 @@ export function createLeaseLiveness(
       for (const [k, at] of m) if (t - at > 4 * leaseTimeoutMs) m.delete(k)
     },
 
-    prune(current, live) {
+    prune(current) {
       for (const k of firstSeen.keys()) if (!current.has(k)) firstSeen.delete(k)
-      for (const k of typical.keys()) if (!live.has(k)) typical.delete(k)
-    },
-
-    forget(jobId) {
-      typical.delete(jobId)
     },
 
     sizes() {
       let listings = 0
       for (const m of listed.values()) listings += m.size
-      return { firstSeen: firstSeen.size, typical: typical.size, listed: listings }
+      return { firstSeen: firstSeen.size, listed: listings }
     },
   }
 }

@@ -36,7 +36,9 @@ import type { ChunkState, JobState, ReduceOptions } from './reducer.js'
 import { JobFold } from './reducer.js'
 import type { ChunkProgress, ChunkResult, ChunkTask } from './runner.js'
 import { ChunkDeferredError, ChunkFailedError } from './runner.js'
+import { foldChanges, markFold } from './fold-changes.js'
 import { createChunkChooser } from './lease-choice.js'
+import { ChunkIndex } from './lease-index.js'
 import { createLeaseLiveness } from './lease-liveness.js'
 import type {
   LeaseManager,
@@ -92,6 +94,8 @@ export function createLeaseManager(
   const reduceOptions: ReduceOptions = { isAdmin: options.isAdmin }
 
   const folds = new Map<string, JobFold>()
+  /** Per live job: its open and claimed chunks, ours, its median render time. */
+  const indexes = new Map<string, ChunkIndex>()
   const tasks = new Map<string, Task>()
   const sealing = new Set<string>()
   /** Leases whose render ended and whose complete/fail entry is being written. */
@@ -130,6 +134,7 @@ export function createLeaseManager(
       *states() {
         for (const f of folds.values()) if (jobLive(f.state)) yield f.state
       },
+      index: indexOf,
       busy: (jobId, chunk) => tasks.has(keyOf(jobId, chunk)),
       deferredUntil: (jobId) => deferredUntil.get(jobId) ?? 0,
     },
@@ -151,18 +156,42 @@ export function createLeaseManager(
       fold = new JobFold(reduceOptions)
       folds.set(jobId, fold)
     }
+    const mark = markFold(fold)
     if (!fold.add(entry)) return
     if (entry.author !== self) peers.add(entry.author)
+    let changes = foldChanges(fold, mark, entry)
     if (fold.state?.deleted) bury(jobId, fold.state)
-    else if (entry.kind === 'seal' && fold.state?.sealedBy === entry.id)
-      folds.set(jobId, rebuiltFromSeal(fold, entry))
+    else if (entry.kind === 'seal' && fold.state?.sealedBy === entry.id) {
+      fold = rebuiltFromSeal(fold, entry)
+      folds.set(jobId, fold)
+      changes = 'all'
+    }
+    const s = folds.get(jobId)?.state
+    if (s) {
+      const t = now()
+      indexOf(jobId).update(s, changes, (c) => {
+        if (c.holder !== self) judge.noteClaim(s, c, t)
+      })
+    }
     schedule()
+  }
+
+  /** The job's chunk index, built from its fold when missing (new, pruned or revived). */
+  function indexOf(jobId: string): ChunkIndex {
+    let index = indexes.get(jobId)
+    if (!index) {
+      index = new ChunkIndex(self)
+      indexes.set(jobId, index)
+      const s = folds.get(jobId)?.state
+      if (s) index.update(s, 'all')
+    }
+    return index
   }
 
   /** Forget a deleted job but for a small tombstone; its tasks stop at the next pass. */
   function bury(jobId: string, s: JobState): void {
     folds.delete(jobId)
-    judge.forget(jobId)
+    indexes.delete(jobId)
     sealing.delete(jobId)
     // Without chunks and frame list a tombstone is ~1 KiB, whatever the job's size.
     tombstones.set(jobId, { ...s, chunks: [], job: { ...s.job, frames: [] } })
@@ -224,8 +253,9 @@ export function createLeaseManager(
           current.add(leaseKey(f.state!.jobId, c.index, c.attempt, c.holder!))
       }
     }
-    judge.prune(current, live)
+    judge.prune(current)
     chooser.prune(live)
+    for (const k of indexes.keys()) if (!live.has(k)) indexes.delete(k)
     const t = now()
     for (const [k, until] of deferredUntil) if (!live.has(k) || until <= t) deferredUntil.delete(k)
   }
@@ -310,7 +340,8 @@ export function createLeaseManager(
     for (const [jobId, fold] of folds) {
       const s = fold.state
       if (!jobLive(s)) continue
-      for (const c of s.chunks) {
+      for (const i of [...indexOf(jobId).mine].sort((a, b) => a - b)) {
+        const c = s.chunks[i]
         if (c.state !== 'claimed' || c.holder !== self) continue
         const task = tasks.get(keyOf(jobId, c.index))
         if (task && task.attempt === c.attempt) continue
@@ -341,15 +372,12 @@ export function createLeaseManager(
       }
       const held = tasks.size - storing
       if (storing >= STORING_PER_SLOT * Math.max(1, caps.slots)) break
+      // Room for a claim, or for a prefetch if enough chunks are open: look for one only then.
+      const free = held < caps.slots
+      if (!free && !(prefetch && held < caps.slots + 1 && rendering >= caps.slots)) break
       const pick = chooser.choose(caps, t)
       if (!pick) break
-      const room =
-        held < caps.slots ||
-        (prefetch &&
-          held < caps.slots + 1 &&
-          rendering >= caps.slots &&
-          pick.open > judge.liveRenderers(t))
-      if (!room) break
+      if (!free && !(pick.open > judge.liveRenderers(t))) break
       if (!(await claim(pick.job, pick.chunk, pick.dead))) break
     }
 
@@ -612,7 +640,7 @@ export function createLeaseManager(
         tombstones: tombstones.size,
         firstSeen: judged.firstSeen,
         scores: chooser.size(),
-        typical: judged.typical,
+        typical: indexes.size,
         listed: judged.listed,
         tasks: tasks.size,
         deferred: deferredUntil.size,
