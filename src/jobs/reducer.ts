@@ -104,15 +104,29 @@ export function reduceJob(
 
 /**
  * An incremental fold over one job log: entries arriving in order are applied in O(1)
- * (amortised); one that sorts before the last triggers a rebuild. Used by the lease
- * manager and the simulator so they share the reducer's exact semantics.
+ * (amortised); one that sorts before the last is applied in place when it commutes with
+ * every entry after it (below), else triggers a replay from the last checkpoint before
+ * it. Used by the lease manager and the simulator so they share the reducer's exact
+ * semantics.
+ *
+ * Commuting: a claim, release or complete names one chunk, and reads and writes that
+ * chunk's record and job-wide counters whose result does not depend on order (done
+ * counts, the duplicate count, `active`); the job's status it reads (done, failed,
+ * canceled) only changes through entries of other kinds or through that same chunk.
+ * So such an entry commutes with a run of such entries on other chunks, unless one of
+ * them is on the encode chunk (which every frame chunk's complete may open). The state
+ * stays the same object then (jobs/fold-changes.ts relies on it: a replay replaces it).
+ * Memory: at most MAX_CHECKPOINTS snapshots (the newest), each O(chunks).
  */
+/** Snapshots a JobFold keeps (the newest): see its comment. */
+export const MAX_CHECKPOINTS = 4
+
 export class JobFold {
   private readonly sorted: LogEntry[] = []
   private readonly ids = new Set<string>()
   private acc: Acc | undefined
   /** Snapshots of the state after the first `at` entries, so a late entry replays only a tail. */
-  private checkpoints: { at: number; state: JobState | undefined }[] = []
+  private checkpoints: { at: number; acc: Acc | undefined }[] = []
   private readonly isAdmin: (peer: PeerIdString) => boolean
 
   constructor(options: ReduceOptions = {}) {
@@ -138,10 +152,20 @@ export class JobFold {
       else hi = mid
     }
     this.sorted.splice(lo, 0, entry)
+    if (this.commutes(lo)) {
+      this.acc!.apply(entry, this.isAdmin)
+      // Later snapshots miss it: it commutes with what lies between, so add it to them.
+      for (const cp of this.checkpoints)
+        if (cp.at > lo) {
+          cp.acc!.apply(entry, this.isAdmin)
+          cp.at++
+        }
+      return true
+    }
     while (this.checkpoints.length > 0 && this.checkpoints[this.checkpoints.length - 1].at > lo)
       this.checkpoints.pop()
     const cp = this.checkpoints[this.checkpoints.length - 1]
-    this.acc = cp?.state ? new Acc(cloneState(cp.state)) : undefined
+    this.acc = cp?.acc?.copy()
     for (let i = cp?.at ?? 0; i < this.sorted.length; i++) this.apply(this.sorted[i])
     this.maybeCheckpoint()
     return true
@@ -155,15 +179,37 @@ export class JobFold {
     return this.sorted
   }
 
+  /** The entry now at `lo` can be applied to the current state in place (see the class). */
+  private commutes(lo: number): boolean {
+    const acc = this.acc
+    if (!acc) return false
+    const encode = acc.s.chunks.length - 1
+    const hasEncode = acc.s.chunks[encode]?.kind === 'encode'
+    const chunkOf = (e: LogEntry): number | undefined => {
+      if (e.kind !== 'claim' && e.kind !== 'release' && e.kind !== 'complete') return undefined
+      const c = (e.body as { chunk?: unknown } | null)?.chunk
+      if (!Number.isSafeInteger(c) || (hasEncode && c === encode)) return undefined
+      return c as number
+    }
+    const mine = chunkOf(this.sorted[lo])
+    if (mine === undefined) return false
+    for (let i = lo + 1; i < this.sorted.length; i++) {
+      const theirs = chunkOf(this.sorted[i])
+      if (theirs === undefined || theirs === mine) return false
+    }
+    for (const cp of this.checkpoints) if (cp.at > lo && !cp.acc) return false
+    return true
+  }
+
   private maybeCheckpoint(): void {
     const last = this.checkpoints[this.checkpoints.length - 1]?.at ?? 0
     // Snapshot cost is O(chunks): space them so it stays a small share of the fold.
     const every = Math.max(32, (this.acc?.s.chunks.length ?? 0) >> 4)
     if (this.sorted.length - last >= every) {
-      this.checkpoints.push({
-        at: this.sorted.length,
-        state: this.acc ? cloneState(this.acc.s) : undefined,
-      })
+      this.checkpoints.push({ at: this.sorted.length, acc: this.acc?.copy() })
+      // A late entry sorting before the oldest kept replays from the start: rare, and it
+      // bounds memory to a few snapshots whatever the job's length.
+      if (this.checkpoints.length > MAX_CHECKPOINTS) this.checkpoints.shift()
     }
   }
 
@@ -232,9 +278,22 @@ class Acc {
   private readonly maxPerNode: number
   private readonly maxNodes: number
 
-  constructor(readonly s: JobState) {
+  constructor(
+    readonly s: JobState,
+    from?: Acc,
+  ) {
     this.maxPerNode = s.job.limits.maxFailuresPerNode ?? DEFAULT_MAX_FAILURES_PER_NODE
     this.maxNodes = s.job.limits.maxNodesPerChunk ?? DEFAULT_MAX_NODES_PER_CHUNK
+    if (from) {
+      // A copy of `from` over a clone of its state: the counters are its, not recounted.
+      this.doneChunks = from.doneChunks
+      this.failedChunks = from.failedChunks
+      this.doneFrameChunks = from.doneFrameChunks
+      this.frameChunks = from.frameChunks
+      this.ackedChunks = from.ackedChunks
+      this.active = from.active
+      return
+    }
     s.framesDone = 0
     for (const c of s.chunks) {
       if (c.kind === 'frames') this.frameChunks++
@@ -256,6 +315,11 @@ class Acc {
       .filter((n) => s.nodeFailures[n] >= this.maxPerNode)
       .sort() as PeerIdString[]
     this.refresh()
+  }
+
+  /** An independent copy (its own chunk records), counters included. */
+  copy(): Acc {
+    return new Acc(cloneState(this.s), this)
   }
 
   static fromAnnounce(job: AnnounceBody, e: LogEntry): Acc {

@@ -1,5 +1,5 @@
 /**
- * An in-memory render mesh on one FakeClock: N nodes, each with its own log replica, the
+ * An in-memory render mesh on one simulated clock: N nodes, each with its own log replica, the
  * real reducer and the real lease manager, a fake renderer whose work takes simulated
  * time, and a network with per-link latency, loss, partitions, pauses, wall-clock skew,
  * kill and restart.
@@ -13,262 +13,32 @@
  *    one holder per chunk, done never reverts except by the submitter's reject of that
  *    exact attempt, test/helpers/job-invariants.ts); a violation throws with the seed.
  */
-import type { Clock, TimerHandle } from '../../src/util/clock.js'
-import { FakeClock } from '../../src/util/clock.js'
-import { AbortedError } from '../../src/util/errors.js'
-import { cidOf } from '../../src/util/hash.js'
 import { silentLogger } from '../../src/util/logger.js'
-import type { EntryId, LogEntry, LogId, PeerIdString } from '../../src/log/types.js'
-import { jobIdOfLog, jobLogId } from '../../src/log/types.js'
-import type { AnnounceBody, ChunkOutput } from '../../src/jobs/entries.js'
+import type { LogEntry, PeerIdString } from '../../src/log/types.js'
+import { jobLogId } from '../../src/log/types.js'
+import type { AnnounceBody } from '../../src/jobs/entries.js'
 import type {
-  JobLogView,
   LeaseManager,
   LeaseManagerOptions,
   LeaseRef,
+  LeaseStats,
 } from '../../src/jobs/lease-manager.js'
 import { createLeaseManager } from '../../src/jobs/lease-manager.js'
-import { JobFold, type JobState, reduceJob } from '../../src/jobs/reducer.js'
-import type { ChunkResult, ChunkRunner, ChunkTask } from '../../src/jobs/runner.js'
-import { ChunkFailedError } from '../../src/jobs/runner.js'
-import { illegalDoneRevert } from '../helpers/job-invariants.js'
+import { type JobState, reduceJob } from '../../src/jobs/reducer.js'
+import type { ChunkTask } from '../../src/jobs/runner.js'
+import { mulberry32, NodeClock, SimClock } from './clock.js'
+import { Replica, type ReplicaSummary } from './replica.js'
+import { FakeRunner, outputCid } from './runner.js'
 
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+export { mulberry32 } from './clock.js'
+export type { RunnerMode } from './runner.js'
 
 export class InvariantError extends Error {}
-
-/** A node's view of the shared fake time: its own wall skew, monotonic origin and pauses. */
-class NodeClock implements Clock {
-  paused = false
-  generation = 0
-  private deferred: { gen: number; fn: () => void }[] = []
-
-  constructor(
-    private readonly base: FakeClock,
-    readonly wallSkew: number,
-    private readonly monoOffset: number,
-  ) {}
-
-  wall(): number {
-    return this.base.wall() + this.wallSkew
-  }
-  monotonic(): number {
-    return this.base.monotonic() + this.monoOffset
-  }
-  setTimeout(fn: () => void, ms: number): TimerHandle {
-    const gen = this.generation
-    return this.base.setTimeout(() => {
-      if (gen !== this.generation) return
-      if (this.paused) this.deferred.push({ gen, fn })
-      else fn()
-    }, ms)
-  }
-  clearTimeout(h: TimerHandle): void {
-    this.base.clearTimeout(h)
-  }
-  resume(): void {
-    this.paused = false
-    const due = this.deferred
-    this.deferred = []
-    for (const d of due) if (d.gen === this.generation) d.fn()
-  }
-  /** A crash: every pending timer of this node is void. */
-  reset(): void {
-    this.generation++
-    this.deferred = []
-    this.paused = false
-  }
-}
-
-const outputCids = new Map<string, string>()
-function outputCid(key: string): string {
-  let c = outputCids.get(key)
-  if (!c) {
-    c = cidOf(new TextEncoder().encode(key))
-    outputCids.set(key, c)
-  }
-  return c
-}
-
-export type RunnerMode = 'ok' | 'hang' | 'fail'
-
-/** A renderer whose chunk takes frameMs per frame of simulated time. */
-class FakeRunner implements ChunkRunner {
-  mode: RunnerMode = 'ok'
-  active = 0
-
-  constructor(private readonly node: SimNode) {}
-
-  start(task: ChunkTask, signal: AbortSignal): Promise<ChunkResult> {
-    const mesh = this.node.mesh
-    // ±5 % per render, as real renders vary: identical durations would keep nodes in lockstep.
-    const base = task.kind === 'encode' ? mesh.encodeMs : mesh.frameMs * task.frames.length
-    const ms = Math.round(base * (0.95 + 0.1 * mesh.random()))
-    const mode = this.mode
-    mesh.onRenderStart(this.node, task)
-    return new Promise((resolve, reject) => {
-      if (mode === 'hang') return // never settles and ignores abort: the worst worker
-      this.active++
-      const timer = this.node.clock.setTimeout(() => {
-        this.active--
-        signal.removeEventListener('abort', onAbort)
-        if (mode === 'fail') return reject(new ChunkFailedError('simulated failure'))
-        const outputs: ChunkOutput[] =
-          task.kind === 'encode'
-            ? [
-                {
-                  frame: 0,
-                  manifest: outputCid(`${task.jobId}/video`),
-                  size: 1000,
-                  name: 'video.mp4',
-                },
-              ]
-            : task.frames.map((f) => ({
-                frame: f,
-                manifest: outputCid(`${task.jobId}/${f}`),
-                size: 100,
-                name: `f${f}.png`,
-              }))
-        mesh.onRenderDone(this.node, task)
-        resolve({ outputs, renderMs: ms })
-      }, ms)
-      const onAbort = () => {
-        this.active--
-        this.node.clock.clearTimeout(timer)
-        reject(new AbortedError('render'))
-      }
-      signal.addEventListener('abort', onAbort, { once: true })
-    })
-  }
-}
-
-/** One node's replica of the logs: assigns Lamport clocks, checks invariants on every add. */
-class Replica implements JobLogView {
-  readonly logs = new Map<string, Map<string, LogEntry>>()
-  readonly folds = new Map<string, JobFold>()
-  private readonly doneSeen = new Map<string, Map<number, PeerIdString>>()
-  private listeners = new Set<(e: LogEntry) => void>()
-  private seq = 0
-
-  constructor(private readonly node: SimNode) {}
-
-  has(id: string): boolean {
-    for (const m of this.logs.values()) if (m.has(id)) return true
-    return false
-  }
-
-  allEntries(): LogEntry[] {
-    const out: LogEntry[] = []
-    for (const m of this.logs.values()) out.push(...m.values())
-    return out
-  }
-
-  async append(log: LogId, kind: string, body: unknown): Promise<LogEntry> {
-    if (!this.node.alive) throw new AbortedError('append on a dead node')
-    const m = this.logs.get(log)
-    let clock = 1
-    if (m) for (const e of m.values()) clock = Math.max(clock, e.clock + 1)
-    const entry: LogEntry = Object.freeze({
-      id: `e${String(++this.seq).padStart(6, '0')}-${this.node.id}` as EntryId,
-      v: 1,
-      log,
-      kind,
-      body: structuredClone(body),
-      clock,
-      author: this.node.id,
-      wall: this.node.clock.wall(),
-      next: [],
-      tok: '',
-      bytes: new Uint8Array(),
-    })
-    this.add(entry)
-    this.node.mesh.gossip(this.node, entry)
-    return entry
-  }
-
-  entries(log: LogId): readonly LogEntry[] {
-    return [...(this.logs.get(log)?.values() ?? [])]
-  }
-  jobLogs(): readonly LogId[] {
-    return [...this.logs.keys()] as LogId[]
-  }
-  onEntry(listener: (e: LogEntry) => void): () => void {
-    this.listeners.add(listener)
-    return () => this.listeners.delete(listener)
-  }
-  resetListeners(): void {
-    this.listeners = new Set()
-  }
-
-  add(entry: LogEntry): boolean {
-    let m = this.logs.get(entry.log)
-    if (!m) {
-      m = new Map()
-      this.logs.set(entry.log, m)
-    }
-    if (m.has(entry.id)) return false
-    m.set(entry.id, entry)
-    // A restarted node's sequence must not reuse ids it wrote before.
-    if (entry.author === this.node.id) this.seq = Math.max(this.seq, Number(entry.id.slice(1, 7)))
-    this.check(entry)
-    if (this.node.alive) for (const l of [...this.listeners]) l(entry)
-    return true
-  }
-
-  private check(entry: LogEntry): void {
-    const jobId = jobIdOfLog(entry.log)!
-    let fold = this.folds.get(jobId)
-    if (!fold) {
-      fold = new JobFold()
-      this.folds.set(jobId, fold)
-    }
-    fold.add(entry)
-    const s = fold.state
-    if (!s) return
-    let done = this.doneSeen.get(jobId)
-    if (!done) {
-      done = new Map()
-      this.doneSeen.set(jobId, done)
-    }
-    for (const c of s.chunks) {
-      if ((c.state === 'claimed') !== (c.holder !== undefined)) {
-        this.node.mesh.violation(`${this.node.id}: chunk ${c.index} holder/state mismatch`)
-      }
-      const was = done.get(c.index)
-      if (was !== undefined) {
-        if (c.state !== 'done') {
-          // Only the submitter's reject of the exact attempt that made it done reopens it.
-          const why = illegalDoneRevert(fold.entries)
-          if (why)
-            this.node.mesh.violation(`${this.node.id}: done chunk ${c.index} reverted: ${why}`)
-          done.delete(c.index)
-        }
-        // A concurrent complete that sorts first may replace the outputs (both are valid
-        // stored renders); count it, it is part of the duplicate cost.
-        else if (c.completedBy !== was) {
-          done.set(c.index, c.completedBy!)
-          this.node.mesh.outputSwitches++
-        }
-      } else if (c.state === 'done') {
-        done.set(c.index, c.completedBy!)
-      }
-    }
-  }
-}
 
 type Message =
   | { type: 'entry'; entry: LogEntry }
   | { type: 'hb'; leases: LeaseRef[] }
-  | { type: 'summary'; ids: string[] }
+  | { type: 'summary'; have: ReplicaSummary }
   | { type: 'entries'; entries: LogEntry[] }
 
 export class SimNode {
@@ -324,10 +94,7 @@ export class SimNode {
     const antiEntropy = () => {
       const peers = this.mesh.nodes.filter((n) => n !== this)
       const peer = peers[Math.floor(this.mesh.random() * peers.length)]
-      this.mesh.send(this, peer, {
-        type: 'summary',
-        ids: this.replica.allEntries().map((e) => e.id),
-      })
+      this.mesh.send(this, peer, { type: 'summary', have: this.replica.summary() })
       this.clock.setTimeout(antiEntropy, this.mesh.antiEntropyMs)
     }
     this.clock.setTimeout(beat, this.mesh.random() * this.mesh.heartbeatMs)
@@ -337,6 +104,7 @@ export class SimNode {
   /** SIGKILL: renders, timers and memory are gone; the log replica stays (it is on disk). */
   kill(): void {
     this.alive = false
+    this.mesh.retiredStats.push(this.manager.stats())
     void this.manager.stop({ release: false })
     this.clock.reset()
     this.replica.resetListeners()
@@ -387,8 +155,7 @@ export class SimNode {
         this.manager.noteHeartbeat(from.id, msg.leases)
         break
       case 'summary': {
-        const theirs = new Set(msg.ids)
-        const missing = this.replica.allEntries().filter((e) => !theirs.has(e.id))
+        const missing = this.replica.missingFrom(msg.have)
         if (missing.length) this.mesh.send(this, from, { type: 'entries', entries: missing })
         break
       }
@@ -411,10 +178,18 @@ export interface SimOptions {
   heartbeatMs?: number
   antiEntropyMs?: number
   managerOptions?: LeaseManagerOptions
+  /** Base render time of each frame (ms); default frameMs for every frame. */
+  frameTime?: (frame: number) => number
+  /**
+   * Promise continuations run after every timer due within this many ms of the next one
+   * (default 0: after each distinct instant). A few ms lets a mesh of a hundred nodes run
+   * fast; it only delays each node's async continuations by at most that much.
+   */
+  quantumMs?: number
 }
 
 export class SimMesh {
-  readonly clock = new FakeClock(0)
+  readonly clock = new SimClock(0)
   readonly random: () => number
   readonly nodes: SimNode[] = []
   readonly frameMs: number
@@ -423,6 +198,8 @@ export class SimMesh {
   readonly antiEntropyMs: number
   readonly managerOptions: LeaseManagerOptions
   readonly seed: number
+  readonly frameTime: (frame: number) => number
+  private readonly quantumMs: number
   loss: number
   /** Partition group per node index; messages cross only within a group. */
   groups: number[]
@@ -431,6 +208,10 @@ export class SimMesh {
   rendersStarted = 0
   /** Times a replica's done chunk switched to a concurrent complete that sorts first. */
   outputSwitches = 0
+  /** Messages sent (lost ones included), per type. */
+  readonly sent: Record<Message['type'], number> = { entry: 0, hb: 0, summary: 0, entries: 0 }
+  /** Lease statistics of managers a kill ended (a restart starts a new one). */
+  readonly retiredStats: LeaseStats[] = []
   private readonly linkLatency: number[][]
   private readonly jitter: number
   private failure: string | undefined
@@ -439,6 +220,9 @@ export class SimMesh {
     this.seed = o.seed
     this.random = mulberry32(o.seed)
     this.frameMs = o.frameMs ?? 1_000
+    const frameMs = this.frameMs
+    this.frameTime = o.frameTime ?? (() => frameMs)
+    this.quantumMs = o.quantumMs ?? 0
     this.encodeMs = o.encodeMs ?? 2_000
     this.heartbeatMs = o.heartbeatMs ?? 1_000
     this.antiEntropyMs = o.antiEntropyMs ?? 1_000
@@ -473,7 +257,9 @@ export class SimMesh {
   }
 
   send(from: SimNode, to: SimNode, msg: Message): void {
-    if (!from.alive || !to.alive || !this.connected(from, to) || this.random() < this.loss) return
+    if (!from.alive) return
+    this.sent[msg.type]++
+    if (!to.alive || !this.connected(from, to) || this.random() < this.loss) return
     const delay = this.linkLatency[from.index][to.index] + this.random() * this.jitter
     this.clock.setTimeout(() => {
       if (this.connected(from, to)) to.receive(from, msg)
@@ -517,7 +303,7 @@ export class SimMesh {
         this.throwIfViolated()
         return done()
       }
-      this.clock.advanceTo(next)
+      this.clock.advanceTo(Math.min(deadline, next + this.quantumMs))
       await flush()
     }
   }
@@ -562,6 +348,8 @@ export class SimMesh {
   /** Replicas of live nodes hold the same entries and reduce (from scratch) to the same state. */
   converged(jobId: string): boolean {
     const live = this.nodes.filter((n) => n.alive)
+    const sizes = live.map((n) => n.replica.logs.get(jobLogId(jobId))?.size ?? 0)
+    if (sizes.some((x) => x !== sizes[0])) return false
     const ids = live.map((n) =>
       [...(n.replica.logs.get(jobLogId(jobId))?.keys() ?? [])].sort().join(','),
     )

@@ -1,10 +1,11 @@
 /**
  * Reducer properties over random job logs: order independence (any arrival order into
  * the incremental fold equals the batch reduce), done never reverts as entries arrive,
- * at most one holder per chunk.
+ * at most one holder per chunk; foldChanges names every chunk record an entry changed.
  */
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
+import { foldChanges, markFold } from '../../../src/jobs/fold-changes.js'
 import { JobFold, reduceJob } from '../../../src/jobs/reducer.js'
 import type { LogEntry, PeerIdString } from '../../../src/log/types.js'
 import { compareEntries } from '../../../src/log/types.js'
@@ -82,9 +83,8 @@ function bodyFor(op: Op): unknown {
   }
 }
 
-const arbLog = fc
-  .tuple(fc.boolean(), fc.array(arbOp, { minLength: 0, maxLength: 60 }))
-  .map(([video, ops]) => {
+const logOf = (ops: fc.Arbitrary<Op & { clock: number; author: PeerIdString }>) =>
+  fc.tuple(fc.boolean(), fc.array(ops, { minLength: 0, maxLength: 60 })).map(([video, ops]) => {
     const ann = entry(
       'announce',
       announceBody({
@@ -101,6 +101,32 @@ const arbLog = fc
       ),
     ]
   })
+
+const arbLog = logOf(arbOp)
+/** Logs where every chunk gets a complete, at random clocks (so the encode chunk opens). */
+const arbFinishingLog = fc
+  .tuple(arbLog, fc.array(fc.integer({ min: 2, max: 40 }), { minLength: 6, maxLength: 6 }))
+  .map(([es, clocks]) => [
+    ...es,
+    ...clocks.map((clock, chunk) =>
+      entry(
+        'complete',
+        bodyFor({ kind: 'complete', chunk, attempt: 1, n: 1 }),
+        clock,
+        'peer-b' as PeerIdString,
+        `c${chunk}`,
+      ),
+    ),
+  ])
+
+const withOrder = fc
+  .oneof(arbLog, arbFinishingLog)
+  .chain((es) =>
+    fc.tuple(
+      fc.constant(es),
+      fc.shuffledSubarray(es, { minLength: es.length, maxLength: es.length }),
+    ),
+  )
 
 /** Logs where the submitter rejects often (and others try to), for the reject rules. */
 const arbLogWithRejects = fc
@@ -123,13 +149,6 @@ const arbLogWithRejects = fc
       entry('reject', bodyFor({ ...r, kind: 'reject' }), r.clock, r.author, `r${i}`),
     ),
   ])
-
-const withOrder = arbLog.chain((es) =>
-  fc.tuple(
-    fc.constant(es),
-    fc.shuffledSubarray(es, { minLength: es.length, maxLength: es.length }),
-  ),
-)
 
 describe('reducer properties', () => {
   it('any arrival order into the incremental fold gives the batch state', () => {
@@ -187,6 +206,42 @@ describe('reducer properties', () => {
           expect(s.framesDone).toBe(
             s.chunks.filter((c) => c.kind === 'frames' && c.state === 'done').length,
           )
+      }),
+      { numRuns: 300 * SCALE },
+    )
+  })
+
+  it('foldChanges names every chunk record an add changed (or says all), whatever the order', () => {
+    // Shuffled (most adds replay) or in order with a few held back (most adds at the tail).
+    const orders = fc.oneof(
+      arbLogWithRejects.chain((es) =>
+        fc.shuffledSubarray(es, { minLength: es.length, maxLength: es.length }),
+      ),
+      fc
+        .tuple(fc.oneof(arbLogWithRejects, arbFinishingLog), fc.integer({ min: 0, max: 2 ** 30 }))
+        .map(([es, salt]) => {
+          const sorted = [...es].sort(compareEntries)
+          const late = sorted.filter((_, i) => i > 0 && (i * 7919 + salt) % 11 === 0)
+          return [...sorted.filter((e) => !late.includes(e)), ...late]
+        }),
+    )
+    fc.assert(
+      fc.property(orders, (shuffled) => {
+        const fold = new JobFold()
+        for (const e of shuffled) {
+          const before = (fold.state?.chunks ?? []).map((c) => JSON.stringify(c))
+          const mark = markFold(fold)
+          fold.add(e)
+          const changes = foldChanges(fold, mark, e)
+          if (changes === 'all') continue
+          const named = new Set(changes)
+          const after = fold.state?.chunks ?? []
+          expect(after.length).toBe(before.length)
+          after.forEach((c, i) => {
+            if (!named.has(i))
+              expect(JSON.stringify(c), `${e.kind} changed chunk ${i}`).toBe(before[i])
+          })
+        }
       }),
       { numRuns: 300 * SCALE },
     )

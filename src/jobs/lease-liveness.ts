@@ -1,0 +1,223 @@
+/**
+ * How one node judges other nodes' leases: by its own monotonic clock only, from when it
+ * first saw each claim and when the holder's heartbeats last listed it.
+ *
+ * Invariants:
+ *  - a lease is dead when, since this node first saw the claim, the holder has not listed
+ *    it in a heartbeat (or, for a peer that never sent one, not been heard at all) for
+ *    leaseTimeoutMs, or the attempt is older than chunkTimeoutMs, or than stragglerFactor ×
+ *    the job's median chunk time (doubled per attempt): heartbeats alone never hold a chunk
+ *    forever. Wall clocks never enter;
+ *  - those spans count only time since this node's last stall: when its own loop stood
+ *    still for half a lease timeout or more (util/stalls.ts), every silence restarts at
+ *    the wake, and claims wait a moment (MAX_CATCH_UP_MS at most) for the backlog;
+ *  - a lease's baseline is when this node first saw the claim (noteClaim, as it arrives);
+ *  - memory is bounded: baselines of leases that no longer exist and listings older than
+ *    4 × leaseTimeoutMs are dropped (prune).
+ */
+import type { Clock } from '../util/clock.js'
+import type { Logger } from '../util/logger.js'
+import { createStallWatch } from '../util/stalls.js'
+import type { PeerIdString } from '../log/types.js'
+import type { ChunkState, JobState } from './reducer.js'
+import type { LeaseRef, LeaseStats, Liveness } from './lease-types.js'
+import { leaseKey } from './lease-types.js'
+
+/** How often the lease manager looks at its own loop for stalls (util/stalls.ts). */
+export const STALL_PROBE_MS = 250
+/** After a stall, at most this long without new claims while the backlog is read. */
+export const MAX_CATCH_UP_MS = 2_000
+
+/** Finished chunks needed before a job's typical render time bounds its leases. */
+export const STRAGGLER_MIN_SAMPLES = 1
+
+export interface LeaseLivenessOptions {
+  leaseTimeoutMs: number
+  tickMs: number
+  stragglerFactor: number
+  defaultChunkTimeoutMs?: number
+}
+
+export interface LeaseLiveness {
+  /** Peers known to exist (authors and heartbeat senders), for the live-renderer count. */
+  readonly peers: Set<PeerIdString>
+  /** The period of the stall probe. */
+  readonly stallProbeMs: number
+  /** Start afresh (time spent stopped is not a stall). */
+  restart(): void
+  /** The loop runs now: record a stall that just ended. */
+  observeLoop(t: number): void
+  /** After a stall, no new claim before this (monotonic). */
+  catchUpUntil(): number
+  heardRecently(p: PeerIdString, t: number): boolean
+  liveRenderers(t: number): number
+  /** Some other live peer has not failed this chunk yet. */
+  untriedPeerAlive(c: ChunkState, t: number): boolean
+  /** Live peers that render: the nodes a chunk's rendezvous owner is chosen among. */
+  rivals(t: number): PeerIdString[]
+  chunkTimeoutOf(s: JobState): number | undefined
+  /** A claim of another node is seen now (its liveness baseline, if it has none yet). */
+  noteClaim(s: JobState, c: ChunkState, t: number): void
+  /** `typicalMs`: the job's median render time (lease-index.ts), if known. */
+  leaseDead(s: JobState, c: ChunkState, t: number, typicalMs: number | undefined): boolean
+  noteHeartbeat(peer: PeerIdString, leases: readonly LeaseRef[], t: number): void
+  /** Keep baselines only of `current` leases. */
+  prune(current: ReadonlySet<string>): void
+  sizes(): { firstSeen: number; listed: number }
+}
+
+export function createLeaseLiveness(
+  components: { clock: Clock; liveness: Liveness; logger: Logger; stats: LeaseStats },
+  options: LeaseLivenessOptions,
+): LeaseLiveness {
+  const { clock, liveness, logger, stats } = components
+  const { leaseTimeoutMs, tickMs, stragglerFactor } = options
+  /** When this node first saw each (chunk, attempt, holder) claim: the liveness baseline. */
+  const firstSeen = new Map<string, number>()
+  /** Per peer: when its heartbeat last listed each lease. */
+  const listed = new Map<string, Map<string, number>>()
+  const peers = new Set<PeerIdString>()
+
+  /**
+   * The loop is looked at this often (a no-op timer), so a stall is measured to within it
+   * rather than to within a tick.
+   */
+  const stallProbeMs = Math.min(tickMs, STALL_PROBE_MS)
+
+  /**
+   * Stopped for half a lease or more: every silence restarts at the wake. A shorter stall
+   * leaves at least half a lease to read what queued meanwhile.
+   */
+  const newStallWatch = () =>
+    createStallWatch({
+      periodMs: stallProbeMs,
+      minStallMs: leaseTimeoutMs / 2,
+      start: clock.monotonic(),
+    })
+  let stallWatch = newStallWatch()
+  let catchUpUntil = Number.NEGATIVE_INFINITY
+
+  /** Milliseconds of [since, t] that count as silence (since this node's last stall). */
+  const awake = (since: number, t: number) => stallWatch.awake(since, t)
+
+  /** Heard within the lease timeout (counted since this node's last stall). */
+  function heardRecently(p: PeerIdString, t: number): boolean {
+    const heard = liveness.lastHeard(p)
+    return heard !== undefined && awake(heard, t) < leaseTimeoutMs
+  }
+
+  function chunkTimeoutOf(s: JobState): number | undefined {
+    return s.job.limits.chunkTimeoutMs ?? options.defaultChunkTimeoutMs
+  }
+
+  return {
+    peers,
+    stallProbeMs,
+
+    restart() {
+      stallWatch = newStallWatch()
+    },
+
+    observeLoop(t) {
+      const stalledMs = stallWatch.observe(t)
+      if (stalledMs <= 0) return
+      stats.stalls++
+      stats.stalledMs += Math.round(stalledMs)
+      catchUpUntil = t + Math.min(leaseTimeoutMs / 2, MAX_CATCH_UP_MS)
+      logger.warn(
+        'this node was stalled (stopped, suspended or blocked); its own silence is not counted against peers',
+        { stalledMs: Math.round(stalledMs) },
+      )
+    },
+
+    catchUpUntil: () => catchUpUntil,
+
+    heardRecently,
+
+    liveRenderers(t) {
+      let n = 1
+      for (const p of peers) if (heardRecently(p, t)) n++
+      return n
+    },
+
+    untriedPeerAlive(c, t) {
+      for (const p of peers) {
+        if (heardRecently(p, t) && !c.failures.some((f) => f.node === p)) return true
+      }
+      return false
+    },
+
+    rivals(t) {
+      const out: PeerIdString[] = []
+      for (const p of peers) {
+        if (!heardRecently(p, t) || liveness.renders?.(p) === false) continue
+        out.push(p)
+      }
+      return out
+    },
+
+    chunkTimeoutOf,
+
+    noteClaim(s, c, t) {
+      const key = leaseKey(s.jobId, c.index, c.attempt, c.holder!)
+      if (!firstSeen.has(key)) firstSeen.set(key, t)
+    },
+
+    leaseDead(s, c, t, typicalMs) {
+      const holder = c.holder!
+      const key = leaseKey(s.jobId, c.index, c.attempt, holder)
+      let seen = firstSeen.get(key)
+      if (seen === undefined) {
+        seen = t
+        firstSeen.set(key, t)
+      }
+      const timeout = chunkTimeoutOf(s)
+      if (timeout !== undefined && awake(seen, t) >= timeout) return true
+      // A heartbeat proves the holder alive, not working: one that claims and never renders
+      // must not keep chunks forever. Doubling per attempt lets a truly slow chunk finish.
+      if (
+        stragglerFactor > 0 &&
+        typicalMs !== undefined &&
+        awake(seen, t) >=
+          Math.max(leaseTimeoutMs, stragglerFactor * typicalMs) *
+            2 ** Math.min(16, Math.max(0, c.attempt - 1))
+      )
+        return true
+      const hb = listed.get(holder)
+      const since = hb
+        ? Math.max(seen, hb.get(key) ?? -Infinity)
+        : Math.max(seen, liveness.lastHeard(holder) ?? -Infinity)
+      return awake(since, t) >= leaseTimeoutMs
+    },
+
+    noteHeartbeat(peer, leases, t) {
+      peers.add(peer)
+      let m = listed.get(peer)
+      if (!m) {
+        m = new Map()
+        listed.set(peer, m)
+      }
+      for (const l of leases.slice(0, 10_000)) {
+        if (
+          typeof l?.jobId !== 'string' ||
+          !Number.isSafeInteger(l.chunk) ||
+          !Number.isSafeInteger(l.attempt)
+        )
+          continue
+        m.set(leaseKey(l.jobId, l.chunk, l.attempt, peer), t)
+      }
+      // Forget listings long past: they no longer keep anything alive.
+      for (const [k, at] of m) if (t - at > 4 * leaseTimeoutMs) m.delete(k)
+    },
+
+    prune(current) {
+      for (const k of firstSeen.keys()) if (!current.has(k)) firstSeen.delete(k)
+    },
+
+    sizes() {
+      let listings = 0
+      for (const m of listed.values()) listings += m.size
+      return { firstSeen: firstSeen.size, listed: listings }
+    },
+  }
+}

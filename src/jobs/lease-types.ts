@@ -1,0 +1,119 @@
+/**
+ * The lease manager's public shapes: the narrow views it is given (the job logs, liveness,
+ * the node's capabilities) and what it offers. Types and key helpers only, no behaviour.
+ */
+import type { LogEntry, LogId, PeerIdString } from '../log/types.js'
+import type { Logger } from '../util/logger.js'
+import type { Clock } from '../util/clock.js'
+import type { ReduceOptions, JobState } from './reducer.js'
+import type { ChunkProgress, ChunkRunner, ChunkTask } from './runner.js'
+
+/** The narrow view of the job logs the lease manager needs. */
+export interface JobLogView {
+  /** Sign and append an entry to `log`; resolves with the entry (also delivered to onEntry). */
+  append(log: LogId, kind: string, body: unknown): Promise<LogEntry>
+  entries(log: LogId): Promise<readonly LogEntry[]> | readonly LogEntry[]
+  /** The ids of every job log this node holds (`job/<jobId>`). */
+  jobLogs(): Promise<readonly LogId[]> | readonly LogId[]
+  /** Every entry newly added to any job log, local appends and remote ones alike. */
+  onEntry(listener: (entry: LogEntry) => void): () => void
+}
+
+export interface Liveness {
+  /** Monotonic ms (this node's clock) of the last presence heartbeat from `peer`. */
+  lastHeard(peer: PeerIdString): number | undefined
+  /** Whether `peer` renders at all (has render slots); unknown counts as yes. */
+  renders?(peer: PeerIdString): boolean
+}
+
+export interface NodeCapabilities {
+  /** Installed engines; an encode chunk needs one named 'ffmpeg'. */
+  engines: readonly { name: string; version: string }[]
+  slots: number
+  tags: readonly string[]
+}
+
+export interface LeaseRef {
+  jobId: string
+  chunk: number
+  attempt: number
+}
+
+export interface LeaseManagerComponents {
+  self: PeerIdString
+  clock: Clock
+  log: JobLogView
+  liveness: Liveness
+  runner: ChunkRunner
+  capabilities(): NodeCapabilities
+  logger: Logger
+}
+
+export interface LeaseManagerOptions extends ReduceOptions {
+  /** Default 10 s. */
+  leaseTimeoutMs?: number
+  /** Liveness re-check period; default 1 s. */
+  tickMs?: number
+  /** Applies to jobs whose announce sets no chunkTimeoutMs; default none. */
+  defaultChunkTimeoutMs?: number
+  /**
+   * A lease older than this many times the job's median chunk render time is dead, however
+   * well its holder heartbeats (the bound doubles with each attempt, never below the lease
+   * timeout, and needs STRAGGLER_MIN_SAMPLES finished chunks). Default 10; 0 turns it off.
+   */
+  stragglerFactor?: number
+  /**
+   * After a chunk of a job is deferred (ChunkDeferredError: its scene unreachable), this
+   * node takes no chunk of that job for this long; default 10 s.
+   */
+  deferMs?: number
+  /** Claim one chunk ahead while rendering; default true. */
+  prefetch?: boolean
+  /** Open chunks considered at once (in frame order), at least; default 8. */
+  window?: number
+  /** maxQueuedJobs per submitter (from its token). */
+  quotaOf?: (submitter: PeerIdString) => number | undefined
+  /** Seal a job this node submitted once it is done and every chunk acked; default true. */
+  autoSeal?: boolean
+  onProgress?: (task: ChunkTask, progress: ChunkProgress) => void
+}
+
+export interface LeaseStats {
+  claims: number
+  /** Claims (or held leases) this node learned it lost to another node. */
+  lostClaims: number
+  /** Renders aborted or results dropped because the chunk was already done elsewhere. */
+  duplicatesAvoided: number
+  rendersStarted: number
+  completes: number
+  fails: number
+  releases: number
+  /** Chunks released because they could not start here for now (ChunkDeferredError). */
+  deferrals: number
+  /** Claims that reopened a lease this node judged dead. */
+  reclaims: number
+  /** Stalls of this node's own loop seen (util/stalls.ts), and their total length. */
+  stalls: number
+  stalledMs: number
+}
+
+export interface LeaseManager {
+  start(): Promise<void>
+  /** Abort every render; with release (default) also write release entries for held leases. */
+  stop(options?: { release?: boolean }): Promise<void>
+  /** The leases this node holds and is rendering or about to render: put them in heartbeats. */
+  heldLeases(): LeaseRef[]
+  /** Record the leases `peer` says it holds (from its presence heartbeat). */
+  noteHeartbeat(peer: PeerIdString, leases: readonly LeaseRef[]): void
+  /** A live job's state, or a deleted job's tombstone (deleted, chunks empty). */
+  job(jobId: string): JobState | undefined
+  /** Every job not deleted. */
+  jobs(): JobState[]
+  stats(): LeaseStats
+  /** Entry counts of the internal maps (for /metrics: they must stay bounded). */
+  sizes(): Record<string, number>
+}
+
+export const keyOf = (jobId: string, chunk: number) => `${jobId}/${chunk}`
+export const leaseKey = (jobId: string, chunk: number, attempt: number, holder: string) =>
+  `${jobId}/${chunk}/${attempt}/${holder}`
