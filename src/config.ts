@@ -36,6 +36,11 @@ export interface DaemonConfig {
   /** Templated engines, validated by the engine registry. */
   engines: unknown[]
   presenceIntervalMs: number
+  /**
+   * Heartbeat interval while the node renders nothing and holds no lease (default
+   * 5 × presenceIntervalMs, at most 120 s): at rest every heartbeat is pure cost to the mesh.
+   */
+  presenceRestIntervalMs?: number
   leaseTimeoutMs: number
   /** A done chunk whose outputs stay unobtainable this long is re-rendered (default 2 × leaseTimeoutMs). */
   outputGraceMs?: number
@@ -89,6 +94,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ConfigInput
   if (env.RMESH_NO_ELIGIBLE_GRACE_MS) out.noEligibleGraceMs = Number(env.RMESH_NO_ELIGIBLE_GRACE_MS)
   if (env.RMESH_PRESENCE_INTERVAL_MS)
     out.presenceIntervalMs = Number(env.RMESH_PRESENCE_INTERVAL_MS)
+  if (env.RMESH_PRESENCE_REST_INTERVAL_MS)
+    out.presenceRestIntervalMs = Number(env.RMESH_PRESENCE_REST_INTERVAL_MS)
   if (env.RMESH_METRICS_PORT) out.metricsPort = Number(env.RMESH_METRICS_PORT)
   return out
 }
@@ -166,6 +173,19 @@ export function resolveConfig(dataDir: string, ...layers: ConfigInput[]): Daemon
     if (!Number.isFinite(c[f]) || c[f] < 50 || c[f] > 3_600_000)
       throw bad(f, 'must be a number of milliseconds (50 to 3600000)')
   }
+  // A heartbeat announces its interval and peers refuse one above 120 s (net/presence.ts).
+  if (c.presenceIntervalMs > 60_000)
+    throw bad('presenceIntervalMs', 'must be a number of milliseconds (50 to 60000)')
+  c.presenceRestIntervalMs ??= Math.min(120_000, 5 * c.presenceIntervalMs)
+  if (
+    !Number.isFinite(c.presenceRestIntervalMs) ||
+    c.presenceRestIntervalMs < c.presenceIntervalMs ||
+    c.presenceRestIntervalMs > 120_000
+  )
+    throw bad(
+      'presenceRestIntervalMs',
+      'must be a number of milliseconds from presenceIntervalMs to 120000',
+    )
   c.outputGraceMs ??= 2 * c.leaseTimeoutMs
   if (!Number.isFinite(c.outputGraceMs) || c.outputGraceMs < 50 || c.outputGraceMs > 86_400_000)
     throw bad('outputGraceMs', 'must be a number of milliseconds (50 to 86400000)')

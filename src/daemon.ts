@@ -13,7 +13,7 @@
  *  - a daemon with no token starts, says how to get admitted, and serves nobody.
  */
 import { mkdir, readFile, statfs } from 'node:fs/promises'
-import { cpus, loadavg } from 'node:os'
+import { availableParallelism, loadavg } from 'node:os'
 import { join } from 'node:path'
 import type { PrivateKey } from '@libp2p/interface'
 import { Level } from 'level'
@@ -352,6 +352,8 @@ export async function startDaemon(
     })
     await worker.clearScratch()
 
+    // os.cpus() reads /proc for every CPU on each call; the count does not change.
+    const cpuCount = Math.max(1, availableParallelism())
     const presence = createPresence(
       {
         libp2p,
@@ -367,7 +369,7 @@ export async function startDaemon(
           ...(pausedFor() ? { paused: pausedFor() } : {}),
           tags: config.tags,
           freeDiskBytes,
-          load: Math.round((loadavg()[0] / Math.max(1, cpus().length)) * 100) / 100,
+          load: Math.round((loadavg()[0] / cpuCount) * 100) / 100,
           doing: [...activity.values()],
           leases: (leases?.heldLeases() ?? []).map((l) => ({
             job: l.jobId,
@@ -377,7 +379,7 @@ export async function startDaemon(
           meshId: admission.meshId,
         }),
       },
-      { intervalMs: config.presenceIntervalMs },
+      { intervalMs: config.presenceIntervalMs, restIntervalMs: config.presenceRestIntervalMs },
     )
 
     // A render starting or ending reaches the peers at the next heartbeat, or sooner when

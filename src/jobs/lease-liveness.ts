@@ -23,8 +23,6 @@ import type { ChunkState, JobState } from './reducer.js'
 import type { LeaseRef, LeaseStats, Liveness } from './lease-types.js'
 import { leaseKey } from './lease-types.js'
 
-/** How often the lease manager looks at its own loop for stalls (util/stalls.ts). */
-export const STALL_PROBE_MS = 250
 /** After a stall, at most this long without new claims while the backlog is read. */
 export const MAX_CATCH_UP_MS = 2_000
 
@@ -41,7 +39,7 @@ export interface LeaseLivenessOptions {
 export interface LeaseLiveness {
   /** Peers known to exist (authors and heartbeat senders), for the live-renderer count. */
   readonly peers: Set<PeerIdString>
-  /** The period of the stall probe. */
+  /** How often the loop is looked at, at the latest (the lease manager's tick). */
   readonly stallProbeMs: number
   /** Start afresh (time spent stopped is not a stall). */
   restart(): void
@@ -82,7 +80,7 @@ export function createLeaseLiveness(
    * The loop is looked at this often (a no-op timer), so a stall is measured to within it
    * rather than to within a tick.
    */
-  const stallProbeMs = Math.min(tickMs, STALL_PROBE_MS)
+  const stallProbeMs = tickMs
 
   /**
    * Stopped for half a lease or more: every silence restarts at the wake. A shorter stall

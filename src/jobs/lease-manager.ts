@@ -59,7 +59,7 @@ export type {
   Liveness,
   NodeCapabilities,
 } from './lease-types.js'
-export { MAX_CATCH_UP_MS, STALL_PROBE_MS, STRAGGLER_MIN_SAMPLES } from './lease-liveness.js'
+export { MAX_CATCH_UP_MS, STRAGGLER_MIN_SAMPLES } from './lease-liveness.js'
 
 interface Task {
   jobId: string
@@ -223,16 +223,13 @@ export function createLeaseManager(
     }, 0)
   }
 
-  let probeTimer: TimerHandle | undefined
-  function probe(): void {
-    if (stopped) return
-    judge.observeLoop(now())
-    probeTimer = clock.setTimeout(probe, judge.stallProbeMs)
-  }
-
+  // The tick is also the stall probe: it looks at the loop at least every tickMs, which is
+  // all the stall watch needs (a stall is half a lease timeout or more). A probe of its
+  // own at 250 ms woke an idle daemon four times a second for nothing.
   let ticks = 0
   function tick(): void {
     if (stopped) return
+    judge.observeLoop(now())
     if (++ticks % 30 === 0) prune()
     schedule()
     tickTimer = clock.setTimeout(tick, tickMs)
@@ -578,7 +575,6 @@ export function createLeaseManager(
         for (const e of await log.entries(id)) ingest(e)
       }
       tick()
-      probe()
       schedule()
     },
 
@@ -586,8 +582,8 @@ export function createLeaseManager(
       if (stopped) return
       stopped = true
       unsubscribe?.()
-      for (const timer of [tickTimer, scheduled, probeTimer]) if (timer) clock.clearTimeout(timer)
-      tickTimer = scheduled = probeTimer = undefined
+      for (const timer of [tickTimer, scheduled]) if (timer) clock.clearTimeout(timer)
+      tickTimer = scheduled = undefined
       const held = [...tasks.values()].filter((x) => x.phase !== 'claiming')
       for (const task of [...tasks.values()]) abortTask(task, 'stopping')
       if (opts.release ?? true) {

@@ -158,6 +158,11 @@ export async function createHost(options: HostOptions): Promise<RmeshLibp2p> {
       ...options.connectionGater,
     },
     connectionManager: { maxConnections: 200, inboundConnectionThreshold: 100 },
+    // Each ping opens a stream (negotiation, a peer-store update, a dozen frames each way):
+    // at the default 10 s, per connection, that was a third of a node's writes at rest.
+    // A dead peer is found by presence (gone) and leases long before; this only reaps
+    // connections that died without a word (power cut, cable), within a minute or two.
+    connectionMonitor: { pingInterval: 60_000 },
     peerDiscovery,
     services: {
       identify: identify(),

@@ -1,6 +1,7 @@
 /**
  * Presence: each node publishes a small signed heartbeat on a gossip topic every few
- * seconds (who it is, what it can run, what it is doing, which leases it holds), and
+ * seconds while it renders or holds leases, and about five times less often at rest (who
+ * it is, what it can run, what it is doing, which leases it holds), and
  * exchanges one directly with every newly admitted peer so a mesh forms in well under
  * a second instead of waiting for the gossip mesh to graft.
  *
@@ -8,6 +9,9 @@
  *  - a heartbeat is accepted only when the gossip origin (StrictSign `from`) or the
  *    stream's authenticated remote peer equals the heartbeat's `peerId`: nobody speaks
  *    for another node;
+ *  - a heartbeat says how often its node publishes now (`every`); a peer is judged gone or
+ *    silent after that many of its own intervals, so a node at rest costs the mesh a fifth
+ *    of a busy one's heartbeats without being taken for dead;
  *  - liveness is judged by this node's monotonic clock since it last heard a peer,
  *    never by comparing wall clocks, and only since this node's last stall: after one of
  *    its own (SIGSTOP, suspend; util/stalls.ts) nobody is 'gone' or 'silent' for it until
@@ -36,6 +40,9 @@ export const PRESENCE_TOPIC = 'rmesh/presence/1.0.0'
 export const PRESENCE_PROTOCOL = '/rmesh/presence/1.0.0'
 export const MAX_PRESENCE_BYTES = 16 * 1024
 export const MAX_PAUSED_LENGTH = 256
+/** Bounds of a heartbeat's `every`: a peer cannot make itself immortal by announcing a day. */
+export const MIN_EVERY_MS = 50
+export const MAX_EVERY_MS = 120_000
 /** One direct presence exchange, either side. */
 const EXCHANGE_TIMEOUT_MS = 5_000
 
@@ -72,6 +79,12 @@ export interface Presence {
   addrs: string[]
   meshId?: string
   seq: number
+  /**
+   * How often this node publishes now, in ms: its busy interval while it renders or holds
+   * leases, its longer rest interval otherwise. Receivers judge it gone or silent after
+   * that many of its own intervals. Absent from older nodes: the receiver's interval.
+   */
+  every?: number
 }
 
 export interface PeerPresence {
@@ -108,6 +121,13 @@ export function validatePresence(value: unknown): Presence {
   num('seq')
   if (p.meshId !== undefined) str('meshId', 128)
   if (p.paused !== undefined) str('paused', MAX_PAUSED_LENGTH)
+  if (
+    p.every !== undefined &&
+    (!Number.isInteger(p.every) ||
+      (p.every as number) < MIN_EVERY_MS ||
+      (p.every as number) > MAX_EVERY_MS)
+  )
+    throw bad(`every must be an integer of ms in [${MIN_EVERY_MS}, ${MAX_EVERY_MS}]`)
   for (const e of arr('engines', 32)) {
     const o = e as Record<string, unknown>
     if (
@@ -147,7 +167,7 @@ export interface PresenceComponents {
   clock: Clock
   logger: Logger
   /** What this node says about itself now. */
-  self: () => Omit<Presence, 'v' | 'peerId' | 'seq' | 'addrs'>
+  self: () => Omit<Presence, 'v' | 'peerId' | 'seq' | 'addrs' | 'every'>
   /** Only admitted peers are heard (admission issue); default: everyone connected. */
   isAdmitted?: (peerId: string) => boolean
   /**
@@ -159,7 +179,14 @@ export interface PresenceComponents {
 }
 
 export interface PresenceOptions {
+  /** The heartbeat interval while this node renders or holds leases (the lease heartbeat). */
   intervalMs: number
+  /**
+   * The heartbeat interval at rest (nothing rendering, no lease held, nothing changed):
+   * every heartbeat costs every node of the mesh CPU, and at rest nobody needs this node's
+   * pulse faster than to see it is still there. Default 5 × intervalMs; never below it.
+   */
+  restIntervalMs?: number
   /** A peer unheard for this long is 'gone'. Default 3 × interval. */
   goneAfterMs?: number
   /**
@@ -235,13 +262,32 @@ export function createPresence(
     })
   let stalls = newStallWatch()
 
-  const build = (): Presence => ({
+  type SelfView = ReturnType<PresenceComponents['self']>
+  const restInterval = Math.max(
+    options.intervalMs,
+    options.restIntervalMs ?? options.intervalMs * 5,
+  )
+  const busy = (self: SelfView) => self.doing.length > 0 || self.leases.length > 0
+  // What peers must hear at once even at rest: a change in what this node can take.
+  const shapeOf = (self: SelfView) =>
+    JSON.stringify([self.name, self.slots, self.paused, self.tags, self.engines, self.meshId])
+  let lastPublished = Number.NEGATIVE_INFINITY
+  let lastShape: string | undefined
+
+  const build = (self: SelfView = components.self()): Presence => ({
     v: 1,
     peerId: selfId,
     seq: ++seq,
     addrs: libp2p.getMultiaddrs().map((a) => a.toString()),
-    ...components.self(),
+    ...self,
+    every: busy(self) ? options.intervalMs : restInterval,
   })
+
+  /** A peer's spans scale with the interval it announced (never below ours). */
+  const spanOf = (peerId: string, span: number) => {
+    const every = table.get(peerId)?.presence.every ?? options.intervalMs
+    return span * Math.max(1, every / options.intervalMs)
+  }
 
   const accept = (p: Presence, source: 'gossip' | 'direct') => {
     if (p.peerId === selfId) return
@@ -283,21 +329,31 @@ export function createPresence(
     }
   }
 
-  const publish = async () => {
+  const publish = async (self: SelfView = components.self()) => {
+    lastPublished = clock.monotonic()
+    lastShape = shapeOf(self)
     try {
-      await libp2p.services.pubsub.publish(PRESENCE_TOPIC, encode(build()))
+      await libp2p.services.pubsub.publish(PRESENCE_TOPIC, encode(build(self)))
     } catch (err) {
       logger.debug('presence publish failed', { err: describeError(err) })
     }
   }
 
+  // Ticks come every intervalMs (the local checks are cheap); a heartbeat goes out on each
+  // while busy, else once per rest interval or when what this node can take changed.
   const tick = () => {
     if (!running) return
-    void publish()
     const now = clock.monotonic()
+    const self = components.self()
+    if (
+      busy(self) ||
+      now - lastPublished >= restInterval - options.intervalMs / 2 ||
+      shapeOf(self) !== lastShape
+    )
+      void publish(self)
     stalls.observe(now)
     for (const [peerId, entry] of table) {
-      if (entry.state === 'up' && stalls.awake(entry.lastHeard, now) > goneAfter) {
+      if (entry.state === 'up' && stalls.awake(entry.lastHeard, now) > spanOf(peerId, goneAfter)) {
         entry.state = 'gone'
         for (const l of goneListeners) l(peerId)
       }
@@ -315,7 +371,7 @@ export function createPresence(
       if (!admitted(peerId)) continue
       const since = gossipSince.get(peerId)
       if (since === undefined) gossipSince.set(peerId, now)
-      else if (stalls.awake(since, now) > silentAfter) {
+      else if (stalls.awake(since, now) > spanOf(peerId, silentAfter)) {
         gossipSince.set(peerId, now)
         silent++
         logger.warn('no gossip from a connected peer: reconnecting', {

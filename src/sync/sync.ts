@@ -4,8 +4,9 @@
  *
  * Invariants:
  *  - nothing relies on one gossip message arriving: anti-entropy runs on connect (or when
- *    the daemon admits a peer), on subscription change, periodically with a random peer,
- *    and whenever gossip reveals missing parents;
+ *    the daemon admits a peer), on subscription change, periodically with a random peer
+ *    (every intervalMs while the log changes, slowing to restIntervalMs at rest), and
+ *    whenever gossip reveals missing parents;
  *  - gossip is validated before it is forwarded: size, decode, schema, signature, and the
  *    admission of both the origin and the propagation source; sync is served to admitted
  *    peers only;
@@ -43,6 +44,7 @@ import {
   SYNC_PROTOCOL,
   SyncProtocolError,
 } from './messages.js'
+import { createRoundPacer } from './pacer.js'
 
 export interface LogSyncComponents {
   libp2p: RmeshLibp2p
@@ -56,8 +58,13 @@ export interface LogSyncComponents {
 }
 
 export interface LogSyncOptions {
-  /** Period of anti-entropy with a random connected peer. Default 5000 ms. */
+  /** Period of anti-entropy with a random connected peer while the log changes. Default 5000 ms. */
   intervalMs?: number
+  /**
+   * The longest period when nothing changes (sync/pacer.ts): quiet rounds double the period
+   * up to this. Default 12 × intervalMs (60 s).
+   */
+  restIntervalMs?: number
   /** Deadline of one whole sync session (initiator side). Default 30 s. */
   timeoutMs?: number
   /** Deadline of one read on the responder side. Default DEFAULT_TIMEOUTS.request. */
@@ -90,6 +97,10 @@ export function createLogSync(
   const logger = components.logger.child('sync')
   const random = components.random ?? Math.random
   const intervalMs = options.intervalMs ?? 5_000
+  const pacer = createRoundPacer({
+    baseMs: intervalMs,
+    restMs: options.restIntervalMs ?? intervalMs * 12,
+  })
   const timeoutMs = options.timeoutMs ?? 30_000
   const readTimeoutMs = options.readTimeoutMs ?? DEFAULT_TIMEOUTS.request
   const serveTimeoutMs = options.serveTimeoutMs ?? 60_000
@@ -392,6 +403,13 @@ export function createLogSync(
 
   function schedule(): void {
     if (!running) return
+    timer = clock.setTimeout(tick, pacer.nextDelay(random()))
+  }
+
+  /** An entry arrived or was appended: a slowed pace comes back to intervalMs at once. */
+  function noteActivity(): void {
+    if (!pacer.activity() || !running) return
+    if (timer) clock.clearTimeout(timer)
     timer = clock.setTimeout(tick, Math.round(intervalMs * (0.5 + random())))
   }
 
@@ -449,7 +467,12 @@ export function createLogSync(
           background(evt.detail.toString(), 'connect'),
         )
       }
-      if (autoPublish) cleanups.push(log.onEntry((e, origin) => origin === 'append' && publish(e)))
+      cleanups.push(
+        log.onEntry((e, origin) => {
+          if (autoPublish && origin === 'append') publish(e)
+          noteActivity()
+        }),
+      )
       schedule()
     },
 

@@ -61,7 +61,7 @@ describe('presence on libp2p', () => {
   const presence = async (
     h: RmeshLibp2p,
     extra: Partial<PresenceComponents> = {},
-    options: { silentAfterMs?: number } = {},
+    options: { silentAfterMs?: number; restIntervalMs?: number } = {},
   ) => {
     const p = createPresence(
       {
@@ -72,7 +72,7 @@ describe('presence on libp2p', () => {
         isAdmitted: connectedTo(h),
         ...extra,
       },
-      { intervalMs: 100, ...options },
+      { intervalMs: 100, restIntervalMs: 100, ...options },
     )
     await p.start()
     services.push(p)
@@ -103,6 +103,39 @@ describe('presence on libp2p', () => {
     expect(introducedToC).toEqual([])
     expect(pc.peers().has(bId)).toBe(false)
     expect(pb.stats().introduced).toBeGreaterThan(0)
+  })
+
+  it('at rest a node speaks five times less often, and its peers wait for it accordingly', async () => {
+    const [a, b] = [await host(), await host()]
+    await connect(a, b)
+    const aId = a.peerId.toString()
+    let leases: ReturnType<PresenceComponents['self']>['leases'] = []
+    const pa = await presence(a, { self: () => ({ ...self(), leases }) }, { restIntervalMs: 500 })
+    const pb = await presence(b)
+    const heard: number[] = []
+    pb.onPresence((p) => p.peerId === aId && heard.push(p.every ?? 0))
+    const gone: string[] = []
+    pb.onGone((id) => gone.push(id))
+    await until('b to hear a', () => pb.peers().get(aId)?.state === 'up')
+    // At rest: about one heartbeat per 500 ms, and not gone after 3 × b's own 100 ms.
+    heard.length = 0
+    await new Promise((r) => setTimeout(r, 2_000))
+    expect(heard.length).toBeGreaterThanOrEqual(2)
+    expect(heard.length).toBeLessThanOrEqual(6)
+    expect(heard.every((e) => e === 500)).toBe(true)
+    expect(gone).toEqual([])
+    // Holding a lease: the lease heartbeat every 100 ms.
+    leases = [{ job: 'j', chunk: 1, attempt: 1 }]
+    await until('a busy heartbeat', () => heard.includes(100))
+    heard.length = 0
+    await new Promise((r) => setTimeout(r, 1_000))
+    expect(heard.length).toBeGreaterThanOrEqual(6)
+    // A busy node that stops is gone after 3 of its busy intervals, well before 3 rest ones.
+    const stoppedAt = performance.now()
+    await pa.stop()
+    services.splice(services.indexOf(pa), 1)
+    await until('a gone', () => gone.length > 0, 5_000)
+    expect(performance.now() - stoppedAt).toBeLessThan(1_200)
   })
 
   it('after a stall of its own (SIGSTOP, suspend) reports no peer gone or silent', async () => {

@@ -26,6 +26,14 @@ describe('wire vectors', () => {
     expect(decoded.paused).toMatch(/data disk/)
   })
 
+  it('presence heartbeat of a node at rest (optional `every`)', () => {
+    const v = vector('presence/heartbeat-rest.json')
+    expect(Buffer.from(encode(v.value)).toString('hex')).toBe(v.hex)
+    const decoded = validatePresence(decodeBounded(Buffer.from(v.hex, 'hex'), MAX_PRESENCE_BYTES))
+    expect(decoded).toEqual(v.value)
+    expect(decoded.every).toBe(10_000)
+  })
+
   it('presence garbage is refused with a typed error', () => {
     const v = vector('presence/heartbeat.json')
     for (const bad of [
@@ -37,6 +45,11 @@ describe('wire vectors', () => {
       { ...v.value, name: 'x'.repeat(65) },
       { ...v.value, paused: 42 },
       { ...v.value, paused: 'x'.repeat(257) },
+      // A peer may not announce an interval that would keep it 'up' for hours, nor nonsense.
+      { ...v.value, every: 86_400_000 },
+      { ...v.value, every: 10 },
+      { ...v.value, every: 1.5e3 + 0.5 },
+      { ...v.value, every: '1000' },
     ]) {
       expect(() => validatePresence(bad)).toThrow(
         expect.objectContaining({ code: 'ERR_INVALID_INPUT' }),
