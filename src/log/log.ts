@@ -24,6 +24,7 @@ import {
   ID_CACHE_MAX,
   isTrustedEntry,
   MAX_PARENTS,
+  readEntry,
   verifiedCacheFill,
 } from './entry.js'
 import {
@@ -96,6 +97,12 @@ export interface LogDiff {
 export interface LogManager {
   append<Body>(log: LogId, kind: string, body: Body): Promise<LogEntry<Body>>
   join(input: JoinInput): Promise<JoinResult>
+  /**
+   * Size, schema and signature of one envelope, as join checks them (the signature is
+   * skipped when this node holds the entry already). Resolves to the entry, trusted by
+   * join, or to undefined when this node holds, awaits or dropped it. Throws an EntryError.
+   */
+  validate(bytes: Uint8Array): Promise<LogEntry | undefined>
   heads(log: LogId): Promise<EntryId[]>
   /** The log's retained entries in fold order (compareEntries): a seal, if any, first. */
   entries(log: LogId): Promise<LogEntry[]>
@@ -158,7 +165,7 @@ export function createLogManager(
   // seal entry carries a whole job state (tens of KiB), and every job ever run has a log.
   const seals = new Map<LogId, SealKey | null>()
   const logCache = new Map<LogId, Map<EntryId, LogEntry>>()
-  const meta = new Map<EntryId, { clock: number; log: LogId }>()
+  const meta = new Map<EntryId, { clock: number; log: LogId; author: LogEntry['author'] }>()
   // A cache for parent lookups while joining (a miss reads LevelDB): parents are recent
   // entries, so a few minutes' worth is ample; at ~200 bytes an id, a larger bound only
   // holds memory (a miss costs one LevelDB read). Seals trim it: it may never fill.
@@ -197,7 +204,7 @@ export function createLogManager(
   }
 
   function remember(entry: LogEntry): void {
-    meta.set(entry.id, { clock: entry.clock, log: entry.log })
+    meta.set(entry.id, { clock: entry.clock, log: entry.log, author: entry.author })
     if (meta.size > META_MAX) {
       const oldest = meta.keys().next().value
       if (oldest !== undefined) meta.delete(oldest)
@@ -560,14 +567,24 @@ export function createLogManager(
     emit(s, origin)
   }
 
+  /**
+   * Decode and verify what a join brings, skipping the signature check (and the entry) when
+   * this node already holds, awaits or dropped the id: a copy costs a hash, not a verify.
+   */
   async function toEntries(input: JoinInput, result: JoinResult): Promise<LogEntry[]> {
     const items = Array.isArray(input) ? input : [input as Uint8Array | LogEntry]
     const out: LogEntry[] = []
     for (const item of items) {
       try {
-        if (item instanceof Uint8Array) out.push(await decodeEntry(item))
-        else if (item && isTrustedEntry(item as LogEntry)) out.push(item as LogEntry)
-        else out.push(await decodeEntry((item as LogEntry)?.bytes))
+        if (!(item instanceof Uint8Array) && item && isTrustedEntry(item as LogEntry)) {
+          out.push(item as LogEntry)
+          continue
+        }
+        const read = readEntry(item instanceof Uint8Array ? item : (item as LogEntry)?.bytes)
+        const seen = await alreadySeen(read.entry)
+        if (seen === 'dropped') result.ignored++
+        else if (seen) result.duplicates++
+        else out.push(await read.verify())
       } catch (err) {
         const error =
           err instanceof RmeshError
@@ -577,6 +594,13 @@ export function createLogManager(
       }
     }
     return out
+  }
+
+  async function alreadySeen(e: LogEntry): Promise<'stored' | 'pending' | 'dropped' | false> {
+    if (pending.has(e.id)) return 'pending'
+    if (dropped.has(e.id)) return 'dropped'
+    if (await isStored(e.log, e.id)) return 'stored'
+    return false
   }
 
   async function joinEntries(entries: LogEntry[], result: JoinResult): Promise<void> {
@@ -597,9 +621,12 @@ export function createLogManager(
   async function appendEntry<Body>(log: LogId, kind: string, body: Body): Promise<LogEntry<Body>> {
     return queue.run(log, async () => {
       const current = await headsOf(log)
-      const heads: LogEntry[] = []
+      // Only ids and clocks are needed: the metadata cache spares decoding the heads
+      // again for every append (a third of an append's cost in a burst, profiled).
+      const heads: SealKey[] = []
       for (const id of current) {
-        const e = logCache.get(log)?.get(id) ?? (await load(id))
+        const m = meta.get(id)
+        const e = m ? { id, clock: m.clock, author: m.author } : await load(id)
         if (e) heads.push(e)
       }
       // Follow the newest heads when there are more than an entry may name.
@@ -645,6 +672,11 @@ export function createLogManager(
       const entries = await toEntries(input, result)
       await joinEntries(entries, result)
       return result
+    },
+
+    async validate(bytes) {
+      const read = readEntry(bytes)
+      return (await alreadySeen(read.entry)) ? undefined : read.verify()
     },
 
     async retryPending() {
