@@ -18,7 +18,6 @@ import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { type Message, TopicValidatorResult } from '@libp2p/gossipsub'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
-import { decodeEntry } from '../log/entry.js'
 import type { LogManager } from '../log/log.js'
 import type { EntryId, LogEntry, LogId } from '../log/types.js'
 import type { RmeshLibp2p } from '../net/host.js'
@@ -70,6 +69,12 @@ export interface LogSyncOptions {
   autoPublish?: boolean
   /** Entries appended within this delay go out in one gossip message. Default 2 ms. */
   publishDelayMs?: number
+  /**
+   * The delay instead while appends keep coming (a flush less than this long ago): a burst
+   * goes out in a few large messages rather than one per 2 ms, each of which every node
+   * receives about D times. Default 20 ms.
+   */
+  burstDelayMs?: number
 }
 
 export interface LogSync {
@@ -96,6 +101,7 @@ export function createLogSync(
   const maxServes = options.maxServes ?? 8
   const autoPublish = options.autoPublish ?? true
   const publishDelayMs = options.publishDelayMs ?? 2
+  const burstDelayMs = Math.max(publishDelayMs, options.burstDelayMs ?? 20)
   const pubsub = libp2p.services.pubsub
   const self = libp2p.peerId.toString()
 
@@ -106,6 +112,7 @@ export function createLogSync(
   let publishTimer: TimerHandle | undefined
   let outbox: Uint8Array[] = []
   let outboxBytes = 0
+  let lastFlush = Number.NEGATIVE_INFINITY
   let serving = 0
   const sessions = new Map<string, Promise<{ received: number }>>()
   const followUps = new Map<string, Promise<{ received: number }>>()
@@ -347,13 +354,17 @@ export function createLogSync(
     }
     outbox.push(entry.bytes)
     outboxBytes += entry.bytes.byteLength
-    if (!publishTimer) publishTimer = clock.setTimeout(flushOutbox, publishDelayMs)
+    if (!publishTimer) {
+      const busy = clock.monotonic() - lastFlush < burstDelayMs
+      publishTimer = clock.setTimeout(flushOutbox, busy ? burstDelayMs : publishDelayMs)
+    }
   }
 
   function flushOutbox(): void {
     if (publishTimer) clock.clearTimeout(publishTimer)
     publishTimer = undefined
     if (outbox.length === 0) return
+    lastFlush = clock.monotonic()
     const data = encodeGossip(outbox)
     outbox = []
     outboxBytes = 0
@@ -362,12 +373,19 @@ export function createLogSync(
       .catch((err) => logger.debug('gossip publish failed', { err: describeError(err) }))
   }
 
+  const validated = new WeakMap<Message, LogEntry[]>()
   const validator = async (source: PeerId, msg: Message): Promise<TopicValidatorResult> => {
     if (msg.type !== 'signed') return TopicValidatorResult.Reject
     if (!admitted(source.toString()) || !admitted(msg.from.toString()))
       return TopicValidatorResult.Reject
     try {
-      for (const bytes of decodeGossip(msg.data)) await decodeEntry(bytes)
+      const fresh: LogEntry[] = []
+      for (const bytes of decodeGossip(msg.data)) {
+        const e = await log.validate(bytes)
+        if (e) fresh.push(e)
+      }
+      // Handed to onGossip so a message is decoded and verified once, not twice.
+      validated.set(msg, fresh)
       return TopicValidatorResult.Accept
     } catch (err) {
       logger.debug('gossip message rejected', { from: source.toString(), err: describeError(err) })
@@ -375,8 +393,11 @@ export function createLogSync(
     }
   }
 
-  async function onGossip(source: PeerId, data: Uint8Array): Promise<void> {
-    const r = await log.join(decodeGossip(data))
+  async function onGossip(source: PeerId, msg: Message): Promise<void> {
+    const entries = validated.get(msg) ?? decodeGossip(msg.data)
+    validated.delete(msg)
+    if (entries.length === 0) return
+    const r = await log.join(entries)
     if (r.missing.length > 0) background(source.toString(), 'missing parents')
   }
 
@@ -420,17 +441,13 @@ export function createLogSync(
       await libp2p.handle(SYNC_PROTOCOL, serve, { maxInboundStreams: 32, maxOutboundStreams: 32 })
       pubsub.topicValidators.set(LOG_TOPIC, validator)
       pubsub.subscribe(LOG_TOPIC)
-      listen<{ propagationSource: PeerId; msg: { topic: string; data: Uint8Array } }>(
-        pubsub,
-        'gossipsub:message',
-        (evt) => {
-          const { propagationSource, msg } = evt.detail
-          if (msg.topic !== LOG_TOPIC) return
-          onGossip(propagationSource, msg.data).catch((err) =>
-            logger.debug('gossip join failed', { err: describeError(err) }),
-          )
-        },
-      )
+      listen<{ propagationSource: PeerId; msg: Message }>(pubsub, 'gossipsub:message', (evt) => {
+        const { propagationSource, msg } = evt.detail
+        if (msg.topic !== LOG_TOPIC) return
+        onGossip(propagationSource, msg).catch((err) =>
+          logger.debug('gossip join failed', { err: describeError(err) }),
+        )
+      })
       listen<{ peerId: PeerId; subscriptions: Array<{ topic: string; subscribe: boolean }> }>(
         pubsub,
         'subscription-change',
