@@ -59,6 +59,11 @@ export function isLogId(text: unknown): text is LogId {
   return typeof text === 'string' && LOG_RE.test(text)
 }
 
+/** An author field's syntax (base58btc peer id text); the signature check proves the rest. */
+export function isAuthorString(text: unknown): text is PeerIdString {
+  return typeof text === 'string' && AUTHOR_RE.test(text)
+}
+
 export function isEntryKind(text: unknown): text is string {
   return typeof text === 'string' && KIND_RE.test(text)
 }

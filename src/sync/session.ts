@@ -14,7 +14,7 @@ import type { Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
 import type { LogManager } from '../log/log.js'
-import type { EntryId, LogId } from '../log/types.js'
+import type { EntryId, LogEntry, LogId, PeerIdString } from '../log/types.js'
 import type { RmeshLibp2p } from '../net/host.js'
 import { withDeadline } from '../util/abort.js'
 import { describeError } from '../util/errors.js'
@@ -26,10 +26,18 @@ import {
   type Frame,
   MAX_FRAME_BYTES,
   MAX_FRAMES_PER_PHASE,
+  MAX_RANGES_PER_FRAME,
   SEND_WINDOW,
   SYNC_PROTOCOL,
   SyncProtocolError,
 } from './messages.js'
+import {
+  type AuthorRange,
+  answerRanges,
+  type LogSummary,
+  rangesToRequest,
+  summarize,
+} from './summary.js'
 
 export interface SessionComponents {
   libp2p: RmeshLibp2p
@@ -45,6 +53,11 @@ export interface SessionOptions {
 export interface SessionResult {
   /** Entries stored by this session. */
   received: number
+  /** Entries the responder sent (stored, duplicate or refused). */
+  entries: number
+  /** Frame bytes read from and written to the stream (without the length prefixes). */
+  bytesIn: number
+  bytesOut: number
 }
 
 export interface Sessions {
@@ -58,7 +71,32 @@ export interface Sessions {
 }
 
 const ENTRIES_PER_FRAME = 512
-const IDS_PER_FRAME = 16_384
+
+export interface LogPlan {
+  /** The initiator lacks exactly these (it named only heads we know). */
+  entries?: LogEntry[]
+  /** The initiator holds entries we lack: it names what it lacks from this summary. */
+  summary?: LogSummary
+  /** The initiator holds entries we lack. */
+  behind: boolean
+}
+
+/**
+ * What the responder sends for one log, given the initiator's heads: nothing when the heads
+ * are equal; the exact difference when it knows every head (or its seal dropped them); else
+ * its per-author summary, when it holds anything the initiator may lack.
+ */
+export async function planResponse(
+  log: LogManager,
+  l: LogId,
+  theirHeads: readonly EntryId[],
+): Promise<LogPlan> {
+  if (sameSet(await log.heads(l), theirHeads)) return { behind: false }
+  const d = await log.diff(l, theirHeads)
+  if (d.entries.length === 0) return { behind: !d.complete }
+  if (d.complete) return { entries: d.entries, behind: false }
+  return { summary: summarize(l, await log.entries(l)), behind: true }
+}
 
 export function createSessions(components: SessionComponents, options: SessionOptions): Sessions {
   const { libp2p, log, logger } = components
@@ -67,44 +105,59 @@ export function createSessions(components: SessionComponents, options: SessionOp
   async function initiate(key: string, signal: AbortSignal): Promise<SessionResult> {
     const stream = await libp2p.dialProtocol(peerIdFromString(key), SYNC_PROTOCOL, { signal })
     const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES })
-    let received = 0
-    const take = async (f: Frame): Promise<EntryId[]> => {
-      if (f.t === 'entries') {
-        const r = await log.join(f.entries)
-        received += r.added.length
-        if (r.rejected.length > 0) {
-          logger.debug('peer sent entries we refuse', {
-            peer: key,
-            codes: r.rejected.map((x) => x.error.code),
-          })
-        }
-      }
-      const wanted: EntryId[] = []
-      if (f.t === 'offer') for (const id of f.ids) if (!(await log.has(id))) wanted.push(id)
-      await lp.write(encodeFrame({ t: 'ack' }), { signal })
-      return wanted
+    const result: SessionResult = { received: 0, entries: 0, bytesIn: 0, bytesOut: 0 }
+    const write = async (frame: Uint8Array) => {
+      result.bytesOut += frame.byteLength
+      await lp.write(frame, { signal })
     }
-    try {
-      for (const frame of await headsFrames()) await lp.write(frame, { signal })
-      await lp.write(encodeFrame({ t: 'end' }), { signal })
-      const wants: EntryId[] = []
-      await readUntilEnd(lp, signal, async (f) => {
-        if (f.t !== 'entries' && f.t !== 'offer')
-          throw new SyncProtocolError(`unexpected '${f.t}' frame`)
-        wants.push(...(await take(f)))
-      })
-      for (let i = 0; i < wants.length; i += IDS_PER_FRAME) {
-        await lp.write(encodeFrame({ t: 'want', ids: wants.slice(i, i + IDS_PER_FRAME) }), {
-          signal,
+    const read = async () => {
+      const chunk = await lp.read({ signal })
+      result.bytesIn += chunk.byteLength
+      return decodeFrame(chunk.subarray())
+    }
+    const join = async (entries: Uint8Array[]) => {
+      result.entries += entries.length
+      const r = await log.join(entries)
+      result.received += r.added.length
+      if (r.rejected.length > 0) {
+        logger.debug('peer sent entries we refuse', {
+          peer: key,
+          codes: r.rejected.map((x) => x.error.code),
         })
       }
-      await lp.write(encodeFrame({ t: 'end' }), { signal })
-      await readUntilEnd(lp, signal, async (f) => {
+    }
+    try {
+      for (const frame of await headsFrames()) await write(frame)
+      await write(encodeFrame({ t: 'end' }))
+      // Phase 2: entries (exact diffs) and summaries of the logs whose heads R lacks.
+      const summaries = new Map<LogId, LogSummary>()
+      await readUntilEnd(read, async (f) => {
+        // Acknowledge before joining: the responder's next frames travel meanwhile.
+        if (f.t === 'entries' || f.t === 'summary') await write(encodeFrame({ t: 'ack' }))
+        if (f.t === 'entries') await join(f.entries)
+        else if (f.t === 'summary') {
+          const known = summaries.get(f.log)
+          if (known) known.authors.push(...f.authors)
+          else summaries.set(f.log, { log: f.log, seal: f.seal, authors: [...f.authors] })
+        } else throw new SyncProtocolError(`unexpected '${f.t}' frame`)
+      })
+      // Phase 3: the ranges we lack, per author.
+      for (const [l, summary] of summaries) {
+        const wanted = rangesToRequest(await log.entries(l), summary)
+        for (let i = 0; i < wanted.length; i += MAX_RANGES_PER_FRAME) {
+          await write(
+            encodeFrame({ t: 'ranges', log: l, ranges: wanted.slice(i, i + MAX_RANGES_PER_FRAME) }),
+          )
+        }
+      }
+      await write(encodeFrame({ t: 'end' }))
+      await readUntilEnd(read, async (f) => {
         if (f.t !== 'entries') throw new SyncProtocolError(`unexpected '${f.t}' frame`)
-        await take(f)
+        await write(encodeFrame({ t: 'ack' }))
+        await join(f.entries)
       })
       await stream.close({ signal })
-      return { received }
+      return result
     } catch (err) {
       stream.abort(err instanceof Error ? err : new Error(String(err)))
       throw err
@@ -136,13 +189,12 @@ export function createSessions(components: SessionComponents, options: SessionOp
   }
 
   async function readUntilEnd(
-    lp: LengthPrefixedStream<Stream>,
-    signal: AbortSignal,
+    read: () => Promise<Frame>,
     onFrame: (f: Frame) => Promise<void>,
   ): Promise<void> {
     for (let n = 0; ; n++) {
       if (n > MAX_FRAMES_PER_PHASE) throw new SyncProtocolError('too many frames')
-      const f = await readFrame(lp, signal)
+      const f = await read()
       if (f.t === 'end') return
       await onFrame(f)
     }
@@ -194,42 +246,44 @@ export function createSessions(components: SessionComponents, options: SessionOp
         for (const [l, h] of f.logs) theirs.set(l, h)
       }
       const logs = [...new Set([...(await log.logs()), ...theirs.keys()])].sort()
-      const offered = new Set<string>()
+      // Per summarized log, the authors it listed: a request names only those, once each,
+      // so what a peer can make us hold is bounded by what we told it.
+      const summarized = new Map<LogId, Map<PeerIdString, AuthorRange | null>>()
       let behind = false
       for (const l of logs) {
-        const theirHeads = theirs.get(l) ?? []
-        const ours = await log.heads(l)
-        if (sameSet(ours, theirHeads)) continue
-        const d = await log.diff(l, theirHeads)
-        if (!d.complete) behind = true
-        if (d.entries.length === 0) continue
-        if (d.complete) {
-          await sendEntries(d.entries.map((e) => e.bytes))
-          continue
-        }
-        const ids = d.entries.map((e) => e.id)
-        for (const id of ids) offered.add(id)
-        for (let i = 0; i < ids.length; i += IDS_PER_FRAME) {
-          await send({ t: 'offer', log: l, ids: ids.slice(i, i + IDS_PER_FRAME) })
+        const plan = await planResponse(log, l, theirs.get(l) ?? [])
+        if (plan.behind) behind = true
+        if (plan.entries) await sendEntries(plan.entries.map((e) => e.bytes))
+        if (!plan.summary) continue
+        const summary = plan.summary
+        summarized.set(l, new Map(summary.authors.map((a) => [a.author, null])))
+        for (let i = 0; i < summary.authors.length; i += MAX_RANGES_PER_FRAME) {
+          await send({
+            t: 'summary',
+            log: l,
+            seal: summary.seal,
+            authors: summary.authors.slice(i, i + MAX_RANGES_PER_FRAME),
+          })
         }
       }
       await lp.write(encodeFrame({ t: 'end' }), { signal: session })
-      const wants: EntryId[] = []
       for (let n = 0; ; n++) {
         if (n > MAX_FRAMES_PER_PHASE) throw new SyncProtocolError('too many frames')
         const f = await read()
         if (f.t === 'end') break
         if (f.t === 'ack') credit++
-        else if (f.t === 'want') wants.push(...f.ids.filter((id) => offered.has(id)))
-        else throw new SyncProtocolError(`unexpected '${f.t}' frame`)
+        else if (f.t === 'ranges') {
+          const asked = summarized.get(f.log)
+          if (!asked) throw new SyncProtocolError('ranges for a log that was not summarized')
+          for (const r of f.ranges) if (asked.has(r.author)) asked.set(r.author, r)
+        } else throw new SyncProtocolError(`unexpected '${f.t}' frame`)
       }
-      // Offers were in clock order per log, so wants are too: parents go first.
-      const bytes: Uint8Array[] = []
-      for (const id of new Set(wants)) {
-        const e = await log.get(id)
-        if (e) bytes.push(e.bytes)
+      for (const [l, asked] of summarized) {
+        const requests = [...asked.values()].filter((r) => r !== null)
+        if (requests.length === 0) continue
+        const answer = answerRanges(await log.entries(l), requests)
+        await sendEntries(answer.map((e) => e.bytes))
       }
-      await sendEntries(bytes)
       await lp.write(encodeFrame({ t: 'end' }), { signal: session })
       await stream.close({ signal: session })
       return { behind }

@@ -33,7 +33,9 @@ import {
   SYNC_PROTOCOL,
   SyncProtocolError,
 } from './messages.js'
-import { createSessions } from './session.js'
+import { createSessions, type SessionResult } from './session.js'
+
+export type { SessionResult } from './session.js'
 
 export interface LogSyncComponents {
   libp2p: RmeshLibp2p
@@ -72,7 +74,7 @@ export interface LogSyncOptions {
 export interface LogSync {
   start(): Promise<void>
   stop(): Promise<void>
-  syncWith(peer: PeerId | string, options?: { signal?: AbortSignal }): Promise<{ received: number }>
+  syncWith(peer: PeerId | string, options?: { signal?: AbortSignal }): Promise<SessionResult>
   publish(entry: LogEntry): void
 }
 
@@ -103,8 +105,8 @@ export function createLogSync(
   let outboxBytes = 0
   let lastFlush = Number.NEGATIVE_INFINITY
   let serving = 0
-  const sessions = new Map<string, Promise<{ received: number }>>()
-  const followUps = new Map<string, Promise<{ received: number }>>()
+  const sessions = new Map<string, Promise<SessionResult>>()
+  const followUps = new Map<string, Promise<SessionResult>>()
   const cleanups: Array<() => void> = []
   const sessionsImpl = createSessions({ libp2p, log, logger }, { readTimeoutMs })
 
@@ -113,7 +115,7 @@ export function createLogSync(
   function syncWith(
     peer: PeerId | string,
     opts: { signal?: AbortSignal } = {},
-  ): Promise<{ received: number }> {
+  ): Promise<SessionResult> {
     const key = peer.toString()
     const queued = followUps.get(key)
     if (queued) return queued
@@ -131,7 +133,7 @@ export function createLogSync(
     return begin(key, opts)
   }
 
-  function begin(key: string, opts: { signal?: AbortSignal }): Promise<{ received: number }> {
+  function begin(key: string, opts: { signal?: AbortSignal }): Promise<SessionResult> {
     const p = initiate(key, opts.signal).finally(() => {
       if (sessions.get(key) === p) sessions.delete(key)
     })
@@ -139,7 +141,7 @@ export function createLogSync(
     return p
   }
 
-  function initiate(key: string, callerSignal?: AbortSignal): Promise<{ received: number }> {
+  function initiate(key: string, callerSignal?: AbortSignal): Promise<SessionResult> {
     return withDeadline(timeoutMs, [callerSignal, stopping.signal], (signal) =>
       sessionsImpl.initiate(key, signal),
     )
