@@ -244,11 +244,8 @@ function parseEnvelope(input: Uint8Array): {
   if (!Array.isArray(next) || next.length > MAX_PARENTS) {
     throw new EntryMalformedError(`next must be an array of at most ${MAX_PARENTS} ids`)
   }
-  // An id this process computed (a verified entry's) is a valid CID: parsing it again was a
-  // tenth of a received entry's cost, and parents are nearly always such recent ids.
   for (const id of next)
-    if (!verifiedIds.has(id) && !isCidString(id))
-      throw new EntryMalformedError('next holds an invalid id')
+    if (!isCidString(id)) throw new EntryMalformedError('next holds an invalid id')
   if (new Set(next).size !== next.length) throw new EntryMalformedError('next holds a duplicate id')
   if (typeof tok !== 'string' || tok.length > MAX_TOKEN_ID_LENGTH) {
     throw new EntryMalformedError(

