@@ -291,8 +291,15 @@ export async function catchup(sc: CatchupScenario): Promise<BenchResult[]> {
       await to.host.peerStore.merge(from.host.peerId, { multiaddrs: from.host.getMultiaddrs() })
       forgetVerifiedEntries() // first sight: every received signature is checked
       const t = performance.now()
-      const r = await to.sync.syncWith(from.host.peerId)
-      return { ...r, ms: Math.round(performance.now() - t) }
+      try {
+        const r = await to.sync.syncWith(from.host.peerId)
+        return { ...r, ms: Math.round(performance.now() - t), failed: 0 }
+      } catch {
+        // Seen once in a few runs under load: the responder reset the stream at the end of
+        // a session. Counted in the note; the next session measures.
+        const r = await to.sync.syncWith(from.host.peerId)
+        return { ...r, ms: Math.round(performance.now() - t), failed: 1 }
+      }
     }
     const partial = await session(a, b)
     const full = await session(a, c)
