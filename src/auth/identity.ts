@@ -5,15 +5,17 @@
  * Invariant: the key file is created once and never rewritten; a key file with wrong
  * permissions is tightened, a corrupt one is an error (never silently replaced: that
  * would change the node's name and orphan its tokens).
+ *
+ * Signatures go through node:crypto with KeyObjects made once per key and kept in a
+ * bounded cache: libp2p's Ed25519 verify builds a KeyObject for every call (~132 µs a
+ * verification against ~84 µs with a cached one, profiled on log sync), and a 100-node
+ * mesh has at most a few hundred authors. Same results as libp2p's: Ed25519 (RFC 8032,
+ * pure), a malformed key or signature is false, never a throw.
  */
+import { createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto'
 import { chmod, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import {
-  generateKeyPair,
-  privateKeyFromProtobuf,
-  privateKeyToProtobuf,
-  publicKeyFromRaw,
-} from '@libp2p/crypto/keys'
+import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { RmeshError } from '../util/errors.js'
@@ -65,10 +67,57 @@ export function peerIdOf(key: PrivateKey): PeerIdString {
 }
 
 export function signerFor(key: PrivateKey): Signer {
+  if (key.type !== 'Ed25519') {
+    return { peerId: peerIdOf(key), sign: async (bytes) => key.sign(bytes) }
+  }
+  // libp2p's raw Ed25519 private key is seed (32 bytes) || public key (32 bytes).
+  const keyObject = createPrivateKey({
+    key: {
+      kty: 'OKP',
+      crv: 'Ed25519',
+      d: Buffer.from(key.raw.subarray(0, 32)).toString('base64url'),
+      x: Buffer.from(key.publicKey.raw).toString('base64url'),
+    },
+    format: 'jwk',
+  })
   return {
     peerId: peerIdOf(key),
-    sign: async (bytes) => key.sign(bytes),
+    sign: async (bytes) => new Uint8Array(sign(null, bytes, keyObject)),
   }
+}
+
+/** Public KeyObjects by peer id (or raw key, hex): most recently used last. */
+const publicKeys = new Map<string, KeyObject>()
+export const PUBLIC_KEY_CACHE_MAX = 1024
+
+function cachedKey(cacheKey: string, raw: () => Uint8Array | undefined): KeyObject | undefined {
+  const hit = publicKeys.get(cacheKey)
+  if (hit) {
+    publicKeys.delete(cacheKey)
+    publicKeys.set(cacheKey, hit)
+    return hit
+  }
+  const bytes = raw()
+  if (bytes?.byteLength !== 32) return undefined
+  const keyObject = createPublicKey({
+    key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(bytes).toString('base64url') },
+    format: 'jwk',
+  })
+  publicKeys.set(cacheKey, keyObject)
+  if (publicKeys.size > PUBLIC_KEY_CACHE_MAX) {
+    const oldest = publicKeys.keys().next().value
+    if (oldest !== undefined) publicKeys.delete(oldest)
+  }
+  return keyObject
+}
+
+export function publicKeyCacheFill(): { size: number; capacity: number } {
+  return { size: publicKeys.size, capacity: PUBLIC_KEY_CACHE_MAX }
+}
+
+function verifyWith(key: KeyObject | undefined, data: Uint8Array, sig: Uint8Array): boolean {
+  if (!key || sig.byteLength !== 64) return false
+  return verify(null, data, key, sig)
 }
 
 /**
@@ -81,9 +130,11 @@ export async function verifyByPeerId(
   sig: Uint8Array,
 ): Promise<boolean> {
   try {
-    const pid = peerIdFromString(peerId)
-    if (pid.type !== 'Ed25519' || !pid.publicKey) return false
-    return await pid.publicKey.verify(data, sig)
+    const key = cachedKey(peerId, () => {
+      const pid = peerIdFromString(peerId)
+      return pid.type === 'Ed25519' ? pid.publicKey?.raw : undefined
+    })
+    return verifyWith(key, data, sig)
   } catch {
     return false
   }
@@ -96,7 +147,13 @@ export async function verifyByRawKey(
   sig: Uint8Array,
 ): Promise<boolean> {
   try {
-    return await publicKeyFromRaw(rawPublicKey).verify(data, sig)
+    if (!(rawPublicKey instanceof Uint8Array) || rawPublicKey.byteLength !== 32) return false
+    const raw = new Uint8Array(rawPublicKey)
+    return verifyWith(
+      cachedKey(`raw:${Buffer.from(raw).toString('hex')}`, () => raw),
+      data,
+      sig,
+    )
   } catch {
     return false
   }

@@ -24,6 +24,8 @@ import {
   ID_CACHE_MAX,
   isTrustedEntry,
   MAX_PARENTS,
+  readEntry,
+  type UnverifiedEntry,
   verifiedCacheFill,
 } from './entry.js'
 import {
@@ -96,6 +98,12 @@ export interface LogDiff {
 export interface LogManager {
   append<Body>(log: LogId, kind: string, body: Body): Promise<LogEntry<Body>>
   join(input: JoinInput): Promise<JoinResult>
+  /**
+   * Size, schema and signature of one envelope, as join checks them (the signature is
+   * skipped when this node holds the entry already). Resolves to the entry, trusted by
+   * join, or to undefined when this node holds, awaits or dropped it. Throws an EntryError.
+   */
+  validate(bytes: Uint8Array): Promise<LogEntry | undefined>
   heads(log: LogId): Promise<EntryId[]>
   /** The log's retained entries in fold order (compareEntries): a seal, if any, first. */
   entries(log: LogId): Promise<LogEntry[]>
@@ -158,7 +166,7 @@ export function createLogManager(
   // seal entry carries a whole job state (tens of KiB), and every job ever run has a log.
   const seals = new Map<LogId, SealKey | null>()
   const logCache = new Map<LogId, Map<EntryId, LogEntry>>()
-  const meta = new Map<EntryId, { clock: number; log: LogId }>()
+  const meta = new Map<EntryId, { clock: number; log: LogId; author: LogEntry['author'] }>()
   // A cache for parent lookups while joining (a miss reads LevelDB): parents are recent
   // entries, so a few minutes' worth is ample; at ~200 bytes an id, a larger bound only
   // holds memory (a miss costs one LevelDB read). Seals trim it: it may never fill.
@@ -189,15 +197,35 @@ export function createLogManager(
     }
   }
 
-  /** Whether `id` is stored in `log`: a cached log's map is exact; else ask the store. */
-  async function isStored(log: LogId, id: EntryId): Promise<boolean> {
+  /**
+   * Whether `id` is stored in `log`: a cached log's map is exact; else `known` (what one
+   * batched read found, kept current by the caller), else ask the store.
+   */
+  async function isStored(
+    log: LogId,
+    id: EntryId,
+    known?: Map<EntryId, boolean>,
+  ): Promise<boolean> {
     const cached = logCache.get(log)
     if (cached) return cached.has(id)
+    const k = known?.get(id)
+    if (k !== undefined) return k
     return store.hasEntry(id)
   }
 
+  /** One store read for many stored-checks (a catch-up batch and its parents). */
+  async function prefetchStored(
+    log: LogId,
+    ids: Iterable<EntryId>,
+  ): Promise<Map<EntryId, boolean> | undefined> {
+    if (logCache.has(log)) return undefined
+    const list = [...new Set(ids)]
+    const found = await store.hasEntries(list)
+    return new Map(list.map((id, i) => [id, found[i]]))
+  }
+
   function remember(entry: LogEntry): void {
-    meta.set(entry.id, { clock: entry.clock, log: entry.log })
+    meta.set(entry.id, { clock: entry.clock, log: entry.log, author: entry.author })
     if (meta.size > META_MAX) {
       const oldest = meta.keys().next().value
       if (oldest !== undefined) meta.delete(oldest)
@@ -246,9 +274,17 @@ export function createLogManager(
       return hit
     }
     const map = new Map<EntryId, LogEntry>()
-    for (const id of await store.listEntryIds(log)) {
-      const e = await load(id)
-      if (e) map.set(id, e)
+    const ids = await store.listEntryIds(log)
+    for (let i = 0; i < ids.length; i += 1024) {
+      const slice = ids.slice(i, i + 1024)
+      const raw = await store.getEntries(slice)
+      for (let j = 0; j < slice.length; j++) {
+        const bytes = raw[j]
+        if (!bytes) continue
+        const e = await decodeEntry(bytes, { trustedSource: true })
+        remember(e)
+        map.set(slice[j], e)
+      }
     }
     logCache.set(log, map)
     while (logCache.size > cachedLogs) {
@@ -349,6 +385,10 @@ export function createLogManager(
       ...incoming.filter((e) => !newSeals.includes(e)).sort(compareEntries),
     ]
     const added = new Map<EntryId, LogEntry>()
+    const known = await prefetchStored(
+      log,
+      incoming.flatMap((e) => [e.id, ...e.next]),
+    )
     let heads = new Set(await headsOf(log))
     const newlyPending: EntryId[] = []
     const flush = async () => {
@@ -359,6 +399,7 @@ export function createLogManager(
       const cached = logCache.get(log)
       for (const e of batch) {
         cached?.set(e.id, e)
+        known?.set(e.id, true)
         result.added.push(e)
       }
       added.clear()
@@ -367,7 +408,7 @@ export function createLogManager(
 
     for (let i = 0; i < work.length; i++) {
       const e = work[i]
-      if (added.has(e.id) || (await isStored(log, e.id))) {
+      if (added.has(e.id) || (await isStored(log, e.id, known))) {
         result.duplicates++
         continue
       }
@@ -407,7 +448,7 @@ export function createLogManager(
           isDropped = true
           break
         }
-        if (!(await isStored(log, p))) {
+        if (!(await isStored(log, p, known))) {
           missing.add(p)
           continue
         }
@@ -560,14 +601,45 @@ export function createLogManager(
     emit(s, origin)
   }
 
+  /**
+   * Decode and verify what a join brings, skipping the signature check (and the entry) when
+   * this node already holds, awaits or dropped the id: a copy costs a hash, not a verify.
+   */
   async function toEntries(input: JoinInput, result: JoinResult): Promise<LogEntry[]> {
     const items = Array.isArray(input) ? input : [input as Uint8Array | LogEntry]
-    const out: LogEntry[] = []
-    for (const item of items) {
+    // Decode all first, then one store read per log for the batch's stored-checks, then
+    // verify in input order (rejections are reported in the order of the input).
+    const slots: Array<LogEntry | UnverifiedEntry | { error: unknown }> = items.map((item) => {
       try {
-        if (item instanceof Uint8Array) out.push(await decodeEntry(item))
-        else if (item && isTrustedEntry(item as LogEntry)) out.push(item as LogEntry)
-        else out.push(await decodeEntry((item as LogEntry)?.bytes))
+        if (!(item instanceof Uint8Array) && item && isTrustedEntry(item as LogEntry))
+          return item as LogEntry
+        return readEntry(item instanceof Uint8Array ? item : (item as LogEntry)?.bytes)
+      } catch (error) {
+        return { error }
+      }
+    })
+    const known = new Map<EntryId, boolean>()
+    const byLog = new Map<LogId, EntryId[]>()
+    for (const slot of slots) {
+      if (!('verify' in slot)) continue
+      const { entry } = slot
+      if (pending.has(entry.id) || dropped.has(entry.id) || logCache.has(entry.log)) continue
+      byLog.set(entry.log, [...(byLog.get(entry.log) ?? []), entry.id])
+    }
+    for (const [log, ids] of byLog)
+      for (const [id, stored] of (await prefetchStored(log, ids)) ?? []) known.set(id, stored)
+    const out: LogEntry[] = []
+    for (const slot of slots) {
+      try {
+        if ('error' in slot) throw slot.error
+        if (!('verify' in slot)) {
+          out.push(slot)
+          continue
+        }
+        const seen = await alreadySeen(slot.entry, known)
+        if (seen === 'dropped') result.ignored++
+        else if (seen) result.duplicates++
+        else out.push(await slot.verify())
       } catch (err) {
         const error =
           err instanceof RmeshError
@@ -577,6 +649,16 @@ export function createLogManager(
       }
     }
     return out
+  }
+
+  async function alreadySeen(
+    e: LogEntry,
+    known?: Map<EntryId, boolean>,
+  ): Promise<'stored' | 'pending' | 'dropped' | false> {
+    if (pending.has(e.id)) return 'pending'
+    if (dropped.has(e.id)) return 'dropped'
+    if (await isStored(e.log, e.id, known)) return 'stored'
+    return false
   }
 
   async function joinEntries(entries: LogEntry[], result: JoinResult): Promise<void> {
@@ -597,9 +679,12 @@ export function createLogManager(
   async function appendEntry<Body>(log: LogId, kind: string, body: Body): Promise<LogEntry<Body>> {
     return queue.run(log, async () => {
       const current = await headsOf(log)
-      const heads: LogEntry[] = []
+      // Only ids and clocks are needed: the metadata cache spares decoding the heads
+      // again for every append (a third of an append's cost in a burst, profiled).
+      const heads: SealKey[] = []
       for (const id of current) {
-        const e = logCache.get(log)?.get(id) ?? (await load(id))
+        const m = meta.get(id)
+        const e = m ? { id, clock: m.clock, author: m.author } : await load(id)
         if (e) heads.push(e)
       }
       // Follow the newest heads when there are more than an entry may name.
@@ -645,6 +730,11 @@ export function createLogManager(
       const entries = await toEntries(input, result)
       await joinEntries(entries, result)
       return result
+    },
+
+    async validate(bytes) {
+      const read = readEntry(bytes)
+      return (await alreadySeen(read.entry)) ? undefined : read.verify()
     },
 
     async retryPending() {

@@ -8,10 +8,12 @@
 import { decodeBounded, encode } from '../util/cbor.js'
 import { RmeshError } from '../util/errors.js'
 import { isCidString } from '../util/hash.js'
-import { MAX_ENTRY_BYTES, isLogId } from '../log/entry.js'
-import type { EntryId, LogId } from '../log/types.js'
+import { isAuthorString, isLogId, MAX_ENTRY_BYTES } from '../log/entry.js'
+import type { EntryId, LogId, PeerIdString } from '../log/types.js'
+import { type AuthorRange, FINGERPRINT_BYTES, type SealRef } from './summary.js'
 
-export const SYNC_PROTOCOL = '/rmesh/log-sync/1.0.0'
+/** Version 2: per-author summaries and ranges replace v1's offer and want (v1 is not served). */
+export const SYNC_PROTOCOL = '/rmesh/log-sync/2.0.0'
 export const LOG_TOPIC = 'rmesh/log/1.0.0'
 export const MAX_FRAME_BYTES = 1024 * 1024
 /** Entry frames are cut at this size so a window of them stays well under the stream buffer. */
@@ -22,6 +24,8 @@ export const MAX_GOSSIP_BYTES = 1024 * 1024
 export const MAX_GOSSIP_ENTRIES = 256
 export const MAX_HEADS_PER_LOG = 1024
 export const MAX_FRAMES_PER_PHASE = 4096
+/** Author items in one summary or ranges frame (~90 bytes each: well under a frame). */
+export const MAX_RANGES_PER_FRAME = 4096
 
 export class SyncProtocolError extends RmeshError {
   constructor(message: string, cause?: unknown) {
@@ -40,8 +44,8 @@ export class NotAdmittedError extends RmeshError {
 export type Frame =
   | { t: 'heads'; logs: Array<[LogId, EntryId[]]> }
   | { t: 'entries'; entries: Uint8Array[] }
-  | { t: 'offer'; log: LogId; ids: EntryId[] }
-  | { t: 'want'; ids: EntryId[] }
+  | { t: 'summary'; log: LogId; seal: SealRef | null; authors: AuthorRange[] }
+  | { t: 'ranges'; log: LogId; ranges: AuthorRange[] }
   | { t: 'ack' }
   | { t: 'end' }
 
@@ -51,10 +55,15 @@ export function encodeFrame(f: Frame): Uint8Array {
       return encode(['heads', f.logs])
     case 'entries':
       return encode(['entries', f.entries])
-    case 'offer':
-      return encode(['offer', f.log, f.ids])
-    case 'want':
-      return encode(['want', f.ids])
+    case 'summary':
+      return encode([
+        'summary',
+        f.log,
+        f.seal && [f.seal.id, f.seal.clock, f.seal.author],
+        f.authors.map(encodeRange),
+      ])
+    case 'ranges':
+      return encode(['ranges', f.log, f.ranges.map(encodeRange)])
     default:
       return encode([f.t])
   }
@@ -65,6 +74,44 @@ function ids(x: unknown, max: number): EntryId[] {
     throw new SyncProtocolError('expected a list of entry ids')
   }
   return x as EntryId[]
+}
+
+function encodeRange(r: AuthorRange): unknown[] {
+  return [r.author, r.max, r.count, r.fp]
+}
+
+function author(x: unknown): PeerIdString {
+  if (!isAuthorString(x)) throw new SyncProtocolError('bad author')
+  return x
+}
+
+function clockOrNone(x: unknown): number {
+  if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < -1)
+    throw new SyncProtocolError('bad clock')
+  return x
+}
+
+function ranges(x: unknown): AuthorRange[] {
+  if (!Array.isArray(x) || x.length > MAX_RANGES_PER_FRAME)
+    throw new SyncProtocolError(`expected a list of at most ${MAX_RANGES_PER_FRAME} author ranges`)
+  return x.map((item) => {
+    if (!Array.isArray(item) || item.length !== 4) throw new SyncProtocolError('bad author range')
+    const [a, max, count, fp] = item
+    if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0)
+      throw new SyncProtocolError('bad count')
+    if (!(fp instanceof Uint8Array) || fp.byteLength !== FINGERPRINT_BYTES)
+      throw new SyncProtocolError(`fingerprint must be ${FINGERPRINT_BYTES} bytes`)
+    return { author: author(a), max: clockOrNone(max), count, fp }
+  })
+}
+
+function seal(x: unknown): SealRef | null {
+  if (x === null) return null
+  if (!Array.isArray(x) || x.length !== 3 || !isCidString(x[0]))
+    throw new SyncProtocolError('bad seal')
+  const clock = clockOrNone(x[1])
+  if (clock < 0) throw new SyncProtocolError('bad seal clock')
+  return { id: x[0] as EntryId, clock, author: author(x[2]) }
 }
 
 export function decodeFrame(bytes: Uint8Array): Frame {
@@ -97,11 +144,12 @@ export function decodeFrame(bytes: Uint8Array): Frame {
       }
       return { t: 'entries', entries: list as Uint8Array[] }
     }
-    case 'offer':
-      if (!isLogId(v[1])) throw new SyncProtocolError('bad offer log')
-      return { t: 'offer', log: v[1], ids: ids(v[2], MAX_FRAME_BYTES / 40) }
-    case 'want':
-      return { t: 'want', ids: ids(v[1], MAX_FRAME_BYTES / 40) }
+    case 'summary':
+      if (v.length !== 4 || !isLogId(v[1])) throw new SyncProtocolError('bad summary')
+      return { t: 'summary', log: v[1], seal: seal(v[2]), authors: ranges(v[3]) }
+    case 'ranges':
+      if (v.length !== 3 || !isLogId(v[1])) throw new SyncProtocolError('bad ranges')
+      return { t: 'ranges', log: v[1], ranges: ranges(v[2]) }
     case 'ack':
     case 'end':
       return { t: v[0] }

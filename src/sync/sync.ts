@@ -10,41 +10,34 @@
  *  - gossip is validated before it is forwarded: size, decode, schema, signature, and the
  *    admission of both the origin and the propagation source; sync is served to admitted
  *    peers only;
- *  - every frame is bounded (1 MiB); every session has a deadline; the responder sends at
- *    most SEND_WINDOW unacknowledged frames, so a slow joiner throttles its sender;
+ *  - every session has a deadline (sessions themselves: session.ts); at most maxServes
+ *    inbound sessions run at once;
  *  - at most one session per peer runs at a time; further requests coalesce into one
  *    follow-up session.
  */
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { type Message, TopicValidatorResult } from '@libp2p/gossipsub'
-import { peerIdFromString } from '@libp2p/peer-id'
-import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
-import { decodeEntry } from '../log/entry.js'
 import type { LogManager } from '../log/log.js'
-import type { EntryId, LogEntry, LogId } from '../log/types.js'
+import type { LogEntry } from '../log/types.js'
 import type { RmeshLibp2p } from '../net/host.js'
 import { DEFAULT_TIMEOUTS, deadline, withDeadline } from '../util/abort.js'
 import type { Clock, TimerHandle } from '../util/clock.js'
 import { describeError } from '../util/errors.js'
 import type { Logger } from '../util/logger.js'
 import {
-  decodeFrame,
   decodeGossip,
-  ENTRY_FRAME_TARGET,
-  encodeFrame,
   encodeGossip,
-  type Frame,
   LOG_TOPIC,
-  MAX_FRAME_BYTES,
-  MAX_FRAMES_PER_PHASE,
   MAX_GOSSIP_BYTES,
   MAX_GOSSIP_ENTRIES,
   NotAdmittedError,
-  SEND_WINDOW,
   SYNC_PROTOCOL,
   SyncProtocolError,
 } from './messages.js'
 import { createRoundPacer } from './pacer.js'
+import { createSessions, type SessionResult } from './session.js'
+
+export type { SessionResult } from './session.js'
 
 export interface LogSyncComponents {
   libp2p: RmeshLibp2p
@@ -77,17 +70,20 @@ export interface LogSyncOptions {
   autoPublish?: boolean
   /** Entries appended within this delay go out in one gossip message. Default 2 ms. */
   publishDelayMs?: number
+  /**
+   * The delay instead while appends keep coming (a flush less than this long ago): a burst
+   * goes out in a few large messages rather than one per 2 ms, each of which every node
+   * receives about D times. Default 20 ms.
+   */
+  burstDelayMs?: number
 }
 
 export interface LogSync {
   start(): Promise<void>
   stop(): Promise<void>
-  syncWith(peer: PeerId | string, options?: { signal?: AbortSignal }): Promise<{ received: number }>
+  syncWith(peer: PeerId | string, options?: { signal?: AbortSignal }): Promise<SessionResult>
   publish(entry: LogEntry): void
 }
-
-const ENTRIES_PER_FRAME = 512
-const IDS_PER_FRAME = 16_384
 
 export function createLogSync(
   components: LogSyncComponents,
@@ -107,6 +103,7 @@ export function createLogSync(
   const maxServes = options.maxServes ?? 8
   const autoPublish = options.autoPublish ?? true
   const publishDelayMs = options.publishDelayMs ?? 2
+  const burstDelayMs = Math.max(publishDelayMs, options.burstDelayMs ?? 20)
   const pubsub = libp2p.services.pubsub
   const self = libp2p.peerId.toString()
 
@@ -117,17 +114,19 @@ export function createLogSync(
   let publishTimer: TimerHandle | undefined
   let outbox: Uint8Array[] = []
   let outboxBytes = 0
+  let lastFlush = Number.NEGATIVE_INFINITY
   let serving = 0
-  const sessions = new Map<string, Promise<{ received: number }>>()
-  const followUps = new Map<string, Promise<{ received: number }>>()
+  const sessions = new Map<string, Promise<SessionResult>>()
+  const followUps = new Map<string, Promise<SessionResult>>()
   const cleanups: Array<() => void> = []
+  const sessionsImpl = createSessions({ libp2p, log, logger }, { readTimeoutMs })
 
   // ---------------------------------------------------------------- initiator
 
   function syncWith(
     peer: PeerId | string,
     opts: { signal?: AbortSignal } = {},
-  ): Promise<{ received: number }> {
+  ): Promise<SessionResult> {
     const key = peer.toString()
     const queued = followUps.get(key)
     if (queued) return queued
@@ -145,7 +144,7 @@ export function createLogSync(
     return begin(key, opts)
   }
 
-  function begin(key: string, opts: { signal?: AbortSignal }): Promise<{ received: number }> {
+  function begin(key: string, opts: { signal?: AbortSignal }): Promise<SessionResult> {
     const p = initiate(key, opts.signal).finally(() => {
       if (sessions.get(key) === p) sessions.delete(key)
     })
@@ -153,94 +152,10 @@ export function createLogSync(
     return p
   }
 
-  function initiate(key: string, callerSignal?: AbortSignal): Promise<{ received: number }> {
+  function initiate(key: string, callerSignal?: AbortSignal): Promise<SessionResult> {
     return withDeadline(timeoutMs, [callerSignal, stopping.signal], (signal) =>
-      initiateWithin(key, signal),
+      sessionsImpl.initiate(key, signal),
     )
-  }
-
-  async function initiateWithin(key: string, signal: AbortSignal): Promise<{ received: number }> {
-    const stream = await libp2p.dialProtocol(peerIdFromString(key), SYNC_PROTOCOL, { signal })
-    const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES })
-    let received = 0
-    const take = async (f: Frame): Promise<EntryId[]> => {
-      if (f.t === 'entries') {
-        const r = await log.join(f.entries)
-        received += r.added.length
-        if (r.rejected.length > 0) {
-          logger.debug('peer sent entries we refuse', {
-            peer: key,
-            codes: r.rejected.map((x) => x.error.code),
-          })
-        }
-      }
-      const wanted: EntryId[] = []
-      if (f.t === 'offer') for (const id of f.ids) if (!(await log.has(id))) wanted.push(id)
-      await lp.write(encodeFrame({ t: 'ack' }), { signal })
-      return wanted
-    }
-    try {
-      for (const frame of await headsFrames()) await lp.write(frame, { signal })
-      await lp.write(encodeFrame({ t: 'end' }), { signal })
-      const wants: EntryId[] = []
-      await readUntilEnd(lp, signal, async (f) => {
-        if (f.t !== 'entries' && f.t !== 'offer')
-          throw new SyncProtocolError(`unexpected '${f.t}' frame`)
-        wants.push(...(await take(f)))
-      })
-      for (let i = 0; i < wants.length; i += IDS_PER_FRAME) {
-        await lp.write(encodeFrame({ t: 'want', ids: wants.slice(i, i + IDS_PER_FRAME) }), {
-          signal,
-        })
-      }
-      await lp.write(encodeFrame({ t: 'end' }), { signal })
-      await readUntilEnd(lp, signal, async (f) => {
-        if (f.t !== 'entries') throw new SyncProtocolError(`unexpected '${f.t}' frame`)
-        await take(f)
-      })
-      await stream.close({ signal })
-      return { received }
-    } catch (err) {
-      stream.abort(err instanceof Error ? err : new Error(String(err)))
-      throw err
-    }
-  }
-
-  async function headsFrames(): Promise<Uint8Array[]> {
-    const frames: Uint8Array[] = []
-    let batch: Array<[LogId, EntryId[]]> = []
-    let size = 0
-    for (const l of await log.logs()) {
-      const heads = await log.heads(l)
-      const cost = l.length + heads.length * 64 + 16
-      if (size + cost > MAX_FRAME_BYTES / 2 && batch.length > 0) {
-        frames.push(encodeFrame({ t: 'heads', logs: batch }))
-        batch = []
-        size = 0
-      }
-      batch.push([l, heads])
-      size += cost
-    }
-    if (batch.length > 0) frames.push(encodeFrame({ t: 'heads', logs: batch }))
-    return frames
-  }
-
-  async function readFrame(lp: LengthPrefixedStream<Stream>, signal: AbortSignal): Promise<Frame> {
-    const chunk = await lp.read({ signal })
-    return decodeFrame(chunk.subarray())
-  }
-
-  async function readUntilEnd(
-    lp: LengthPrefixedStream<Stream>,
-    signal: AbortSignal,
-    onFrame: (f: Frame) => Promise<void>,
-  ): Promise<void> {
-    for (let n = 0; ; n++) {
-      if (n > MAX_FRAMES_PER_PHASE) throw new SyncProtocolError('too many frames')
-      const f = await readFrame(lp, signal)
-      if (f.t === 'end') return
-      await onFrame(f)
-    }
   }
 
   // ---------------------------------------------------------------- responder
@@ -257,88 +172,11 @@ export function createLogSync(
     }
     serving++
     const bound = deadline(serveTimeoutMs, stopping.signal)
-    const session = bound.signal
-    const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES })
-    const read = () => withDeadline(readTimeoutMs, session, (signal) => readFrame(lp, signal))
-    let credit = SEND_WINDOW
-    const send = async (f: Frame) => {
-      while (credit === 0) {
-        const got = await read()
-        if (got.t !== 'ack') throw new SyncProtocolError(`unexpected '${got.t}' frame`)
-        credit++
-      }
-      credit--
-      await lp.write(encodeFrame(f), { signal: session })
-    }
-    const sendEntries = async (entries: Uint8Array[]) => {
-      let batch: Uint8Array[] = []
-      let size = 0
-      for (const bytes of entries) {
-        if (
-          batch.length > 0 &&
-          (size + bytes.byteLength > ENTRY_FRAME_TARGET || batch.length >= ENTRIES_PER_FRAME)
-        ) {
-          await send({ t: 'entries', entries: batch })
-          batch = []
-          size = 0
-        }
-        batch.push(bytes)
-        size += bytes.byteLength
-      }
-      if (batch.length > 0) await send({ t: 'entries', entries: batch })
-    }
     try {
-      const theirs = new Map<LogId, EntryId[]>()
-      for (let n = 0; ; n++) {
-        if (n > MAX_FRAMES_PER_PHASE) throw new SyncProtocolError('too many frames')
-        const f = await read()
-        if (f.t === 'end') break
-        if (f.t !== 'heads') throw new SyncProtocolError(`unexpected '${f.t}' frame`)
-        for (const [l, h] of f.logs) theirs.set(l, h)
-      }
-      const logs = [...new Set([...(await log.logs()), ...theirs.keys()])].sort()
-      const offered = new Set<string>()
-      let behind = false
-      for (const l of logs) {
-        const theirHeads = theirs.get(l) ?? []
-        const ours = await log.heads(l)
-        if (sameSet(ours, theirHeads)) continue
-        const d = await log.diff(l, theirHeads)
-        if (!d.complete) behind = true
-        if (d.entries.length === 0) continue
-        if (d.complete) {
-          await sendEntries(d.entries.map((e) => e.bytes))
-          continue
-        }
-        const ids = d.entries.map((e) => e.id)
-        for (const id of ids) offered.add(id)
-        for (let i = 0; i < ids.length; i += IDS_PER_FRAME) {
-          await send({ t: 'offer', log: l, ids: ids.slice(i, i + IDS_PER_FRAME) })
-        }
-      }
-      await lp.write(encodeFrame({ t: 'end' }), { signal: session })
-      const wants: EntryId[] = []
-      for (let n = 0; ; n++) {
-        if (n > MAX_FRAMES_PER_PHASE) throw new SyncProtocolError('too many frames')
-        const f = await read()
-        if (f.t === 'end') break
-        if (f.t === 'ack') credit++
-        else if (f.t === 'want') wants.push(...f.ids.filter((id) => offered.has(id)))
-        else throw new SyncProtocolError(`unexpected '${f.t}' frame`)
-      }
-      // Offers were in clock order per log, so wants are too: parents go first.
-      const bytes: Uint8Array[] = []
-      for (const id of new Set(wants)) {
-        const e = await log.get(id)
-        if (e) bytes.push(e.bytes)
-      }
-      await sendEntries(bytes)
-      await lp.write(encodeFrame({ t: 'end' }), { signal: session })
-      await stream.close({ signal: session })
+      const { behind } = await sessionsImpl.serve(stream, peer, bound.signal)
       // The initiator has entries we lack: pull them with a session of our own.
       if (behind && running) background(peer, 'responder behind')
     } catch (err) {
-      logger.debug('sync session served with an error', { peer, err: describeError(err) })
       stream.abort(err instanceof Error ? err : new Error(String(err)))
     } finally {
       bound.clear()
@@ -358,13 +196,17 @@ export function createLogSync(
     }
     outbox.push(entry.bytes)
     outboxBytes += entry.bytes.byteLength
-    if (!publishTimer) publishTimer = clock.setTimeout(flushOutbox, publishDelayMs)
+    if (!publishTimer) {
+      const busy = clock.monotonic() - lastFlush < burstDelayMs
+      publishTimer = clock.setTimeout(flushOutbox, busy ? burstDelayMs : publishDelayMs)
+    }
   }
 
   function flushOutbox(): void {
     if (publishTimer) clock.clearTimeout(publishTimer)
     publishTimer = undefined
     if (outbox.length === 0) return
+    lastFlush = clock.monotonic()
     const data = encodeGossip(outbox)
     outbox = []
     outboxBytes = 0
@@ -373,12 +215,19 @@ export function createLogSync(
       .catch((err) => logger.debug('gossip publish failed', { err: describeError(err) }))
   }
 
+  const validated = new WeakMap<Message, LogEntry[]>()
   const validator = async (source: PeerId, msg: Message): Promise<TopicValidatorResult> => {
     if (msg.type !== 'signed') return TopicValidatorResult.Reject
     if (!admitted(source.toString()) || !admitted(msg.from.toString()))
       return TopicValidatorResult.Reject
     try {
-      for (const bytes of decodeGossip(msg.data)) await decodeEntry(bytes)
+      const fresh: LogEntry[] = []
+      for (const bytes of decodeGossip(msg.data)) {
+        const e = await log.validate(bytes)
+        if (e) fresh.push(e)
+      }
+      // Handed to onGossip so a message is decoded and verified once, not twice.
+      validated.set(msg, fresh)
       return TopicValidatorResult.Accept
     } catch (err) {
       logger.debug('gossip message rejected', { from: source.toString(), err: describeError(err) })
@@ -386,8 +235,11 @@ export function createLogSync(
     }
   }
 
-  async function onGossip(source: PeerId, data: Uint8Array): Promise<void> {
-    const r = await log.join(decodeGossip(data))
+  async function onGossip(source: PeerId, msg: Message): Promise<void> {
+    const entries = validated.get(msg) ?? decodeGossip(msg.data)
+    validated.delete(msg)
+    if (entries.length === 0) return
+    const r = await log.join(entries)
     if (r.missing.length > 0) background(source.toString(), 'missing parents')
   }
 
@@ -438,17 +290,13 @@ export function createLogSync(
       await libp2p.handle(SYNC_PROTOCOL, serve, { maxInboundStreams: 32, maxOutboundStreams: 32 })
       pubsub.topicValidators.set(LOG_TOPIC, validator)
       pubsub.subscribe(LOG_TOPIC)
-      listen<{ propagationSource: PeerId; msg: { topic: string; data: Uint8Array } }>(
-        pubsub,
-        'gossipsub:message',
-        (evt) => {
-          const { propagationSource, msg } = evt.detail
-          if (msg.topic !== LOG_TOPIC) return
-          onGossip(propagationSource, msg.data).catch((err) =>
-            logger.debug('gossip join failed', { err: describeError(err) }),
-          )
-        },
-      )
+      listen<{ propagationSource: PeerId; msg: Message }>(pubsub, 'gossipsub:message', (evt) => {
+        const { propagationSource, msg } = evt.detail
+        if (msg.topic !== LOG_TOPIC) return
+        onGossip(propagationSource, msg).catch((err) =>
+          logger.debug('gossip join failed', { err: describeError(err) }),
+        )
+      })
       listen<{ peerId: PeerId; subscriptions: Array<{ topic: string; subscribe: boolean }> }>(
         pubsub,
         'subscription-change',
@@ -498,10 +346,4 @@ export function createLogSync(
     syncWith,
     publish,
   }
-}
-
-function sameSet(a: readonly string[], b: readonly string[]): boolean {
-  if (a.length !== b.length) return false
-  const s = new Set(a)
-  return b.every((x) => s.has(x))
 }

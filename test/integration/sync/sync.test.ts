@@ -124,6 +124,30 @@ describe('log sync over real libp2p and LevelDB', () => {
     )
   }, 90_000)
 
+  it('a node away with entries of its own catches up by ranges to identical logs', async () => {
+    const [a, b] = await Promise.all([0, 1].map(async () => startDaemon(await tempDir())))
+    await connect(a, b)
+    const job = jobLogId('away')
+    for (let i = 0; i < 300; i++) await a.log.append(job, 'claim', { i })
+    await until(() => sameHeads([a, b], [job]), 20_000)
+    const bDir = b.dir
+    await stopDaemon(b)
+    for (let i = 0; i < 200; i++) await a.log.append(job, 'claim', { later: i })
+    const b2 = await startDaemon(bDir)
+    // Written while away: b2's heads are unknown to a, so a answers with its summary.
+    for (let i = 0; i < 5; i++) await b2.log.append(job, 'claim', { own: i })
+    // Only the address: the session below dials, and is the one that runs first.
+    await b2.host.peerStore.merge(a.host.peerId, { multiaddrs: a.host.getMultiaddrs() })
+    const r = await b2.sync.syncWith(a.host.peerId)
+    expect(r.entries).toBe(200) // exactly the entries b2 lacked, not the 500 of the log
+    expect(r.received).toBe(200)
+    await connect(b2, a)
+    await until(() => sameHeads([a, b2], [job]), 20_000)
+    expect((await b2.log.entries(job)).map((e) => e.id)).toEqual(
+      (await a.log.entries(job)).map((e) => e.id),
+    )
+  }, 60_000)
+
   it('serves only admitted peers and rejects their gossip', async () => {
     const a = await startDaemon(await tempDir())
     const outsider = await startDaemon(await tempDir())
@@ -160,6 +184,67 @@ describe('log sync boundaries', () => {
       await lp.write(junk)
       await expect(lp.read({ signal: AbortSignal.timeout(5_000) })).rejects.toBeDefined()
     }
+    // Malformed summaries and ranges: the session ends with an error, nothing is lost.
+    const { cidOf } = await import('../../../src/util/hash.js')
+    const { encode } = await import('../../../src/util/cbor.js')
+    const { encodeFrame, decodeFrame } = await import('../../../src/sync/messages.js')
+    const job = jobLogId('held')
+    for (let i = 0; i < 20; i++) await a.log.append(job, 'claim', { i })
+    const held = (await a.log.entries(job)).map((e) => e.id)
+    const unknownHead = cidOf(new Uint8Array([42]))
+    const author = a.host.peerId.toString()
+    const badRanges = [
+      encode(['ranges', jobLogId('not-summarized'), []]),
+      encode(['ranges', job, [[author, 1, 1, new Uint8Array(3)]]]),
+      encode(['ranges', job, [[author, -5, 1, new Uint8Array(16)]]]),
+      encode(['ranges', job, 'x']),
+      encode(['summary', job, null, []]),
+      new Uint8Array([0xff, 0xfe]),
+    ]
+    for (const junk of badRanges) {
+      const stream = await b.host.dialProtocol(a.host.peerId, SYNC_PROTOCOL)
+      const lp = lpStream(stream)
+      const signal = AbortSignal.timeout(5_000)
+      await lp.write(encodeFrame({ t: 'heads', logs: [[job, [unknownHead as never]]] }), { signal })
+      await lp.write(encodeFrame({ t: 'end' }), { signal })
+      let summaries = 0
+      for (;;) {
+        const f = decodeFrame((await lp.read({ signal })).subarray())
+        if (f.t === 'end') break
+        if (f.t === 'summary') summaries++
+        await lp.write(encodeFrame({ t: 'ack' }), { signal })
+      }
+      expect(summaries).toBe(1)
+      await lp.write(junk, { signal })
+      await lp.write(encodeFrame({ t: 'end' }), { signal })
+      await expect(lp.read({ signal })).rejects.toBeDefined()
+    }
+    // A well-formed but lying request (a prefix it does not hold) costs one log's entries.
+    {
+      const stream = await b.host.dialProtocol(a.host.peerId, SYNC_PROTOCOL)
+      const lp = lpStream(stream)
+      const signal = AbortSignal.timeout(5_000)
+      await lp.write(encodeFrame({ t: 'heads', logs: [[job, [unknownHead as never]]] }), { signal })
+      await lp.write(encodeFrame({ t: 'end' }), { signal })
+      for (;;) {
+        const f = decodeFrame((await lp.read({ signal })).subarray())
+        if (f.t === 'end') break
+        await lp.write(encodeFrame({ t: 'ack' }), { signal })
+      }
+      const lie = { author: author as never, max: 10, count: 99, fp: new Uint8Array(16) }
+      await lp.write(encodeFrame({ t: 'ranges', log: job, ranges: [lie, lie] }), { signal })
+      await lp.write(encodeFrame({ t: 'end' }), { signal })
+      let got = 0
+      for (;;) {
+        const f = decodeFrame((await lp.read({ signal })).subarray())
+        if (f.t === 'end') break
+        if (f.t === 'entries') got += f.entries.length
+        await lp.write(encodeFrame({ t: 'ack' }), { signal })
+      }
+      expect(got).toBe(20)
+      await stream.close()
+    }
+    expect((await a.log.entries(job)).map((e) => e.id)).toEqual(held)
     // Raw garbage published on the topic: the validator refuses it, nothing crashes.
     for (let i = 0; i < 5; i++) {
       await b.host.services.pubsub

@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest'
-import { createEntry } from '../../../src/log/entry.js'
+import {
+  createEntry,
+  entryVerificationCount,
+  forgetVerifiedEntries,
+} from '../../../src/log/entry.js'
 import { AUTH_PENDING_CODE } from '../../../src/log/log.js'
 import { compareEntries, type EntryId, jobLogId, MESH_LOG } from '../../../src/log/types.js'
 import { RmeshError } from '../../../src/util/errors.js'
@@ -218,6 +222,29 @@ describe('log manager', () => {
     expect(r.added).toEqual([])
     expect(b.log.pendingCount).toBe(5)
     expect(b.log.missing().length).toBe(5)
+  })
+
+  it('verifies a signature once per node: a copy of a stored entry is skipped before verify', async () => {
+    const a = newNode(sa)
+    const b = newNode(sb)
+    const entries = [await a.log.append(log, 'claim', { n: 1 })]
+    entries.push(await a.log.append(log, 'claim', { n: 2 }))
+    const copies = () => entries.map((e) => new Uint8Array(e.bytes))
+    forgetVerifiedEntries()
+    const before = entryVerificationCount()
+    expect((await b.log.join(copies())).added).toHaveLength(2)
+    expect(entryVerificationCount() - before).toBe(2)
+    forgetVerifiedEntries() // as if the id cache had long been evicted
+    const again = await b.log.join(copies())
+    expect(again.duplicates).toBe(2)
+    expect(await b.log.validate(copies()[0])).toBeUndefined()
+    expect(entryVerificationCount() - before).toBe(2)
+    // A forged copy of a stored id cannot exist (the id is the hash of the bytes), and a
+    // fresh entry with a bad signature is still refused.
+    const bad = copies()[1]
+    bad[bad.length - 1] ^= 1
+    await expect(b.log.validate(bad)).rejects.toMatchObject({ code: 'ERR_ENTRY_SIGNATURE' })
+    expect((await b.log.join([bad])).rejected).toHaveLength(1)
   })
 
   it('serialises concurrent appends to one log', async () => {

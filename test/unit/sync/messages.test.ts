@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { jobLogId, type EntryId } from '../../../src/log/types.js'
+import { jobLogId, type EntryId, type PeerIdString } from '../../../src/log/types.js'
 import {
   decodeFrame,
   decodeGossip,
@@ -13,14 +13,17 @@ import { encode } from '../../../src/util/cbor.js'
 import { cidOf } from '../../../src/util/hash.js'
 
 const id = cidOf(new Uint8Array([1])) as EntryId
+const author = '12D3KooWHxJuh4QRDXZ5zwUxuwf8tSrALqBERUcBD9vWZVdZ4kAp' as PeerIdString
+const range = { author, max: 7, count: 3, fp: new Uint8Array(16).fill(2) }
 
 describe('log sync messages', () => {
   it('round-trips every frame', () => {
     const frames = [
       { t: 'heads', logs: [[jobLogId('a'), [id]]] },
       { t: 'entries', entries: [new Uint8Array([1, 2])] },
-      { t: 'offer', log: jobLogId('a'), ids: [id] },
-      { t: 'want', ids: [id] },
+      { t: 'summary', log: jobLogId('a'), seal: null, authors: [range] },
+      { t: 'summary', log: jobLogId('a'), seal: { id, clock: 4, author }, authors: [] },
+      { t: 'ranges', log: jobLogId('a'), ranges: [range, { ...range, max: -1, count: 0 }] },
       { t: 'ack' },
       { t: 'end' },
     ] as const
@@ -34,8 +37,21 @@ describe('log sync messages', () => {
       encode(['heads', [[jobLogId('a'), ['x']]]]),
       encode(['entries', ['not bytes']]),
       encode(['entries', [new Uint8Array(70_000)]]),
-      encode(['want', [1]]),
-      encode(['offer', 'bad log', []]),
+      encode(['want', [id]]), // v1 frames are gone
+      encode(['offer', jobLogId('a'), [id]]),
+      encode(['summary', 'bad log', null, []]),
+      encode(['summary', jobLogId('a'), 'seal', []]),
+      encode(['summary', jobLogId('a'), [id, -1, author], []]),
+      encode(['summary', jobLogId('a'), null, [[author, 1, 1]]]),
+      encode(['summary', jobLogId('a'), null, [['not/an author', 1, 1, range.fp]]]),
+      encode(['summary', jobLogId('a'), null, [[author, -2, 1, range.fp]]]),
+      encode(['summary', jobLogId('a'), null, [[author, 1.5, 1, range.fp]]]),
+      encode(['summary', jobLogId('a'), null, [[author, 1, -1, range.fp]]]),
+      encode(['summary', jobLogId('a'), null, [[author, 1, 1, new Uint8Array(15)]]]),
+      encode(['summary', jobLogId('a'), null, Array(4097).fill([author, 1, 1, range.fp])]),
+      encode(['ranges', jobLogId('a')]),
+      encode(['ranges', jobLogId('a'), [[author, 1, 1, 'fp']]]),
+      encode(['ranges', jobLogId('a'), { author }]),
       encode(['bogus']),
       encode({ t: 'end' }),
       new Uint8Array(MAX_FRAME_BYTES + 1),
