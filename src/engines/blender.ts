@@ -17,10 +17,18 @@ import { mkdir, open, realpath, rm, stat, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type { Logger } from '../util/logger.js'
 import { silentLogger } from '../util/logger.js'
-import { inspectScript, packScript, renderSetupScript, serverScript } from './blender-scripts.js'
+import {
+  inspectScript,
+  packScript,
+  type PrepareOptions,
+  renderSetupScript,
+  serverScript,
+} from './blender-scripts.js'
+import { traceDependencies } from './blender-deps.js'
 import { frameOutputPath, isValidImage } from './images.js'
 import { findOnPath, type RunningProcess, runCapture, startProcess } from './process.js'
 import {
+  type DependencyTrace,
   type Engine,
   EngineError,
   type EngineVersion,
@@ -168,7 +176,7 @@ interface ScriptRun {
   outcome: Awaited<RunningProcess['done']>
 }
 
-async function runScript(
+export async function runScript(
   blender: string,
   scenePath: string,
   script: string,
@@ -392,7 +400,11 @@ export async function renderChunk(
     '3',
     scenePath,
     '--python-expr',
-    renderSetupScript({ samples: task.samples, resolutionPercentage: task.resolutionPercentage }),
+    renderSetupScript({
+      samples: task.samples,
+      resolutionPercentage: task.resolutionPercentage,
+      ...task.tree,
+    }),
     '-o',
     join(workDir, 'frame_#####'),
     '-F',
@@ -456,10 +468,8 @@ export async function renderChunk(
 // ---------------------------------------------------------------------------------------
 // Persistent mode
 
-export interface PersistentBlenderOptions {
+export interface PersistentBlenderOptions extends PrepareOptions {
   blender: string
-  samples?: number
-  resolutionPercentage?: number
   /** The whole life of the process is logged here. */
   logPath: string
   /** Time allowed to load the scene. */
@@ -527,6 +537,8 @@ export async function createPersistentBlender(
       serverScript({
         samples: options.samples,
         resolutionPercentage: options.resolutionPercentage,
+        remapFile: options.remapFile,
+        allowMissing: options.allowMissing,
       }),
     ],
     stdin: true,
@@ -706,6 +718,10 @@ export interface BlenderEngine extends Engine {
     dest: string,
     options: { signal: AbortSignal },
   ): Promise<{ dest: string; unpacked: string[] }>
+  traceDependencies(
+    scenePath: string,
+    options: { root: string; signal: AbortSignal },
+  ): Promise<DependencyTrace>
   /** The executable for `version` (default: the newest installed). */
   executable(version?: string): Promise<string>
   close(): Promise<void>
@@ -740,6 +756,8 @@ export function createBlenderEngine(options: BlenderEngineOptions = {}): Blender
       resolve(task.scenePath),
       task.samples,
       task.resolutionPercentage,
+      task.tree?.remapFile,
+      task.tree?.allowMissing,
     ])
     const existing = persistent.get(key)
     if (existing) {
@@ -757,6 +775,7 @@ export function createBlenderEngine(options: BlenderEngineOptions = {}): Blender
       blender,
       samples: task.samples,
       resolutionPercentage: task.resolutionPercentage,
+      ...task.tree,
       logPath: join(resolve(task.workDir), 'blender-persistent.log'),
       timeoutMs: options.timeoutMs,
       onSpawn: undefined,
@@ -776,6 +795,9 @@ export function createBlenderEngine(options: BlenderEngineOptions = {}): Blender
     },
     async packScene(src, dest, o) {
       return packScene(await executable(), src, dest, { signal: o.signal })
+    },
+    async traceDependencies(scenePath, o) {
+      return traceDependencies(await executable(), scenePath, o)
     },
     validate(params: unknown): ValidatedParams {
       if (params === undefined || params === null) return {}
