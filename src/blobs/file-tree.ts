@@ -59,7 +59,6 @@ const utf8Bytes = (s: string) => Buffer.byteLength(s, 'utf8')
 export function treePathProblem(p: unknown): string | undefined {
   if (typeof p !== 'string' || p.length === 0) return 'not a non-empty string'
   if (utf8Bytes(p) > MAX_TREE_PATH_BYTES) return `longer than ${MAX_TREE_PATH_BYTES} bytes`
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it refuses
   if (/[\u0000-\u001f\u007f\\]/.test(p)) return 'holds a control character or a backslash'
   if (p.startsWith('/')) return 'absolute'
   const segments = p.split('/')

@@ -147,7 +147,7 @@ function missingAssetError(scenePath: string, missing: unknown): EngineError {
   return new EngineError(
     'ERR_SCENE_MISSING_ASSET',
     `${scenePath} uses ${paths.length} file(s) that do not exist: ${paths.join(', ')}. ` +
-      'Put them next to the scene, or submit with --pack from the machine that has them',
+      'Submit again from the machine that has them (they travel with the job), or with --allow-missing',
     { details: { scenePath, missing: list } },
   )
 }

@@ -23,7 +23,7 @@ import { formatFrames } from '../jobs/frame-spec.js'
 import type { ChunkState, JobState } from '../jobs/reducer.js'
 import { jobLogId } from '../log/types.js'
 import { describeError, isRmeshError } from '../util/errors.js'
-import { outputsPinOwner, scenePinOwner } from '../worker/runner.js'
+import { filesPinOwner, outputsPinOwner, scenePinOwner } from '../worker/runner.js'
 import { frameFileName, type LocalJob, type ServiceContext } from './context.js'
 
 /**
@@ -274,7 +274,12 @@ export function createCollector(
     for (const k of unobtainableSince.keys())
       if (k.startsWith(`${jobId}/`)) unobtainableSince.delete(k)
     await c.worker.forgetJob(jobId)
-    for (const owner of [outputsPinOwner(jobId), scenePinOwner(jobId), `job-collected/${jobId}`])
+    for (const owner of [
+      outputsPinOwner(jobId),
+      scenePinOwner(jobId),
+      filesPinOwner(jobId),
+      `job-collected/${jobId}`,
+    ])
       await c.blocks.unpin(owner).catch(() => {})
     // Not zero: another job's output is unpinned between its import and its pin, and a
     // grace-free GC here deleted it under a complete entry (found by the soak).

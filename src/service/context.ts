@@ -38,6 +38,8 @@ export interface LocalJob {
   scenePath: string
   /** Chunk indexes whose outputs are written in outDir. */
   written: number[]
+  /** Paths the scene names that were missing at submit (allowMissing), at most 100. */
+  missing?: string[]
 }
 
 export interface JobServiceComponents {

@@ -10,19 +10,25 @@
  *  - the output folder is chosen here, locally, and recorded before the announce.
  */
 import { randomBytes } from 'node:crypto'
-import { mkdir, rm, stat } from 'node:fs/promises'
+import { mkdtemp, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { basename, dirname, extname, isAbsolute, join } from 'node:path'
+import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path'
 import type * as Api from '../api/types.js'
-import type { BlockStore } from '../blobs/block-store.js'
+import { insideRoot } from '../blobs/file-tree.js'
 import { safeFileName } from '../blobs/safe-name.js'
 import type { Engine, SceneInfo as EngineSceneInfo } from '../engines/types.js'
-import { type AnnounceBody, newJobId, type OutputFormat, validateBody } from '../jobs/entries.js'
+import {
+  type AnnounceBody,
+  LIMITS,
+  newJobId,
+  type OutputFormat,
+  validateBody,
+} from '../jobs/entries.js'
 import { parseFrameSpec } from '../jobs/frame-spec.js'
 import { jobLogId } from '../log/types.js'
 import { withDeadline } from '../util/abort.js'
 import { InvalidInputError, NotFoundError, RmeshError } from '../util/errors.js'
-import { scenePinOwner } from '../worker/runner.js'
+import { filesPinOwner, scenePinOwner } from '../worker/runner.js'
 import {
   FORMAT_FROM_ENGINE,
   FORMAT_TO_ENGINE,
@@ -30,6 +36,13 @@ import {
   type LocalJob,
   type ServiceContext,
 } from './context.js'
+import {
+  describeMissing,
+  describePlan,
+  importTree,
+  planTree,
+  type TreePlan,
+} from './dependencies.js'
 
 // Each request's own bound, released as soon as the request ends (util/abort.ts).
 const INSPECT_DEADLINE_MS = 60_000
@@ -38,6 +51,7 @@ const SUBMIT_DEADLINE_MS = 10 * 60_000
 export interface Submitter {
   inspect(req: Api.InspectRequest, signal?: AbortSignal): Promise<Api.SceneInfo>
   submit(req: Api.SubmitRequest, signal?: AbortSignal): Promise<Api.SubmitResponse>
+  plan(req: Api.SubmitRequest, signal?: AbortSignal): Promise<Api.SubmitPlan>
 }
 
 export function createSubmitter(ctx: ServiceContext): Submitter {
@@ -108,39 +122,11 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
     return toApiScene(path, (await stat(path)).size, info)
   }
 
-  const submit = (
-    req: Api.SubmitRequest,
-    callerSignal?: AbortSignal,
-  ): Promise<Api.SubmitResponse> =>
-    withDeadline(SUBMIT_DEADLINE_MS, callerSignal, (signal) => submitWithin(req, signal))
-
-  const submitWithin = async (
-    req: Api.SubmitRequest,
-    signal: AbortSignal,
-  ): Promise<Api.SubmitResponse> => {
+  /** Everything a submit decides before it touches the store: checked, defaults applied. */
+  const checkRequest = async (req: Api.SubmitRequest, signal: AbortSignal) => {
     if (!req || typeof req !== 'object')
       throw new InvalidInputError('submit needs a JSON object body')
-    if (!c.canSubmit())
-      throw new RmeshError(
-        'ERR_FORBIDDEN',
-        'this node may not submit: its token lacks the submit capability (ask an admin: rmesh token issue --peer <this id> --caps submit,render)',
-      )
     const scenePath = await checkScenePath(req.scenePath)
-    const quota = c.quotaOf?.(c.self)
-    if (quota !== undefined) {
-      const unfinished = c.leases
-        .jobs()
-        .filter(
-          (j) => j.submitter === c.self && (j.state === 'queued' || j.state === 'rendering'),
-        ).length
-      if (unfinished >= quota) {
-        throw new RmeshError(
-          'ERR_QUOTA',
-          `this node's token allows ${quota} unfinished job(s) and ${unfinished} are queued or rendering; wait for one to end or cancel one`,
-          { details: { quota, unfinished } },
-        )
-      }
-    }
     const engineName = req.engine ?? 'blender'
     if (typeof engineName !== 'string' || !/^[a-z][a-z0-9-]{0,31}$/.test(engineName))
       throw new InvalidInputError('engine must be a short name', { field: 'engine' })
@@ -153,10 +139,13 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
     // Checked here, but the caller's own values are announced: each renderer's engine
     // normalizes them again, and job entries carry only scalar params.
     engine.validate(req.params ?? {})
+    if (req.allowMissing !== undefined && typeof req.allowMissing !== 'boolean')
+      throw new InvalidInputError('allowMissing must be true or false', { field: 'allowMissing' })
+    const projectRoot = await checkProjectRoot(req.projectRoot, scenePath)
 
     let info: EngineSceneInfo | undefined
     if (engine.inspect) info = await engine.inspect(scenePath, { signal })
-    if (info && info.missingFiles.length > 0 && !req.pack) {
+    if (!engine.traceDependencies && info && info.missingFiles.length > 0 && !req.pack) {
       throw new RmeshError(
         'ERR_SCENE_MISSING_ASSET',
         `the scene references missing files: ${info.missingFiles.slice(0, 5).join(', ')}; fix the paths in Blender (File > External Data > Find Missing Files)`,
@@ -203,48 +192,177 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
         })
       requirement = m[2].replace(/\s+/g, '')
     }
-
-    const jobId = newJobId((n) => new Uint8Array(randomBytes(n)))
-    const outDir = req.outDir ?? join(dirname(scenePath), 'renders', safeFileName(name, jobId))
-    if (!isAbsolute(outDir))
+    if (req.outDir !== undefined && (typeof req.outDir !== 'string' || !isAbsolute(req.outDir)))
       throw new InvalidInputError('outDir must be an absolute path', { field: 'outDir' })
-
-    // Pack external assets into a copy so every node renders what the artist sees.
-    let toImport = scenePath
-    let packedDir: string | undefined
-    if (req.pack) {
-      const b = blender()
-      if (!b.packScene) throw new RmeshError('ERR_ENGINE', 'this Blender engine cannot pack scenes')
-      packedDir = join(tmpdir(), `rmesh-pack-${jobId}`)
-      await mkdir(packedDir, { recursive: true })
-      toImport = join(packedDir, basename(scenePath))
-      await b.packScene(scenePath, toImport, { signal })
+    return {
+      scenePath,
+      projectRoot,
+      engine,
+      engineName,
+      info,
+      frames,
+      chunkSize,
+      priority,
+      format,
+      name,
+      requirement,
+      allowMissing: req.allowMissing === true,
     }
-    let imported: Awaited<ReturnType<BlockStore['importFile']>>
-    try {
-      imported = await c.blocks.importFile(toImport, { name: basename(scenePath), signal })
-    } finally {
+  }
+
+  const checkProjectRoot = async (root: unknown, scenePath: string): Promise<string> => {
+    if (root === undefined) return dirname(scenePath)
+    if (typeof root !== 'string' || !isAbsolute(root) || root.length > 4096)
+      throw new InvalidInputError('projectRoot must be an absolute folder path', {
+        field: 'projectRoot',
+      })
+    const st = await stat(root).catch(() => undefined)
+    if (!st?.isDirectory())
+      throw new InvalidInputError(`project root ${root} is not a folder`, { field: 'projectRoot' })
+    const r = resolve(root)
+    if (insideRoot(r, scenePath) === undefined)
+      throw new InvalidInputError(
+        `the scene ${scenePath} is not inside the project root ${r}; choose a --project-root that holds it`,
+        { field: 'projectRoot' },
+      )
+    return r
+  }
+
+  /**
+   * The scene as it will travel: packed into a temporary copy when asked (whose root is
+   * that copy's folder), then its dependencies traced and laid out as a file tree. Missing
+   * files are refused here, unless allowMissing. `done()` removes the temporary copy.
+   */
+  const prepareFiles = async (
+    checked: Awaited<ReturnType<typeof checkRequest>>,
+    req: Api.SubmitRequest,
+    signal: AbortSignal,
+  ): Promise<{ plan?: TreePlan; toImport: string; done(): Promise<void> }> => {
+    let toImport = checked.scenePath
+    let root = checked.projectRoot
+    let packedDir: string | undefined
+    const done = async () => {
       if (packedDir) await rm(packedDir, { recursive: true, force: true }).catch(() => {})
     }
-    await c.blocks.pin(scenePinOwner(jobId), imported.manifest)
-    const lj: LocalJob = { jobId, outDir, scenePath, written: [] }
+    try {
+      if (req.pack) {
+        // Pack external assets into a copy so every node renders what the artist sees.
+        const b = blender()
+        if (!b.packScene)
+          throw new RmeshError('ERR_ENGINE', 'this Blender engine cannot pack scenes')
+        packedDir = await mkdtemp(join(tmpdir(), 'rmesh-pack-'))
+        toImport = join(packedDir, basename(checked.scenePath))
+        root = packedDir
+        await b.packScene(checked.scenePath, toImport, { signal })
+      }
+      if (!checked.engine.traceDependencies) return { toImport, done }
+      const trace = await checked.engine.traceDependencies(toImport, { root, signal })
+      const plan = await planTree(trace, { scenePath: toImport, root })
+      if (plan.missing.length > 0 && !checked.allowMissing) {
+        throw new RmeshError(
+          'ERR_SCENE_MISSING_ASSET',
+          `the scene uses ${plan.missing.length} file(s) that cannot be found:\n${describeMissing(plan.missing)}\nFix the paths in Blender (File > External Data > Find Missing Files), or submit with --allow-missing to render without them`,
+          { details: { missing: plan.missing } },
+        )
+      }
+      return { plan, toImport, done }
+    } catch (err) {
+      await done()
+      throw err
+    }
+  }
+
+  const submit = (
+    req: Api.SubmitRequest,
+    callerSignal?: AbortSignal,
+  ): Promise<Api.SubmitResponse> =>
+    withDeadline(SUBMIT_DEADLINE_MS, callerSignal, (signal) => submitWithin(req, signal))
+
+  const submitWithin = async (
+    req: Api.SubmitRequest,
+    signal: AbortSignal,
+  ): Promise<Api.SubmitResponse> => {
+    if (!c.canSubmit())
+      throw new RmeshError(
+        'ERR_FORBIDDEN',
+        'this node may not submit: its token lacks the submit capability (ask an admin: rmesh token issue --peer <this id> --caps submit,render)',
+      )
+    const quota = c.quotaOf?.(c.self)
+    if (quota !== undefined) {
+      const unfinished = c.leases
+        .jobs()
+        .filter(
+          (j) => j.submitter === c.self && (j.state === 'queued' || j.state === 'rendering'),
+        ).length
+      if (unfinished >= quota) {
+        throw new RmeshError(
+          'ERR_QUOTA',
+          `this node's token allows ${quota} unfinished job(s) and ${unfinished} are queued or rendering; wait for one to end or cancel one`,
+          { details: { quota, unfinished } },
+        )
+      }
+    }
+    const checked = await checkRequest(req, signal)
+    const { scenePath, name, frames, info } = checked
+    const jobId = newJobId((n) => new Uint8Array(randomBytes(n)))
+    const outDir = req.outDir ?? join(dirname(scenePath), 'renders', safeFileName(name, jobId))
+
+    const prepared = await prepareFiles(checked, req, signal)
+    let scene: AnnounceBody['scene']
+    let files: AnnounceBody['files']
+    const manifests: string[] = []
+    try {
+      if (prepared.plan) {
+        const t = await importTree(prepared.plan, c.blocks, signal)
+        // The scene and the tree are provided in the DHT (scene pins); the many files are
+        // pinned apart, found through the submitter and gossip.
+        await c.blocks.pinMany(scenePinOwner(jobId), [t.sceneManifest, t.treeManifest])
+        await c.blocks.pinMany(filesPinOwner(jobId), t.manifests)
+        manifests.push(...t.manifests)
+        scene = { manifest: t.sceneManifest, name: '', size: t.sceneSize }
+        const missing = prepared.plan.missing.length
+        files = {
+          tree: t.treeManifest,
+          count: t.tree.files.length,
+          size: t.size,
+          ...(missing > 0 ? { missing: Math.min(missing, LIMITS.maxTreeFiles) } : {}),
+        }
+      } else {
+        const imported = await c.blocks.importFile(prepared.toImport, {
+          name: basename(scenePath),
+          signal,
+        })
+        await c.blocks.pin(scenePinOwner(jobId), imported.manifest)
+        scene = { manifest: imported.manifest, name: '', size: imported.size }
+      }
+    } finally {
+      await prepared.done()
+    }
+    scene.name = safeFileName(basename(scenePath), 'scene.blend')
+    const lj: LocalJob = {
+      jobId,
+      outDir,
+      scenePath,
+      written: [],
+      ...(prepared.plan?.missing.length
+        ? { missing: [...new Set(prepared.plan.missing.map((m) => m.path))].slice(0, 100) }
+        : {}),
+    }
     await ctx.saveLocal(lj)
+    const { requirement, engineName, format } = checked
     const announce: AnnounceBody = {
       jobId,
       name,
       submitter: c.self as AnnounceBody['submitter'],
-      scene: {
-        manifest: imported.manifest,
-        name: safeFileName(basename(scenePath), 'scene.blend'),
-        size: imported.size,
-      },
+      scene,
+      ...(files ? { files } : {}),
       engine: requirement ? { name: engineName, version: requirement } : { name: engineName },
       frames,
-      chunkSize,
+      chunkSize: checked.chunkSize,
       output: req.video
         ? { format, video: req.video, fps: info?.fps ?? 24 }
         : { format, fps: info?.fps ?? 24 },
-      priority,
+      priority: checked.priority,
       persistent: req.persistent ?? false,
       params: (req.params ?? {}) as AnnounceBody['params'],
       requirements: {},
@@ -254,13 +372,44 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
     const valid = validateBody('announce', announce)
     if (!valid.ok) {
       await c.blocks.unpin(scenePinOwner(jobId)).catch(() => {})
+      await c.blocks.unpin(filesPinOwner(jobId)).catch(() => {})
       throw new InvalidInputError(`the job cannot be announced: ${valid.reason}`)
     }
     await c.log.append(jobLogId(jobId), 'announce', announce)
-    void c.providers.announce([imported.manifest], { dht: 'deferred' }).catch(() => {})
-    logger.info('job submitted', { jobId, name, frames: frames.length, outDir })
+    const provided = files ? [scene.manifest, files.tree] : [scene.manifest]
+    void c.providers.announce(provided, { dht: 'deferred' }).catch(() => {})
+    if (manifests.length > 0) void c.providers.announce(manifests, { dht: false }).catch(() => {})
+    logger.info('job submitted', {
+      jobId,
+      name,
+      frames: frames.length,
+      outDir,
+      files: files?.count,
+      missing: files?.missing,
+    })
     return { jobId, name, framesTotal: frames.length, outDir }
   }
 
-  return { inspect, submit }
+  /** `submit --dry-run`: what the job would carry and what would be stored and sent. */
+  const plan = (req: Api.SubmitRequest, callerSignal?: AbortSignal): Promise<Api.SubmitPlan> =>
+    withDeadline(SUBMIT_DEADLINE_MS, callerSignal, async (signal) => {
+      const checked = await checkRequest(req, signal)
+      const prepared = await prepareFiles({ ...checked, allowMissing: true }, req, signal)
+      try {
+        const p = prepared.plan
+        if (!p)
+          throw new InvalidInputError(`engine ${checked.engineName} does not trace dependencies`)
+        return await describePlan(p, {
+          blocks: c.blocks,
+          holders: (m) => c.providers.providersOf(m).filter((x) => x !== c.self).length,
+          scenePath: checked.scenePath,
+          allowMissing: checked.allowMissing,
+          signal,
+        })
+      } finally {
+        await prepared.done()
+      }
+    })
+
+  return { inspect, submit, plan }
 }

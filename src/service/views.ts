@@ -228,6 +228,17 @@ export function createJobViews(ctx: ServiceContext): JobViews {
         name: s.job.scene.name,
         sizeBytes: s.job.scene.size,
       },
+      ...(s.job.files
+        ? {
+            files: {
+              count: s.job.files.count,
+              bytes: s.job.files.size,
+              missing: s.job.files.missing ?? 0,
+              ...(lj?.missing ? { missingPaths: lj.missing } : {}),
+            },
+          }
+        : {}),
+      ...(s.job.files?.missing ? { allowMissing: true } : {}),
       engine: s.job.engine.name,
       format: FORMAT_FROM_ENGINE[s.job.output.format] ?? 'png',
       chunkSize: s.job.chunkSize,
