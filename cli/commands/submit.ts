@@ -87,8 +87,9 @@ already holds is not sent again. Files outside the project root travel too and a
 remapped on the renderers; the artist's file is never changed. A scene whose files cannot
 be found is refused (exit 2, with where Blender looked) unless --allow-missing.
 
-Exit codes: 0 every frame is in the output folder; 1 the job failed or was canceled;
-2 bad input; 3 no daemon; 130 Ctrl-C (the job keeps running).`,
+Exit codes: 0 every frame is in the output folder (--dry-run: it would be accepted);
+1 the job failed or was canceled; 2 bad input (not a .blend, files the scene uses cannot be
+found); 3 no daemon; 130 Ctrl-C (the job keeps running).`,
     )
     .action(action((scene: string, opts: SubmitOptions) => submit(ctx, scene, opts)))
 }
