@@ -197,6 +197,38 @@ export function describeMissing(missing: readonly MissingFile[], max = 20): stri
   return lines.join('\n')
 }
 
+/**
+ * What a file's manifest was when it was last read, by its identity on disk (device, inode,
+ * size, modification and change times in nanoseconds, the name it is stored under): a
+ * resubmit reuses it instead of reading and hashing the file again, as git's index does.
+ * A hit counts only while the store still holds that manifest whole.
+ */
+export interface ImportCache {
+  get(key: string): Promise<string | undefined>
+  put(key: string, manifest: string): Promise<void>
+}
+
+async function cacheKey(path: string, name: string, blockSize: number): Promise<string> {
+  const st = await stat(path, { bigint: true })
+  return [st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs, blockSize, name].join(':')
+}
+
+/** The manifest of `path` from the cache, if it still describes the file and is held whole. */
+async function cachedManifest(
+  cache: ImportCache | undefined,
+  blocks: BlockStore,
+  key: string,
+): Promise<{ manifest: string; size: number } | undefined> {
+  const manifest = await cache?.get(key).catch(() => undefined)
+  if (!manifest) return undefined
+  try {
+    if ((await blocks.missingBlocks(manifest)).length > 0) return undefined
+    return { manifest, size: (await blocks.getManifest(manifest)).size }
+  } catch {
+    return undefined
+  }
+}
+
 export interface ImportedTree {
   tree: FileTree
   /** Manifest of the tree document. */
@@ -213,6 +245,7 @@ export async function importTree(
   plan: TreePlan,
   blocks: BlockStore,
   signal?: AbortSignal,
+  cache?: ImportCache,
 ): Promise<ImportedTree> {
   const entries: FileTree['files'] = new Array(plan.files.length)
   let next = 0
@@ -220,7 +253,16 @@ export async function importTree(
     while (next < plan.files.length) {
       const i = next++
       const f = plan.files[i]
-      const r = await blocks.importFile(f.source, { name: basename(f.treePath), signal })
+      const name = basename(f.treePath)
+      const key = await cacheKey(f.source, name, blocks.blockSize)
+      const hit = await cachedManifest(cache, blocks, key)
+      if (hit) {
+        entries[i] = { path: f.treePath, manifest: hit.manifest, size: hit.size }
+        continue
+      }
+      const r = await blocks.importFile(f.source, { name, signal })
+      // Keyed by the identity read before the import: a file changed meanwhile misses next time.
+      await cache?.put(key, r.manifest).catch(() => {})
       entries[i] = { path: f.treePath, manifest: r.manifest, size: r.size }
     }
   }
@@ -254,15 +296,17 @@ export async function describePlan(
     scenePath: string
     allowMissing: boolean
     signal?: AbortSignal
+    cache?: ImportCache
   },
 ): Promise<SubmitPlan> {
   const files: PlanFile[] = []
   const totals = { files: 0, bytes: 0, newBytes: 0, unsharedBytes: 0 }
   for (const f of plan.files) {
-    const { manifest, size } = await o.blocks.hashFile(f.source, {
-      name: basename(f.treePath),
-      signal: o.signal,
-    })
+    const name = basename(f.treePath)
+    const key = await cacheKey(f.source, name, o.blocks.blockSize)
+    const { manifest, size } =
+      (await cachedManifest(o.cache, o.blocks, key)) ??
+      (await o.blocks.hashFile(f.source, { name, signal: o.signal }))
     const stored =
       (await o.blocks.hasManifest(manifest)) &&
       (await o.blocks.missingBlocks(manifest)).length === 0

@@ -39,6 +39,7 @@ import {
 import {
   describeMissing,
   describePlan,
+  type ImportCache,
   importTree,
   planTree,
   type TreePlan,
@@ -57,6 +58,11 @@ export interface Submitter {
 export function createSubmitter(ctx: ServiceContext): Submitter {
   const { c } = ctx
   const logger = ctx.logger
+  const imports = c.db.sublevel<string, string>('import-cache', { valueEncoding: 'utf8' })
+  const importCache: ImportCache = {
+    get: (key) => imports.get(key),
+    put: (key, manifest) => imports.put(key, manifest),
+  }
 
   const blender = () => {
     const e = c.engines.get('blender')
@@ -313,7 +319,7 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
     const manifests: string[] = []
     try {
       if (prepared.plan) {
-        const t = await importTree(prepared.plan, c.blocks, signal)
+        const t = await importTree(prepared.plan, c.blocks, signal, importCache)
         // The scene and the tree are provided in the DHT (scene pins); the many files are
         // pinned apart, found through the submitter and gossip.
         await c.blocks.pinMany(scenePinOwner(jobId), [t.sceneManifest, t.treeManifest])
@@ -405,6 +411,7 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
           scenePath: checked.scenePath,
           allowMissing: checked.allowMissing,
           signal,
+          cache: importCache,
         })
       } finally {
         await prepared.done()

@@ -113,6 +113,42 @@ describe('planTree', () => {
     expect(again.treeManifest).toBe(t.treeManifest)
   })
 
+  it('a resubmit takes unchanged files from the import cache; a changed file is read again', async () => {
+    const root = join(base, 'proj')
+    const scene = await put('proj/a.blend')
+    const tex = await put('proj/t.png', 'v1')
+    const refs = [ref({ path: '//t.png', absPath: tex, key: 't.png' })]
+    const plan = await planTree({ scene, refs }, { scenePath: scene, root })
+    const blocks = createBlockStore(
+      { root: join(base, 'store'), logger: silentLogger },
+      { fsync: false },
+    )
+    const map = new Map<string, string>()
+    let hits = 0
+    const cache = {
+      get: async (k: string) => {
+        const v = map.get(k)
+        if (v) hits++
+        return v
+      },
+      put: async (k: string, v: string) => void map.set(k, v),
+    }
+    const first = await importTree(plan, blocks, undefined, cache)
+    expect(hits).toBe(0)
+    const second = await importTree(plan, blocks, undefined, cache)
+    expect(hits).toBe(2)
+    expect(second.treeManifest).toBe(first.treeManifest)
+    await writeFile(tex, 'v2, longer')
+    const third = await importTree(
+      await planTree({ scene, refs }, { scenePath: scene, root }),
+      blocks,
+      undefined,
+      cache,
+    )
+    expect(hits).toBe(3)
+    expect(third.treeManifest).not.toBe(first.treeManifest)
+  })
+
   it('reports what is missing with where Blender looked, and refuses a scene outside the root', async () => {
     const root = join(base, 'proj')
     const scene = await put('proj/a.blend')
