@@ -6,8 +6,8 @@
  *
  * Figures: the renderer's fetched block bytes for the first submit and for the second
  * (`assets.resubmit.bytes`, aim < 1 MiB), the block store's growth on the submitter for
- * each (the second stores nothing new), and both submit times (the second still reads and
- * hashes every file).
+ * each (the second stores nothing new), and both submit times (the second reads no
+ * unchanged file again: the import cache).
  *
  * Run: `npm run build && node dist/bench/assets.js [textureMiB]`.
  */
@@ -205,7 +205,7 @@ export async function benchAssets(o: AssetsBenchOptions = {}): Promise<BenchResu
         name: 'assets.resubmit.submit',
         value: Math.round(second.submitMs),
         unit: 'ms',
-        note: 'every file is read and hashed again, no block written',
+        note: 'unchanged files are not read again (import cache); two Blender runs (inspect, trace) remain',
       },
     ]
   } finally {
