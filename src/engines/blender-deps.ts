@@ -14,9 +14,9 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { MAX_TREE_FILES } from '../blobs/file-tree.js'
-import { withOptions } from './blender-scripts.js'
+import { INSPECT_BODY, withOptions } from './blender-scripts.js'
 import { runScript } from './blender.js'
-import { type DependencyRef, type DependencyTrace, EngineError } from './types.js'
+import { type DependencyRef, type DependencyTrace, EngineError, type SceneInfo } from './types.js'
 
 const MAX_TRACE_BYTES = 256 << 20
 const MODES = ['file', 'sequence', 'udim', 'dir', 'files'] as const
@@ -93,7 +93,7 @@ for kind, name, owner, raw, mode, put, extra in rmesh_each_ref():
 with open(RMESH_OPTS['out'], 'w') as f:
     json.dump({'scene': os.path.normpath(bpy.data.filepath), 'refs': refs}, f)
 rmesh_emit('TRACED', {'refs': len(refs)})
-`,
+${INSPECT_BODY}`,
     { out, root, limit: MAX_TREE_FILES },
   )
 }
@@ -133,7 +133,10 @@ export function parseTrace(text: string): DependencyTrace {
   return { scene: doc.scene, refs }
 }
 
-/** Lists every file `scenePath` needs; `root` is the project root the remap keys use. */
+/**
+ * Lists every file `scenePath` needs; `root` is the project root the remap keys use. The
+ * same Blender run reads the scene's metadata (`info`), so a submit starts Blender once.
+ */
 export async function traceDependencies(
   blender: string,
   scenePath: string,
@@ -161,7 +164,9 @@ export async function traceDependencies(
     }
     if ((await stat(out)).size > MAX_TRACE_BYTES)
       throw new EngineError('ERR_SCENE_INVALID', `the file listing of ${scenePath} is too large`)
-    return parseTrace(await readFile(out, 'utf8'))
+    const info = markers.get('JSON') as SceneInfo | undefined
+    const trace = parseTrace(await readFile(out, 'utf8'))
+    return info && typeof info === 'object' ? { ...trace, info } : trace
   } finally {
     await rm(dir, { recursive: true, force: true })
   }

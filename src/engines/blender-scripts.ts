@@ -212,10 +212,8 @@ export function renderSetupScript(options: PrepareOptions): string {
   return withOptions('rmesh_prepare(RMESH_OPTS)\n', options)
 }
 
-export function inspectScript(): string {
-  return withOptions(
-    `
-rmesh_emit('LOADED')
+/** The scene's metadata, emitted as `RMESH_JSON` (Python; the tracer emits it too). */
+export const INSPECT_BODY = `
 scene = bpy.context.scene
 r = scene.render
 files = rmesh_external_files()
@@ -235,9 +233,10 @@ rmesh_emit('JSON', {
     'missingFiles': [f['path'] for f in files if not f['exists']],
     'blenderVersion': bpy.app.version_string,
 })
-`,
-    {},
-  )
+`
+
+export function inspectScript(): string {
+  return withOptions(`rmesh_emit('LOADED')\n${INSPECT_BODY}`, {})
 }
 
 /** Packs every external file into a copy saved at `dest`; the source is left untouched. */

@@ -96,6 +96,8 @@ export interface DependencyTrace {
   /** The scene, absolute. */
   scene: string
   refs: DependencyRef[]
+  /** The scene's metadata, read by the same Blender run when the engine can. */
+  info?: SceneInfo
 }
 
 export interface SceneInfo {

@@ -16,7 +16,7 @@ import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path
 import type * as Api from '../api/types.js'
 import { insideRoot } from '../blobs/file-tree.js'
 import { safeFileName } from '../blobs/safe-name.js'
-import type { Engine, SceneInfo as EngineSceneInfo } from '../engines/types.js'
+import type { DependencyTrace, Engine, SceneInfo as EngineSceneInfo } from '../engines/types.js'
 import {
   type AnnounceBody,
   LIMITS,
@@ -150,7 +150,14 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
     const projectRoot = await checkProjectRoot(req.projectRoot, scenePath)
 
     let info: EngineSceneInfo | undefined
-    if (engine.inspect) info = await engine.inspect(scenePath, { signal })
+    // One Blender run reads the metadata and lists the files; a packed scene is traced
+    // after packing, as the copy it is.
+    let trace: DependencyTrace | undefined
+    if (engine.traceDependencies && !req.pack) {
+      trace = await engine.traceDependencies(scenePath, { root: projectRoot, signal })
+      info = trace.info
+    }
+    if (!info && engine.inspect) info = await engine.inspect(scenePath, { signal })
     if (!engine.traceDependencies && info && info.missingFiles.length > 0 && !req.pack) {
       throw new RmeshError(
         'ERR_SCENE_MISSING_ASSET',
@@ -213,6 +220,7 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
       name,
       requirement,
       allowMissing: req.allowMissing === true,
+      trace,
     }
   }
 
@@ -262,7 +270,8 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
         await b.packScene(checked.scenePath, toImport, { signal })
       }
       if (!checked.engine.traceDependencies) return { toImport, done }
-      const trace = await checked.engine.traceDependencies(toImport, { root, signal })
+      const trace =
+        checked.trace ?? (await checked.engine.traceDependencies(toImport, { root, signal }))
       const plan = await planTree(trace, { scenePath: toImport, root })
       if (plan.missing.length > 0 && !checked.allowMissing) {
         throw new RmeshError(
