@@ -205,7 +205,7 @@ export async function benchAssets(o: AssetsBenchOptions = {}): Promise<BenchResu
         name: 'assets.resubmit.submit',
         value: Math.round(second.submitMs),
         unit: 'ms',
-        note: 'unchanged files are not read again (import cache); two Blender runs (inspect, trace) remain',
+        note: 'unchanged files are not read again (import cache); one Blender run (trace + metadata) remains',
       },
     ]
   } finally {
