@@ -188,6 +188,7 @@ export interface PeerInfo {
 //   GET  /v1/jobs                 → JobSummary[]  (newest first; ?state=rendering,queued filters)
 //   GET  /v1/jobs/:id             → JobDetail     (404 ERR_NOT_FOUND)
 //   POST /v1/jobs                 SubmitRequest → SubmitResponse
+//   POST /v1/jobs/plan            SubmitRequest → SubmitPlan (submit --dry-run: nothing is stored)
 //   POST /v1/jobs/:id/cancel      {} → JobSummary (409 when already terminal)
 //   POST /v1/jobs/:id/retry       RetryRequest → RetryResponse
 //   POST /v1/jobs/:id/priority    PriorityRequest → JobSummary
