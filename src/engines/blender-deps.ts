@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { MAX_TREE_FILES } from '../blobs/file-tree.js'
 import { INSPECT_BODY, withOptions } from './blender-scripts.js'
-import { runScript } from './blender.js'
+import { runScript } from './blender-run.js'
 import { type DependencyRef, type DependencyTrace, EngineError, type SceneInfo } from './types.js'
 
 const MAX_TRACE_BYTES = 256 << 20
