@@ -1,18 +1,20 @@
 /**
  * Scene files sent once (issue 21), measured side by side in one run on real daemons and
  * the real Blender: a project of a tiny scene and `textureMiB` of textures (random-noise
- * PNGs, in the scene as image data-blocks) is submitted twice, unchanged. A submitter with
+ * PNGs, in the scene as image data-blocks) is submitted twice, unchanged, then once more
+ * with one texture replaced. A submitter with
  * no render slot and one renderer: every byte the renderer fetches is what the job moved.
  *
  * Figures: the renderer's fetched block bytes for the first submit and for the second
- * (`assets.resubmit.bytes`, aim < 1 MiB), the block store's growth on the submitter for
+ * (`assets.resubmit.bytes`, aim < 1 MiB), and for a third after one texture is replaced
+ * (only that texture moves), the block store's growth on the submitter for
  * each (the second stores nothing new), and both submit times (the second reads no
  * unchanged file again: the import cache).
  *
  * Run: `npm run build && node dist/bench/assets.js [textureMiB]`.
  */
 import { execFile } from 'node:child_process'
-import { mkdir, rm, writeFile } from 'node:fs/promises'
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { admitDirs } from '../cli/local-mesh.js'
@@ -42,25 +44,29 @@ export interface AssetsBenchOptions {
   log?: (line: string) => void
 }
 
-/** The project: `scene.blend` using `count` textures under tex/, each a noise PNG. */
+const COUNT = 4
+/** A noise PNG barely compresses: side × side × 3 bytes is about its size. */
+const side = (textureMiB: number) => Math.ceil(Math.sqrt((textureMiB * MiB) / COUNT / 3))
+
+/** A PNG of random pixels (from /dev/urandom: every call makes other bytes). */
+async function noisePng(path: string, px: number): Promise<void> {
+  await execFileAsync(
+    'ffmpeg',
+    ['-v', 'error', '-y', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${px}x${px}`].concat([
+      '-i',
+      '/dev/urandom',
+      '-frames:v',
+      '1',
+      path,
+    ]),
+    { timeout: 300_000 },
+  )
+}
+
+/** The project: `scene.blend` using COUNT textures under tex/, each a noise PNG. */
 async function makeProject(dir: string, textureMiB: number): Promise<string> {
-  const count = 4
-  // A noise PNG barely compresses: width × height × 3 bytes is about its size.
-  const side = Math.ceil(Math.sqrt((textureMiB * MiB) / count / 3))
   await mkdir(join(dir, 'tex'), { recursive: true })
-  for (let i = 0; i < count; i++) {
-    await execFileAsync(
-      'ffmpeg',
-      ['-v', 'error', '-y', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${side}x${side}`].concat([
-        '-i',
-        '/dev/urandom',
-        '-frames:v',
-        '1',
-        join(dir, 'tex', `big_${i}.png`),
-      ]),
-      { timeout: 300_000 },
-    )
-  }
+  for (let i = 0; i < COUNT; i++) await noisePng(join(dir, 'tex', `big_${i}.png`), side(textureMiB))
   const script = join(dir, 'make.py')
   await writeFile(
     script,
@@ -77,7 +83,7 @@ s.render.resolution_x = s.render.resolution_y = 32
 s.frame_start = s.frame_end = 1
 for vl in s.view_layers:
     vl.cycles.use_denoising = False
-for i in range(${count}):
+for i in range(${COUNT}):
     im = bpy.data.images.load('//tex/big_%d.png' % i)
     im.use_fake_user = True
 bpy.ops.object.camera_add(location=(0, 0, 5))
@@ -157,6 +163,11 @@ export async function benchAssets(o: AssetsBenchOptions = {}): Promise<BenchResu
     }
     const first = await run('first')
     const second = await run('resubmit')
+    // A new version of one texture (the next shot of a sequence): only it travels.
+    const one = join(base, 'project', 'tex', 'big_0.png')
+    const oneBytes = (await stat(one)).size
+    await noisePng(one, side(textureMiB))
+    const changed = await run('one-changed')
     const note = `${textureMiB} MiB of textures + scene, 1 submitter (no slot) → 1 renderer`
     return [
       {
@@ -182,6 +193,12 @@ export async function benchAssets(o: AssetsBenchOptions = {}): Promise<BenchResu
         value: round(second.bytes / Math.max(1, first.bytes), 6),
         unit: 'ratio',
         note: 'resubmit bytes / first bytes',
+      },
+      {
+        name: 'assets.changed.bytes',
+        value: changed.bytes,
+        unit: 'bytes',
+        note: `third submit, one texture replaced (${oneBytes} bytes): only it moves`,
       },
       {
         name: 'assets.first.stored',

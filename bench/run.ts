@@ -217,7 +217,7 @@ function NOTES(): Record<string, string> {
     leases:
       'Real daemons (libp2p, LevelDB, one process each) on loopback, the test engine, chunk size 1. Makespan = submit → last frame done (outputs stored, complete entry written); ideal = frames × frame time ÷ nodes; efficiency = ideal / makespan (aim ≥ 0.97 on 8 nodes). Gap = a render’s end (the engine’s "Saved:" line) → the same node’s next render start (aim < 50 ms). First frame = submit → the first render’s start (aim < 500 ms). Duplicates = completes beyond the first per chunk (aim < 1 %). All daemons share this machine’s CPUs: with 8 daemons the figures measure the CPU the mesh needs as much as the scheduler (see the load lines above).',
     assets:
-      'Side by side in one run: the same project (a tiny scene and 200 MiB of noise-PNG textures, no --pack) submitted twice, unchanged, from a daemon with no render slot to one renderer, real Blender. Bytes = block bytes the renderer fetched for the job (aim for the resubmit < 1 MiB); stored = growth of the submitter’s block store; submit = the API call (trace, import, announce).',
+      'Side by side in one run: the same project (a tiny scene and 200 MiB of noise-PNG textures, no --pack) submitted twice, unchanged, then a third time with one texture replaced, from a daemon with no render slot to one renderer, real Blender. Bytes = block bytes the renderer fetched for the job (aim for the resubmit < 1 MiB); stored = growth of the submitter’s block store; submit = the API call (trace, import, announce).',
     overhead:
       'Per-chunk overhead: one daemon, chunks of one test-engine frame at 0 and 50 ms. Convergence: one log entry (a priority change) on 5 daemons. At rest: 3 admitted daemons with nothing to do.',
   }
