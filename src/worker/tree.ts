@@ -26,7 +26,7 @@ import {
 } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import type { BlockStore } from '../blobs/block-store.js'
-import type { BlockExchange } from '../blobs/exchange.js'
+import { type BlockExchange, NoProvidersError } from '../blobs/exchange.js'
 import { decodeFileTree, type FileTree, MAX_TREE_BYTES, safeJoin } from '../blobs/file-tree.js'
 import type { ProviderIndex } from '../blobs/providers.js'
 import type { AnnounceBody } from '../jobs/entries.js'
@@ -74,25 +74,37 @@ export function createTreeLayout(c: TreeComponents) {
     }
   }
 
+  /** Asks `peers` in turn for the manifest `cid` alone (no block); true once it is held. */
+  const manifestFrom = async (peers: string[], cid: string, signal: AbortSignal) => {
+    for (const peer of peers) {
+      throwIfAborted(signal, 'tree fetch')
+      const bytes = await c.exchange.requestOne(peer, cid, { signal }).catch(() => null)
+      if (bytes && (await c.blocks.putManifest(bytes).catch(() => undefined)) === cid) return true
+    }
+    return false
+  }
+
   /** The tree document, its size bounded before any of its blocks is fetched. */
   const readTree = async (job: AnnounceBody, signal: AbortSignal): Promise<FileTree> => {
     const cid = job.files!.tree
     if (!(await c.blocks.hasManifest(cid).catch(() => false))) {
-      for (const peer of known(job, cid)) {
-        throwIfAborted(signal, 'tree fetch')
-        const bytes = await c.exchange.requestOne(peer, cid, { signal }).catch(() => null)
-        if (bytes && (await c.blocks.putManifest(bytes).catch(() => undefined)) === cid) break
-      }
+      const holders = known(job, cid)
+      const found =
+        (await manifestFrom(holders, cid, signal)) ||
+        (await manifestFrom(
+          await c.providers
+            .findProviders(cid, { known: holders, dht: 'always', signal, timeoutMs: 2_000 })
+            .catch(() => []),
+          cid,
+          signal,
+        ))
+      // No holder reachable: the chunk waits (deferred), it is no fault of the job's.
+      if (!found) throw new NoProvidersError(`the file tree ${cid}`)
     }
-    if (
-      (await c.blocks.hasManifest(cid).catch(() => false)) &&
-      (await c.blocks.getManifest(cid)).size > MAX_TREE_BYTES
-    )
+    if ((await c.blocks.getManifest(cid)).size > MAX_TREE_BYTES)
       throw new InvalidInputError(`the job's file tree is over ${MAX_TREE_BYTES} bytes`)
     await ensure(job, cid, signal)
     const m = await c.blocks.getManifest(cid)
-    if (m.size > MAX_TREE_BYTES)
-      throw new InvalidInputError(`the job's file tree is over ${MAX_TREE_BYTES} bytes`)
     const parts: Uint8Array[] = []
     for (const b of m.blocks) parts.push(await c.blocks.getBlock(b))
     const tree = decodeFileTree(Buffer.concat(parts))

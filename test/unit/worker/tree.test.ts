@@ -6,7 +6,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { type BlockStore, createBlockStore } from '../../../src/blobs/block-store.js'
 import type { BlockExchange } from '../../../src/blobs/exchange.js'
 import { encodeFileTree } from '../../../src/blobs/file-tree.js'
-import { cidToBytes } from '../../../src/blobs/manifest.js'
+import { cidToBytes, encodeManifest } from '../../../src/blobs/manifest.js'
+import { cidOf } from '../../../src/util/hash.js'
 import type { ProviderIndex } from '../../../src/blobs/providers.js'
 import type { AnnounceBody } from '../../../src/jobs/entries.js'
 import { encode } from '../../../src/util/cbor.js'
@@ -186,6 +187,39 @@ describe('file tree layout on a renderer', () => {
     expect(await readdir(join(base, 'node'))).toEqual(['work'])
     expect(await readdir(workRoot)).toEqual([])
     expect((await readdir(base)).sort()).toEqual(['blocks', 'node'])
+  })
+
+  it("a tree nobody serves defers the chunk; a peer's oversized tree is refused before its blocks", async () => {
+    const scene = await blocks.importBytes('scene.blend', new TextEncoder().encode('BLENDER'))
+    const missing = cidOf(new TextEncoder().encode('nobody has this'))
+    await expect(
+      layout().layout('abcdefgh', jobWith(missing, 1, scene.manifest), async () => {}, never()),
+    ).rejects.toMatchObject({ code: 'ERR_NO_PROVIDERS' })
+    // A manifest (only it, 9 blocks) announcing a 9 MiB tree, served by a peer.
+    const big = encodeManifest({
+      name: 'files.rmesh-tree',
+      size: 9 << 20,
+      blockSize: 1 << 20,
+      blocks: Array.from({ length: 9 }, (_, i) => cidOf(new Uint8Array([i]))),
+    })
+    let fetched = 0
+    const peerExchange = {
+      requestOne: async () => big.bytes,
+      fetchManifest: async () => {
+        fetched++
+      },
+    } as unknown as BlockExchange
+    const t = createTreeLayout({
+      blocks,
+      exchange: peerExchange,
+      providers,
+      workRoot,
+      logger: silentLogger,
+    })
+    await expect(
+      t.layout('abcdefgh', jobWith(big.cid, 1, scene.manifest), async () => {}, never()),
+    ).rejects.toThrow(/over/)
+    expect(fetched).toBe(0)
   })
 
   it('refuses a tree document over the size bound', async () => {
