@@ -18,6 +18,7 @@ import { join, relative } from 'node:path'
 import { packageRoot } from '../src/version.js'
 import type { BenchResult } from './common.js'
 import { round } from './common.js'
+import { benchAssets } from './assets.js'
 import { benchEngines } from './engines.js'
 import { benchLeases } from './leases.js'
 import { benchLog } from './log.js'
@@ -65,6 +66,12 @@ const MODULES: Module[] = [
     title: 'Overheads on real daemons',
     quickNote: '20 chunks, 5 convergence rounds, 5 s at rest',
     run: (q, log) => benchOverhead(q ? { frames: 20, rounds: 5, idleMs: 5_000, log } : { log }),
+  },
+  {
+    name: 'assets',
+    title: 'Scene files sent once (issue 21)',
+    quickNote: '16 MiB of textures',
+    run: (q, log) => benchAssets(q ? { textureMiB: 16, log } : { log }),
   },
 ]
 
@@ -212,6 +219,8 @@ function NOTES(): Record<string, string> {
       'Side by side on the example scene: one Blender process per frame against one persistent Blender per node; per-frame times include start-up and scene load, amortised (speed-up = per-process / persistent).',
     leases:
       'Real daemons (libp2p, LevelDB, one process each) on loopback, the test engine, chunk size 1. Makespan = submit → last frame done (outputs stored, complete entry written); ideal = frames × frame time ÷ nodes; efficiency = ideal / makespan (aim ≥ 0.97 on 8 nodes). Gap = a render’s end (the engine’s "Saved:" line) → the same node’s next render start (aim < 50 ms). First frame = submit → the first render’s start (aim < 500 ms). Duplicates = completes beyond the first per chunk (aim < 1 %). All daemons share this machine’s CPUs: with 8 daemons the figures measure the CPU the mesh needs as much as the scheduler (see the load lines above).',
+    assets:
+      'Side by side in one run: the same project (a tiny scene and 200 MiB of noise-PNG textures, no --pack) submitted twice, unchanged, then a third time with one texture replaced, from a daemon with no render slot to one renderer, real Blender. Bytes = block bytes the renderer fetched for the job (aim for the resubmit < 1 MiB); stored = growth of the submitter’s block store; submit = the API call (trace, import, announce).',
     overhead:
       'Per-chunk overhead: one daemon, chunks of one test-engine frame at 0 and 50 ms. Convergence: one log entry (a priority change) on 5 daemons. At rest: 3 admitted daemons with nothing to do.',
   }

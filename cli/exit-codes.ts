@@ -8,7 +8,10 @@ export const EXIT = {
   OK: 0,
   /** The job failed or was canceled, or its outputs are not all in the output folder. */
   JOB_FAILED: 1,
-  /** Bad usage or input: unknown flag, missing file, wrong extension, bad frame range. */
+  /**
+   * Bad usage or input: unknown flag, missing file, wrong extension, bad frame range, a
+   * scene file that is not a .blend, a scene whose files cannot be found.
+   */
   USAGE: 2,
   /** No daemon answers on the data directory's socket. */
   DAEMON_NOT_RUNNING: 3,
@@ -42,6 +45,9 @@ const BY_CODE: Record<string, ExitCode> = {
   ERR_USAGE: EXIT.USAGE,
   ERR_DECODE: EXIT.USAGE,
   ERR_TOO_LARGE: EXIT.USAGE,
+  // The scene itself is bad input: not a .blend, or files it uses cannot be found.
+  ERR_SCENE_INVALID: EXIT.USAGE,
+  ERR_SCENE_MISSING_ASSET: EXIT.USAGE,
   ERR_DAEMON_NOT_RUNNING: EXIT.DAEMON_NOT_RUNNING,
   ERR_NOT_FOUND: EXIT.NOT_FOUND,
   ERR_NOT_ADMITTED: EXIT.NOT_ADMITTED,

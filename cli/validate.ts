@@ -4,7 +4,7 @@
  * the daemon validates again on its side.
  */
 import { stat } from 'node:fs/promises'
-import { extname, isAbsolute, resolve } from 'node:path'
+import { extname, isAbsolute, relative, resolve } from 'node:path'
 import {
   CAPS,
   type Cap,
@@ -34,6 +34,8 @@ export interface SubmitInput {
   pack?: boolean
   persistent?: boolean
   require?: string[]
+  projectRoot?: string
+  allowMissing?: boolean
 }
 
 export function parseInteger(
@@ -183,6 +185,16 @@ export async function buildSubmitRequest(input: SubmitInput, cwd: string): Promi
   }
   if (input.out !== undefined) req.outDir = resolvePath(cwd, input.out)
   if (input.pack) req.pack = true
+  if (input.projectRoot !== undefined) {
+    const root = resolvePath(cwd, input.projectRoot)
+    const st = await stat(root).catch(() => undefined)
+    if (!st?.isDirectory()) throw new UsageError(`--project-root ${root} is not a folder`)
+    const rel = relative(root, scenePath)
+    if (rel.startsWith('..') || isAbsolute(rel))
+      throw new UsageError(`--project-root ${root} does not hold the scene ${scenePath}`)
+    req.projectRoot = root
+  }
+  if (input.allowMissing) req.allowMissing = true
   if (input.persistent) req.persistent = true
   if (input.require?.length) req.require = parseRequirements(input.require)
   return req

@@ -88,6 +88,16 @@ export function describeJob(ctx: CliContext, j: JobDetail): string {
     `priority   ${j.priority}   chunk ${j.chunkSize}   format ${j.format}${j.video ? `   video ${j.video.codec} (${j.video.state})` : ''}`,
     `eta        ${formatDuration(j.etaMs)}   ${j.framesPerMinute.toFixed(1)} frames/min`,
     ...(j.outDir ? [`output     ${j.outDir}`] : []),
+    ...(j.files
+      ? [
+          `files      ${j.files.count} (${formatBytes(j.files.bytes)})` +
+            (j.files.missing
+              ? c.yellow(
+                  `, ${j.files.missing} missing at submit, rendered without them (--allow-missing)${j.files.missingPaths?.length ? `: ${j.files.missingPaths.slice(0, 5).join(', ')}` : ''}`,
+                )
+              : ''),
+        ]
+      : []),
     '',
   ]
   const frameColor = (s: string) =>

@@ -5,10 +5,11 @@
  * Ctrl-C asks (on a terminal) whether to cancel the job; otherwise the job keeps running.
  */
 import { type Command, Option } from 'commander'
-import type { JobSummary, SubmitRequest, SubmitResponse } from '../../src/api/types.js'
+import type { JobSummary, SubmitPlan, SubmitRequest, SubmitResponse } from '../../src/api/types.js'
 import { OUTPUT_FORMATS, PRIORITY_DEFAULT, VIDEO_CODECS } from '../../src/api/types.js'
 import { type CliContext, printJson, UsageError } from '../context.js'
 import { EXIT } from '../exit-codes.js'
+import { formatBytes, table } from '../format.js'
 import { formatFrames } from '../../src/jobs/frame-spec.js'
 import { action } from '../command.js'
 import { buildSubmitRequest, type SubmitInput } from '../validate.js'
@@ -16,6 +17,7 @@ import { isFinished, JobEndedError, missingOutputs, progressLine, watchJob } fro
 
 export interface SubmitOptions extends Omit<SubmitInput, 'scene'> {
   detach?: boolean
+  dryRun?: boolean
   json?: boolean
   engine?: string
   param?: string[]
@@ -39,11 +41,29 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--priority <n>', `0-100, higher renders first (default ${PRIORITY_DEFAULT})`)
     .option('--name <name>', "job name (default: the scene's file name)")
     .option('--out <dir>', 'output folder (default: next to the scene)')
-    .option('--pack', 'pack external assets (textures, caches) into the scene before sending it')
+    .option(
+      '--project-root <dir>',
+      "the folder the scene's files are sent relative to (default: the scene's folder)",
+    )
+    .option(
+      '--allow-missing',
+      'render even if files the scene uses cannot be found (marked on the job)',
+    )
+    .option(
+      '--dry-run',
+      'list the files the job would carry, their sizes and what would be sent; submit nothing',
+    )
+    .option(
+      '--pack',
+      'pack images, sounds, fonts and libraries into a copy of the scene instead of sending them as files',
+    )
     .option('--persistent', 'keep the job data after it ends, so it can be retried later')
     .option('--require <req>', "renderer requirement, repeatable: 'blender>=3.4'", collect)
     .option('-d, --detach', 'return as soon as the job is announced')
-    .option('--json', 'print JSON (with --detach: { jobId, name, framesTotal, outDir })')
+    .option(
+      '--json',
+      'print JSON (with --detach: { jobId, name, framesTotal, outDir }; with --dry-run: the plan)',
+    )
     // Hidden: for tests and templated engines; the daemon validates both.
     .addOption(new Option('--engine <name>', 'engine name (default: by extension)').hideHelp())
     .addOption(
@@ -58,10 +78,18 @@ Examples:
   rmesh submit shot.blend
   rmesh submit shot.blend --frames 1-250 --chunk 5 --video h264
   rmesh submit shot.blend --frames '1-10,20,30-40' --priority 80 --out /renders/sh010
+  rmesh submit shots/sh010.blend --project-root . --dry-run
   id=$(rmesh submit shot.blend --detach --json | jq -r .jobId)
 
-Exit codes: 0 every frame is in the output folder; 1 the job failed or was canceled;
-2 bad input; 3 no daemon; 130 Ctrl-C (the job keeps running).`,
+Every file the scene uses travels with the job (textures, image sequences, UDIM tiles,
+linked libraries and what they use, caches, fonts, sounds), each sent once: a file a node
+already holds is not sent again. Files outside the project root travel too and are
+remapped on the renderers; the artist's file is never changed. A scene whose files cannot
+be found is refused (exit 2, with where Blender looked) unless --allow-missing.
+
+Exit codes: 0 every frame is in the output folder (--dry-run: it would be accepted);
+1 the job failed or was canceled; 2 bad input (not a .blend, files the scene uses cannot be
+found); 3 no daemon; 130 Ctrl-C (the job keeps running).`,
     )
     .action(action((scene: string, opts: SubmitOptions) => submit(ctx, scene, opts)))
 }
@@ -71,6 +99,7 @@ export async function submit(ctx: CliContext, scene: string, opts: SubmitOptions
   if (opts.engine !== undefined) req.engine = opts.engine
   if (opts.param?.length) req.params = parseParams(opts.param)
   const client = ctx.client()
+  if (opts.dryRun) return dryRun(ctx, await client.planSubmit(req), opts)
   const res = await client.submit(req)
   if (opts.detach) {
     if (opts.json) printJson(ctx, res)
@@ -81,6 +110,45 @@ export async function submit(ctx: CliContext, scene: string, opts: SubmitOptions
     return EXIT.OK
   }
   return follow(ctx, res, opts)
+}
+
+/** `--dry-run`: the files the job would carry and what a submit would store and send. */
+function dryRun(ctx: CliContext, plan: SubmitPlan, opts: SubmitOptions): number {
+  if (opts.json) {
+    printJson(ctx, plan)
+    return plan.missing.length > 0 && !plan.allowMissing ? EXIT.USAGE : EXIT.OK
+  }
+  const t = plan.totals
+  const external = plan.files.filter((f) => f.external).length
+  ctx.print(
+    `${plan.scenePath}: ${t.files} file(s), ${formatBytes(t.bytes)}, relative to ${plan.projectRoot}` +
+      (external ? ` (${external} outside it, ${plan.remapped} reference(s) remapped)` : ''),
+  )
+  ctx.print(
+    table(plan.files, [
+      { header: 'size', get: (f) => formatBytes(f.size), align: 'right' },
+      { header: 'here', get: (f) => (f.stored ? 'stored' : 'new') },
+      { header: 'held by', get: (f) => String(f.holders), align: 'right' },
+      { header: 'kind', get: (f) => f.kind },
+      { header: 'as the scene names it', get: (f) => f.path, max: 60 },
+      { header: 'in the job', get: (f) => f.treePath, max: 60 },
+    ]),
+  )
+  ctx.print(
+    `would store ${formatBytes(t.newBytes)} new on this node; ${formatBytes(t.unsharedBytes)} is held by no other node (sent once, to the first renderer that needs it)`,
+  )
+  if (plan.missing.length > 0) {
+    ctx.print(ctx.color.red(`${plan.missing.length} file(s) cannot be found:`))
+    for (const m of plan.missing)
+      ctx.print(
+        `  ${m.path} (${m.kind} ${JSON.stringify(m.name)}): Blender looked at ${m.lookedAt}`,
+      )
+    if (!plan.allowMissing) {
+      ctx.print('a submit would be refused; fix the paths, or add --allow-missing')
+      return EXIT.USAGE
+    }
+  }
+  return EXIT.OK
 }
 
 /** `k=v` pairs; v is parsed as JSON (numbers, booleans, lists) and kept as a string otherwise. */

@@ -30,7 +30,11 @@ const FIELDS: { key: keyof FormValues; label: string; hint: string }[] = [
   { key: 'format', label: 'Format', hint: 'png, exr, jpeg, … (empty: scene)' },
   { key: 'video', label: 'Video', hint: 'h264, vp9, av1 or empty' },
   { key: 'priority', label: 'Priority', hint: '0-100' },
-  { key: 'pack', label: 'Pack', hint: 'y/n: pack external assets' },
+  {
+    key: 'pack',
+    label: 'Pack',
+    hint: 'y/n: pack assets into the scene (they travel as files otherwise)',
+  },
 ]
 
 /** Completes the last path segment to the longest common prefix of matching entries. */

@@ -38,6 +38,7 @@ import {
   type RetryRequest,
   type RetryResponse,
   type SceneInfo,
+  type SubmitPlan,
   type SubmitRequest,
   type SubmitResponse,
   type TokenInfo,
@@ -106,6 +107,8 @@ export interface ApiClient {
   jobs(o?: CallOptions & { states?: JobState[] }): Promise<JobSummary[]>
   job(jobId: string, o?: CallOptions): Promise<JobDetail>
   submit(req: SubmitRequest, o?: CallOptions): Promise<SubmitResponse>
+  /** What a submit would carry, store and send (`submit --dry-run`); nothing is announced. */
+  planSubmit(req: SubmitRequest, o?: CallOptions): Promise<SubmitPlan>
   inspect(req: InspectRequest, o?: CallOptions): Promise<SceneInfo>
   cancel(jobId: string, o?: CallOptions): Promise<JobSummary>
   retry(jobId: string, req: RetryRequest, o?: CallOptions): Promise<RetryResponse>
@@ -310,6 +313,7 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     },
     job: (id, o) => json('GET', jobPath(id), undefined, o),
     submit: (req, o) => json('POST', `${API_PREFIX}/jobs`, req, o, SUBMIT_TIMEOUT_MS),
+    planSubmit: (req, o) => json('POST', `${API_PREFIX}/jobs/plan`, req, o, SUBMIT_TIMEOUT_MS),
     inspect: (req, o) => json('POST', `${API_PREFIX}/scenes/inspect`, req, o, INSPECT_TIMEOUT_MS),
     cancel: (id, o) => json('POST', jobPath(id, '/cancel'), {}, o),
     retry: (id, req, o) => json('POST', jobPath(id, '/retry'), req, o),

@@ -104,6 +104,9 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
   api.route('POST', '/v1/jobs', (req) =>
     d.jobs.submit(obj(req.body) as unknown as Api.SubmitRequest, req.signal),
   )
+  api.route('POST', '/v1/jobs/plan', (req) =>
+    d.jobs.plan(obj(req.body) as unknown as Api.SubmitRequest, req.signal),
+  )
   api.route('GET', '/v1/jobs/:id', (req) => d.jobs.detail(req.params.id))
   api.route('POST', '/v1/jobs/:id/cancel', (req) => d.jobs.cancel(req.params.id))
   api.route('POST', '/v1/jobs/:id/retry', (req) => {

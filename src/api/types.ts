@@ -188,6 +188,7 @@ export interface PeerInfo {
 //   GET  /v1/jobs                 → JobSummary[]  (newest first; ?state=rendering,queued filters)
 //   GET  /v1/jobs/:id             → JobDetail     (404 ERR_NOT_FOUND)
 //   POST /v1/jobs                 SubmitRequest → SubmitResponse
+//   POST /v1/jobs/plan            SubmitRequest → SubmitPlan (submit --dry-run: nothing is stored)
 //   POST /v1/jobs/:id/cancel      {} → JobSummary (409 when already terminal)
 //   POST /v1/jobs/:id/retry       RetryRequest → RetryResponse
 //   POST /v1/jobs/:id/priority    PriorityRequest → JobSummary
@@ -270,6 +271,14 @@ export interface VideoInfo {
 
 export interface JobDetail extends JobSummary {
   scene: { path: string; name: string; sizeBytes: number }
+  /**
+   * The files that travel with the scene (its file tree), when it has one: how many, their
+   * bytes, and how many were missing at submit (`allowMissing`: rendered without them;
+   * `missingPaths` on the submitter, as the scene names them).
+   */
+  files?: { count: number; bytes: number; missing: number; missingPaths?: string[] }
+  /** Submitted with allowMissing and some files were missing. */
+  allowMissing?: boolean
   engine: string
   format: OutputFormat
   chunkSize: number
@@ -301,8 +310,15 @@ export interface SubmitRequest {
   name?: string
   /** Absolute output folder. Default: `<scene dir>/<scene name>-<jobId prefix>/`. */
   outDir?: string
-  /** Pack external assets into the .blend before import. */
+  /** Pack external assets into the .blend before import (default: they travel as files). */
   pack?: boolean
+  /**
+   * Absolute folder the job's file tree is relative to (default: the scene's folder); files
+   * outside it travel too, under `_external/`. Must hold the scene.
+   */
+  projectRoot?: string
+  /** Render although some files the scene uses cannot be found (marked on the job). */
+  allowMissing?: boolean
   /** Keep the job's blocks after it ends (no GC) so it can be retried later. */
   persistent?: boolean
   /** Requirements on the renderer, e.g. ['blender>=3.4']. */
@@ -311,6 +327,36 @@ export interface SubmitRequest {
   params?: Record<string, string | number | boolean>
   /** Engine name; default by extension ('blender' for .blend). */
   engine?: string
+}
+
+/**
+ * POST /v1/jobs/plan  SubmitRequest → SubmitPlan: `rmesh submit --dry-run`, nothing stored or
+ * announced. `stored`: this node's store already holds the file; `holders`: other peers known
+ * (gossip) to hold it. `newBytes`: what a submit would store; `unsharedBytes`: bytes of files
+ * no other peer is known to hold (what the first renderer would fetch from this node).
+ */
+export interface SubmitPlan {
+  scenePath: string
+  projectRoot: string
+  files: PlanFile[]
+  missing: { path: string; kind: string; name: string; owner: string | null; lookedAt: string }[]
+  remapped: number
+  totals: { files: number; bytes: number; newBytes: number; unsharedBytes: number }
+  allowMissing: boolean
+}
+
+export interface PlanFile {
+  /** The path as the scene names it (the first reference, when several use the file). */
+  path: string
+  kind: string
+  /** Where it goes in the job's file tree. */
+  treePath: string
+  /** The file read. */
+  source: string
+  size: number
+  external: boolean
+  stored: boolean
+  holders: number
 }
 
 export interface SubmitResponse {

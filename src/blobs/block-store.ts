@@ -180,6 +180,16 @@ export interface BlockStore {
   listManifests(): Promise<string[]>
   missingBlocks(manifestCid: string): Promise<string[]>
   pin(owner: string, manifestCid: string): Promise<void>
+  /** Pins several manifests under `owner` with one write (a job's file tree). */
+  pinMany(owner: string, manifestCids: readonly string[]): Promise<void>
+  /**
+   * The manifest `importFile` would store for `path`, computed without writing anything
+   * (what a dry run compares with what is held).
+   */
+  hashFile(
+    path: string,
+    options?: { name?: string; signal?: AbortSignal },
+  ): Promise<{ manifest: string; size: number }>
   /** Remove one pin of `owner`, or all its pins when no manifest is given. */
   unpin(owner: string, manifestCid?: string): Promise<void>
   pinsOf(owner: string): Promise<string[]>
@@ -453,6 +463,42 @@ export function createBlockStore(
         set.add(manifestCid)
         await writePins(owner, [...set])
       })
+    },
+
+    pinMany(owner, manifestCids) {
+      checkOwner(owner)
+      for (const cid of manifestCids) checkCid(cid)
+      return queue.run('pins', async () => {
+        const set = new Set(await readPins(owner))
+        const before = set.size
+        for (const cid of manifestCids) set.add(cid)
+        if (set.size !== before) await writePins(owner, [...set])
+      })
+    },
+
+    async hashFile(path, opts = {}) {
+      const fh = await open(path, 'r').catch((err) => {
+        if (err.code === 'ENOENT') throw new NotFoundError(`file ${path}`)
+        throw new InvalidInputError(`cannot read ${path}: ${err.code ?? err}`)
+      })
+      try {
+        const buf = Buffer.allocUnsafe(blockSize)
+        const blocks: string[] = []
+        let size = 0
+        while (true) {
+          throwIfAborted(opts.signal, 'hash')
+          const n = await readFull(fh, buf)
+          if (n === 0) break
+          blocks.push(cidOf(buf.subarray(0, n)))
+          size += n
+          if (n < blockSize) break
+        }
+        const name = opts.name ?? basename(path)
+        const { cid } = encodeManifest({ name, size, blockSize, blocks })
+        return { manifest: cid, size }
+      } finally {
+        await fh.close().catch(() => undefined)
+      }
     },
 
     unpin(owner, manifestCid) {

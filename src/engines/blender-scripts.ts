@@ -16,42 +16,152 @@ def rmesh_emit(tag, payload=None):
     sys.stdout.write(line + '\n')
     sys.stdout.flush()
 
-def rmesh_external_files():
+def rmesh_each_ref():
+    # Every file reference of the loaded data, linked libraries' data included:
+    # (kind, name, owner library or None, path as stored, mode, setter or None, extra).
+    # mode: file | sequence (frames by the digits of the name) | udim (extra: the image)
+    # | dir (a cache folder, optional) | files (a folder; extra: the file names in it).
     out = []
-    def add(kind, idb, path):
-        if not path or path == '<builtin>':
-            return
-        lib = getattr(idb, 'library', None)
-        absp = os.path.normpath(bpy.path.abspath(path, library=lib))
-        probe = absp.replace('<UDIM>', '1001').replace('<UVTILE>', 'u1_v1')
-        out.append({'kind': kind, 'name': idb.name, 'path': path, 'absPath': absp,
-                    'exists': os.path.exists(probe)})
-    for im in bpy.data.images:
-        if im.source in ('FILE', 'SEQUENCE', 'MOVIE', 'TILED') and im.packed_file is None:
-            add('image', im, im.filepath)
+    def setter(obj, attr):
+        def put(v):
+            setattr(obj, attr, v)
+        return put
     for lib in bpy.data.libraries:
+        # A library's path is relative to the main file, indirect libraries' too.
         if lib.packed_file is None:
-            add('library', lib, lib.filepath)
+            out.append(('library', lib.name, None, lib.filepath, 'file', setter(lib, 'filepath'), None))
+    for im in bpy.data.images:
+        if im.packed_file is None and im.source in ('FILE', 'SEQUENCE', 'MOVIE', 'TILED'):
+            mode = {'SEQUENCE': 'sequence', 'TILED': 'udim'}.get(im.source, 'file')
+            out.append(('image', im.name, im.library, im.filepath, mode, setter(im, 'filepath'), im))
+    for clip in bpy.data.movieclips:
+        mode = 'sequence' if clip.source == 'SEQUENCE' else 'file'
+        out.append(('movieclip', clip.name, clip.library, clip.filepath, mode, setter(clip, 'filepath'), None))
     for snd in bpy.data.sounds:
         if snd.packed_file is None:
-            add('sound', snd, snd.filepath)
-    for clip in bpy.data.movieclips:
-        add('movieclip', clip, clip.filepath)
+            out.append(('sound', snd.name, snd.library, snd.filepath, 'file', setter(snd, 'filepath'), None))
     for font in bpy.data.fonts:
         if font.packed_file is None:
-            add('font', font, font.filepath)
+            out.append(('font', font.name, font.library, font.filepath, 'file', setter(font, 'filepath'), None))
     for vol in getattr(bpy.data, 'volumes', []):
         if vol.packed_file is None:
-            add('volume', vol, vol.filepath)
+            mode = 'sequence' if vol.is_sequence else 'file'
+            out.append(('volume', vol.name, vol.library, vol.filepath, mode, setter(vol, 'filepath'), None))
     for cache in bpy.data.cache_files:
-        add('cache', cache, cache.filepath)
+        mode = 'sequence' if cache.is_sequence else 'file'
+        out.append(('cache', cache.name, cache.library, cache.filepath, mode, setter(cache, 'filepath'), None))
+    blend = os.path.splitext(os.path.basename(bpy.data.filepath))[0]
+    def point_cache(ob, pc):
+        if pc is None:
+            return
+        if pc.use_external:
+            out.append(('pointcache', ob.name, ob.library, pc.filepath, 'dir', setter(pc, 'filepath'), None))
+        elif pc.use_disk_cache:
+            out.append(('pointcache', ob.name, ob.library, '//blendcache_' + blend, 'dir', None, None))
+    for ob in bpy.data.objects:
+        for m in ob.modifiers:
+            if m.type == 'FLUID' and m.fluid_type == 'DOMAIN' and m.domain_settings is not None:
+                ds = m.domain_settings
+                out.append(('fluidcache', ob.name, ob.library, ds.cache_directory, 'dir', setter(ds, 'cache_directory'), None))
+            elif m.type == 'MESH_CACHE':
+                out.append(('meshcache', ob.name, ob.library, m.filepath, 'file', setter(m, 'filepath'), None))
+            elif m.type == 'OCEAN' and getattr(m, 'is_cached', False):
+                out.append(('oceancache', ob.name, ob.library, m.filepath, 'dir', setter(m, 'filepath'), None))
+            elif m.type == 'DYNAMIC_PAINT' and m.canvas_settings is not None:
+                for surf in m.canvas_settings.canvas_surfaces:
+                    point_cache(ob, surf.point_cache)
+            elif hasattr(m, 'point_cache'):
+                point_cache(ob, m.point_cache)
+        for ps in ob.particle_systems:
+            point_cache(ob, ps.point_cache)
+    for sc in bpy.data.scenes:
+        rbw = sc.rigidbody_world
+        if rbw is not None and rbw.point_cache is not None and (rbw.point_cache.use_disk_cache or rbw.point_cache.use_external):
+            pc = rbw.point_cache
+            raw = pc.filepath if pc.use_external else '//blendcache_' + blend
+            out.append(('pointcache', sc.name, sc.library, raw, 'dir', setter(pc, 'filepath') if pc.use_external else None, None))
+        if sc.sequence_editor is not None:
+            for st in sc.sequence_editor.sequences_all:
+                if st.type == 'MOVIE':
+                    out.append(('strip', st.name, sc.library, st.filepath, 'file', setter(st, 'filepath'), None))
+                elif st.type == 'IMAGE':
+                    names = [e.filename for e in st.elements]
+                    out.append(('strip', st.name, sc.library, st.directory, 'files', setter(st, 'directory'), names))
+    for coll in (bpy.data.materials, bpy.data.lights, bpy.data.worlds, bpy.data.node_groups):
+        for idb in coll:
+            nt = idb if coll is bpy.data.node_groups else getattr(idb, 'node_tree', None)
+            if nt is None:
+                continue
+            for n in nt.nodes:
+                if n.bl_idname in ('ShaderNodeTexIES', 'ShaderNodeScript') and getattr(n, 'mode', '') == 'EXTERNAL':
+                    kind = 'ies' if n.bl_idname == 'ShaderNodeTexIES' else 'script'
+                    out.append((kind, idb.name + '/' + n.name, idb.library, n.filepath, 'file', setter(n, 'filepath'), None))
+    return [r for r in out if r[3] and r[3] != '<builtin>']
+
+def rmesh_abs(raw, owner):
+    return os.path.normpath(bpy.path.abspath(raw, library=owner))
+
+def rmesh_ref_key(raw, owner, root):
+    # What the file tree's remap table is keyed by (protocols/file-tree.md), computed the
+    # same way at submit and on the renderer: an absolute path as the scene names it, else
+    # the resolved path relative to the project root.
+    if not raw.startswith('//'):
+        return os.path.normpath(raw)
+    return os.path.relpath(rmesh_abs(raw, owner), root)
+
+def rmesh_remap(o):
+    # The renderer's copy of the paths, pointed into the job's file tree in memory (the
+    # file on disk is never saved): libraries first, each reload bringing its linked data.
+    path = o.get('remapFile')
+    if not path:
+        return
+    with open(path) as f:
+        spec = json.load(f)
+    root = spec['root']
+    table = spec['remap']
+    if not table:
+        return
+    n = 0
+    for _ in range(64):
+        moved = False
+        for lib in list(bpy.data.libraries):
+            t = table.get(rmesh_ref_key(lib.filepath, None, root))
+            if t and rmesh_abs(lib.filepath, None) != os.path.join(root, t):
+                lib.filepath = os.path.join(root, t)
+                lib.reload()
+                n += 1
+                moved = True
+                break
+        if not moved:
+            break
+    for kind, name, owner, raw, mode, put, extra in rmesh_each_ref():
+        if kind == 'library' or put is None:
+            continue
+        t = table.get(rmesh_ref_key(raw, owner, root))
+        if t:
+            put(os.path.join(root, t) + ('/' if mode in ('files', 'dir') else ''))
+            n += 1
+    rmesh_emit('REMAPPED', {'count': n})
+
+def rmesh_external_files():
+    out = []
+    for kind, name, owner, raw, mode, put, extra in rmesh_each_ref():
+        if mode == 'dir':
+            continue
+        absp = rmesh_abs(raw, owner)
+        probe = absp.replace('<UDIM>', '1001').replace('<UVTILE>', 'u1_v1')
+        if mode == 'files':
+            probe = os.path.join(absp, extra[0]) if extra else absp
+        out.append({'kind': kind, 'name': name, 'path': raw, 'absPath': absp,
+                    'exists': os.path.exists(probe)})
     return out
 
 def rmesh_prepare(o):
     # Reaching this line proves the scene loaded: Blender skips --python-expr otherwise.
     rmesh_emit('LOADED')
+    rmesh_remap(o)
     missing = [f for f in rmesh_external_files() if not f['exists']]
-    if missing:
+    if missing and not o.get('allowMissing'):
         rmesh_emit('MISSING', missing)
         raise SystemExit(4)
     scene = bpy.context.scene
@@ -78,22 +188,32 @@ def rmesh_prepare(o):
     return scene
 `
 
-function withOptions(body: string, options: unknown): string {
+export function withOptions(body: string, options: unknown): string {
   return `${PRELUDE}\nRMESH_OPTS = json.loads(${JSON.stringify(JSON.stringify(options ?? {}))})\n${body}`
 }
 
-/** Runs before `-o/-F/-f`: forces the render settings, refuses a scene with missing files. */
-export function renderSetupScript(options: {
+/**
+ * How a render prepares the scene: the overrides, and the job's file tree (`remapFile`, a
+ * JSON `{root, remap: {key: treePath}}` written by the worker; see rmesh_remap).
+ */
+export interface PrepareOptions {
   samples?: number
   resolutionPercentage?: number
-}): string {
+  remapFile?: string
+  /** Render even when files are missing (the job was submitted with allowMissing). */
+  allowMissing?: boolean
+}
+
+/**
+ * Runs before `-o/-F/-f`: remaps the paths into the job's file tree, forces the render
+ * settings, refuses a scene with missing files (unless allowMissing).
+ */
+export function renderSetupScript(options: PrepareOptions): string {
   return withOptions('rmesh_prepare(RMESH_OPTS)\n', options)
 }
 
-export function inspectScript(): string {
-  return withOptions(
-    `
-rmesh_emit('LOADED')
+/** The scene's metadata, emitted as `RMESH_JSON` (Python; the tracer emits it too). */
+export const INSPECT_BODY = `
 scene = bpy.context.scene
 r = scene.render
 files = rmesh_external_files()
@@ -113,9 +233,10 @@ rmesh_emit('JSON', {
     'missingFiles': [f['path'] for f in files if not f['exists']],
     'blenderVersion': bpy.app.version_string,
 })
-`,
-    {},
-  )
+`
+
+export function inspectScript(): string {
+  return withOptions(`rmesh_emit('LOADED')\n${INSPECT_BODY}`, {})
 }
 
 /** Packs every external file into a copy saved at `dest`; the source is left untouched. */
@@ -144,7 +265,7 @@ rmesh_emit('PACKED', {'unpacked': left})
  * answering `RMESH_SAVED {id, frame, path}` per frame and `RMESH_DONE {id}` (or
  * `RMESH_ERROR {id, error}`). EOF on stdin or `{cmd: 'quit'}` ends it.
  */
-export function serverScript(options: { samples?: number; resolutionPercentage?: number }): string {
+export function serverScript(options: PrepareOptions): string {
   return withOptions(
     `
 scene = rmesh_prepare(RMESH_OPTS)

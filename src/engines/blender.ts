@@ -1,6 +1,7 @@
 /**
- * Blender: detection of installed versions, scene inspection, packing, chunk renders
- * (one process per chunk) and the persistent render server (one process per scene).
+ * Blender: detection of installed versions, chunk renders (one process per chunk) and the
+ * engine (inspection, packing and dependency tracing run through blender-run.ts and
+ * blender-deps.ts; the persistent render server is blender-persistent.ts).
  *
  * Invariants:
  *  - Blender always runs with an argv array, `-b` and `--disable-autoexec` (a scene from
@@ -13,32 +14,61 @@
  *    with ERR_SCENE_MISSING_ASSET before any frame is rendered (the artist would
  *    otherwise get pink frames); a file Blender cannot load is ERR_SCENE_INVALID.
  */
-import { mkdir, open, realpath, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, realpath, rm, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type { Logger } from '../util/logger.js'
 import { silentLogger } from '../util/logger.js'
-import { inspectScript, packScript, renderSetupScript, serverScript } from './blender-scripts.js'
-import { frameOutputPath, isValidImage } from './images.js'
-import { findOnPath, type RunningProcess, runCapture, startProcess } from './process.js'
+import { renderSetupScript } from './blender-scripts.js'
+import { frameOutputPath } from './images.js'
+import { findOnPath, runCapture, startProcess } from './process.js'
 import {
+  type DependencyTrace,
   type Engine,
   EngineError,
   type EngineVersion,
-  OUTPUT_FORMATS,
-  type OutputFormat,
   type RenderHooks,
-  type RenderOutput,
-  type RenderProgress,
   type RenderResult,
   type RenderTask,
   type SceneInfo,
   type ValidatedParams,
 } from './types.js'
 import { compareVersions } from './version.js'
+import { traceDependencies } from './blender-deps.js'
+import {
+  checkBlendHeader,
+  collectOutputs,
+  DEFAULT_CHUNK_TIMEOUT_MS,
+  frameSpec,
+  inspectScene,
+  missingAssetError,
+  notLoadedError,
+  packScene,
+  parseMarker,
+  progressForwarder,
+  spawnError,
+  validateFormat,
+  validateFrames,
+  validateOverrides,
+} from './blender-run.js'
+import { createPersistentBlender, type PersistentBlender } from './blender-persistent.js'
 
-export const MAX_FRAME = 1_048_574
-const DEFAULT_CHUNK_TIMEOUT_MS = 60 * 60_000
-const DEFAULT_INSPECT_TIMEOUT_MS = 120_000
+export {
+  checkBlendHeader,
+  frameSpec,
+  inspectScene,
+  MAX_FRAME,
+  packScene,
+  parseBlenderLine,
+  runScript,
+  validateFormat,
+  validateFrames,
+} from './blender-run.js'
+export {
+  createPersistentBlender,
+  type PersistentBlender,
+  type PersistentBlenderOptions,
+  type PersistentRenderRequest,
+} from './blender-persistent.js'
 
 // ---------------------------------------------------------------------------------------
 // Detection
@@ -81,289 +111,6 @@ export async function detectBlender(
   return out.sort((a, b) => compareVersions(b.version, a.version))
 }
 
-// ---------------------------------------------------------------------------------------
-// Scene files
-
-const BLEND_MAGICS: number[][] = [
-  [...'BLENDER'].map((c) => c.charCodeAt(0)),
-  [0x1f, 0x8b], // gzip-compressed .blend (Blender < 3.0)
-  [0x28, 0xb5, 0x2f, 0xfd], // zstd-compressed .blend (Blender >= 3.0)
-]
-
-/** Refuses, before launching Blender, anything that is not a .blend file. */
-export async function checkBlendHeader(scenePath: string): Promise<void> {
-  let head: Uint8Array
-  try {
-    const fh = await open(scenePath, 'r')
-    try {
-      head = new Uint8Array(12)
-      const { bytesRead } = await fh.read(head, 0, 12, 0)
-      head = head.subarray(0, bytesRead)
-    } finally {
-      await fh.close()
-    }
-  } catch (err) {
-    throw new EngineError('ERR_SCENE_INVALID', `cannot read scene ${scenePath}: check the path`, {
-      cause: err,
-      details: { scenePath },
-    })
-  }
-  if (!BLEND_MAGICS.some((m) => m.every((b, i) => head[i] === b))) {
-    throw new EngineError(
-      'ERR_SCENE_INVALID',
-      `${scenePath} is not a Blender file (no .blend header): submit the .blend saved by Blender`,
-      { details: { scenePath } },
-    )
-  }
-}
-
-const MARKER = /^RMESH_([A-Z]+)(?: (.*))?$/
-
-function parseMarker(line: string): { tag: string; payload: unknown } | undefined {
-  const m = MARKER.exec(line)
-  if (!m) return undefined
-  let payload: unknown
-  if (m[2] !== undefined) {
-    try {
-      payload = JSON.parse(m[2])
-    } catch {
-      return undefined
-    }
-  }
-  return { tag: m[1], payload }
-}
-
-function missingAssetError(scenePath: string, missing: unknown): EngineError {
-  const list = Array.isArray(missing) ? missing : []
-  const paths = list.map((f) => (f as { path?: string }).path).filter(Boolean)
-  return new EngineError(
-    'ERR_SCENE_MISSING_ASSET',
-    `${scenePath} uses ${paths.length} file(s) that do not exist: ${paths.join(', ')}. ` +
-      'Put them next to the scene, or submit with --pack from the machine that has them',
-    { details: { scenePath, missing: list } },
-  )
-}
-
-function notLoadedError(scenePath: string, tail: string[]): EngineError {
-  return new EngineError(
-    'ERR_SCENE_INVALID',
-    `Blender could not load ${scenePath} (corrupt or truncated .blend?): re-save it in Blender`,
-    { details: { scenePath, logTail: tail } },
-  )
-}
-
-function spawnError(file: string, err: Error): EngineError {
-  return new EngineError(
-    'ERR_ENGINE_NOT_FOUND',
-    `cannot run ${file}: install it or configure its path`,
-    {
-      cause: err,
-      details: { file },
-    },
-  )
-}
-
-interface ScriptRun {
-  markers: Map<string, unknown>
-  outcome: Awaited<RunningProcess['done']>
-}
-
-async function runScript(
-  blender: string,
-  scenePath: string,
-  script: string,
-  options: { signal?: AbortSignal; timeoutMs?: number; logPath?: string },
-): Promise<ScriptRun> {
-  await checkBlendHeader(scenePath)
-  const markers = new Map<string, unknown>()
-  const p = startProcess({
-    file: blender,
-    args: [
-      '-b',
-      '--disable-autoexec',
-      '--python-exit-code',
-      '3',
-      scenePath,
-      '--python-expr',
-      script,
-    ],
-    signal: options.signal,
-    timeoutMs: options.timeoutMs ?? DEFAULT_INSPECT_TIMEOUT_MS,
-    logPath: options.logPath,
-    onLine: (line) => {
-      const m = parseMarker(line)
-      if (m) markers.set(m.tag, m.payload)
-    },
-  })
-  const outcome = await p.done
-  if (outcome.spawnError) throw spawnError(blender, outcome.spawnError)
-  if (outcome.canceled) throw new EngineError('ERR_RENDER_CANCELED', 'Blender was canceled')
-  if (outcome.timedOut) {
-    throw new EngineError('ERR_RENDER_TIMEOUT', `Blender did not finish on ${scenePath} in time`)
-  }
-  if (!markers.has('LOADED')) throw notLoadedError(scenePath, outcome.tail)
-  if (markers.has('MISSING')) throw missingAssetError(scenePath, markers.get('MISSING'))
-  return { markers, outcome }
-}
-
-/** Reads a scene's metadata with Blender in the background. */
-export async function inspectScene(
-  blender: string,
-  scenePath: string,
-  options: { signal?: AbortSignal; timeoutMs?: number } = {},
-): Promise<SceneInfo> {
-  const { markers, outcome } = await runScript(
-    blender,
-    resolve(scenePath),
-    inspectScript(),
-    options,
-  )
-  const info = markers.get('JSON') as SceneInfo | undefined
-  if (!info || typeof info !== 'object') {
-    throw new EngineError('ERR_SCENE_INVALID', `Blender gave no metadata for ${scenePath}`, {
-      details: { logTail: outcome.tail },
-    })
-  }
-  return info
-}
-
-/**
- * Packs every external file of `src` into a copy at `dest` with Blender's own packing.
- * Fails with ERR_SCENE_MISSING_ASSET when a referenced file does not exist.
- */
-export async function packScene(
-  blender: string,
-  src: string,
-  dest: string,
-  options: { signal?: AbortSignal; timeoutMs?: number } = {},
-): Promise<{ dest: string; unpacked: string[] }> {
-  const absDest = resolve(dest)
-  const { markers, outcome } = await runScript(blender, resolve(src), packScript(absDest), options)
-  const packed = markers.get('PACKED') as { unpacked?: { path: string }[] } | undefined
-  if (!packed || !(await isFile(absDest))) {
-    throw new EngineError('ERR_RENDER_FAILED', `Blender could not pack ${src} into ${dest}`, {
-      details: { logTail: outcome.tail },
-    })
-  }
-  return { dest: absDest, unpacked: (packed.unpacked ?? []).map((f) => f.path) }
-}
-
-async function isFile(p: string): Promise<boolean> {
-  try {
-    return (await stat(p)).isFile()
-  } catch {
-    return false
-  }
-}
-
-// ---------------------------------------------------------------------------------------
-// Progress
-
-const MEM_UNITS: Record<string, number> = { K: 2 ** 10, M: 2 ** 20, G: 2 ** 30 }
-
-/** What one line of Blender's render output says, if anything. */
-export function parseBlenderLine(
-  line: string,
-): (Partial<RenderProgress> & { saved?: string }) | undefined {
-  const saved = /^Saved: '(.*)'/.exec(line)
-  if (saved) return { saved: saved[1], message: 'saved' }
-  const fra = /^Fra:(\d+)\b/.exec(line)
-  if (!fra) return undefined
-  const out: Partial<RenderProgress> = { frame: Number(fra[1]) }
-  const mem = /\bMem:([\d.]+)([KMG])/.exec(line)
-  if (mem) out.memory = Math.round(Number(mem[1]) * MEM_UNITS[mem[2]])
-  const sample = /\bSample (\d+)\/(\d+)/.exec(line)
-  if (sample) {
-    const done = Number(sample[1])
-    const total = Number(sample[2])
-    out.samples = { done, total }
-    if (total > 0) out.fraction = Math.min(1, done / total)
-  }
-  const parts = line.split('|')
-  out.message = parts[parts.length - 1].trim()
-  return out
-}
-
-// ---------------------------------------------------------------------------------------
-// Chunk render
-
-export function validateFrames(frames: unknown): number[] {
-  if (!Array.isArray(frames) || frames.length === 0) {
-    throw new EngineError('ERR_ENGINE_PARAMS', 'a render needs at least one frame')
-  }
-  for (const f of frames) {
-    if (!Number.isInteger(f) || f < 0 || f > MAX_FRAME) {
-      throw new EngineError('ERR_ENGINE_PARAMS', `frame ${String(f)} is not in 0..${MAX_FRAME}`)
-    }
-  }
-  return [...new Set(frames as number[])].sort((a, b) => a - b)
-}
-
-export function validateFormat(format: unknown): OutputFormat {
-  if (!OUTPUT_FORMATS.includes(format as OutputFormat)) {
-    throw new EngineError(
-      'ERR_ENGINE_PARAMS',
-      `output format ${String(format)} is not one of ${OUTPUT_FORMATS.join(', ')}`,
-    )
-  }
-  return format as OutputFormat
-}
-
-function validateOverrides(task: Pick<RenderTask, 'samples' | 'resolutionPercentage'>): void {
-  if (
-    task.samples !== undefined &&
-    (!Number.isInteger(task.samples) || task.samples < 1 || task.samples > 1 << 24)
-  ) {
-    throw new EngineError('ERR_ENGINE_PARAMS', `samples ${task.samples} is not a positive integer`)
-  }
-  const pct = task.resolutionPercentage
-  if (pct !== undefined && (!Number.isInteger(pct) || pct < 1 || pct > 1000)) {
-    throw new EngineError('ERR_ENGINE_PARAMS', `resolution percentage ${pct} is not in 1..1000`)
-  }
-}
-
-/** `[1,2,3,7]` → `1..3,7` (Blender's -f syntax). */
-export function frameSpec(frames: number[]): string {
-  const parts: string[] = []
-  let i = 0
-  while (i < frames.length) {
-    let j = i
-    while (j + 1 < frames.length && frames[j + 1] === frames[j] + 1) j++
-    parts.push(j > i ? `${frames[i]}..${frames[j]}` : `${frames[i]}`)
-    i = j + 1
-  }
-  return parts.join(',')
-}
-
-function progressForwarder(
-  hooks: Pick<RenderHooks, 'onProgress' | 'onLog'>,
-  fallbackFrame: () => number,
-) {
-  return (line: string) => {
-    hooks.onLog?.(line)
-    if (!hooks.onProgress) return
-    const p = parseBlenderLine(line)
-    if (!p) return
-    const frame = p.frame ?? fallbackFrame()
-    hooks.onProgress({ ...p, frame, message: p.saved ? `saved ${p.saved}` : (p.message ?? '') })
-  }
-}
-
-async function collectOutputs(
-  workDir: string,
-  frames: number[],
-  format: OutputFormat,
-): Promise<{ outputs: RenderOutput[]; bad: number[] }> {
-  const outputs: RenderOutput[] = []
-  const bad: number[] = []
-  for (const frame of frames) {
-    const path = frameOutputPath(workDir, frame, format)
-    if (await isValidImage(path, format)) outputs.push({ frame, path })
-    else bad.push(frame)
-  }
-  return { outputs, bad }
-}
-
 export interface ChunkRenderOptions {
   blender: string
   timeoutMs?: number
@@ -392,7 +139,11 @@ export async function renderChunk(
     '3',
     scenePath,
     '--python-expr',
-    renderSetupScript({ samples: task.samples, resolutionPercentage: task.resolutionPercentage }),
+    renderSetupScript({
+      samples: task.samples,
+      resolutionPercentage: task.resolutionPercentage,
+      ...task.tree,
+    }),
     '-o',
     join(workDir, 'frame_#####'),
     '-F',
@@ -454,239 +205,6 @@ export async function renderChunk(
 }
 
 // ---------------------------------------------------------------------------------------
-// Persistent mode
-
-export interface PersistentBlenderOptions {
-  blender: string
-  samples?: number
-  resolutionPercentage?: number
-  /** The whole life of the process is logged here. */
-  logPath: string
-  /** Time allowed to load the scene. */
-  startTimeoutMs?: number
-  /** Default per-request timeout. */
-  timeoutMs?: number
-  signal?: AbortSignal
-  onSpawn?(pid: number): void
-  logger?: Logger
-}
-
-export interface PersistentRenderRequest {
-  frames: number[]
-  workDir: string
-  format: OutputFormat
-  timeoutMs?: number
-}
-
-export interface PersistentBlender {
-  readonly pid: number | undefined
-  readonly scenePath: string
-  /** False once the process has exited (after close, cancel, timeout or a crash). */
-  alive(): boolean
-  /** Renders frames in the loaded scene; one request at a time (later calls queue). */
-  render(req: PersistentRenderRequest, hooks: RenderHooks): Promise<RenderResult>
-  close(): Promise<void>
-}
-
-interface PendingRequest {
-  id: number
-  onMarker(tag: string, payload: Record<string, unknown>): void
-  onLine(line: string): void
-  onExit(): void
-}
-
-/**
- * Starts one Blender that loads `scenePath` once and renders frames on request. Resolves
- * when the scene is loaded and ready; a cancel or timeout of a request kills the process
- * (the caller starts a new one), exactly as a chunk render would.
- */
-export async function createPersistentBlender(
-  scenePath: string,
-  options: PersistentBlenderOptions,
-): Promise<PersistentBlender> {
-  validateOverrides(options)
-  const absScene = resolve(scenePath)
-  await checkBlendHeader(absScene)
-  const logger = options.logger ?? silentLogger
-  const markers = new Map<string, unknown>()
-  let pending: PendingRequest | undefined
-  let exited = false
-  let onReady: ((ok: boolean) => void) | undefined
-  const ready = new Promise<boolean>((r) => {
-    onReady = r
-  })
-  const proc = startProcess({
-    file: options.blender,
-    args: [
-      '-b',
-      '--disable-autoexec',
-      '--python-exit-code',
-      '3',
-      absScene,
-      '--python-expr',
-      serverScript({
-        samples: options.samples,
-        resolutionPercentage: options.resolutionPercentage,
-      }),
-    ],
-    stdin: true,
-    signal: options.signal,
-    logPath: options.logPath,
-    onSpawn: options.onSpawn,
-    onLine: (line) => {
-      const m = parseMarker(line)
-      if (m) {
-        markers.set(m.tag, m.payload)
-        if (m.tag === 'READY') onReady?.(true)
-        else if (pending && m.payload && typeof m.payload === 'object') {
-          pending.onMarker(m.tag, m.payload as Record<string, unknown>)
-        }
-        return
-      }
-      pending?.onLine(line)
-    },
-  })
-  void proc.done.then(() => {
-    exited = true
-    onReady?.(false)
-    pending?.onExit()
-  })
-  const startTimer = setTimeout(
-    () => proc.kill(),
-    options.startTimeoutMs ?? DEFAULT_INSPECT_TIMEOUT_MS,
-  )
-  const ok = await ready
-  clearTimeout(startTimer)
-  if (!ok) {
-    const outcome = await proc.done
-    if (outcome.spawnError) throw spawnError(options.blender, outcome.spawnError)
-    if (!markers.has('LOADED')) throw notLoadedError(absScene, outcome.tail)
-    if (markers.has('MISSING')) throw missingAssetError(absScene, markers.get('MISSING'))
-    if (options.signal?.aborted)
-      throw new EngineError('ERR_RENDER_CANCELED', 'persistent Blender canceled')
-    throw new EngineError('ERR_RENDER_FAILED', `persistent Blender did not start on ${absScene}`, {
-      details: { logTail: outcome.tail },
-    })
-  }
-  logger.debug('persistent blender ready', { scenePath: absScene, pid: proc.pid })
-
-  let nextId = 1
-  let queue: Promise<unknown> = Promise.resolve()
-
-  const renderOne = async (
-    req: PersistentRenderRequest,
-    hooks: RenderHooks,
-  ): Promise<RenderResult> => {
-    const frames = validateFrames(req.frames)
-    const format = validateFormat(req.format)
-    if (exited) throw new EngineError('ERR_RENDER_FAILED', 'the persistent Blender has exited')
-    if (hooks.signal.aborted) throw new EngineError('ERR_RENDER_CANCELED', 'render canceled')
-    const workDir = resolve(req.workDir)
-    await mkdir(workDir, { recursive: true })
-    for (const f of frames) await rm(frameOutputPath(workDir, f, format), { force: true })
-    const logPath = join(workDir, `blender-${frames[0]}-${frames[frames.length - 1]}.log`)
-    const chunkLog: string[] = []
-    const id = nextId++
-    let lastFrame = frames[0]
-    const forward = progressForwarder(hooks, () => lastFrame)
-    const started = performance.now()
-    const timeoutMs = req.timeoutMs ?? options.timeoutMs ?? DEFAULT_CHUNK_TIMEOUT_MS
-    let timedOut = false
-    const result = await new Promise<{ error?: string; exited?: boolean }>((resolveReq) => {
-      const finish = (r: { error?: string; exited?: boolean }) => {
-        clearTimeout(timer)
-        hooks.signal.removeEventListener('abort', onAbort)
-        pending = undefined
-        resolveReq(r)
-      }
-      const onAbort = () => proc.kill()
-      const timer = setTimeout(() => {
-        timedOut = true
-        proc.kill()
-      }, timeoutMs)
-      hooks.signal.addEventListener('abort', onAbort, { once: true })
-      pending = {
-        id,
-        onLine: (line) => {
-          chunkLog.push(line)
-          const fra = /^Fra:(\d+)/.exec(line)
-          if (fra) lastFrame = Number(fra[1])
-          forward(line)
-        },
-        onMarker: (tag, payload) => {
-          if (payload.id !== id) return
-          if (tag === 'SAVED') {
-            chunkLog.push(`Saved: '${String(payload.path)}'`)
-            hooks.onProgress?.({
-              frame: Number(payload.frame),
-              fraction: 1,
-              message: `saved ${String(payload.path)}`,
-            })
-          } else if (tag === 'DONE') finish({})
-          else if (tag === 'ERROR') finish({ error: String(payload.error) })
-        },
-        onExit: () => finish({ exited: true }),
-      }
-      proc.write(`${JSON.stringify({ id, frames, out: join(workDir, 'frame_#####'), format })}\n`)
-    })
-    await writeFile(logPath, `${chunkLog.join('\n')}\n`)
-    const renderMs = performance.now() - started
-    const details = { scenePath: absScene, frames, logPath, logTail: chunkLog.slice(-30) }
-    if (hooks.signal.aborted)
-      throw new EngineError('ERR_RENDER_CANCELED', 'render canceled', { details })
-    if (timedOut) {
-      throw new EngineError(
-        'ERR_RENDER_TIMEOUT',
-        `render of frames ${frameSpec(frames)} took over ${timeoutMs} ms`,
-        {
-          details,
-        },
-      )
-    }
-    if (result.exited) {
-      throw new EngineError(
-        'ERR_RENDER_FAILED',
-        'the persistent Blender exited during the render',
-        { details },
-      )
-    }
-    if (result.error) {
-      throw new EngineError('ERR_RENDER_FAILED', `Blender failed: ${result.error}`, { details })
-    }
-    const { outputs, bad } = await collectOutputs(workDir, frames, format)
-    if (bad.length > 0) {
-      throw new EngineError(
-        'ERR_RENDER_FAILED',
-        `frame(s) ${frameSpec(bad)} missing or invalid: see ${logPath}`,
-        {
-          details: { ...details, badFrames: bad },
-        },
-      )
-    }
-    return { outputs, logPath, renderMs }
-  }
-
-  return {
-    pid: proc.pid,
-    scenePath: absScene,
-    alive: () => !exited,
-    render(req, hooks) {
-      const run = queue.then(() => renderOne(req, hooks))
-      queue = run.catch(() => undefined)
-      return run
-    },
-    async close() {
-      if (!exited) {
-        proc.write(`${JSON.stringify({ cmd: 'quit' })}\n`)
-        const t = setTimeout(() => proc.kill(), 2_000)
-        await proc.done
-        clearTimeout(t)
-      }
-    },
-  }
-}
-
-// ---------------------------------------------------------------------------------------
 // The engine
 
 export interface BlenderEngineOptions {
@@ -706,6 +224,10 @@ export interface BlenderEngine extends Engine {
     dest: string,
     options: { signal: AbortSignal },
   ): Promise<{ dest: string; unpacked: string[] }>
+  traceDependencies(
+    scenePath: string,
+    options: { root: string; signal: AbortSignal },
+  ): Promise<DependencyTrace>
   /** The executable for `version` (default: the newest installed). */
   executable(version?: string): Promise<string>
   close(): Promise<void>
@@ -740,6 +262,8 @@ export function createBlenderEngine(options: BlenderEngineOptions = {}): Blender
       resolve(task.scenePath),
       task.samples,
       task.resolutionPercentage,
+      task.tree?.remapFile,
+      task.tree?.allowMissing,
     ])
     const existing = persistent.get(key)
     if (existing) {
@@ -757,6 +281,7 @@ export function createBlenderEngine(options: BlenderEngineOptions = {}): Blender
       blender,
       samples: task.samples,
       resolutionPercentage: task.resolutionPercentage,
+      ...task.tree,
       logPath: join(resolve(task.workDir), 'blender-persistent.log'),
       timeoutMs: options.timeoutMs,
       onSpawn: undefined,
@@ -776,6 +301,9 @@ export function createBlenderEngine(options: BlenderEngineOptions = {}): Blender
     },
     async packScene(src, dest, o) {
       return packScene(await executable(), src, dest, { signal: o.signal })
+    },
+    async traceDependencies(scenePath, o) {
+      return traceDependencies(await executable(), scenePath, o)
     },
     validate(params: unknown): ValidatedParams {
       if (params === undefined || params === null) return {}

@@ -71,6 +71,35 @@ export interface ExternalFile {
   exists: boolean
 }
 
+/** One file reference of a scene (or of a library it links), as its dependency tracer saw it. */
+export interface DependencyRef {
+  kind: string
+  /** The data-block that names the file (display). */
+  name: string
+  /** The library the data-block comes from, as the scene names it; null: the scene itself. */
+  owner: string | null
+  /** The path as stored (`//tex/a.png`, `/abs/b.exr`, `//seq/f_0001.png`, `//tex/t.<UDIM>.png`). */
+  path: string
+  /** Where Blender looks: resolved against the scene (or the owning library), normalized. */
+  absPath: string
+  /** The remap key (protocols/file-tree.md), computed by Blender's Python. */
+  key: string
+  /** file | sequence | udim | dir (an optional cache folder) | files (a folder's listed files). */
+  mode: 'file' | 'sequence' | 'udim' | 'dir' | 'files'
+  /** The files found, absolute (lexical: as Blender resolves them). */
+  files: string[]
+  /** The files Blender would look for and that do not exist. */
+  missing: string[]
+}
+
+export interface DependencyTrace {
+  /** The scene, absolute. */
+  scene: string
+  refs: DependencyRef[]
+  /** The scene's metadata, read by the same Blender run when the engine can. */
+  info?: SceneInfo
+}
+
 export interface SceneInfo {
   sceneName: string
   frameStart: number
@@ -111,6 +140,11 @@ export interface RenderTask {
   timeoutMs?: number
   /** Identifies the job, for engines whose output depends on it (the test engine). */
   jobId?: string
+  /**
+   * The scene lies in the job's file tree: `remapFile` says where its references outside
+   * the tree point instead; `allowMissing` renders although some files are missing.
+   */
+  tree?: { remapFile?: string; allowMissing?: boolean }
 }
 
 export interface RenderProgress {
@@ -147,6 +181,11 @@ export interface Engine {
   readonly name: string
   detect(): Promise<EngineVersion[]>
   inspect?(scenePath: string, options: { signal: AbortSignal }): Promise<SceneInfo>
+  /** Every file the scene needs (recursive through linked libraries), `root` its project root. */
+  traceDependencies?(
+    scenePath: string,
+    options: { root: string; signal: AbortSignal },
+  ): Promise<DependencyTrace>
   validate(params: unknown): ValidatedParams
   render(task: RenderTask, hooks: RenderHooks): Promise<RenderResult>
   /** Releases long-lived processes (persistent mode). */

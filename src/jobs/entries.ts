@@ -50,6 +50,7 @@ export const LIMITS = {
   maxFailuresLimit: 100,
   maxRejectReason: 500,
   maxAbortReason: 500,
+  maxTreeFiles: 100_000,
 } as const
 
 /** Flamenco's defaults: a node failing 3 chunks of a job is blocklisted; a chunk failing on 3 nodes fails the job. */
@@ -69,6 +70,12 @@ export interface AnnounceBody {
   name: string
   submitter: PeerIdString
   scene: { manifest: string; name: string; size: number }
+  /**
+   * The scene's files (protocols/file-tree.md): `tree` is the manifest of the tree document,
+   * `count`/`size` its files and their bytes, `missing` how many referenced files were
+   * missing at submit (only with allowMissing; the renderer then renders without them).
+   */
+  files?: { tree: string; count: number; size: number; missing?: number }
   engine: { name: string; version?: string }
   frames: number[]
   chunkSize: number
@@ -240,6 +247,15 @@ function announce(b: Record<string, unknown>): AnnounceBody {
   }
   const req = obj(b.requirements ?? {}, 'requirements')
   const limits = obj(b.limits ?? {}, 'limits')
+  const files = optional(b.files, (x) => {
+    const f = obj(x, 'files')
+    return compact({
+      tree: cid(f.tree, 'files.tree'),
+      count: int(f.count, 'files.count', 1, LIMITS.maxTreeFiles),
+      size: int(f.size, 'files.size', 0, Number.MAX_SAFE_INTEGER),
+      missing: optional(f.missing, (m) => int(m, 'files.missing', 1, LIMITS.maxTreeFiles)),
+    })
+  })
   const persistent = optional(b.persistent, (p) =>
     typeof p === 'boolean' ? p : fail('persistent: not a boolean'),
   )
@@ -252,6 +268,7 @@ function announce(b: Record<string, unknown>): AnnounceBody {
       name: str(scene.name, 'scene.name', LIMITS.maxName, 1),
       size: int(scene.size, 'scene.size', 0, Number.MAX_SAFE_INTEGER),
     },
+    files,
     engine: compact({ name: engineName, version }),
     frames,
     chunkSize: int(b.chunkSize, 'chunkSize', 1, LIMITS.maxChunkSize),

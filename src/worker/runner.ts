@@ -35,6 +35,7 @@ import {
 import { raceSignal } from '../util/abort.js'
 import { describeError, isRmeshError, RmeshError } from '../util/errors.js'
 import type { Logger } from '../util/logger.js'
+import { createTreeLayout } from './tree.js'
 
 export const VIDEO_FRAME = -1
 
@@ -94,11 +95,26 @@ export function scenePinOwner(jobId: string): string {
   return `${SCENE_PIN_PREFIX}${jobId}`
 }
 
+/**
+ * A job's files (its tree's manifests): apart from the scene pins, so a node does not
+ * provide every texture in the DHT at start (holders are the submitter and gossip).
+ */
+export function filesPinOwner(jobId: string): string {
+  return `job-files/${jobId}`
+}
+
+/** Where a job's scene is on this node, and how its paths are remapped (a file tree). */
+interface SceneHandle {
+  scenePath: string
+  tree?: { remapFile?: string; allowMissing: boolean }
+}
+
 export function createWorker(c: WorkerComponents): Required<ChunkRunner> & {
   forgetJob(jobId: string): Promise<void>
   clearScratch(): Promise<void>
 } {
-  const scenes = new Map<string, { promise: Promise<string>; ctl: AbortController }>()
+  const scenes = new Map<string, { promise: Promise<SceneHandle>; ctl: AbortController }>()
+  const trees = createTreeLayout(c)
 
   const providersFor = (
     manifest: string,
@@ -113,15 +129,32 @@ export function createWorker(c: WorkerComponents): Required<ChunkRunner> & {
    * The fetch is shared, so it has its own signal (aborted by forgetJob): one chunk's lost
    * lease must not fail another chunk's fetch; an aborted chunk only stops waiting.
    */
-  const sceneFor = (task: ChunkTask, signal: AbortSignal): Promise<string> =>
+  const sceneFor = (task: ChunkTask, signal: AbortSignal): Promise<SceneHandle> =>
     raceSignal(sharedScene(task), signal, 'scene fetch')
 
-  const sharedScene = (task: ChunkTask): Promise<string> => {
+  const sharedScene = (task: ChunkTask): Promise<SceneHandle> => {
     let shared = scenes.get(task.jobId)
     if (!shared) {
       const ctl = new AbortController()
       const fetchSignal = ctl.signal
-      const p = (async () => {
+      const p = (async (): Promise<SceneHandle> => {
+        if (task.job.files) {
+          // The scene with its files: the tree, laid out from the block store.
+          await c.blocks.pinMany(scenePinOwner(task.jobId), [
+            task.job.scene.manifest,
+            task.job.files.tree,
+          ])
+          const t = await trees.layout(
+            task.jobId,
+            task.job,
+            (ms) => c.blocks.pinMany(filesPinOwner(task.jobId), ms),
+            fetchSignal,
+          )
+          return {
+            scenePath: t.scenePath,
+            tree: { remapFile: t.remapFile, allowMissing: t.allowMissing },
+          }
+        }
         const { manifest, name } = task.job.scene
         if ((await c.blocks.missingBlocks(manifest).catch(() => ['?'])).length > 0) {
           const fetch = (providers: string[]) =>
@@ -146,7 +179,7 @@ export function createWorker(c: WorkerComponents): Required<ChunkRunner> & {
         await mkdir(dir, { recursive: true })
         const path = join(dir, safeFileName(name, 'scene.blend'))
         await c.blocks.exportFile(manifest, path, { signal: fetchSignal, scratch: true })
-        return path
+        return { scenePath: path }
       })()
       const entry = { promise: p, ctl }
       shared = entry
@@ -191,9 +224,9 @@ export function createWorker(c: WorkerComponents): Required<ChunkRunner> & {
     if (!engine)
       throw new ChunkFailedError(`engine ${task.job.engine.name} is not installed on this node`)
     const startedAt = performance.now()
-    let scenePath: string
+    let scene: SceneHandle
     try {
-      scenePath = await sceneFor(task, signal)
+      scene = await sceneFor(task, signal)
     } catch (err) {
       if (signal.aborted) throw err
       throw unavailableOr(err, `could not fetch the scene: ${describeError(err)}`)
@@ -214,7 +247,8 @@ export function createWorker(c: WorkerComponents): Required<ChunkRunner> & {
       const params = engine.validate(task.job.params)
       const result = await engine.render(
         {
-          scenePath,
+          scenePath: scene.scenePath,
+          ...(scene.tree ? { tree: scene.tree } : {}),
           frames: [...task.frames],
           workDir,
           format: task.job.output.format,
@@ -357,6 +391,7 @@ export function createWorker(c: WorkerComponents): Required<ChunkRunner> & {
       scenes.get(jobId)?.ctl.abort()
       scenes.delete(jobId)
       await rm(join(c.workRoot, jobId), { recursive: true, force: true }).catch(() => {})
+      await trees.prune()
     },
   }
 }

@@ -10,10 +10,13 @@
  *    those leases in its presence;
  *  - bogusComplete: a complete entry for a chunk it holds, naming a manifest whose blocks
  *    nobody has; with `wrongBytes`, it then serves bytes that fail the hash check for
- *    every CID it is asked for on the blocks protocol.
+ *    every CID it is asked for on the blocks protocol;
+ *  - hostileTree: announce a job whose file tree (protocols/file-tree.md) is any document
+ *    it likes, and serve that document's manifest and block (valid bytes, hostile paths).
  * Invariants: it runs in the test process on 127.0.0.1 only; every attack is bounded in
  * count and time; stop() closes libp2p and LevelDB.
  */
+import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -36,6 +39,8 @@ import {
   MAX_REQUEST_BYTES,
 } from '../../src/blobs/wire.js'
 import { HAVE_TOPIC } from '../../src/blobs/providers.js'
+import { encodeManifest } from '../../src/blobs/manifest.js'
+import { newJobId } from '../../src/jobs/entries.js'
 import { capabilityFor } from '../../src/daemon.js'
 import { createEntry } from '../../src/log/entry.js'
 import { createLogManager, type LogManager } from '../../src/log/log.js'
@@ -86,6 +91,8 @@ export interface HostilePeer {
   claimAll(jobId: string): Promise<LeaseRef[]>
   /** Complete a held chunk with a manifest nobody can serve (or, wrongBytes, that it serves garbage for). */
   bogusComplete(jobId: string, chunk: number, o?: { wrongBytes?: boolean }): Promise<void>
+  /** Announce a test-engine job whose file tree document is `doc` (served by it); the job id. */
+  hostileTree(doc: unknown): Promise<string>
   /** Requests it answered with wrong bytes. */
   wrongBytesServed(): number
   stop(): Promise<void>
@@ -202,25 +209,40 @@ export async function startHostilePeer(o: {
 
   let wrongServed = 0
   let servingWrong = false
-  /** Answer every block request with bytes that are not the block (the hash check fails). */
-  const serveWrongBytes = async () => {
-    if (servingWrong) return
-    servingWrong = true
+  /** CID → the bytes it serves for it (its hostile trees); anything else: not have. */
+  const serving = new Map<string, Uint8Array>()
+  let handling = false
+  /**
+   * One blocks handler: with servingWrong, bytes that are not the block (the hash check
+   * fails) for every CID; otherwise what `serving` holds.
+   */
+  const serveBlocks = async () => {
+    if (handling) return
+    handling = true
     await libp2p.handle(BLOCKS_PROTOCOL, async (stream) => {
       const lps = lpStream(stream, { maxDataLength: MAX_REQUEST_BYTES })
       try {
         for (;;) {
           const wants = decodeRequest((await lps.read()).subarray())
           for (const want of wants) {
-            wrongServed++
-            const junk = new TextEncoder().encode(`not the bytes of ${want}`)
-            await lps.write(new Uint8ArrayList(...encodeResponseParts(want, junk)))
+            if (servingWrong) {
+              wrongServed++
+              const junk = new TextEncoder().encode(`not the bytes of ${want}`)
+              await lps.write(new Uint8ArrayList(...encodeResponseParts(want, junk)))
+            } else {
+              const bytes = serving.get(want) ?? null
+              await lps.write(new Uint8ArrayList(...encodeResponseParts(want, bytes)))
+            }
           }
         }
       } catch {
         stream.abort(new Error('done'))
       }
     })
+  }
+  const serveWrongBytes = async () => {
+    servingWrong = true
+    await serveBlocks()
   }
 
   const hostile: HostilePeer = {
@@ -375,6 +397,38 @@ export async function startHostilePeer(o: {
         })),
         renderMs: 1,
       })
+    },
+    async hostileTree(doc) {
+      const bytes = encode(doc)
+      const block = cidOf(bytes)
+      const m = encodeManifest({
+        name: 'files.rmesh-tree',
+        size: bytes.length,
+        blockSize: 1 << 20,
+        blocks: [block],
+      })
+      serving.set(block, bytes)
+      serving.set(m.cid, m.bytes)
+      // Valid bytes from here on: the document must reach the renderers to be judged.
+      servingWrong = false
+      await serveBlocks()
+      const jobId = newJobId((n) => new Uint8Array(randomBytes(n)))
+      await log.append(jobLogId(jobId), 'announce', {
+        jobId,
+        name: 'hostile tree',
+        submitter: peerId,
+        scene: { manifest: cidOf(encode({ scene: jobId })), name: 'scene.blend', size: 1 },
+        files: { tree: m.cid, count: 2, size: 2 },
+        engine: { name: 'test' },
+        frames: [1],
+        chunkSize: 1,
+        output: { format: 'PNG' },
+        priority: 0,
+        params: {},
+        requirements: {},
+        limits: {},
+      })
+      return jobId
     },
     async stop() {
       await sync.stop()

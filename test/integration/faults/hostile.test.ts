@@ -3,12 +3,17 @@
  * it claims every open chunk without ever rendering while heartbeating those leases,
  * publishes forged entries, completes a chunk with outputs nobody can serve (or serves
  * wrong bytes for them), floods gossip, and sends malformed and oversized frames on every
- * protocol. The mesh must finish every job with correct outputs (the submitter rejects
+ * protocol, and announces a job whose file tree names paths outside the renderers' work
+ * folders. The mesh must finish every job with correct outputs (the submitter rejects
  * unusable outputs and they are re-rendered), every daemon must stay up, and the
  * rejections must be in the daemons' logs.
  * The garbage comes last: the daemons rightly cut the peer off after it.
  */
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { cidToBytes } from '../../../src/blobs/manifest.js'
+import { cidOf } from '../../../src/util/hash.js'
 import { jobLogId } from '../../../src/log/types.js'
 import { type DaemonProc, waitFor } from '../../helpers/daemons.js'
 import { type HostilePeer, startHostilePeer } from '../../helpers/hostile-peer.js'
@@ -122,6 +127,48 @@ describe('faults: a hostile admitted peer (3 daemons)', { timeout: 180_000 }, ()
     const line = await bogusRun('hostile wrong bytes', true)
     expect(line).toMatch(/hash check/)
     expect(hostile!.wrongBytesServed()).toBeGreaterThan(0)
+    await expectAlive(procs)
+  })
+
+  it('a job whose file tree climbs out of the work folder: refused on every node, nothing written', async () => {
+    const h = hostile!
+    const marker = `rmesh-escaped-${Date.now()}`
+    const block = cidToBytes(cidOf(new TextEncoder().encode('payload')))
+    const escapes = [`../../../../${marker}`, `/tmp/${marker}`, `a/../../../../../${marker}`]
+    const jobs: string[] = []
+    for (const path of escapes)
+      jobs.push(
+        await h.hostileTree({
+          v: 1,
+          scene: 'scene.blend',
+          files: [
+            ['scene.blend', block, 7],
+            [path, block, 7],
+          ],
+          remap: [],
+          missing: [],
+        }),
+      )
+    for (const jobId of jobs) {
+      const j = await waitFor(
+        async () => {
+          const d = await jobDetail(procs[0], jobId)
+          return d?.state === 'failed' ? d : undefined
+        },
+        60_000,
+        `hostile tree job ${jobId} to fail`,
+        200,
+      )
+      expect(j.reason).toMatch(/file tree/)
+    }
+    for (const p of procs) {
+      // Every place those paths could have landed from a tree folder <dir>/work/<job>/tree.
+      for (let up = 0; up <= 6; up++) {
+        const at = join(p.dir, 'work', 'x', 'tree', ...Array(up).fill('..'), marker)
+        expect(existsSync(at), at).toBe(false)
+      }
+    }
+    expect(existsSync(`/tmp/${marker}`)).toBe(false)
     await expectAlive(procs)
   })
 

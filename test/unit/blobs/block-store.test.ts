@@ -62,6 +62,25 @@ describe('block store', () => {
     expect((await store.importBytes('in.bin', data)).manifest).toBe(r.manifest)
   })
 
+  it('hashFile gives the manifest importFile stores, writing nothing; pinMany pins at once', async () => {
+    const root = await tmp()
+    const store = createBlockStore({ root, logger: silentLogger }, { blockSize: BS })
+    const src = join(root, 'tex.png')
+    await writeFile(src, bytes(BS * 2 + 5))
+    const h = await store.hashFile(src, { name: 'tex.png' })
+    expect((await store.stats()).blocks).toBe(0)
+    expect(await store.hasManifest(h.manifest)).toBe(false)
+    const r = await store.importFile(src, { name: 'tex.png' })
+    expect(h).toEqual({ manifest: r.manifest, size: r.size })
+    const other = await store.importBytes('x', bytes(10, 9))
+    await store.pinMany('job-files/abcdefgh', [r.manifest, other.manifest, r.manifest])
+    expect((await store.pinsOf('job-files/abcdefgh')).sort()).toEqual(
+      [r.manifest, other.manifest].sort(),
+    )
+    expect((await store.gc({ graceMs: 0 })).blocksRemoved).toBe(0)
+    expect(() => store.pinMany('o', ['not-a-cid'])).toThrow(/not a CID/)
+  })
+
   it('handles empty files and deduplicates equal blocks', async () => {
     const root = await tmp()
     const store = createBlockStore({ root, logger: silentLogger }, { blockSize: BS })

@@ -34,11 +34,31 @@ describe('job entry bodies', () => {
       { ...announceBody(), params: { x: { nested: true } } },
       { ...announceBody(), name: 'x'.repeat(201) },
       { ...announceBody(), priority: 1e12 },
+      // The file tree (protocols/file-tree.md): garbage in every field.
+      { ...announceBody(), files: 'tree' },
+      { ...announceBody(), files: [] },
+      { ...announceBody(), files: { tree: 'not-a-cid', count: 1, size: 1 } },
+      { ...announceBody(), files: { tree: cid('t'), count: 0, size: 1 } },
+      { ...announceBody(), files: { tree: cid('t'), count: 100_001, size: 1 } },
+      { ...announceBody(), files: { tree: cid('t'), count: 1.5, size: 1 } },
+      { ...announceBody(), files: { tree: cid('t'), count: 1, size: -1 } },
+      { ...announceBody(), files: { tree: cid('t'), count: 1, size: '9' } },
+      { ...announceBody(), files: { tree: cid('t'), count: 1, size: 1, missing: 0 } },
+      { ...announceBody(), files: { tree: cid('t'), count: 1, size: 1, missing: true } },
+      { ...announceBody(), files: { count: 1, size: 1 } },
     ]
     for (const b of bad) {
       const r = validateBody('announce', b)
       expect(r.ok, JSON.stringify(b).slice(0, 120)).toBe(false)
     }
+  })
+
+  it('keeps a valid file tree reference, and only its known fields', () => {
+    const files = { tree: cid('t'), count: 3, size: 1234, missing: 1 }
+    const r = validateBody('announce', { ...announceBody(), files: { ...files, path: '/etc' } })
+    expect(r.ok && r.body.files).toEqual(files)
+    const plain = validateBody('announce', announceBody())
+    expect(plain.ok && 'files' in plain.body).toBe(false)
   })
 
   it('never throws on garbage, for every kind', () => {
