@@ -99,7 +99,15 @@ export const DAEMON_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2']
 /** Start one `rmesh daemon` child process and wait until its control socket answers. */
 export async function spawnDaemon(o: SpawnOptions): Promise<LocalNode> {
   const bin = join(packageRoot(), 'bin', 'rmesh.js')
-  const args = [...DAEMON_NODE_FLAGS, bin, 'daemon', '--dir', o.dir, '--log-level', o.logLevel ?? 'warn']
+  const args = [
+    ...DAEMON_NODE_FLAGS,
+    bin,
+    'daemon',
+    '--dir',
+    o.dir,
+    '--log-level',
+    o.logLevel ?? 'warn',
+  ]
   for (const l of o.listen ?? ['/ip4/127.0.0.1/tcp/0']) args.push('--listen', l)
   if (!o.mdns) args.push('--no-mdns')
   if (o.name) args.push('--name', o.name)

@@ -243,11 +243,27 @@ export interface VerifyTokenOptions {
   capability?: Capability
 }
 
+/**
+ * Tokens whose signature checked out, by the hash of their exact bytes (payload, signature
+ * and proof): every log entry names its author's token, and verifying that token's
+ * signature again for each entry was a node's largest crypto cost per chunk (issue 17).
+ * Revocation, audience, mesh and time are still checked on every use. Bounded.
+ */
+const signatureChecked = new Set<string>()
+export const SIGNATURE_CACHE_MAX = 4_096
+
 async function checkSignature(token: Token, verify: () => Promise<boolean>): Promise<void> {
+  const key = cidOf(token.bytes)
+  if (signatureChecked.has(key)) return
   if (!(await verify())) {
     throw new TokenError('ERR_TOKEN_SIGNATURE', `token ${token.id} has an invalid signature`, {
       id: token.id,
     })
+  }
+  signatureChecked.add(key)
+  if (signatureChecked.size > SIGNATURE_CACHE_MAX) {
+    const oldest = signatureChecked.values().next().value
+    if (oldest !== undefined) signatureChecked.delete(oldest)
   }
 }
 

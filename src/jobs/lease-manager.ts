@@ -18,9 +18,10 @@
  *    when open chunks outnumber live renderers, so a job's tail is not hoarded; a chunk
  *    whose engine has finished and whose outputs are being stored no longer takes a render
  *    slot (the prefetched chunk starts at once) nor a claim slot (the next chunk is claimed
- *    while the last one stores: storing and writing the complete entry can take longer than
- *    a render on a busy mesh, and must not idle the renderer), but stays held (heartbeats
- *    list it) and at most STORING_PER_SLOT × slots chunks store at once;
+ *    with the last one's complete entry, in the same gossip message, or while it stores once
+ *    that has taken PREFETCH_WITH_COMPLETE_MS: storing can take longer than a render on a
+ *    busy mesh, and must not idle the renderer), but stays held (heartbeats list it) and at
+ *    most STORING_PER_SLOT × slots chunks store at once;
  *  - a complete entry is written only with the outputs the runner returned (stored);
  *    a fail entry only for a render that failed on its own, never for one we aborted;
  *  - memory is bounded by live jobs, not by every job ever seen: a deleted job's fold is
@@ -67,6 +68,8 @@ interface Task {
   attempt: number
   phase: 'claiming' | 'queued' | 'running' | 'storing'
   claimedAt: number
+  /** Monotonic ms when its engine finished and storing began. */
+  storingSince?: number
   controller: AbortController
 }
 
@@ -78,6 +81,15 @@ export const MAX_TOMBSTONES = 2_000
  * the leases a node holds when its disk or log is slower than its renderer.
  */
 export const STORING_PER_SLOT = 2
+
+/**
+ * While a rendered chunk stores, the claim of the chunk after next waits this long at most
+ * for its complete entry, so that claim and complete leave in one gossip message: every
+ * message costs every node of the mesh (issue 17), and claim + complete apart were two per
+ * chunk. The prefetched chunk is already rendering meanwhile, so the wait idles nothing
+ * unless a render is shorter than this.
+ */
+export const PREFETCH_WITH_COMPLETE_MS = 250
 
 export function createLeaseManager(
   components: LeaseManagerComponents,
@@ -145,6 +157,7 @@ export function createLeaseManager(
   let unsubscribe: (() => void) | undefined
   let tickTimer: TimerHandle | undefined
   let scheduled: TimerHandle | undefined
+  let deferredPass: TimerHandle | undefined
   let pumping = false
   let again = false
 
@@ -213,6 +226,18 @@ export function createLeaseManager(
     const next = new JobFold(reduceOptions)
     for (let i = from; i < es.length; i++) next.add(es[i])
     return next.state?.sealedBy === seal.id ? next : fold
+  }
+
+  /** A pass in `ms`, unless one is already due sooner. */
+  function passAt(ms: number): void {
+    if (stopped || deferredPass) return
+    deferredPass = clock.setTimeout(
+      () => {
+        deferredPass = undefined
+        schedule()
+      },
+      Math.max(0, ms),
+    )
   }
 
   function schedule(): void {
@@ -363,15 +388,23 @@ export function createLeaseManager(
       // Storing chunks hold no claim slot (see the header), up to their own bound.
       let storing = 0
       let rendering = 0
+      let storingSince = Number.POSITIVE_INFINITY
       for (const x of tasks.values()) {
-        if (x.phase === 'storing') storing++
-        else if (x.phase !== 'queued') rendering++
+        if (x.phase === 'storing') {
+          storing++
+          storingSince = Math.min(storingSince, x.storingSince ?? t)
+        } else if (x.phase !== 'queued') rendering++
       }
       const held = tasks.size - storing
       if (storing >= STORING_PER_SLOT * Math.max(1, caps.slots)) break
       // Room for a claim, or for a prefetch if enough chunks are open: look for one only then.
       const free = held < caps.slots
       if (!free && !(prefetch && held < caps.slots + 1 && rendering >= caps.slots)) break
+      // A prefetch while a chunk stores goes out with its complete entry (or after a while).
+      if (!free && storing > 0 && t < storingSince + PREFETCH_WITH_COMPLETE_MS) {
+        passAt(storingSince + PREFETCH_WITH_COMPLETE_MS - t)
+        break
+      }
       const pick = chooser.choose(caps, t)
       if (!pick) break
       if (!free && !(pick.open > judge.liveRenderers(t))) break
@@ -464,8 +497,10 @@ export function createLeaseManager(
     const onRendered = () => {
       if (task.phase !== 'running' || tasks.get(keyOf(task.jobId, task.chunk)) !== task) return
       task.phase = 'storing'
+      task.storingSince = now()
       startQueued(components.capabilities())
-      // The claim slot is free too: prefetch the next chunk while this one stores.
+      // The claim slot is free too: the next chunk is claimed with this one's complete
+      // entry, or while it stores if that takes long (PREFETCH_WITH_COMPLETE_MS).
       schedule()
     }
     let started: Promise<ChunkResult>
@@ -582,8 +617,8 @@ export function createLeaseManager(
       if (stopped) return
       stopped = true
       unsubscribe?.()
-      for (const timer of [tickTimer, scheduled]) if (timer) clock.clearTimeout(timer)
-      tickTimer = scheduled = undefined
+      for (const timer of [tickTimer, scheduled, deferredPass]) if (timer) clock.clearTimeout(timer)
+      tickTimer = scheduled = deferredPass = undefined
       const held = [...tasks.values()].filter((x) => x.phase !== 'claiming')
       for (const task of [...tasks.values()]) abortTask(task, 'stopping')
       if (opts.release ?? true) {

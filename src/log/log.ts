@@ -198,30 +198,66 @@ export function createLogManager(
   }
 
   /**
+   * What memory knows of whether `id` (with Lamport `clock`, when known, and of `log`) is
+   * stored, without a store read: a remembered id is (meta holds stored entries only); an id
+   * whose clock is above every head's is not, since every stored entry is a head or below
+   * one and clocks grow along the DAG. New gossip is mostly the latter: a store read per
+   * entry was a bystander's largest cost per chunk (issue 17). Undefined: ask the store.
+   */
+  async function storedByMemory(
+    log: LogId,
+    id: EntryId,
+    clock: number | undefined,
+  ): Promise<boolean | undefined> {
+    // Stored anywhere counts, as for the store's own check: a parent in another log is
+    // found, and then refused by its log (ERR_ENTRY_PARENT), not awaited.
+    if (meta.has(id)) return true
+    if (clock === undefined) return undefined
+    let top = Number.NEGATIVE_INFINITY
+    for (const h of await headsOf(log)) {
+      const hm = meta.get(h)
+      if (!hm) return undefined
+      top = Math.max(top, hm.clock)
+    }
+    return clock > top ? false : undefined
+  }
+
+  /**
    * Whether `id` is stored in `log`: a cached log's map is exact; else `known` (what one
-   * batched read found, kept current by the caller), else ask the store.
+   * batched read found, kept current by the caller), else memory, else ask the store.
    */
   async function isStored(
     log: LogId,
     id: EntryId,
     known?: Map<EntryId, boolean>,
+    clock?: number,
   ): Promise<boolean> {
     const cached = logCache.get(log)
     if (cached) return cached.has(id)
     const k = known?.get(id)
     if (k !== undefined) return k
-    return store.hasEntry(id)
+    return (await storedByMemory(log, id, clock)) ?? store.hasEntry(id)
   }
 
   /** One store read for many stored-checks (a catch-up batch and its parents). */
   async function prefetchStored(
     log: LogId,
-    ids: Iterable<EntryId>,
+    items: Iterable<{ id: EntryId; clock?: number }>,
   ): Promise<Map<EntryId, boolean> | undefined> {
     if (logCache.has(log)) return undefined
-    const list = [...new Set(ids)]
-    const found = await store.hasEntries(list)
-    return new Map(list.map((id, i) => [id, found[i]]))
+    const out = new Map<EntryId, boolean>()
+    const ask: EntryId[] = []
+    for (const { id, clock } of items) {
+      if (out.has(id)) continue
+      const mem = await storedByMemory(log, id, clock)
+      out.set(id, mem ?? false)
+      if (mem === undefined) ask.push(id)
+    }
+    if (ask.length > 0) {
+      const found = await store.hasEntries(ask)
+      for (let i = 0; i < ask.length; i++) out.set(ask[i], found[i])
+    }
+    return out
   }
 
   function remember(entry: LogEntry): void {
@@ -387,7 +423,7 @@ export function createLogManager(
     const added = new Map<EntryId, LogEntry>()
     const known = await prefetchStored(
       log,
-      incoming.flatMap((e) => [e.id, ...e.next]),
+      incoming.flatMap((e) => [{ id: e.id, clock: e.clock }, ...e.next.map((id) => ({ id }))]),
     )
     let heads = new Set(await headsOf(log))
     const newlyPending: EntryId[] = []
@@ -619,12 +655,12 @@ export function createLogManager(
       }
     })
     const known = new Map<EntryId, boolean>()
-    const byLog = new Map<LogId, EntryId[]>()
+    const byLog = new Map<LogId, Array<{ id: EntryId; clock: number }>>()
     for (const slot of slots) {
       if (!('verify' in slot)) continue
       const { entry } = slot
       if (pending.has(entry.id) || dropped.has(entry.id) || logCache.has(entry.log)) continue
-      byLog.set(entry.log, [...(byLog.get(entry.log) ?? []), entry.id])
+      byLog.set(entry.log, [...(byLog.get(entry.log) ?? []), { id: entry.id, clock: entry.clock }])
     }
     for (const [log, ids] of byLog)
       for (const [id, stored] of (await prefetchStored(log, ids)) ?? []) known.set(id, stored)
@@ -657,7 +693,7 @@ export function createLogManager(
   ): Promise<'stored' | 'pending' | 'dropped' | false> {
     if (pending.has(e.id)) return 'pending'
     if (dropped.has(e.id)) return 'dropped'
-    if (await isStored(e.log, e.id, known)) return 'stored'
+    if (await isStored(e.log, e.id, known, e.clock)) return 'stored'
     return false
   }
 

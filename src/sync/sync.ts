@@ -68,11 +68,16 @@ export interface LogSyncOptions {
   maxServes?: number
   /** Gossip entries this node appends. Default true. */
   autoPublish?: boolean
-  /** Entries appended within this delay go out in one gossip message. Default 2 ms. */
+  /**
+   * Entries appended within this delay go out in one gossip message. Default 10 ms: long
+   * enough that a renderer's complete entry and its next claim, written one pass apart,
+   * share a message (each message costs every node of the mesh, issue 17); short against
+   * the second within which a frame starts.
+   */
   publishDelayMs?: number
   /**
    * The delay instead while appends keep coming (a flush less than this long ago): a burst
-   * goes out in a few large messages rather than one per 2 ms, each of which every node
+   * goes out in a few large messages rather than one per 10 ms, each of which every node
    * receives about D times. Default 20 ms.
    */
   burstDelayMs?: number
@@ -102,7 +107,7 @@ export function createLogSync(
   const serveTimeoutMs = options.serveTimeoutMs ?? 60_000
   const maxServes = options.maxServes ?? 8
   const autoPublish = options.autoPublish ?? true
-  const publishDelayMs = options.publishDelayMs ?? 2
+  const publishDelayMs = options.publishDelayMs ?? 10
   const burstDelayMs = Math.max(publishDelayMs, options.burstDelayMs ?? 20)
   const pubsub = libp2p.services.pubsub
   const self = libp2p.peerId.toString()

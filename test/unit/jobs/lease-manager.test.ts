@@ -3,6 +3,7 @@ import {
   createLeaseManager,
   type JobLogView,
   type LeaseManagerOptions,
+  PREFETCH_WITH_COMPLETE_MS,
   STORING_PER_SLOT,
 } from '../../../src/jobs/lease-manager.js'
 import type { ChunkResult, ChunkRunner, ChunkTask } from '../../../src/jobs/runner.js'
@@ -178,23 +179,38 @@ describe('lease manager', () => {
     await lm.stop()
   })
 
-  it('starts the prefetched chunk once the engine is done, while outputs are stored', async () => {
+  it('starts the prefetched chunk once the engine is done, and claims the next with its complete', async () => {
     const { log, running, lm, tick } = await setup({ frames: [1, 2, 3, 4], prefetch: true })
     expect(log.kinds()).toEqual(['claim', 'claim'])
     expect(running.size).toBe(1)
     const [first] = [...running.values()]
     first.onRendered?.()
     await tick()
-    // The prefetched chunk renders while the first one's outputs are stored, and the next
-    // chunk is claimed at once: a slow store must not idle the renderer.
+    // The prefetched chunk renders while the first one's outputs are stored; the next claim
+    // waits for the complete entry, so the two leave in one gossip message.
     expect(running.size).toBe(2)
-    expect(log.kinds()).toEqual(['claim', 'claim', 'claim'])
-    expect(lm.heldLeases()).toHaveLength(3)
+    expect(log.kinds()).toEqual(['claim', 'claim'])
     first.resolve({ outputs: outputsFor([...first.task.frames]), renderMs: 5 })
     await tick()
     await tick() // the complete schedules the next pass
-    expect(log.kinds()).toEqual(['claim', 'claim', 'claim', 'complete'])
+    expect(log.kinds()).toEqual(['claim', 'claim', 'complete', 'claim'])
+    expect(lm.heldLeases()).toHaveLength(2)
     expect(lm.stats()).toMatchObject({ rendersStarted: 2, completes: 1 })
+    await lm.stop()
+  })
+
+  it('a slow store does not idle the renderer: the next claim goes out after PREFETCH_WITH_COMPLETE_MS', async () => {
+    const { log, running, lm, tick } = await setup({ frames: [1, 2, 3, 4], prefetch: true })
+    const [first] = [...running.values()]
+    first.onRendered?.()
+    await tick()
+    expect(log.kinds()).toEqual(['claim', 'claim'])
+    await tick(PREFETCH_WITH_COMPLETE_MS - 1)
+    expect(log.kinds()).toEqual(['claim', 'claim'])
+    await tick(1)
+    await tick()
+    expect(log.kinds()).toEqual(['claim', 'claim', 'claim'])
+    expect(lm.heldLeases()).toHaveLength(3)
     await lm.stop()
   })
 
@@ -230,6 +246,7 @@ describe('lease manager', () => {
       const current = [...running.values()].find((r) => !stored.includes(r))!
       current.onRendered?.()
       stored.push(current)
+      await tick(PREFETCH_WITH_COMPLETE_MS)
       await tick()
     }
     expect(claims()).toBe(2 + STORING_PER_SLOT - 1)
