@@ -9,6 +9,8 @@
  *  - a heartbeat is accepted only when the gossip origin (StrictSign `from`) or the
  *    stream's authenticated remote peer equals the heartbeat's `peerId`: nobody speaks
  *    for another node;
+ *  - the fast pace holds while a node renders or holds leases, and for a rest interval after
+ *    it starts or gains a connection (a forming mesh meets through heartbeats);
  *  - a heartbeat says how often its node publishes now (`every`); a peer is judged gone or
  *    silent after that many of its own intervals, so a node at rest costs the mesh a fifth
  *    of a busy one's heartbeats without being taken for dead;
@@ -267,12 +269,21 @@ export function createPresence(
     options.intervalMs,
     options.restIntervalMs ?? options.intervalMs * 5,
   )
-  const busy = (self: SelfView) => self.doing.length > 0 || self.leases.length > 0
+  // Fast while rendering or holding leases, and for a rest interval after this node starts
+  // or gains a connection: a mesh that forms finds its members through these heartbeats
+  // (peer exchange), and a first one published before the gossip mesh grafted is lost.
+  let fastUntil = Number.NEGATIVE_INFINITY
+  const onConnect = () => {
+    fastUntil = clock.monotonic() + restInterval
+  }
+  const busy = (self: SelfView) =>
+    self.doing.length > 0 || self.leases.length > 0 || clock.monotonic() < fastUntil
   // What peers must hear at once even at rest: a change in what this node can take.
   const shapeOf = (self: SelfView) =>
     JSON.stringify([self.name, self.slots, self.paused, self.tags, self.engines, self.meshId])
   let lastPublished = Number.NEGATIVE_INFINITY
   let lastShape: string | undefined
+  let lastEvery: number | undefined
 
   const build = (self: SelfView = components.self()): Presence => ({
     v: 1,
@@ -332,6 +343,7 @@ export function createPresence(
   const publish = async (self: SelfView = components.self()) => {
     lastPublished = clock.monotonic()
     lastShape = shapeOf(self)
+    lastEvery = busy(self) ? options.intervalMs : restInterval
     try {
       await libp2p.services.pubsub.publish(PRESENCE_TOPIC, encode(build(self)))
     } catch (err) {
@@ -345,10 +357,12 @@ export function createPresence(
     if (!running) return
     const now = clock.monotonic()
     const self = components.self()
+    // A change of pace is said at once: peers judge this node by the pace it last announced.
     if (
       busy(self) ||
       now - lastPublished >= restInterval - options.intervalMs / 2 ||
-      shapeOf(self) !== lastShape
+      shapeOf(self) !== lastShape ||
+      lastEvery !== restInterval
     )
       void publish(self)
     stalls.observe(now)
@@ -415,6 +429,8 @@ export function createPresence(
       )
       libp2p.services.pubsub.subscribe(PRESENCE_TOPIC)
       libp2p.services.pubsub.addEventListener('message', onMessage)
+      libp2p.addEventListener('peer:connect', onConnect)
+      onConnect()
       await libp2p.handle(PRESENCE_PROTOCOL, handle)
       tick()
     },
@@ -422,6 +438,7 @@ export function createPresence(
       running = false
       if (timer) clock.clearTimeout(timer)
       libp2p.services.pubsub.removeEventListener('message', onMessage)
+      libp2p.removeEventListener('peer:connect', onConnect)
       await libp2p.unhandle(PRESENCE_PROTOCOL).catch(() => {})
     },
     publishNow() {

@@ -117,6 +117,9 @@ describe('presence on libp2p', () => {
     const gone: string[] = []
     pb.onGone((id) => gone.push(id))
     await until('b to hear a', () => pb.peers().get(aId)?.state === 'up')
+    // Fast for a rest interval after it started or connected (a forming mesh meets so).
+    expect(heard).toContain(100)
+    await new Promise((r) => setTimeout(r, 600))
     // At rest: about one heartbeat per 500 ms, and not gone after 3 × b's own 100 ms.
     heard.length = 0
     await new Promise((r) => setTimeout(r, 2_000))
