@@ -32,14 +32,12 @@
 import type { TimerHandle } from '../util/clock.js'
 import { AbortedError, describeError, isRmeshError } from '../util/errors.js'
 import type { LogEntry } from '../log/types.js'
-import { jobIdOfLog, jobLogId } from '../log/types.js'
+import { jobLogId } from '../log/types.js'
 import type { ChunkState, JobState, ReduceOptions } from './reducer.js'
-import { JobFold } from './reducer.js'
 import type { ChunkProgress, ChunkResult, ChunkTask } from './runner.js'
 import { ChunkDeferredError, ChunkFailedError } from './runner.js'
-import { foldChanges, markFold } from './fold-changes.js'
+import { createJobFolds } from './job-folds.js'
 import { createChunkChooser } from './lease-choice.js'
-import { ChunkIndex } from './lease-index.js'
 import { createLeaseLiveness } from './lease-liveness.js'
 import type {
   LeaseManager,
@@ -73,8 +71,7 @@ interface Task {
   controller: AbortController
 }
 
-/** Deleted jobs remembered (as tombstones) so their late entries do not revive a fold. */
-export const MAX_TOMBSTONES = 2_000
+export { MAX_TOMBSTONES } from './job-folds.js'
 
 /**
  * Rendered chunks still storing per render slot before no further claim is made: a bound on
@@ -105,15 +102,18 @@ export function createLeaseManager(
   const autoSeal = options.autoSeal ?? true
   const reduceOptions: ReduceOptions = { isAdmin: options.isAdmin }
 
-  const folds = new Map<string, JobFold>()
-  /** Per live job: its open and claimed chunks, ours, its median render time. */
-  const indexes = new Map<string, ChunkIndex>()
+  /** The fold and chunk index of every job this node knows (job-folds.ts). */
+  const jobs = createJobFolds(self, reduceOptions)
+  const folds = {
+    get: (jobId: string) => jobs.get(jobId),
+    values: () => jobs.values(),
+    [Symbol.iterator]: () => jobs.entries(),
+  }
+  const indexOf = (jobId: string) => jobs.indexOf(jobId)
   const tasks = new Map<string, Task>()
   const sealing = new Set<string>()
   /** Leases whose render ended and whose complete/fail entry is being written. */
   const finishing = new Set<string>()
-  /** Deleted jobs' last states without chunks, oldest first. */
-  const tombstones = new Map<string, JobState>()
   const stats: LeaseStats = {
     claims: 0,
     lostClaims: 0,
@@ -162,70 +162,17 @@ export function createLeaseManager(
   let again = false
 
   function ingest(entry: LogEntry): void {
-    const jobId = jobIdOfLog(entry.log)
-    if (jobId === undefined || tombstones.has(jobId)) return
-    let fold = folds.get(jobId)
-    if (!fold) {
-      fold = new JobFold(reduceOptions)
-      folds.set(jobId, fold)
-    }
-    const mark = markFold(fold)
-    if (!fold.add(entry)) return
-    if (entry.author !== self) peers.add(entry.author)
-    let changes = foldChanges(fold, mark, entry)
-    if (fold.state?.deleted) bury(jobId, fold.state)
-    else if (entry.kind === 'seal' && fold.state?.sealedBy === entry.id) {
-      fold = rebuiltFromSeal(fold, entry)
-      folds.set(jobId, fold)
-      changes = 'all'
-    }
-    const s = folds.get(jobId)?.state
-    if (s) {
-      const t = now()
-      indexOf(jobId).update(s, changes, (c) => {
+    const t = now()
+    const changed = jobs.ingest(
+      entry,
+      (s, c) => {
         if (c.holder !== self) judge.noteClaim(s, c, t)
-      })
-    }
+      },
+      (jobId) => sealing.delete(jobId),
+    )
+    if (!changed) return
+    if (entry.author !== self) peers.add(entry.author)
     schedule()
-  }
-
-  /** The job's chunk index, built from its fold when missing (new, pruned or revived). */
-  function indexOf(jobId: string): ChunkIndex {
-    let index = indexes.get(jobId)
-    if (!index) {
-      index = new ChunkIndex(self)
-      indexes.set(jobId, index)
-      const s = folds.get(jobId)?.state
-      if (s) index.update(s, 'all')
-    }
-    return index
-  }
-
-  /** Forget a deleted job but for a small tombstone; its tasks stop at the next pass. */
-  function bury(jobId: string, s: JobState): void {
-    folds.delete(jobId)
-    indexes.delete(jobId)
-    sealing.delete(jobId)
-    // Without chunks and frame list a tombstone is ~1 KiB, whatever the job's size.
-    tombstones.set(jobId, { ...s, chunks: [], job: { ...s.job, frames: [] } })
-    if (tombstones.size > MAX_TOMBSTONES) {
-      const oldest = tombstones.keys().next().value
-      if (oldest !== undefined) tombstones.delete(oldest)
-    }
-  }
-
-  /**
-   * An effective seal replaces the whole state, so the entries sorted before it no longer
-   * matter (the log drops them too): a fold of the seal and what follows it is the same
-   * state, without the job's history and checkpoints.
-   */
-  function rebuiltFromSeal(fold: JobFold, seal: LogEntry): JobFold {
-    const es = fold.entries
-    const from = es.indexOf(seal)
-    if (from <= 0) return fold
-    const next = new JobFold(reduceOptions)
-    for (let i = from; i < es.length; i++) next.add(es[i])
-    return next.state?.sealedBy === seal.id ? next : fold
   }
 
   /** A pass in `ms`, unless one is already due sooner. */
@@ -277,7 +224,7 @@ export function createLeaseManager(
     }
     judge.prune(current)
     chooser.prune(live)
-    for (const k of indexes.keys()) if (!live.has(k)) indexes.delete(k)
+    jobs.pruneIndexes(live)
     const t = now()
     for (const [k, until] of deferredUntil) if (!live.has(k) || until <= t) deferredUntil.delete(k)
   }
@@ -648,7 +595,7 @@ export function createLeaseManager(
     },
 
     job(jobId) {
-      return folds.get(jobId)?.state ?? tombstones.get(jobId)
+      return folds.get(jobId)?.state ?? jobs.tombstone(jobId)
     },
 
     jobs() {
@@ -665,13 +612,14 @@ export function createLeaseManager(
       const judged = judge.sizes()
       let entries = 0
       for (const f of folds.values()) entries += f.entries.length
+      const kept = jobs.sizes()
       return {
-        folds: folds.size,
+        folds: kept.folds,
         foldEntries: entries,
-        tombstones: tombstones.size,
+        tombstones: kept.tombstones,
         firstSeen: judged.firstSeen,
         scores: chooser.size(),
-        typical: indexes.size,
+        typical: kept.indexes,
         listed: judged.listed,
         tasks: tasks.size,
         deferred: deferredUntil.size,
