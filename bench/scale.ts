@@ -141,7 +141,9 @@ export async function benchScale(opts: ScaleBenchOptions = {}): Promise<BenchRes
   const work = await makeTempDir('rmesh-bench-scale-')
   const mesh = await startScaleMesh(count, renderers, opts.profDir)
   try {
-    await waitMeshReady(mesh, 120_000)
+    // A full mesh of n daemons is n(n−1)/2 connections, each with its handshakes, on the
+    // same 2 cores as every daemon's start: allow time in proportion.
+    await waitMeshReady(mesh, Math.max(120_000, 10_000 * count))
     log(`scale: ${renderers} renderers + ${bystanders} bystanders connected`)
     const pids = mesh.map((d) => d.proc.pid)
     // Let start-up work (DHT table fill, first syncs) settle before the rest window.

@@ -165,7 +165,11 @@ export async function createHost(options: HostOptions): Promise<RmeshLibp2p> {
     connectionMonitor: { pingInterval: 60_000 },
     peerDiscovery,
     services: {
-      identify: identify(),
+      // Identify tells libp2p which protocols a peer speaks, and gossipsub opens its streams
+      // only then: an identify that timed out left a connected peer mute on gossip for the
+      // connection's life. At the default 5 s that happened to most links of 30 daemons
+      // starting on 2 cores; a slow answer is still an answer.
+      identify: identify({ timeout: 30_000 }),
       ping: ping(),
       pubsub: gossipsub({
         ...GOSSIP_PARAMS,

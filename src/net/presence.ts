@@ -45,6 +45,8 @@ export const MAX_PAUSED_LENGTH = 256
 /** Bounds of a heartbeat's `every`: a peer cannot make itself immortal by announcing a day. */
 export const MIN_EVERY_MS = 50
 export const MAX_EVERY_MS = 120_000
+/** A silent peer's link is re-made at most this often (and one peer per silent span). */
+const RECONNECT_PEER_SPACING_MS = 5 * 60_000
 /** One direct presence exchange, either side. */
 const EXCHANGE_TIMEOUT_MS = 5_000
 
@@ -220,7 +222,8 @@ export interface PresenceService {
    * gossipsub keeps one outbound stream per peer; when it closes while another connection
    * to the peer stays open, nothing recreates it and that direction stays mute for as long
    * as the connection lives (seen with 8 daemons starting at once on a loaded machine).
-   * The cure is a new connection. Fired once per silent spell.
+   * The cure is a new connection. Fired once per silent spell, for one peer per silent
+   * span at most and for each peer once per 5 minutes at most.
    */
   onSilent(listener: (peerId: string) => void): () => void
   stats(): { rejected: number; introduced: number; silent: number }
@@ -273,7 +276,9 @@ export function createPresence(
   // or gains a connection: a mesh that forms finds its members through these heartbeats
   // (peer exchange), and a first one published before the gossip mesh grafted is lost.
   let fastUntil = Number.NEGATIVE_INFINITY
-  const onConnect = () => {
+  const onConnect = (evt?: CustomEvent<{ toString(): string }>) => {
+    // A reconnect of a peer already heard is no news to the mesh.
+    if (evt && table.has(evt.detail.toString())) return
     fastUntil = clock.monotonic() + restInterval
   }
   const busy = (self: SelfView) =>
@@ -376,7 +381,11 @@ export function createPresence(
     timer = clock.setTimeout(tick, options.intervalMs)
   }
 
+  const lastReconnect = new Map<string, number>()
+  let lastAnyReconnect = Number.NEGATIVE_INFINITY
   const checkSilent = (now: number) => {
+    for (const [peerId, t] of lastReconnect)
+      if (now - t > RECONNECT_PEER_SPACING_MS) lastReconnect.delete(peerId)
     const connected = new Set<string>()
     for (const c of libp2p.getConnections())
       if (c.status === 'open') connected.add(c.remotePeer.toString())
@@ -387,6 +396,12 @@ export function createPresence(
       if (since === undefined) gossipSince.set(peerId, now)
       else if (stalls.awake(since, now) > spanOf(peerId, silentAfter)) {
         gossipSince.set(peerId, now)
+        // A budget of reconnects: on a starved machine every peer can look silent at once,
+        // and reconnecting them all feeds the starvation (30 daemons on 2 cores did so).
+        const last = lastReconnect.get(peerId) ?? Number.NEGATIVE_INFINITY
+        if (now - last < RECONNECT_PEER_SPACING_MS || now - lastAnyReconnect < silentAfter) continue
+        lastReconnect.set(peerId, now)
+        lastAnyReconnect = now
         silent++
         logger.warn('no gossip from a connected peer: reconnecting', {
           peer: peerId,
