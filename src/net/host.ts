@@ -9,6 +9,7 @@
  *    and may publish with no known subscriber (the log's anti-entropy covers misses);
  *    a copy of a message already accepted is recognised by a hash of all its fields
  *    before its signature is checked again (fastMsgId);
+ *  - peers are not scored down for sharing an IP address (GOSSIP_SCORE_PARAMS);
  *  - gossip degree and control traffic are sized so that a node's cost per message does
  *    not grow with the mesh (GOSSIP_PARAMS): own messages go to the mesh peers only, not
  *    flooded to every peer, and IDONTWANT is kept for large messages;
@@ -114,6 +115,17 @@ export const GOSSIP_PARAMS = {
 } as const
 
 /**
+ * Peer scoring without the IP-colocation penalty. gossipsub scores each peer −5 × (n − 10)²
+ * for n peers seen from one IP: a defence against Sybil peers that rmesh's admission
+ * (signed tokens) already gives, and a penalty on the meshes a studio has: every daemon of
+ * a test on 127.0.0.1, a site's machines behind one NAT address seen from another site. At
+ * 14 peers on one address their score fell below the graylist (−80) and gossip between
+ * them stopped: a 16-daemon mesh on one machine saw 1 heartbeat in 10. Everything else
+ * (behaviour penalties for broken IWANT promises) stays at gossipsub's defaults.
+ */
+export const GOSSIP_SCORE_PARAMS = { IPColocationFactorWeight: 0 } as const
+
+/**
  * libp2p's in-memory datastore keeps values as handed in. A DHT provider record's value
  * is a few bytes from Buffer.allocUnsafe, i.e. a view into Node's shared 64 KiB pool slab,
  * and each kept view pins its whole slab: the soak's daemons grew by ~1 MiB per job this
@@ -179,6 +191,7 @@ export async function createHost(options: HostOptions): Promise<RmeshLibp2p> {
         fastMsgIdFn: fastMsgId,
         // rmesh messages are small; bound what one RPC may carry before decoding.
         maxInboundDataLength: 1 << 20,
+        scoreParams: GOSSIP_SCORE_PARAMS,
       }),
       dht: kadDHT({
         protocol: DHT_PROTOCOL,
