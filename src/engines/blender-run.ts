@@ -128,15 +128,7 @@ export async function runScript(
   const markers = new Map<string, unknown>()
   const p = startProcess({
     file: blender,
-    args: [
-      '-b',
-      '--disable-autoexec',
-      '--python-exit-code',
-      '3',
-      scenePath,
-      '--python-expr',
-      script,
-    ],
+    args: backgroundArgs(scenePath, script),
     signal: options.signal,
     timeoutMs: options.timeoutMs ?? DEFAULT_INSPECT_TIMEOUT_MS,
     logPath: options.logPath,
@@ -275,6 +267,14 @@ export function validateOverrides(
 }
 
 /** `[1,2,3,7]` → `1..3,7` (Blender's -f syntax). */
+/**
+ * Blender in the background on `scenePath` with `script` run first: never the scene's own
+ * scripts (--disable-autoexec), and a failing script exits 3 (--python-exit-code).
+ */
+export function backgroundArgs(scenePath: string, script: string): string[] {
+  return ['-b', '--disable-autoexec', '--python-exit-code', '3', scenePath, '--python-expr', script]
+}
+
 export function frameSpec(frames: number[]): string {
   const parts: string[] = []
   let i = 0

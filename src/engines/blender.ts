@@ -41,6 +41,7 @@ import {
   frameSpec,
   inspectScene,
   missingAssetError,
+  backgroundArgs,
   notLoadedError,
   packScene,
   parseMarker,
@@ -133,17 +134,14 @@ export async function renderChunk(
   for (const f of frames) await rm(frameOutputPath(workDir, f, format), { force: true })
   const logPath = join(workDir, `blender-${frames[0]}-${frames[frames.length - 1]}.log`)
   const args = [
-    '-b',
-    '--disable-autoexec',
-    '--python-exit-code',
-    '3',
-    scenePath,
-    '--python-expr',
-    renderSetupScript({
-      samples: task.samples,
-      resolutionPercentage: task.resolutionPercentage,
-      ...task.tree,
-    }),
+    ...backgroundArgs(
+      scenePath,
+      renderSetupScript({
+        samples: task.samples,
+        resolutionPercentage: task.resolutionPercentage,
+        ...task.tree,
+      }),
+    ),
     '-o',
     join(workDir, 'frame_#####'),
     '-F',
