@@ -33,6 +33,11 @@ describe('daemon configuration', () => {
       [{ noEligibleGraceMs: 10 }, /noEligibleGraceMs/],
       [{ minFreeDiskMiB: -1 }, /minFreeDiskMiB/],
       [{ minFreeDiskMiB: 'lots' }, /minFreeDiskMiB/],
+      // The rest pace is never faster than the busy one, nor beyond what peers accept.
+      [{ presenceIntervalMs: 2_000, presenceRestIntervalMs: 1_000 }, /presenceRestIntervalMs/],
+      [{ presenceRestIntervalMs: 600_000 }, /presenceRestIntervalMs/],
+      [{ presenceRestIntervalMs: 'slow' }, /presenceRestIntervalMs/],
+      [{ presenceIntervalMs: 3_000_000 }, /presenceIntervalMs/],
     ]
     for (const [layer, re] of bad) {
       expect(() => resolveConfig('/d', layer as never)).toThrow(re)
