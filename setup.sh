@@ -34,25 +34,28 @@ missing=()
 command -v blender >/dev/null 2>&1 || missing+=(blender)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+# For the tests only: a browser for the web UI tests (no browser download at install) and
+# iptables for the NAT tests in network namespaces. Both are skipped with a reason if absent.
+if [ "${RMESH_SETUP_TEST_TOOLS:-1}" = 1 ]; then
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   if is_root; then
     say "Installing ${missing[*]} from Debian's packages"
     apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends blender ffmpeg
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
   else
-    die "Blender and ffmpeg are needed. Run: sudo apt-get update && sudo apt-get install blender ffmpeg   then re-run ./setup.sh"
+    die "Missing: ${missing[*]}. Run: sudo apt-get update && sudo apt-get install ${missing[*]}   then re-run ./setup.sh"
   fi
 fi
 say "$(blender --version 2>/dev/null | head -n1), $(ffmpeg -version | head -n1 | cut -d' ' -f1-3)"
 
-# npm packages. `npm ci` can fail where the registry lacks an optional platform binary
-# that the lock file names; fall back to a plain install, which resolves what exists.
+# npm packages, exactly as the lock file says. The lock is complete for every platform
+# (package.json pins cbor-extract to the release whose prebuilt binaries the registry has),
+# so `npm ci` needs no fallback; if it fails, the lock file is wrong and that is a bug.
 say "Installing npm packages"
-if [ -f package-lock.json ]; then
-  npm ci --no-audit --no-fund || { say "npm ci failed; falling back to npm install"; npm install --no-audit --no-fund; }
-else
-  npm install --no-audit --no-fund
-fi
+npm ci --no-audit --no-fund
 
 say "Building"
 npm run -s build
