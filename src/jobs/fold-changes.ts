@@ -6,9 +6,11 @@
  * Invariants (checked against full comparisons by test/property/jobs/reducer.property.test.ts):
  *  - every chunk whose record differs after the add is in the answer, or the answer is
  *    'all'; it may name chunks that did not change;
- *  - 'all' whenever the fold replaced its state (the first announce, a seal, a replay from
- *    a checkpoint after an entry that sorts before the last one and does not commute) or
- *    the entry's kind can touch many chunks (retry) or is one this module does not know;
+ *  - 'all' whenever the fold replaced its state with another job's layout (the first
+ *    announce, an effective seal) or the entry's kind can touch many chunks (retry) or is
+ *    one this module does not know; after a replay from a checkpoint (an entry that sorts
+ *    before the last one and does not commute), the chunks whose record objects differ:
+ *    records are copy-on-write, so one that changed on either path is a new object;
  *  - an entry applied in place (at the tail, or where it commutes) touches only what the reducer's rule for its
  *    kind touches: the chunk it names, plus the encode chunk (it opens once every frame
  *    chunk is done, and waits again when one of them is rejected); ack names its chunks;
@@ -40,7 +42,16 @@ export function foldChanges(fold: JobFold, mark: FoldMark, entry: LogEntry): Fol
   const es = fold.entries
   if (es.length === mark.length) return []
   const s = fold.state
-  if (s !== mark.state || s?.chunks !== mark.chunks) return 'all'
+  if (s !== mark.state || s?.chunks !== mark.chunks) {
+    // A replay from a checkpoint: chunk records are copy-on-write (jobs/reducer.ts), so a
+    // record that changed on either path since that checkpoint is a different object.
+    const before = mark.chunks
+    if (!s || !mark.state || !before || s.announce.id !== mark.state.announce.id) return 'all'
+    if (s.chunks.length !== before.length || s.sealedBy !== mark.state.sealedBy) return 'all'
+    const out: number[] = []
+    for (let i = 0; i < before.length; i++) if (s.chunks[i] !== before[i]) out.push(i)
+    return out
+  }
   if (!s) return []
   // The same state object: the fold applied this one entry in place (at the tail, or
   // earlier where it commutes with what follows); a replay would have replaced it.

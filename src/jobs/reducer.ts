@@ -104,30 +104,53 @@ export function reduceJob(
 
 /**
  * An incremental fold over one job log: entries arriving in order are applied in O(1)
- * (amortised); one that sorts before the last is applied in place when it commutes with
- * every entry after it (below), else triggers a replay from the last checkpoint before
- * it. Used by the lease manager and the simulator so they share the reducer's exact
+ * (amortised). One that sorts before the last is handled, cheapest first:
+ *  1. applied in place when it commutes with every entry after it;
+ *  2. re-folded on its chunk alone when every entry after the base checkpoint is
+ *     chunk-local (below) — a claim race ends here: two claims of one chunk, the later
+ *     one already folded;
+ *  3. else a replay from the last checkpoint before it.
+ * Used by the lease manager and the simulator so they share the reducer's exact
  * semantics.
  *
- * Commuting: a claim, release or complete names one chunk, and reads and writes that
- * chunk's record and job-wide counters whose result does not depend on order (done
- * counts, the duplicate count, `active`); the job's status it reads (done, failed,
- * canceled) only changes through entries of other kinds or through that same chunk.
- * So such an entry commutes with a run of such entries on other chunks, unless one of
- * them is on the encode chunk (which every frame chunk's complete may open). The state
- * stays the same object then (jobs/fold-changes.ts relies on it: a replay replaces it).
- * Memory: at most MAX_CHECKPOINTS snapshots (the newest), each O(chunks).
+ * Chunk-local: a claim, release or complete naming a frames chunk, or an ack. Such an
+ * entry reads and writes its chunk's record (an ack, the records it names) and job-wide
+ * counters whose result does not depend on order (done counts, the duplicate count,
+ * `active`); the job-wide fields it reads (canceled, failed, the blocklist) only change
+ * through entries of other kinds, and 'done' only once every chunk is done (then a claim,
+ * release or complete changes no record). So after a point past which every entry is
+ * chunk-local, a chunk's record is the fold of that chunk's entries alone from its record
+ * at that point, and entries on different chunks commute. The encode chunk is not
+ * chunk-local: every frame chunk's complete may open it.
+ *
+ * Chunk records are copy-on-write between an accumulator and its copies (checkpoints), so
+ * a copy costs one array of references and `foldChanges` can tell a replay's changes by
+ * record identity (jobs/fold-changes.ts relies on both). An in-place add keeps the same
+ * state object. Memory: at most MAX_CHECKPOINTS snapshots (the newest), each O(chunks)
+ * references, and one list of entries per chunk.
  */
 /** Snapshots a JobFold keeps (the newest): see its comment. */
-export const MAX_CHECKPOINTS = 4
+export const MAX_CHECKPOINTS = 8
+
+interface Checkpoint {
+  /** The state after the first `at` sorted entries. */
+  at: number
+  acc: Acc | undefined
+}
 
 export class JobFold {
   private readonly sorted: LogEntry[] = []
   private readonly ids = new Set<string>()
   private acc: Acc | undefined
   /** Snapshots of the state after the first `at` entries, so a late entry replays only a tail. */
-  private checkpoints: { at: number; acc: Acc | undefined }[] = []
+  private checkpoints: Checkpoint[] = []
   private readonly isAdmin: (peer: PeerIdString) => boolean
+  /** Chunk-local entries by the chunks they touch, each list in sorted order. */
+  private readonly byChunk = new Map<number, LogEntry[]>()
+  /** Position in `sorted` of the last entry that is not chunk-local (-1: none). */
+  private lastNonLocal = -1
+  /** The encode chunk's index (-1: none; undefined: no announce folded yet). */
+  private encode: number | undefined
 
   constructor(options: ReduceOptions = {}) {
     this.isAdmin = options.isAdmin ?? (() => false)
@@ -138,9 +161,13 @@ export class JobFold {
     if (this.ids.has(entry.id)) return false
     this.ids.add(entry.id)
     const n = this.sorted.length
+    const touched = touchedChunks(entry)
+    if (touched) for (const c of touched) insertSorted(this.listOf(c), entry)
     if (n === 0 || compareEntries(this.sorted[n - 1], entry) < 0) {
       this.sorted.push(entry)
+      if (!this.isLocal(entry, touched)) this.lastNonLocal = n
       this.apply(entry)
+      this.layoutKnown()
       this.maybeCheckpoint()
       return true
     }
@@ -152,22 +179,20 @@ export class JobFold {
       else hi = mid
     }
     this.sorted.splice(lo, 0, entry)
-    if (this.commutes(lo)) {
-      this.acc!.apply(entry, this.isAdmin)
-      // Later snapshots miss it: it commutes with what lies between, so add it to them.
-      for (const cp of this.checkpoints)
-        if (cp.at > lo) {
-          cp.acc!.apply(entry, this.isAdmin)
-          cp.at++
-        }
-      return true
+    if (this.lastNonLocal >= lo) this.lastNonLocal++
+    const local = this.isLocal(entry, touched)
+    if (!local && lo > this.lastNonLocal) this.lastNonLocal = lo
+    for (const cp of this.checkpoints) if (cp.at > lo) cp.at++
+    if (local && this.lastNonLocal < lo && this.acc) {
+      if (touched!.every((c) => this.lastOf(c) === entry)) {
+        // Nothing after it touches its chunks: it commutes with all that follows.
+        this.acc.apply(entry, this.isAdmin)
+        for (const cp of this.checkpoints) if (cp.at > lo) cp.acc?.apply(entry, this.isAdmin)
+        return true
+      }
+      if (touched!.length === 1 && this.refold(touched![0], entry, lo)) return true
     }
-    while (this.checkpoints.length > 0 && this.checkpoints[this.checkpoints.length - 1].at > lo)
-      this.checkpoints.pop()
-    const cp = this.checkpoints[this.checkpoints.length - 1]
-    this.acc = cp?.acc?.copy()
-    for (let i = cp?.at ?? 0; i < this.sorted.length; i++) this.apply(this.sorted[i])
-    this.maybeCheckpoint()
+    this.replay(lo)
     return true
   }
 
@@ -179,34 +204,81 @@ export class JobFold {
     return this.sorted
   }
 
-  /** The entry now at `lo` can be applied to the current state in place (see the class). */
-  private commutes(lo: number): boolean {
-    const acc = this.acc
-    if (!acc) return false
-    const encode = acc.s.chunks.length - 1
-    const hasEncode = acc.s.chunks[encode]?.kind === 'encode'
-    const chunkOf = (e: LogEntry): number | undefined => {
-      if (e.kind !== 'claim' && e.kind !== 'release' && e.kind !== 'complete') return undefined
-      const c = (e.body as { chunk?: unknown } | null)?.chunk
-      if (!Number.isSafeInteger(c) || (hasEncode && c === encode)) return undefined
-      return c as number
+  private listOf(chunk: number): LogEntry[] {
+    let l = this.byChunk.get(chunk)
+    if (!l) {
+      l = []
+      this.byChunk.set(chunk, l)
     }
-    const mine = chunkOf(this.sorted[lo])
-    if (mine === undefined) return false
-    for (let i = lo + 1; i < this.sorted.length; i++) {
-      const theirs = chunkOf(this.sorted[i])
-      if (theirs === undefined || theirs === mine) return false
-    }
-    for (const cp of this.checkpoints) if (cp.at > lo && !cp.acc) return false
+    return l
+  }
+
+  private lastOf(chunk: number): LogEntry | undefined {
+    const l = this.byChunk.get(chunk)
+    return l?.[l.length - 1]
+  }
+
+  /** Chunk-local (see the class); before the announce nothing is. */
+  private isLocal(e: LogEntry, touched: readonly number[] | undefined): boolean {
+    if (!touched || this.encode === undefined) return false
+    return e.kind === 'ack' || touched[0] !== this.encode
+  }
+
+  /** Once the announce is folded, the layout is fixed: classify what came before it. */
+  private layoutKnown(): void {
+    if (this.encode !== undefined || !this.acc) return
+    const chunks = this.acc.s.chunks
+    this.encode = chunks[chunks.length - 1]?.kind === 'encode' ? chunks.length - 1 : -1
+    this.lastNonLocal = -1
+    for (let i = 0; i < this.sorted.length; i++)
+      if (!this.isLocal(this.sorted[i], touchedChunks(this.sorted[i]))) this.lastNonLocal = i
+  }
+
+  /**
+   * Fold `chunk` alone from the newest checkpoint at or before `lo` past which every entry
+   * is chunk-local: its record with and without `entry`, at the end and at each later
+   * checkpoint; each of those takes the new record and the difference in duplicates.
+   * False (nothing changed) when no checkpoint qualifies.
+   */
+  private refold(chunk: number, entry: LogEntry, lo: number): boolean {
+    let base: Checkpoint | undefined
+    for (const cp of this.checkpoints)
+      if (cp.acc && cp.at <= lo && cp.at > this.lastNonLocal && (!base || cp.at > base.at)) base = cp
+    if (!base?.acc) return false
+    const since = this.sorted[base.at - 1]
+    const all = this.byChunk.get(chunk) ?? []
+    const after = all.filter((e) => compareEntries(e, since) > 0)
+    const later = this.checkpoints.filter((cp) => cp.at > lo && cp.acc)
+    const bounds = [...later.map((cp) => this.sorted[cp.at - 1]), undefined]
+    const before = chunkRuns(base.acc, chunk, after.filter((e) => e !== entry), bounds, this.isAdmin)
+    const now = chunkRuns(base.acc, chunk, after, bounds, this.isAdmin)
+    if (!now) return false
+    const targets = [...later.map((cp) => cp.acc!), this.acc!]
+    for (let i = 0; i < targets.length; i++)
+      if (!targets[i].replaceChunk(chunk, now[i].record, now[i].duplicates - before![i].duplicates))
+        return false
     return true
   }
 
-  private maybeCheckpoint(): void {
+  /** Replay from the newest checkpoint before `lo`, checkpointing on the way. */
+  private replay(lo: number): void {
+    while (this.checkpoints.length > 0 && this.checkpoints[this.checkpoints.length - 1].at > lo)
+      this.checkpoints.pop()
+    const cp = this.checkpoints[this.checkpoints.length - 1]
+    this.acc = cp?.acc?.copy()
+    for (let i = cp?.at ?? 0; i < this.sorted.length; i++) {
+      this.apply(this.sorted[i])
+      this.maybeCheckpoint(i + 1)
+    }
+    this.layoutKnown()
+  }
+
+  private maybeCheckpoint(at = this.sorted.length): void {
     const last = this.checkpoints[this.checkpoints.length - 1]?.at ?? 0
-    // Snapshot cost is O(chunks): space them so it stays a small share of the fold.
+    // A copy costs O(chunks) references: space them so it stays a small share of the fold.
     const every = Math.max(32, (this.acc?.s.chunks.length ?? 0) >> 4)
-    if (this.sorted.length - last >= every) {
-      this.checkpoints.push({ at: this.sorted.length, acc: this.acc?.copy() })
+    if (at - last >= every) {
+      this.checkpoints.push({ at, acc: this.acc?.copy() })
       // A late entry sorting before the oldest kept replays from the start: rare, and it
       // bounds memory to a few snapshots whatever the job's length.
       if (this.checkpoints.length > MAX_CHECKPOINTS) this.checkpoints.shift()
@@ -239,17 +311,63 @@ export class JobFold {
   }
 }
 
+/** The chunks a claim, release, complete or ack names; undefined for other kinds. */
+function touchedChunks(e: LogEntry): readonly number[] | undefined {
+  const body = e.body as { chunk?: unknown; chunks?: unknown } | null
+  if (e.kind === 'claim' || e.kind === 'release' || e.kind === 'complete') {
+    return Number.isSafeInteger(body?.chunk) ? [body!.chunk as number] : undefined
+  }
+  if (e.kind === 'ack' && Array.isArray(body?.chunks) && body.chunks.length > 0) {
+    const out = [...new Set(body.chunks)]
+    return out.every((c) => Number.isSafeInteger(c)) ? (out as number[]) : undefined
+  }
+  return undefined
+}
+
+function insertSorted(list: LogEntry[], e: LogEntry): void {
+  let i = list.length
+  while (i > 0 && compareEntries(list[i - 1], e) > 0) i--
+  list.splice(i, 0, e)
+}
+
 /**
- * A copy deep enough for the fold to mutate: chunk records, failure lists and the
- * failure counts. Frames, outputs and the announce body are never mutated, so shared.
+ * `chunk`'s record and the job's duplicate count after folding `entries` (sorted, all on
+ * that chunk) onto a copy of `base`, taken at each bound: after the entries sorting at or
+ * before it (undefined: after all of them).
  */
-export function cloneState(s: JobState): JobState {
+function chunkRuns(
+  base: Acc,
+  chunk: number,
+  entries: readonly LogEntry[],
+  bounds: readonly (LogEntry | undefined)[],
+  isAdmin: (p: PeerIdString) => boolean,
+): { record: ChunkState; duplicates: number }[] | undefined {
+  const scratch = base.copy()
+  if (!scratch.s.chunks[chunk]) return undefined
+  const out: { record: ChunkState; duplicates: number }[] = []
+  let i = 0
+  for (const bound of bounds) {
+    while (i < entries.length && (!bound || compareEntries(entries[i], bound) <= 0))
+      scratch.apply(entries[i++], isAdmin)
+    out.push({ record: scratch.s.chunks[chunk], duplicates: scratch.s.duplicates })
+    // The next bound folds further on the same scratch: it must not mutate what it gave.
+    scratch.release(chunk)
+  }
+  return out
+}
+
+/**
+ * A copy for an accumulator to mutate: job-wide fields it mutates in place (the failure
+ * counts) are copied; chunk records are shared and copied on write by the Acc (own).
+ * Frames, outputs and the announce body are never mutated, so shared.
+ */
+function cloneState(s: JobState): JobState {
   return {
     ...s,
     announce: { ...s.announce },
     nodeFailures: { ...s.nodeFailures },
     blocklist: s.blocklist.slice(),
-    chunks: s.chunks.map((c) => ({ ...c, failures: c.failures.slice() })),
+    chunks: s.chunks.slice(),
   }
 }
 
@@ -277,6 +395,8 @@ class Acc {
   private active = false
   private readonly maxPerNode: number
   private readonly maxNodes: number
+  /** Chunk records this accumulator made and no copy shares: the ones it may mutate. */
+  private owned = new WeakSet<ChunkState>()
 
   constructor(
     readonly s: JobState,
@@ -317,9 +437,63 @@ class Acc {
     this.refresh()
   }
 
-  /** An independent copy (its own chunk records), counters included. */
+  /** An independent copy, counters included; chunk records are shared until written. */
   copy(): Acc {
+    this.owned = new WeakSet()
     return new Acc(cloneState(this.s), this)
+  }
+
+  /** Chunk `i`'s record, made this accumulator's own to mutate (copied if shared). */
+  private own(i: number): ChunkState {
+    const c = this.s.chunks[i]
+    if (this.owned.has(c)) return c
+    const mine = { ...c, failures: c.failures.slice() }
+    this.s.chunks[i] = mine
+    this.owned.add(mine)
+    return mine
+  }
+
+  /** Chunk `i`'s record is handed out: a later write copies it first. */
+  release(i: number): void {
+    const c = this.s.chunks[i]
+    if (c) this.owned.delete(c)
+  }
+
+  /**
+   * Put `record` in place of chunk `i`'s (a re-fold of that chunk alone, JobFold.refold)
+   * and add `duplicates` to the count; the counters follow the record. False, changing
+   * nothing, if that would take a done chunk out of done: no chunk-local entry can.
+   */
+  replaceChunk(i: number, record: ChunkState, duplicates: number): boolean {
+    const s = this.s
+    const old = s.chunks[i]
+    if (!old || (old.state === 'done' && record.state !== 'done')) return false
+    const count = (c: ChunkState, sign: 1 | -1) => {
+      if (c.state === 'done') {
+        this.doneChunks += sign
+        if (c.kind === 'frames') {
+          this.doneFrameChunks += sign
+          s.framesDone += sign * c.frames.length
+        }
+        if (c.acked) this.ackedChunks += sign
+      }
+      if (c.state === 'failed') this.failedChunks += sign
+    }
+    count(old, -1)
+    count(record, 1)
+    s.chunks[i] = record
+    this.owned.delete(record)
+    s.duplicates += duplicates
+    if (record.attempt > 0 || record.state === 'done') this.active = true
+    if (old.state !== 'done' && record.state === 'done') this.openEncodeIfReady()
+    this.refresh()
+    return true
+  }
+
+  /** Once every frames chunk is done, the waiting (encode) chunk opens. */
+  private openEncodeIfReady(): void {
+    if (this.doneFrameChunks !== this.frameChunks) return
+    for (const x of this.s.chunks) if (x.state === 'waiting') this.own(x.index).state = 'open'
   }
 
   static fromAnnounce(job: AnnounceBody, e: LogEntry): Acc {
@@ -368,22 +542,21 @@ class Acc {
     return author === this.s.submitter || isAdmin(author)
   }
 
+  /** `c` must be this accumulator's own (own). */
   private setState(c: ChunkState, next: ChunkStatus): void {
     if (c.state === next) return
     if (c.state === 'failed') this.failedChunks--
     if (next === 'failed') this.failedChunks++
+    c.state = next
+    if (next !== 'claimed') delete c.holder
     if (next === 'done') {
       this.doneChunks++
       if (c.kind === 'frames') {
         this.doneFrameChunks++
         this.s.framesDone += c.frames.length
-        if (this.doneFrameChunks === this.frameChunks) {
-          for (const x of this.s.chunks) if (x.state === 'waiting') x.state = 'open'
-        }
+        this.openEncodeIfReady()
       }
     }
-    c.state = next
-    if (next !== 'claimed') delete c.holder
   }
 
   /** A done chunk leaves done (a reject): undo its counts; the encode waits again for it. */
@@ -395,7 +568,7 @@ class Acc {
       // An encode already done keeps its video; one not started waits for the re-render.
       for (const x of this.s.chunks)
         if (x.kind === 'encode' && (x.state === 'open' || x.state === 'claimed'))
-          this.setState(x, 'waiting')
+          this.setState(this.own(x.index), 'waiting')
     }
     c.state = 'open'
     delete c.outputs
@@ -427,10 +600,11 @@ class Acc {
         if (!c || (c.state !== 'open' && c.state !== 'claimed')) return
         if (s.blocklist.includes(e.author) || v.body.attempt <= c.attempt) return
         // A higher attempt supersedes: that is how an observer reopens a dead lease.
-        this.setState(c, 'claimed')
-        c.attempt = v.body.attempt
-        c.holder = e.author
-        c.claimClock = e.clock
+        const m = this.own(c.index)
+        this.setState(m, 'claimed')
+        m.attempt = v.body.attempt
+        m.holder = e.author
+        m.claimClock = e.clock
         this.active = true
         break
       }
@@ -439,7 +613,7 @@ class Acc {
         if (!v.ok) return
         const c = s.chunks[v.body.chunk]
         if (c?.state !== 'claimed' || c.holder !== e.author || c.attempt !== v.body.attempt) return
-        this.setState(c, 'open')
+        this.setState(this.own(c.index), 'open')
         break
       }
       case 'fail': {
@@ -448,10 +622,11 @@ class Acc {
         const c = s.chunks[v.body.chunk]
         if (!c || c.state === 'done' || c.state === 'waiting' || v.body.attempt > c.attempt) return
         if (c.failures.some((f) => f.node === e.author && f.attempt === v.body.attempt)) return
-        this.countFailure(c, e.author, v.body.attempt, v.body.reason)
-        if (c.state === 'claimed' && c.holder === e.author && c.attempt === v.body.attempt)
-          this.setState(c, 'open')
-        if (new Set(c.failures.map((f) => f.node)).size >= this.maxNodes) this.setState(c, 'failed')
+        const m = this.own(c.index)
+        this.countFailure(m, e.author, v.body.attempt, v.body.reason)
+        if (m.state === 'claimed' && m.holder === e.author && m.attempt === v.body.attempt)
+          this.setState(m, 'open')
+        if (new Set(m.failures.map((f) => f.node)).size >= this.maxNodes) this.setState(m, 'failed')
         break
       }
       case 'complete': {
@@ -469,12 +644,13 @@ class Acc {
           s.duplicates++
           break
         }
-        this.setState(c, 'done')
-        c.outputs = v.body.outputs
-        c.completedBy = e.author
-        c.completedAttempt = v.body.attempt
-        c.renderMs = v.body.renderMs
-        if (v.body.log !== undefined) c.log = v.body.log
+        const m = this.own(c.index)
+        this.setState(m, 'done')
+        m.outputs = v.body.outputs
+        m.completedBy = e.author
+        m.completedAttempt = v.body.attempt
+        m.renderMs = v.body.renderMs
+        if (v.body.log !== undefined) m.log = v.body.log
         this.active = true
         break
       }
@@ -486,11 +662,12 @@ class Acc {
         const c = s.chunks[v.body.chunk]
         if (c?.state !== 'done' || c.acked || c.completedAttempt !== v.body.attempt) return
         const node = c.completedBy as PeerIdString
-        this.undone(c)
+        const m = this.own(c.index)
+        this.undone(m)
         // A new attempt: the next claim must be above the rejected one.
-        c.attempt = Math.max(c.attempt, v.body.attempt)
-        this.countFailure(c, node, v.body.attempt, `outputs rejected: ${v.body.reason}`)
-        if (new Set(c.failures.map((f) => f.node)).size >= this.maxNodes) this.setState(c, 'failed')
+        m.attempt = Math.max(m.attempt, v.body.attempt)
+        this.countFailure(m, node, v.body.attempt, `outputs rejected: ${v.body.reason}`)
+        if (new Set(m.failures.map((f) => f.node)).size >= this.maxNodes) this.setState(m, 'failed')
         break
       }
       case 'cancel': {
@@ -518,14 +695,15 @@ class Acc {
         let reopened = false
         for (const c of s.chunks) {
           if (c.state !== 'failed' || (wanted && !wanted.has(c.index))) continue
-          this.setState(c, 'open')
-          c.failures = []
+          const m = this.own(c.index)
+          this.setState(m, 'open')
+          m.failures = []
           reopened = true
         }
         // An aborted job had no eligible node left: a fresh start for every unfinished chunk.
         if (s.abortReason !== undefined) {
           delete s.abortReason
-          for (const c of s.chunks) if (c.state !== 'done') c.failures = []
+          for (const c of s.chunks) if (c.state !== 'done') this.own(c.index).failures = []
           reopened = true
         }
         // A fresh start: otherwise a retried job may have no eligible node left.
@@ -547,7 +725,7 @@ class Acc {
         for (const i of v.body.chunks) {
           const c = s.chunks[i]
           if (c && c.state === 'done' && !c.acked) {
-            c.acked = true
+            this.own(i).acked = true
             this.ackedChunks++
           }
         }
