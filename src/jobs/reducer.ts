@@ -243,14 +243,21 @@ export class JobFold {
   private refold(chunk: number, entry: LogEntry, lo: number): boolean {
     let base: Checkpoint | undefined
     for (const cp of this.checkpoints)
-      if (cp.acc && cp.at <= lo && cp.at > this.lastNonLocal && (!base || cp.at > base.at)) base = cp
+      if (cp.acc && cp.at <= lo && cp.at > this.lastNonLocal && (!base || cp.at > base.at))
+        base = cp
     if (!base?.acc) return false
     const since = this.sorted[base.at - 1]
     const all = this.byChunk.get(chunk) ?? []
     const after = all.filter((e) => compareEntries(e, since) > 0)
     const later = this.checkpoints.filter((cp) => cp.at > lo && cp.acc)
     const bounds = [...later.map((cp) => this.sorted[cp.at - 1]), undefined]
-    const before = chunkRuns(base.acc, chunk, after.filter((e) => e !== entry), bounds, this.isAdmin)
+    const before = chunkRuns(
+      base.acc,
+      chunk,
+      after.filter((e) => e !== entry),
+      bounds,
+      this.isAdmin,
+    )
     const now = chunkRuns(base.acc, chunk, after, bounds, this.isAdmin)
     if (!now) return false
     const targets = [...later.map((cp) => cp.acc!), this.acc!]
