@@ -130,9 +130,8 @@ describe.skipIf(skipReason)(
         120_000,
       )
       expect(counts.duplicateCompletes).toBeLessThanOrEqual(LEASES_ONE_NODE_HOLDS)
-      // Resumed without a restart: it renders part of a fresh job (persistent: whether it
-      // renders is the point here, and one Blender per node spares a start-up per frame).
-      const again = await submitBlenderJob(submitter, { frames: 12, persistent: true })
+      // Resumed without a restart: it renders part of a fresh job.
+      const again = await submitBlenderJob(submitter, { frames: 12 })
       jobDirs.push(again.workDir)
       await expectPromisesKept('blender-disk: fresh job after freeing', procs, submitter, again)
       const j2 = (await jobDetail(submitter, again.jobId))!

@@ -212,9 +212,8 @@ describe.skipIf(skipReason)(
       console.log(`[faults] blender c. killed as these were saved: ${killedAt.join(', ')}`)
       expect(killedAt.length).toBeGreaterThan(0)
       expect(counts.duplicateCompletes).toBeLessThanOrEqual(killedAt.length * LEASES_ONE_NODE_HOLDS)
-      // The restarted renderer works: it renders part of a fresh job (persistent: whether it
-      // renders is the point here, and one Blender per node spares a start-up per frame).
-      const again = await submitBlenderJob(submitter, { frames: FRAMES, persistent: true })
+      // The restarted renderer works: it renders part of a fresh job.
+      const again = await submitBlenderJob(submitter, { frames: FRAMES })
       jobDirs.push(again.workDir)
       await expectPromisesKept('blender c. fresh job after the kills', procs, submitter, again)
       const j = (await jobDetail(submitter, again.jobId))!
