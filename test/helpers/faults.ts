@@ -177,11 +177,14 @@ function sceneSize(d: DaemonProc, scenePath: string): Promise<{ width: number; h
 
 /**
  * Submit the example scene (examples/make-scene.py: tiny, few samples, denoising off) to
- * the real Blender engine on `d`, packed so every node has its texture.
+ * the real Blender engine on `d`, packed so every node has its texture. `persistent`
+ * (the job's --persistent) has each node load the scene into one Blender and keep it:
+ * for the scenarios whose fault is in the mesh, not in the chunk's Blender process, it
+ * saves a Blender start-up per frame.
  */
 export async function submitBlenderJob(
   d: DaemonProc,
-  o: { frames: number; chunk?: number },
+  o: { frames: number; chunk?: number; persistent?: boolean },
 ): Promise<SubmittedJob> {
   const scene = await ensureExampleScene()
   const size = await sceneSize(d, scene.scenePath)
@@ -190,7 +193,13 @@ export async function submitBlenderJob(
   const outDir = join(workDir, 'out')
   const job = await postJob(
     d,
-    { scenePath: scene.scenePath, chunk: o.chunk ?? 1, pack: true, outDir },
+    {
+      scenePath: scene.scenePath,
+      chunk: o.chunk ?? 1,
+      pack: true,
+      outDir,
+      ...(o.persistent ? { persistent: true } : {}),
+    },
     o.frames,
     workDir,
     duplicatesBefore,

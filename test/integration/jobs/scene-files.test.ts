@@ -18,6 +18,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { JobDetail, SubmitPlan } from '../../../src/api/types.js'
+import { frameSpec } from '../../../src/engines/blender-run.js'
 import { frameFileName } from '../../../src/service/jobs.js'
 import { json, rmeshIn } from '../../e2e/run-cli.js'
 import { type DaemonProc, makeTempDir, REPO_ROOT } from '../../helpers/daemons.js'
@@ -62,8 +63,16 @@ async function psnr(a: string, b: string): Promise<string> {
   return m[1]
 }
 
-/** A direct render of `frame` by Blender from the artist's files (no rmesh in the way). */
-async function directRender(scene: string, dir: string, frame: number): Promise<string> {
+/**
+ * Direct renders of `frames` by Blender from the artist's files (no rmesh in the way): one
+ * Blender for all of them (`-f 1,2,3`, the frame list rmesh's own chunks use), so the
+ * reference costs one start-up, not one per frame.
+ */
+async function directRenders(
+  scene: string,
+  dir: string,
+  frames: number[],
+): Promise<Map<number, string>> {
   await execFileAsync(
     'blender',
     [
@@ -75,11 +84,11 @@ async function directRender(scene: string, dir: string, frame: number): Promise<
       '-F',
       'PNG',
       '-f',
-      `${frame}`,
+      frameSpec(frames),
     ],
     { timeout: 120_000 },
   )
-  return join(dir, `ref_${String(frame).padStart(5, '0')}.png`)
+  return new Map(frames.map((f) => [f, join(dir, `ref_${String(f).padStart(5, '0')}.png`)]))
 }
 
 const bytesMoved = async (mesh: DaemonProc[]) => {
@@ -122,8 +131,7 @@ describe.skipIf(skipReason)('scene files travel with the job (real Blender, 3 da
     expect(plan.missing).toEqual([])
     expect(plan.remapped).toBe(2)
 
-    const refs = new Map<number, string>()
-    for (const frame of [1, 2, 3]) refs.set(frame, await directRender(scene, base, frame))
+    const refs = await directRenders(scene, base, [1, 2, 3])
     const sceneBytes = await readFile(scene)
 
     const out = join(base, 'out-a')
