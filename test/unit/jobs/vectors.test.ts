@@ -234,7 +234,7 @@ const CASES: Record<string, Omit<Vector, 'expected'>> = {
       e('announce', announceBody({ output: { format: 'PNG', video: 'h264', crf: 99 } }), 1, SUB),
       e(
         'announce',
-        announceBody({ output: { format: 'PNG', video: 'vp9', bitDepth: 12 } }),
+        announceBody({ output: { format: 'PNG', video: 'vp9', bitDepth: 12 as never } }),
         1,
         SUB,
       ),
