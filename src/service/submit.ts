@@ -321,7 +321,7 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
       }
     }
     const checked = await checkRequest(req, signal)
-    const { scenePath, name, frames, info } = checked
+    const { scenePath, name, frames } = checked
     const jobId = newJobId((n) => new Uint8Array(randomBytes(n)))
     const outDir = req.outDir ?? join(dirname(scenePath), 'renders', safeFileName(name, jobId))
 

@@ -106,7 +106,11 @@ describe('video options (real ffmpeg)', () => {
     const caps = await probeCaps()
     const features = videoFeatures(caps)
     for (const f of ['h264', 'h265:10bit', 'vp9:2pass', 'hlg']) expect(features).toContain(f)
-    const bare = { encoders: new Set(['libx264']), tenBit: new Set<string>(), filters: new Set<string>() }
+    const bare = {
+      encoders: new Set(['libx264']),
+      tenBit: new Set<string>(),
+      filters: new Set<string>(),
+    }
     expect(() => pickEncoder({ video: 'h265', bitDepth: 10 }, bare)).toThrow(
       expect.objectContaining({ code: 'ERR_ENCODER_MISSING' }),
     )
