@@ -167,11 +167,11 @@ export function nodeCanEncode(o: VideoOutput, features: readonly string[] | unde
   return videoNeeds(o).every((n) => have.includes(n))
 }
 
-/** In words, for "no node of the mesh has …": `ffmpeg with h265 10-bit HLG`. */
+/** In words, for "no node of the mesh has …": `ffmpeg that encodes h265 10-bit HLG`. */
 export function describeNeeds(o: VideoOutput): string {
   const words = [o.video ?? 'video']
   if (o.bitDepth === 10) words.push('10-bit')
   if (o.passes === 2) words.push('2-pass')
   if (o.hdr) words.push(o.hdr.toUpperCase())
-  return `ffmpeg with a ${words.join(' ')} encoder`
+  return `ffmpeg that encodes ${words.join(' ')}`
 }
