@@ -20,6 +20,7 @@ import {
 import { isRmeshError } from '../src/util/errors.js'
 import { UsageError } from './context.js'
 import { parseFrameSpec } from '../src/jobs/frame-spec.js'
+import { parseFrameRate } from '../src/jobs/video-options.js'
 
 export interface SubmitInput {
   scene: string
@@ -36,6 +37,13 @@ export interface SubmitInput {
   require?: string[]
   projectRoot?: string
   allowMissing?: boolean
+  crf?: string | number
+  bitrate?: string | number
+  passes?: string | number
+  bitDepth?: string | number
+  hdr?: string
+  frameRate?: string
+  tag?: string[]
 }
 
 export function parseInteger(
@@ -174,6 +182,7 @@ export async function buildSubmitRequest(input: SubmitInput, cwd: string): Promi
   if (input.chunk !== undefined) req.chunk = parseInteger(input.chunk, '--chunk', 1, 10_000)
   if (input.format !== undefined) req.format = parseFormat(input.format)
   if (input.video !== undefined) req.video = parseVideo(input.video)
+  applyVideoFlags(input, req)
   if (input.priority !== undefined)
     req.priority = parseInteger(input.priority, '--priority', PRIORITY_MIN, PRIORITY_MAX)
   if (input.name !== undefined) {
@@ -198,6 +207,37 @@ export async function buildSubmitRequest(input: SubmitInput, cwd: string): Promi
   if (input.persistent) req.persistent = true
   if (input.require?.length) req.require = parseRequirements(input.require)
   return req
+}
+
+/** The encode flags; the daemon checks the rules across them (jobs/video-options.ts). */
+function applyVideoFlags(input: SubmitInput, req: SubmitRequest): void {
+  const given = (['crf', 'bitrate', 'passes', 'bitDepth', 'hdr', 'frameRate'] as const).filter(
+    (k) => input[k] !== undefined,
+  )
+  if (given.length > 0 && input.video === undefined)
+    throw new UsageError('--crf, --bitrate, --passes, --bit-depth, --hdr and --fps need --video')
+  if (input.crf !== undefined) req.crf = parseInteger(input.crf, '--crf', 0, 63)
+  if (input.bitrate !== undefined)
+    req.bitrateKbps = parseInteger(input.bitrate, '--bitrate', 16, 1_000_000)
+  if (input.passes !== undefined) req.passes = parseInteger(input.passes, '--passes', 1, 2) as 1 | 2
+  if (input.bitDepth !== undefined) {
+    const d = parseInteger(input.bitDepth, '--bit-depth', 8, 10)
+    if (d !== 8 && d !== 10) throw new UsageError(`--bit-depth must be 8 or 10, got "${d}"`)
+    req.bitDepth = d
+  }
+  if (input.hdr !== undefined) {
+    if (input.hdr.trim().toLowerCase() !== 'hlg')
+      throw new UsageError(`--hdr must be hlg, got "${input.hdr}"`)
+    req.hdr = 'hlg'
+  }
+  if (input.frameRate !== undefined) {
+    if (!parseFrameRate(input.frameRate.trim()))
+      throw new UsageError(
+        `--fps must be a frame rate like 25 or 24000/1001 (1 to 240), got "${input.frameRate}"`,
+      )
+    req.frameRate = input.frameRate.trim()
+  }
+  if (input.tag?.length) req.tags = input.tag.flatMap((t) => t.split(',')).map((t) => t.trim())
 }
 
 /** Job ids are CIDs or a unique prefix of one (≥ 6 characters; the daemon resolves it). */

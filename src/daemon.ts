@@ -368,6 +368,7 @@ export async function startDaemon(
           slots: renderSlots(),
           ...(pausedFor() ? { paused: pausedFor() } : {}),
           tags: config.tags,
+          ...(engines.videoFeatures() ? { video: engines.videoFeatures() } : {}),
           freeDiskBytes,
           load: Math.round((loadavg()[0] / cpuCount) * 100) / 100,
           doing: [...activity.values()],
@@ -455,6 +456,7 @@ export async function startDaemon(
           engines: engines.describe(),
           slots: renderSlots(),
           tags: config.tags,
+          video: engines.videoFeatures(),
         }),
         logger,
       },
@@ -490,6 +492,7 @@ export async function startDaemon(
       selfSlots: renderSlots,
       selfPaused: pausedFor,
       selfTags: () => config.tags,
+      selfVideo: () => engines.videoFeatures(),
       selfName: () => config.name,
       noEligibleGraceMs: config.noEligibleGraceMs,
       // Presence calls a peer gone after 3 silent intervals: judge no mesh before hearing it.

@@ -4,6 +4,7 @@
  * Help shows commands in this order.
  */
 import type { CommandModule } from '../command.js'
+import * as addon from './addon.js'
 import * as cancel from './cancel.js'
 import * as daemon from './daemon.js'
 import * as dashboard from './dashboard.js'
@@ -40,4 +41,5 @@ export const COMMANDS: readonly CommandModule[] = [
   token,
   join,
   demo,
+  addon,
 ]

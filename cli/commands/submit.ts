@@ -21,6 +21,8 @@ export interface SubmitOptions extends Omit<SubmitInput, 'scene'> {
   json?: boolean
   engine?: string
   param?: string[]
+  /** `--fps`: the video frame rate. */
+  fps?: string
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v]
@@ -38,6 +40,13 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--chunk <n>', 'frames per task; 1 suits heavy frames (default 1)')
     .option('--format <fmt>', `output format: ${OUTPUT_FORMATS.join(', ')} (default: the scene's)`)
     .option('--video <codec>', `also encode a video: ${VIDEO_CODECS.join(', ')}`)
+    .option('--crf <n>', 'video quality: h264/h265 0-51, vp9/av1 0-63, lower is better')
+    .option('--bitrate <kbps>', 'video bitrate in kbit/s instead of a CRF')
+    .option('--passes <n>', 'video passes: 1 or 2 (2 with h264/h265 needs --bitrate)')
+    .option('--bit-depth <n>', 'video bits per channel: 8 or 10')
+    .option('--hdr <hlg>', 'HLG HDR video (BT.2020, 10-bit) from EXR frames')
+    .option('--fps <rate>', "video frame rate, e.g. 25 or 24000/1001 (default: the scene's)")
+    .option('--tag <tag>', 'only nodes with this tag render the job; repeatable', collect)
     .option('--priority <n>', `0-100, higher renders first (default ${PRIORITY_DEFAULT})`)
     .option('--name <name>', "job name (default: the scene's file name)")
     .option('--out <dir>', 'output folder (default: next to the scene)')
@@ -77,6 +86,8 @@ export function register(program: Command, ctx: CliContext): void {
 Examples:
   rmesh submit shot.blend
   rmesh submit shot.blend --frames 1-250 --chunk 5 --video h264
+  rmesh submit shot.blend --format exr --video h265 --hdr hlg --crf 18
+  rmesh submit shot.blend --video vp9 --passes 2 --bit-depth 10 --tag fast
   rmesh submit shot.blend --frames '1-10,20,30-40' --priority 80 --out /renders/sh010
   rmesh submit shots/sh010.blend --project-root . --dry-run
   id=$(rmesh submit shot.blend --detach --json | jq -r .jobId)
@@ -95,7 +106,10 @@ found); 3 no daemon; 130 Ctrl-C (the job keeps running).`,
 }
 
 export async function submit(ctx: CliContext, scene: string, opts: SubmitOptions): Promise<number> {
-  const req = await buildSubmitRequest({ ...opts, scene }, ctx.cwd)
+  const req = await buildSubmitRequest(
+    { ...opts, frameRate: opts.fps ?? opts.frameRate, scene },
+    ctx.cwd,
+  )
   if (opts.engine !== undefined) req.engine = opts.engine
   if (opts.param?.length) req.params = parseParams(opts.param)
   const client = ctx.client()

@@ -84,9 +84,9 @@ export const OUTPUT_FORMATS: readonly OutputFormat[] = [
   'tiff',
 ]
 
-/** h264 → MP4, vp9 → WebM, av1 → MP4. */
-export type VideoCodec = 'h264' | 'vp9' | 'av1'
-export const VIDEO_CODECS: readonly VideoCodec[] = ['h264', 'vp9', 'av1']
+/** h264, h265 → MP4, vp9 → WebM, av1 → MP4. */
+export type VideoCodec = 'h264' | 'h265' | 'vp9' | 'av1'
+export const VIDEO_CODECS: readonly VideoCodec[] = ['h264', 'h265', 'vp9', 'av1']
 
 /** Scene file extensions the daemon can render (lower case, with the dot). */
 export const SCENE_EXTENSIONS: readonly string[] = ['.blend']
@@ -304,6 +304,21 @@ export interface SubmitRequest {
   format?: OutputFormat
   /** Encode a video after the frames. Default none. */
   video?: VideoCodec
+  /**
+   * How the video is encoded (with `video` only; protocols/job-entries.md has the rules):
+   * CRF (h264/h265 0..51, vp9/av1 0..63) or a bitrate in kbit/s; 2 passes (h264/h265 need a
+   * bitrate); 8 or 10 bits; HLG HDR from EXR frames (implies 10 bits). The frame rate is
+   * the scene's (`fps / fps_base`, exact: 24000/1001) unless `frameRate` is given.
+   */
+  crf?: number
+  bitrateKbps?: number
+  passes?: 1 | 2
+  bitDepth?: 8 | 10
+  hdr?: 'hlg'
+  /** `25`, `24000/1001` (1..240 fps). */
+  frameRate?: string
+  /** Only nodes with every one of these tags render the job. */
+  tags?: string[]
   /** PRIORITY_MIN..PRIORITY_MAX, default PRIORITY_DEFAULT. */
   priority?: number
   /** Default: the scene's file name without extension. */

@@ -226,6 +226,8 @@ rmesh_emit('JSON', {
     'resolutionY': r.resolution_y,
     'resolutionPercentage': r.resolution_percentage,
     'fps': r.fps / r.fps_base,
+    'fpsInt': r.fps,
+    'fpsBase': r.fps_base,
     'renderEngine': r.engine,
     'outputFormat': r.image_settings.file_format,
     'camera': scene.camera.name if scene.camera else None,

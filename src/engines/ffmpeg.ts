@@ -10,13 +10,16 @@
 import { mkdir, mkdtemp, rename, rm, symlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, extname, join, resolve } from 'node:path'
+import type { VideoCodec, VideoOutput } from '../jobs/video-options.js'
+import { VIDEO_CODECS } from '../jobs/video-options.js'
+import { type EncodeSettings, type FfmpegCaps, passArgs, pickEncoder } from './ffmpeg-args.js'
+import { VIDEO_EXTENSION } from './ffmpeg-args.js'
 import { runCapture, startProcess } from './process.js'
 import { EngineError } from './types.js'
 
-export type VideoCodec = 'h264' | 'vp9' | 'av1'
-export const VIDEO_CODECS: readonly VideoCodec[] = ['h264', 'vp9', 'av1']
-/** The container each codec is written in. */
-export const VIDEO_EXTENSION: Record<VideoCodec, string> = { h264: 'mp4', vp9: 'webm', av1: 'mp4' }
+export type { VideoCodec } from '../jobs/video-options.js'
+export { VIDEO_CODECS } from '../jobs/video-options.js'
+export { VIDEO_EXTENSION } from './ffmpeg-args.js'
 
 export interface FfmpegTools {
   ffmpeg: string
@@ -58,84 +61,41 @@ export function parseFfmpegVersion(stdout: string): string | undefined {
   return /^ffmpeg version n?(\d+(?:\.\d+){0,2})/m.exec(stdout)?.[1]
 }
 
-/** The encoder arguments for a codec, given the encoders available. */
-export function codecArgs(codec: VideoCodec, encoders: Set<string>): string[] {
-  switch (codec) {
-    case 'h264':
-      if (!encoders.has('libx264')) break
-      return [
-        '-c:v',
-        'libx264',
-        '-preset',
-        'medium',
-        '-crf',
-        '18',
-        '-pix_fmt',
-        'yuv420p',
-        '-movflags',
-        '+faststart',
-      ]
-    case 'vp9':
-      if (!encoders.has('libvpx-vp9')) break
-      return [
-        '-c:v',
-        'libvpx-vp9',
-        '-b:v',
-        '0',
-        '-crf',
-        '31',
-        '-row-mt',
-        '1',
-        '-pix_fmt',
-        'yuv420p',
-      ]
-    case 'av1':
-      // SVT-AV1 is by far the fastest; libaom is the reference fallback.
-      if (encoders.has('libsvtav1')) {
-        return [
-          '-c:v',
-          'libsvtav1',
-          '-preset',
-          '8',
-          '-crf',
-          '35',
-          '-pix_fmt',
-          'yuv420p',
-          '-movflags',
-          '+faststart',
-        ]
+/** What this ffmpeg can encode: encoders, which take 10-bit input, filters; cached per executable. */
+export function probeCaps(ffmpeg = 'ffmpeg'): Promise<FfmpegCaps> {
+  let p = capsCache.get(ffmpeg)
+  if (!p) {
+    p = (async () => {
+      const encoders = await listEncoders(ffmpeg)
+      const tenBit = new Set<string>()
+      for (const e of TEN_BIT_CANDIDATES) {
+        if (!encoders.has(e)) continue
+        const { stdout } = await runCapture(ffmpeg, ['-hide_banner', '-h', `encoder=${e}`], {
+          timeoutMs: 15_000,
+        })
+        if (/pixel formats:.*\byuv420p10le\b/i.test(stdout)) tenBit.add(e)
       }
-      if (encoders.has('libaom-av1')) {
-        return [
-          '-c:v',
-          'libaom-av1',
-          '-cpu-used',
-          '6',
-          '-row-mt',
-          '1',
-          '-crf',
-          '32',
-          '-b:v',
-          '0',
-          '-pix_fmt',
-          'yuv420p',
-          '-movflags',
-          '+faststart',
-        ]
+      const { stdout } = await runCapture(ffmpeg, ['-hide_banner', '-filters'], {
+        timeoutMs: 15_000,
+      })
+      const filters = new Set<string>()
+      for (const line of stdout.split('\n')) {
+        const m = /^\s*[.A-Z|]{3}\s+(\w+)\s/.exec(line)
+        if (m) filters.add(m[1])
       }
-      break
+      return { encoders, tenBit, filters }
+    })()
+    capsCache.set(ffmpeg, p)
+    p.catch(() => capsCache.delete(ffmpeg))
   }
-  throw new EngineError(
-    'ERR_ENGINE_NOT_FOUND',
-    `this ffmpeg has no ${codec} encoder: install a full ffmpeg build`,
-    {
-      details: { codec },
-    },
-  )
+  return p
 }
+const capsCache = new Map<string, Promise<FfmpegCaps>>()
+const TEN_BIT_CANDIDATES = ['libx264', 'libx265', 'libvpx-vp9', 'libsvtav1', 'libaom-av1']
 
-export interface EncodeOptions {
+export interface EncodeOptions extends Omit<VideoOutput, 'video' | 'fps'> {
   frames: { frame: number; path: string }[]
+  /** Integer frame rate; `frameRate` (exact, e.g. 24000/1001) wins when given. */
   fps: number
   codec: VideoCodec
   out: string
@@ -151,6 +111,8 @@ export interface EncodeResult {
   out: string
   frames: number
   encodeMs: number
+  /** The ffmpeg encoder used, e.g. libx265. */
+  encoder: string
 }
 
 /** Encodes `frames` (PNG, JPEG or EXR, in frame order) into a video at `out`. */
@@ -175,7 +137,25 @@ export async function encodeVideo(opts: EncodeOptions): Promise<EncodeResult> {
     )
   }
   const ext = [...exts][0]
-  const codec = codecArgs(opts.codec, await listEncoders(tools.ffmpeg))
+  if (opts.hdr && ext !== '.exr')
+    throw new EngineError('ERR_ENGINE_PARAMS', 'HLG video needs EXR (linear) frames')
+  const settings: EncodeSettings = {
+    video: opts.codec,
+    fps: Number.isInteger(opts.fps) ? opts.fps : undefined,
+    frameRate: opts.frameRate ?? (Number.isInteger(opts.fps) ? undefined : String(opts.fps)),
+    crf: opts.crf,
+    bitrateKbps: opts.bitrateKbps,
+    passes: opts.passes,
+    bitDepth: opts.bitDepth ?? (opts.hdr ? 10 : undefined),
+    hdr: opts.hdr,
+  }
+  const caps = await probeCaps(tools.ffmpeg)
+  const sorted = [...opts.frames].sort((a, b) => a.frame - b.frame)
+  const size =
+    opts.codec === 'av1'
+      ? await probeVideo(sorted[0].path, { signal: opts.signal, tools, countFrames: false })
+      : undefined
+  const encoder = pickEncoder(settings, caps, size)
   const out = resolve(opts.out)
   await mkdir(dirname(out), { recursive: true })
   const seqDir = await mkdtemp(join(tmpdir(), 'rmesh-encode-'))
@@ -185,69 +165,43 @@ export async function encodeVideo(opts: EncodeOptions): Promise<EncodeResult> {
   )
   const started = performance.now()
   try {
-    const sorted = [...opts.frames].sort((a, b) => a.frame - b.frame)
     for (let i = 0; i < sorted.length; i++) {
       await symlink(resolve(sorted[i].path), join(seqDir, `f_${String(i).padStart(7, '0')}${ext}`))
     }
     const total = sorted.length
-    const args = [
-      '-hide_banner',
-      '-nostdin',
-      '-y',
-      '-loglevel',
-      'error',
-      '-progress',
-      'pipe:1',
-      '-framerate',
-      String(opts.fps),
-      // EXR frames are linear: convert to sRGB like Blender's view transform's base.
-      ...(ext === '.exr' ? ['-apply_trc', 'iec61966_2_1'] : []),
-      '-start_number',
-      '0',
-      '-i',
-      join(seqDir, `f_%07d${ext}`),
-      // 4:2:0 needs even dimensions.
-      '-vf',
-      'scale=trunc(iw/2)*2:trunc(ih/2)*2',
-      ...codec,
-      '-r',
-      String(opts.fps),
-      '-frames:v',
-      String(total),
-      partial,
-    ]
-    const p = startProcess({
-      file: tools.ffmpeg,
-      args,
-      signal: opts.signal,
-      timeoutMs: opts.timeoutMs ?? 6 * 60 * 60_000,
-      logPath: opts.logPath,
-      onLine: (line, stream) => {
-        opts.onLog?.(line)
-        if (stream !== 'stdout') return
-        const m = /^frame=(\d+)/.exec(line)
-        if (m) {
-          const frame = Number(m[1])
-          opts.onProgress?.({ frame, total, fraction: Math.min(1, frame / total) })
-        }
-      },
-    })
-    const outcome = await p.done
-    if (outcome.spawnError) {
-      throw new EngineError('ERR_ENGINE_NOT_FOUND', `cannot run ${tools.ffmpeg}: install ffmpeg`, {
-        cause: outcome.spawnError,
-      })
-    }
-    if (outcome.canceled) throw new EngineError('ERR_RENDER_CANCELED', 'video encode canceled')
-    if (outcome.timedOut) throw new EngineError('ERR_RENDER_TIMEOUT', 'video encode timed out')
-    if (outcome.exitCode !== 0) {
-      throw new EngineError(
-        'ERR_ENCODE_FAILED',
-        `ffmpeg exited with ${outcome.exitCode ?? outcome.signal}`,
-        {
-          details: { logTail: outcome.tail.filter((l) => !/^\w+=/.test(l)) },
+    const passes: (1 | 2 | undefined)[] = settings.passes === 2 ? [1, 2] : [undefined]
+    for (const [i, pass] of passes.entries()) {
+      const plan = passArgs(settings, encoder, ext, pass)
+      await runPass({
+        args: [
+          '-hide_banner',
+          '-nostdin',
+          '-y',
+          '-loglevel',
+          'error',
+          '-progress',
+          'pipe:1',
+          ...plan.input,
+          '-start_number',
+          '0',
+          '-i',
+          join(seqDir, `f_%07d${ext}`),
+          '-vf',
+          plan.filter,
+          ...plan.output,
+          '-frames:v',
+          String(total),
+          pass === 1 ? '-' : partial,
+        ],
+        // Two-pass state files land here, named relative to it (see ffmpeg-args.ts).
+        cwd: seqDir,
+        opts,
+        tools,
+        onFrame: (frame) => {
+          const f = Math.min(1, frame / total)
+          opts.onProgress?.({ frame, total, fraction: (i + f) / passes.length })
         },
-      )
+      })
     }
     const probe = await probeVideo(partial, { signal: opts.signal, tools })
     if (probe.frames !== total) {
@@ -257,10 +211,51 @@ export async function encodeVideo(opts: EncodeOptions): Promise<EncodeResult> {
       )
     }
     await rename(partial, out)
-    return { out, frames: total, encodeMs: performance.now() - started }
+    return { out, frames: total, encodeMs: performance.now() - started, encoder }
   } finally {
     await rm(seqDir, { recursive: true, force: true })
     await rm(partial, { force: true })
+  }
+}
+
+async function runPass(p: {
+  args: string[]
+  cwd: string
+  opts: EncodeOptions
+  tools: FfmpegTools
+  onFrame(frame: number): void
+}): Promise<void> {
+  const { opts, tools } = p
+  const proc = startProcess({
+    file: tools.ffmpeg,
+    args: p.args,
+    cwd: p.cwd,
+    signal: opts.signal,
+    timeoutMs: opts.timeoutMs ?? 6 * 60 * 60_000,
+    logPath: opts.logPath,
+    onLine: (line, stream) => {
+      opts.onLog?.(line)
+      if (stream !== 'stdout') return
+      const m = /^frame=(\d+)/.exec(line)
+      if (m) p.onFrame(Number(m[1]))
+    },
+  })
+  const outcome = await proc.done
+  if (outcome.spawnError) {
+    throw new EngineError('ERR_ENGINE_NOT_FOUND', `cannot run ${tools.ffmpeg}: install ffmpeg`, {
+      cause: outcome.spawnError,
+    })
+  }
+  if (outcome.canceled) throw new EngineError('ERR_RENDER_CANCELED', 'video encode canceled')
+  if (outcome.timedOut) throw new EngineError('ERR_RENDER_TIMEOUT', 'video encode timed out')
+  if (outcome.exitCode !== 0) {
+    throw new EngineError(
+      'ERR_ENCODE_FAILED',
+      `ffmpeg exited with ${outcome.exitCode ?? outcome.signal}`,
+      {
+        details: { logTail: outcome.tail.filter((l) => !/^\w+=/.test(l)) },
+      },
+    )
   }
 }
 
@@ -273,12 +268,17 @@ export interface VideoInfo {
   height: number
   fps: number
   formatName: string
+  /** e.g. yuv420p10le. */
+  pixFmt: string
+  /** e.g. arib-std-b67 (HLG); '' when untagged. */
+  colorTransfer: string
+  colorPrimaries: string
 }
 
 /** What ffprobe says about a video's first video stream (frames counted by decoding). */
 export async function probeVideo(
   path: string,
-  options: { signal?: AbortSignal; tools?: Partial<FfmpegTools> } = {},
+  options: { signal?: AbortSignal; tools?: Partial<FfmpegTools>; countFrames?: boolean } = {},
 ): Promise<VideoInfo> {
   const ffprobe = options.tools?.ffprobe ?? DEFAULT_TOOLS.ffprobe
   const { stdout, outcome } = await runCapture(
@@ -286,11 +286,11 @@ export async function probeVideo(
     [
       '-v',
       'error',
-      '-count_frames',
+      ...(options.countFrames === false ? [] : ['-count_frames']),
       '-select_streams',
       'v:0',
       '-show_entries',
-      'stream=codec_name,nb_read_frames,width,height,avg_frame_rate,duration:format=duration,format_name',
+      'stream=codec_name,nb_read_frames,width,height,avg_frame_rate,duration,pix_fmt,color_transfer,color_primaries:format=duration,format_name',
       '-of',
       'json',
       path,
@@ -328,6 +328,9 @@ export async function probeVideo(
     height: Number(s.height),
     fps: den ? num / den : 0,
     formatName: String(parsed.format?.format_name ?? ''),
+    pixFmt: String(s.pix_fmt ?? ''),
+    colorTransfer: s.color_transfer === undefined ? '' : String(s.color_transfer),
+    colorPrimaries: s.color_primaries === undefined ? '' : String(s.color_primaries),
   }
 }
 

@@ -10,7 +10,8 @@
  */
 import type { Logger } from '../util/logger.js'
 import { type BlenderEngine, createBlenderEngine } from './blender.js'
-import { detectFfmpeg } from './ffmpeg.js'
+import { detectFfmpeg, probeCaps } from './ffmpeg.js'
+import { videoFeatures } from './ffmpeg-args.js'
 import { createTemplateEngine, parseTemplateEngines } from './template.js'
 import { createTestEngine, type TestEngineOptions } from './test-engine.js'
 import { type Engine, EngineError, type EngineVersion } from './types.js'
@@ -40,6 +41,8 @@ export interface EngineRegistry {
   blender(): BlenderEngine | undefined
   /** ffmpeg's path when installed. */
   ffmpeg(): { path: string; ffprobe: string; version: string } | undefined
+  /** What this node's ffmpeg can encode (presence `video`); undefined without ffmpeg. */
+  videoFeatures(): string[] | undefined
   close(): Promise<void>
 }
 
@@ -57,6 +60,7 @@ export async function createEngineRegistry(components: {
   let versions: EngineVersion[] = []
   let installed = new Map<string, Engine>()
   let ffmpeg: { path: string; ffprobe: string; version: string } | undefined
+  let features: string[] | undefined
 
   const refresh = async (): Promise<EngineVersion[]> => {
     const found: EngineVersion[] = []
@@ -78,6 +82,11 @@ export async function createEngineRegistry(components: {
       ? { path: ffPath, ffprobe: config.ffmpeg?.ffprobePath ?? 'ffprobe', version: ffVersion }
       : undefined
     if (ffmpeg) found.push({ name: 'ffmpeg', version: ffmpeg.version, path: ffPath })
+    features = ffmpeg
+      ? await probeCaps(ffPath)
+          .then(videoFeatures)
+          .catch(() => undefined)
+      : undefined
     versions = found
     installed = next
     logger.info('engines detected', { engines: found.map((v) => `${v.name} ${v.version}`) })
@@ -109,6 +118,7 @@ export async function createEngineRegistry(components: {
     },
     blender: () => (installed.has('blender') ? blender : undefined),
     ffmpeg: () => ffmpeg,
+    videoFeatures: () => features,
     async close() {
       await Promise.all([...installed.values()].map((e) => e.close?.()))
     },

@@ -23,6 +23,7 @@ export const ENGINE_ERROR_CODES = [
   'ERR_RENDER_TIMEOUT',
   'ERR_RENDER_CANCELED',
   'ERR_ENCODE_FAILED',
+  'ERR_ENCODER_MISSING',
 ] as const
 export type EngineErrorCode = (typeof ENGINE_ERROR_CODES)[number]
 
@@ -110,6 +111,9 @@ export interface SceneInfo {
   resolutionPercentage: number
   /** fps / fps_base, the real frame rate. */
   fps: number
+  /** Blender's `fps` and `fps_base` (the rate exactly: 24 / 1.001), when the script reports them. */
+  fpsInt?: number
+  fpsBase?: number
   renderEngine: string
   outputFormat: string
   camera: string | null

@@ -21,6 +21,7 @@ import { DEFAULT_MAX_FAILURES_PER_NODE } from './entries.js'
 import { formatFrames } from './frame-spec.js'
 import type { ChunkState, JobState } from './reducer.js'
 import { versionSatisfies } from './version.js'
+import { describeNeeds, nodeCanEncode } from './video-options.js'
 
 /** A live node as presence reports it (this node included). */
 export interface MeshNode {
@@ -32,6 +33,8 @@ export interface MeshNode {
   /** A passing reason it offers no slot now (presence `paused`): it counts as able. */
   paused?: string
   tags: readonly string[]
+  /** What its ffmpeg can encode (presence `video`); absent from older nodes. */
+  video?: readonly string[]
 }
 
 export interface ChunkEligibility {
@@ -47,7 +50,7 @@ export type EligibilityVerdict =
 /** The node satisfies the job's requirements for a chunk of `kind`, blocklist aside. */
 export function nodeMeetsRequirements(
   s: JobState,
-  node: Pick<MeshNode, 'engines' | 'tags'>,
+  node: Pick<MeshNode, 'engines' | 'tags' | 'video'>,
   kind: ChunkState['kind'],
 ): boolean {
   const tags = s.job.requirements.tags ?? []
@@ -58,14 +61,19 @@ export function nodeMeetsRequirements(
 /** What the lease manager checks before claiming (slots aside: it counts those itself). */
 export function nodeCanRun(
   s: JobState,
-  node: Pick<MeshNode, 'id' | 'engines' | 'tags'>,
+  node: Pick<MeshNode, 'id' | 'engines' | 'tags' | 'video'>,
   kind: ChunkState['kind'],
 ): boolean {
   return !s.blocklist.includes(node.id) && nodeMeetsRequirements(s, node, kind)
 }
 
-function hasEngine(s: JobState, node: Pick<MeshNode, 'engines'>, kind: ChunkState['kind']) {
-  if (kind === 'encode') return node.engines.some((e) => e.name === 'ffmpeg')
+function hasEngine(
+  s: JobState,
+  node: Pick<MeshNode, 'engines' | 'video'>,
+  kind: ChunkState['kind'],
+) {
+  if (kind === 'encode')
+    return node.engines.some((e) => e.name === 'ffmpeg') && nodeCanEncode(s.job.output, node.video)
   return node.engines.some(
     (e) => e.name === s.job.engine.name && versionSatisfies(e.version, s.job.engine.version),
   )
@@ -118,7 +126,7 @@ function chunkName(c: ChunkState): string {
 function whyNobody(s: JobState, c: ChunkState, nodes: readonly MeshNode[]): string {
   const need =
     c.kind === 'encode'
-      ? 'ffmpeg (needed to encode the video)'
+      ? `${describeNeeds(s.job.output)} (needed to encode the video)`
       : `${s.job.engine.name}${s.job.engine.version ? ` ${s.job.engine.version}` : ''}`
   const withEngine = nodes.filter((n) => hasEngine(s, n, c.kind))
   if (withEngine.length === 0) return `no node of the mesh has ${need}`

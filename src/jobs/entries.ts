@@ -14,6 +14,7 @@ import { isCidString } from '../util/hash.js'
 import type { LogId, PeerIdString } from '../log/types.js'
 import { jobIdOfLog } from '../log/types.js'
 import { isVersionRequirement } from './version.js'
+import { checkVideoOutput, type VideoOutput } from './video-options.js'
 
 export const JOB_KINDS = [
   'announce',
@@ -62,7 +63,7 @@ const ENGINE_NAME_RE = /^[a-z][a-z0-9_-]{0,31}$/
 const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567'
 
 export type OutputFormat = 'PNG' | 'OPEN_EXR' | 'JPEG'
-export type VideoCodec = 'h264' | 'vp9' | 'av1'
+export type { VideoCodec } from './video-options.js'
 export type ParamValue = string | number | boolean
 
 export interface AnnounceBody {
@@ -79,7 +80,8 @@ export interface AnnounceBody {
   engine: { name: string; version?: string }
   frames: number[]
   chunkSize: number
-  output: { format: OutputFormat; video?: VideoCodec; fps?: number }
+  /** The image format, and the video fields (jobs/video-options.ts). */
+  output: { format: OutputFormat } & VideoOutput
   priority: number
   persistent?: boolean
   params: Record<string, ParamValue>
@@ -272,13 +274,7 @@ function announce(b: Record<string, unknown>): AnnounceBody {
     engine: compact({ name: engineName, version }),
     frames,
     chunkSize: int(b.chunkSize, 'chunkSize', 1, LIMITS.maxChunkSize),
-    output: compact({
-      format: oneOf(output.format, 'output.format', ['PNG', 'OPEN_EXR', 'JPEG'] as const),
-      video: optional(output.video, (v) =>
-        oneOf(v, 'output.video', ['h264', 'vp9', 'av1'] as const),
-      ),
-      fps: optional(output.fps, (v) => int(v, 'output.fps', 1, 240)),
-    }),
+    output: outputOf(output),
     priority: int(b.priority, 'priority', -LIMITS.maxPriority, LIMITS.maxPriority),
     persistent,
     params: outParams,
@@ -299,6 +295,11 @@ function announce(b: Record<string, unknown>): AnnounceBody {
       ),
     }),
   })
+}
+
+function outputOf(o: Record<string, unknown>): AnnounceBody['output'] {
+  const format = oneOf(o.format, 'output.format', ['PNG', 'OPEN_EXR', 'JPEG'] as const)
+  return compact({ format, ...checkVideoOutput(o, format, fail) })
 }
 
 function output(x: unknown): ChunkOutput {

@@ -31,6 +31,8 @@ export interface NodeCapabilities {
   engines: readonly { name: string; version: string }[]
   slots: number
   tags: readonly string[]
+  /** What this node's ffmpeg can encode (presence `video`). */
+  video?: readonly string[]
 }
 
 export interface LeaseRef {

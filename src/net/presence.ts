@@ -76,6 +76,11 @@ export interface Presence {
    */
   paused?: string
   tags: string[]
+  /**
+   * What this node's ffmpeg can encode (engines/ffmpeg-args.ts `videoFeatures`): `h264`,
+   * `h265:10bit`, `vp9:2pass`, `hlg`, … Absent: no ffmpeg, or an older node.
+   */
+  video?: string[]
   freeDiskBytes: number
   load: number
   doing: Activity[]
@@ -145,6 +150,9 @@ export function validatePresence(value: unknown): Presence {
   }
   for (const t of arr('tags', 32))
     if (typeof t !== 'string' || t.length > 32) throw bad('tags entry')
+  if (p.video !== undefined)
+    for (const f of arr('video', 32))
+      if (typeof f !== 'string' || f.length > 32) throw bad('video entry')
   for (const a of arr('addrs', 16))
     if (typeof a !== 'string' || a.length > 256) throw bad('addrs entry')
   for (const l of arr('leases', 64)) {
@@ -285,7 +293,15 @@ export function createPresence(
     self.doing.length > 0 || self.leases.length > 0 || clock.monotonic() < fastUntil
   // What peers must hear at once even at rest: a change in what this node can take.
   const shapeOf = (self: SelfView) =>
-    JSON.stringify([self.name, self.slots, self.paused, self.tags, self.engines, self.meshId])
+    JSON.stringify([
+      self.name,
+      self.slots,
+      self.paused,
+      self.tags,
+      self.engines,
+      self.video,
+      self.meshId,
+    ])
   let lastPublished = Number.NEGATIVE_INFINITY
   let lastShape: string | undefined
   let lastEvery: number | undefined

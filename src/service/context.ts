@@ -64,6 +64,8 @@ export interface JobServiceComponents {
   /** A passing reason this node takes no renders now (its data disk nearly full). */
   selfPaused?: () => string | undefined
   selfTags?: () => readonly string[]
+  /** What this node's ffmpeg can encode (presence `video`). */
+  selfVideo?: () => readonly string[] | undefined
   selfName?: () => string
   /** A job of ours that no live node can take for this long is failed (abort); default 60 s. */
   noEligibleGraceMs?: number

@@ -25,6 +25,7 @@ import {
   validateBody,
 } from '../jobs/entries.js'
 import { parseFrameSpec } from '../jobs/frame-spec.js'
+import { checkTags, checkVideoRequest } from './submit-options.js'
 import { jobLogId } from '../log/types.js'
 import { withDeadline } from '../util/abort.js'
 import { InvalidInputError, NotFoundError, RmeshError } from '../util/errors.js'
@@ -185,8 +186,8 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
       format = f
     } else if (info && ['PNG', 'OPEN_EXR', 'JPEG'].includes(info.outputFormat))
       format = info.outputFormat as OutputFormat
-    if (req.video !== undefined && !['h264', 'vp9', 'av1'].includes(req.video))
-      throw new InvalidInputError('video must be h264, vp9 or av1', { field: 'video' })
+    const video = checkVideoRequest(req, format, info)
+    const tags = checkTags(req.tags)
     const name = req.name === undefined ? basename(scenePath, extname(scenePath)) : String(req.name)
     if (!/^[^\0/\\]{1,100}$/.test(name))
       throw new InvalidInputError('name must be 1–100 characters without slashes', {
@@ -219,6 +220,8 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
       format,
       name,
       requirement,
+      video,
+      tags,
       allowMissing: req.allowMissing === true,
       trace,
     }
@@ -318,7 +321,7 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
       }
     }
     const checked = await checkRequest(req, signal)
-    const { scenePath, name, frames, info } = checked
+    const { scenePath, name, frames } = checked
     const jobId = newJobId((n) => new Uint8Array(randomBytes(n)))
     const outDir = req.outDir ?? join(dirname(scenePath), 'renders', safeFileName(name, jobId))
 
@@ -364,7 +367,7 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
         : {}),
     }
     await ctx.saveLocal(lj)
-    const { requirement, engineName, format } = checked
+    const { requirement, engineName, format, video, tags } = checked
     const announce: AnnounceBody = {
       jobId,
       name,
@@ -374,13 +377,11 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
       engine: requirement ? { name: engineName, version: requirement } : { name: engineName },
       frames,
       chunkSize: checked.chunkSize,
-      output: req.video
-        ? { format, video: req.video, fps: info?.fps ?? 24 }
-        : { format, fps: info?.fps ?? 24 },
+      output: { format, ...video },
       priority: checked.priority,
       persistent: req.persistent ?? false,
       params: (req.params ?? {}) as AnnounceBody['params'],
-      requirements: {},
+      requirements: tags ? { tags } : {},
       limits: {},
     }
     // Every node ignores an invalid announce: refuse it here rather than lose the job silently.

@@ -124,12 +124,13 @@ export function createJobViews(ctx: ServiceContext): JobViews {
         slots: c.selfSlots(),
         paused: c.selfPaused?.(),
         tags: c.selfTags?.() ?? [],
+        video: c.selfVideo?.(),
       },
     ]
     for (const [peerId, p] of c.presence.peers()) {
       if (p.state !== 'up' || peerId === c.self) continue
-      const { name, engines, slots, paused, tags } = p.presence
-      out.push({ id: peerId as MeshNode['id'], name, engines, slots, paused, tags })
+      const { name, engines, slots, paused, tags, video } = p.presence
+      out.push({ id: peerId as MeshNode['id'], name, engines, slots, paused, tags, video })
     }
     return out
   }

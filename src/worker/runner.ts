@@ -39,6 +39,10 @@ import { createTreeLayout } from './tree.js'
 
 export const VIDEO_FRAME = -1
 
+function compactOptions<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
+}
+
 export interface WorkerComponents {
   blocks: BlockStore
   exchange: BlockExchange
@@ -345,9 +349,11 @@ export function createWorker(c: WorkerComponents): Required<ChunkRunner> & {
       const name = `${safeFileName(task.job.name, 'video')}.${VIDEO_EXTENSION[codec]}`
       const out = join(workDir, name)
       const logPath = join(workDir, 'encode.log')
+      const { fps, frameRate, crf, bitrateKbps, passes, bitDepth, hdr } = task.job.output
       await encodeVideo({
         frames,
-        fps: task.job.output.fps ?? 24,
+        fps: fps ?? 24,
+        ...compactOptions({ frameRate, crf, bitrateKbps, passes, bitDepth, hdr }),
         codec,
         out,
         signal,

@@ -117,10 +117,36 @@ describe('eligibility', () => {
     expect(eligibilityVerdict(open, [node(A)])).toMatchObject({
       ok: false,
       chunk: 1,
-      why: 'the video encode: no node of the mesh has ffmpeg (needed to encode the video)',
+      why: 'the video encode: no node of the mesh has ffmpeg that encodes h264 (needed to encode the video)',
     })
     const ff = node(B, { engines: [{ name: 'ffmpeg', version: '6.1.1' }] })
     expect(eligibilityVerdict(open, [node(A), ff]).ok).toBe(true)
+  })
+
+  it('the encode chunk goes only to a node whose ffmpeg can encode what the job asks', () => {
+    const output = { format: 'OPEN_EXR', video: 'h265', bitDepth: 10, hdr: 'hlg' }
+    const open = job(
+      { frames: [1], output },
+      claim(0, 1, 2, A),
+      entry('complete', { chunk: 0, attempt: 1, outputs: outputsFor([1]), renderMs: 1 }, 3, A),
+    )
+    const ffmpeg = [{ name: 'ffmpeg', version: '5.1.9' }]
+    // An older node (no `video` list) and one without zscale cannot; one with it all can.
+    const old = node(B, { engines: ffmpeg })
+    const noHlg = node(C, { engines: ffmpeg, video: ['h264', 'h265', 'h265:10bit'] })
+    expect(eligibilityVerdict(open, [node(A), old, noHlg])).toMatchObject({
+      ok: false,
+      why: 'the video encode: no node of the mesh has ffmpeg that encodes h265 10-bit HLG (needed to encode the video)',
+    })
+    const full = node(C, { engines: ffmpeg, video: ['h265', 'h265:10bit', 'hlg'] })
+    expect(chunkEligibility(open, [node(A), old, full])).toEqual([{ chunk: 1, nodes: [C] }])
+    // A plain h264 video keeps working on older nodes.
+    const plain = job(
+      { frames: [1], output: { format: 'PNG', video: 'h264' } },
+      claim(0, 1, 2, A),
+      entry('complete', { chunk: 0, attempt: 1, outputs: outputsFor([1]), renderMs: 1 }, 3, A),
+    )
+    expect(eligibilityVerdict(plain, [old]).ok).toBe(true)
   })
 
   it('a job that is not queued or rendering is never stuck', () => {

@@ -28,6 +28,26 @@ describe('job entry bodies', () => {
       { ...announceBody(), chunkSize: 0 },
       { ...announceBody(), output: { format: 'TIFF' } },
       { ...announceBody(), output: { format: 'PNG', video: 'mpeg2' } },
+      // Video options (jobs/video-options.ts): nonsense from a peer never reaches ffmpeg.
+      { ...announceBody(), output: { format: 'PNG', video: 'h264', crf: 52 } },
+      { ...announceBody(), output: { format: 'PNG', video: 'vp9', crf: -1 } },
+      { ...announceBody(), output: { format: 'PNG', video: 'av1', crf: 1.5 } },
+      { ...announceBody(), output: { format: 'PNG', crf: 20 } },
+      { ...announceBody(), output: { format: 'PNG', video: 'h264', bitDepth: 12 } },
+      { ...announceBody(), output: { format: 'PNG', video: 'h264', bitDepth: '10' } },
+      { ...announceBody(), output: { format: 'PNG', video: 'h264', bitDepth: 10, hdr: 'hlg' } },
+      { ...announceBody(), output: { format: 'OPEN_EXR', video: 'h265', hdr: 'hlg' } },
+      { ...announceBody(), output: { format: 'OPEN_EXR', video: 'h265', bitDepth: 10, hdr: 'pq' } },
+      { ...announceBody(), output: { format: 'PNG', video: 'h264', passes: 3 } },
+      { ...announceBody(), output: { format: 'PNG', video: 'h265', passes: 2 } },
+      { ...announceBody(), output: { format: 'PNG', video: 'vp9', crf: 30, bitrateKbps: 900 } },
+      { ...announceBody(), output: { format: 'PNG', video: 'vp9', bitrateKbps: 1e9 } },
+      { ...announceBody(), output: { format: 'PNG', video: 'h264', frameRate: '0/1' } },
+      { ...announceBody(), output: { format: 'PNG', video: 'h264', frameRate: '24/0' } },
+      { ...announceBody(), output: { format: 'PNG', video: 'h264', frameRate: '1000' } },
+      { ...announceBody(), output: { format: 'PNG', video: 'h264', frameRate: '23.976' } },
+      { ...announceBody(), output: { format: 'PNG', video: 'h264', frameRate: 24 } },
+      { ...announceBody(), output: { format: 'PNG', video: 'h264', fps: 23.976 } },
       { ...announceBody(), engine: { name: 'Blender; rm -rf' } },
       { ...announceBody(), engine: { name: 'blender', version: 'latest' } },
       { ...announceBody(), scene: { manifest: 'not-a-cid', name: 's', size: 1 } },
@@ -51,6 +71,39 @@ describe('job entry bodies', () => {
       const r = validateBody('announce', b)
       expect(r.ok, JSON.stringify(b).slice(0, 120)).toBe(false)
     }
+  })
+
+  it('says why video options are refused, and keeps valid ones', () => {
+    const reason = (output: unknown) => {
+      const r = validateBody('announce', { ...announceBody(), output })
+      return r.ok ? 'ok' : r.reason
+    }
+    expect(reason({ format: 'PNG', video: 'h264', crf: 52 })).toBe(
+      'output.crf: not an integer in [0, 51] for h264',
+    )
+    expect(reason({ format: 'PNG', video: 'h264', bitDepth: 12 })).toBe(
+      'output.bitDepth: not 8 or 10',
+    )
+    expect(reason({ format: 'PNG', video: 'h264', frameRate: '0/1' })).toMatch(
+      /^output\.frameRate: not a frame rate like 25 or 24000\/1001/,
+    )
+    expect(reason({ format: 'PNG', video: 'h265', bitDepth: 10, hdr: 'hlg' })).toBe(
+      'output.hdr: HLG needs linear frames: output.format OPEN_EXR',
+    )
+    expect(reason({ format: 'PNG', video: 'h264', passes: 2 })).toBe(
+      'output.passes: 2 passes of h264 need output.bitrateKbps',
+    )
+    const hlg = {
+      format: 'OPEN_EXR',
+      video: 'h265',
+      frameRate: '24000/1001',
+      crf: 18,
+      bitDepth: 10,
+      hdr: 'hlg',
+    }
+    const r = validateBody('announce', { ...announceBody(), output: { ...hlg, pixFmt: 'x' } })
+    expect(r.ok && r.body.output).toEqual(hlg)
+    expect(reason({ format: 'PNG', video: 'vp9', passes: 2, crf: 40, bitDepth: 10 })).toBe('ok')
   })
 
   it('keeps a valid file tree reference, and only its known fields', () => {

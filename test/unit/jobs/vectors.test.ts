@@ -227,6 +227,56 @@ const CASES: Record<string, Omit<Vector, 'expected'>> = {
       e('claim', { chunk: 0, attempt: 2 }, 7, C),
     ],
   },
+  'video-options': {
+    description:
+      'Announces with nonsense video options (a CRF of 99 for h264, 12-bit, a frame rate of 0/1, HLG from PNG frames, 2-pass x264 without a bitrate) are ignored; the valid one (10-bit HLG H.265 at 24000/1001) makes the job, its options kept in its state.',
+    entries: [
+      e('announce', announceBody({ output: { format: 'PNG', video: 'h264', crf: 99 } }), 1, SUB),
+      e(
+        'announce',
+        announceBody({ output: { format: 'PNG', video: 'vp9', bitDepth: 12 as never } }),
+        1,
+        SUB,
+      ),
+      e(
+        'announce',
+        announceBody({ output: { format: 'PNG', video: 'av1', frameRate: '0/1' } }),
+        1,
+        SUB,
+      ),
+      e(
+        'announce',
+        announceBody({ output: { format: 'PNG', video: 'h265', bitDepth: 10, hdr: 'hlg' } }),
+        1,
+        SUB,
+      ),
+      e(
+        'announce',
+        announceBody({ output: { format: 'PNG', video: 'h264', passes: 2, crf: 20 } }),
+        1,
+        SUB,
+      ),
+      e(
+        'announce',
+        announceBody({
+          frames: [1, 2],
+          output: {
+            format: 'OPEN_EXR',
+            video: 'h265',
+            fps: 24,
+            frameRate: '24000/1001',
+            crf: 18,
+            passes: 1,
+            bitDepth: 10,
+            hdr: 'hlg',
+          },
+        }),
+        2,
+        SUB,
+      ),
+      e('claim', { chunk: 0, attempt: 1 }, 3, A),
+    ],
+  },
 }
 
 describe('job reducer test vectors', () => {

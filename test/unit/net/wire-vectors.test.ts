@@ -34,6 +34,14 @@ describe('wire vectors', () => {
     expect(decoded.every).toBe(10_000)
   })
 
+  it('presence heartbeat of a node with ffmpeg (optional `video` features)', () => {
+    const v = vector('presence/heartbeat-video.json')
+    expect(Buffer.from(encode(v.value)).toString('hex')).toBe(v.hex)
+    const decoded = validatePresence(decodeBounded(Buffer.from(v.hex, 'hex'), MAX_PRESENCE_BYTES))
+    expect(decoded).toEqual(v.value)
+    expect(decoded.video).toContain('h265:10bit')
+  })
+
   it('presence garbage is refused with a typed error', () => {
     const v = vector('presence/heartbeat.json')
     for (const bad of [
@@ -44,6 +52,10 @@ describe('wire vectors', () => {
       { ...v.value, addrs: Array(17).fill('/ip4/1.1.1.1') },
       { ...v.value, name: 'x'.repeat(65) },
       { ...v.value, paused: 42 },
+      { ...v.value, video: 'h264' },
+      { ...v.value, video: [42] },
+      { ...v.value, video: ['x'.repeat(33)] },
+      { ...v.value, video: Array(33).fill('h264') },
       { ...v.value, paused: 'x'.repeat(257) },
       // A peer may not announce an interval that would keep it 'up' for hours, nor nonsense.
       { ...v.value, every: 86_400_000 },

@@ -1,0 +1,67 @@
+/**
+ * The video and scheduling options of a submit request, checked into announce fields: the
+ * codec and its encode settings (jobs/video-options.ts decides what is valid), the frame
+ * rate (the request's, else the scene's exact `fps / fps_base`), and required tags.
+ *
+ * Invariants: throws InvalidInputError naming the request field; what it returns passes
+ * the announce schema, so a submit is refused here rather than ignored by every node.
+ */
+import type * as Api from '../api/types.js'
+import type { SceneInfo } from '../engines/types.js'
+import { LIMITS, type OutputFormat } from '../jobs/entries.js'
+import {
+  checkVideoOutput,
+  FPS_RANGE,
+  frameRateOf,
+  parseFrameRate,
+  type VideoOutput,
+} from '../jobs/video-options.js'
+import { InvalidInputError } from '../util/errors.js'
+
+export function checkVideoRequest(
+  req: Api.SubmitRequest,
+  format: OutputFormat,
+  info: SceneInfo | undefined,
+): VideoOutput {
+  let frameRate = req.frameRate
+  if (frameRate === undefined && info) {
+    frameRate = frameRateOf(info.fpsInt ?? info.fps, info.fpsBase ?? 1)
+  }
+  const parsed = parseFrameRate(frameRate)
+  const rate = parsed ? parsed.num / parsed.den : (info?.fps ?? 24)
+  const fps = Math.min(FPS_RANGE.max, Math.max(FPS_RANGE.min, Math.round(rate)))
+  const raw: Record<string, unknown> = {
+    video: req.video,
+    fps,
+    // Only when the integer `fps` does not say it already (older nodes read `fps`).
+    frameRate:
+      parsed && parsed.num / parsed.den === fps && req.frameRate === undefined
+        ? undefined
+        : frameRate,
+    crf: req.crf,
+    bitrateKbps: req.bitrateKbps,
+    passes: req.passes,
+    // HLG is 10-bit; asking for it is enough.
+    bitDepth: req.bitDepth ?? (req.hdr !== undefined ? 10 : undefined),
+    hdr: req.hdr,
+  }
+  return checkVideoOutput(raw, format, (why) => {
+    const field = /^output\.(\w+)/.exec(why)?.[1] ?? 'video'
+    throw new InvalidInputError(why.replace(/^output\./, ''), { field })
+  })
+}
+
+export function checkTags(tags: unknown): string[] | undefined {
+  if (tags === undefined) return undefined
+  if (
+    !Array.isArray(tags) ||
+    tags.length > LIMITS.maxTags ||
+    !tags.every((t) => typeof t === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(t))
+  ) {
+    throw new InvalidInputError(
+      `tags must be at most ${LIMITS.maxTags} names of 1..64 letters, digits, . _ -`,
+      { field: 'tags' },
+    )
+  }
+  return tags.length ? [...new Set(tags as string[])] : undefined
+}
