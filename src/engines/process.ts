@@ -17,6 +17,11 @@ import { execa, type ResultPromise } from 'execa'
 const live = new Set<number>()
 let exitHookInstalled = false
 
+/** Process groups of the engine processes running now (their leaders' pids). */
+export function liveProcessGroups(): ReadonlySet<number> {
+  return live
+}
+
 function installExitHook(): void {
   if (exitHookInstalled) return
   exitHookInstalled = true

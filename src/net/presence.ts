@@ -36,6 +36,7 @@ import type { Clock } from '../util/clock.js'
 import { describeError, InvalidInputError } from '../util/errors.js'
 import type { Logger } from '../util/logger.js'
 import { createStallWatch, type StallWatch } from '../util/stalls.js'
+import { validatePresenceRules, type PresenceRules } from '../node/presence-rules.js'
 import type { RmeshLibp2p } from './host.js'
 
 export const PRESENCE_TOPIC = 'rmesh/presence/1.0.0'
@@ -76,6 +77,11 @@ export interface Presence {
    */
   paused?: string
   tags: string[]
+  /**
+   * The node's own rules when it has any, or is not active (protocols/presence.md `rules`):
+   * paused, draining, off its schedule, waiting for its user to be idle. Optional.
+   */
+  rules?: PresenceRules
   freeDiskBytes: number
   load: number
   doing: Activity[]
@@ -125,6 +131,7 @@ export function validatePresence(value: unknown): Presence {
   num('seq')
   if (p.meshId !== undefined) str('meshId', 128)
   if (p.paused !== undefined) str('paused', MAX_PAUSED_LENGTH)
+  if (p.rules !== undefined) validatePresenceRules(p.rules)
   if (
     p.every !== undefined &&
     (!Number.isInteger(p.every) ||
@@ -285,7 +292,15 @@ export function createPresence(
     self.doing.length > 0 || self.leases.length > 0 || clock.monotonic() < fastUntil
   // What peers must hear at once even at rest: a change in what this node can take.
   const shapeOf = (self: SelfView) =>
-    JSON.stringify([self.name, self.slots, self.paused, self.tags, self.engines, self.meshId])
+    JSON.stringify([
+      self.name,
+      self.slots,
+      self.paused,
+      self.tags,
+      self.engines,
+      self.meshId,
+      self.rules,
+    ])
   let lastPublished = Number.NEGATIVE_INFINITY
   let lastShape: string | undefined
   let lastEvery: number | undefined
