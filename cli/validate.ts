@@ -34,6 +34,8 @@ export interface SubmitInput {
   pack?: boolean
   persistent?: boolean
   require?: string[]
+  /** --tags gpu,studio-a: the pool; '' asks for none (overrides the node's submitTags). */
+  tags?: string
   projectRoot?: string
   allowMissing?: boolean
 }
@@ -197,6 +199,12 @@ export async function buildSubmitRequest(input: SubmitInput, cwd: string): Promi
   if (input.allowMissing) req.allowMissing = true
   if (input.persistent) req.persistent = true
   if (input.require?.length) req.require = parseRequirements(input.require)
+  if (input.tags !== undefined) {
+    const tags = input.tags.split(/[\s,]+/).filter(Boolean)
+    if (tags.length > 32 || !tags.every((t) => /^[\w.-]{1,32}$/.test(t)))
+      throw new UsageError('--tags must be short words separated by commas, like gpu,studio-a')
+    req.tags = tags
+  }
   return req
 }
 

@@ -21,6 +21,7 @@ import { join } from 'node:path'
 import type { Clock, TimerHandle } from '../util/clock.js'
 import { describeError, InvalidInputError } from '../util/errors.js'
 import type { Logger } from '../util/logger.js'
+import type { RenderLimits } from '../engines/limits.js'
 import type { IdleProbe } from './idle.js'
 import type { NodeState, PresenceRules } from './presence-rules.js'
 import {
@@ -32,6 +33,7 @@ import {
   systemLocalTime,
 } from './schedule.js'
 
+export type { RenderLimits } from '../engines/limits.js'
 export { NODE_STATES, type NodeState, type PresenceRules } from './presence-rules.js'
 export const RULES_FILE = 'node-rules.json'
 /** How often the schedule and the user's activity are looked at. */
@@ -44,15 +46,6 @@ export interface IdleRule {
   minutes: number
   /** Without a session's idle time: CPU share of other processes (percent) that counts as use. */
   loadPercent: number
-}
-
-export interface RenderLimits {
-  /** Blender's render threads (`-t`); absent: Blender's default (every CPU). */
-  threads?: number
-  /** Niceness of engine processes (0..19). */
-  nice?: number
-  /** Address-space ceiling per render, MiB (RLIMIT_AS through prlimit). */
-  memoryMiB?: number
 }
 
 export const LIMIT_BOUNDS = {
@@ -269,6 +262,11 @@ export async function createNodeRules(
     if (idleRule() && userBack) return 'idle-wait'
     return 'active'
   }
+
+  // The state from the first moment (before start): a node paused before a restart claims
+  // nothing in between, and idle-only assumes its user is there until the probe says not.
+  userBack = idleRule() !== undefined
+  state = compute()
 
   const apply = async () => {
     const next = compute()

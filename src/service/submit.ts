@@ -380,7 +380,7 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
       priority: checked.priority,
       persistent: req.persistent ?? false,
       params: (req.params ?? {}) as AnnounceBody['params'],
-      requirements: {},
+      requirements: req.tags?.length ? { tags: req.tags } : {},
       limits: {},
     }
     // Every node ignores an invalid announce: refuse it here rather than lose the job silently.
