@@ -34,7 +34,7 @@ describe('wire vectors', () => {
     expect(decoded.every).toBe(10_000)
   })
 
-  it("presence heartbeat of a node held back by its own rules (optional `rules`)", () => {
+  it('presence heartbeat of a node held back by its own rules (optional `rules`)', () => {
     const v = vector('presence/heartbeat-rules.json')
     expect(Buffer.from(encode(v.value)).toString('hex')).toBe(v.hex)
     const decoded = validatePresence(decodeBounded(Buffer.from(v.hex, 'hex'), MAX_PRESENCE_BYTES))
