@@ -128,6 +128,27 @@ export async function renderChunk(
   task: RenderTask,
   hooks: RenderHooks,
 ): Promise<RenderResult> {
+  try {
+    return await renderChunkOnce(options, task, hooks)
+  } catch (err) {
+    const mib = options.limits?.memoryMiB
+    // Under a memory ceiling Blender's failures look like anything (a library that cannot
+    // be mapped reads as a scene that does not load): say which limit may be the cause.
+    if (mib === undefined || !(err instanceof EngineError) || err.code === 'ERR_RENDER_CANCELED')
+      throw err
+    throw new EngineError(
+      err.code,
+      `${err.message} (this node caps each render at ${mib} MiB of address space, which may be the cause: raise it with rmesh node limits --memory, or clear it with --memory none)`,
+      { cause: err, details: { ...err.details, memoryMiB: mib } },
+    )
+  }
+}
+
+async function renderChunkOnce(
+  options: ChunkRenderOptions,
+  task: RenderTask,
+  hooks: RenderHooks,
+): Promise<RenderResult> {
   const frames = validateFrames(task.frames)
   const format = validateFormat(task.format)
   validateOverrides(task)
