@@ -197,3 +197,19 @@ describe('node rules', () => {
       expect(() => validatePresenceRules(bad), JSON.stringify(bad)).toThrow(/presence rules/)
   })
 })
+
+describe('idle probe: logind output', () => {
+  it('reads IdleHint/IdleSinceHint of a local active user session only', async () => {
+    const { idleFromLogind } = await import('../../../src/node/idle.js')
+    const now = 1_800_000_000_000
+    const session = (over: string) =>
+      `Class=user\nRemote=no\nActive=yes\nIdleHint=yes\nIdleSinceHint=${(now - 90_000) * 1000}\n${over}`
+    expect(idleFromLogind(session(''), now)).toBe(90_000)
+    expect(idleFromLogind(session('IdleHint=no'), now)).toBe(0)
+    expect(idleFromLogind(session('Remote=yes'), now)).toBeUndefined()
+    expect(idleFromLogind(session('Active=no'), now)).toBeUndefined()
+    expect(idleFromLogind(session('Class=greeter'), now)).toBeUndefined()
+    expect(idleFromLogind(session('IdleSinceHint=garbage'), now)).toBeUndefined()
+    expect(idleFromLogind('', now)).toBeUndefined()
+  })
+})
