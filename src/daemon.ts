@@ -46,7 +46,7 @@ import { testPartitionFromEnv } from './net/test-partition.js'
 import { type Activity, createPresence, type PresenceService } from './net/presence.js'
 import { createJobService, type JobService } from './service/jobs.js'
 import { createLiveLogs, type LiveLogs } from './service/live-logs.js'
-import { createSystemIdleProbe } from './node/idle.js'
+import { createFileIdleProbe, createSystemIdleProbe } from './node/idle.js'
 import { createNodeRules, type NodeRules } from './node/rules.js'
 import { createLogSync, type LogSync } from './sync/sync.js'
 import { type Clock, systemClock } from './util/clock.js'
@@ -338,7 +338,9 @@ export async function startDaemon(
         dataDir: config.dataDir,
         clock,
         logger: logger.child('rules'),
-        idle: createSystemIdleProbe(),
+        idle: process.env.RMESH_TEST_IDLE_FILE
+          ? createFileIdleProbe(process.env.RMESH_TEST_IDLE_FILE)
+          : createSystemIdleProbe(),
         // Test only: the real-daemon schedule test moves this node's wall clock to near a window.
         wall: process.env.RMESH_TEST_RULES_CLOCK_OFFSET_MS
           ? () => clock.wall() + Number(process.env.RMESH_TEST_RULES_CLOCK_OFFSET_MS)

@@ -139,3 +139,17 @@ export function createSystemIdleProbe(env: NodeJS.ProcessEnv = process.env): Idl
     },
   }
 }
+
+/**
+ * Test only (RMESH_TEST_IDLE_FILE): the user's idle time is the number of ms written in a
+ * file, so a real-daemon test can make the user come and go. Unreadable: unknown.
+ */
+export function createFileIdleProbe(path: string): IdleProbe {
+  return {
+    async userIdleMs() {
+      const ms = Number((await readFile(path, 'utf8').catch(() => '')).trim())
+      return Number.isFinite(ms) && ms >= 0 ? ms : undefined
+    },
+    otherCpuLoad: async () => undefined,
+  }
+}

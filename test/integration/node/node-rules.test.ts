@@ -6,6 +6,8 @@
  * opens; a job of a pool (tags) goes only to nodes with the tag; the mesh sees each state
  * through presence; garbage requests are refused and change nothing.
  */
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { JobDetail, NodeRulesView, PeerInfo } from '../../../src/api/types.js'
 import { admitDirs } from '../../../cli/local-mesh.js'
@@ -41,10 +43,14 @@ describe('node rules on real daemons', { timeout: 120_000 }, () => {
   let scheduled: DaemonProc | undefined
   const jobDirs: string[] = []
   let boot: string[] = []
+  // The victim's user: the ms since they last touched the machine (RMESH_TEST_IDLE_FILE).
+  let idleFile = ''
   beforeAll(async () => {
     dirs = await Promise.all([0, 1, 2, 3].map(() => makeTempDir()))
     await admitDirs(dirs)
     const base = { logLevel: 'info', env: { ...FAST_LEASE_ENV } }
+    idleFile = join(dirs[1], 'test-user-idle-ms')
+    await writeFile(idleFile, '999999999')
     submitter = await startDaemonProc({
       ...base,
       dir: dirs[0],
@@ -53,7 +59,13 @@ describe('node rules on real daemons', { timeout: 120_000 }, () => {
     })
     boot = submitter.addresses.filter((a) => a.includes('/ip4/127.0.0.1/'))
     ;[victim, taker] = await Promise.all([
-      startDaemonProc({ ...base, dir: dirs[1], name: 'victim', bootstrap: boot }),
+      startDaemonProc({
+        ...base,
+        env: { ...base.env, RMESH_TEST_IDLE_FILE: idleFile },
+        dir: dirs[1],
+        name: 'victim',
+        bootstrap: boot,
+      }),
       startDaemonProc({
         ...base,
         dir: dirs[2],
@@ -132,6 +144,37 @@ describe('node rules on real daemons', { timeout: 120_000 }, () => {
     expect((await post(victim, '/v1/node/resume', {})).body.state).toBe('active')
   })
 
+  it('idle-only: the user coming back makes the node hand its leases back within 2 s', async () => {
+    expect((await post(victim, '/v1/node/idle', { minutes: 1 })).body).toMatchObject({
+      state: 'active',
+      idle: { minutes: 1, source: 'node' },
+    })
+    expect((await post(taker, '/v1/node/pause', { mode: 'drain' })).body.state).toBe('paused')
+    const job = await submitTestJob(submitter, { frames: 2, frameMs: 2000 })
+    jobDirs.push(job.workDir)
+    const mine = async () =>
+      ((await jobDetail(victim, job.jobId))?.chunks ?? []).filter(
+        (c) => c.node === victim.peerId && (c.state === 'claimed' || c.state === 'rendering'),
+      )
+    await waitFor(async () => (await mine()).length > 0, 20_000, 'the victim to render', 25)
+    const t0 = Date.now()
+    await writeFile(idleFile, '0') // the user is back
+    await waitFor(async () => (await mine()).length === 0, 5_000, 'the leases handed back', 25)
+    const backMs = Date.now() - t0
+    console.log(`[node-rules] idle-only: leases handed back ${backMs} ms after the user came back`)
+    expect(backMs).toBeLessThan(2_500)
+    await waitFor(
+      async () => (await peerOf(submitter, victim))?.rules?.state === 'idle-wait',
+      5_000,
+      'the mesh to see the node waiting for its user',
+    )
+    // The taker finishes the job; every frame once.
+    await post(taker, '/v1/node/resume', {})
+    await expectPromisesKept('idle-only', [submitter, victim, taker], submitter, job)
+    await post(victim, '/v1/node/idle', { minutes: null })
+    await writeFile(idleFile, '999999999')
+  })
+
   it('garbage requests are refused with the field named; nothing changes, daemon up', async () => {
     const bad: [string, unknown, string][] = [
       ['/v1/node/pause', { mode: 'later' }, 'mode'],
@@ -170,7 +213,7 @@ describe('node rules on real daemons', { timeout: 120_000 }, () => {
   it('outside its schedule a node takes nothing until the window opens; pool tags hold', async () => {
     // The scheduled node's clock is moved to OPEN_IN_MS before a minute boundary; its
     // schedule opens at that boundary (its local time, as the daemon's own time zone reads it).
-    const OPEN_IN_MS = 7_000
+    const OPEN_IN_MS = 6_000
     const boundary = Math.ceil((Date.now() + 120_000) / 60_000) * 60_000
     const offset = boundary - (Date.now() + OPEN_IN_MS)
     const opensAt = boundary - offset
@@ -204,6 +247,8 @@ describe('node rules on real daemons', { timeout: 120_000 }, () => {
       5_000,
       'the mesh to see the node off its schedule',
     )
+    // All of that happened before the window opened, or the test would prove nothing.
+    expect(Date.now()).toBeLessThan(opensAt)
     let firstClaimAt: number | undefined
     await waitFor(
       async () => {
