@@ -404,7 +404,7 @@ export async function startDaemon(
           slots: renderSlots(),
           ...(pausedFor() ? { paused: pausedFor() } : {}),
           tags: config.tags,
-          ...(rules.presence() ? { rules: rules.presence() } : {}),
+          ...((r) => (r ? { rules: r } : {}))(rules.presence()),
           freeDiskBytes,
           load: Math.round((loadavg()[0] / cpuCount) * 100) / 100,
           doing: [...activity.values()],

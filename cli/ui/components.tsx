@@ -209,11 +209,22 @@ export const HELP_LINES = [
   'q        quit                esc     close panel',
 ]
 
+/** The peer states the panel shows; a node's own rules are set on it with `rmesh node`. */
+export const NODE_STATE_LINES = [
+  'busy/idle   every slot in use / a slot free      gone   not heard',
+  'paused      its owner paused it (or disk full)   draining  finishing, then paused',
+  'sched-off   outside its schedule                 idle-wait  its user is at it',
+]
+
 export function Help() {
   return (
     <Box flexDirection="column" borderStyle="round" paddingX={1}>
       <Text bold>Keys</Text>
       {HELP_LINES.map((l) => (
+        <Text key={l}>{l}</Text>
+      ))}
+      <Text bold>Node states</Text>
+      {NODE_STATE_LINES.map((l) => (
         <Text key={l}>{l}</Text>
       ))}
     </Box>
