@@ -23,6 +23,8 @@ export interface DaemonFlags {
   minFreeDiskMiB?: number
   testEngine?: boolean
   metricsPort?: number
+  /** The node's own rules and pools from flags (cli/commands/node.ts, already checked). */
+  rules?: ConfigInput
 }
 
 export async function runDaemon(
@@ -41,6 +43,7 @@ export async function runDaemon(
       minFreeDiskMiB: flags.minFreeDiskMiB,
       testEngine: flags.testEngine || undefined,
       metricsPort: flags.metricsPort,
+      ...flags.rules,
     }
     config = resolveConfig(flags.dir, fromFlags, configFromEnv(), await configFromFile(flags.dir))
   } catch (err) {

@@ -35,6 +35,8 @@ export interface SubmitInput {
   pack?: boolean
   persistent?: boolean
   require?: string[]
+  /** --tags gpu,studio-a: the pool; '' asks for none (overrides the node's submitTags). */
+  tags?: string
   projectRoot?: string
   allowMissing?: boolean
   crf?: string | number
@@ -206,6 +208,12 @@ export async function buildSubmitRequest(input: SubmitInput, cwd: string): Promi
   if (input.allowMissing) req.allowMissing = true
   if (input.persistent) req.persistent = true
   if (input.require?.length) req.require = parseRequirements(input.require)
+  if (input.tags !== undefined) {
+    const tags = input.tags.split(/[\s,]+/).filter(Boolean)
+    if (tags.length > 32 || !tags.every((t) => /^[\w.-]{1,32}$/.test(t)))
+      throw new UsageError('--tags must be short words separated by commas, like gpu,studio-a')
+    req.tags = tags
+  }
   return req
 }
 
@@ -237,7 +245,13 @@ function applyVideoFlags(input: SubmitInput, req: SubmitRequest): void {
       )
     req.frameRate = input.frameRate.trim()
   }
-  if (input.tag?.length) req.tags = input.tag.flatMap((t) => t.split(',')).map((t) => t.trim())
+  if (input.tag?.length)
+    req.tags = [
+      ...new Set([
+        ...(req.tags ?? []),
+        ...input.tag.flatMap((t) => t.split(',')).map((t) => t.trim()),
+      ]),
+    ]
 }
 
 /** Job ids are CIDs or a unique prefix of one (≥ 6 characters; the daemon resolves it). */

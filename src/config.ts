@@ -11,6 +11,8 @@ import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
+import { LIMIT_BOUNDS } from './node/rules.js'
+import { parseSchedule } from './node/schedule.js'
 import { InvalidInputError } from './util/errors.js'
 import { isLogLevel, type LogLevel } from './util/logger.js'
 
@@ -54,6 +56,21 @@ export interface DaemonConfig {
   testEngine: boolean
   /** Serve /metrics on this TCP port too (loopback), when set. */
   metricsPort?: number
+  // ----- this node's own rules (src/node/rules.ts; `rmesh node …` overrides them) -----
+  /** Hours it renders, local time: "mon-fri 19:00-08:00, sat-sun all". */
+  schedule?: string
+  /** Idle-only: render once its user has been idle this many minutes. */
+  idleOnlyMinutes?: number
+  /** Idle-only without a session's idle time: other processes' CPU % that counts as use. */
+  idleLoadPercent?: number
+  /** Blender's render threads. */
+  renderThreads?: number
+  /** Niceness of render processes (0–19). */
+  renderNice?: number
+  /** Address-space ceiling per render process, MiB. */
+  renderMemoryMiB?: number
+  /** Tags a job submitted from this node requires by default (a pool). */
+  submitTags: string[]
 }
 
 export type ConfigInput = Partial<Omit<DaemonConfig, 'dataDir'>>
@@ -74,6 +91,7 @@ const DEFAULTS: Omit<DaemonConfig, 'dataDir'> = {
   noEligibleGraceMs: 60_000,
   syncIntervalMs: 5_000,
   testEngine: false,
+  submitTags: [],
 }
 
 /** Read RMESH_* variables into a partial config. */
@@ -97,6 +115,12 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ConfigInput
   if (env.RMESH_PRESENCE_REST_INTERVAL_MS)
     out.presenceRestIntervalMs = Number(env.RMESH_PRESENCE_REST_INTERVAL_MS)
   if (env.RMESH_METRICS_PORT) out.metricsPort = Number(env.RMESH_METRICS_PORT)
+  if (env.RMESH_SCHEDULE) out.schedule = env.RMESH_SCHEDULE
+  if (env.RMESH_IDLE_ONLY_MINUTES) out.idleOnlyMinutes = Number(env.RMESH_IDLE_ONLY_MINUTES)
+  if (env.RMESH_RENDER_THREADS) out.renderThreads = Number(env.RMESH_RENDER_THREADS)
+  if (env.RMESH_RENDER_NICE) out.renderNice = Number(env.RMESH_RENDER_NICE)
+  if (env.RMESH_RENDER_MEMORY_MIB) out.renderMemoryMiB = Number(env.RMESH_RENDER_MEMORY_MIB)
+  if (env.RMESH_SUBMIT_TAGS) out.submitTags = list(env.RMESH_SUBMIT_TAGS)
   return out
 }
 
@@ -202,5 +226,36 @@ export function resolveConfig(dataDir: string, ...layers: ConfigInput[]): Daemon
     throw bad('metricsPort', 'must be a TCP port')
   }
   if (typeof c.testEngine !== 'boolean') throw bad('testEngine', 'must be true or false')
+  validateNodeRules(c, bad)
   return c
+}
+
+/** The node's own rules in the config (their syntax and bounds are src/node/'s). */
+function validateNodeRules(
+  c: DaemonConfig,
+  bad: (field: string, why: string) => InvalidInputError,
+): void {
+  if (c.schedule !== undefined) {
+    try {
+      c.schedule = parseSchedule(c.schedule).text
+    } catch (err) {
+      throw bad('schedule', (err as Error).message)
+    }
+  }
+  const bounded = (f: keyof DaemonConfig, [min, max]: readonly [number, number], what: string) => {
+    const v = c[f]
+    if (v !== undefined && (!Number.isInteger(v) || (v as number) < min || (v as number) > max))
+      throw bad(f, `must be ${what} (${min} to ${max})`)
+  }
+  bounded('idleOnlyMinutes', LIMIT_BOUNDS.idleMinutes, 'a whole number of minutes')
+  bounded('idleLoadPercent', LIMIT_BOUNDS.loadPercent, 'a whole percentage')
+  bounded('renderThreads', LIMIT_BOUNDS.threads, 'a whole number of threads')
+  bounded('renderNice', LIMIT_BOUNDS.nice, 'a niceness')
+  bounded('renderMemoryMiB', LIMIT_BOUNDS.memoryMiB, 'a whole number of MiB')
+  if (
+    !Array.isArray(c.submitTags) ||
+    c.submitTags.length > 32 ||
+    !c.submitTags.every((t) => typeof t === 'string' && /^[\w.-]{1,32}$/.test(t))
+  )
+    throw bad('submitTags', 'must be a list of short words (like tags)')
 }

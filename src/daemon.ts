@@ -46,6 +46,8 @@ import { testPartitionFromEnv } from './net/test-partition.js'
 import { type Activity, createPresence, type PresenceService } from './net/presence.js'
 import { createJobService, type JobService } from './service/jobs.js'
 import { createLiveLogs, type LiveLogs } from './service/live-logs.js'
+import { createFileIdleProbe, createSystemIdleProbe } from './node/idle.js'
+import { createNodeRules, type NodeRules } from './node/rules.js'
 import { createLogSync, type LogSync } from './sync/sync.js'
 import { type Clock, systemClock } from './util/clock.js'
 import { describeError, RmeshError } from './util/errors.js'
@@ -100,6 +102,8 @@ export interface Daemon {
   readonly counters: DaemonCounters
   /** What this node is rendering now (for presence and the API). */
   readonly activity: Map<string, Activity>
+  /** This node's own rules: pause, schedule, idle-only, render limits (src/node/rules.ts). */
+  readonly rules: NodeRules
   /** Why this node takes no new renders now (no capability, 0 slots, disk nearly full). */
   renderPaused(): string | undefined
   /** Free bytes on the data directory's disk at the last check (every DISK_CHECK_MS). */
@@ -277,7 +281,7 @@ export async function startDaemon(
     // ----- engines, the worker and the leases ----------------------------------------
     const engines = await createEngineRegistry({
       config: {
-        blender: { paths: config.blenderPaths },
+        blender: { paths: config.blenderPaths, limits: () => rules.limits() },
         engines: config.engines.length ? config.engines : undefined,
         test: config.testEngine,
       },
@@ -326,11 +330,43 @@ export async function startDaemon(
       onDiskLowChanged()
     }
     await refreshDisk()
+    // The node's own rules (pause, schedule, idle-only): not active, it offers no slot, and
+    // what it holds goes back at once through release entries.
+    let onRulesChanged = () => {}
+    const rules = await createNodeRules(
+      {
+        dataDir: config.dataDir,
+        clock,
+        logger: logger.child('rules'),
+        idle: process.env.RMESH_TEST_IDLE_FILE
+          ? createFileIdleProbe(process.env.RMESH_TEST_IDLE_FILE)
+          : createSystemIdleProbe(),
+        // Test only: the real-daemon schedule test moves this node's wall clock to near a window.
+        wall: process.env.RMESH_TEST_RULES_CLOCK_OFFSET_MS
+          ? () => clock.wall() + Number(process.env.RMESH_TEST_RULES_CLOCK_OFFSET_MS)
+          : undefined,
+        busy: () => (leases?.heldLeases().length ?? 0) > 0,
+        handBack: async (o) => {
+          await leases?.handBack(o)
+        },
+        onChange: () => onRulesChanged(),
+      },
+      {
+        schedule: config.schedule,
+        idleOnlyMinutes: config.idleOnlyMinutes,
+        idleLoadPercent: config.idleLoadPercent,
+        limits: {
+          threads: config.renderThreads,
+          nice: config.renderNice,
+          memoryMiB: config.renderMemoryMiB,
+        },
+      },
+    )
     /** A passing reason to take no new renders (presence tells peers; it ends by itself). */
     const pausedFor = (): string | undefined =>
       diskLow
         ? `less than ${config.minFreeDiskMiB} MiB free on the data disk (${config.dataDir}): free space, or lower --min-free-disk`
-        : undefined
+        : rules.reason()
     /** Why this node takes no renders now (undefined when it does). */
     const renderPaused = (): string | undefined => {
       if (!admission.token?.cap.includes('render')) return 'no render capability in its token'
@@ -369,6 +405,7 @@ export async function startDaemon(
           ...(pausedFor() ? { paused: pausedFor() } : {}),
           tags: config.tags,
           ...(engines.videoFeatures() ? { video: engines.videoFeatures() } : {}),
+          ...((r) => (r ? { rules: r } : {}))(rules.presence()),
           freeDiskBytes,
           load: Math.round((loadavg()[0] / cpuCount) * 100) / 100,
           doing: [...activity.values()],
@@ -558,6 +595,7 @@ export async function startDaemon(
       liveLogs,
       counters,
       activity,
+      rules,
       renderPaused,
       freeDiskBytes: () => freeDiskBytes,
       adoptToken,
@@ -569,6 +607,10 @@ export async function startDaemon(
 
     // ----- wiring between the parts ---------------------------------------------------
     onDiskLowChanged = () => presence.publishNow()
+    onRulesChanged = () => {
+      presence.publishNow()
+      events.publish({ type: 'node-rules', rules: rules.view() })
+    }
     presence.onPresence((p, source) => {
       if (!libp2p.getConnections().some((c) => c.remotePeer.toString() === p.peerId))
         dialer.discovered(p.peerId, p.addrs)
@@ -635,6 +677,7 @@ export async function startDaemon(
     ]
     services.push(
       { start: () => leases.start(), stop: () => leases.stop({ release: true }) },
+      { start: () => rules.start(), stop: () => rules.stop() },
       dialer,
     )
     for (const service of services) {

@@ -6,12 +6,14 @@ import { type Command, Option } from 'commander'
 import type { CliContext } from '../context.js'
 import { UsageError } from '../context.js'
 import { action } from '../command.js'
+import { addNodeRuleFlags, type NodeRuleFlags, nodeRuleConfig } from './node.js'
 
 const collect = (value: string, previous: string[] = []) => [...previous, value]
 
 export function register(program: Command, ctx: CliContext): void {
-  program
-    .command('daemon')
+  const cmd = program.command('daemon')
+  addNodeRuleFlags(cmd)
+  cmd
     .description("run this machine's rmesh node (foreground; stop with Ctrl-C)")
     .option(
       '--listen <multiaddr>',
@@ -46,21 +48,25 @@ Flags win over RMESH_* variables, which win over the config file.
 Examples:
   rmesh daemon                                   # LAN: peers are found with mDNS
   rmesh daemon --bootstrap /ip4/10.0.0.5/tcp/4777/p2p/12D3KooW…
-  rmesh --dir /tmp/n1 daemon --listen /ip4/127.0.0.1/tcp/0 --no-mdns`,
+  rmesh --dir /tmp/n1 daemon --listen /ip4/127.0.0.1/tcp/0 --no-mdns
+  rmesh daemon --schedule "mon-fri 19:00-08:00, sat-sun all" --threads 8 --nice 10 --tags gpu
+  rmesh daemon --idle-only 10 --max-render-memory 8192   # a workstation lending its nights`,
     )
     .action(
       action(
-        async (opts: {
-          listen?: string[]
-          bootstrap?: string[]
-          mdns: boolean
-          logLevel?: string
-          name?: string
-          slots?: string
-          minFreeDisk?: string
-          testEngine?: boolean
-          metricsPort?: string
-        }) => {
+        async (
+          opts: NodeRuleFlags & {
+            listen?: string[]
+            bootstrap?: string[]
+            mdns: boolean
+            logLevel?: string
+            name?: string
+            slots?: string
+            minFreeDisk?: string
+            testEngine?: boolean
+            metricsPort?: string
+          },
+        ) => {
           let slots: number | undefined
           if (opts.slots !== undefined) {
             slots = Number(opts.slots)
@@ -85,6 +91,7 @@ Examples:
                 `--metrics-port must be a TCP port (1–65535), not ${JSON.stringify(opts.metricsPort)}`,
               )
           }
+          const rules = nodeRuleConfig(opts)
           const { runDaemon } = await import('../daemon-run.js')
           return runDaemon(
             {
@@ -98,6 +105,7 @@ Examples:
               minFreeDiskMiB,
               testEngine: opts.testEngine,
               metricsPort,
+              rules,
             },
             { log: (s) => ctx.print(s), error: (s) => ctx.warn(s) },
           )

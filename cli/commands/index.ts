@@ -16,6 +16,7 @@ import * as init from './init.js'
 import * as jobs from './jobs.js'
 import * as join from './join.js'
 import * as logs from './logs.js'
+import * as node from './node.js'
 import * as peers from './peers.js'
 import * as priority from './priority.js'
 import * as retry from './retry.js'
@@ -29,6 +30,7 @@ export const COMMANDS: readonly CommandModule[] = [
   daemon,
   status,
   peers,
+  node,
   submit,
   jobs,
   cancel,

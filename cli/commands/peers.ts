@@ -4,24 +4,61 @@ import type { PeerInfo } from '../../src/api/types.js'
 import { type CliContext, printJson } from '../context.js'
 import { formatDuration, shortPeer, table, workText } from '../format.js'
 import { action } from '../command.js'
+import { stateText } from './node.js'
 
 export function register(program: Command, ctx: CliContext): void {
   program
     .command('peers')
     .description('list the peers of the mesh this node knows, with what they are doing')
     .option('--json', 'print JSON (an array of objects with peerId, name, addresses, state, …)')
+    .option(
+      '--by-tag',
+      'group by tag (pools): one table per tag, a node in each of its tags; --json: {tag: [...]}',
+    )
     .addHelpText(
       'after',
       `
 Examples:
   rmesh peers
-  rmesh peers --json | jq -r '.[].peerId'`,
+  rmesh peers --json | jq -r '.[].peerId'
+  rmesh peers --by-tag`,
     )
-    .action(action((opts: { json?: boolean }) => peers(ctx, opts)))
+    .action(action((opts: { json?: boolean; byTag?: boolean }) => peers(ctx, opts)))
 }
 
-export async function peers(ctx: CliContext, opts: { json?: boolean }): Promise<number> {
+/** Peers by tag (a peer under each of its tags; untagged ones under ''), tags sorted. */
+export function groupByTag(list: readonly PeerInfo[]): Map<string, PeerInfo[]> {
+  const groups = new Map<string, PeerInfo[]>()
+  for (const p of list)
+    for (const t of p.tags?.length ? p.tags : ['']) groups.set(t, [...(groups.get(t) ?? []), p])
+  return new Map(
+    [...groups].sort(([a], [b]) => (a === '' ? 1 : b === '' ? -1 : a.localeCompare(b))),
+  )
+}
+
+export async function peers(
+  ctx: CliContext,
+  opts: { json?: boolean; byTag?: boolean },
+): Promise<number> {
   const list = await ctx.client().peers()
+  if (opts.byTag) {
+    const groups = groupByTag(list)
+    if (opts.json) {
+      printJson(ctx, Object.fromEntries(groups))
+      return 0
+    }
+    for (const [tag, members] of groups) {
+      const up = members.filter((p) => p.state !== 'gone')
+      const free = up.filter((p) => p.state === 'idle').length
+      ctx.print(
+        `${tag ? `tag ${ctx.color.bold(tag)}` : ctx.color.bold('no tag')}: ${members.length} node(s), ${up.length} up, ${free} idle`,
+      )
+      ctx.print(peerTable(ctx, members))
+      ctx.print()
+    }
+    if (groups.size === 0) ctx.print('no peers yet')
+    return 0
+  }
   if (opts.json) {
     printJson(ctx, list)
     return 0
@@ -46,12 +83,15 @@ function peerTable(ctx: CliContext, list: PeerInfo[]): string {
       get: (p) =>
         (p.state === 'gone'
           ? c.dim('gone')
-          : p.state === 'busy'
-            ? c.cyan('busy')
-            : p.state === 'paused'
-              ? c.yellow('paused')
-              : c.green('idle')) + (p.admitted ? '' : c.yellow(' (not admitted)')),
+          : p.rules && p.rules.state !== 'active'
+            ? stateText(ctx, p.rules.state)
+            : p.state === 'busy'
+              ? c.cyan('busy')
+              : p.state === 'paused'
+                ? c.yellow('paused')
+                : c.green('idle')) + (p.admitted ? '' : c.yellow(' (not admitted)')),
     },
+    { header: 'tags', get: (p) => p.tags?.join(',') || '-', max: 20 },
     { header: 'slots', get: (p) => `${p.slots.busy}/${p.slots.total}`, align: 'right' },
     { header: 'load', get: (p) => (p.load === null ? '-' : p.load.toFixed(2)), align: 'right' },
     {

@@ -68,6 +68,10 @@ export function register(program: Command, ctx: CliContext): void {
     )
     .option('--persistent', 'keep the job data after it ends, so it can be retried later')
     .option('--require <req>', "renderer requirement, repeatable: 'blender>=3.4'", collect)
+    .option(
+      '--tags <list>',
+      "only nodes with all these tags render it (a pool), e.g. gpu,studio-a; default the node's submitTags; '' for any node",
+    )
     .option('-d, --detach', 'return as soon as the job is announced')
     .option(
       '--json',

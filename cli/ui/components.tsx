@@ -6,6 +6,7 @@
 import { Box, Text } from 'ink'
 import type { JobDetail, JobSummary, NodeInfo, PeerInfo } from '../../src/api/types.js'
 import { formatDuration, progressBar, shortPeer, truncate, workText } from '../format.js'
+import { peerStateLabel, ruleLabel } from './node-state.js'
 import { FRAME_COLOR, FRAME_GLYPH, JOB_COLOR, useTheme } from './theme.js'
 
 export function Header(props: {
@@ -16,6 +17,12 @@ export function Header(props: {
 }) {
   const { color } = useTheme()
   const n = props.node
+  // This node's own rules (paused, draining, off schedule, idle-wait), or busy.
+  const own =
+    ruleLabel(n?.rules?.state) ??
+    (n && n.slots.total > 0 && n.slots.busy >= n.slots.total
+      ? ({ label: 'busy', color: 'cyan' } as const)
+      : undefined)
   const status = props.connected
     ? '● connected'
     : `○ ${props.error ? truncate(props.error, props.width - 40) : 'connecting…'}`
@@ -26,10 +33,11 @@ export function Header(props: {
         {n
           ? truncate(
               `${n.name} ${shortPeer(n.peerId)} · ${n.peerCount} peers · slots ${n.slots.busy}/${n.slots.total}`,
-              Math.max(10, props.width - 30),
+              Math.max(10, props.width - 42),
             )
           : ''}
       </Text>
+      {own ? <Text color={color(own.color)}> [{own.label}]</Text> : null}
       <Box flexGrow={1} />
       <Text color={color(props.connected ? 'green' : 'yellow')}>{status}</Text>
     </Box>
@@ -45,26 +53,14 @@ export function PeersPanel(props: { peers: PeerInfo[]; width: number; rows: numb
       <Text bold>Peers ({props.peers.length})</Text>
       {shown.length === 0 ? <Text dimColor>no peers yet</Text> : null}
       {shown.map((p) => (
-        <Text
-          key={p.peerId}
-          wrap="truncate-end"
-          color={color(
-            p.state === 'gone'
-              ? 'gray'
-              : p.state === 'busy'
-                ? 'cyan'
-                : p.state === 'paused'
-                  ? 'yellow'
-                  : 'green',
-          )}
-        >
+        <Text key={p.peerId} wrap="truncate-end" color={color(peerStateLabel(p).color)}>
           {truncate(
             [
               pad(p.name, 12),
               pad(p.addresses[0]?.replace(/\/p2p\/.*$/, '') ?? '-', w >= 100 ? 24 : 16),
               pad(p.engines.map((e) => `${e.name} ${e.version}`).join(',') || '-', 14),
               pad(`${p.slots.busy}/${p.slots.total}`, 5),
-              pad(p.state, 6),
+              pad(peerStateLabel(p).label, 9),
               pad(p.load === null ? '-' : p.load.toFixed(1), 4),
               workText(p),
             ].join(' '),
@@ -213,11 +209,22 @@ export const HELP_LINES = [
   'q        quit                esc     close panel',
 ]
 
+/** The peer states the panel shows; a node's own rules are set on it with `rmesh node`. */
+export const NODE_STATE_LINES = [
+  'busy/idle   every slot in use / a slot free      gone   not heard',
+  'paused      its owner paused it (or disk full)   draining  finishing, then paused',
+  'sched-off   outside its schedule                 idle-wait  its user is at it',
+]
+
 export function Help() {
   return (
     <Box flexDirection="column" borderStyle="round" paddingX={1}>
       <Text bold>Keys</Text>
       {HELP_LINES.map((l) => (
+        <Text key={l}>{l}</Text>
+      ))}
+      <Text bold>Node states</Text>
+      {NODE_STATE_LINES.map((l) => (
         <Text key={l}>{l}</Text>
       ))}
     </Box>

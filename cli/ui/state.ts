@@ -159,6 +159,8 @@ function applyEvent(s: DashboardState, e: ApiEvent, now: number): DashboardState
   switch (e.type) {
     case 'node':
       return { ...s, node: e.node }
+    case 'node-rules':
+      return s.node ? { ...s, node: { ...s.node, rules: e.rules } } : s
     case 'peer-up':
     case 'presence':
       return { ...s, peers: { ...s.peers, [e.peer.peerId]: e.peer } }

@@ -30,10 +30,13 @@ import {
   type JobState,
   type JobSummary,
   type JoinResponse,
+  type LimitsRequest,
   type LogsQuery,
+  type NodeRulesView,
   MAX_EVENT_LINE_BYTES,
   type NodeInfo,
   type PeerInfo,
+  type PauseRequest,
   type RenewRequest,
   type RetryRequest,
   type RetryResponse,
@@ -125,6 +128,15 @@ export interface ApiClient {
   renewToken(req: RenewRequest, o?: CallOptions): Promise<IssuedToken>
   join(code: string, o?: CallOptions): Promise<JoinResponse>
   metrics(o?: CallOptions): Promise<string>
+  /** This node's own rules (`rmesh node …`). */
+  nodeRules(o?: CallOptions): Promise<NodeRulesView>
+  pauseNode(mode: NonNullable<PauseRequest['mode']>, o?: CallOptions): Promise<NodeRulesView>
+  resumeNode(o?: CallOptions): Promise<NodeRulesView>
+  /** null clears it. */
+  setSchedule(schedule: string | null, o?: CallOptions): Promise<NodeRulesView>
+  /** null turns idle-only off. */
+  setIdle(minutes: number | null, loadPercent?: number, o?: CallOptions): Promise<NodeRulesView>
+  setLimits(limits: LimitsRequest, o?: CallOptions): Promise<NodeRulesView>
   /** The event stream; ends when the daemon closes it, throws on errors and idle timeouts. */
   events(o?: StreamOptions & { logsOf?: string }): AsyncIterable<ApiEvent>
 }
@@ -331,6 +343,18 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     // Redeeming an invite dials the inviting node: allow for a slow network.
     join: (code, o) => json('POST', `${API_PREFIX}/join`, { code }, o, 30_000),
     metrics: (o) => text('/metrics', o),
+    nodeRules: (o) => json('GET', `${API_PREFIX}/node/rules`, undefined, o),
+    pauseNode: (mode, o) => json('POST', `${API_PREFIX}/node/pause`, { mode }, o),
+    resumeNode: (o) => json('POST', `${API_PREFIX}/node/resume`, {}, o),
+    setSchedule: (schedule, o) => json('POST', `${API_PREFIX}/node/schedule`, { schedule }, o),
+    setIdle: (minutes, loadPercent, o) =>
+      json(
+        'POST',
+        `${API_PREFIX}/node/idle`,
+        loadPercent === undefined ? { minutes } : { minutes, loadPercent },
+        o,
+      ),
+    setLimits: (limits, o) => json('POST', `${API_PREFIX}/node/limits`, limits, o),
     events: (o) =>
       parseEvents(
         lines(`${API_PREFIX}/events${o?.logsOf ? `?logs=${encodeURIComponent(o.logsOf)}` : ''}`, o),

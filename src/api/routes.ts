@@ -11,6 +11,7 @@ import { MESH_LOG, type LogId } from '../log/types.js'
 import { InvalidInputError, NotFoundError, RmeshError } from '../util/errors.js'
 import { ApiStream, ApiText, type ApiHttpServer } from './http.js'
 import { renderMetrics } from './metrics.js'
+import { registerNodeRoutes } from './node-routes.js'
 import type * as Api from './types.js'
 import { CAPS, EVENT_PING_INTERVAL_MS, JOB_STATES } from './types.js'
 import { nodeInfoOf, peersOf } from './views.js'
@@ -74,6 +75,20 @@ function requireAdmin(d: Daemon): void {
   }
 }
 
+/** A submit's tags (a pool), checked; the node's submitTags when it names none. */
+function withPoolTags(b: Record<string, unknown>, defaults: string[]): Api.SubmitRequest {
+  const tags = b.tags ?? defaults
+  if (
+    !Array.isArray(tags) ||
+    tags.length > 32 ||
+    !tags.every((t) => typeof t === 'string' && /^[\w.-]{1,32}$/.test(t))
+  )
+    throw new InvalidInputError('tags must be a list of short words like gpu or studio-a', {
+      field: 'tags',
+    })
+  return { ...b, tags: [...new Set(tags as string[])] } as unknown as Api.SubmitRequest
+}
+
 export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
   const nodeInfo = () =>
     nodeInfoOf(d, {
@@ -85,9 +100,12 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
       renderPaused: d.renderPaused(),
       freeDiskBytes: d.freeDiskBytes(),
       peerCount: d.admission.admittedPeers().length,
+      rules: d.rules.view(),
+      tags: d.config.tags,
     })
 
   api.route('GET', '/v1/node', nodeInfo)
+  registerNodeRoutes(api, d)
   api.route('GET', '/v1/peers', () =>
     peersOf(d).map((p) => ({ ...p, admitted: d.admission.isAdmitted(p.peerId) })),
   )
@@ -102,10 +120,10 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
     return d.jobs.list(states as Api.JobState[] | undefined)
   })
   api.route('POST', '/v1/jobs', (req) =>
-    d.jobs.submit(obj(req.body) as unknown as Api.SubmitRequest, req.signal),
+    d.jobs.submit(withPoolTags(obj(req.body), d.config.submitTags), req.signal),
   )
   api.route('POST', '/v1/jobs/plan', (req) =>
-    d.jobs.plan(obj(req.body) as unknown as Api.SubmitRequest, req.signal),
+    d.jobs.plan(withPoolTags(obj(req.body), d.config.submitTags), req.signal),
   )
   api.route('GET', '/v1/jobs/:id', (req) => d.jobs.detail(req.params.id))
   api.route('POST', '/v1/jobs/:id/cancel', (req) => d.jobs.cancel(req.params.id))

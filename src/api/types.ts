@@ -149,6 +149,63 @@ export interface NodeInfo {
   uptimeMs: number
   /** Peers currently connected and admitted. */
   peerCount: number
+  /** This node's own rules and the state they put it in (see NodeRulesView). */
+  rules?: NodeRulesView
+  /** Its scheduling tags (config `tags`). */
+  tags?: string[]
+}
+
+// ---------------------------------------------------------------------------------------
+// A node's own rules (`rmesh node …`), kept on the node (<dataDir>/node-rules.json):
+//   GET  /v1/node/rules          → NodeRulesView
+//   POST /v1/node/pause          PauseRequest → NodeRulesView
+//   POST /v1/node/resume         {} → NodeRulesView
+//   POST /v1/node/schedule       ScheduleRequest → NodeRulesView (400 for a schedule that does not parse)
+//   POST /v1/node/idle           IdleRequest → NodeRulesView
+//   POST /v1/node/limits         LimitsRequest → NodeRulesView
+// ---------------------------------------------------------------------------------------
+
+/**
+ * active: takes work; paused: its owner paused it; draining: paused with --drain, its current
+ * chunk still rendering; off-schedule: outside its schedule's hours (local time); idle-wait:
+ * idle-only, its user is at the machine.
+ */
+export type NodeRuleState = 'active' | 'paused' | 'draining' | 'off-schedule' | 'idle-wait'
+
+export interface NodeRulesView {
+  state: NodeRuleState
+  /** Why it takes no new work, when it does not. */
+  reason?: string
+  pause?: 'drain' | 'now'
+  /** `source`: set on this node (rmesh node schedule set) or from config.json / flags. */
+  schedule?: { text: string; open: boolean; source: 'node' | 'config'; nextChange?: number }
+  idle?: { minutes: number; loadPercent: number; source: 'node' | 'config'; userIdleMs?: number }
+  /** Applied to each render as it starts: Blender threads, niceness, address-space MiB. */
+  limits: { threads?: number; nice?: number; memoryMiB?: number }
+}
+
+export interface PauseRequest {
+  /** drain (default): finish the current chunk, take no more; now: hand every lease back at once. */
+  mode?: 'drain' | 'now'
+}
+
+export interface ScheduleRequest {
+  /** e.g. "mon-fri 19:00-08:00, sat-sun all"; null clears it (also the config's). */
+  schedule: string | null
+}
+
+export interface IdleRequest {
+  /** Render only once the user has been idle this long (1–1440); null turns idle-only off. */
+  minutes: number | null
+  /** Without a session's idle time, other processes' CPU share (1–100 %) that counts as use. Default 25. */
+  loadPercent?: number
+}
+
+/** Each 1–1024 threads, 0–19 niceness, 256+ MiB; null clears one (back to config or none). */
+export interface LimitsRequest {
+  threads?: number | null
+  nice?: number | null
+  memoryMiB?: number | null
 }
 
 // ---------------------------------------------------------------------------------------
@@ -181,6 +238,10 @@ export interface PeerInfo {
   /** Milliseconds since this node last heard the peer (its own monotonic clock). */
   lastSeenMs: number
   version?: string
+  /** Its scheduling tags (pools: `rmesh peers --by-tag`). */
+  tags?: string[]
+  /** Its own rules as its presence tells them (absent: none, and active). */
+  rules?: { state: NodeRuleState; schedule?: string; idleMinutes?: number; next?: number }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -289,6 +350,8 @@ export interface JobDetail extends JobSummary {
   video?: VideoInfo
   /** Peers blocklisted for this job after repeated failures. */
   blocklist: string[]
+  /** Tags a node must carry to render it (its pool); absent: any node. */
+  tags?: string[]
 }
 
 export interface SubmitRequest {
@@ -317,8 +380,6 @@ export interface SubmitRequest {
   hdr?: 'hlg'
   /** `25`, `24000/1001` (1..240 fps). */
   frameRate?: string
-  /** Only nodes with every one of these tags render the job. */
-  tags?: string[]
   /** PRIORITY_MIN..PRIORITY_MAX, default PRIORITY_DEFAULT. */
   priority?: number
   /** Default: the scene's file name without extension. */
@@ -342,6 +403,11 @@ export interface SubmitRequest {
   params?: Record<string, string | number | boolean>
   /** Engine name; default by extension ('blender' for .blend). */
   engine?: string
+  /**
+   * Tags a node must carry to render it (a pool). Default: the submitting node's config
+   * `submitTags`; [] asks for no tag even then.
+   */
+  tags?: string[]
 }
 
 /**
@@ -563,6 +629,8 @@ export type ApiEvent =
   | (EventBase & { type: 'video-updated'; jobId: string; video: VideoInfo })
   | (EventBase & { type: 'log-line'; jobId: string; frame: number; node: string; line: string })
   | (EventBase & { type: 'tokens-changed' })
+  /** This node's own rules or the state they put it in changed. */
+  | (EventBase & { type: 'node-rules'; rules: NodeRulesView })
 
 export type ApiEventType = ApiEvent['type']
 

@@ -69,6 +69,8 @@ export function peerInfoOf(d: Daemon, peerId: string): PeerInfo | undefined {
     load: p.load,
     freeDiskBytes: p.freeDiskBytes,
     ...(p.paused !== undefined ? { paused: p.paused } : {}),
+    tags: p.tags,
+    ...(p.rules ? { rules: p.rules } : {}),
     lastSeenMs: Math.max(0, Math.round(d.clock.monotonic() - entry.lastHeard)),
     version: p.version,
   }

@@ -12,6 +12,7 @@ import type { Logger } from '../util/logger.js'
 import { silentLogger } from '../util/logger.js'
 import { type PrepareOptions, serverScript } from './blender-scripts.js'
 import { frameOutputPath } from './images.js'
+import type { RenderLimits } from './limits.js'
 import { startProcess } from './process.js'
 import { EngineError, type OutputFormat, type RenderHooks, type RenderResult } from './types.js'
 import {
@@ -28,6 +29,7 @@ import {
   validateFormat,
   validateFrames,
   validateOverrides,
+  blenderLimits,
 } from './blender-run.js'
 
 // ---------------------------------------------------------------------------------------
@@ -44,6 +46,8 @@ export interface PersistentBlenderOptions extends PrepareOptions {
   signal?: AbortSignal
   onSpawn?(pid: number): void
   logger?: Logger
+  /** This node's render limits (threads, niceness, memory) for the process's whole life. */
+  limits?: RenderLimits
 }
 
 export interface PersistentRenderRequest {
@@ -90,9 +94,13 @@ export async function createPersistentBlender(
   const ready = new Promise<boolean>((r) => {
     onReady = r
   })
+  const lim = blenderLimits(options.limits, logger)
   const proc = startProcess({
     file: options.blender,
+    limits: lim.process,
+    onSkipped: lim.onSkipped,
     args: [
+      ...lim.threadArgs,
       '-b',
       '--disable-autoexec',
       '--python-exit-code',

@@ -15,6 +15,8 @@ import { open, stat } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { inspectScript, packScript } from './blender-scripts.js'
 import { frameOutputPath, isValidImage } from './images.js'
+import type { Logger } from '../util/logger.js'
+import type { ProcessLimits, RenderLimits } from './limits.js'
 import { type RunningProcess, startProcess } from './process.js'
 import {
   EngineError,
@@ -314,4 +316,23 @@ export async function collectOutputs(
     else bad.push(frame)
   }
   return { outputs, bad }
+}
+
+/**
+ * The node's render limits as Blender flags and process limits. `-t` goes before the scene
+ * (Blender reads it in its settings pass, wherever it stands; a persistent Blender's server
+ * script never returns, so nothing after it would be read).
+ */
+export function blenderLimits(
+  limits: RenderLimits | undefined,
+  logger: Logger,
+): { threadArgs: string[]; process: ProcessLimits; onSkipped(what: string[]): void } {
+  return {
+    threadArgs: limits?.threads ? ['-t', String(limits.threads)] : [],
+    process: {
+      nice: limits?.nice,
+      memoryBytes: limits?.memoryMiB === undefined ? undefined : limits.memoryMiB * 1024 * 1024,
+    },
+    onSkipped: (what) => logger.warn('render limits not applied', { skipped: what }),
+  }
 }

@@ -20,6 +20,7 @@ import type { Logger } from '../util/logger.js'
 import { silentLogger } from '../util/logger.js'
 import { renderSetupScript } from './blender-scripts.js'
 import { frameOutputPath } from './images.js'
+import type { RenderLimits } from './limits.js'
 import { findOnPath, runCapture, startProcess } from './process.js'
 import {
   type DependencyTrace,
@@ -42,6 +43,7 @@ import {
   inspectScene,
   missingAssetError,
   backgroundArgs,
+  blenderLimits,
   notLoadedError,
   packScene,
   parseMarker,
@@ -115,10 +117,34 @@ export async function detectBlender(
 export interface ChunkRenderOptions {
   blender: string
   timeoutMs?: number
+  /** This node's render limits (threads, niceness, memory), read as the render starts. */
+  limits?: RenderLimits
+  logger?: Logger
 }
 
 /** Renders a chunk with one Blender process. */
 export async function renderChunk(
+  options: ChunkRenderOptions,
+  task: RenderTask,
+  hooks: RenderHooks,
+): Promise<RenderResult> {
+  try {
+    return await renderChunkOnce(options, task, hooks)
+  } catch (err) {
+    const mib = options.limits?.memoryMiB
+    // Under a memory ceiling Blender's failures look like anything (a library that cannot
+    // be mapped reads as a scene that does not load): say which limit may be the cause.
+    if (mib === undefined || !(err instanceof EngineError) || err.code === 'ERR_RENDER_CANCELED')
+      throw err
+    throw new EngineError(
+      err.code,
+      `${err.message} (this node caps each render at ${mib} MiB of address space, which may be the cause: raise it with rmesh node limits --memory, or clear it with --memory none)`,
+      { cause: err, details: { ...err.details, memoryMiB: mib } },
+    )
+  }
+}
+
+async function renderChunkOnce(
   options: ChunkRenderOptions,
   task: RenderTask,
   hooks: RenderHooks,
@@ -133,7 +159,9 @@ export async function renderChunk(
   await mkdir(workDir, { recursive: true })
   for (const f of frames) await rm(frameOutputPath(workDir, f, format), { force: true })
   const logPath = join(workDir, `blender-${frames[0]}-${frames[frames.length - 1]}.log`)
+  const lim = blenderLimits(options.limits, options.logger ?? silentLogger)
   const args = [
+    ...lim.threadArgs,
     ...backgroundArgs(
       scenePath,
       renderSetupScript({
@@ -166,6 +194,8 @@ export async function renderChunk(
     timeoutMs,
     logPath,
     onSpawn: hooks.onSpawn,
+    limits: lim.process,
+    onSkipped: lim.onSkipped,
     onLine: (line) => {
       const m = parseMarker(line)
       if (m) markers.set(m.tag, m.payload)
@@ -212,6 +242,8 @@ export interface BlenderEngineOptions {
   /** Default per-chunk timeout (1 h). */
   timeoutMs?: number
   logger?: Logger
+  /** This node's render limits, read as each render (or persistent Blender) starts. */
+  limits?: () => RenderLimits
 }
 
 export interface BlenderEngine extends Engine {
@@ -262,6 +294,8 @@ export function createBlenderEngine(options: BlenderEngineOptions = {}): Blender
       task.resolutionPercentage,
       task.tree?.remapFile,
       task.tree?.allowMissing,
+      // New limits apply from the next Blender started.
+      options.limits?.(),
     ])
     const existing = persistent.get(key)
     if (existing) {
@@ -284,6 +318,7 @@ export function createBlenderEngine(options: BlenderEngineOptions = {}): Blender
       timeoutMs: options.timeoutMs,
       onSpawn: undefined,
       logger,
+      limits: options.limits?.(),
     })
     persistent.set(key, created)
     created.catch(() => persistent.delete(key))
@@ -313,7 +348,11 @@ export function createBlenderEngine(options: BlenderEngineOptions = {}): Blender
     async render(task, hooks) {
       const blender = await executable(task.engineVersion)
       if (!task.persistent)
-        return renderChunk({ blender, timeoutMs: options.timeoutMs }, task, hooks)
+        return renderChunk(
+          { blender, timeoutMs: options.timeoutMs, limits: options.limits?.(), logger },
+          task,
+          hooks,
+        )
       validateOverrides(task)
       const pb = await persistentFor(blender, task)
       if (pb.pid !== undefined) hooks.onSpawn?.(pb.pid)

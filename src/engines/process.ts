@@ -13,9 +13,15 @@ import { constants, createWriteStream, type WriteStream } from 'node:fs'
 import { access, stat } from 'node:fs/promises'
 import { delimiter, join } from 'node:path'
 import { execa, type ResultPromise } from 'execa'
+import { type ProcessLimits, withLimits } from './limits.js'
 
 const live = new Set<number>()
 let exitHookInstalled = false
+
+/** Process groups of the engine processes running now (their leaders' pids). */
+export function liveProcessGroups(): ReadonlySet<number> {
+  return live
+}
 
 function installExitHook(): void {
   if (exitHookInstalled) return
@@ -51,6 +57,9 @@ export interface RunOptions {
   /** Keep stdin open as a pipe (persistent servers); otherwise it is closed. */
   stdin?: boolean
   killGraceMs?: number
+  /** Niceness and memory ceiling (limits.ts); what cannot be applied goes to `onSkipped`. */
+  limits?: ProcessLimits
+  onSkipped?(what: string[]): void
 }
 
 export interface RunOutcome {
@@ -114,8 +123,10 @@ export function startProcess(opts: RunOptions): RunningProcess {
   let timedOut = false
   let child: ResultPromise | undefined
   let spawnError: Error | undefined
+  const launch = withLimits(opts.file, opts.args, opts.limits)
+  if (launch.skipped.length) opts.onSkipped?.(launch.skipped)
   try {
-    child = execa(opts.file, opts.args, {
+    child = execa(launch.file, launch.args, {
       cwd: opts.cwd,
       env: opts.env,
       extendEnv: true,

@@ -12,13 +12,20 @@ import type { Logger } from '../util/logger.js'
 import { type BlenderEngine, createBlenderEngine } from './blender.js'
 import { detectFfmpeg, probeCaps } from './ffmpeg.js'
 import { videoFeatures } from './ffmpeg-args.js'
+import type { RenderLimits } from './limits.js'
 import { createTemplateEngine, parseTemplateEngines } from './template.js'
 import { createTestEngine, type TestEngineOptions } from './test-engine.js'
 import { type Engine, EngineError, type EngineVersion } from './types.js'
 import { meetsRequirement, parseRequirement, versionSatisfies } from './version.js'
 
 export interface EnginesConfig {
-  blender?: { paths?: string[]; searchPath?: boolean; timeoutMs?: number }
+  blender?: {
+    paths?: string[]
+    searchPath?: boolean
+    timeoutMs?: number
+    /** This node's render limits, read as each render starts. */
+    limits?: () => RenderLimits
+  }
   ffmpeg?: { path?: string; ffprobePath?: string }
   /** Templated engine declarations (validated here). */
   engines?: unknown

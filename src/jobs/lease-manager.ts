@@ -583,6 +583,29 @@ export function createLeaseManager(
       }
     },
 
+    async handBack({ running, reason }) {
+      // Storing chunks are rendered: their complete entry is on its way, nothing to hand back.
+      const back = [...tasks.values()].filter(
+        (x) => x.phase === 'queued' || (running && x.phase === 'running'),
+      )
+      await Promise.all(
+        back.map(async (x) => {
+          const fin = leaseKey(x.jobId, x.chunk, x.attempt, self)
+          finishing.add(fin)
+          abortTask(x, reason)
+          stats.releases++
+          await append(x.jobId, 'release', {
+            chunk: x.chunk,
+            attempt: x.attempt,
+            reason: reason.slice(0, 1_000),
+          })
+          finishing.delete(fin)
+        }),
+      )
+      schedule()
+      return back.length
+    },
+
     heldLeases() {
       return [...tasks.values()]
         .filter((x) => x.phase !== 'claiming')

@@ -103,6 +103,12 @@ export interface LeaseManager {
   start(): Promise<void>
   /** Abort every render; with release (default) also write release entries for held leases. */
   stop(options?: { release?: boolean }): Promise<void>
+  /**
+   * Hand leases back now with release entries, so others take them at once instead of after
+   * the lease timeout: every held lease (its render aborted), or with running false only
+   * those claimed but not yet rendering. Resolves once the entries are written.
+   */
+  handBack(options: { running: boolean; reason: string }): Promise<number>
   /** The leases this node holds and is rendering or about to render: put them in heartbeats. */
   heldLeases(): LeaseRef[]
   /** Record the leases `peer` says it holds (from its presence heartbeat). */

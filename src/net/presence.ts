@@ -36,6 +36,7 @@ import type { Clock } from '../util/clock.js'
 import { describeError, InvalidInputError } from '../util/errors.js'
 import type { Logger } from '../util/logger.js'
 import { createStallWatch, type StallWatch } from '../util/stalls.js'
+import { validatePresenceRules, type PresenceRules } from '../node/presence-rules.js'
 import type { RmeshLibp2p } from './host.js'
 
 export const PRESENCE_TOPIC = 'rmesh/presence/1.0.0'
@@ -81,6 +82,11 @@ export interface Presence {
    * `h265:10bit`, `vp9:2pass`, `hlg`, … Absent: no ffmpeg, or an older node.
    */
   video?: string[]
+  /**
+   * The node's own rules when it has any, or is not active (protocols/presence.md `rules`):
+   * paused, draining, off its schedule, waiting for its user to be idle. Optional.
+   */
+  rules?: PresenceRules
   freeDiskBytes: number
   load: number
   doing: Activity[]
@@ -130,6 +136,7 @@ export function validatePresence(value: unknown): Presence {
   num('seq')
   if (p.meshId !== undefined) str('meshId', 128)
   if (p.paused !== undefined) str('paused', MAX_PAUSED_LENGTH)
+  if (p.rules !== undefined) validatePresenceRules(p.rules)
   if (
     p.every !== undefined &&
     (!Number.isInteger(p.every) ||
@@ -301,6 +308,7 @@ export function createPresence(
       self.engines,
       self.video,
       self.meshId,
+      self.rules,
     ])
   let lastPublished = Number.NEGATIVE_INFINITY
   let lastShape: string | undefined

@@ -381,7 +381,7 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
       priority: checked.priority,
       persistent: req.persistent ?? false,
       params: (req.params ?? {}) as AnnounceBody['params'],
-      requirements: tags ? { tags } : {},
+      requirements: tags?.length ? { tags } : {},
       limits: {},
     }
     // Every node ignores an invalid announce: refuse it here rather than lose the job silently.

@@ -244,6 +244,7 @@ export function createJobViews(ctx: ServiceContext): JobViews {
       format: FORMAT_FROM_ENGINE[s.job.output.format] ?? 'png',
       chunkSize: s.job.chunkSize,
       require: s.job.engine.version ? [`${s.job.engine.name}${s.job.engine.version}`] : [],
+      ...(s.job.requirements.tags?.length ? { tags: [...s.job.requirements.tags] } : {}),
       params: s.job.params,
       frames: frameInfos(s, work),
       chunks: s.chunks.map((ch) => ({

@@ -120,6 +120,8 @@ export async function submitTestJob(
     chunk?: number
     params?: Record<string, unknown>
     sceneBytes?: number
+    /** Tags a node must carry to take it (a pool). */
+    tags?: string[]
   },
 ): Promise<SubmittedJob> {
   const duplicatesBefore = await metric(d, 'rmesh_duplicate_renders')
@@ -138,6 +140,7 @@ export async function submitTestJob(
       chunk: o.chunk ?? 1,
       params: { frameMs: o.frameMs, ...o.params },
       outDir,
+      ...(o.tags ? { tags: o.tags } : {}),
     },
     o.frames,
     workDir,

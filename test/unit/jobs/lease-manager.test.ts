@@ -514,3 +514,31 @@ describe('lease manager memory', () => {
     await lm.stop()
   })
 })
+
+describe('lease manager: handing leases back (node pause, schedule, idle-only)', () => {
+  it('running false releases only the chunk claimed ahead; running true aborts and releases the render', async () => {
+    const { log, running, lm, tick } = await setup({ frames: [1, 2, 3, 4], prefetch: true })
+    expect(log.kinds()).toEqual(['claim', 'claim'])
+    const [render] = [...running.values()]
+    const releases = () =>
+      log.all.filter((e) => e.author === A && e.kind === 'release').map((e) => e.body)
+    expect(await lm.handBack({ running: false, reason: 'draining' })).toBe(1)
+    expect(render.signal.aborted).toBe(false)
+    expect(releases()).toHaveLength(1)
+    expect(releases()[0]).toMatchObject({ reason: 'draining' })
+    expect(lm.heldLeases().some((l) => l.chunk === render.task.chunk)).toBe(true)
+    await tick()
+    const n = releases().length
+    await lm.handBack({ running: true, reason: 'paused by its owner' })
+    expect(render.signal.aborted).toBe(true)
+    expect(releases().length).toBeGreaterThan(n)
+    expect(releases()).toContainEqual(
+      expect.objectContaining({ chunk: render.task.chunk, attempt: render.task.attempt }),
+    )
+    // Released, not failed: no failure counted, and the aborted render writes nothing.
+    await tick()
+    expect(log.kinds()).not.toContain('fail')
+    expect(lm.job(JOB)!.chunks.every((c) => c.failures.length === 0)).toBe(true)
+    await lm.stop({ release: false })
+  })
+})

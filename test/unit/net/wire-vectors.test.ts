@@ -42,6 +42,14 @@ describe('wire vectors', () => {
     expect(decoded.video).toContain('h265:10bit')
   })
 
+  it('presence heartbeat of a node held back by its own rules (optional `rules`)', () => {
+    const v = vector('presence/heartbeat-rules.json')
+    expect(Buffer.from(encode(v.value)).toString('hex')).toBe(v.hex)
+    const decoded = validatePresence(decodeBounded(Buffer.from(v.hex, 'hex'), MAX_PRESENCE_BYTES))
+    expect(decoded).toEqual(v.value)
+    expect(decoded.rules).toMatchObject({ state: 'off-schedule', idleMinutes: 10 })
+  })
+
   it('presence garbage is refused with a typed error', () => {
     const v = vector('presence/heartbeat.json')
     for (const bad of [
@@ -62,6 +70,15 @@ describe('wire vectors', () => {
       { ...v.value, every: 10 },
       { ...v.value, every: 1.5e3 + 0.5 },
       { ...v.value, every: '1000' },
+      // A peer announcing nonsense rules or schedules is not heard.
+      { ...v.value, rules: 'paused' },
+      { ...v.value, rules: { state: 'sleeping' } },
+      { ...v.value, rules: { state: 'off-schedule', schedule: 'when the moon is full' } },
+      { ...v.value, rules: { state: 'off-schedule', schedule: 'mon 19:00-19:00' } },
+      { ...v.value, rules: { state: 'off-schedule', schedule: `mon ${'9:00-10:00 '.repeat(40)}` } },
+      { ...v.value, rules: { state: 'idle-wait', idleMinutes: 1e9 } },
+      { ...v.value, rules: { state: 'paused', next: -1 } },
+      { ...v.value, rules: { state: 'paused', cmd: 'rm -rf /' } },
     ]) {
       expect(() => validatePresence(bad)).toThrow(
         expect.objectContaining({ code: 'ERR_INVALID_INPUT' }),

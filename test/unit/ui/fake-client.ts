@@ -237,6 +237,20 @@ export function createFakeClient(
       expires: null,
     })),
     metrics: record('metrics', () => ''),
+    nodeRules: record('nodeRules', () => data.node?.rules ?? { state: 'active', limits: {} }),
+    pauseNode: record('pauseNode', (mode) => ({
+      state: mode === 'now' ? 'paused' : 'draining',
+      pause: mode,
+      limits: {},
+    })),
+    resumeNode: record('resumeNode', () => ({ state: 'active', limits: {} })),
+    setSchedule: record('setSchedule', (text) => ({
+      state: 'active',
+      ...(text ? { schedule: { text, open: true, source: 'node' } } : {}),
+      limits: {},
+    })),
+    setIdle: record('setIdle', () => ({ state: 'active', limits: {} })),
+    setLimits: record('setLimits', (l) => ({ state: 'active', limits: l })),
     events: (o?: { signal?: AbortSignal }) => {
       calls.push({ method: 'events', args: [] })
       const queue: ApiEvent[] = [{ type: 'node', node: data.node ?? node(), seq: ++seq, time: 0 }]
