@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { InvalidInputError } from './util/errors.js'
+import { DEFAULT_WEB, parseWebAddress } from './web/address.js'
 import { isLogLevel, type LogLevel } from './util/logger.js'
 
 export const CONFIG_FILE = 'config.json'
@@ -54,6 +55,8 @@ export interface DaemonConfig {
   testEngine: boolean
   /** Serve /metrics on this TCP port too (loopback), when set. */
   metricsPort?: number
+  /** The web UI's address, `ADDR:PORT` or `off` (src/web/address.ts). */
+  web: string
 }
 
 export type ConfigInput = Partial<Omit<DaemonConfig, 'dataDir'>>
@@ -74,6 +77,7 @@ const DEFAULTS: Omit<DaemonConfig, 'dataDir'> = {
   noEligibleGraceMs: 60_000,
   syncIntervalMs: 5_000,
   testEngine: false,
+  web: DEFAULT_WEB,
 }
 
 /** Read RMESH_* variables into a partial config. */
@@ -97,6 +101,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ConfigInput
   if (env.RMESH_PRESENCE_REST_INTERVAL_MS)
     out.presenceRestIntervalMs = Number(env.RMESH_PRESENCE_REST_INTERVAL_MS)
   if (env.RMESH_METRICS_PORT) out.metricsPort = Number(env.RMESH_METRICS_PORT)
+  if (env.RMESH_WEB) out.web = env.RMESH_WEB
   return out
 }
 
@@ -200,6 +205,11 @@ export function resolveConfig(dataDir: string, ...layers: ConfigInput[]): Daemon
     (!Number.isInteger(c.metricsPort) || c.metricsPort < 0 || c.metricsPort > 65535)
   ) {
     throw bad('metricsPort', 'must be a TCP port')
+  }
+  try {
+    parseWebAddress(c.web)
+  } catch (err) {
+    throw bad('web', (err as Error).message.replace(/^web /, ''))
   }
   if (typeof c.testEngine !== 'boolean') throw bad('testEngine', 'must be true or false')
   return c
