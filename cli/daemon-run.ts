@@ -23,6 +23,7 @@ export interface DaemonFlags {
   minFreeDiskMiB?: number
   testEngine?: boolean
   metricsPort?: number
+  web?: string
 }
 
 export async function runDaemon(
@@ -41,6 +42,7 @@ export async function runDaemon(
       minFreeDiskMiB: flags.minFreeDiskMiB,
       testEngine: flags.testEngine || undefined,
       metricsPort: flags.metricsPort,
+      web: flags.web,
     }
     config = resolveConfig(flags.dir, fromFlags, configFromEnv(), await configFromFile(flags.dir))
   } catch (err) {

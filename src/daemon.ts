@@ -650,6 +650,13 @@ export async function startDaemon(
     registerRoutes(api, daemon)
     await api.listen(daemon.socketPath)
     cleanups.push(() => api.close())
+    const { startWebFor } = await import('./web/control.js')
+    const web = await startWebFor(api, {
+      web: config.web,
+      dataDir: config.dataDir,
+      logger: logger.child('web'),
+    })
+    if (web) cleanups.push(() => web.close())
 
     if (config.metricsPort !== undefined) {
       // Loopback only: a scraper on the same machine, or an SSH tunnel, reads it.

@@ -41,6 +41,8 @@ export const API_ERROR_STATUS = {
   ERR_CONFLICT: 409, // e.g. cancel a finished job, reuse a spent invite, delete while running
   ERR_TOO_LARGE: 413,
   ERR_QUOTA: 429, // maxQueuedJobs of the token reached
+  ERR_LOGIN_REQUIRED: 401, // web UI beyond loopback without a session (rmesh web open)
+  ERR_LOGIN: 401, // web UI: wrong password
   ERR_INTERNAL: 500,
   ERR_ENGINE: 502, // the engine (Blender, ffmpeg) failed, e.g. while inspecting a scene
   ERR_UNAVAILABLE: 503, // daemon starting or stopping; retry shortly
