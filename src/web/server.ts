@@ -60,6 +60,7 @@ const SUBMIT_FIELDS = [
   'video',
   'priority',
   'name',
+  'engine',
 ]
 
 export interface WebServer {

@@ -55,6 +55,7 @@ function useLive<T>(load: () => Promise<T>, deps: unknown[]): [T | undefined, st
       },
       (e: Error) => setErr(e.message),
     )
+    // biome-ignore lint/correctness/useExhaustiveDependencies: the caller names what `load` reads
   }, deps)
   useEffect(() => {
     refresh()
