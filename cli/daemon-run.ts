@@ -25,6 +25,7 @@ export interface DaemonFlags {
   metricsPort?: number
   /** The node's own rules and pools from flags (cli/commands/node.ts, already checked). */
   rules?: ConfigInput
+  web?: string
 }
 
 export async function runDaemon(
@@ -44,6 +45,7 @@ export async function runDaemon(
       testEngine: flags.testEngine || undefined,
       metricsPort: flags.metricsPort,
       ...flags.rules,
+      web: flags.web,
     }
     config = resolveConfig(flags.dir, fromFlags, configFromEnv(), await configFromFile(flags.dir))
   } catch (err) {

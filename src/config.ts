@@ -14,6 +14,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { LIMIT_BOUNDS } from './node/rules.js'
 import { parseSchedule } from './node/schedule.js'
 import { InvalidInputError } from './util/errors.js'
+import { DEFAULT_WEB, parseWebAddress } from './web/address.js'
 import { isLogLevel, type LogLevel } from './util/logger.js'
 
 export const CONFIG_FILE = 'config.json'
@@ -71,6 +72,8 @@ export interface DaemonConfig {
   renderMemoryMiB?: number
   /** Tags a job submitted from this node requires by default (a pool). */
   submitTags: string[]
+  /** The web UI's address, `ADDR:PORT` or `off` (src/web/address.ts). */
+  web: string
 }
 
 export type ConfigInput = Partial<Omit<DaemonConfig, 'dataDir'>>
@@ -92,6 +95,7 @@ const DEFAULTS: Omit<DaemonConfig, 'dataDir'> = {
   syncIntervalMs: 5_000,
   testEngine: false,
   submitTags: [],
+  web: DEFAULT_WEB,
 }
 
 /** Read RMESH_* variables into a partial config. */
@@ -121,6 +125,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ConfigInput
   if (env.RMESH_RENDER_NICE) out.renderNice = Number(env.RMESH_RENDER_NICE)
   if (env.RMESH_RENDER_MEMORY_MIB) out.renderMemoryMiB = Number(env.RMESH_RENDER_MEMORY_MIB)
   if (env.RMESH_SUBMIT_TAGS) out.submitTags = list(env.RMESH_SUBMIT_TAGS)
+  if (env.RMESH_WEB) out.web = env.RMESH_WEB
   return out
 }
 
@@ -224,6 +229,11 @@ export function resolveConfig(dataDir: string, ...layers: ConfigInput[]): Daemon
     (!Number.isInteger(c.metricsPort) || c.metricsPort < 0 || c.metricsPort > 65535)
   ) {
     throw bad('metricsPort', 'must be a TCP port')
+  }
+  try {
+    parseWebAddress(c.web)
+  } catch (err) {
+    throw bad('web', (err as Error).message.replace(/^web /, ''))
   }
   if (typeof c.testEngine !== 'boolean') throw bad('testEngine', 'must be true or false')
   validateNodeRules(c, bad)

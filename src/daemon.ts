@@ -33,6 +33,7 @@ import { type BlockStore, createBlockStore } from './blobs/block-store.js'
 import { type BlockExchange, createBlockExchange } from './blobs/exchange.js'
 import { createProviderIndex, type ProviderIndex } from './blobs/providers.js'
 import type { DaemonConfig } from './config.js'
+import { makePreview, THUMB_MAX_PX } from './engines/thumbnail.js'
 import { createEngineRegistry, type EngineRegistry } from './engines/registry.js'
 import { capabilityFor as jobCapabilityFor } from './jobs/entries.js'
 import { createLeaseManager, type LeaseManager } from './jobs/lease-manager.js'
@@ -385,6 +386,8 @@ export async function startDaemon(
       logger: logger.child('worker'),
       onLogLine: (task, frame, line) =>
         events.publish({ type: 'log-line', jobId: task.jobId, frame, node: peerId, line }),
+      makeThumb: (input, out, format, signal) =>
+        makePreview(input, out, format, { maxPx: THUMB_MAX_PX, signal }),
     })
     await worker.clearScratch()
 
@@ -693,6 +696,13 @@ export async function startDaemon(
     registerRoutes(api, daemon)
     await api.listen(daemon.socketPath)
     cleanups.push(() => api.close())
+    const { startWebFor } = await import('./web/control.js')
+    const web = await startWebFor(api, {
+      web: config.web,
+      dataDir: config.dataDir,
+      logger: logger.child('web'),
+    })
+    if (web) cleanups.push(() => web.close())
 
     if (config.metricsPort !== undefined) {
       // Loopback only: a scraper on the same machine, or an SSH tunnel, reads it.

@@ -36,6 +36,10 @@ export function register(program: Command, ctx: CliContext): void {
       '--min-free-disk <MiB>',
       'take no new renders while the data disk has less free space (default 256; 0 = no check; env RMESH_MIN_FREE_DISK_MIB)',
     )
+    .option(
+      '--web <addr:port>',
+      'serve the web UI here (default 127.0.0.1:4778; off = none; beyond 127.0.0.1/::1 it needs a login: rmesh web; env RMESH_WEB)',
+    )
     .addOption(
       new Option('--test-engine', 'enable the test engine (tests and benchmarks)').hideHelp(),
     )
@@ -65,6 +69,7 @@ Examples:
             minFreeDisk?: string
             testEngine?: boolean
             metricsPort?: string
+            web?: string
           },
         ) => {
           let slots: number | undefined
@@ -106,6 +111,7 @@ Examples:
               testEngine: opts.testEngine,
               metricsPort,
               rules,
+              web: opts.web,
             },
             { log: (s) => ctx.print(s), error: (s) => ctx.warn(s) },
           )

@@ -23,6 +23,7 @@ import * as retry from './retry.js'
 import * as status from './status.js'
 import * as submit from './submit.js'
 import * as token from './token.js'
+import * as web from './web.js'
 
 export const COMMANDS: readonly CommandModule[] = [
   init,
@@ -41,6 +42,7 @@ export const COMMANDS: readonly CommandModule[] = [
   del,
   dashboard,
   token,
+  web,
   join,
   demo,
   addon,

@@ -114,6 +114,10 @@ export interface ApiClient {
   planSubmit(req: SubmitRequest, o?: CallOptions): Promise<SubmitPlan>
   inspect(req: InspectRequest, o?: CallOptions): Promise<SceneInfo>
   cancel(jobId: string, o?: CallOptions): Promise<JobSummary>
+  /** The web UI: its URL, a one-time login link, its password (src/web/control.ts). */
+  web(o?: CallOptions): Promise<{ url: string; loginRequired: boolean; passwordSet: boolean }>
+  webLink(o?: CallOptions): Promise<{ url: string; expires: number | null }>
+  webPassword(password: string, o?: CallOptions): Promise<{ passwordSet: true }>
   retry(jobId: string, req: RetryRequest, o?: CallOptions): Promise<RetryResponse>
   setPriority(jobId: string, priority: number, o?: CallOptions): Promise<JobSummary>
   deleteJob(jobId: string, o?: CallOptions): Promise<DeleteResponse>
@@ -328,6 +332,9 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     planSubmit: (req, o) => json('POST', `${API_PREFIX}/jobs/plan`, req, o, SUBMIT_TIMEOUT_MS),
     inspect: (req, o) => json('POST', `${API_PREFIX}/scenes/inspect`, req, o, INSPECT_TIMEOUT_MS),
     cancel: (id, o) => json('POST', jobPath(id, '/cancel'), {}, o),
+    web: (o) => json('GET', '/v1/web', undefined, o),
+    webLink: (o) => json('POST', '/v1/web/link', {}, o),
+    webPassword: (password, o) => json('POST', '/v1/web/password', { password }, o),
     retry: (id, req, o) => json('POST', jobPath(id, '/retry'), req, o),
     setPriority: (id, priority, o) => json('POST', jobPath(id, '/priority'), { priority }, o),
     deleteJob: (id, o) => json('DELETE', jobPath(id), undefined, o),

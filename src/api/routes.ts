@@ -9,7 +9,8 @@ import type { Daemon } from '../daemon.js'
 import { REVOKE_KIND } from '../daemon.js'
 import { MESH_LOG, type LogId } from '../log/types.js'
 import { InvalidInputError, NotFoundError, RmeshError } from '../util/errors.js'
-import { ApiStream, ApiText, type ApiHttpServer } from './http.js'
+import type { Preview } from '../service/previews.js'
+import { ApiBytes, ApiFile, ApiStream, ApiText, type ApiHttpServer } from './http.js'
 import { renderMetrics } from './metrics.js'
 import { registerNodeRoutes } from './node-routes.js'
 import type * as Api from './types.js'
@@ -189,6 +190,24 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
       }
     }, 'text/plain; charset=utf-8')
   })
+  const frameParam = (req: { params: Record<string, string> }) => {
+    const f = optInt(req.params.frame, 'frame', -1_000_000_000, 1_000_000_000)
+    if (f === undefined) throw new InvalidInputError('give a frame number', { field: 'frame' })
+    return f
+  }
+  const previewResult = (p: Preview) =>
+    p.bytes
+      ? new ApiBytes(p.bytes, p.contentType)
+      : new ApiFile(p.path!, p.contentType, { cleanup: p.cleanup, downloadName: p.downloadName })
+  api.route('GET', '/v1/jobs/:id/frames/:frame/thumb', async (req) =>
+    previewResult(await d.jobs.thumbnail(req.params.id, frameParam(req), req.signal)),
+  )
+  api.route('GET', '/v1/jobs/:id/frames/:frame/image', async (req) =>
+    previewResult(await d.jobs.frameImage(req.params.id, frameParam(req), req.signal)),
+  )
+  api.route('GET', '/v1/jobs/:id/zip', async (req) =>
+    previewResult(await d.jobs.zip(req.params.id, req.signal)),
+  )
   api.route('POST', '/v1/scenes/inspect', (req) => {
     const b = obj(req.body)
     return d.jobs.inspect({ path: b.path as string }, req.signal)

@@ -41,6 +41,8 @@ export const API_ERROR_STATUS = {
   ERR_CONFLICT: 409, // e.g. cancel a finished job, reuse a spent invite, delete while running
   ERR_TOO_LARGE: 413,
   ERR_QUOTA: 429, // maxQueuedJobs of the token reached
+  ERR_LOGIN_REQUIRED: 401, // web UI beyond loopback without a session (rmesh web open)
+  ERR_LOGIN: 401, // web UI: wrong password
   ERR_INTERNAL: 500,
   ERR_ENGINE: 502, // the engine (Blender, ffmpeg) failed, e.g. while inspecting a scene
   ERR_UNAVAILABLE: 503, // daemon starting or stopping; retry shortly
@@ -256,6 +258,11 @@ export interface PeerInfo {
 //   DELETE /v1/jobs/:id           → DeleteResponse (409 while queued/rendering: cancel first)
 //   GET  /v1/jobs/:id/logs        text/plain; see LogsQuery
 //   POST /v1/jobs/:id/fetch       FetchRequest → FetchResponse
+//   GET  /v1/jobs/:id/frames/:frame/thumb  → image/jpeg or image/png (404 until done, or
+//                                 when its renderer made no thumbnail: FrameInfo.thumb)
+//   GET  /v1/jobs/:id/frames/:frame/image  → the full-size frame (PNG/JPEG as rendered; EXR
+//                                 tone-mapped to PNG); 404 until the frame is done
+//   GET  /v1/jobs/:id/zip         → application/zip of every output so far (attachment)
 // A job id in a path may be a unique prefix of at least 6 characters (404 when none matches,
 // 409 ERR_CONFLICT with details.matches when several do).
 // ---------------------------------------------------------------------------------------
@@ -311,6 +318,11 @@ export interface FrameInfo {
   errorNode?: string
   /** Absolute paths of this frame's files in outDir, once written there (own jobs only). */
   outputs?: string[]
+  /**
+   * CID of the frame's thumbnail (a JPEG or PNG of at most 256 px), once done, when its
+   * renderer made one: GET /v1/jobs/:id/frames/:frame/thumb serves it.
+   */
+  thumb?: string
 }
 
 export interface ChunkInfo {

@@ -38,6 +38,8 @@ export const LIMITS = {
   maxChunkSize: 10_000,
   maxFrameNumber: 1_000_000_000,
   maxName: 200,
+  /** A thumbnail block-file (engines/thumbnail.ts makes them at most 64 KiB). */
+  maxThumbBytes: 64 * 1024,
   maxReason: 1_000,
   maxParams: 64,
   maxParamKey: 64,
@@ -102,6 +104,8 @@ export interface ChunkOutput {
   manifest: string
   size: number
   name: string
+  /** A small JPEG/PNG preview of the frame, stored by the renderer next to the output. */
+  thumb?: { manifest: string; size: number }
 }
 export interface CompleteBody {
   chunk: number
@@ -302,14 +306,33 @@ function outputOf(o: Record<string, unknown>): AnnounceBody['output'] {
   return compact({ format, ...checkVideoOutput(o, format, fail) })
 }
 
+/**
+ * A malformed thumb is dropped, not the output: a node that predates thumbnails keeps
+ * the output whatever `thumb` holds, so every version must fold it the same way.
+ */
+function thumbOf(x: unknown): ChunkOutput['thumb'] {
+  if (x === undefined) return undefined
+  try {
+    const t = obj(x, 'output.thumb')
+    return {
+      manifest: cid(t.manifest, 'output.thumb.manifest'),
+      size: int(t.size, 'output.thumb.size', 1, LIMITS.maxThumbBytes),
+    }
+  } catch (err) {
+    if (err instanceof Bad) return undefined
+    throw err
+  }
+}
+
 function output(x: unknown): ChunkOutput {
   const o = obj(x, 'output')
-  return {
+  return compact({
     frame: int(o.frame, 'output.frame', -LIMITS.maxFrameNumber, LIMITS.maxFrameNumber),
     manifest: cid(o.manifest, 'output.manifest'),
     size: int(o.size, 'output.size', 0, Number.MAX_SAFE_INTEGER),
     name: str(o.name, 'output.name', LIMITS.maxName, 1),
-  }
+    thumb: thumbOf(o.thumb),
+  })
 }
 
 const validators: { [K in JobKind]: (b: Record<string, unknown>) => BodyOf[K] } = {

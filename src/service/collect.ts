@@ -34,6 +34,8 @@ import { frameFileName, type LocalJob, type ServiceContext } from './context.js'
  */
 const ACK_COALESCE_MS = 1_000
 
+const THUMB_FETCH_MS = 10_000
+
 export interface Collector {
   collect(jobId: string): Promise<void>
   /** The submitter holds these outputs now: a renderer lets go of its copies. */
@@ -234,6 +236,19 @@ export function createCollector(
       const name =
         ch.kind === 'encode' ? ctx.videoName(s) : frameFileName(o.frame, safeExtension(o.name))
       await ctx.materialize(o.manifest, holders, join(lj.outDir, name), `job-collected/${s.jobId}`)
+      if (o.thumb && o.thumb.manifest !== o.manifest) {
+        // The submitter keeps the thumbnail for the web UI once the renderer lets go of it;
+        // a thumbnail that cannot be had is no reason to hold back the frame.
+        await c.exchange
+          .fetchManifest(o.thumb.manifest, {
+            providers: holders,
+            pinOwner: `job-collected/${s.jobId}`,
+            signal: AbortSignal.timeout(THUMB_FETCH_MS),
+          })
+          .catch((err) =>
+            logger.debug('thumbnail not collected', { jobId: s.jobId, err: describeError(err) }),
+          )
+      }
     }
   }
 
@@ -244,7 +259,7 @@ export function createCollector(
       const ch = typeof i === 'number' ? s.chunks[i] : undefined
       if (!ch || ch.completedBy !== c.self) continue
       for (const cid of [
-        ...(ch.outputs ?? []).map((o) => o.manifest),
+        ...(ch.outputs ?? []).flatMap((o) => [o.manifest, ...(o.thumb ? [o.thumb.manifest] : [])]),
         ...(ch.log ? [ch.log] : []),
       ]) {
         await c.blocks.unpin(outputsPinOwner(s.jobId), cid).catch(() => {})

@@ -5,6 +5,7 @@
  *    folder, then ack; reject outputs that cannot be obtained; clean up after a delete;
  *  - actions.ts: cancel / retry / priority / delete;
  *  - fetch.ts: logs, and fetch (folder or ZIP);
+ *  - previews.ts: a frame's thumbnail and full-size image, the job as a ZIP download;
  *  - views.ts: the API's views, and the no-eligible watchdog (a job this node submitted
  *    that no live node can take for noEligibleGraceMs is failed with an abort entry);
  *  - context.ts: what they share (components, this node's record of its jobs, helpers).
@@ -21,12 +22,13 @@ import { createJobActions, type JobActions } from './actions.js'
 import { createCollector } from './collect.js'
 import { createServiceContext, type JobServiceComponents } from './context.js'
 import { createJobFetch, type JobFetch } from './fetch.js'
+import { createJobPreviews, type JobPreviews } from './previews.js'
 import { createSubmitter, type Submitter } from './submit.js'
 import { createJobViews } from './views.js'
 
 export { ConflictError, frameFileName, type JobServiceComponents } from './context.js'
 
-export interface JobService extends Submitter, JobActions, JobFetch {
+export interface JobService extends Submitter, JobActions, JobFetch, JobPreviews {
   start(): Promise<void>
   stop(): Promise<void>
   list(states?: Api.JobState[]): Api.JobSummary[]
@@ -69,6 +71,7 @@ export function createJobService(c: JobServiceComponents): JobService {
     cleanupDeleted: collector.cleanupDeleted,
   })
   const fetcher = createJobFetch(ctx)
+  const previews = createJobPreviews(ctx, fetcher)
 
   const onEntry = (entry: LogEntry) => {
     const jobId = jobIdOfLog(entry.log)
@@ -108,6 +111,7 @@ export function createJobService(c: JobServiceComponents): JobService {
     ...submitter,
     ...actions,
     ...fetcher,
+    ...previews,
     resolveId: ctx.resolveId,
     stats: collector.stats,
     async start() {

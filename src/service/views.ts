@@ -190,10 +190,10 @@ export function createJobViews(ctx: ServiceContext): JobViews {
           info.error = failure.reason
           info.errorNode = failure.node
         }
-        if (lj?.written.includes(ch.index)) {
-          const o = ch.outputs?.find((x) => x.frame === frame)
-          if (o) info.outputs = [join(lj.outDir, frameFileName(frame, safeExtension(o.name)))]
-        }
+        const o = ch.outputs?.find((x) => x.frame === frame)
+        if (o?.thumb && ch.state === 'done') info.thumb = o.thumb.manifest
+        if (o && lj?.written.includes(ch.index))
+          info.outputs = [join(lj.outDir, frameFileName(frame, safeExtension(o.name)))]
         out.push(info)
       }
     }

@@ -21,7 +21,8 @@ import { type BlockStore, DiskFullError } from '../blobs/block-store.js'
 import type { ProviderIndex } from '../blobs/providers.js'
 import { safeExtension, safeFileName } from '../blobs/safe-name.js'
 import { encodeVideo, VIDEO_EXTENSION } from '../engines/ffmpeg.js'
-import { type Engine, isEngineError } from '../engines/types.js'
+import { isOwnThumbnail } from '../engines/thumbnail.js'
+import { type Engine, isEngineError, type OutputFormat } from '../engines/types.js'
 import type { ChunkOutput } from '../jobs/entries.js'
 import type { JobState } from '../jobs/reducer.js'
 import {
@@ -54,6 +55,13 @@ export interface WorkerComponents {
   logger: Logger
   /** Live render log lines (for `rmesh logs --follow` and the dashboard). */
   onLogLine?: (task: ChunkTask, frame: number, line: string) => void
+  /** Write a thumbnail of a frame (engines/thumbnail.ts); absent: only own-thumbnails. */
+  makeThumb?: (
+    input: string,
+    output: string,
+    format: OutputFormat,
+    signal: AbortSignal,
+  ) => Promise<boolean>
 }
 
 /**
@@ -207,6 +215,30 @@ export function createWorker(c: WorkerComponents): Required<ChunkRunner> & {
     return { frame, manifest: imported.manifest, size: imported.size, name }
   }
 
+  /** A frame's thumbnail, stored and pinned like its output; none when it cannot be made. */
+  const storeThumb = async (
+    jobId: string,
+    path: string,
+    out: ChunkOutput,
+    format: OutputFormat,
+    signal: AbortSignal,
+  ): Promise<ChunkOutput> => {
+    try {
+      if (await isOwnThumbnail(path, format))
+        return { ...out, thumb: { manifest: out.manifest, size: out.size } }
+      if (!c.makeThumb) return out
+      const thumbPath = `${path}.thumb.jpg`
+      if (!(await c.makeThumb(path, thumbPath, format, signal))) return out
+      const imported = await c.blocks.importFile(thumbPath, { name: 'thumb.jpg' })
+      await c.blocks.pin(outputsPinOwner(jobId), imported.manifest)
+      return { ...out, thumb: { manifest: imported.manifest, size: imported.size } }
+    } catch (err) {
+      if (signal.aborted) throw err
+      c.logger.debug('no thumbnail', { jobId, frame: out.frame, err: describeError(err) })
+      return out
+    }
+  }
+
   const storeLog = async (jobId: string, path: string | undefined): Promise<string | undefined> => {
     if (!path) return undefined
     try {
@@ -279,14 +311,13 @@ export function createWorker(c: WorkerComponents): Required<ChunkRunner> & {
       const log = await storeLog(task.jobId, result.logPath)
       const outputs: ChunkOutput[] = []
       for (const o of result.outputs) {
-        outputs.push(
-          await storeOutput(
-            task.jobId,
-            o.path,
-            `${String(o.frame).padStart(4, '0')}${safeExtension(o.path)}`,
-            o.frame,
-          ),
+        const stored = await storeOutput(
+          task.jobId,
+          o.path,
+          `${String(o.frame).padStart(4, '0')}${safeExtension(o.path)}`,
+          o.frame,
         )
+        outputs.push(await storeThumb(task.jobId, o.path, stored, task.job.output.format, signal))
       }
       // Not announced: the complete entry names this node as the holder, and a have message
       // per chunk was a quarter of every node's gossip (the periodic announce still lists it).

@@ -277,6 +277,46 @@ const CASES: Record<string, Omit<Vector, 'expected'>> = {
       e('claim', { chunk: 0, attempt: 1 }, 3, A),
     ],
   },
+  thumbnails: {
+    description:
+      'Outputs may name a thumbnail ({manifest, size ≤ 65536}); a malformed thumb is dropped and the output kept (what a node that predates thumbnails does), never the whole complete.',
+    entries: [
+      ann({ frames: [1, 2, 3] }),
+      e(
+        'complete',
+        {
+          chunk: 0,
+          attempt: 1,
+          outputs: [{ ...outputsFor([1])[0], thumb: { manifest: cid('thumb1'), size: 900 } }],
+          renderMs: 5,
+        },
+        2,
+        A,
+      ),
+      e(
+        'complete',
+        {
+          chunk: 1,
+          attempt: 1,
+          outputs: [{ ...outputsFor([2])[0], thumb: { manifest: 'not-a-cid', size: 900 } }],
+          renderMs: 5,
+        },
+        2,
+        B,
+      ),
+      e(
+        'complete',
+        {
+          chunk: 2,
+          attempt: 1,
+          outputs: [{ ...outputsFor([3])[0], thumb: { manifest: cid('thumb3'), size: 1_000_000 } }],
+          renderMs: 5,
+        },
+        2,
+        C,
+      ),
+    ],
+  },
 }
 
 describe('job reducer test vectors', () => {

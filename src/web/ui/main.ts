@@ -1,0 +1,266 @@
+/**
+ * The web UI (runs in the browser; preact + htm, no bundler: the daemon serves these ES
+ * modules and an import map). Pages by hash: #/ mesh, #/jobs, #/jobs/ID, #/submit, #/tokens.
+ * Live: the page refetches what it shows when the event stream (SSE) says something changed.
+ * Every state-changing call sends x-rmesh-csrf: 1 (the server refuses it otherwise).
+ */
+import htm from 'htm'
+import { h, render } from 'preact'
+import { useCallback, useEffect, useState } from 'preact/hooks'
+import type * as Api from '../../api/types.js'
+
+// htm's typings are CommonJS-shaped; the module it serves is an ES default export.
+type Html = (strings: TemplateStringsArray, ...values: unknown[]) => ReturnType<typeof h>
+const html = (htm as unknown as { bind(f: typeof h): Html }).bind(h)
+
+async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const res = await fetch(`/api${path}`, {
+    method,
+    headers: {
+      'x-rmesh-csrf': '1',
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  })
+  const text = await res.text()
+  const data = text ? JSON.parse(text) : null
+  if (!res.ok) throw new Error(data?.error?.message ?? `HTTP ${res.status}`)
+  return data as T
+}
+
+let listeners: (() => void)[] = []
+let pending: ReturnType<typeof setTimeout> | undefined
+function startEvents() {
+  const es = new EventSource('/api/v1/events')
+  es.onmessage = (m) => {
+    const e = JSON.parse(m.data) as Api.ApiEvent
+    if (e.type === 'ping') return
+    if (pending) return
+    pending = setTimeout(() => {
+      pending = undefined
+      for (const l of listeners) l()
+    }, 150)
+  }
+}
+
+/** Data that refetches on every change the event stream reports. */
+function useLive<T>(load: () => Promise<T>, deps: unknown[]): [T | undefined, string, () => void] {
+  const [data, setData] = useState<T | undefined>(undefined)
+  const [err, setErr] = useState('')
+  const refresh = useCallback(() => {
+    load().then(
+      (d) => {
+        setData(d)
+        setErr('')
+      },
+      (e: Error) => setErr(e.message),
+    )
+    // biome-ignore lint/correctness/useExhaustiveDependencies: the caller names what `load` reads
+  }, deps)
+  useEffect(() => {
+    refresh()
+    listeners.push(refresh)
+    return () => {
+      listeners = listeners.filter((l) => l !== refresh)
+    }
+  }, [refresh])
+  return [data, err, refresh]
+}
+
+const short = (id: string | null | undefined) => (id ? id.slice(-8) : '—')
+const pct = (a: number, b: number) => (b ? Math.round((100 * a) / b) : 0)
+const eta = (ms?: number) => (ms === undefined ? '—' : `${Math.round(ms / 1000)} s`)
+const ErrorLine = ({ msg }: { msg: string }) =>
+  msg ? html`<p class="error" role="alert">${msg}</p>` : null
+
+function Mesh() {
+  const [node, err1] = useLive(() => call<Api.NodeInfo>('GET', '/v1/node'), [])
+  const [peers, err2] = useLive(() => call<Api.PeerInfo[]>('GET', '/v1/peers'), [])
+  const work = (w: Api.WorkInfo[]) =>
+    w
+      .map(
+        (x) => `${x.jobName} chunk ${x.chunk}${x.frame !== undefined ? ` frame ${x.frame}` : ''}`,
+      )
+      .join(', ') || '—'
+  return html`<h1>Mesh</h1><${ErrorLine} msg=${err1 || err2} />
+    ${node && html`<p>This node: <strong>${node.name}</strong> (${short(node.peerId)}), ${node.slots.busy}/${node.slots.total} slots busy, ${node.peerCount} peers${node.renderPaused ? `, paused: ${node.renderPaused}` : ''}</p>`}
+    <table><caption>Nodes</caption><thead><tr><th>Name</th><th>State</th><th>Engines</th><th>Load</th><th>Slots</th><th>Current work</th></tr></thead>
+    <tbody>${(peers ?? []).map(
+      (
+        p,
+      ) => html`<tr><td>${p.name} <small>${short(p.peerId)}</small></td><td>${p.state}${p.paused ? ` (${p.paused})` : ''}</td>
+      <td>${p.engines.map((e) => `${e.name} ${e.version}`).join(', ')}</td><td>${p.load === null ? '—' : p.load.toFixed(2)}</td>
+      <td>${p.slots.busy}/${p.slots.total}</td><td>${work(p.work)}</td></tr>`,
+    )}</tbody></table>`
+}
+
+function JobActions({ job, onError }: { job: Api.JobSummary; onError: (m: string) => void }) {
+  const act = (method: string, path: string, body?: unknown) =>
+    call(method, `/v1/jobs/${job.jobId}${path}`, body).then(
+      () => onError(''),
+      (e: Error) => onError(e.message),
+    )
+  const running = job.state === 'queued' || job.state === 'rendering'
+  return html`<span class="actions">
+    ${running && html`<button onClick=${() => act('POST', '/cancel', {})}>Cancel</button>`}
+    ${(job.state === 'failed' || job.state === 'canceled' || job.framesFailed > 0) && html`<button onClick=${() => act('POST', '/retry', {})}>Retry</button>`}
+    <label>Priority <input type="number" min="0" max="100" value=${job.priority} aria-label="priority"
+      onChange=${(e: Event) => act('POST', '/priority', { priority: Number((e.target as HTMLInputElement).value) })} /></label>
+    ${!running && html`<button onClick=${() => confirm(`Delete job ${job.name}?`) && act('DELETE', '')}>Delete</button>`}
+    <a href=${`/api/v1/jobs/${job.jobId}/zip`} download>Download ZIP</a></span>`
+}
+
+function Jobs() {
+  const [jobs, err] = useLive(() => call<Api.JobSummary[]>('GET', '/v1/jobs'), [])
+  const [actErr, setActErr] = useState('')
+  return html`<h1>Jobs</h1><${ErrorLine} msg=${err || actErr} />
+    <table><thead><tr><th>Name</th><th>State</th><th>Progress</th><th>ETA</th><th>Priority</th><th>Actions</th></tr></thead>
+    <tbody>${(jobs ?? []).map(
+      (
+        j,
+      ) => html`<tr><td><a href=${`#/jobs/${j.jobId}`}>${j.name}</a> <small>${j.jobId}</small></td><td>${j.state}</td>
+      <td><progress max="100" value=${pct(j.framesDone, j.framesTotal)}></progress> ${j.framesDone}/${j.framesTotal}</td>
+      <td>${eta(j.etaMs)}</td><td>${j.priority}</td><td><${JobActions} job=${j} onError=${setActErr} /></td></tr>`,
+    )}</tbody></table>`
+}
+
+function Job({ id }: { id: string }) {
+  const [job, err] = useLive(() => call<Api.JobDetail>('GET', `/v1/jobs/${id}`), [id])
+  const [actErr, setActErr] = useState('')
+  const [view, setView] = useState<number | undefined>(undefined)
+  const [log, setLog] = useState('')
+  const showLog = (frame: number) =>
+    fetch(`/api/v1/jobs/${id}/logs?frame=${frame}&tail=200`).then(async (r) =>
+      setLog(await r.text()),
+    )
+  if (!job) return html`<${ErrorLine} msg=${err} /><p>Loading…</p>`
+  return html`<h1>${job.name} <small>${job.jobId}</small></h1><${ErrorLine} msg=${err || actErr} />
+    <p>State <strong class="job-state">${job.state}</strong>${job.reason ? ` — ${job.reason}` : ''}; ${job.framesDone}/${job.framesTotal} frames; ETA ${eta(job.etaMs)}; format ${job.format}; chunk ${job.chunkSize}</p>
+    <${JobActions} job=${job} onError=${setActErr} />
+    ${job.video && html`<p>Video ${job.video.codec}: ${job.video.state}</p>`}
+    <div class="grid" aria-label="frames">${job.frames.map(
+      (f) => html`<button class=${`frame ${f.state}`} data-frame=${f.frame} onClick=${() => {
+        if (f.state === 'done') setView(f.frame)
+        showLog(f.frame)
+      }}>
+        ${f.thumb ? html`<img alt=${`frame ${f.frame}`} src=${`/api/v1/jobs/${id}/frames/${f.frame}/thumb?v=${f.thumb}`} />` : html`<div class="ph">${f.state}</div>`}
+        <div>#${f.frame} ${short(f.node)}</div><div>${f.attempts} att. ${f.renderMs !== undefined ? `${(f.renderMs / 1000).toFixed(1)} s` : ''}</div>
+        ${f.error && html`<div class="error">${f.error.slice(0, 80)}</div>`}</button>`,
+    )}</div>
+    ${log && html`<h2>Log</h2><pre>${log}</pre>`}
+    ${
+      view !== undefined &&
+      html`<div class="viewer" role="dialog" aria-label=${`frame ${view}`}>
+      <img alt=${`frame ${view} full size`} src=${`/api/v1/jobs/${id}/frames/${view}/image`} />
+      <button onClick=${() => setView(undefined)}>Close</button></div>`
+    }`
+}
+
+function Submit() {
+  const [msg, setMsg] = useState('')
+  const [err, setErr] = useState('')
+  const onSubmit = (e: Event) => {
+    e.preventDefault()
+    const f = new FormData(e.target as HTMLFormElement)
+    const body: Record<string, unknown> = { scenePath: f.get('scenePath') }
+    for (const k of ['frames', 'format', 'video', 'name', 'engine'])
+      if (f.get(k)) body[k] = f.get(k)
+    for (const k of ['chunk', 'priority']) if (f.get(k)) body[k] = Number(f.get(k))
+    call<Api.SubmitResponse>('POST', '/v1/jobs', body).then(
+      (r) => {
+        setErr('')
+        setMsg(`Submitted ${r.name}: ${r.framesTotal} frames`)
+        location.hash = `#/jobs/${r.jobId}`
+      },
+      (x: Error) => setErr(x.message),
+    )
+  }
+  return html`<h1>Submit</h1><${ErrorLine} msg=${err} />${msg && html`<p>${msg}</p>`}
+    <form class="submit" onSubmit=${onSubmit}>
+    <label>Scene (.blend path on this machine) <input name="scenePath" required size="60" /></label>
+    <label>Frames <input name="frames" placeholder="1-250" /></label>
+    <label>Frames per chunk <input name="chunk" type="number" min="1" /></label>
+    <label>Format <select name="format"><option value="">scene's</option><option>png</option><option>exr</option><option>jpeg</option></select></label>
+    <label>Video <select name="video"><option value="">none</option><option>h264</option><option>vp9</option><option>av1</option></select></label>
+    <label>Priority <input name="priority" type="number" min="0" max="100" placeholder="50" /></label>
+    <label>Name <input name="name" /></label>
+    <label>Engine <input name="engine" placeholder="by file type (blender)" /></label>
+    <button type="submit">Submit</button></form>`
+}
+
+function Tokens() {
+  const [tokens, err, refresh] = useLive(() => call<Api.TokenInfo[]>('GET', '/v1/tokens'), [])
+  const [out, setOut] = useState('')
+  const [actErr, setActErr] = useState('')
+  const done = (p: Promise<unknown>, show: (r: never) => string) =>
+    p.then(
+      (r) => {
+        setActErr('')
+        setOut(show(r as never))
+        refresh()
+      },
+      (e: Error) => setActErr(e.message),
+    )
+  const issue = (e: Event) => {
+    e.preventDefault()
+    const f = new FormData(e.target as HTMLFormElement)
+    const caps = String(f.get('caps') || 'render')
+      .split(',')
+      .map((s) => s.trim())
+    done(call('POST', '/v1/tokens', { peer: f.get('peer'), caps }), (r: Api.IssuedToken) => r.token)
+  }
+  return html`<h1>Tokens</h1><${ErrorLine} msg=${err || actErr} />${out && html`<pre aria-label="issued">${out}</pre>`}
+    <table><thead><tr><th>Id</th><th>Peer</th><th>Caps</th><th>Expires</th><th>Revoked</th><th></th></tr></thead>
+    <tbody>${(tokens ?? []).map(
+      (
+        t,
+      ) => html`<tr><td>${short(t.id)}</td><td>${short(t.audience)}${t.self ? ' (this node)' : ''}</td><td>${t.caps.join(', ')}</td>
+      <td>${t.expires ? new Date(t.expires).toLocaleString() : 'never'}</td><td>${t.revoked ? 'yes' : 'no'}</td>
+      <td>${!t.revoked && !t.self && html`<button onClick=${() => done(call('POST', `/v1/tokens/${t.id}/revoke`, {}), () => 'revoked')}>Revoke</button>`}</td></tr>`,
+    )}</tbody></table>
+    <h2>Issue</h2><form onSubmit=${issue}><label>Peer id <input name="peer" required /></label>
+    <label>Caps <input name="caps" placeholder="render,submit" /></label> <button type="submit">Issue</button></form>
+    <h2>Invite</h2><button onClick=${() => done(call('POST', '/v1/tokens/invite', {}), (r: Api.InviteResponse) => r.invite)}>New invite</button>`
+}
+
+function App() {
+  const [hash, setHash] = useState(location.hash || '#/')
+  useEffect(() => {
+    const on = () => setHash(location.hash || '#/')
+    addEventListener('hashchange', on)
+    return () => removeEventListener('hashchange', on)
+  }, [])
+  const jobMatch = /^#\/jobs\/([a-z2-7]{6,8})$/.exec(hash)
+  const page = jobMatch
+    ? html`<${Job} id=${jobMatch[1]} />`
+    : hash === '#/jobs'
+      ? html`<${Jobs} />`
+      : hash === '#/submit'
+        ? html`<${Submit} />`
+        : hash === '#/tokens'
+          ? html`<${Tokens} />`
+          : html`<${Mesh} />`
+  const nav = (href: string, label: string) =>
+    html`<a href=${href} aria-current=${hash === href ? 'page' : undefined}>${label}</a>`
+  return html`<header><strong>rmesh</strong><nav>${nav('#/', 'Mesh')} ${nav('#/jobs', 'Jobs')} ${nav('#/submit', 'Submit')} ${nav('#/tokens', 'Tokens')}</nav></header>
+    <main>${page}</main>`
+}
+
+const loginForm = document.getElementById('login') as HTMLFormElement | null
+if (loginForm) {
+  loginForm.addEventListener('submit', (e) => {
+    e.preventDefault()
+    const password = (document.getElementById('pw') as HTMLInputElement).value
+    fetch('/login', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-rmesh-csrf': '1' },
+      body: JSON.stringify({ password }),
+    }).then((r) => {
+      if (r.redirected || r.ok) location.href = '/'
+      else alert('Wrong password')
+    })
+  })
+} else {
+  startEvents()
+  render(html`<${App} />`, document.getElementById('app')!)
+}
