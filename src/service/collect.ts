@@ -14,6 +14,7 @@
  *    supplied them; never a chunk already written here or acked, nor twice the same attempt;
  *  - a deleted job's blocks are unpinned on every node that sees the delete entry.
  */
+import { withDeadline } from '../util/abort.js'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { removeStaleExports } from '../blobs/block-store.js'
@@ -239,15 +240,16 @@ export function createCollector(
       if (o.thumb && o.thumb.manifest !== o.manifest) {
         // The submitter keeps the thumbnail for the web UI once the renderer lets go of it;
         // a thumbnail that cannot be had is no reason to hold back the frame.
-        await c.exchange
-          .fetchManifest(o.thumb.manifest, {
+        const thumb = o.thumb.manifest
+        await withDeadline(THUMB_FETCH_MS, undefined, (signal) =>
+          c.exchange.fetchManifest(thumb, {
             providers: holders,
             pinOwner: `job-collected/${s.jobId}`,
-            signal: AbortSignal.timeout(THUMB_FETCH_MS),
-          })
-          .catch((err) =>
-            logger.debug('thumbnail not collected', { jobId: s.jobId, err: describeError(err) }),
-          )
+            signal,
+          }),
+        ).catch((err) =>
+          logger.debug('thumbnail not collected', { jobId: s.jobId, err: describeError(err) }),
+        )
       }
     }
   }

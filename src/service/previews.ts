@@ -8,6 +8,7 @@
  * frame number. Blocks fetched from peers are verified by the exchange and pinned under
  * the job (`job-collected/`), so a delete takes them away.
  */
+import { withDeadline } from '../util/abort.js'
 import { randomBytes } from 'node:crypto'
 import { access, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -73,11 +74,13 @@ export function createJobPreviews(ctx: ServiceContext, fetcher: JobFetch): JobPr
         )
       const cid = done.o.thumb.manifest
       if ((await c.blocks.missingBlocks(cid).catch(() => ['?'])).length > 0)
-        await c.exchange.fetchManifest(cid, {
-          providers: holdersOf(s, done.ch),
-          pinOwner: `job-collected/${s.jobId}`,
-          signal: signal ?? AbortSignal.timeout(10_000),
-        })
+        await withDeadline(10_000, signal, (bounded) =>
+          c.exchange.fetchManifest(cid, {
+            providers: holdersOf(s, done.ch),
+            pinOwner: `job-collected/${s.jobId}`,
+            signal: bounded,
+          }),
+        )
       const m = await c.blocks.getManifest(cid)
       const parts: Uint8Array[] = []
       for (const b of m.blocks) parts.push(await c.blocks.getBlock(b))
