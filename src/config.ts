@@ -33,6 +33,8 @@ export interface DaemonConfig {
   announce: string[]
   /** Ask the router for a port mapping with UPnP / NAT-PMP. */
   upnp: boolean
+  /** Bulk files sent over relayed connections, MiB/s in total (0: unbounded). */
+  relayedUploadMiBps: number
   logLevel: LogLevel
   /** Concurrent renders this node runs (a render farm node usually runs one). */
   slots: number
@@ -78,6 +80,7 @@ const DEFAULTS: Omit<DaemonConfig, 'dataDir'> = {
   relays: 2,
   announce: [],
   upnp: false,
+  relayedUploadMiBps: 4,
   logLevel: 'info',
   slots: 1,
   minFreeDiskMiB: 256,
@@ -102,6 +105,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ConfigInput
   if (env.RMESH_RELAY_SERVICE) out.relayService = env.RMESH_RELAY_SERVICE as 'on' | 'off' | 'auto'
   if (env.RMESH_RELAYS) out.relays = Number(env.RMESH_RELAYS)
   if (env.RMESH_ANNOUNCE) out.announce = list(env.RMESH_ANNOUNCE)
+  if (env.RMESH_RELAYED_UPLOAD_MIBPS)
+    out.relayedUploadMiBps = Number(env.RMESH_RELAYED_UPLOAD_MIBPS)
   if (env.RMESH_UPNP) out.upnp = /^(1|true|yes|on)$/i.test(env.RMESH_UPNP)
   if (env.RMESH_LOG_LEVEL) out.logLevel = env.RMESH_LOG_LEVEL as LogLevel
   if (env.RMESH_SLOTS) out.slots = Number(env.RMESH_SLOTS)
@@ -178,6 +183,12 @@ export function resolveConfig(dataDir: string, ...layers: ConfigInput[]): Daemon
   if (!Number.isInteger(c.relays) || c.relays < 0 || c.relays > 4)
     throw bad('relays', 'must be a whole number of relays from 0 to 4')
   if (typeof c.upnp !== 'boolean') throw bad('upnp', 'must be true or false')
+  if (
+    !Number.isFinite(c.relayedUploadMiBps) ||
+    c.relayedUploadMiBps < 0 ||
+    c.relayedUploadMiBps > 10_000
+  )
+    throw bad('relayedUploadMiBps', 'must be a number of MiB/s from 0 (unbounded) to 10000')
   if (!isLogLevel(c.logLevel))
     throw bad('logLevel', 'must be one of debug, info, warn, error, silent')
   if (!Number.isInteger(c.slots) || c.slots < 0 || c.slots > 64)

@@ -270,13 +270,10 @@ export async function startDaemon(
       logger: logger.child('blocks'),
       clock,
     })
-    const exchange = createBlockExchange({
-      libp2p,
-      store: blocks,
-      logger: logger.child('exchange'),
-      isAdmitted,
-      clock,
-    })
+    const exchange = createBlockExchange(
+      { libp2p, store: blocks, logger: logger.child('exchange'), isAdmitted, clock },
+      { relayedUploadBytesPerSec: config.relayedUploadMiBps * 1024 * 1024 },
+    )
     const providers = createProviderIndex({
       libp2p,
       logger: logger.child('providers'),
