@@ -87,6 +87,15 @@ describe('relay admission', () => {
     expect(outsider.getConnections().some((c) => c.remotePeer.toString() === member.peerId)).toBe(
       false,
     )
+    // A join code whose member addresses are garbage is refused with its code, nothing dialed.
+    for (const code of ['rmesh-token-AAAA.%%%', `rmesh-token-AAAA.${'A'.repeat(5000)}`]) {
+      const r = await apiCall<{ error: { code: string } }>(member.socket, 'POST', '/v1/join', {
+        code,
+      })
+      expect(r.status).toBeGreaterThanOrEqual(400)
+      expect(r.status).toBeLessThan(500)
+      expect(r.body.error.code).toBe('ERR_TOKEN_MALFORMED')
+    }
     // Both daemons are still up and serving their members.
     expect((await nodeOf(member)).reachability?.relays).toContain(relay.peerId)
   }, 40_000)
