@@ -678,6 +678,13 @@ export async function startDaemon(
       cleanups.push(() => new Promise<void>((r) => metricsServer.close(() => r())))
     }
 
+    // Once settled, say it in the log when nobody at all can reach this node.
+    const reachTimer = setTimeout(() => {
+      const warning = libp2p.services.reachability.state().warning
+      if (warning && admission.token && libp2p.getConnections().length === 0) logger.warn(warning)
+    }, 30_000)
+    reachTimer.unref()
+    cleanups.push(() => clearTimeout(reachTimer))
     const diskTimer = setInterval(() => void refreshDisk(), DISK_CHECK_MS)
     diskTimer.unref()
     cleanups.push(() => clearInterval(diskTimer))

@@ -166,8 +166,10 @@ export function reachabilityService(options: ReachabilityOptions): (
         servedReservations: serving ? (options.servedReservations?.() ?? 0) : 0,
       }
       if (reachability !== 'public' && relays.length === 0) {
-        st.warning =
-          options.reservations === 0
+        const connected = components.connectionManager.getConnections().length > 0
+        st.warning = !connected
+          ? 'nobody can reach this node: no peer is connected, it has no public address and no relay reservation; join with a token or invite that carries member addresses, or pass --bootstrap'
+          : options.reservations === 0
             ? 'no public address and relay reservations are off (--relays 0): only machines on this LAN can reach this node'
             : 'no public address and no relay reservation: only machines on this LAN can reach this node; start a member with a public address with --relay-service, or open TCP 4777 to this machine'
       }
