@@ -42,6 +42,9 @@ describe.skipIf(reason !== undefined)('two sites behind NAT and an office relay'
   }, 30_000)
 
   it('a job from site A renders at both sites; frames come back through the relay', async () => {
+    const t0 = Date.now()
+    const phase = (what: string) =>
+      console.log(`two-site NAT: ${what} at ${((Date.now() - t0) / 1000).toFixed(1)} s`)
     lab = createWanLab(`rw${process.pid % 10000}`)
     const dirs = await Promise.all(Array.from({ length: 5 }, () => makeTempDir()))
     work = await makeTempDir('rmesh-wan-work-')
@@ -95,6 +98,7 @@ describe.skipIf(reason !== undefined)('two sites behind NAT and an office relay'
       25_000,
       'reservations on the office relay and a full mesh through it',
     )
+    phase('daemons up, reservations held, full mesh')
     const st = await nodeOf(a1)
     expect(st.reachability?.reachability).toBe('private')
     expect(st.reachability?.relayedAddrs.some((a) => a.includes('/p2p-circuit'))).toBe(true)
@@ -122,6 +126,7 @@ describe.skipIf(reason !== undefined)('two sites behind NAT and an office relay'
       30_000,
       'the job to finish with every frame back at site A',
     )
+    phase('job done, frames back at site A')
     const renderers = new Set(job.frames.map((f) => f.node))
     const siteA = new Set([a1.peerId, a2.peerId])
     const siteB = new Set([b1.peerId, b2.peerId])
@@ -137,7 +142,10 @@ describe.skipIf(reason !== undefined)('two sites behind NAT and an office relay'
         if (p.connected && n.peerId < p.peerId)
           report.push(`${name.get(n.peerId)} ↔ ${name.get(p.peerId)}: ${p.via}`)
     }
-    console.log(`two-site NAT connections:\n  ${report.sort().join('\n  ')}`)
+    const count = (k: string) => report.filter((l) => l.endsWith(`: ${k}`)).length
+    console.log(
+      `two-site NAT connections (${count('hole-punched')} hole-punched, ${count('relayed')} relayed, ${count('direct')} direct):\n  ${report.sort().join('\n  ')}`,
+    )
     const across = (await peersOf(a1)).find((p) => p.peerId === b1.peerId)
     expect(['relayed', 'hole-punched']).toContain(across?.via)
     expect((await peersOf(a1)).find((p) => p.peerId === a2.peerId)?.via).toBe('direct')
