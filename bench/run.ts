@@ -24,6 +24,7 @@ import { benchLeases } from './leases.js'
 import { benchLog } from './log.js'
 import { benchOverhead } from './overhead.js'
 import { benchTransfer } from './transfer.js'
+import { benchWan } from './wan.js'
 
 interface Module {
   name: string
@@ -66,6 +67,12 @@ const MODULES: Module[] = [
     title: 'Overheads on real daemons',
     quickNote: '20 chunks, 5 convergence rounds, 5 s at rest',
     run: (q, log) => benchOverhead(q ? { frames: 20, rounds: 5, idleMs: 5_000, log } : { log }),
+  },
+  {
+    name: 'wan',
+    title: 'Beyond one LAN: relay and DCUtR (issue 18)',
+    quickNote: '8 MiB transfers',
+    run: (q, log) => benchWan(q ? { sizeMiB: 8, log } : { log }),
   },
   {
     name: 'assets',
@@ -215,6 +222,7 @@ function NOTES(): Record<string, string> {
     log: 'Append+sign and verify+join on memory stores; fold = sort + reduce of 100,000 entries; converge = 10,000 entries appended on one of 5 libp2p hosts in one process until all hold them (issue 4; the hosts share the process-wide verified-id cache, so the note counts signature checks). Catch-up (issue 17): a node holding 90 % of each log plus entries of its own runs one log-sync 2.0.0 session with a peer (LevelDB, every signature checked), beside an empty node downloading everything.',
     transfer:
       'Side by side in one run: one transfer between two hosts against a plain TCP copy of the same bytes (ratio = rmesh / TCP throughput, aim ≥ 0.25; the profile rows say where the rest goes), and a scene sent from 1 submitter to 7 peers by swarm against one peer after another (ratio = swarm / serial time, aim ≤ 0.4; every node’s upload is capped to model one NIC per machine on one loopback).',
+    wan: "In network namespaces (two NAT sites, an office relay on a shared bridge): one transfer with the block exchange from the office (direct, through the NAT), from a NAT'd site-B machine through the office relay, and from a site-B machine behind a forwarded port after DCUtR replaced the relayed connection; ratios are throughput / direct. No rate bound (daemons bound bulk files over relays to relayedUploadMiBps, 4 MiB/s by default).",
     engines:
       'Side by side on the example scene: one Blender process per frame against one persistent Blender per node; per-frame times include start-up and scene load, amortised (speed-up = per-process / persistent).',
     leases:

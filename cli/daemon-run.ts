@@ -17,6 +17,10 @@ export interface DaemonFlags {
   listen?: string[]
   bootstrap?: string[]
   mdns?: boolean
+  relayService?: 'on' | 'off'
+  relays?: number
+  announce?: string[]
+  upnp?: boolean
   logLevel?: string
   name?: string
   slots?: number
@@ -38,6 +42,10 @@ export async function runDaemon(
       listen: flags.listen?.length ? flags.listen : undefined,
       bootstrap: flags.bootstrap?.length ? flags.bootstrap : undefined,
       mdns: flags.mdns === false ? false : undefined,
+      relayService: flags.relayService,
+      relays: flags.relays,
+      announce: flags.announce?.length ? flags.announce : undefined,
+      upnp: flags.upnp || undefined,
       logLevel: flags.logLevel as ConfigInput['logLevel'],
       name: flags.name,
       slots: flags.slots,

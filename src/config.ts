@@ -25,6 +25,19 @@ export interface DaemonConfig {
   listen: string[]
   bootstrap: string[]
   mdns: boolean
+  /**
+   * Serve as a relay for members behind NAT: 'on' (--relay-service), 'off', or 'auto' (when
+   * AutoNAT verifies a public address of this node).
+   */
+  relayService: 'on' | 'off' | 'auto'
+  /** Relays to keep a reservation on while this node is not public (0: none). */
+  relays: number
+  /** Addresses to announce instead of the listen addresses (e.g. the office's public IP). */
+  announce: string[]
+  /** Ask the router for a port mapping with UPnP / NAT-PMP. */
+  upnp: boolean
+  /** Bulk files sent over relayed connections, MiB/s in total (0: unbounded). */
+  relayedUploadMiBps: number
   logLevel: LogLevel
   /** Concurrent renders this node runs (a render farm node usually runs one). */
   slots: number
@@ -83,6 +96,11 @@ const DEFAULTS: Omit<DaemonConfig, 'dataDir'> = {
   listen: ['/ip4/0.0.0.0/tcp/4777'],
   bootstrap: [],
   mdns: true,
+  relayService: 'auto',
+  relays: 2,
+  announce: [],
+  upnp: false,
+  relayedUploadMiBps: 4,
   logLevel: 'info',
   slots: 1,
   minFreeDiskMiB: 256,
@@ -106,6 +124,12 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ConfigInput
   if (env.RMESH_LISTEN) out.listen = list(env.RMESH_LISTEN)
   if (env.RMESH_BOOTSTRAP) out.bootstrap = list(env.RMESH_BOOTSTRAP)
   if (env.RMESH_MDNS) out.mdns = !/^(0|false|no|off)$/i.test(env.RMESH_MDNS)
+  if (env.RMESH_RELAY_SERVICE) out.relayService = env.RMESH_RELAY_SERVICE as 'on' | 'off' | 'auto'
+  if (env.RMESH_RELAYS) out.relays = Number(env.RMESH_RELAYS)
+  if (env.RMESH_ANNOUNCE) out.announce = list(env.RMESH_ANNOUNCE)
+  if (env.RMESH_RELAYED_UPLOAD_MIBPS)
+    out.relayedUploadMiBps = Number(env.RMESH_RELAYED_UPLOAD_MIBPS)
+  if (env.RMESH_UPNP) out.upnp = /^(1|true|yes|on)$/i.test(env.RMESH_UPNP)
   if (env.RMESH_LOG_LEVEL) out.logLevel = env.RMESH_LOG_LEVEL as LogLevel
   if (env.RMESH_SLOTS) out.slots = Number(env.RMESH_SLOTS)
   if (env.RMESH_MIN_FREE_DISK_MIB) out.minFreeDiskMiB = Number(env.RMESH_MIN_FREE_DISK_MIB)
@@ -164,7 +188,7 @@ export function resolveConfig(dataDir: string, ...layers: ConfigInput[]): Daemon
     new InvalidInputError(`config ${field}: ${why}`, { field })
   if (typeof c.name !== 'string' || c.name.length === 0 || c.name.length > 64)
     throw bad('name', 'must be 1–64 characters')
-  for (const field of ['listen', 'bootstrap'] as const) {
+  for (const field of ['listen', 'bootstrap', 'announce'] as const) {
     if (!Array.isArray(c[field])) throw bad(field, 'must be a list of multiaddrs')
     for (const a of c[field]) {
       try {
@@ -183,6 +207,17 @@ export function resolveConfig(dataDir: string, ...layers: ConfigInput[]): Daemon
   }
   if (c.listen.length === 0) throw bad('listen', 'needs at least one address')
   if (typeof c.mdns !== 'boolean') throw bad('mdns', 'must be true or false')
+  if (!['on', 'off', 'auto'].includes(c.relayService as string))
+    throw bad('relayService', 'must be on, off or auto')
+  if (!Number.isInteger(c.relays) || c.relays < 0 || c.relays > 4)
+    throw bad('relays', 'must be a whole number of relays from 0 to 4')
+  if (typeof c.upnp !== 'boolean') throw bad('upnp', 'must be true or false')
+  if (
+    !Number.isFinite(c.relayedUploadMiBps) ||
+    c.relayedUploadMiBps < 0 ||
+    c.relayedUploadMiBps > 10_000
+  )
+    throw bad('relayedUploadMiBps', 'must be a number of MiB/s from 0 (unbounded) to 10000')
   if (!isLogLevel(c.logLevel))
     throw bad('logLevel', 'must be one of debug, info, warn, error, silent')
   if (!Number.isInteger(c.slots) || c.slots < 0 || c.slots > 64)

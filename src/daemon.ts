@@ -22,7 +22,7 @@ import { type ApiHttpServer, createApiHttpServer } from './api/http.js'
 import { SOCKET_FILE } from './api/types.js'
 import { peerInfoOf } from './api/views.js'
 import { ADMIT_KIND, type Admission, createAdmission } from './auth/admission.js'
-import { createAdmissionState, createConnectionGater } from './auth/gater.js'
+import { createAdmissionState, createConnectionGater, createRelayGate } from './auth/gater.js'
 import { loadOrCreateNodeKey, peerIdOf, signerFor } from './auth/identity.js'
 import { createInviteServer, type InviteServer } from './auth/invite.js'
 import { createTokenIssuer, type TokenIssuer } from './auth/issuer.js'
@@ -50,6 +50,7 @@ import { createLiveLogs, type LiveLogs } from './service/live-logs.js'
 import { createFileIdleProbe, createSystemIdleProbe } from './node/idle.js'
 import { createNodeRules, type NodeRules } from './node/rules.js'
 import { createLogSync, type LogSync } from './sync/sync.js'
+import { withDeadline } from './util/abort.js'
 import { type Clock, systemClock } from './util/clock.js'
 import { describeError, RmeshError } from './util/errors.js'
 import { createLogger, type Logger } from './util/logger.js'
@@ -208,14 +209,18 @@ export async function startDaemon(
     const admissionState = createAdmissionState({ tokens, clock })
     // Test only (fault tests' partitions); undefined unless RMESH_TEST_BLOCK_PEERS_FILE is set.
     const testPartition = testPartitionFromEnv()
+    const relayGate = createRelayGate()
+    const gater = createConnectionGater(admissionState, relayGate)
     const libp2p = await createHost({
       privateKey,
       listen: config.listen,
       bootstrap: config.bootstrap,
       mdns: config.mdns,
-      connectionGater: testPartition
-        ? testPartition.wrap(createConnectionGater(admissionState))
-        : createConnectionGater(admissionState),
+      relayService: config.relayService,
+      relayReservations: config.relays,
+      announce: config.announce,
+      upnp: config.upnp,
+      connectionGater: testPartition ? testPartition.wrap(gater) : gater,
       start: false,
     })
     cleanups.push(() => libp2p.stop())
@@ -238,6 +243,13 @@ export async function startDaemon(
       logger,
     })
     const isAdmitted = (p: string) => admission.isAdmitted(p)
+    // A relay serves members only: a peer whose handshake is still in flight gets 3 s.
+    relayGate.serving = () => libp2p.services.reachability.servesRelay()
+    relayGate.admitted = (p) =>
+      withDeadline(3_000, undefined, (signal) => admission.waitAdmitted(p, signal)).then(
+        () => true,
+        () => false,
+      )
     // The auth handler exists before the host listens: a peer that connects in the first
     // milliseconds is admitted at once, not refused "could not negotiate" and retried.
     await admission.start()
@@ -263,13 +275,10 @@ export async function startDaemon(
       logger: logger.child('blocks'),
       clock,
     })
-    const exchange = createBlockExchange({
-      libp2p,
-      store: blocks,
-      logger: logger.child('exchange'),
-      isAdmitted,
-      clock,
-    })
+    const exchange = createBlockExchange(
+      { libp2p, store: blocks, logger: logger.child('exchange'), isAdmitted, clock },
+      { relayedUploadBytesPerSec: config.relayedUploadMiBps * 1024 * 1024 },
+    )
     const providers = createProviderIndex({
       libp2p,
       logger: logger.child('providers'),
@@ -725,6 +734,13 @@ export async function startDaemon(
       cleanups.push(() => new Promise<void>((r) => metricsServer.close(() => r())))
     }
 
+    // Once settled, say it in the log when nobody at all can reach this node.
+    const reachTimer = setTimeout(() => {
+      const warning = libp2p.services.reachability.state().warning
+      if (warning && admission.token && libp2p.getConnections().length === 0) logger.warn(warning)
+    }, 30_000)
+    reachTimer.unref()
+    cleanups.push(() => clearTimeout(reachTimer))
     const diskTimer = setInterval(() => void refreshDisk(), DISK_CHECK_MS)
     diskTimer.unref()
     cleanups.push(() => clearInterval(diskTimer))

@@ -26,6 +26,24 @@ export function register(program: Command, ctx: CliContext): void {
       collect,
     )
     .option('--no-mdns', 'do not discover peers on the LAN with mDNS (env RMESH_MDNS=0)')
+    .option(
+      '--relay-service',
+      'serve as a relay for members behind NAT (default: only when AutoNAT finds this node public; env RMESH_RELAY_SERVICE=on|off|auto)',
+    )
+    .option('--no-relay-service', 'never serve as a relay')
+    .option(
+      '--relays <n>',
+      'relays to keep a reservation on while this node is behind NAT (default 2; 0 = none; env RMESH_RELAYS)',
+    )
+    .option(
+      '--announce <multiaddr>',
+      'address to announce instead of the listen addresses, repeatable (e.g. the public IP the office router forwards; env RMESH_ANNOUNCE)',
+      collect,
+    )
+    .option(
+      '--upnp',
+      'ask the router to forward the listen port (UPnP / NAT-PMP; env RMESH_UPNP=1)',
+    )
     .option('--log-level <level>', 'debug, info, warn or error (env RMESH_LOG_LEVEL)')
     .option('--name <name>', 'name shown to other nodes (default: host name; env RMESH_NAME)')
     .option(
@@ -54,7 +72,8 @@ Examples:
   rmesh daemon --bootstrap /ip4/10.0.0.5/tcp/4777/p2p/12D3KooW…
   rmesh --dir /tmp/n1 daemon --listen /ip4/127.0.0.1/tcp/0 --no-mdns
   rmesh daemon --schedule "mon-fri 19:00-08:00, sat-sun all" --threads 8 --nice 10 --tags gpu
-  rmesh daemon --idle-only 10 --max-render-memory 8192   # a workstation lending its nights`,
+  rmesh daemon --idle-only 10 --max-render-memory 8192   # a workstation lending its nights
+  rmesh daemon --relay-service --announce /ip4/203.0.113.7/tcp/4777   # the office node`,
     )
     .action(
       action(
@@ -63,6 +82,10 @@ Examples:
             listen?: string[]
             bootstrap?: string[]
             mdns: boolean
+            relayService?: boolean
+            relays?: string
+            announce?: string[]
+            upnp?: boolean
             logLevel?: string
             name?: string
             slots?: string
@@ -97,6 +120,14 @@ Examples:
               )
           }
           const rules = nodeRuleConfig(opts)
+          let relays: number | undefined
+          if (opts.relays !== undefined) {
+            relays = Number(opts.relays)
+            if (!Number.isInteger(relays) || relays < 0 || relays > 4)
+              throw new UsageError(
+                `--relays must be a whole number from 0 to 4, not ${JSON.stringify(opts.relays)}`,
+              )
+          }
           const { runDaemon } = await import('../daemon-run.js')
           return runDaemon(
             {
@@ -104,6 +135,11 @@ Examples:
               listen: opts.listen,
               bootstrap: opts.bootstrap,
               mdns: opts.mdns,
+              relayService:
+                opts.relayService === undefined ? undefined : opts.relayService ? 'on' : 'off',
+              relays,
+              announce: opts.announce,
+              upnp: opts.upnp,
               logLevel: opts.logLevel,
               name: opts.name,
               slots,

@@ -100,6 +100,17 @@ function peerTable(ctx: CliContext, list: PeerInfo[]): string {
       max: 24,
     },
     { header: 'doing', get: workText, max: 30 },
+    {
+      header: 'via',
+      get: (p) =>
+        !p.via
+          ? c.dim('-')
+          : p.via === 'relayed'
+            ? c.yellow('relayed')
+            : p.via === 'hole-punched'
+              ? c.cyan('hole-punched')
+              : 'direct',
+    },
     { header: 'seen', get: (p) => `${formatDuration(p.lastSeenMs)} ago`, align: 'right' },
     { header: 'address', get: (p) => p.addresses[0]?.replace(/\/p2p\/.*$/, '') ?? '-', max: 28 },
   ])

@@ -51,10 +51,32 @@ export function describeNode(ctx: CliContext, n: NodeInfo): string {
     `slots      ${n.slots.busy}/${n.slots.total} busy${n.renderPaused ? c.yellow(`; takes no new renders: ${n.renderPaused}`) : ''}`,
     ...(n.freeDiskBytes !== undefined ? [`free disk  ${formatBytes(n.freeDiskBytes)}`] : []),
     `engines    ${n.engines.map((e) => `${e.name} ${e.version}`).join(', ') || c.yellow('none found (install blender)')}`,
+    ...reachabilityLines(ctx, n),
     'addresses',
     ...n.addresses.map((a) => `  ${a}`),
   ]
   return lines.join('\n')
+}
+
+/** How machines beyond this LAN reach this node: public, through which relays, or not at all. */
+function reachabilityLines(ctx: CliContext, n: NodeInfo): string[] {
+  const r = n.reachability
+  if (!r) return []
+  const c = ctx.color
+  const how =
+    r.reachability === 'public'
+      ? c.green('public')
+      : r.reachability === 'private'
+        ? 'behind NAT (private addresses only)'
+        : 'not verified (a public address AutoNAT has not confirmed)'
+  const lines = [`reachable  ${how}`]
+  if (r.relays.length > 0)
+    lines.push(
+      `relays     ${r.relays.length} reservation${r.relays.length > 1 ? 's' : ''}: ${r.relays.join(', ')}`,
+    )
+  if (r.relayService) lines.push(`relay      serving members (${r.servedReservations} reserved)`)
+  if (r.warning) lines.push(c.yellow(`warning    ${r.warning}`))
+  return lines
 }
 
 export async function jobStatus(

@@ -4,6 +4,13 @@
  * or throws a typed error that the HTTP layer turns into `{error}`.
  */
 import { createInvite, formatInvite, INVITE_STRING_PREFIX, redeemInvite } from '../auth/invite.js'
+import {
+  byPeer,
+  encodeMemberAddrs,
+  MEMBER_ADDRS_SEPARATOR,
+  pickMemberAddrs,
+  splitTokenCode,
+} from '../auth/member-addrs.js'
 import { formatToken, parseTokenString, type Token } from '../auth/token.js'
 import type { Daemon } from '../daemon.js'
 import { REVOKE_KIND } from '../daemon.js'
@@ -56,10 +63,27 @@ function tokenInfo(d: Daemon, t: Token, self: boolean): Api.TokenInfo {
 }
 
 /** A newly issued token as the API returns it: the printable string with its facts. */
-function issuedToken(token: Token): Api.IssuedToken {
+/** A few members' addresses for a join code: this node first, then peers heard recently. */
+function memberAddrsOf(d: Daemon, exclude?: string): string[] {
+  const members = [
+    { peerId: d.peerId, addrs: d.libp2p.getMultiaddrs().map(String) },
+    ...[...d.presence.peers().entries()]
+      .filter(([id, e]) => e.state !== 'gone' && id !== exclude)
+      .map(([peerId, e]) => ({ peerId, addrs: e.presence.addrs })),
+  ]
+  try {
+    return pickMemberAddrs(members)
+  } catch {
+    return []
+  }
+}
+
+function issuedToken(token: Token, memberAddrs: string[] = []): Api.IssuedToken {
   return {
     id: token.id,
-    token: formatToken(token),
+    token:
+      formatToken(token) +
+      (memberAddrs.length ? MEMBER_ADDRS_SEPARATOR + encodeMemberAddrs(memberAddrs) : ''),
     audience: token.aud,
     caps: [...token.cap],
     expires: token.exp * 1000,
@@ -242,7 +266,7 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
     // Publishing the token lets every node authorize the new machine's entries at once.
     await d.log.append(MESH_LOG as LogId, 'admit', { token: token.bytes })
     d.events.publish({ type: 'tokens-changed' })
-    return issuedToken(token)
+    return issuedToken(token, memberAddrsOf(d, b.peer))
   })
   api.route('POST', '/v1/tokens/invite', async (req) => {
     requireAdmin(d)
@@ -254,7 +278,12 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
     const addrs = d.libp2p.getMultiaddrs().map((a) => a.toString())
     const invite = await createInvite(
       { nodeKey: d.privateKey, issuer: d.issuer, meshId, clock: d.clock },
-      { caps, expiresInSeconds: Math.floor(ttl / 1000), addrs },
+      {
+        caps,
+        expiresInSeconds: Math.floor(ttl / 1000),
+        addrs,
+        members: memberAddrsOf(d).filter((a) => !a.endsWith(`/p2p/${d.peerId}`)),
+      },
     )
     const res: Api.InviteResponse = {
       id: Buffer.from(invite.nnc).toString('hex'),
@@ -325,6 +354,7 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
     if (code.trim().startsWith(INVITE_STRING_PREFIX)) {
       const redeemed = await redeemInvite(d.libp2p, code.trim(), { signal: req.signal })
       await d.adoptToken(redeemed.token.bytes)
+      keepMembers(d, redeemed.memberAddrs)
       const res: Api.JoinResponse = {
         kind: 'invite',
         tokenId: redeemed.token.id,
@@ -334,7 +364,8 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
       }
       return res
     }
-    const token = parseTokenString(code.trim())
+    const split = splitTokenCode(code)
+    const token = parseTokenString(split.token)
     if (token.aud !== d.peerId) {
       throw new RmeshError(
         'ERR_TOKEN_WRONG_AUDIENCE',
@@ -342,6 +373,7 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
       )
     }
     await d.adoptToken(token.bytes)
+    keepMembers(d, split.addrs)
     const res: Api.JoinResponse = {
       kind: 'token',
       tokenId: token.id,
@@ -384,6 +416,11 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
         'text/plain; version=0.0.4',
       ),
   )
+}
+
+/** Dial the members a join code named and keep those links (the peer book remembers them). */
+function keepMembers(d: Daemon, addrs: string[]): void {
+  for (const [peer, list] of byPeer(addrs)) if (peer !== d.peerId) d.dialer.keep(peer, list)
 }
 
 const Api_PRIORITY_MIN = 0

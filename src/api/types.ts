@@ -151,6 +151,8 @@ export interface NodeInfo {
   uptimeMs: number
   /** Peers currently connected and admitted. */
   peerCount: number
+  /** How machines beyond this LAN reach this node (net/reachability.ts). */
+  reachability?: ReachabilityInfo
   /** This node's own rules and the state they put it in (see NodeRulesView). */
   rules?: NodeRulesView
   /** Its scheduling tags (config `tags`). */
@@ -210,6 +212,27 @@ export interface LimitsRequest {
   memoryMiB?: number | null
 }
 
+/**
+ * public: AutoNAT verified a public address (or --relay-service on a public address);
+ * private: only private addresses; unknown: a public address not (yet) verified.
+ */
+export interface ReachabilityInfo {
+  reachability: 'public' | 'private' | 'unknown'
+  publicAddrs: string[]
+  /** This node's relayed addresses, one per relay holding a reservation for it. */
+  relayedAddrs: string[]
+  /** Relays holding a reservation for this node. */
+  relays: string[]
+  /** Whether this node serves relay reservations to members. */
+  relayService: boolean
+  servedReservations: number
+  /** Set when nobody beyond this LAN can reach this node: what to do about it. */
+  warning?: string
+}
+
+/** direct: a plain TCP connection; relayed: through a relay; hole-punched: upgraded by DCUtR. */
+export type PeerVia = 'direct' | 'relayed' | 'hole-punched'
+
 // ---------------------------------------------------------------------------------------
 // GET /v1/peers → PeerInfo[]   (every peer seen this run, including gone ones, not self)
 // ---------------------------------------------------------------------------------------
@@ -225,6 +248,8 @@ export interface PeerInfo {
   name: string
   /** Full multiaddrs ending in /p2p/<peerId>; the connected one first. */
   addresses: string[]
+  /** How this node is connected to the peer now (absent when not connected). */
+  via?: PeerVia
   engines: EngineInfo[]
   slots: Slots
   state: PeerState

@@ -27,6 +27,7 @@ export function nodeInfoOf(d: Daemon, extra: Partial<NodeInfo> = {}): NodeInfo {
     dataDir: d.config.dataDir,
     uptimeMs: d.clock.wall() - d.startedAt,
     peerCount: connected.size,
+    reachability: d.libp2p.services.reachability.state(),
     ...extra,
   }
 }
@@ -48,6 +49,9 @@ export function peerInfoOf(d: Daemon, peerId: string): PeerInfo | undefined {
           ? 'busy'
           : 'idle'
   const connectedAddrs = conns.map((c) => c.remoteAddr.toString())
+  // A direct connection, when there is one, is what traffic uses.
+  const kinds = conns.map((c) => d.libp2p.services.reachability.kindOf(c))
+  const via = kinds.find((k) => k !== 'relayed') ?? kinds[0]
   return {
     peerId,
     name: p.name,
@@ -56,6 +60,7 @@ export function peerInfoOf(d: Daemon, peerId: string): PeerInfo | undefined {
     slots: { total: p.slots, busy },
     state,
     connected: conns.length > 0,
+    ...(via ? { via } : {}),
     admitted: true,
     work: p.doing.map((w) => ({
       jobId: w.job,

@@ -7,7 +7,10 @@
  *  - a peer that presented a bad token is refused in both directions for a while;
  *  - a peer that presented no token is only not dialed by us for a while: it is still let
  *    in, because a new machine redeeming an invite arrives exactly that way; admission
- *    serves it nothing and hangs up after a short grace.
+ *    serves it nothing and hangs up after a short grace;
+ *  - as a relay, this node serves reservations and relayed connections to admitted peers
+ *    only, and only while it serves as a relay at all (`RelayGate`): an unadmitted peer
+ *    may reach this node directly (to redeem an invite) but never anyone through it.
  */
 import type { ConnectionGater, PeerId } from '@libp2p/interface'
 import type { Clock } from '../util/clock.js'
@@ -74,12 +77,34 @@ export function createAdmissionState(
   }
 }
 
+/**
+ * What the relay side of the gater asks, bound after libp2p and admission exist. Until
+ * then it refuses everything.
+ */
+export interface RelayGate {
+  /** Whether this node serves as a relay now (net/reachability.ts). */
+  serving: () => boolean
+  /** Resolves true once the peer is admitted (it may wait briefly for its handshake). */
+  admitted: (peerId: string) => Promise<boolean>
+}
+
+export function createRelayGate(): RelayGate {
+  return { serving: () => false, admitted: async () => false }
+}
+
 /** The gater to pass to createHost({ connectionGater }). */
-export function createConnectionGater(state: AdmissionState): ConnectionGater {
+export function createConnectionGater(state: AdmissionState, relay?: RelayGate): ConnectionGater {
   const outbound = (peerId: PeerId) => state.deniesOutbound(peerId.toString())
+  const admitted = async (peer: PeerId) => (relay ? relay.admitted(peer.toString()) : false)
+  const refuseRelaying = async (peer: PeerId) => !relay?.serving() || !(await admitted(peer))
   return {
     denyDialPeer: outbound,
     denyOutboundEncryptedConnection: outbound,
     denyInboundEncryptedConnection: (peerId: PeerId) => state.deniesInbound(peerId.toString()),
+    denyInboundRelayReservation: refuseRelaying,
+    denyOutboundRelayedConnection: async (source: PeerId, destination: PeerId) =>
+      (await refuseRelaying(source)) || !(await admitted(destination)),
+    denyInboundRelayedConnection: (_relay: PeerId, remote: PeerId) =>
+      state.deniesInbound(remote.toString()),
   }
 }

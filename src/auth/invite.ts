@@ -27,6 +27,7 @@ import type { Admission } from './admission.js'
 import { InviteError, TokenError } from './errors.js'
 import { peerIdOf, verifyByPeerId } from './identity.js'
 import type { TokenIssuer } from './issuer.js'
+import { checkMemberAddrs } from './member-addrs.js'
 import { isMeshId, meshIdOf } from './mesh.js'
 import type { TokenStore } from './token-store.js'
 import { decodeToken, normalizeCaps, type Token, type TokenLimits, verifyToken } from './token.js'
@@ -55,6 +56,8 @@ export interface Invite {
   lim: TokenLimits
   nnc: Uint8Array
   addrs: string[]
+  /** Full multiaddrs (with /p2p/) of a few other members: where to go when the inviter is away. */
+  mem: string[]
   bytes: Uint8Array
   payloadBytes: Uint8Array
   signature: Uint8Array
@@ -90,8 +93,9 @@ export function decodeInvite(bytes: Uint8Array): Invite {
     if (err instanceof InviteError) throw err
     throw bad((err as Error).message, err)
   }
-  if (!isMap(p) || Object.keys(p).join(',') !== FIELDS.join(','))
-    throw bad(`fields must be ${FIELDS.join(',')}`)
+  const keys = isMap(p) ? Object.keys(p).join(',') : ''
+  if (!isMap(p) || (keys !== FIELDS.join(',') && keys !== [...FIELDS, 'mem'].join(',')))
+    throw bad(`fields must be ${FIELDS.join(',')}[,mem]`)
   if (p.v !== INVITE_VERSION) throw bad('unsupported version')
   if (!isMeshId(p.mesh)) throw bad('mesh is not a mesh id')
   if (typeof p.iss !== 'string' || p.iss.length > 128) throw bad('iss is not a peer id')
@@ -124,8 +128,17 @@ export function decodeInvite(bytes: Uint8Array): Invite {
   ) {
     throw bad('addrs is not a list of multiaddr strings')
   }
+  let mem: string[] = []
+  if (p.mem !== undefined) {
+    try {
+      mem = checkMemberAddrs(p.mem)
+    } catch (err) {
+      throw bad('mem is not a list of member multiaddrs', err)
+    }
+  }
   const e = env as Uint8Array[]
   return {
+    mem,
     v: p.v,
     mesh: p.mesh,
     iss: p.iss as PeerIdString,
@@ -171,6 +184,8 @@ export interface CreateInviteOptions {
   limits?: TokenLimits
   /** Addresses the newcomer should dial (this node's listen addresses, without /p2p). */
   addrs: readonly string[]
+  /** A few other members' full addresses (auth/member-addrs.ts), for a newcomer beyond the LAN. */
+  members?: readonly string[]
   nonce?: Uint8Array
 }
 
@@ -206,7 +221,11 @@ export async function createInvite(
     ttl: options.tokenTtlSeconds ?? 30 * 86_400,
     lim,
     nnc: options.nonce ?? random(16),
-    addrs: options.addrs.slice(0, MAX_ADDRS).map((a) => a.split('/p2p/')[0]),
+    // Only this node's own /p2p/ goes: a relayed address keeps its relay's.
+    addrs: options.addrs
+      .slice(0, MAX_ADDRS)
+      .map((a) => a.replace(new RegExp(`/p2p/${peerIdOf(components.nodeKey)}$`), '')),
+    ...(options.members?.length ? { mem: checkMemberAddrs([...options.members]) } : {}),
   })
   const signature = await components.nodeKey.sign(signingInput(payload))
   return decodeInvite(encode([payload, signature]))
@@ -319,6 +338,8 @@ export function createInviteServer(
 
 export interface RedeemResult {
   token: Token
+  /** The inviter's and the other members' full addresses, to dial after joining. */
+  memberAddrs: string[]
   meshId: string
   ownerPublicKey: Uint8Array
 }
@@ -402,5 +423,10 @@ async function redeemParsed(
       'the inviting node answered with a token of another mesh',
     )
   await verifyToken(token, { meshId, now: null, audience: libp2p.peerId.toString() })
-  return { token, meshId, ownerPublicKey: new Uint8Array(reply.ownerKey) }
+  return {
+    token,
+    meshId,
+    ownerPublicKey: new Uint8Array(reply.ownerKey),
+    memberAddrs: [...addrs.map(String), ...invite.mem],
+  }
 }

@@ -117,6 +117,11 @@ export interface BlockExchangeOptions {
   notHaveRetryMs?: number
   /** Serve at most this many bytes per second in total (default: unlimited). */
   uploadBytesPerSec?: number
+  /**
+   * Serve at most this many bytes per second in total over relayed connections (default:
+   * unlimited): a relay carries every member's traffic, so bulk files through it are bounded.
+   */
+  relayedUploadBytesPerSec?: number
   /** A have-subscriber hears of changes at most this late, batched (default 20 ms). */
   haveCoalesceMs?: number
   /** Idle time after which a served stream is closed (default 60 s). */
@@ -186,6 +191,8 @@ export function createBlockExchange(
   const penalised = new Map<string, number>()
   const lifetime = new AbortController()
   const upload = createRateLimiter(options.uploadBytesPerSec, clock)
+  const relayedUpload = createRateLimiter(options.relayedUploadBytesPerSec, clock)
+  const isRelayed = (c: Connection) => c.remoteAddr.toString().includes('/p2p-circuit')
   let started = false
   const counters: ExchangeStats = {
     servedBlocks: 0,
@@ -407,6 +414,7 @@ export function createBlockExchange(
         for (const cid of wants) {
           const block = await lookup(cid)
           if (block) await upload(block.byteLength, lifetime.signal)
+          if (block && isRelayed(connection)) await relayedUpload(block.byteLength, lifetime.signal)
           const parts = encodeResponseParts(cid, block)
           await withDeadline(blockTimeoutMs, lifetime.signal, (signal) =>
             lp.write(new Uint8ArrayList(...parts), { signal }),

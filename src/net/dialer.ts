@@ -9,6 +9,9 @@
  *  - every dial has a timeout, and a failed target is retried with exponential backoff
  *    (1 s doubling to 60 s, with jitter) for as long as it is wanted;
  *  - a peer the connection gater refuses is not retried (it would only be refused again);
+ *  - a known peer that cannot be reached at the addresses we have (a laptop that moved
+ *    from home to the office) is looked up in the DHT once its backoff reaches 4 s, at most
+ *    once a minute per peer: the addresses found are tried on the next attempt;
  *  - reconnect (a link that stopped delivering) hangs up and dials once, whatever the ids;
  *  - libp2p emits `peer:discovery` only the first time a peer enters its peer store, and
  *    mDNS answers arrive within milliseconds of the host starting, before this module
@@ -61,7 +64,12 @@ interface Target {
   backoff: number
   timer?: TimerHandle
   inFlight: boolean
+  lookedUpAt?: number
 }
+
+/** A target's backoff from which its addresses are looked up in the DHT, and how often. */
+const LOOKUP_FROM_BACKOFF_MS = 4_000
+const LOOKUP_EVERY_MS = 60_000
 
 export function createDialer(components: DialerComponents, options: DialerOptions): Dialer {
   const { libp2p, clock, logger, peerBook } = components
@@ -110,11 +118,35 @@ export function createDialer(components: DialerComponents, options: DialerOption
       }
     } catch (err) {
       logger.debug('dial failed', { target: t.key, err: describeError(err), retryInMs: t.backoff })
+      if (
+        t.peerId &&
+        t.backoff >= LOOKUP_FROM_BACKOFF_MS &&
+        (t.lookedUpAt === undefined || clock.monotonic() - t.lookedUpAt >= LOOKUP_EVERY_MS)
+      ) {
+        t.lookedUpAt = clock.monotonic()
+        void lookUp(t)
+      }
       const delay = t.backoff * (0.8 + random() * 0.4)
       t.backoff = Math.min(maxBackoff, t.backoff * 2)
       schedule(t, delay)
     } finally {
       t.inFlight = false
+    }
+  }
+
+  /** Ask the DHT where a peer is now; what it finds joins the target's addresses. */
+  const lookUp = async (t: Target) => {
+    try {
+      const id = peerIdFromString(t.peerId as string)
+      const info = await withDeadline(DEFAULT_TIMEOUTS.request, undefined, (signal) =>
+        libp2p.peerRouting.findPeer(id, { signal }),
+      )
+      const found = info.multiaddrs.map((a) => a.toString())
+      if (found.length === 0) return
+      t.addrs = [...new Set([...found, ...t.addrs])].slice(0, 16)
+      logger.debug('found a peer again through the DHT', { peer: t.peerId, addrs: found })
+    } catch (err) {
+      logger.debug('DHT lookup failed', { peer: t.peerId, err: describeError(err) })
     }
   }
 

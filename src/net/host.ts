@@ -14,12 +14,24 @@
  *    not grow with the mesh (GOSSIP_PARAMS): own messages go to the mesh peers only, not
  *    flooded to every peer, and IDONTWANT is kept for large messages;
  *  - nothing here dials what discovery finds: the dialer (net/dialer.ts) owns that policy;
+ *  - beyond the LAN (see net/reachability.ts): every node can dial and accept relayed
+ *    connections (circuit relay v2) and upgrade them with DCUtR; only a node that may be a
+ *    relay (--relay-service, or auto with a public address) runs the relay server, whose
+ *    relayed connections carry no data or duration limit (whom it serves is the gater's
+ *    decision: members only); AutoNAT v2 verifies public addresses; UPnP only when asked;
  *  - the in-memory datastore (DHT provider records, peer records) keeps its own copy of
  *    every value, never a view into a larger buffer (see CopyingMemoryDatastore).
  */
 import { createHash } from 'node:crypto'
 import { noise } from '@chainsafe/libp2p-noise'
+import { autoNATv2 } from '@libp2p/autonat-v2'
 import { bootstrap } from '@libp2p/bootstrap'
+import {
+  type CircuitRelayService,
+  circuitRelayServer,
+  circuitRelayTransport,
+} from '@libp2p/circuit-relay-v2'
+import { dcutr } from '@libp2p/dcutr'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { identify, type Identify } from '@libp2p/identify'
 import type { AbortOptions, ConnectionGater, PrivateKey } from '@libp2p/interface'
@@ -27,10 +39,18 @@ import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
 import { mdns } from '@libp2p/mdns'
 import { ping, type Ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
+import { uPnPNAT } from '@libp2p/upnp-nat'
 import { yamux } from '@libp2p/yamux'
 import { MemoryDatastore } from 'datastore-core/memory'
 import type { Key } from 'interface-datastore'
 import { createLibp2p, type Libp2p } from 'libp2p'
+import {
+  hasPublicAddress,
+  type Reachable,
+  type ReachabilityComponents,
+  type RelayServiceMode,
+  reachabilityService,
+} from './reachability.js'
 
 export const DHT_PROTOCOL = '/rmesh/kad/1.0.0'
 export const DEFAULT_PORT = 4777
@@ -42,6 +62,9 @@ export type RmeshServices = {
   ping: Ping
   pubsub: GossipSub
   dht: KadDHT
+  reachability: Reachable
+  /** Present only on a node that may serve as a relay. */
+  relay?: CircuitRelayService
 }
 
 export type RmeshLibp2p = Libp2p<RmeshServices>
@@ -57,6 +80,14 @@ export interface HostOptions {
   mdnsServiceTag?: string
   /** Announce interval for mDNS in ms. */
   mdnsInterval?: number
+  /** Relay server: 'on' (--relay-service), 'off', or 'auto' (when AutoNAT says public). */
+  relayService?: RelayServiceMode
+  /** Relays to keep a reservation on while this node is not public (default 2; 0: none). */
+  relayReservations?: number
+  /** Addresses to announce instead of the listen addresses (a public IP mapped to this node). */
+  announce?: string[]
+  /** Map the listen port on the router with UPnP / NAT-PMP. */
+  upnp?: boolean
   /**
    * Start listening and dialing at once (default true). The daemon passes false so that
    * its auth handler is registered before the first peer can connect.
@@ -142,6 +173,19 @@ export class CopyingMemoryDatastore extends MemoryDatastore {
   }
 }
 
+/**
+ * A relay's limits. Relayed connections get no per-connection data or duration limit:
+ * libp2p's defaults (128 KiB, 2 min) end a render's connection within its first job, and
+ * a limited connection runs only protocols that opt in. A relay serves members only, so
+ * what bounds its cost is the reservation count and the block exchange's rate over relayed
+ * connections (blobs/relay-rate.ts), not a cut-off.
+ */
+export const RELAY_SERVER_LIMITS = {
+  maxReservations: 64,
+  applyDefaultLimit: false,
+  reservationTtl: 60 * 60_000,
+} as const
+
 export async function createHost(options: HostOptions): Promise<RmeshLibp2p> {
   const peerDiscovery = []
   if (options.mdns) {
@@ -155,12 +199,36 @@ export async function createHost(options: HostOptions): Promise<RmeshLibp2p> {
   if (options.bootstrap && options.bootstrap.length > 0) {
     peerDiscovery.push(bootstrap({ list: options.bootstrap, timeout: 0 }))
   }
-  return createLibp2p({
+  const relayService = options.relayService ?? 'auto'
+  const mayRelay =
+    relayService === 'on' ||
+    (relayService === 'auto' && hasPublicAddress([...options.listen, ...(options.announce ?? [])]))
+  let node: RmeshLibp2p | undefined
+  const extra: Record<string, unknown> = {}
+  if (mayRelay)
+    extra.relay = circuitRelayServer({
+      reservations: RELAY_SERVER_LIMITS,
+      hopTimeout: 10_000,
+    })
+  if (options.upnp) extra.upnp = uPnPNAT()
+  node = (await createLibp2p({
     start: options.start ?? true,
     privateKey: options.privateKey,
     datastore: new CopyingMemoryDatastore(),
-    addresses: { listen: options.listen },
-    transports: [tcp()],
+    addresses: {
+      listen: options.listen,
+      ...(options.announce?.length ? { announce: options.announce } : {}),
+      // libp2p 3 announces a public listen address only once AutoNAT verified it; a relay
+      // started with --relay-service says its port is open, so its address counts at once.
+      ...(relayService === 'on' && !options.announce?.length
+        ? {
+            appendAnnounce: options.listen.filter(
+              (a) => hasPublicAddress([a]) && !a.includes('/0.0.0.0/'),
+            ),
+          }
+        : {}),
+    },
+    transports: [tcp(), circuitRelayTransport({ reservationCompletionTimeout: 10_000 })],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionGater: {
@@ -183,6 +251,17 @@ export async function createHost(options: HostOptions): Promise<RmeshLibp2p> {
       // starting on 2 cores; a slow answer is still an answer.
       identify: identify({ timeout: 30_000 }),
       ping: ping(),
+      dcutr: dcutr(),
+      autonat: autoNATv2(),
+      reachability: (components: ReachabilityComponents) => {
+        const svc = reachabilityService({
+          relayService: mayRelay ? relayService : 'off',
+          reservations: options.relayReservations ?? 2,
+          servedReservations: () => node?.services.relay?.reservations.size ?? 0,
+        })(components)
+        return svc
+      },
+      ...extra,
       pubsub: gossipsub({
         ...GOSSIP_PARAMS,
         allowPublishToZeroTopicPeers: true,
@@ -208,5 +287,6 @@ export async function createHost(options: HostOptions): Promise<RmeshLibp2p> {
         },
       }),
     },
-  })
+  })) as unknown as RmeshLibp2p
+  return node
 }

@@ -318,7 +318,11 @@ export function createPresence(
     v: 1,
     peerId: selfId,
     seq: ++seq,
-    addrs: libp2p.getMultiaddrs().map((a) => a.toString()),
+    // Relayed addresses too (net/reachability.ts); peers refuse more than 16.
+    addrs: libp2p
+      .getMultiaddrs()
+      .map((a) => a.toString())
+      .slice(0, 16),
     ...self,
     every: busy(self) ? options.intervalMs : restInterval,
   })

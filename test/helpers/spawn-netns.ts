@@ -1,4 +1,4 @@
-/** Start a daemon inside a network namespace (mDNS on), reachable through its socket. */
+/** Start a daemon inside a network namespace (mDNS on unless told), reachable through its socket. */
 import { spawnDaemon } from '../../cli/local-mesh.js'
 import type { DaemonProc } from './daemons.js'
 
@@ -7,8 +7,19 @@ export async function spawnInNetns(
   dir: string,
   listen: string[],
   extraArgs: string[] = [],
+  more: { mdns?: boolean; bootstrap?: string[]; name?: string; logLevel?: string } = {},
 ): Promise<DaemonProc> {
-  const options = { dir, listen, mdns: true, extraArgs, wrapper: ['ip', 'netns', 'exec', ns] }
+  const options = {
+    dir,
+    listen,
+    mdns: more.mdns ?? true,
+    bootstrap: more.bootstrap,
+    name: more.name,
+    logLevel: more.logLevel,
+    extraArgs,
+    wrapper: ['ip', 'netns', 'exec', ns],
+    startTimeoutMs: 60_000,
+  }
   const node = await spawnDaemon(options)
   return {
     dir,

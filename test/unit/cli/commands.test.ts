@@ -85,6 +85,7 @@ describe('usage errors exit 2 before calling the daemon', () => {
       /--min-free-disk must be/,
     ],
     ['daemon bad slots', ['daemon', '--slots', '1.5'], /--slots must be/],
+    ['daemon bad relays', ['daemon', '--relays', '9'], /--relays must be/],
   ]
   for (const [name, argv, re] of cases) {
     it(name, async () => {

@@ -38,6 +38,13 @@ describe('daemon configuration', () => {
       [{ presenceRestIntervalMs: 600_000 }, /presenceRestIntervalMs/],
       [{ presenceRestIntervalMs: 'slow' }, /presenceRestIntervalMs/],
       [{ presenceIntervalMs: 3_000_000 }, /presenceIntervalMs/],
+      [{ relayService: 'yes' }, /relayService/],
+      [{ relays: 5 }, /relays/],
+      [{ relays: -1 }, /relays/],
+      [{ announce: ['not a multiaddr'] }, /announce/],
+      [{ upnp: 'on' }, /upnp/],
+      [{ relayedUploadMiBps: -1 }, /relayedUploadMiBps/],
+      [{ relayedUploadMiBps: 'fast' }, /relayedUploadMiBps/],
     ]
     for (const [layer, re] of bad) {
       expect(() => resolveConfig('/d', layer as never)).toThrow(re)
@@ -47,6 +54,34 @@ describe('daemon configuration', () => {
         expect((err as { code: string }).code).toBe('ERR_INVALID_INPUT')
       }
     }
+  })
+
+  it('beyond the LAN: relay service auto, 2 relays, 4 MiB/s over relays by default; RMESH_* set them', () => {
+    const d = resolveConfig('/d')
+    expect([d.relayService, d.relays, d.relayedUploadMiBps, d.upnp, d.announce]).toEqual([
+      'auto',
+      2,
+      4,
+      false,
+      [],
+    ])
+    const e = resolveConfig(
+      '/d',
+      configFromEnv({
+        RMESH_RELAY_SERVICE: 'on',
+        RMESH_RELAYS: '0',
+        RMESH_RELAYED_UPLOAD_MIBPS: '0',
+        RMESH_UPNP: '1',
+        RMESH_ANNOUNCE: '/ip4/11.77.0.10/tcp/4777',
+      }),
+    )
+    expect([e.relayService, e.relays, e.relayedUploadMiBps, e.upnp, e.announce]).toEqual([
+      'on',
+      0,
+      0,
+      true,
+      ['/ip4/11.77.0.10/tcp/4777'],
+    ])
   })
 
   it('noEligibleGraceMs: 60 s by default, RMESH_NO_ELIGIBLE_GRACE_MS sets it', () => {
