@@ -176,11 +176,18 @@ describe('web UI', () => {
     await page.waitForFunction(() => document.querySelectorAll('.frame img').length === 6, null, {
       timeout: 30_000,
     })
-    const ok = await page.$$eval('.frame img', (imgs) =>
-      imgs.every(
-        (i) => (i as HTMLImageElement).complete && (i as HTMLImageElement).naturalWidth > 0,
-      ),
-    )
+    // Every thumbnail loads (a broken one is retried by the page).
+    const ok = await page
+      .waitForFunction(
+        () =>
+          Array.from(document.querySelectorAll('.frame img')).every(
+            (i) => (i as HTMLImageElement).complete && (i as HTMLImageElement).naturalWidth > 0,
+          ),
+        null,
+        { timeout: 15_000 },
+      )
+      .then(() => true)
+      .catch(() => false)
     expect(ok).toBe(true)
     await page.click('.frame[data-frame="3"]')
     await page.waitForSelector('.viewer img')

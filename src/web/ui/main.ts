@@ -30,6 +30,23 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
 
 let listeners: (() => void)[] = []
 let pending: ReturnType<typeof setTimeout> | undefined
+
+/**
+ * A thumbnail can be announced a moment before this node holds it (the renderer lets go of
+ * it on ack while the submitter is still fetching it): try again a few times, a second apart.
+ */
+function retryImage(e: Event): void {
+  const img = e.currentTarget as HTMLImageElement
+  const n = Number(img.dataset.retry ?? 0)
+  if (n >= 5) return
+  img.dataset.retry = String(n + 1)
+  const url = new URL(img.src)
+  url.searchParams.set('r', String(n + 1))
+  setTimeout(() => {
+    img.src = url.toString()
+  }, 1000)
+}
+
 function startEvents() {
   const es = new EventSource('/api/v1/events')
   es.onmessage = (m) => {
@@ -143,7 +160,7 @@ function Job({ id }: { id: string }) {
         if (f.state === 'done') setView(f.frame)
         showLog(f.frame)
       }}>
-        ${f.thumb ? html`<img alt=${`frame ${f.frame}`} src=${`/api/v1/jobs/${id}/frames/${f.frame}/thumb?v=${f.thumb}`} />` : html`<div class="ph">${f.state}</div>`}
+        ${f.thumb ? html`<img alt=${`frame ${f.frame}`} src=${`/api/v1/jobs/${id}/frames/${f.frame}/thumb?v=${f.thumb}`} onError=${retryImage} />` : html`<div class="ph">${f.state}</div>`}
         <div>#${f.frame} ${short(f.node)}</div><div>${f.attempts} att. ${f.renderMs !== undefined ? `${(f.renderMs / 1000).toFixed(1)} s` : ''}</div>
         ${f.error && html`<div class="error">${f.error.slice(0, 80)}</div>`}</button>`,
     )}</div>
