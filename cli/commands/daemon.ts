@@ -6,6 +6,7 @@ import { type Command, Option } from 'commander'
 import type { CliContext } from '../context.js'
 import { UsageError } from '../context.js'
 import { action } from '../command.js'
+import { parseInteger } from '../validate.js'
 import { addNodeRuleFlags, type NodeRuleFlags, nodeRuleConfig } from './node.js'
 
 const collect = (value: string, previous: string[] = []) => [...previous, value]
@@ -95,39 +96,17 @@ Examples:
             web?: string
           },
         ) => {
-          let slots: number | undefined
-          if (opts.slots !== undefined) {
-            slots = Number(opts.slots)
-            if (!Number.isInteger(slots) || slots < 0 || slots > 64)
-              throw new UsageError(
-                `--slots must be a whole number from 0 to 64, not ${JSON.stringify(opts.slots)}`,
-              )
-          }
-          let minFreeDiskMiB: number | undefined
-          if (opts.minFreeDisk !== undefined) {
-            minFreeDiskMiB = Number(opts.minFreeDisk)
-            if (!Number.isInteger(minFreeDiskMiB) || minFreeDiskMiB < 0)
-              throw new UsageError(
-                `--min-free-disk must be a whole number of MiB (0 = no check), not ${JSON.stringify(opts.minFreeDisk)}`,
-              )
-          }
-          let metricsPort: number | undefined
-          if (opts.metricsPort !== undefined) {
-            metricsPort = Number(opts.metricsPort)
-            if (!Number.isInteger(metricsPort) || metricsPort < 1 || metricsPort > 65535)
-              throw new UsageError(
-                `--metrics-port must be a TCP port (1–65535), not ${JSON.stringify(opts.metricsPort)}`,
-              )
-          }
+          const optionalInteger = (
+            value: string | undefined,
+            flag: string,
+            min: number,
+            max: number,
+          ) => (value === undefined ? undefined : parseInteger(value, flag, min, max))
+          const slots = optionalInteger(opts.slots, '--slots', 0, 64)
+          const minFreeDiskMiB = optionalInteger(opts.minFreeDisk, '--min-free-disk', 0, 1 << 30)
+          const metricsPort = optionalInteger(opts.metricsPort, '--metrics-port', 1, 65_535)
+          const relays = optionalInteger(opts.relays, '--relays', 0, 4)
           const rules = nodeRuleConfig(opts)
-          let relays: number | undefined
-          if (opts.relays !== undefined) {
-            relays = Number(opts.relays)
-            if (!Number.isInteger(relays) || relays < 0 || relays > 4)
-              throw new UsageError(
-                `--relays must be a whole number from 0 to 4, not ${JSON.stringify(opts.relays)}`,
-              )
-          }
           const { runDaemon } = await import('../daemon-run.js')
           return runDaemon(
             {

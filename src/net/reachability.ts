@@ -24,26 +24,14 @@ import type { Connection, PeerId } from '@libp2p/interface'
 import { RELAY_V2_HOP_CODEC } from '@libp2p/circuit-relay-v2'
 import { isPrivate } from '@libp2p/utils'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
+import type { PeerVia, ReachabilityInfo } from '../api/types.js'
 
-export type ConnectionKind = 'direct' | 'relayed' | 'hole-punched'
-export type Reachability = 'public' | 'private' | 'unknown'
+/** How a connection reaches its peer; `rmesh peers` shows it as `via`. */
+export type ConnectionKind = PeerVia
+/** The same shape the control API reports (`rmesh status`): one definition serves both. */
+export type ReachabilityState = ReachabilityInfo
+export type Reachability = ReachabilityInfo['reachability']
 export type RelayServiceMode = 'on' | 'off' | 'auto'
-
-export interface ReachabilityState {
-  reachability: Reachability
-  /** Public addresses AutoNAT verified (or listened on by a relay started with --relay-service). */
-  publicAddrs: string[]
-  /** This node's relayed addresses, one per relay holding a reservation for it. */
-  relayedAddrs: string[]
-  /** Peer ids of the relays that hold a reservation for this node. */
-  relays: string[]
-  /** Whether this node serves relay reservations to members now. */
-  relayService: boolean
-  /** Reservations this node holds for others (as a relay). */
-  servedReservations: number
-  /** Why nobody outside this LAN can reach this node, when that is so. */
-  warning?: string
-}
 
 export interface Reachable {
   state(): ReachabilityState
