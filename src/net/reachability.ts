@@ -14,7 +14,10 @@
  *    by admission (auth/gater.ts): a relay serves members only;
  *  - a direct connection that opens while a relayed one to the same peer is open was made
  *    by DCUtR (a hole punch, or a direct dial to an address learnt over the relay): it is
- *    'hole-punched'; kinds are remembered only for open connections;
+ *    'hole-punched', unless the peer's address is on one of this machine's own subnets (a
+ *    LAN-mate's upgrade dial, below, arrives inbound while the relayed connection is still
+ *    open: it crossed no NAT, so it is 'direct'); kinds are remembered only for open
+ *    connections;
  *  - DCUtR ignores private addresses, so two machines of one site that met through a relay
  *    would stay relayed: a relayed connection to a peer that announces private addresses is
  *    replaced by a direct one when one of them answers (once per connection, bounded).
@@ -79,6 +82,35 @@ const LAN_UPGRADE_DELAY_MS = 1_000
 const LAN_DIAL_MS = 3_000
 
 const isPublicIp = (ma: Multiaddr) => !isCircuit(ma) && !isPrivate(ma)
+
+const ipv4ToInt = (ip: string): number | undefined => {
+  const parts = ip.split('.').map(Number)
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255))
+    return undefined
+  return ((parts[0] << 24) | (parts[1] << 16) | (parts[2] << 8) | parts[3]) >>> 0
+}
+
+/**
+ * Whether `ma`'s IPv4 address lies on a subnet of one of this machine's interfaces (so a
+ * connection to it crossed no router). Interfaces are read per call: addresses change.
+ */
+export function isOnOwnSubnet(
+  ma: Multiaddr,
+  interfaces: ReturnType<typeof networkInterfaces> = networkInterfaces(),
+): boolean {
+  const ip = ma.getComponents().find((c) => c.name === 'ip4')?.value
+  const remote = ip === undefined ? undefined : ipv4ToInt(ip)
+  if (remote === undefined) return false
+  for (const list of Object.values(interfaces))
+    for (const i of list ?? []) {
+      if (i.family !== 'IPv4' || i.internal) continue
+      const own = ipv4ToInt(i.address)
+      const mask = ipv4ToInt(i.netmask)
+      if (own !== undefined && mask !== undefined && ((own ^ remote) & mask) >>> 0 === 0)
+        return true
+    }
+  return false
+}
 
 /**
  * Whether any of these listen or announce addresses is a public IP (0.0.0.0 stands for the
@@ -235,7 +267,7 @@ export function reachabilityService(options: ReachabilityOptions): (
       const viaRelay = components.connectionManager
         .getConnections(conn.remotePeer)
         .some((c) => c.id !== conn.id && c.status === 'open' && isCircuit(c.remoteAddr))
-      kinds.set(conn.id, viaRelay ? 'hole-punched' : 'direct')
+      kinds.set(conn.id, viaRelay && !isOnOwnSubnet(conn.remoteAddr) ? 'hole-punched' : 'direct')
     }
     const onClose = (evt: Event) => {
       kinds.delete((evt as CustomEvent<Connection>).detail.id)
