@@ -389,7 +389,10 @@ export async function startDaemon(
       blocks,
       exchange,
       providers,
-      engines: { get: (name) => (engines.has(name) ? engines.get(name) : undefined) },
+      engines: {
+        get: (name) => (engines.has(name) ? engines.get(name) : undefined),
+        versions: () => engines.describe(),
+      },
       jobState: (jobId) => leases?.job(jobId),
       workRoot: join(config.dataDir, 'work'),
       logger: logger.child('worker'),

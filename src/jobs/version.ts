@@ -58,3 +58,22 @@ export function versionSatisfies(version: string, requirement: string | undefine
       }
     })
 }
+
+/**
+ * The installed version of `engine` a chunk runs with: the newest that meets `requirement`
+ * (undefined requirement: the newest installed). Undefined when none does; eligibility
+ * (jobs/eligibility.ts) uses the same test, so a node that claimed a chunk finds one.
+ */
+export function pickVersion(
+  installed: readonly { name: string; version: string }[],
+  engine: string,
+  requirement: string | undefined,
+): string | undefined {
+  let best: { triple: Triple; version: string } | undefined
+  for (const e of installed) {
+    if (e.name !== engine || !versionSatisfies(e.version, requirement)) continue
+    const triple = parseVersion(e.version)
+    if (triple && (!best || cmp(triple, best.triple) > 0)) best = { triple, version: e.version }
+  }
+  return best?.version
+}

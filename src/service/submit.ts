@@ -25,6 +25,7 @@ import {
   validateBody,
 } from '../jobs/entries.js'
 import { parseFrameSpec } from '../jobs/frame-spec.js'
+import { isVersionRequirement } from '../jobs/version.js'
 import { checkTags, checkVideoRequest } from './submit-options.js'
 import { jobLogId } from '../log/types.js'
 import { withDeadline } from '../util/abort.js'
@@ -193,19 +194,7 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
       throw new InvalidInputError('name must be 1–100 characters without slashes', {
         field: 'name',
       })
-    let requirement: string | undefined
-    for (const r of req.require ?? []) {
-      const m = /^([a-z][a-z0-9-]*)\s*((?:>=|<=|>|<|=|\^|~)?\s*\d+(?:\.\d+){0,2})$/.exec(String(r))
-      if (!m)
-        throw new InvalidInputError(`requirement ${JSON.stringify(r)} is not like 'blender>=3.4'`, {
-          field: 'require',
-        })
-      if (m[1] !== engineName)
-        throw new InvalidInputError(`requirement ${r} names another engine than ${engineName}`, {
-          field: 'require',
-        })
-      requirement = m[2].replace(/\s+/g, '')
-    }
+    const requirement = parseEngineRequirement(req.require, engineName)
     if (req.outDir !== undefined && (typeof req.outDir !== 'string' || !isAbsolute(req.outDir)))
       throw new InvalidInputError('outDir must be an absolute path', { field: 'outDir' })
     return {
@@ -429,4 +418,37 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
     })
 
   return { inspect, submit, plan }
+}
+
+/**
+ * `--require` values for the job's engine → one version requirement (protocols/job-entries.md
+ * `engine.version`): `blender>=3.4`, a range `blender>=4.2 <4.3`; several values all hold.
+ * Undefined when none is given.
+ */
+export function parseEngineRequirement(
+  values: readonly unknown[] | undefined,
+  engineName: string,
+): string | undefined {
+  const comparators: string[] = []
+  for (const r of values ?? []) {
+    const m = /^([a-z][a-z0-9-]*)\s*(.*)$/s.exec(String(r).trim())
+    const rest = (m?.[2] ?? '').replace(/(>=|<=|>|<|=|\^|~)\s+(?=\d)/g, '$1').trim()
+    if (!m || !isVersionRequirement(rest))
+      throw new InvalidInputError(
+        `requirement ${JSON.stringify(r)} is not like 'blender>=3.4' or 'blender>=4.2 <4.3'`,
+        { field: 'require' },
+      )
+    if (m[1] !== engineName)
+      throw new InvalidInputError(`requirement ${r} names another engine than ${engineName}`, {
+        field: 'require',
+      })
+    comparators.push(...rest.split(/\s+/))
+  }
+  if (comparators.length === 0) return undefined
+  const requirement = comparators.join(' ')
+  if (!isVersionRequirement(requirement))
+    throw new InvalidInputError('at most 4 version comparators in all, like blender>=4.2 <4.3', {
+      field: 'require',
+    })
+  return requirement
 }

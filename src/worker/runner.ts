@@ -25,6 +25,7 @@ import { isOwnThumbnail } from '../engines/thumbnail.js'
 import { type Engine, isEngineError, type OutputFormat } from '../engines/types.js'
 import type { ChunkOutput } from '../jobs/entries.js'
 import type { JobState } from '../jobs/reducer.js'
+import { pickVersion } from '../jobs/version.js'
 import {
   ChunkDeferredError,
   ChunkFailedError,
@@ -48,7 +49,11 @@ export interface WorkerComponents {
   blocks: BlockStore
   exchange: BlockExchange
   providers: ProviderIndex
-  engines: { get(name: string): Engine | undefined }
+  engines: {
+    get(name: string): Engine | undefined
+    /** Installed engines and versions (the registry's `describe()`), to run a pinned version. */
+    versions?: () => readonly { name: string; version: string }[]
+  }
   /** The job's current state (for the encode task: which node holds which frame). */
   jobState: (jobId: string) => JobState | undefined
   workRoot: string
@@ -259,6 +264,15 @@ export function createWorker(c: WorkerComponents): Required<ChunkRunner> & {
     const engine = c.engines.get(task.job.engine.name)
     if (!engine)
       throw new ChunkFailedError(`engine ${task.job.engine.name} is not installed on this node`)
+    // A node may hold several versions: run the newest that meets the job's requirement
+    // (the one eligibility matched), not simply the newest installed.
+    const engineVersion = c.engines.versions
+      ? pickVersion(c.engines.versions(), task.job.engine.name, task.job.engine.version)
+      : undefined
+    if (c.engines.versions && task.job.engine.version && engineVersion === undefined)
+      throw new ChunkFailedError(
+        `no installed ${task.job.engine.name} meets the job's requirement ${task.job.engine.version}`,
+      )
     const startedAt = performance.now()
     let scene: SceneHandle
     try {
@@ -290,6 +304,7 @@ export function createWorker(c: WorkerComponents): Required<ChunkRunner> & {
           format: task.job.output.format,
           params,
           persistent: task.job.persistent,
+          ...(engineVersion ? { engineVersion } : {}),
           jobId: task.jobId,
           timeoutMs: task.job.limits.chunkTimeoutMs,
         },
