@@ -4,7 +4,6 @@
  */
 import { type Command, Option } from 'commander'
 import type { CliContext } from '../context.js'
-import { UsageError } from '../context.js'
 import { action } from '../command.js'
 import { parseInteger } from '../validate.js'
 import { addNodeRuleFlags, type NodeRuleFlags, nodeRuleConfig } from './node.js'

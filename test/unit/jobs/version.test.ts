@@ -43,7 +43,9 @@ describe('parseEngineRequirement: submit --require', () => {
     try {
       parseEngineRequirement(['blender>=x'], 'blender')
     } catch (err) {
-      expect((err as { code?: string; details?: { field?: string } }).code).toBe('ERR_INVALID_INPUT')
+      expect((err as { code?: string; details?: { field?: string } }).code).toBe(
+        'ERR_INVALID_INPUT',
+      )
     }
   })
 })

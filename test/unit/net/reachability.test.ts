@@ -12,7 +12,10 @@ const nic = (address: string, netmask: string, internal = false) => ({
 })
 
 // The interfaces of a site node in the two-site NAT test: its LAN behind the router.
-const site = { lo: [nic('127.0.0.1', '255.0.0.0', true)], eth0: [nic('10.77.1.2', '255.255.255.0')] }
+const site = {
+  lo: [nic('127.0.0.1', '255.0.0.0', true)],
+  eth0: [nic('10.77.1.2', '255.255.255.0')],
+}
 
 describe('isOnOwnSubnet: a LAN-mate is reached directly, not hole-punched', () => {
   it('is true for a peer on the same subnet', () => {
