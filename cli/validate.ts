@@ -21,6 +21,7 @@ import { isRmeshError } from '../src/util/errors.js'
 import { UsageError } from './context.js'
 import { parseFrameSpec } from '../src/jobs/frame-spec.js'
 import { parseFrameRate } from '../src/jobs/video-options.js'
+import { DEVICE_REQUESTS, isDeviceRequest } from '../src/jobs/devices.js'
 
 export interface SubmitInput {
   scene: string
@@ -35,6 +36,10 @@ export interface SubmitInput {
   pack?: boolean
   persistent?: boolean
   require?: string[]
+  /** --any-blender: no default version requirement (the submitter's Blender's major.minor). */
+  anyBlender?: boolean
+  /** --device gpu|optix|cuda|hip|oneapi|metal|cpu */
+  device?: string
   /** --tags gpu,studio-a: the pool; '' asks for none (overrides the node's submitTags). */
   tags?: string
   projectRoot?: string
@@ -208,6 +213,18 @@ export async function buildSubmitRequest(input: SubmitInput, cwd: string): Promi
   if (input.allowMissing) req.allowMissing = true
   if (input.persistent) req.persistent = true
   if (input.require?.length) req.require = parseRequirements(input.require)
+  if (input.anyBlender) {
+    if (req.require) throw new UsageError('--any-blender and --require contradict: give one')
+    req.anyBlender = true
+  }
+  if (input.device !== undefined) {
+    const d = input.device.trim().toLowerCase()
+    if (!isDeviceRequest(d))
+      throw new UsageError(
+        `--device must be one of ${DEVICE_REQUESTS.join(', ')}, got "${input.device}"`,
+      )
+    req.device = d
+  }
   if (input.tags !== undefined) {
     const tags = input.tags.split(/[\s,]+/).filter(Boolean)
     if (tags.length > 32 || !tags.every((t) => /^[\w.-]{1,32}$/.test(t)))

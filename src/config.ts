@@ -8,7 +8,7 @@
  */
 import { readFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
-import { join } from 'node:path'
+import { isAbsolute, join } from 'node:path'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { LIMIT_BOUNDS } from './node/rules.js'
@@ -49,6 +49,13 @@ export interface DaemonConfig {
   tags: string[]
   /** Extra Blender executables to detect beside the one on PATH. */
   blenderPaths: string[]
+  /** A folder of unpacked Blender releases: every `<dir>/<release>/blender` is detected. */
+  blenderReleasesDir?: string
+  /**
+   * Test hook (env RMESH_TEST_BLENDER_DEVICES): the JSON of a recorded device report
+   * (engines/blender-devices.ts) that stands for every Blender's detection. Tests only.
+   */
+  testBlenderDevices?: string
   /** Templated engines, validated by the engine registry. */
   engines: unknown[]
   presenceIntervalMs: number
@@ -150,6 +157,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ConfigInput
   if (env.RMESH_RENDER_MEMORY_MIB) out.renderMemoryMiB = Number(env.RMESH_RENDER_MEMORY_MIB)
   if (env.RMESH_SUBMIT_TAGS) out.submitTags = list(env.RMESH_SUBMIT_TAGS)
   if (env.RMESH_WEB) out.web = env.RMESH_WEB
+  if (env.RMESH_BLENDER_RELEASES_DIR) out.blenderReleasesDir = env.RMESH_BLENDER_RELEASES_DIR
+  if (env.RMESH_TEST_BLENDER_DEVICES) out.testBlenderDevices = env.RMESH_TEST_BLENDER_DEVICES
   return out
 }
 
@@ -232,6 +241,21 @@ export function resolveConfig(dataDir: string, ...layers: ConfigInput[]): Daemon
   }
   if (!Array.isArray(c.blenderPaths) || !c.blenderPaths.every((p) => typeof p === 'string'))
     throw bad('blenderPaths', 'must be a list of paths')
+  if (
+    c.blenderReleasesDir !== undefined &&
+    (typeof c.blenderReleasesDir !== 'string' || !isAbsolute(c.blenderReleasesDir))
+  )
+    throw bad(
+      'blenderReleasesDir',
+      'must be the absolute path of a folder of unpacked Blender releases',
+    )
+  if (c.testBlenderDevices !== undefined) {
+    try {
+      JSON.parse(c.testBlenderDevices)
+    } catch {
+      throw bad('testBlenderDevices', 'must be the JSON of a recorded device report (a test hook)')
+    }
+  }
   if (!Array.isArray(c.engines)) throw bad('engines', 'must be a list of engine declarations')
   for (const f of ['presenceIntervalMs', 'leaseTimeoutMs', 'syncIntervalMs'] as const) {
     if (!Number.isFinite(c[f]) || c[f] < 50 || c[f] > 3_600_000)

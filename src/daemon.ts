@@ -289,13 +289,24 @@ export async function startDaemon(
     })
 
     // ----- engines, the worker and the leases ----------------------------------------
+    let onEnginesChanged = () => {}
     const engines = await createEngineRegistry({
       config: {
-        blender: { paths: config.blenderPaths, limits: () => rules.limits() },
+        blender: {
+          paths: config.blenderPaths,
+          releasesDir: config.blenderReleasesDir,
+          recordedDevices:
+            config.testBlenderDevices === undefined
+              ? undefined
+              : JSON.parse(config.testBlenderDevices),
+          limits: () => rules.limits(),
+        },
         engines: config.engines.length ? config.engines : undefined,
         test: config.testEngine,
       },
       logger,
+      // Presence is made later; a detection that ends before it has nothing to tell.
+      onChange: () => onEnginesChanged(),
     })
     cleanups.push(() => engines.close())
 
@@ -392,6 +403,7 @@ export async function startDaemon(
       engines: {
         get: (name) => (engines.has(name) ? engines.get(name) : undefined),
         versions: () => engines.describe(),
+        devices: () => engines.devices(),
       },
       jobState: (jobId) => leases?.job(jobId),
       workRoot: join(config.dataDir, 'work'),
@@ -420,6 +432,7 @@ export async function startDaemon(
           ...(pausedFor() ? { paused: pausedFor() } : {}),
           tags: config.tags,
           ...(engines.videoFeatures() ? { video: engines.videoFeatures() } : {}),
+          ...((d) => (d.length ? { devices: d } : {}))(engines.devices()),
           ...((r) => (r ? { rules: r } : {}))(rules.presence()),
           freeDiskBytes,
           load: Math.round((loadavg()[0] / cpuCount) * 100) / 100,
@@ -509,6 +522,7 @@ export async function startDaemon(
           slots: renderSlots(),
           tags: config.tags,
           video: engines.videoFeatures(),
+          devices: engines.devices(),
         }),
         logger,
       },
@@ -545,6 +559,7 @@ export async function startDaemon(
       selfPaused: pausedFor,
       selfTags: () => config.tags,
       selfVideo: () => engines.videoFeatures(),
+      selfDevices: () => engines.devices(),
       selfName: () => config.name,
       noEligibleGraceMs: config.noEligibleGraceMs,
       // Presence calls a peer gone after 3 silent intervals: judge no mesh before hearing it.
@@ -622,6 +637,7 @@ export async function startDaemon(
 
     // ----- wiring between the parts ---------------------------------------------------
     onDiskLowChanged = () => presence.publishNow()
+    onEnginesChanged = () => presence.publishNow()
     onRulesChanged = () => {
       presence.publishNow()
       events.publish({ type: 'node-rules', rules: rules.view() })

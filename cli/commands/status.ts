@@ -20,7 +20,8 @@ export function register(program: Command, ctx: CliContext): void {
       'after',
       `
 Examples:
-  rmesh status                 this node: peer id, addresses, mesh, engines
+  rmesh status                 this node: peer id, addresses, mesh, engines, every Blender
+                               found (version, path) and the devices its Cycles sees
   rmesh status --json | jq -r '.addresses[0]'
   rmesh status 3f9a1c          frame table of a job: state, node, attempts, render time
   rmesh status 3f9a1c --json`,
@@ -51,11 +52,23 @@ export function describeNode(ctx: CliContext, n: NodeInfo): string {
     `slots      ${n.slots.busy}/${n.slots.total} busy${n.renderPaused ? c.yellow(`; takes no new renders: ${n.renderPaused}`) : ''}`,
     ...(n.freeDiskBytes !== undefined ? [`free disk  ${formatBytes(n.freeDiskBytes)}`] : []),
     `engines    ${n.engines.map((e) => `${e.name} ${e.version}`).join(', ') || c.yellow('none found (install blender)')}`,
+    ...blenderLines(n),
     ...reachabilityLines(ctx, n),
     'addresses',
     ...n.addresses.map((a) => `  ${a}`),
   ]
   return lines.join('\n')
+}
+
+/** Each Blender found, its executable and the devices its Cycles sees. */
+function blenderLines(n: NodeInfo): string[] {
+  return (n.blenders ?? []).map((b, i) => {
+    const d = b.devices
+    const devices = d
+      ? `${d.kinds.join(', ')}${d.names.length ? ` (${d.names.join(', ')})` : ''}`
+      : 'detecting…'
+    return `${i === 0 ? 'blender   ' : '          '} ${b.version}  ${b.path}  devices: ${devices}`
+  })
 }
 
 /** How machines beyond this LAN reach this node: public, through which relays, or not at all. */

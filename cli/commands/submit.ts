@@ -11,6 +11,7 @@ import { type CliContext, printJson, UsageError } from '../context.js'
 import { EXIT } from '../exit-codes.js'
 import { formatBytes, table } from '../format.js'
 import { formatFrames } from '../../src/jobs/frame-spec.js'
+import { DEVICE_REQUESTS } from '../../src/jobs/devices.js'
 import { action } from '../command.js'
 import { buildSubmitRequest, type SubmitInput } from '../validate.js'
 import { isFinished, JobEndedError, missingOutputs, progressLine, watchJob } from '../watch.js'
@@ -67,7 +68,16 @@ export function register(program: Command, ctx: CliContext): void {
       'pack images, sounds, fonts and libraries into a copy of the scene instead of sending them as files',
     )
     .option('--persistent', 'keep the job data after it ends, so it can be retried later')
-    .option('--require <req>', "renderer requirement, repeatable: 'blender>=3.4'", collect)
+    .option(
+      '--require <req>',
+      "Blender versions that may render it, repeatable: 'blender>=3.4', 'blender>=4.2 <4.3' (default: the major.minor of this node's Blender, e.g. >=3.4 <3.5)",
+      collect,
+    )
+    .option('--any-blender', 'any Blender version may render it (no default version pin)')
+    .option(
+      '--device <kind>',
+      `render device: ${DEVICE_REQUESTS.join(', ')} ('gpu': any GPU kind); only nodes whose Blender has it render the job (default: any node, as the scene says, CPU where no GPU)`,
+    )
     .option(
       '--tags <list>',
       "only nodes with all these tags render it (a pool), e.g. gpu,studio-a; default the node's submitTags; '' for any node",
@@ -94,6 +104,8 @@ Examples:
   rmesh submit shot.blend --video vp9 --passes 2 --bit-depth 10 --tag fast
   rmesh submit shot.blend --frames '1-10,20,30-40' --priority 80 --out /renders/sh010
   rmesh submit shots/sh010.blend --project-root . --dry-run
+  rmesh submit shot.blend --device optix --require 'blender>=4.2 <4.3'
+  rmesh submit shot.blend --device gpu --any-blender
   id=$(rmesh submit shot.blend --detach --json | jq -r .jobId)
 
 Every file the scene uses travels with the job (textures, image sequences, UDIM tiles,

@@ -121,6 +121,7 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
       admitted: !!d.admission.token,
       caps: d.admission.token ? [...d.admission.token.cap] : [],
       engines: d.engines.describe(),
+      blenders: d.engines.blenders(),
       slots: { total: d.config.slots, busy: d.activity.size },
       renderPaused: d.renderPaused(),
       freeDiskBytes: d.freeDiskBytes(),

@@ -18,6 +18,8 @@
  * - New fields may be added to any object; clients ignore fields they do not know.
  */
 
+import type { DeviceRequest } from '../jobs/devices.js'
+
 export const API_VERSION = 'v1'
 export const API_PREFIX = '/v1'
 export const SOCKET_FILE = 'rmesh.sock'
@@ -103,6 +105,14 @@ export interface EngineInfo {
   version: string // '3.4.1'
 }
 
+export interface BlenderInfo {
+  version: string
+  /** The executable. */
+  path: string
+  /** `kinds`: cpu, cuda, optix, hip, oneapi, metal (cpu always); `names`: its GPUs. */
+  devices?: { kinds: string[]; names: string[] }
+}
+
 export interface Slots {
   total: number
   busy: number
@@ -139,6 +149,11 @@ export interface NodeInfo {
   /** Capabilities of this node's token; [] when not admitted. */
   caps: Cap[]
   engines: EngineInfo[]
+  /**
+   * Every Blender this node found (PATH, config `blenderPaths`, `blenderReleasesDir`), newest
+   * first, with the Cycles devices each sees (absent until its detection finished).
+   */
+  blenders?: BlenderInfo[]
   slots: Slots
   /**
    * Why this node takes no new renders now, when it does not: no render capability,
@@ -434,8 +449,20 @@ export interface SubmitRequest {
   allowMissing?: boolean
   /** Keep the job's blocks after it ends (no GC) so it can be retried later. */
   persistent?: boolean
-  /** Requirements on the renderer, e.g. ['blender>=3.4']. */
+  /**
+   * Requirements on the renderer, e.g. ['blender>=3.4'], ['blender>=4.2 <4.3']. Default for a
+   * Blender job: the submitter's version, the major.minor of the Blender that read the scene
+   * here (`>=3.4 <3.5`), unless `anyBlender`.
+   */
   require?: string[]
+  /** Any Blender version may render it (no default version requirement). */
+  anyBlender?: boolean
+  /**
+   * The render device (Blender jobs): `cpu`, `gpu` (any GPU kind) or one of `optix`, `cuda`,
+   * `hip`, `oneapi`, `metal`. Only nodes with it render the job. Default: none (any node; it
+   * renders as the scene says, on the CPU where the node has no GPU).
+   */
+  device?: DeviceRequest
   /** Engine parameters (templated engines), validated by the daemon. */
   params?: Record<string, string | number | boolean>
   /** Engine name; default by extension ('blender' for .blend). */

@@ -112,6 +112,7 @@ export async function createPersistentBlender(
         resolutionPercentage: options.resolutionPercentage,
         remapFile: options.remapFile,
         allowMissing: options.allowMissing,
+        device: options.device,
       }),
     ],
     stdin: true,

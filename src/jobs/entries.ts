@@ -13,6 +13,7 @@ import { InvalidInputError } from '../util/errors.js'
 import { isCidString } from '../util/hash.js'
 import type { LogId, PeerIdString } from '../log/types.js'
 import { jobIdOfLog } from '../log/types.js'
+import { DEVICE_REQUESTS, type DeviceRequest, isDeviceRequest } from './devices.js'
 import { isVersionRequirement } from './version.js'
 import { checkVideoOutput, type VideoOutput } from './video-options.js'
 
@@ -87,7 +88,8 @@ export interface AnnounceBody {
   priority: number
   persistent?: boolean
   params: Record<string, ParamValue>
-  requirements: { tags?: string[] }
+  /** `device`: the render device the job needs (jobs/devices.ts); absent: any. */
+  requirements: { tags?: string[]; device?: DeviceRequest }
   limits: { maxFailuresPerNode?: number; maxNodesPerChunk?: number; chunkTimeoutMs?: number }
 }
 export interface ClaimBody {
@@ -285,6 +287,11 @@ function announce(b: Record<string, unknown>): AnnounceBody {
     requirements: compact({
       tags: optional(req.tags, (t) =>
         list(t, 'tags', LIMITS.maxTags, (x) => str(x, 'tag', LIMITS.maxTag, 1)),
+      ),
+      device: optional(req.device, (d) =>
+        isDeviceRequest(d)
+          ? d
+          : fail(`requirements.device: not one of ${DEVICE_REQUESTS.join(', ')}`),
       ),
     }),
     limits: compact({

@@ -5,8 +5,14 @@
  *
  * Invariants: throws InvalidInputError naming the request field; what it returns passes
  * the announce schema, so a submit is refused here rather than ignored by every node.
+ *
+ * Also the Blender options: the device a job asks for, and the default version requirement
+ * ("the submitter's version": the major.minor of the Blender that read the scene here, as
+ * `>=X.Y <X.Y+1`, unless the request requires versions itself or says `anyBlender`).
  */
 import type * as Api from '../api/types.js'
+import { DEVICE_REQUESTS, type DeviceRequest, isDeviceRequest } from '../jobs/devices.js'
+import { parseVersion } from '../jobs/version.js'
 import type { SceneInfo } from '../engines/types.js'
 import { LIMITS, type OutputFormat } from '../jobs/entries.js'
 import {
@@ -64,4 +70,40 @@ export function checkTags(tags: unknown): string[] | undefined {
     )
   }
   return tags.length ? [...new Set(tags as string[])] : undefined
+}
+
+/** `device`: only for Blender jobs; undefined when not asked. */
+export function checkDevice(device: unknown, engineName: string): DeviceRequest | undefined {
+  if (device === undefined) return undefined
+  if (!isDeviceRequest(device))
+    throw new InvalidInputError(`device must be one of ${DEVICE_REQUESTS.join(', ')}`, {
+      field: 'device',
+    })
+  if (engineName !== 'blender')
+    throw new InvalidInputError(`device is for Blender jobs; engine ${engineName} has none`, {
+      field: 'device',
+    })
+  return device
+}
+
+/**
+ * The job's version requirement: the request's own, else (Blender, not `anyBlender`) the
+ * submitter's Blender's major.minor (`3.4.1` → `>=3.4 <3.5`), else none.
+ */
+export function blenderRequirement(
+  requested: string | undefined,
+  anyBlender: unknown,
+  engineName: string,
+  submitterVersion: string | undefined,
+): string | undefined {
+  if (anyBlender !== undefined && typeof anyBlender !== 'boolean')
+    throw new InvalidInputError('anyBlender must be true or false', { field: 'anyBlender' })
+  if (anyBlender && requested !== undefined)
+    throw new InvalidInputError(
+      'anyBlender and require contradict each other: give one (require pins versions, anyBlender takes any)',
+      { field: 'anyBlender' },
+    )
+  if (requested !== undefined || anyBlender || engineName !== 'blender') return requested
+  const v = submitterVersion === undefined ? undefined : parseVersion(submitterVersion)
+  return v ? `>=${v[0]}.${v[1]} <${v[0]}.${v[1] + 1}` : undefined
 }

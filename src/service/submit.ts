@@ -26,7 +26,7 @@ import {
 } from '../jobs/entries.js'
 import { parseFrameSpec } from '../jobs/frame-spec.js'
 import { isVersionRequirement } from '../jobs/version.js'
-import { checkTags, checkVideoRequest } from './submit-options.js'
+import { blenderRequirement, checkDevice, checkTags, checkVideoRequest } from './submit-options.js'
 import { jobLogId } from '../log/types.js'
 import { withDeadline } from '../util/abort.js'
 import { InvalidInputError, NotFoundError, RmeshError } from '../util/errors.js'
@@ -194,7 +194,13 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
       throw new InvalidInputError('name must be 1–100 characters without slashes', {
         field: 'name',
       })
-    const requirement = parseEngineRequirement(req.require, engineName)
+    const requirement = blenderRequirement(
+      parseEngineRequirement(req.require, engineName),
+      req.anyBlender,
+      engineName,
+      info?.blenderVersion,
+    )
+    const device = checkDevice(req.device, engineName)
     if (req.outDir !== undefined && (typeof req.outDir !== 'string' || !isAbsolute(req.outDir)))
       throw new InvalidInputError('outDir must be an absolute path', { field: 'outDir' })
     return {
@@ -209,6 +215,7 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
       format,
       name,
       requirement,
+      device,
       video,
       tags,
       allowMissing: req.allowMissing === true,
@@ -356,7 +363,7 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
         : {}),
     }
     await ctx.saveLocal(lj)
-    const { requirement, engineName, format, video, tags } = checked
+    const { requirement, engineName, format, video, tags, device } = checked
     const announce: AnnounceBody = {
       jobId,
       name,
@@ -370,7 +377,10 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
       priority: checked.priority,
       persistent: req.persistent ?? false,
       params: (req.params ?? {}) as AnnounceBody['params'],
-      requirements: tags?.length ? { tags } : {},
+      requirements: {
+        ...(tags?.length ? { tags } : {}),
+        ...(device ? { device } : {}),
+      },
       limits: {},
     }
     // Every node ignores an invalid announce: refuse it here rather than lose the job silently.

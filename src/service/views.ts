@@ -125,12 +125,13 @@ export function createJobViews(ctx: ServiceContext): JobViews {
         paused: c.selfPaused?.(),
         tags: c.selfTags?.() ?? [],
         video: c.selfVideo?.(),
+        devices: c.selfDevices?.(),
       },
     ]
     for (const [peerId, p] of c.presence.peers()) {
       if (p.state !== 'up' || peerId === c.self) continue
-      const { name, engines, slots, paused, tags, video } = p.presence
-      out.push({ id: peerId as MeshNode['id'], name, engines, slots, paused, tags, video })
+      const { name, engines, slots, paused, tags, video, devices } = p.presence
+      out.push({ id: peerId as MeshNode['id'], name, engines, slots, paused, tags, video, devices })
     }
     return out
   }
