@@ -317,6 +317,23 @@ const CASES: Record<string, Omit<Vector, 'expected'>> = {
       ),
     ],
   },
+  'device-requirement': {
+    description:
+      "An announce may ask for a render device (`requirements.device`: cpu, gpu, cuda, optix, hip, oneapi, metal); one asking for an unknown device ('tpu', or 'OPTIX' in capitals) is ignored like any invalid announce, and the valid one keeps its device in the job's state (eligibility reads it there).",
+    entries: [
+      e('announce', announceBody({ requirements: { device: 'tpu' as never } }), 1, SUB),
+      e('announce', announceBody({ requirements: { device: 'OPTIX' as never } }), 1, SUB),
+      e(
+        'announce',
+        announceBody({
+          engine: { name: 'blender', version: '>=4.2 <4.3' },
+          requirements: { device: 'optix' },
+        }),
+        2,
+        SUB,
+      ),
+    ],
+  },
 }
 
 describe('job reducer test vectors', () => {
