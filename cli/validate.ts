@@ -22,6 +22,7 @@ import { UsageError } from './context.js'
 import { parseFrameSpec } from '../src/jobs/frame-spec.js'
 import { parseFrameRate } from '../src/jobs/video-options.js'
 import { DEVICE_REQUESTS, isDeviceRequest } from '../src/jobs/devices.js'
+import { parseEngineRange } from '../src/jobs/version.js'
 
 export interface SubmitInput {
   scene: string
@@ -83,19 +84,17 @@ export function parseVideo(value: string): VideoCodec {
   return v as VideoCodec
 }
 
-const REQUIREMENT = /^[a-z][a-z0-9_-]{0,31}\s*(?:(?:>=|<=|==|=|>|<)\s*\d+(?:\.\d+){0,3})?$/i
-
 export function parseRequirements(values: readonly string[]): string[] {
   const out: string[] = []
   for (const v of values.flatMap((s) => s.split(','))) {
     const r = v.trim()
     if (r === '') continue
-    if (!REQUIREMENT.test(r)) {
+    if (!parseEngineRange(r)) {
       throw new UsageError(
-        `--require "${r}" is not a requirement; write e.g. 'blender>=3.4' or 'blender'`,
+        `--require "${r}" is not a requirement; write e.g. 'blender>=3.4', 'blender>=4.2 <4.3' or 'blender'`,
       )
     }
-    out.push(r.replace(/\s+/g, ''))
+    out.push(r)
   }
   return out
 }

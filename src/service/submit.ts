@@ -25,7 +25,7 @@ import {
   validateBody,
 } from '../jobs/entries.js'
 import { parseFrameSpec } from '../jobs/frame-spec.js'
-import { isVersionRequirement } from '../jobs/version.js'
+import { isVersionRequirement, parseEngineRange } from '../jobs/version.js'
 import { blenderRequirement, checkDevice, checkTags, checkVideoRequest } from './submit-options.js'
 import { jobLogId } from '../log/types.js'
 import { withDeadline } from '../util/abort.js'
@@ -194,9 +194,14 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
       throw new InvalidInputError('name must be 1–100 characters without slashes', {
         field: 'name',
       })
+    const requested = parseEngineRequirement(req.require, engineName)
     const requirement = blenderRequirement(
-      parseEngineRequirement(req.require, engineName),
-      req.anyBlender,
+      requested,
+      // `--require blender` (the engine, no versions) asks for any version, like anyBlender.
+      req.anyBlender ??
+        (requested === undefined && Array.isArray(req.require) && req.require.length > 0
+          ? true
+          : undefined),
       engineName,
       info?.blenderVersion,
     )
@@ -441,18 +446,17 @@ export function parseEngineRequirement(
 ): string | undefined {
   const comparators: string[] = []
   for (const r of values ?? []) {
-    const m = /^([a-z][a-z0-9-]*)\s*(.*)$/s.exec(String(r).trim())
-    const rest = (m?.[2] ?? '').replace(/(>=|<=|>|<|=|\^|~)\s+(?=\d)/g, '$1').trim()
-    if (!m || !isVersionRequirement(rest))
+    const parsed = parseEngineRange(String(r))
+    if (!parsed)
       throw new InvalidInputError(
         `requirement ${JSON.stringify(r)} is not like 'blender>=3.4' or 'blender>=4.2 <4.3'`,
         { field: 'require' },
       )
-    if (m[1] !== engineName)
+    if (parsed.engine !== engineName)
       throw new InvalidInputError(`requirement ${r} names another engine than ${engineName}`, {
         field: 'require',
       })
-    comparators.push(...rest.split(/\s+/))
+    if (parsed.range) comparators.push(...parsed.range.split(/\s+/))
   }
   if (comparators.length === 0) return undefined
   const requirement = comparators.join(' ')

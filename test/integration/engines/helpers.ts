@@ -32,7 +32,7 @@ export const never = () => new AbortController().signal
 /**
  * A fake second Blender for tests, named as such (`<releasesDir>/blender-wrapper-<version>/blender`):
  * it answers `--version` with `Blender <version>` and execs the real one otherwise; with
- * `marker`, each render it runs (`-f` in its arguments) appends its arguments there.
+ * `marker`, each render it runs (`-f` in its arguments) appends a line there.
  */
 export async function writeBlenderWrapper(
   releasesDir: string,
@@ -43,7 +43,7 @@ export async function writeBlenderWrapper(
   const dir = join(releasesDir, `blender-wrapper-${version}`)
   await mkdir(dir, { recursive: true })
   const path = join(dir, 'blender')
-  const mark = marker ? `case " $* " in *" -f "*) echo "$*" >> '${marker}' ;; esac\n` : ''
+  const mark = marker ? `case " $* " in *" -f "*) echo "render -f" >> '${marker}' ;; esac\n` : ''
   await writeFile(
     path,
     `#!/bin/sh\n# A test wrapper standing for Blender ${version}: not a real release.\nif [ "$1" = "--version" ]; then echo "Blender ${version}"; exit 0; fi\n${mark}exec '${real}' "$@"\n`,
