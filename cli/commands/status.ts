@@ -52,7 +52,7 @@ export function describeNode(ctx: CliContext, n: NodeInfo): string {
     `slots      ${n.slots.busy}/${n.slots.total} busy${n.renderPaused ? c.yellow(`; takes no new renders: ${n.renderPaused}`) : ''}`,
     ...(n.freeDiskBytes !== undefined ? [`free disk  ${formatBytes(n.freeDiskBytes)}`] : []),
     `engines    ${n.engines.map((e) => `${e.name} ${e.version}`).join(', ') || c.yellow('none found (install blender)')}`,
-    ...blenderLines(n),
+    ...blenderLines(n.blenders),
     ...reachabilityLines(ctx, n),
     'addresses',
     ...n.addresses.map((a) => `  ${a}`),
@@ -61,8 +61,8 @@ export function describeNode(ctx: CliContext, n: NodeInfo): string {
 }
 
 /** Each Blender found, its executable and the devices its Cycles sees. */
-function blenderLines(n: NodeInfo): string[] {
-  return (n.blenders ?? []).map((b, i) => {
+export function blenderLines(blenders: NodeInfo['blenders']): string[] {
+  return (blenders ?? []).map((b, i) => {
     const d = b.devices
     const devices = d
       ? `${d.kinds.join(', ')}${d.names.length ? ` (${d.names.join(', ')})` : ''}`

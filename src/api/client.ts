@@ -33,6 +33,7 @@ import {
   type LimitsRequest,
   type LogsQuery,
   type NodeRulesView,
+  type DetectResponse,
   MAX_EVENT_LINE_BYTES,
   type NodeInfo,
   type PeerInfo,
@@ -136,6 +137,8 @@ export interface ApiClient {
   nodeRules(o?: CallOptions): Promise<NodeRulesView>
   pauseNode(mode: NonNullable<PauseRequest['mode']>, o?: CallOptions): Promise<NodeRulesView>
   resumeNode(o?: CallOptions): Promise<NodeRulesView>
+  /** Find the Blenders and their devices again (one Blender run per executable). */
+  detectEngines(o?: CallOptions): Promise<DetectResponse>
   /** null clears it. */
   setSchedule(schedule: string | null, o?: CallOptions): Promise<NodeRulesView>
   /** null turns idle-only off. */
@@ -353,6 +356,7 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     nodeRules: (o) => json('GET', `${API_PREFIX}/node/rules`, undefined, o),
     pauseNode: (mode, o) => json('POST', `${API_PREFIX}/node/pause`, { mode }, o),
     resumeNode: (o) => json('POST', `${API_PREFIX}/node/resume`, {}, o),
+    detectEngines: (o) => json('POST', `${API_PREFIX}/node/detect`, {}, o, 180_000),
     setSchedule: (schedule, o) => json('POST', `${API_PREFIX}/node/schedule`, { schedule }, o),
     setIdle: (minutes, loadPercent, o) =>
       json(

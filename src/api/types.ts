@@ -113,6 +113,12 @@ export interface BlenderInfo {
   devices?: { kinds: string[]; names: string[] }
 }
 
+/** POST /v1/node/detect: what this node found, once every Blender's devices are known. */
+export interface DetectResponse {
+  engines: EngineInfo[]
+  blenders: BlenderInfo[]
+}
+
 export interface Slots {
   total: number
   busy: number
@@ -182,6 +188,7 @@ export interface NodeInfo {
 //   POST /v1/node/schedule       ScheduleRequest → NodeRulesView (400 for a schedule that does not parse)
 //   POST /v1/node/idle           IdleRequest → NodeRulesView
 //   POST /v1/node/limits         LimitsRequest → NodeRulesView
+//   POST /v1/node/detect         {} → DetectResponse (finds the Blenders and their devices again)
 // ---------------------------------------------------------------------------------------
 
 /**

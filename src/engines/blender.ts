@@ -302,8 +302,9 @@ export function createBlenderEngine(options: BlenderEngineOptions = {}): Blender
   let detected: Promise<EngineVersion[]> | undefined
   const persistent = new Map<string, Promise<PersistentBlender>>()
 
+  // Each detect() looks again (start, `rmesh node detect`); executable() uses the last one.
   const detect = () => {
-    detected ??= detectBlender({
+    detected = detectBlender({
       paths: options.paths,
       releasesDir: options.releasesDir,
       searchPath: options.searchPath,
@@ -311,7 +312,7 @@ export function createBlenderEngine(options: BlenderEngineOptions = {}): Blender
     return detected
   }
   const executable = async (version?: string): Promise<string> => {
-    const all = await detect()
+    const all = await (detected ?? detect())
     const pick = version === undefined ? all[0] : all.find((v) => v.version === version)
     if (!pick) {
       throw new EngineError(

@@ -53,6 +53,8 @@ export interface EngineRegistry {
   describe(): { name: string; version: string }[]
   /** The devices each detected Blender version sees (presence `devices`), as far as known. */
   devices(): EngineDevices[]
+  /** Resolves when the device detection started by the last refresh has ended. */
+  devicesDetected(): Promise<void>
   /** Every Blender found: version, executable and its devices (once detected). */
   blenders(): { version: string; path: string; devices?: DetectedDevices }[]
   /** Does this node meet a requirement like `blender>=3.4`? */
@@ -88,6 +90,7 @@ export async function createEngineRegistry(components: {
   /** Per Blender executable: what it sees. A refresh starts a new generation. */
   let deviceMap = new Map<string, DetectedDevices>()
   let generation = 0
+  let detecting: Promise<void> = Promise.resolve()
   /** Stops a detection still running when the registry closes. */
   const closing = new AbortController()
 
@@ -136,7 +139,8 @@ export async function createEngineRegistry(components: {
     versions = found
     installed = next
     logger.info('engines detected', { engines: found.map((v) => `${v.name} ${v.version}`) })
-    void detectAllDevices(found).catch((err) =>
+    components.onChange?.()
+    detecting = detectAllDevices(found).catch((err) =>
       logger.warn('device detection failed', { err: String(err) }),
     )
     return found
@@ -175,6 +179,7 @@ export async function createEngineRegistry(components: {
       }
       return out.slice(0, DEVICES_LIMITS.entries)
     },
+    devicesDetected: () => detecting,
     blenders: () =>
       versions
         .filter((v) => v.name === 'blender')

@@ -3,7 +3,8 @@
  * The node has two "Blenders": Debian's 3.4 on PATH and, in its releases folder
  * (`blenderReleasesDir`), a wrapper script named as such (blender-wrapper-4.2.0) that says
  * "Blender 4.2.0" and runs the real one, noting each render it runs in a marker file.
- *  a. `rmesh status` lists both, with path, version and the devices detected by Blender's own
+ *  a. the wrapper is unpacked after the daemon started: `rmesh node detect` finds it, and
+ *     `rmesh status` lists both, with path, version and the devices detected by Blender's own
  *     Python (the real detection: CPU only on this machine);
  *  b. a job pinned to 'blender>=4.2 <4.3' renders with the wrapper; a job with the default
  *     requirement (the submitter's Blender's major.minor: the scene was read by 3.4) renders
@@ -11,10 +12,10 @@
  *  c. a job needing `--device optix` waits, and says why: no node has an OptiX device.
  * Skipped, with the reason printed, where Blender or ffmpeg is not installed.
  */
-import { readFile } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { NodeInfo } from '../../../src/api/types.js'
+import type { DetectResponse, NodeInfo } from '../../../src/api/types.js'
 import { findOnPath } from '../../../src/engines/process.js'
 import { frameFileName } from '../../../src/service/jobs.js'
 import { json, rmeshIn } from '../../e2e/run-cli.js'
@@ -40,12 +41,13 @@ describe.skipIf(!!skipReason)('several Blenders and devices on one node (real Bl
   let marker: string
   let wrapper: string
   let scene: string
+  let real: string
 
   beforeAll(async () => {
     base = await makeTempDir('rmesh-blender-versions-')
     marker = join(base, 'wrapper-renders.txt')
-    const real = (await findOnPath('blender'))[0]
-    wrapper = await writeBlenderWrapper(join(base, 'releases'), '4.2.0', real, marker)
+    real = (await findOnPath('blender'))[0]
+    await mkdir(join(base, 'releases'))
     scene = (await sceneCache()).scenePath
     ;[node] = await startFaultMesh(1, {
       // '' : the real detection, not the recorded report test daemons take by default.
@@ -57,9 +59,16 @@ describe.skipIf(!!skipReason)('several Blenders and devices on one node (real Bl
     await stopAll([node], base ? [base] : [])
   })
 
-  it('a. status lists both Blenders with path, version and devices', {
+  it('a. node detect finds a new release; status lists both with path, version and devices', {
     timeout: 60_000,
   }, async () => {
+    wrapper = await writeBlenderWrapper(join(base, 'releases'), '4.2.0', real, marker)
+    const det = await rmeshIn(node.dir, ['node', 'detect', '--json'], { timeoutMs: 60_000 })
+    expect(det.code, det.stderr).toBe(0)
+    expect(json<DetectResponse>(det).blenders.map((b) => [b.version, b.devices?.kinds])).toEqual([
+      ['4.2.0', ['cpu']],
+      [expect.stringMatching(/^3\.4/), ['cpu']],
+    ])
     const info = await waitFor(
       async () => {
         const n = json<NodeInfo>(await rmeshIn(node.dir, ['status', '--json']))
