@@ -4,12 +4,14 @@
  *  - a folder of unpacked releases is scanned (a wrapper script named as such stands for a
  *    second Blender: it answers `--version` with "Blender 4.2.0" and execs the real one
  *    otherwise), deduplicated by real path, newest first;
- *  - a render asked for the CPU says so in its log; one asked for OptiX fails before any
- *    frame with ERR_RENDER_FAILED, naming the device (this machine has none).
+ *  - a render asked for the CPU says so in its log; a scene set to GPU Compute, with no device
+ *    asked, renders on the CPU (never fails for lack of a GPU); one asked for OptiX fails
+ *    before any frame with ERR_RENDER_FAILED, naming the device (this machine has none).
  */
 import { mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { execa } from 'execa'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { detectBlender, renderChunk } from '../../../src/engines/blender.js'
 import { detectDevices } from '../../../src/engines/blender-devices.js'
@@ -69,6 +71,28 @@ describe('Blender devices and versions (real Blender, CPU only)', () => {
       {
         signal: never(),
       },
+    )
+    expect(r.outputs).toHaveLength(1)
+    expect(await readFile(r.logPath, 'utf8')).toContain('RMESH_DEVICE {"kind": "cpu"}')
+  })
+
+  it('a scene set to GPU Compute renders on the CPU of a node without a GPU (no --device)', {
+    timeout: 60_000,
+  }, async () => {
+    const gpuScene = join(root, 'gpu-scene.blend')
+    await execa(real, [
+      '-b',
+      '--factory-startup',
+      scene.scenePath,
+      '--python-exit-code',
+      '3',
+      '--python-expr',
+      `import bpy\nbpy.context.scene.cycles.device = 'GPU'\nbpy.ops.wm.save_as_mainfile(filepath=${JSON.stringify(gpuScene)}, copy=True)`,
+    ])
+    const r = await renderChunk(
+      { blender: real },
+      task({ scenePath: gpuScene, workDir: join(root, 'gpu') }),
+      { signal: never() },
     )
     expect(r.outputs).toHaveLength(1)
     expect(await readFile(r.logPath, 'utf8')).toContain('RMESH_DEVICE {"kind": "cpu"}')
