@@ -289,6 +289,8 @@ export interface PeerInfo {
   version?: string
   /** Its scheduling tags (pools: `rmesh peers --by-tag`). */
   tags?: string[]
+  /** The render devices each of its engine versions sees (presence `devices`). */
+  devices?: { engine: string; version: string; kinds: string[]; names?: string[] }[]
   /** Its own rules as its presence tells them (absent: none, and active). */
   rules?: { state: NodeRuleState; schedule?: string; idleMinutes?: number; next?: number }
 }

@@ -57,6 +57,7 @@ export function peerInfoOf(d: Daemon, peerId: string): PeerInfo | undefined {
     name: p.name,
     addresses: fullAddresses([...new Set([...connectedAddrs, ...p.addrs])], peerId),
     engines: p.engines,
+    ...(p.devices ? { devices: p.devices } : {}),
     slots: { total: p.slots, busy },
     state,
     connected: conns.length > 0,
