@@ -454,6 +454,48 @@ describe('lease manager', () => {
     expect(log.kinds()).toEqual([])
     await lm.stop()
   })
+
+  it('claims a job needing a device only once a matching version has it', async () => {
+    const clock = new FakeClock(0)
+    const log = memLog(A)
+    const { runner } = manualRunner()
+    let devices = [{ engine: 'blender', version: '3.4.1', kinds: ['cpu' as const] }]
+    const lm = createLeaseManager({
+      self: A,
+      clock,
+      log: log.view,
+      liveness: { lastHeard: () => undefined },
+      runner,
+      capabilities: () => ({
+        engines: [{ name: 'blender', version: '3.4.1' }],
+        slots: 1,
+        tags: [],
+        devices,
+      }),
+      logger: silentLogger,
+    })
+    await lm.start()
+    log.inject({
+      ...entry(
+        'announce',
+        announceBody({ engine: { name: 'blender' }, requirements: { device: 'optix' } }),
+        1,
+        SUB,
+      ),
+      id: 'x' as EntryId,
+      log: jobLogId(JOB),
+    })
+    const tick = async () => {
+      clock.advance(1_000)
+      for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r))
+    }
+    await tick()
+    expect(log.kinds()).toEqual([])
+    devices = [{ engine: 'blender', version: '3.4.1', kinds: ['cpu', 'optix'] as never }]
+    await tick()
+    expect(log.kinds()).toContain('claim')
+    await lm.stop()
+  })
 })
 
 describe('lease manager memory', () => {
