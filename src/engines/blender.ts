@@ -46,6 +46,7 @@ import {
   frameSpec,
   inspectScene,
   missingAssetError,
+  noDeviceError,
   backgroundArgs,
   blenderLimits,
   notLoadedError,
@@ -253,15 +254,6 @@ async function renderChunkOnce(
     )
   }
   return { outputs, logPath, renderMs }
-}
-
-/** The job's device is not there (drivers changed since detection, or a stale presence). */
-function noDeviceError(blender: string, device: string | undefined, logPath: string): EngineError {
-  return new EngineError(
-    'ERR_RENDER_FAILED',
-    `${blender} found no ${device} device on this node although it was detected before (drivers changed?); restart the daemon to detect devices again: see ${logPath}`,
-    { details: { device, logPath } },
-  )
 }
 
 // ---------------------------------------------------------------------------------------
