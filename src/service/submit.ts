@@ -147,6 +147,7 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
     // Checked here, but the caller's own values are announced: each renderer's engine
     // normalizes them again, and job entries carry only scalar params.
     engine.validate(req.params ?? {})
+    const device = checkDevice(req.device, engineName)
     if (req.allowMissing !== undefined && typeof req.allowMissing !== 'boolean')
       throw new InvalidInputError('allowMissing must be true or false', { field: 'allowMissing' })
     const projectRoot = await checkProjectRoot(req.projectRoot, scenePath)
@@ -205,7 +206,6 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
       engineName,
       info?.blenderVersion,
     )
-    const device = checkDevice(req.device, engineName)
     if (req.outDir !== undefined && (typeof req.outDir !== 'string' || !isAbsolute(req.outDir)))
       throw new InvalidInputError('outDir must be an absolute path', { field: 'outDir' })
     return {

@@ -19,7 +19,7 @@ import type { DetectResponse, NodeInfo } from '../../../src/api/types.js'
 import { findOnPath } from '../../../src/engines/process.js'
 import { frameFileName } from '../../../src/service/jobs.js'
 import { json, rmeshIn } from '../../e2e/run-cli.js'
-import { type DaemonProc, makeTempDir, waitFor } from '../../helpers/daemons.js'
+import { apiCall, type DaemonProc, makeTempDir, waitFor } from '../../helpers/daemons.js'
 import {
   blenderSkipReason,
   jobDetail,
@@ -135,6 +135,20 @@ describe.skipIf(!!skipReason)('several Blenders and devices on one node (real Bl
     const bad = await rmeshIn(node.dir, ['submit', scene, '--device', 'tpu'])
     expect(bad.code).toBe(2)
     expect(bad.stderr).toMatch(/--device must be one of/)
+    // The API refuses nonsense with the field named, and the daemon stays up.
+    const api = await apiCall<{ error: { code: string; details?: { field?: string } } }>(
+      node.socket,
+      'POST',
+      '/v1/jobs',
+      { scenePath: scene, device: 'tpu' },
+    )
+    expect(api.status).toBe(400)
+    expect(api.body.error).toMatchObject({
+      code: 'ERR_INVALID_INPUT',
+      details: { field: 'device' },
+    })
+    const det = await apiCall(node.socket, 'POST', '/v1/node/detect', { paths: ['/bin/sh'] })
+    expect(det.status).toBe(400)
     await rmeshIn(node.dir, ['cancel', jobId])
   })
 })

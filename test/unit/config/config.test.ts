@@ -45,6 +45,9 @@ describe('daemon configuration', () => {
       [{ upnp: 'on' }, /upnp/],
       [{ relayedUploadMiBps: -1 }, /relayedUploadMiBps/],
       [{ relayedUploadMiBps: 'fast' }, /relayedUploadMiBps/],
+      [{ blenderReleasesDir: 'relative/dir' }, /blenderReleasesDir/],
+      [{ blenderReleasesDir: 42 }, /blenderReleasesDir/],
+      [{ testBlenderDevices: '{not json' }, /testBlenderDevices/],
     ]
     for (const [layer, re] of bad) {
       expect(() => resolveConfig('/d', layer as never)).toThrow(re)
@@ -96,6 +99,21 @@ describe('daemon configuration', () => {
       resolveConfig('/d', configFromEnv({ RMESH_MIN_FREE_DISK_MIB: '0' })).minFreeDiskMiB,
     ).toBe(0)
     expect(resolveConfig('/d', { minFreeDiskMiB: 4 }).minFreeDiskMiB).toBe(4)
+  })
+
+  it('blenderReleasesDir from RMESH_BLENDER_RELEASES_DIR; the device test hook from its env', () => {
+    const c = resolveConfig(
+      '/d',
+      configFromEnv({
+        RMESH_BLENDER_RELEASES_DIR: '/opt/blender-releases',
+        RMESH_TEST_BLENDER_DEVICES: '{"devices":[]}',
+      }),
+    )
+    expect(c.blenderReleasesDir).toBe('/opt/blender-releases')
+    expect(c.testBlenderDevices).toBe('{"devices":[]}')
+    expect(
+      resolveConfig('/d', configFromEnv({ RMESH_TEST_BLENDER_DEVICES: '' })).testBlenderDevices,
+    ).toBeUndefined()
   })
 
   it('reads config.json, and explains a broken one', async () => {
