@@ -114,6 +114,12 @@ already holds is not sent again. Files outside the project root travel too and a
 remapped on the renderers; the artist's file is never changed. A scene whose files cannot
 be found is refused (exit 2, with where Blender looked) unless --allow-missing.
 
+Blender version: by default only the submitter's major.minor renders it (the Blender that
+read the scene here, e.g. 3.4.x: >=3.4 <3.5); --require pins another range, --any-blender
+takes any. Each chunk runs with the newest matching Blender a node has (rmesh status lists
+them). --device: only nodes whose matching Blender has that device render the job; until one
+appears the job waits and says why (rmesh status JOB).
+
 Exit codes: 0 every frame is in the output folder (--dry-run: it would be accepted);
 1 the job failed or was canceled; 2 bad input (not a .blend, files the scene uses cannot be
 found); 3 no daemon; 130 Ctrl-C (the job keeps running).`,
