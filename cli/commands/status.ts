@@ -122,6 +122,9 @@ export function describeJob(ctx: CliContext, j: JobDetail): string {
     `frames     ${j.framesDone}/${j.framesTotal} done, ${j.framesRendering} rendering, ${j.framesFailed} failed`,
     `priority   ${j.priority}   chunk ${j.chunkSize}   format ${j.format}${j.video ? `   video ${j.video.codec} (${j.video.state})` : ''}`,
     `eta        ${formatDuration(j.etaMs)}   ${j.framesPerMinute.toFixed(1)} frames/min`,
+    ...(j.require.length || j.device
+      ? [`renderer   ${[...j.require, ...(j.device ? [`device ${j.device}`] : [])].join('   ')}`]
+      : []),
     ...(j.outDir ? [`output     ${j.outDir}`] : []),
     ...(j.files
       ? [

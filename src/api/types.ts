@@ -413,6 +413,8 @@ export interface JobDetail extends JobSummary {
   blocklist: string[]
   /** Tags a node must carry to render it (its pool); absent: any node. */
   tags?: string[]
+  /** The render device it needs (`--device`); absent: any node, as the scene says. */
+  device?: DeviceRequest
 }
 
 export interface SubmitRequest {

@@ -246,6 +246,7 @@ export function createJobViews(ctx: ServiceContext): JobViews {
       chunkSize: s.job.chunkSize,
       require: s.job.engine.version ? [`${s.job.engine.name}${s.job.engine.version}`] : [],
       ...(s.job.requirements.tags?.length ? { tags: [...s.job.requirements.tags] } : {}),
+      ...(s.job.requirements.device ? { device: s.job.requirements.device } : {}),
       params: s.job.params,
       frames: frameInfos(s, work),
       chunks: s.chunks.map((ch) => ({

@@ -112,6 +112,8 @@ describe.skipIf(!!skipReason)('several Blenders and devices on one node (real Bl
     await readFile(join(b.outDir, frameFileName(2, '.png')))
     // The wrapper ran no render for it: the 3.4 that read the scene did.
     expect((await marks(marker)).length).toBe(1)
+    expect((await jobDetail(node, a.jobId))?.require).toEqual(['blender>=4.2 <4.3'])
+    expect((await jobDetail(node, b.jobId))?.require).toEqual(['blender>=3.4 <3.5'])
   })
 
   it('c. a job needing an OptiX device waits and says why', { timeout: 60_000 }, async () => {
@@ -132,6 +134,8 @@ describe.skipIf(!!skipReason)('several Blenders and devices on one node (real Bl
     )
     expect(d.state).toBe('queued')
     expect(d.reason).toMatch(/no node of the mesh has an OptiX device/)
+    const st = await rmeshIn(node.dir, ['status', jobId])
+    expect(st.stdout).toMatch(/renderer +blender>=3\.4 <3\.5 +device optix/)
     const bad = await rmeshIn(node.dir, ['submit', scene, '--device', 'tpu'])
     expect(bad.code).toBe(2)
     expect(bad.stderr).toMatch(/--device must be one of/)
