@@ -110,6 +110,14 @@ export function Dashboard(props: DashboardProps) {
           `cancel ${job.name}`,
           async () => `canceled ${(await client.cancel(job.jobId)).name}`,
         )
+      if (input === 'p') {
+        const paused = job.state === 'paused'
+        return run(
+          `${paused ? 'resume' : 'pause'} ${job.name}`,
+          async () =>
+            `${(await (paused ? client.resume(job.jobId) : client.pause(job.jobId))).name} is ${paused ? 'resumed' : 'paused'}`,
+        )
+      }
       if (input === 'r') {
         return run(`retry ${job.name}`, async () => {
           const r = await client.retry(job.jobId, {})
@@ -198,7 +206,7 @@ export function Dashboard(props: DashboardProps) {
         {flash?.text ?? ' '}
       </Text>
       <Text dimColor wrap="truncate-end">
-        ↑↓ job ←→ frame ⏎ open n new c cancel r retry +/- prio l log f fetch ? help q quit
+        ↑↓ job ←→ frame ⏎ open n new c cancel p pause r retry +/- prio l log f fetch ? help q quit
       </Text>
     </Box>
   )

@@ -190,7 +190,10 @@ function applyEvent(s: DashboardState, e: ApiEvent, now: number): DashboardState
 
 /** Jobs in display order: running and queued first by priority, then the rest newest first. */
 export function sortedJobs(s: DashboardState): JobSummary[] {
-  const active = (j: JobSummary) => (j.state === 'rendering' || j.state === 'queued' ? 0 : 1)
+  const active = (j: JobSummary) =>
+    j.state === 'rendering' || j.state === 'queued' || j.state === 'paused' || j.state === 'waiting'
+      ? 0
+      : 1
   return Object.values(s.jobs).sort(
     (a, b) =>
       active(a) - active(b) ||

@@ -114,6 +114,8 @@ export interface ApiClient {
   planSubmit(req: SubmitRequest, o?: CallOptions): Promise<SubmitPlan>
   inspect(req: InspectRequest, o?: CallOptions): Promise<SceneInfo>
   cancel(jobId: string, o?: CallOptions): Promise<JobSummary>
+  pause(jobId: string, o?: CallOptions): Promise<JobSummary>
+  resume(jobId: string, o?: CallOptions): Promise<JobSummary>
   /** The web UI: its URL, a one-time login link, its password (src/web/control.ts). */
   web(o?: CallOptions): Promise<{ url: string; loginRequired: boolean; passwordSet: boolean }>
   webLink(o?: CallOptions): Promise<{ url: string; expires: number | null }>
@@ -332,6 +334,8 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     planSubmit: (req, o) => json('POST', `${API_PREFIX}/jobs/plan`, req, o, SUBMIT_TIMEOUT_MS),
     inspect: (req, o) => json('POST', `${API_PREFIX}/scenes/inspect`, req, o, INSPECT_TIMEOUT_MS),
     cancel: (id, o) => json('POST', jobPath(id, '/cancel'), {}, o),
+    pause: (id, o) => json('POST', jobPath(id, '/pause'), {}, o),
+    resume: (id, o) => json('POST', jobPath(id, '/resume'), {}, o),
     web: (o) => json('GET', '/v1/web', undefined, o),
     webLink: (o) => json('POST', '/v1/web/link', {}, o),
     webPassword: (password, o) => json('POST', '/v1/web/password', { password }, o),

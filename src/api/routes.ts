@@ -152,11 +152,27 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
   )
   api.route('GET', '/v1/jobs/:id', (req) => d.jobs.detail(req.params.id))
   api.route('POST', '/v1/jobs/:id/cancel', (req) => d.jobs.cancel(req.params.id))
+  api.route('POST', '/v1/jobs/:id/pause', (req) => d.jobs.pause(req.params.id))
+  api.route('POST', '/v1/jobs/:id/resume', (req) => d.jobs.resume(req.params.id))
   api.route('POST', '/v1/jobs/:id/retry', (req) => {
     const b = obj(req.body)
     if (b.frames !== undefined && typeof b.frames !== 'string')
       throw new InvalidInputError('frames must be a frame spec like 1-10,20', { field: 'frames' })
-    return d.jobs.retry(req.params.id, { frames: b.frames as string | undefined })
+    const unblock = b.unblock
+    if (
+      unblock !== undefined &&
+      unblock !== true &&
+      (typeof unblock !== 'string' || !/^[1-9A-HJ-NP-Za-km-z]{1,128}$/.test(unblock))
+    )
+      throw new InvalidInputError('unblock must be true or a peer id (or a unique prefix)', {
+        field: 'unblock',
+      })
+    if (unblock !== undefined && b.frames !== undefined)
+      throw new InvalidInputError('give frames or unblock, not both', { field: 'unblock' })
+    return d.jobs.retry(req.params.id, {
+      frames: b.frames as string | undefined,
+      ...(unblock !== undefined ? { unblock } : {}),
+    })
   })
   api.route('POST', '/v1/jobs/:id/priority', (req) => {
     const p = optInt(obj(req.body).priority, 'priority', Api_PRIORITY_MIN, Api_PRIORITY_MAX)

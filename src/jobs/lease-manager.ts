@@ -34,6 +34,7 @@ import { AbortedError, describeError, isRmeshError } from '../util/errors.js'
 import type { LogEntry } from '../log/types.js'
 import { jobLogId } from '../log/types.js'
 import type { ChunkState, JobState, ReduceOptions } from './reducer.js'
+import { isRunnable, keepsRenders } from './reducer.js'
 import type { ChunkProgress, ChunkResult, ChunkTask } from './runner.js'
 import { ChunkDeferredError, ChunkFailedError } from './runner.js'
 import { createJobFolds } from './job-folds.js'
@@ -216,7 +217,7 @@ export function createLeaseManager(
     const current = new Set<string>()
     const live = new Set<string>()
     for (const f of folds.values()) {
-      if (jobLive(f.state)) live.add(f.state.jobId)
+      if (jobHeld(f.state)) live.add(f.state.jobId)
       for (const c of f.state?.chunks ?? []) {
         if (c.state === 'claimed')
           current.add(leaseKey(f.state!.jobId, c.index, c.attempt, c.holder!))
@@ -249,8 +250,14 @@ export function createLeaseManager(
 
   const now = () => clock.monotonic()
 
+  /** A job whose open chunks may be claimed (not paused, not waiting for another job). */
   function jobLive(s: JobState | undefined): s is JobState {
-    return !!s && !s.canceled && !s.deleted && (s.state === 'queued' || s.state === 'rendering')
+    return !!s && isRunnable(s)
+  }
+
+  /** A job whose chunks held here keep rendering: live, or paused (renders finish). */
+  function jobHeld(s: JobState | undefined): s is JobState {
+    return !!s && keepsRenders(s)
   }
 
   function abortTask(task: Task, why: string): void {
@@ -281,7 +288,7 @@ export function createLeaseManager(
       const s = folds.get(task.jobId)?.state
       const c = s?.chunks[task.chunk]
       if (
-        !jobLive(s) ||
+        !jobHeld(s) ||
         !c ||
         c.state !== 'claimed' ||
         c.holder !== self ||
@@ -290,6 +297,20 @@ export function createLeaseManager(
         if (c?.state === 'done') stats.duplicatesAvoided++
         else if (jobLive(s)) stats.lostClaims++
         abortTask(task, 'lease lost')
+        continue
+      }
+      // A paused job: what renders finishes, a prefetched chunk not started goes back.
+      if (s.state === 'paused' && task.phase === 'queued') {
+        const fin = leaseKey(task.jobId, task.chunk, task.attempt, self)
+        finishing.add(fin)
+        abortTask(task, 'job paused')
+        stats.releases++
+        await append(task.jobId, 'release', {
+          chunk: task.chunk,
+          attempt: task.attempt,
+          reason: 'job paused',
+        })
+        finishing.delete(fin)
         continue
       }
       const timeout = judge.chunkTimeoutOf(s)
@@ -308,7 +329,7 @@ export function createLeaseManager(
     //    so others need not wait for the lease timeout.
     for (const [jobId, fold] of folds) {
       const s = fold.state
-      if (!jobLive(s)) continue
+      if (!jobHeld(s)) continue
       for (const i of [...indexOf(jobId).mine].sort((a, b) => a - b)) {
         const c = s.chunks[i]
         if (c.state !== 'claimed' || c.holder !== self) continue

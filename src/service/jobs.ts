@@ -8,6 +8,8 @@
  *  - previews.ts: a frame's thumbnail and full-size image, the job as a ZIP download;
  *  - views.ts: the API's views, and the no-eligible watchdog (a job this node submitted
  *    that no live node can take for noEligibleGraceMs is failed with an abort entry);
+ *  - dependency-gate.ts: job order, a job of this node submitted with `after` gets its
+ *    `ready` entry once those jobs are done, or an `abort` naming the one that failed;
  *  - context.ts: what they share (components, this node's record of its jobs, helpers).
  * This file wires them to the log: each entry updates the views, the event stream and
  * collection.
@@ -17,9 +19,10 @@
  */
 import type * as Api from '../api/types.js'
 import type { JobState } from '../jobs/reducer.js'
-import { jobIdOfLog, type LogEntry } from '../log/types.js'
+import { jobIdOfLog, jobLogId, type LogEntry } from '../log/types.js'
 import { createJobActions, type JobActions } from './actions.js'
 import { createCollector } from './collect.js'
+import { createDependencyGate } from './dependency-gate.js'
 import { createServiceContext, type JobServiceComponents } from './context.js'
 import { createJobFetch, type JobFetch } from './fetch.js'
 import { createJobPreviews, type JobPreviews } from './previews.js'
@@ -70,6 +73,16 @@ export function createJobService(c: JobServiceComponents): JobService {
     summaryOf: (s: JobState) => views.summaryOf(s),
     cleanupDeleted: collector.cleanupDeleted,
   })
+  const gate = createDependencyGate({
+    self: c.self,
+    clock: c.clock,
+    jobs: () => c.leases.jobs(),
+    job: (jobId) => c.leases.job(jobId),
+    append: async (jobId, kind, body) => {
+      await c.log.append(jobLogId(jobId), kind, body)
+    },
+    logger: ctx.logger,
+  })
   const fetcher = createJobFetch(ctx)
   const previews = createJobPreviews(ctx, fetcher)
 
@@ -85,6 +98,8 @@ export function createJobService(c: JobServiceComponents): JobService {
     queueMicrotask(() => {
       const s = c.leases.job(jobId)
       scheduleEvents(jobId)
+      // Claims, releases and acks never end a job nor start one: most entries skip the gate.
+      if (entry.kind !== 'claim' && entry.kind !== 'release' && entry.kind !== 'ack') gate.poke()
       if (!s) return
       if ('chunk' in (entry.body as object)) {
         const idx = (entry.body as { chunk: number }).chunk
@@ -119,10 +134,12 @@ export function createJobService(c: JobServiceComponents): JobService {
       unsubscribe = c.log.onEntry((e) => onEntry(e))
       for (const jobId of ctx.localJobs.keys()) void collector.collect(jobId)
       views.start()
+      gate.start()
     },
     async stop() {
       ctx.stop()
       views.stop()
+      gate.stop()
       unsubscribe?.()
       collector.stop()
       for (const t of pendingEvents.values()) clearTimeout(t)

@@ -26,7 +26,7 @@ import {
 } from '../jobs/entries.js'
 import { parseFrameSpec } from '../jobs/frame-spec.js'
 import { isVersionRequirement } from '../jobs/version.js'
-import { checkTags, checkVideoRequest } from './submit-options.js'
+import { checkAfter, checkTags, checkVideoRequest } from './submit-options.js'
 import { jobLogId } from '../log/types.js'
 import { withDeadline } from '../util/abort.js'
 import { InvalidInputError, NotFoundError, RmeshError } from '../util/errors.js'
@@ -189,6 +189,7 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
       format = info.outputFormat as OutputFormat
     const video = checkVideoRequest(req, format, info)
     const tags = checkTags(req.tags)
+    const after = checkAfter(req.after, ctx.resolveId, (id) => c.leases.job(id)?.state)
     const name = req.name === undefined ? basename(scenePath, extname(scenePath)) : String(req.name)
     if (!/^[^\0/\\]{1,100}$/.test(name))
       throw new InvalidInputError('name must be 1–100 characters without slashes', {
@@ -211,6 +212,7 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
       requirement,
       video,
       tags,
+      after,
       allowMissing: req.allowMissing === true,
       trace,
     }
@@ -372,6 +374,7 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
       params: (req.params ?? {}) as AnnounceBody['params'],
       requirements: tags?.length ? { tags } : {},
       limits: {},
+      ...(checked.after ? { after: checked.after } : {}),
     }
     // Every node ignores an invalid announce: refuse it here rather than lose the job silently.
     const valid = validateBody('announce', announce)

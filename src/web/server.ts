@@ -38,6 +38,8 @@ export const WEB_ROUTES: readonly [string, string][] = [
   ['POST', '/v1/jobs'],
   ['GET', '/v1/jobs/:id'],
   ['POST', '/v1/jobs/:id/cancel'],
+  ['POST', '/v1/jobs/:id/pause'],
+  ['POST', '/v1/jobs/:id/resume'],
   ['POST', '/v1/jobs/:id/retry'],
   ['POST', '/v1/jobs/:id/priority'],
   ['DELETE', '/v1/jobs/:id'],

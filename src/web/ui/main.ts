@@ -117,9 +117,15 @@ function JobActions({ job, onError }: { job: Api.JobSummary; onError: (m: string
       () => onError(''),
       (e: Error) => onError(e.message),
     )
-  const running = job.state === 'queued' || job.state === 'rendering'
+  const running =
+    job.state === 'queued' ||
+    job.state === 'rendering' ||
+    job.state === 'paused' ||
+    job.state === 'waiting'
   return html`<span class="actions">
     ${running && html`<button onClick=${() => act('POST', '/cancel', {})}>Cancel</button>`}
+    ${job.state === 'paused' && html`<button onClick=${() => act('POST', '/resume', {})}>Resume</button>`}
+    ${running && job.state !== 'paused' && html`<button onClick=${() => act('POST', '/pause', {})}>Pause</button>`}
     ${(job.state === 'failed' || job.state === 'canceled' || job.framesFailed > 0) && html`<button onClick=${() => act('POST', '/retry', {})}>Retry</button>`}
     <label>Priority <input type="number" min="0" max="100" value=${job.priority} aria-label="priority"
       onChange=${(e: Event) => act('POST', '/priority', { priority: Number((e.target as HTMLInputElement).value) })} /></label>
