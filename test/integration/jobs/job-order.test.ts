@@ -1,0 +1,288 @@
+/**
+ * Issue 19 part 4, job order, with 2 real daemons on loopback (test engine): a paused job
+ * takes no new chunk on any node, then resumes and finishes with every frame once; a job
+ * `--after` another starts only once the first is done; a job after a canceled one fails
+ * naming it; `retry --unblock` lets a blocked node claim again. Last, an admitted peer
+ * whose token only grants render publishes pause/resume/ready/unblock entries: every one
+ * is refused (ERR_ENTRY_UNAUTHORIZED), the job is untouched and both daemons stay up.
+ */
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { JobDetail, JobSummary, RetryResponse } from '../../../src/api/types.js'
+import { EXIT } from '../../../cli/exit-codes.js'
+import { jobLogId } from '../../../src/log/types.js'
+import { json, rmeshIn } from '../../e2e/run-cli.js'
+import { apiCall, type DaemonProc, makeTempDir, waitFor } from '../../helpers/daemons.js'
+import {
+  daemonLog,
+  expectAlive,
+  expectOutputs,
+  jobDetail,
+  startFaultMesh,
+  stopAll,
+  type SubmittedJob,
+  submitTestJob,
+  waitJobCollected,
+} from '../../helpers/faults.js'
+import { type HostilePeer, startHostilePeer } from '../../helpers/hostile-peer.js'
+
+/** Chunks ever claimed (attempt > 0) or done, as a replica sees them. */
+const started = (j: JobDetail) =>
+  j.chunks.filter((c) => c.attempt > 0 || c.state === 'done').map((c) => c.index)
+
+describe('jobs: job order (2 daemons)', { timeout: 120_000 }, () => {
+  let procs: DaemonProc[] = []
+  let work = ''
+  const dirs: string[] = []
+  let hostile: HostilePeer | undefined
+  const submit = async (o: Parameters<typeof submitTestJob>[1]): Promise<SubmittedJob> => {
+    const job = await submitTestJob(procs[0], o)
+    dirs.push(job.workDir)
+    return job
+  }
+  beforeAll(async () => {
+    work = await makeTempDir('rmesh-job-order-')
+    // Debug: the daemons log the entries they refuse (the capability test reads them).
+    procs = await startFaultMesh(2, { logLevel: 'debug' })
+    await waitFor(
+      async () => {
+        for (const [i, d] of procs.entries()) {
+          const r = await apiCall<{ peerId: string; state: string }[]>(d.socket, 'GET', '/v1/peers')
+          if (!r.body.some((p) => p.peerId === procs[1 - i].peerId && p.state !== 'gone'))
+            return false
+        }
+        return true
+      },
+      15_000,
+      'both daemons to see each other',
+    )
+  }, 40_000)
+  afterAll(async () => {
+    await hostile?.stop().catch(() => {})
+    await stopAll(procs, [work, ...dirs, ...(hostile ? [hostile.dir] : [])])
+  })
+
+  it('a paused job takes no new chunk on any node; resumed, it finishes with every frame once', async () => {
+    const [sub, other] = procs
+    const job = await submit({ frames: 12, frameMs: 400 })
+    const pause = await rmeshIn(sub.dir, ['pause', job.jobId, '--json'])
+    expect(pause.code, pause.stderr).toBe(0)
+    expect(json<JobSummary>(pause).state).toBe('paused')
+    // What renders now finishes (a chunk and maybe a prefetched one per node), then nothing.
+    const settled = await waitFor(
+      async () => {
+        const js = await Promise.all(procs.map((p) => jobDetail(p, job.jobId)))
+        if (js.some((j) => j?.state !== 'paused')) return undefined
+        return js.every((j) =>
+          j!.chunks.every((c) => c.state !== 'claimed' && c.state !== 'rendering'),
+        )
+          ? js[0]
+          : undefined
+      },
+      15_000,
+      'the chunks rendering at the pause to finish',
+      100,
+    )
+    const before = started(settled)
+    expect(settled.framesDone).toBeLessThan(12)
+    await new Promise((r) => setTimeout(r, 1_500))
+    for (const p of procs) {
+      const j = (await jobDetail(p, job.jobId))!
+      expect(j.state).toBe('paused')
+      expect(j.reason).toMatch(/^paused: no new chunk starts until rmesh resume/)
+      expect(started(j), `no new claim on ${p.peerId}`).toEqual(before)
+    }
+    const list = await rmeshIn(other.dir, ['jobs', '--json'])
+    expect(json<JobSummary[]>(list).find((j) => j.jobId === job.jobId)?.state).toBe('paused')
+
+    const t0 = Date.now()
+    const resume = await rmeshIn(sub.dir, ['resume', job.jobId])
+    expect(resume.code, resume.stderr).toBe(0)
+    expect(resume.stdout).toMatch(/^resumed /)
+    await waitFor(
+      async () => started((await jobDetail(sub, job.jobId))!).length > before.length,
+      5_000,
+      'a new claim after the resume',
+      25,
+    )
+    console.log(
+      `[job-order] first claim ${Date.now() - t0} ms after \`rmesh resume\` returned+spawn`,
+    )
+    await waitJobCollected(sub, job.jobId, 30_000)
+    await expectOutputs(job)
+  })
+
+  it('a job --after another starts only once the first is done', async () => {
+    const [sub, other] = procs
+    const first = await submit({ frames: 4, frameMs: 300 })
+    const scene = join(work, 'after.blend')
+    await writeFile(scene, 'after scene\n')
+    const run = await rmeshIn(sub.dir, [
+      'submit',
+      scene,
+      '--engine',
+      'test',
+      '--param',
+      'frameMs=100',
+      '--frames',
+      '1-2',
+      '--after',
+      first.jobId,
+      '--detach',
+      '--json',
+      '--out',
+      join(work, 'after-out'),
+    ])
+    expect(run.code, run.stderr).toBe(0)
+    const second = json<{ jobId: string }>(run).jobId
+    const w = (await jobDetail(sub, second))!
+    expect(w.after).toEqual([first.jobId])
+    if (w.state === 'waiting') expect(w.reason).toBe(`waiting for ${first.jobId} to finish`)
+    // Watch both replicas: the second job has no claim while the first is not done.
+    let violation = ''
+    let sawWaiting = false
+    await waitFor(
+      async () => {
+        for (const p of procs) {
+          const [a, b] = await Promise.all([jobDetail(p, first.jobId), jobDetail(p, second)])
+          if (!a || !b) continue
+          if (b.state === 'waiting') sawWaiting = true
+          if (a.state !== 'done' && started(b).length > 0)
+            violation = `${p.peerId}: second job claimed while the first is ${a.state}`
+        }
+        const b = await jobDetail(sub, second)
+        return violation !== '' || (b?.state === 'done' && b.localComplete)
+      },
+      30_000,
+      'the second job to finish',
+      50,
+    )
+    expect(violation).toBe('')
+    expect(sawWaiting).toBe(true)
+    expect((await jobDetail(other, first.jobId))?.state).toBe('done')
+  })
+
+  it('a job after a canceled one fails naming it; --after a canceled job is refused', async () => {
+    const [sub, other] = procs
+    const first = await submit({ frames: 20, frameMs: 500 })
+    const scene = join(work, 'after2.blend')
+    await writeFile(scene, 'after scene 2\n')
+    const args = ['submit', scene, '--engine', 'test', '--frames', '1', '--detach', '--json']
+    const run = await rmeshIn(sub.dir, [...args, '--after', first.jobId])
+    expect(run.code, run.stderr).toBe(0)
+    const second = json<{ jobId: string }>(run).jobId
+    const cancel = await rmeshIn(sub.dir, ['cancel', first.jobId])
+    expect(cancel.code, cancel.stderr).toBe(0)
+    const failed = await waitFor(
+      async () => {
+        const j = await jobDetail(other, second)
+        return j?.state === 'failed' ? j : undefined
+      },
+      10_000,
+      'the dependent job to fail on the other node',
+      50,
+    )
+    expect(failed.reason).toBe(`dependency ${first.jobId} was canceled`)
+    expect(failed.frames.every((f) => f.attempts === 0)).toBe(true)
+    const refused = await rmeshIn(sub.dir, [...args, '--after', first.jobId])
+    expect(refused.code).toBe(EXIT.USAGE)
+    expect(refused.stderr).toMatch(/has been canceled, so this job could never start/)
+    const bad = await rmeshIn(sub.dir, [...args, '--after', 'NOT-AN-ID'])
+    expect(bad.code).toBe(EXIT.USAGE)
+    expect(bad.stderr).toMatch(/--after: "NOT-AN-ID" is not a job id/)
+  })
+
+  it('status shows the blocked nodes and why; retry --unblock lets a blocked node claim again', async () => {
+    const [sub, other] = procs
+    // Frame 1 fails everywhere: each node fails it 3 times (N = 3) and is blocked.
+    const job = await submit({ frames: 2, frameMs: 50, params: { failFrames: 1 } })
+    const blocked = await waitFor(
+      async () => {
+        const j = await jobDetail(sub, job.jobId)
+        return j && j.blocked.length === 2 ? j : undefined
+      },
+      20_000,
+      'both nodes to be blocked',
+      50,
+    )
+    const ofOther = blocked.blocked.find((b) => b.node === other.peerId)!
+    expect(ofOther.failures).toHaveLength(3)
+    expect(ofOther.failures[0]).toMatchObject({
+      chunk: 0,
+      frames: [1],
+      reason: expect.stringMatching(/test engine told to fail frame 1/),
+    })
+    const status = await rmeshIn(sub.dir, ['status', job.jobId])
+    expect(status.stdout).toMatch(/blocked {4}2 node\(s\) may not take this job/)
+    expect(status.stdout).toContain(`${other.peerId} after 3 failure(s):`)
+    expect(status.stdout).toMatch(/chunk 0 \(frame 1\) attempt \d+: .*fail frame 1/)
+    expect(status.stdout).toContain(`rmesh retry ${job.jobId} --unblock`)
+    const attempts = blocked.chunks[0].attempt
+
+    const un = await rmeshIn(sub.dir, [
+      'retry',
+      job.jobId,
+      '--unblock',
+      other.peerId.slice(0, 20),
+      '--json',
+    ])
+    expect(un.code, un.stderr).toBe(0)
+    expect(json<RetryResponse>(un).unblocked).toEqual([other.peerId])
+    // The other node claims chunk 0 again (and fails it again: its count restarted at 0).
+    const again = await waitFor(
+      async () => {
+        const j = await jobDetail(sub, job.jobId)
+        const f = j?.frames.find((x) => x.frame === 1)
+        return j && j.chunks[0].attempt > attempts && f?.errorNode === other.peerId ? j : undefined
+      },
+      10_000,
+      'the unblocked node to claim chunk 0 again',
+      50,
+    )
+    expect(again.state).not.toBe('failed')
+    await rmeshIn(sub.dir, ['cancel', job.jobId])
+  })
+
+  it('pause, resume, ready and unblock from a peer whose token only grants render are refused', async () => {
+    const [sub, other] = procs
+    hostile = await startHostilePeer({
+      ownerDir: sub.dir,
+      bootstrap: sub.addresses,
+      caps: ['render'],
+    })
+    await hostile.waitConnected(
+      procs.map((p) => p.peerId),
+      30_000,
+    )
+    const job = await submit({ frames: 6, frameMs: 300 })
+    await waitFor(
+      async () => (await hostile!.log.entries(jobLogId(job.jobId))).length > 1,
+      10_000,
+      'the render-only peer to see the job',
+      20,
+    )
+    const sent: Uint8Array[] = []
+    sent.push(await hostile.publishEntry(job.jobId, 'pause', {}))
+    sent.push(await hostile.publishEntry(job.jobId, 'unblock', {}))
+    sent.push(await hostile.publishEntry(job.jobId, 'ready', {}))
+    sent.push(await hostile.publishEntry(job.jobId, 'pause', 'garbage'))
+    sent.push(await hostile.publishEntry(job.jobId, 'resume', { node: 5 }))
+    // The same check the daemons make, in the peer's own log: a typed refusal.
+    for (const bytes of sent) {
+      const r = await hostile.log.join(bytes)
+      expect(r.added).toEqual([])
+      expect(r.rejected[0]?.error.code).toBe('ERR_ENTRY_UNAUTHORIZED')
+    }
+    await waitJobCollected(sub, job.jobId, 30_000)
+    await expectAlive(procs)
+    for (const p of procs) {
+      const history = await apiCall<string>(p.socket, 'GET', `/v1/jobs/${job.jobId}/logs`)
+      expect(history.body).not.toMatch(/\b(pause|unblock|ready)\b/)
+      expect((await jobDetail(p, job.jobId))?.state).toBe('done')
+    }
+    const logs = (await Promise.all(procs.map((p) => daemonLog(p)))).join('\n')
+    expect(logs).toMatch(/ERR_TOKEN_CAPABILITY|ERR_ENTRY_UNAUTHORIZED/)
+    void other
+  })
+})
