@@ -244,6 +244,78 @@ describe('jobs: job order (2 daemons)', { timeout: 120_000 }, () => {
     await rmeshIn(sub.dir, ['cancel', job.jobId])
   })
 
+  it('the control API refuses garbage pause/resume/after/unblock requests with typed errors', async () => {
+    const [sub, other] = procs
+    const job = await submit({ frames: 4, frameMs: 200 })
+    const scene = join(work, 'garbage.blend')
+    await writeFile(scene, 'garbage scene\n')
+    const call = async (method: string, path: string, body?: unknown) => {
+      const r = await apiCall<{ error?: { code: string; message: string } }>(
+        sub.socket,
+        method,
+        path,
+        body,
+      )
+      return [r.status, r.body.error?.code, r.body.error?.message ?? ''] as const
+    }
+    const post = (b: Record<string, unknown>) =>
+      call('POST', '/v1/jobs', { scenePath: scene, engine: 'test', frames: '1', ...b })
+    const cases: [
+      Promise<readonly [number, string | undefined, string]>,
+      number,
+      string,
+      RegExp,
+    ][] = [
+      [
+        call('POST', `/v1/jobs/${job.jobId}/retry`, { unblock: 5 }),
+        400,
+        'ERR_INVALID_INPUT',
+        /unblock must be/,
+      ],
+      [
+        call('POST', `/v1/jobs/${job.jobId}/retry`, { unblock: '../x' }),
+        400,
+        'ERR_INVALID_INPUT',
+        /unblock must be/,
+      ],
+      [
+        call('POST', `/v1/jobs/${job.jobId}/retry`, { unblock: true, frames: '1' }),
+        400,
+        'ERR_INVALID_INPUT',
+        /not both/,
+      ],
+      [
+        call('POST', `/v1/jobs/${job.jobId}/retry`, { unblock: true }),
+        409,
+        'ERR_CONFLICT',
+        /no blocked node/,
+      ],
+      [call('POST', '/v1/jobs/zzzzzzzz/pause'), 404, 'ERR_NOT_FOUND', /zzzzzzzz/],
+      [call('POST', `/v1/jobs/${job.jobId}/resume`), 409, 'ERR_CONFLICT', /is not paused/],
+      [post({ after: 'abcdefgh' }), 400, 'ERR_INVALID_INPUT', /after must list/],
+      [post({ after: [] }), 400, 'ERR_INVALID_INPUT', /after must list/],
+      [post({ after: [7] }), 400, 'ERR_INVALID_INPUT', /after must list/],
+      [post({ after: Array(17).fill(job.jobId) }), 400, 'ERR_INVALID_INPUT', /1\.\.16/],
+      [post({ after: ['zzzzzzzz'] }), 400, 'ERR_INVALID_INPUT', /after: .*zzzzzzzz/],
+      [post({ after: ['Bad!'] }), 400, 'ERR_INVALID_INPUT', /not a job id/],
+    ]
+    for (const [p, status, code, message] of cases) {
+      const [s, c, m] = await p
+      expect([s, c], m).toEqual([status, code])
+      expect(m).toMatch(message)
+    }
+    // Another node's job: only its submitter (or an admin's node) may pause it.
+    const r = await apiCall<{ error: { code: string; message: string } }>(
+      other.socket,
+      'POST',
+      `/v1/jobs/${job.jobId}/pause`,
+    )
+    expect([r.status, r.body.error.code]).toEqual([403, 'ERR_FORBIDDEN'])
+    expect(r.body.error.message).toMatch(/run this command there/)
+    await expectAlive(procs)
+    await waitJobCollected(sub, job.jobId, 20_000)
+  })
+
   it('pause, resume, ready and unblock from a peer whose token only grants render are refused', async () => {
     const [sub, other] = procs
     hostile = await startHostilePeer({
