@@ -6,6 +6,7 @@
  */
 import { getHeapStatistics } from 'node:v8'
 import type { Daemon } from '../daemon.js'
+import { JOB_STATES } from './types.js'
 
 const BUCKETS = [0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600]
 
@@ -37,10 +38,7 @@ export async function renderMetrics(d: Daemon, opts: { gc?: boolean } = {}): Pro
     'rmesh_jobs',
     'gauge',
     'Jobs by state.',
-    ['queued', 'rendering', 'done', 'failed', 'canceled'].map((s) => [
-      `{state="${s}"}`,
-      byState.get(s) ?? 0,
-    ]),
+    JOB_STATES.map((s) => [`{state="${s}"}`, byState.get(s) ?? 0]),
   )
   metric(
     'rmesh_frames',

@@ -10,8 +10,9 @@
  *    another node's lease is dead is lease-liveness.ts (this node's monotonic clock only,
  *    counted since its own last stall); this module runs the passes and the renders;
  *  - a render runs only while the local fold says this node holds that (chunk, attempt)
- *    in a live job; the moment it does not (lost race, done elsewhere, cancel, delete,
- *    job failed) the render is aborted and its slot freed;
+ *    in a live or paused job; the moment it does not (lost race, done elsewhere, cancel,
+ *    delete, job failed) the render is aborted and its slot freed; a paused job's renders
+ *    finish, its chunks claimed ahead and not started are released, nothing new is claimed;
  *  - just woken from a stall it claims nothing new for a moment (MAX_CATCH_UP_MS at most),
  *    so it does not take chunks done while it slept;
  *  - at most `slots` renders run, and at most one extra chunk is held (prefetched) and only
@@ -301,16 +302,7 @@ export function createLeaseManager(
       }
       // A paused job: what renders finishes, a prefetched chunk not started goes back.
       if (s.state === 'paused' && task.phase === 'queued') {
-        const fin = leaseKey(task.jobId, task.chunk, task.attempt, self)
-        finishing.add(fin)
-        abortTask(task, 'job paused')
-        stats.releases++
-        await append(task.jobId, 'release', {
-          chunk: task.chunk,
-          attempt: task.attempt,
-          reason: 'job paused',
-        })
-        finishing.delete(fin)
+        await handBackTask(task, 'job paused')
         continue
       }
       const timeout = judge.chunkTimeoutOf(s)
@@ -550,6 +542,20 @@ export function createLeaseManager(
     )
   }
 
+  /** Stop a held chunk and release it, so another node (or a later pass) takes it. */
+  async function handBackTask(task: Task, reason: string): Promise<void> {
+    const fin = leaseKey(task.jobId, task.chunk, task.attempt, self)
+    finishing.add(fin)
+    abortTask(task, reason)
+    stats.releases++
+    await append(task.jobId, 'release', {
+      chunk: task.chunk,
+      attempt: task.attempt,
+      reason: reason.slice(0, 1_000),
+    })
+    finishing.delete(fin)
+  }
+
   function chunkTask(s: JobState, c: ChunkState, attempt: number): ChunkTask {
     return { jobId: s.jobId, job: s.job, chunk: c.index, attempt, frames: c.frames, kind: c.kind }
   }
@@ -609,20 +615,7 @@ export function createLeaseManager(
       const back = [...tasks.values()].filter(
         (x) => x.phase === 'queued' || (running && x.phase === 'running'),
       )
-      await Promise.all(
-        back.map(async (x) => {
-          const fin = leaseKey(x.jobId, x.chunk, x.attempt, self)
-          finishing.add(fin)
-          abortTask(x, reason)
-          stats.releases++
-          await append(x.jobId, 'release', {
-            chunk: x.chunk,
-            attempt: x.attempt,
-            reason: reason.slice(0, 1_000),
-          })
-          finishing.delete(fin)
-        }),
-      )
+      await Promise.all(back.map((x) => handBackTask(x, reason)))
       schedule()
       return back.length
     },
