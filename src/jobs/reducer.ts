@@ -11,7 +11,9 @@
  *  - done never reverts, except by the submitter's reject of that exact attempt: once a
  *    chunk is done no other entry changes its outputs (later completes only count as
  *    duplicates); a reject naming the chunk's completedAttempt, not yet acked, reopens it;
- *  - wall clocks never decide anything (createdAt and queue tie-breaks are informational).
+ *  - wall clocks never decide anything (createdAt and queue tie-breaks are informational);
+ *  - a job's state is a fold of its own log only: job order across jobs (`after`) enters
+ *    it through the submitter's `ready`/`abort` entries (service/dependency-gate.ts).
  */
 import type { EntryId, LogEntry, PeerIdString } from '../log/types.js'
 import { compareEntries, jobLogId } from '../log/types.js'
@@ -131,9 +133,9 @@ export function reduceJob(
  * Chunk-local: a claim, release or complete naming a frames chunk, or an ack. Such an
  * entry reads and writes its chunk's record (an ack, the records it names) and job-wide
  * counters whose result does not depend on order (done counts, the duplicate count,
- * `active`); the job-wide fields it reads (canceled, failed, the blocklist) only change
- * through entries of other kinds, and 'done' only once every chunk is done (then a claim,
- * release or complete changes no record). So after a point past which every entry is
+ * `active`); the job-wide fields it reads (canceled, failed, paused, waiting, the
+ * blocklist) only change through entries of other kinds, and 'done' only once every chunk
+ * is done (then a claim, release or complete changes no record). So after a point past which every entry is
  * chunk-local, a chunk's record is the fold of that chunk's entries alone from its record
  * at that point, and entries on different chunks commute. The encode chunk is not
  * chunk-local: every frame chunk's complete may open it.
