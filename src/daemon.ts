@@ -41,6 +41,7 @@ import { createLogManager, type LogManager } from './log/log.js'
 import { createLevelLogStore } from './log/store.js'
 import { type LogId, MESH_LOG, type PeerIdString } from './log/types.js'
 import { createDialer, type Dialer } from './net/dialer.js'
+import { createLinkMonitor } from './net/link-monitor.js'
 import { createHost, type RmeshLibp2p } from './net/host.js'
 import { createPeerBook } from './net/peerbook.js'
 import { testPartitionFromEnv } from './net/test-partition.js'
@@ -641,6 +642,12 @@ export async function startDaemon(
     // Peer exchange: a member heard through others is dialed (by the smaller id of the pair).
     presence.onIntroduced((id, addrs) => dialer.discovered(id, addrs))
     presence.onSilent((id) => void dialer.reconnect(id))
+    // A machine that moved (laptop from home to the office) and the peers it left behind
+    // find their dead links in seconds; the new addresses go out with the next heartbeat.
+    const linkMonitor = createLinkMonitor(
+      { libp2p, clock, logger: logger.child('links') },
+      { onAddressesChanged: () => presence.publishNow() },
+    )
     admission.onAdmitted((peer) => {
       void presence.exchange(peer)
       void sync
@@ -694,6 +701,7 @@ export async function startDaemon(
       { start: () => leases.start(), stop: () => leases.stop({ release: true }) },
       { start: () => rules.start(), stop: () => rules.stop() },
       dialer,
+      { start: async () => linkMonitor.start(), stop: () => linkMonitor.stop() },
     )
     for (const service of services) {
       await service.start()
