@@ -66,9 +66,10 @@ describe('jobs: job order (2 daemons)', { timeout: 120_000 }, () => {
   it('a paused job takes no new chunk on any node; resumed, it finishes with every frame once', async () => {
     const [sub, other] = procs
     const job = await submit({ frames: 8, frameMs: 300 })
-    const pause = await rmeshIn(sub.dir, ['pause', job.jobId, '--json'])
-    expect(pause.code, pause.stderr).toBe(0)
-    expect(json<JobSummary>(pause).state).toBe('paused')
+    // Through the API, at once: the CLI's start-up could outlast this short job on a busy
+    // machine (\`rmesh pause\` itself is tested below on a paused job, and against a fake daemon).
+    const pause = await apiCall<JobSummary>(sub.socket, 'POST', `/v1/jobs/${job.jobId}/pause`)
+    expect(pause.body.state).toBe('paused')
     // What renders now finishes (a chunk and maybe a prefetched one per node), then nothing.
     const settled = await waitFor(
       async () => {
@@ -93,6 +94,9 @@ describe('jobs: job order (2 daemons)', { timeout: 120_000 }, () => {
       expect(j.reason).toMatch(/^paused: no new chunk starts until rmesh resume/)
       expect(started(j), `no new claim on ${p.peerId}`).toEqual(before)
     }
+    const again = await rmeshIn(sub.dir, ['pause', job.jobId])
+    expect(again.code).toBe(EXIT.CONFLICT)
+    expect(again.stderr).toMatch(/is already paused/)
     const list = await rmeshIn(other.dir, ['jobs', '--json'])
     expect(json<JobSummary[]>(list).find((j) => j.jobId === job.jobId)?.state).toBe('paused')
 
@@ -163,7 +167,7 @@ describe('jobs: job order (2 daemons)', { timeout: 120_000 }, () => {
     expect((await jobDetail(other, first.jobId))?.state).toBe('done')
   })
 
-  it('a job after a canceled one fails naming it; --after a canceled job is refused', async () => {
+  it('a job after a canceled one fails naming it (paused or not); --after a canceled job is refused', async () => {
     const [sub, other] = procs
     const first = await submit({ frames: 20, frameMs: 500 })
     const scene = join(work, 'after2.blend')
@@ -172,6 +176,10 @@ describe('jobs: job order (2 daemons)', { timeout: 120_000 }, () => {
     const run = await rmeshIn(sub.dir, [...args, '--after', first.jobId])
     expect(run.code, run.stderr).toBe(0)
     const second = json<{ jobId: string }>(run).jobId
+    // A waiting job can be paused too (paused shows first); the gate still judges it.
+    const pause = await rmeshIn(sub.dir, ['pause', second, '--json'])
+    expect(pause.code, pause.stderr).toBe(0)
+    expect(json<JobSummary>(pause).state).toBe('paused')
     const cancel = await rmeshIn(sub.dir, ['cancel', first.jobId])
     expect(cancel.code, cancel.stderr).toBe(0)
     const failed = await waitFor(
@@ -305,6 +313,11 @@ describe('jobs: job order (2 daemons)', { timeout: 120_000 }, () => {
       expect(m).toMatch(message)
     }
     // Another node's job: only its submitter (or an admin's node) may pause it.
+    await waitFor(
+      async () => !!(await jobDetail(other, job.jobId)),
+      10_000,
+      'the job on the other node',
+    )
     const r = await apiCall<{ error: { code: string; message: string } }>(
       other.socket,
       'POST',
