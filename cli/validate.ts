@@ -222,8 +222,15 @@ export async function buildSubmitRequest(input: SubmitInput, cwd: string): Promi
 
 /** `--after JOB[,JOB]`: up to 16 job ids (or unique prefixes of 6+ characters), distinct. */
 export function parseAfter(value: string): string[] {
-  const ids = [...new Set(value.split(/[\s,]+/).filter(Boolean))]
-  if (ids.length === 0) throw new UsageError('--after needs a job id, like --after 3f9a1c2b')
+  const ids = [
+    ...new Set(
+      value
+        .toLowerCase()
+        .split(/[\s,]+/)
+        .filter(Boolean),
+    ),
+  ]
+  if (ids.length === 0) throw new UsageError('--after needs a job id, like --after k3vq7xma')
   if (ids.length > 16) throw new UsageError('--after takes at most 16 jobs')
   for (const id of ids)
     if (!/^[a-z2-7]{6,8}$/.test(id))

@@ -21,7 +21,7 @@ Examples:
   rmesh pause 3f9a1c       hold the job (other jobs take the nodes)
   rmesh resume 3f9a1c      nodes take its chunks again at once
 
-Only the node that submitted the job can pause it (or an admin's, as for cancel).`,
+Only the node that submitted the job pauses and resumes it (as for cancel): run it there.`,
     )
     .action(action((job: string, opts: { json?: boolean }) => pause(ctx, job, opts, 'pause')))
   program

@@ -74,7 +74,7 @@ export function register(program: Command, ctx: CliContext): void {
     )
     .option(
       '--after <jobs>',
-      'start only once these jobs are done, e.g. 3f9a1c2b,7k2m4q5r (up to 16); fails if one fails',
+      'start only once these jobs are done, e.g. k3vq7xma,p2dfw5ne (up to 16); fails if one fails',
     )
     .option('-d, --detach', 'return as soon as the job is announced')
     .option(
@@ -98,7 +98,7 @@ Examples:
   rmesh submit shot.blend --video vp9 --passes 2 --bit-depth 10 --tag fast
   rmesh submit shot.blend --frames '1-10,20,30-40' --priority 80 --out /renders/sh010
   rmesh submit shots/sh010.blend --project-root . --dry-run
-  rmesh submit comp.blend --after 3f9a1c2b,7k2m4q5r   waits for both jobs, then renders
+  rmesh submit comp.blend --after k3vq7xma,p2dfw5ne   waits for both jobs, then renders
   id=$(rmesh submit shot.blend --detach --json | jq -r .jobId)
 
 Every file the scene uses travels with the job (textures, image sequences, UDIM tiles,

@@ -198,7 +198,7 @@ describe('jobs: job order (2 daemons)', { timeout: 120_000 }, () => {
     expect(refused.stderr).toMatch(/has been canceled, so this job could never start/)
     const bad = await rmeshIn(sub.dir, [...args, '--after', 'NOT-AN-ID'])
     expect(bad.code).toBe(EXIT.USAGE)
-    expect(bad.stderr).toMatch(/--after: "NOT-AN-ID" is not a job id/)
+    expect(bad.stderr).toMatch(/--after: "not-an-id" is not a job id/)
   })
 
   it('status shows the blocked nodes and why; retry --unblock lets a blocked node claim again', async () => {

@@ -79,7 +79,7 @@ describe('usage errors exit 2 before calling the daemon', () => {
     ],
     ['bad pause job', ['pause', 'x'], /not a job id/],
     ['missing resume job', ['resume'], /missing required argument/],
-    ['bad after', ['submit', scene, '--after', 'Job1!'], /--after: "Job1!" is not a job id/],
+    ['bad after', ['submit', scene, '--after', 'Job1!'], /--after: "job1!" is not a job id/],
     [
       'too many after',
       [
