@@ -145,7 +145,7 @@ describe('web UI', () => {
     expect((await raw('GET', '/api/v1/node', auth)).status).toBe(200)
   }, 60_000)
 
-  it('submit from the page renders a job whose thumbnails fill in; cancel from the page stops another', async () => {
+  it('submit from the page renders a job whose thumbnails fill in; pause, resume and cancel from the page act on another', async () => {
     const link = await apiCall<{ url: string }>(mesh[0].socket, 'POST', '/v1/web/link', {})
     const page = await browser.newPage()
     await page.goto(link.body.url)
@@ -208,6 +208,15 @@ describe('web UI', () => {
     await page.waitForSelector(`a[href="#/jobs/${long.body.jobId}"]`)
     await page.screenshot({ path: join(shots, 'jobs.png') })
     listed.push('jobs.png')
+    // Paused and resumed from the jobs page (the row's buttons follow its state).
+    const stateOf = async () =>
+      (await apiCall<{ state: string }>(mesh[0].socket, 'GET', `/v1/jobs/${long.body.jobId}`)).body
+        .state
+    const row = page.locator('tr', { hasText: 'long one' })
+    await row.getByRole('button', { name: 'Pause' }).click()
+    await waitFor(async () => (await stateOf()) === 'paused', 10_000, 'the job paused')
+    await row.getByRole('button', { name: 'Resume' }).click()
+    await waitFor(async () => (await stateOf()) !== 'paused', 10_000, 'the job resumed')
     await page
       .locator('tr', { hasText: 'long one' })
       .getByRole('button', { name: 'Cancel' })

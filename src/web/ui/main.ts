@@ -161,6 +161,20 @@ function Job({ id }: { id: string }) {
     <p>State <strong class="job-state">${job.state}</strong>${job.reason ? ` — ${job.reason}` : ''}; ${job.framesDone}/${job.framesTotal} frames; ETA ${eta(job.etaMs)}; format ${job.format}; chunk ${job.chunkSize}</p>
     <${JobActions} job=${job} onError=${setActErr} />
     ${job.video && html`<p>Video ${job.video.codec}: ${job.video.state}</p>`}
+    ${
+      job.blocked?.length > 0 &&
+      html`<p class="error">Blocked for this job: ${job.blocked
+        .map(
+          (b) =>
+            `${short(b.node)} (${b.failures.length} failures, last: ${b.failures.at(-1)?.reason.slice(0, 80) ?? ''})`,
+        )
+        .join('; ')}
+      <button onClick=${() =>
+        call('POST', `/v1/jobs/${id}/retry`, { unblock: true }).then(
+          () => setActErr(''),
+          (e: Error) => setActErr(e.message),
+        )}>Unblock</button></p>`
+    }
     <div class="grid" aria-label="frames">${job.frames.map(
       (f) => html`<button class=${`frame ${f.state}`} data-frame=${f.frame} onClick=${() => {
         if (f.state === 'done') setView(f.frame)
