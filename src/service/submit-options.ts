@@ -93,7 +93,12 @@ export function checkAfter(
       id = resolveId(a)
     } catch (err) {
       if (!isRmeshError(err)) throw err
-      throw new InvalidInputError(`after: ${err.message}`, { field: 'after', cause: err.code })
+      throw new InvalidInputError(
+        err.code === 'ERR_NOT_FOUND'
+          ? `after: job ${a} is not known on this mesh (rmesh jobs lists the jobs)`
+          : `after: ${err.message}`,
+        { field: 'after', cause: err.code },
+      )
     }
     const state = stateOf(id)
     if (state === 'failed' || state === 'canceled')
