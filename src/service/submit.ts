@@ -298,15 +298,17 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
       )
     const quota = c.quotaOf?.(c.self)
     if (quota !== undefined) {
-      const unfinished = c.leases
-        .jobs()
-        .filter(
-          (j) => j.submitter === c.self && (j.state === 'queued' || j.state === 'rendering'),
-        ).length
+      const unfinished = c.leases.jobs().filter(
+        // A paused job, or one waiting for its `after` jobs, is unfinished too.
+        (j) =>
+          j.submitter === c.self &&
+          !j.deleted &&
+          ['queued', 'rendering', 'paused', 'waiting'].includes(j.state),
+      ).length
       if (unfinished >= quota) {
         throw new RmeshError(
           'ERR_QUOTA',
-          `this node's token allows ${quota} unfinished job(s) and ${unfinished} are queued or rendering; wait for one to end or cancel one`,
+          `this node's token allows ${quota} unfinished job(s) and ${unfinished} are queued, rendering, paused or waiting; wait for one to end or cancel one`,
           { details: { quota, unfinished } },
         )
       }
