@@ -59,7 +59,7 @@ describe('dashboard', () => {
     expect(f).toMatch(/render-02.*gone/)
     app.unmount()
   })
-  it('keys: c cancels, r retries, + raises priority, l tails the frame log, ? help', async () => {
+  it('keys: p pauses, c cancels, r retries, + raises priority, l tails the frame log, ? help', async () => {
     const { app, client } = mount()
     await until(app.lastFrame, /██◐✗/)
     app.stdin.write('p')
