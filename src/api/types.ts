@@ -284,7 +284,8 @@ export interface PeerInfo {
 //   GET  /v1/jobs/:id/logs        text/plain; see LogsQuery
 //   POST /v1/jobs/:id/fetch       FetchRequest → FetchResponse
 //   GET  /v1/jobs/:id/frames/:frame/thumb  → image/jpeg or image/png (404 until done, or
-//                                 when its renderer made no thumbnail: FrameInfo.thumb)
+//                                 when its renderer made no thumbnail: FrameInfo.thumb);
+//                                 ?as=png converts a JPEG one to PNG (the dashboard's images)
 //   GET  /v1/jobs/:id/frames/:frame/image  → the full-size frame (PNG/JPEG as rendered; EXR
 //                                 tone-mapped to PNG); 404 until the frame is done
 //   GET  /v1/jobs/:id/zip         → application/zip of every output so far (attachment)
