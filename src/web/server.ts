@@ -61,6 +61,7 @@ const SUBMIT_FIELDS = [
   'priority',
   'name',
   'engine',
+  'tags',
 ]
 
 export interface WebServer {
