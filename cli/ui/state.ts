@@ -152,6 +152,7 @@ function pickSummary(d: JobDetail, prev: JobSummary | undefined): JobSummary {
     chunks: _ch,
     video: _v,
     blocklist: _b,
+    preview: _pv,
     ...summary
   } = d
   return { ...prev, ...summary }

@@ -240,6 +240,9 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
   api.route('GET', '/v1/jobs/:id/frames/:frame/image', async (req) =>
     previewResult(await d.jobs.frameImage(req.params.id, frameParam(req), req.signal)),
   )
+  api.route('GET', '/v1/jobs/:id/preview', async (req) =>
+    previewResult(await d.jobs.previewVideo(req.params.id)),
+  )
   api.route('GET', '/v1/jobs/:id/zip', async (req) =>
     previewResult(await d.jobs.zip(req.params.id, req.signal)),
   )

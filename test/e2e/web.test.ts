@@ -201,6 +201,14 @@ describe('web UI', () => {
       .then(() => true)
       .catch(() => false)
     expect(ok).toBe(true)
+    // The submitter's preview video of the frames so far, on the job page.
+    await page.waitForSelector('video.preview', { timeout: 15_000 })
+    const src = await page.getAttribute('video.preview', 'src')
+    const video = await page.evaluate(
+      (u) => fetch(u as string).then((r) => [r.status, r.headers.get('content-type')]),
+      src,
+    )
+    expect(video).toEqual([200, 'video/mp4'])
     await page.click('.frame[data-frame="3"]')
     await page.waitForSelector('.viewer img')
     await page.screenshot({ path: join(shots, 'viewer.png') })

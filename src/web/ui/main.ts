@@ -197,6 +197,11 @@ function Job({ id }: { id: string }) {
     <p>State <strong class="job-state">${job.state}</strong>${job.reason ? ` — ${job.reason}` : ''}; ${job.framesDone}/${job.framesTotal} frames; ETA ${eta(job.etaMs)}; format ${job.format}; chunk ${job.chunkSize}</p>
     <${JobActions} job=${job} onError=${setActErr} />
     ${job.video && html`<p>Video ${job.video.codec}: ${job.video.state}</p>`}
+    ${
+      job.preview &&
+      html`<details open class="preview"><summary>Preview video (${job.preview.frames} of ${job.framesTotal} frames)</summary>
+      <video class="preview" controls muted loop preload="metadata" src=${`/api/v1/jobs/${id}/preview?v=${job.preview.updatedAt}`}></video></details>`
+    }
     <div class="grid" aria-label="frames">${job.frames.map(
       (f) => html`<button class=${`frame ${f.state}`} data-frame=${f.frame} onClick=${() => {
         if (f.state === 'done') setView(f.frame)
