@@ -125,9 +125,12 @@ function unfilter(raw: Uint8Array, height: number, stride: number, bpp: number):
   return out
 }
 
-/** Box-filter downscale so the image fits maxW × maxH (never upscales); alpha over black. */
+/**
+ * The image scaled to fit maxW × maxH, keeping its aspect: averaged when it shrinks, pixels
+ * repeated when it grows (a tiny thumbnail stays sharp); alpha over black.
+ */
 export function fitRgba(img: Rgba, maxW: number, maxH: number): Rgba {
-  const scale = Math.min(1, maxW / img.width, maxH / img.height)
+  const scale = Math.min(maxW / img.width, maxH / img.height)
   const width = Math.max(1, Math.floor(img.width * scale))
   const height = Math.max(1, Math.floor(img.height * scale))
   const data = new Uint8Array(width * height * 4)

@@ -27,6 +27,7 @@ import {
 import { encodeSixel, quantize } from '../../../cli/ui/images/sixel.js'
 import { latestThumb, initialState, reduce } from '../../../cli/ui/state.js'
 import { makeTheme, ThemeContext } from '../../../cli/ui/theme.js'
+import { makePreview } from '../../../src/engines/thumbnail.js'
 import { isRmeshError } from '../../../src/util/errors.js'
 import { createFakeClient, detail } from './fake-client.js'
 
@@ -118,6 +119,24 @@ describe('PNG decoder', () => {
       expect(diff, fmt).toBeLessThanOrEqual(fmt === 'rgb48be' ? 1 : 0)
     }
   })
+  it("decodes the PNG the daemon makes of a JPEG thumbnail (thumb?as=png's conversion)", async () => {
+    const jpg = join(dir, 'thumb.jpg')
+    execFileSync('ffmpeg', [
+      '-loglevel',
+      'error',
+      '-y',
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc2=size=256x144',
+      '-frames:v',
+      '1',
+      jpg,
+    ])
+    expect(await makePreview(jpg, join(dir, 'thumb.png'), 'JPEG')).toBe(true)
+    const img = decodePng(readFileSync(join(dir, 'thumb.png')))
+    expect([img.width, img.height]).toEqual([256, 144])
+  })
   it('undoes sub and up filters of its own PNG', () => {
     const px = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120]
     for (const filter of [0, 1, 2]) {
@@ -150,14 +169,16 @@ describe('PNG decoder', () => {
       expect(isRmeshError(err, 'ERR_DECODE')).toBe(true)
     }
   })
-  it('fits an image into a pixel box, averaging, never upscaling', () => {
+  it('fits an image into a pixel box, averaging when it shrinks, repeating when it grows', () => {
     const img: Rgba = { width: 4, height: 2, data: new Uint8Array(32).fill(200) }
     for (let i = 3; i < 32; i += 4) img.data[i] = 255
     img.data[3] = 0 // a transparent pixel goes over black
     const small = fitRgba(img, 2, 10)
     expect([small.width, small.height]).toEqual([2, 1])
     expect(small.data[0]).toBe(150)
-    expect(fitRgba(img, 100, 100).width).toBe(4)
+    const big = fitRgba(img, 100, 100)
+    expect([big.width, big.height]).toEqual([100, 50])
+    expect([big.data[0], big.data[99 * 4]]).toEqual([0, 200])
   })
 })
 
@@ -210,7 +231,7 @@ describe('kitty and iTerm2 sequences', () => {
     expect(fitCells(256, 144, 40, 12)).toEqual({ cols: 40, rows: 11 })
     expect(fitCells(100, 400, 40, 12)).toEqual({ cols: 6, rows: 12 })
     const p = prepareImage('sixel', RED_BLUE, 4, 4)
-    expect(p.draw.startsWith('\x1bP0;1;0q"1;1;3;2')).toBe(true) // never upscaled
+    expect(p.draw.startsWith('\x1bP0;1;0q"1;1;24;16')).toBe(true) // within 4×1 cells of 8×16 px
     expect(prepareImage('kitty', RED_BLUE, 4, 4, { id: 9 }).setup).toContain('i=9')
   })
 })
