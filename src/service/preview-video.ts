@@ -134,7 +134,7 @@ export function createPreviewVideos(ctx: ServiceContext, o: PreviewVideoOptions)
   const track = (jobId: string) => {
     let t = tracks.get(jobId)
     if (!t) {
-      t = { frames: 0, updatedAt: 0, encodedFrames: 0, lastRun: 0 }
+      t = { frames: 0, updatedAt: 0, encodedFrames: 0, lastRun: Number.NEGATIVE_INFINITY }
       tracks.set(jobId, t)
     }
     return t

@@ -38,5 +38,5 @@ form.submit label{display:block;margin:.5em 0}pre{white-space:pre-wrap;max-heigh
 .login{max-width:30em;margin:3em auto}
 .tag{display:inline-block;padding:0 .4em;border-radius:.6em;background:#58a3;font-size:12px}
 .filters{display:flex;gap:1.5em}caption{text-align:left;font-weight:bold;padding:.5em 0}
-video.preview{max-width:100%;max-height:50vh;background:#000}
+video.preview{width:min(640px,100%);max-height:50vh;background:#000}
 `
