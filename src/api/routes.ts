@@ -12,8 +12,8 @@ import {
   splitTokenCode,
 } from '../auth/member-addrs.js'
 import { formatToken, parseTokenString, type Token } from '../auth/token.js'
-import type { Daemon } from '../daemon.js'
-import { REVOKE_KIND } from '../daemon.js'
+import type { DaemonView } from './daemon-view.js'
+import { REVOKE_KIND } from '../auth/admission.js'
 import { MESH_LOG, type LogId } from '../log/types.js'
 import { InvalidInputError, NotFoundError, RmeshError } from '../util/errors.js'
 import type { Preview } from '../service/previews.js'
@@ -48,7 +48,7 @@ const capsOf = (v: unknown, dflt: Api.Cap[]): Api.Cap[] => {
   return [...new Set(v as Api.Cap[])]
 }
 
-function tokenInfo(d: Daemon, t: Token, self: boolean): Api.TokenInfo {
+function tokenInfo(d: DaemonView, t: Token, self: boolean): Api.TokenInfo {
   return {
     id: t.id,
     audience: t.aud,
@@ -64,7 +64,7 @@ function tokenInfo(d: Daemon, t: Token, self: boolean): Api.TokenInfo {
 
 /** A newly issued token as the API returns it: the printable string with its facts. */
 /** A few members' addresses for a join code: this node first, then peers heard recently. */
-function memberAddrsOf(d: Daemon, exclude?: string): string[] {
+function memberAddrsOf(d: DaemonView, exclude?: string): string[] {
   const members = [
     { peerId: d.peerId, addrs: d.libp2p.getMultiaddrs().map(String) },
     ...[...d.presence.peers().entries()]
@@ -90,7 +90,7 @@ function issuedToken(token: Token, memberAddrs: string[] = []): Api.IssuedToken 
   }
 }
 
-function requireAdmin(d: Daemon): void {
+function requireAdmin(d: DaemonView): void {
   if (!d.admission.token?.cap.includes('admin')) {
     throw new RmeshError(
       'ERR_FORBIDDEN',
@@ -114,7 +114,7 @@ function withPoolTags(b: Record<string, unknown>, defaults: string[]): Api.Submi
   return { ...b, tags: [...new Set(tags as string[])] } as unknown as Api.SubmitRequest
 }
 
-export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
+export function registerRoutes(api: ApiHttpServer, d: DaemonView): void {
   const nodeInfo = () =>
     nodeInfoOf(d, {
       meshId: d.admission.meshId,
@@ -433,7 +433,7 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
 }
 
 /** Dial the members a join code named and keep those links (the peer book remembers them). */
-function keepMembers(d: Daemon, addrs: string[]): void {
+function keepMembers(d: DaemonView, addrs: string[]): void {
   for (const [peer, list] of byPeer(addrs)) if (peer !== d.peerId) d.dialer.keep(peer, list)
 }
 
