@@ -25,7 +25,7 @@ import { createCollector } from './collect.js'
 import { createServiceContext, type JobServiceComponents } from './context.js'
 import { createJobFetch, type JobFetch } from './fetch.js'
 import { createPreviewVideos } from './preview-video.js'
-import { createJobPreviews, type JobPreviews } from './previews.js'
+import { createJobPreviews, type JobPreviews, type Preview } from './previews.js'
 import { createSubmitter, type Submitter } from './submit.js'
 import { createJobViews } from './views.js'
 
@@ -38,7 +38,7 @@ export interface JobService extends Submitter, JobActions, JobFetch, JobPreviews
   detail(idOrPrefix: string): Api.JobDetail
   resolveId(idOrPrefix: string): string
   /** The preview video of a job this node submitted (404 until one is made). */
-  previewVideo(idOrPrefix: string): Promise<import('./previews.js').Preview>
+  previewVideo(idOrPrefix: string): Promise<Preview>
   /** Done chunks this node rejected because their outputs could not be obtained. */
   stats(): { outputsRejected: { hash: number; unavailable: number } }
 }
