@@ -7,7 +7,10 @@
  *
  * Invariants:
  *  - bounded CPU: one encode at a time on this node (a queue of job ids, each at most once),
- *    niced (`nice -n 19`), one ffmpeg thread, at most PREVIEW_HEIGHT lines, a timeout;
+ *    niced (`nice -n 19`), one ffmpeg thread, at most PREVIEW_HEIGHT lines, a timeout; the
+ *    next refresh of a job waits COST_FACTOR times as long as its last encode took, and
+ *    the frame step grows with the job (GROWTH), so a long job costs O(frames) encoding,
+ *    not O(frames²); the job's last frame is always encoded;
  *  - debounced: a frame written schedules at most one timer per job; a burst of frames
  *    makes one encode;
  *  - files: only `<dir>/<jobId>.mp4` (written to a temporary name in `dir`, then renamed, so
@@ -31,6 +34,10 @@ import { frameFileName, type ServiceContext } from './context.js'
 import type { Preview } from './previews.js'
 
 export const PREVIEW_HEIGHT = 360
+/** Encodes take at most 1/COST_FACTOR of the time (the next waits COST_FACTOR × the last). */
+export const COST_FACTOR = 10
+/** Refresh after max(everyFrames, GROWTH × frames in the last preview) new frames. */
+export const GROWTH = 0.25
 const ENCODE_TIMEOUT_MS = 10 * 60_000
 
 export interface PreviewVideoOptions {
@@ -101,9 +108,11 @@ interface Track {
   updatedAt: number
   /** Frames written when the last preview was made (or scheduled). */
   encodedFrames: number
-  /** Monotonic time of the last run. */
+  /** Monotonic time of the last run, and how long it took. */
   lastRun: number
+  lastCostMs: number
   timer?: TimerHandle
+  timerAt?: number
 }
 
 export function createPreviewVideos(ctx: ServiceContext, o: PreviewVideoOptions): PreviewVideos {
@@ -134,7 +143,13 @@ export function createPreviewVideos(ctx: ServiceContext, o: PreviewVideoOptions)
   const track = (jobId: string) => {
     let t = tracks.get(jobId)
     if (!t) {
-      t = { frames: 0, updatedAt: 0, encodedFrames: 0, lastRun: Number.NEGATIVE_INFINITY }
+      t = {
+        frames: 0,
+        updatedAt: 0,
+        encodedFrames: 0,
+        lastRun: Number.NEGATIVE_INFINITY,
+        lastCostMs: 0,
+      }
       tracks.set(jobId, t)
     }
     return t
@@ -161,7 +176,22 @@ export function createPreviewVideos(ctx: ServiceContext, o: PreviewVideoOptions)
     if (!s || s.deleted || !lj) return
     const frames = writtenFrames(s)
     const t = track(jobId)
-    t.lastRun = now()
+    const started = now()
+    t.lastRun = started
+    try {
+      await encodeFrames(jobId, t, frames, lj.outDir, s)
+    } finally {
+      t.lastCostMs = now() - started
+    }
+  }
+
+  const encodeFrames = async (
+    jobId: string,
+    t: Track,
+    frames: { frame: number; ext: string }[],
+    outDir: string,
+    s: JobState,
+  ) => {
     if (frames.length === 0) return
     const ext = frames[0].ext
     await mkdir(o.dir, { recursive: true })
@@ -172,7 +202,7 @@ export function createPreviewVideos(ctx: ServiceContext, o: PreviewVideoOptions)
       let n = 0
       for (const f of frames) {
         if (f.ext !== ext) continue
-        const src = join(lj.outDir, frameFileName(f.frame, f.ext))
+        const src = join(outDir, frameFileName(f.frame, f.ext))
         if (
           !(await access(src).then(
             () => true,
@@ -211,14 +241,22 @@ export function createPreviewVideos(ctx: ServiceContext, o: PreviewVideoOptions)
       const t = track(jobId)
       const written = writtenFrames(s).length
       if (written <= t.encodedFrames) return
-      const last = written >= s.framesTotal
-      const due = t.lastRun + o.everyMs - now()
-      if (last || written - t.encodedFrames >= o.everyFrames || due <= 0) {
-        if (t.timer) c.clock.clearTimeout(t.timer)
+      const at = now()
+      // Each preview re-encodes every frame so far: the frame step grows with the job, and
+      // a node spends at most 1/COST_FACTOR of its time on previews.
+      const step = Math.max(o.everyFrames, Math.ceil(t.encodedFrames * GROWTH))
+      const byFrames = written - t.encodedFrames >= step
+      const costGap = t.lastRun + COST_FACTOR * t.lastCostMs - at
+      const due = Math.max(costGap, byFrames ? 0 : t.lastRun + o.everyMs - at)
+      if (t.timer && (due <= 0 || at + due < (t.timerAt ?? 0))) {
+        c.clock.clearTimeout(t.timer)
         t.timer = undefined
+      }
+      if (written >= s.framesTotal || due <= 0) {
         t.encodedFrames = written
         enqueue(jobId)
       } else if (!t.timer) {
+        t.timerAt = at + due
         t.timer = c.clock.setTimeout(() => {
           t.timer = undefined
           api.noteWritten(jobId)
