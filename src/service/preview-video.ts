@@ -243,7 +243,7 @@ export function createPreviewVideos(ctx: ServiceContext, o: PreviewVideoOptions)
       if (written <= t.encodedFrames) return
       const at = now()
       // Each preview re-encodes every frame so far: the frame step grows with the job, and
-      // a node spends at most 1/COST_FACTOR of its time on previews.
+      // a job's previews take at most 1/COST_FACTOR of the time.
       const step = Math.max(o.everyFrames, Math.ceil(t.encodedFrames * GROWTH))
       const byFrames = written - t.encodedFrames >= step
       const costGap = t.lastRun + COST_FACTOR * t.lastCostMs - at
