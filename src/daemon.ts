@@ -514,6 +514,14 @@ export async function startDaemon(
       // Presence calls a peer gone after 3 silent intervals: judge no mesh before hearing it.
       noEligibleWarmupMs: 3 * config.presenceIntervalMs,
       outputGraceMs: config.outputGraceMs ?? 2 * config.leaseTimeoutMs,
+      previewVideo:
+        config.previewEveryMs > 0
+          ? {
+              dir: join(config.dataDir, 'previews'),
+              everyMs: config.previewEveryMs,
+              everyFrames: config.previewEveryFrames,
+            }
+          : undefined,
       // Test only: lets a fault test kill a renderer before its outputs are pulled.
       collectDelayMs: Number(process.env.RMESH_TEST_COLLECT_DELAY_MS) || undefined,
     })

@@ -124,6 +124,8 @@ export interface ApiClient {
   setPriority(jobId: string, priority: number, o?: CallOptions): Promise<JobSummary>
   deleteJob(jobId: string, o?: CallOptions): Promise<DeleteResponse>
   logs(jobId: string, q: Omit<LogsQuery, 'follow'>, o?: CallOptions): Promise<string>
+  /** A done frame's thumbnail as PNG (404 ERR_NOT_FOUND until the frame is done). */
+  thumbnailPng(jobId: string, frame: number, o?: CallOptions): Promise<Uint8Array>
   /** Lines (without the newline) until the frame or job ends or the signal fires. */
   followLogs(jobId: string, q: Omit<LogsQuery, 'follow'>, o?: StreamOptions): AsyncIterable<string>
   fetch(jobId: string, req: FetchRequest, o?: CallOptions): Promise<FetchResponse>
@@ -343,6 +345,8 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     setPriority: (id, priority, o) => json('POST', jobPath(id, '/priority'), { priority }, o),
     deleteJob: (id, o) => json('DELETE', jobPath(id), undefined, o),
     logs: (id, q, o) => text(jobPath(id, `/logs${logsQuery(q, false)}`), o),
+    thumbnailPng: async (id, frame, o) =>
+      (await raw('GET', jobPath(id, `/frames/${frame}/thumb?as=png`), undefined, o)).body,
     followLogs: (id, q, o) => lines(jobPath(id, `/logs${logsQuery(q, true)}`), o),
     fetch: (id, req, o) => json('POST', jobPath(id, '/fetch'), req, o, SUBMIT_TIMEOUT_MS),
     tokens: (o) => json('GET', `${API_PREFIX}/tokens`, undefined, o),

@@ -235,15 +235,29 @@ export function registerRoutes(api: ApiHttpServer, d: DaemonView): void {
     if (f === undefined) throw new InvalidInputError('give a frame number', { field: 'frame' })
     return f
   }
+  const thumbAs = (as: string | null) => {
+    if (as !== null && as !== 'png')
+      throw new InvalidInputError('as must be png (or absent: the thumbnail as stored)', {
+        field: 'as',
+      })
+    return as === 'png'
+  }
   const previewResult = (p: Preview) =>
     p.bytes
       ? new ApiBytes(p.bytes, p.contentType)
       : new ApiFile(p.path!, p.contentType, { cleanup: p.cleanup, downloadName: p.downloadName })
   api.route('GET', '/v1/jobs/:id/frames/:frame/thumb', async (req) =>
-    previewResult(await d.jobs.thumbnail(req.params.id, frameParam(req), req.signal)),
+    previewResult(
+      await d.jobs.thumbnail(req.params.id, frameParam(req), req.signal, {
+        png: thumbAs(req.query.get('as')),
+      }),
+    ),
   )
   api.route('GET', '/v1/jobs/:id/frames/:frame/image', async (req) =>
     previewResult(await d.jobs.frameImage(req.params.id, frameParam(req), req.signal)),
+  )
+  api.route('GET', '/v1/jobs/:id/preview', async (req) =>
+    previewResult(await d.jobs.previewVideo(req.params.id)),
   )
   api.route('GET', '/v1/jobs/:id/zip', async (req) =>
     previewResult(await d.jobs.zip(req.params.id, req.signal)),

@@ -302,10 +302,13 @@ export interface PeerInfo {
 //   GET  /v1/jobs/:id/logs        text/plain; see LogsQuery
 //   POST /v1/jobs/:id/fetch       FetchRequest → FetchResponse
 //   GET  /v1/jobs/:id/frames/:frame/thumb  → image/jpeg or image/png (404 until done, or
-//                                 when its renderer made no thumbnail: FrameInfo.thumb)
+//                                 when its renderer made no thumbnail: FrameInfo.thumb);
+//                                 ?as=png converts a JPEG one to PNG (the dashboard's images)
 //   GET  /v1/jobs/:id/frames/:frame/image  → the full-size frame (PNG/JPEG as rendered; EXR
 //                                 tone-mapped to PNG); 404 until the frame is done
 //   GET  /v1/jobs/:id/zip         → application/zip of every output so far (attachment)
+//   GET  /v1/jobs/:id/preview     → video/mp4: a preview of the frames so far, made by the
+//                                 submitting node while the job renders (JobDetail.preview)
 // A job id in a path may be a unique prefix of at least 6 characters (404 when none matches,
 // 409 ERR_CONFLICT with details.matches when several do).
 // ---------------------------------------------------------------------------------------
@@ -411,6 +414,11 @@ export interface JobDetail extends JobSummary {
   blocked: BlockedNode[]
   /** Tags a node must carry to render it (its pool); absent: any node. */
   tags?: string[]
+  /**
+   * On the submitting node: the preview video of the frames so far (H.264, at most 360
+   * lines), GET /v1/jobs/:id/preview; absent until one is made.
+   */
+  preview?: { frames: number; updatedAt: number }
 }
 
 export interface BlockedNode {

@@ -47,6 +47,7 @@ export const WEB_ROUTES: readonly [string, string][] = [
   ['GET', '/v1/jobs/:id/frames/:frame/thumb'],
   ['GET', '/v1/jobs/:id/frames/:frame/image'],
   ['GET', '/v1/jobs/:id/zip'],
+  ['GET', '/v1/jobs/:id/preview'],
   ['GET', '/v1/tokens'],
   ['POST', '/v1/tokens'],
   ['POST', '/v1/tokens/invite'],
@@ -63,6 +64,7 @@ const SUBMIT_FIELDS = [
   'priority',
   'name',
   'engine',
+  'tags',
 ]
 
 export interface WebServer {

@@ -15,8 +15,8 @@ export function netnsUnavailableReason(): string | undefined {
   if (process.platform !== 'linux') return 'network namespaces need Linux'
   if (process.getuid?.() !== 0) return 'creating network namespaces needs root'
   try {
-    execFileSync('ip', ['netns', 'add', 'rmesh-probe'], { stdio: 'ignore' })
-    execFileSync('ip', ['netns', 'del', 'rmesh-probe'], { stdio: 'ignore' })
+    execFileSync('ip', ['netns', 'add', `rmesh-probe-${process.pid}`], { stdio: 'ignore' })
+    execFileSync('ip', ['netns', 'del', `rmesh-probe-${process.pid}`], { stdio: 'ignore' })
   } catch (err) {
     return `ip netns is not usable here (${(err as Error).message.split('\n')[0]})`
   }
@@ -111,13 +111,13 @@ export function wanUnavailableReason(): string | undefined {
     return 'iptables is not installed (apt-get install iptables)'
   }
   try {
-    ip('netns', 'add', 'rmesh-ipt-probe')
+    ip('netns', 'add', `rmesh-ipt-probe-${process.pid}`)
     execFileSync(
       'ip',
       [
         'netns',
         'exec',
-        'rmesh-ipt-probe',
+        `rmesh-ipt-probe-${process.pid}`,
         'iptables',
         '-t',
         'nat',
@@ -132,7 +132,7 @@ export function wanUnavailableReason(): string | undefined {
     return `iptables NAT is not usable in a namespace here (${(err as Error).message.split('\n')[0]})`
   } finally {
     try {
-      ip('netns', 'del', 'rmesh-ipt-probe')
+      ip('netns', 'del', `rmesh-ipt-probe-${process.pid}`)
     } catch {}
   }
   return undefined

@@ -9,45 +9,29 @@
  * where namespaces or iptables cannot be had.
  */
 import { writeFile } from 'node:fs/promises'
-import { afterAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { admitDirs } from '../../../cli/local-mesh.js'
-import type { JobDetail, NodeInfo, PeerInfo, SubmitResponse } from '../../../src/api/types.js'
-import {
-  apiCall,
-  type DaemonProc,
-  makeTempDir,
-  removeDir,
-  stopDaemonProc,
-  waitFor,
-} from '../../helpers/daemons.js'
-import { createWanLab, type WanLab, wanUnavailableReason } from '../../helpers/netns.js'
+import type { JobDetail, SubmitResponse } from '../../../src/api/types.js'
+import { apiCall, type DaemonProc, makeTempDir, waitFor } from '../../helpers/daemons.js'
+import { createWanLab, wanUnavailableReason } from '../../helpers/netns.js'
 import { spawnInNetns } from '../../helpers/spawn-netns.js'
+import { nodeOf, peersOf, wanRun } from '../../helpers/wan-run.js'
 
 const reason = wanUnavailableReason()
 if (reason) console.warn(`laptop-moves NAT test skipped: ${reason}`)
 
-const peersOf = async (d: DaemonProc) =>
-  (await apiCall<PeerInfo[]>(d.socket, 'GET', '/v1/peers')).body
-const nodeOf = async (d: DaemonProc) => (await apiCall<NodeInfo>(d.socket, 'GET', '/v1/node')).body
-
 describe.skipIf(reason !== undefined)('a laptop moves between the office and home', () => {
-  let lab: WanLab | undefined
-  const procs: DaemonProc[] = []
-  let work = ''
-  afterAll(async () => {
-    await Promise.all(procs.map((p) => stopDaemonProc(p, 'SIGKILL')))
-    lab?.destroy()
-    await Promise.all([...procs.map((p) => p.dir), work].filter(Boolean).map(removeDir))
-  }, 30_000)
+  const run = wanRun('laptop moves')
+  const procs = run.procs
 
   it('rejoins the mesh by itself after each move and renders from home', async () => {
-    const t0 = Date.now()
-    const phase = (what: string) =>
-      console.log(`laptop moves: ${what} at ${((Date.now() - t0) / 1000).toFixed(1)} s`)
-    lab = createWanLab(`rl${process.pid % 10000}`, 1)
+    const phase = run.phase
+    const lab = createWanLab(`rl${process.pid % 10000}`, 1)
+    run.lab = lab
     const { office: officeNet, sites, laptop: laptopNet } = lab
     const dirs = await Promise.all(Array.from({ length: 4 }, () => makeTempDir()))
-    work = await makeTempDir('rmesh-laptop-work-')
+    const work = await makeTempDir('rmesh-laptop-work-')
+    run.folders.push(work)
     await admitDirs(dirs)
     const office = await spawnInNetns(
       officeNet.ns,
@@ -120,7 +104,7 @@ describe.skipIf(reason !== undefined)('a laptop moves between the office and hom
         const info = await nodeOf(laptop)
         return (
           info.reachability?.relays.includes(office.peerId) &&
-          everyoneSees(laptop, lab!.routers[1].wan, before)
+          everyoneSees(laptop, lab.routers[1].wan, before)
         )
       },
       60_000,

@@ -173,6 +173,9 @@ export function createFakeClient(
     setPriority: record('setPriority', (id, p) => ({ ...find(id), priority: p })),
     deleteJob: record('deleteJob', (id) => ({ jobId: id, deleted: true })),
     logs: record('logs', () => 'line one\nline two\n'),
+    thumbnailPng: record('thumbnailPng', () => {
+      throw new NotFoundError('a thumbnail')
+    }),
     followLogs: (jobId: string, q: unknown, o?: { signal?: AbortSignal }) => {
       calls.push({ method: 'followLogs', args: [jobId, q] })
       return (async function* () {
