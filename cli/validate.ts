@@ -43,6 +43,8 @@ export interface SubmitInput {
   device?: string
   /** --tags gpu,studio-a: the pool; '' asks for none (overrides the node's submitTags). */
   tags?: string
+  /** --after JOB[,JOB]: wait until these jobs are done. */
+  after?: string
   projectRoot?: string
   allowMissing?: boolean
   crf?: string | number
@@ -230,7 +232,26 @@ export async function buildSubmitRequest(input: SubmitInput, cwd: string): Promi
       throw new UsageError('--tags must be short words separated by commas, like gpu,studio-a')
     req.tags = tags
   }
+  if (input.after !== undefined) req.after = parseAfter(input.after)
   return req
+}
+
+/** `--after JOB[,JOB]`: up to 16 job ids (or unique prefixes of 6+ characters), distinct. */
+export function parseAfter(value: string): string[] {
+  const ids = [
+    ...new Set(
+      value
+        .toLowerCase()
+        .split(/[\s,]+/)
+        .filter(Boolean),
+    ),
+  ]
+  if (ids.length === 0) throw new UsageError('--after needs a job id, like --after k3vq7xma')
+  if (ids.length > 16) throw new UsageError('--after takes at most 16 jobs')
+  for (const id of ids)
+    if (!/^[a-z2-7]{6,8}$/.test(id))
+      throw new UsageError(`--after: "${id}" is not a job id; list jobs with \`rmesh jobs\``)
+  return ids
 }
 
 /** The encode flags; the daemon checks the rules across them (jobs/video-options.ts). */

@@ -72,6 +72,12 @@ export interface DaemonConfig {
    * some chunk of it (missing engine or tags, every capable node blocklisted). Default 60 s.
    */
   noEligibleGraceMs: number
+  /**
+   * Preview video of a job this node submitted, while its frames come in: remade every
+   * previewEveryFrames new frames or previewEveryMs (0: no previews). Defaults 10 and 20 s.
+   */
+  previewEveryMs: number
+  previewEveryFrames: number
   syncIntervalMs: number
   /** Enable the test engine (tests, demos and benchmarks only). */
   testEngine: boolean
@@ -117,6 +123,8 @@ const DEFAULTS: Omit<DaemonConfig, 'dataDir'> = {
   presenceIntervalMs: 2_000,
   leaseTimeoutMs: 10_000,
   noEligibleGraceMs: 60_000,
+  previewEveryMs: 20_000,
+  previewEveryFrames: 10,
   syncIntervalMs: 5_000,
   testEngine: false,
   submitTags: [],
@@ -145,6 +153,9 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ConfigInput
   if (env.RMESH_LEASE_TIMEOUT_MS) out.leaseTimeoutMs = Number(env.RMESH_LEASE_TIMEOUT_MS)
   if (env.RMESH_OUTPUT_GRACE_MS) out.outputGraceMs = Number(env.RMESH_OUTPUT_GRACE_MS)
   if (env.RMESH_NO_ELIGIBLE_GRACE_MS) out.noEligibleGraceMs = Number(env.RMESH_NO_ELIGIBLE_GRACE_MS)
+  if (env.RMESH_PREVIEW_EVERY_MS) out.previewEveryMs = Number(env.RMESH_PREVIEW_EVERY_MS)
+  if (env.RMESH_PREVIEW_EVERY_FRAMES)
+    out.previewEveryFrames = Number(env.RMESH_PREVIEW_EVERY_FRAMES)
   if (env.RMESH_PRESENCE_INTERVAL_MS)
     out.presenceIntervalMs = Number(env.RMESH_PRESENCE_INTERVAL_MS)
   if (env.RMESH_PRESENCE_REST_INTERVAL_MS)
@@ -283,6 +294,21 @@ export function resolveConfig(dataDir: string, ...layers: ConfigInput[]): Daemon
     c.noEligibleGraceMs > 7 * 86_400_000
   )
     throw bad('noEligibleGraceMs', 'must be a number of milliseconds (1000 to 604800000)')
+  if (
+    !Number.isInteger(c.previewEveryMs) ||
+    (c.previewEveryMs !== 0 && c.previewEveryMs < 1_000) ||
+    c.previewEveryMs > 86_400_000
+  )
+    throw bad(
+      'previewEveryMs',
+      'must be 0 (no preview videos) or milliseconds from 1000 to 86400000',
+    )
+  if (
+    !Number.isInteger(c.previewEveryFrames) ||
+    c.previewEveryFrames < 1 ||
+    c.previewEveryFrames > 100_000
+  )
+    throw bad('previewEveryFrames', 'must be a whole number of frames from 1 to 100000')
   if (
     c.metricsPort !== undefined &&
     (!Number.isInteger(c.metricsPort) || c.metricsPort < 0 || c.metricsPort > 65535)

@@ -9,6 +9,7 @@ import { type CliContext, printJson } from '../context.js'
 import { formatBytes, formatDuration, shortPeer, table } from '../format.js'
 import { action } from '../command.js'
 import { parseJobId } from '../validate.js'
+import { formatFrames } from '../../src/jobs/frame-spec.js'
 
 export function register(program: Command, ctx: CliContext): void {
   program
@@ -115,7 +116,9 @@ export function describeJob(ctx: CliContext, j: JobDetail): string {
         ? c.red
         : j.state === 'rendering'
           ? c.cyan
-          : (s: string) => s
+          : j.state === 'paused' || j.state === 'waiting'
+            ? c.yellow
+            : (s: string) => s
   const head = [
     `${c.bold(j.name)}  ${j.jobId}`,
     `state      ${stateColor(j.state)}${j.reason ? ` (${j.reason})` : ''}`,
@@ -126,6 +129,8 @@ export function describeJob(ctx: CliContext, j: JobDetail): string {
       ? [`renderer   ${[...j.require, ...(j.device ? [`device ${j.device}`] : [])].join('   ')}`]
       : []),
     ...(j.outDir ? [`output     ${j.outDir}`] : []),
+    ...(j.after?.length ? [`after      ${j.after.join(', ')}`] : []),
+    ...blockedLines(ctx, j),
     ...(j.files
       ? [
           `files      ${j.files.count} (${formatBytes(j.files.bytes)})` +
@@ -168,4 +173,20 @@ export function describeJob(ctx: CliContext, j: JobDetail): string {
     },
   ])
   return head.join('\n') + rows
+}
+
+/** The nodes blocked for the job and the failures that blocked them (latest 3 each). */
+function blockedLines(ctx: CliContext, j: JobDetail): string[] {
+  const blocked = j.blocked ?? []
+  if (blocked.length === 0) return []
+  const lines = [ctx.color.yellow(`blocked    ${blocked.length} node(s) may not take this job:`)]
+  for (const b of blocked) {
+    lines.push(`  ${b.node} after ${b.failures.length} failure(s):`)
+    for (const f of b.failures.slice(-3))
+      lines.push(
+        `    chunk ${f.chunk} (frame${f.frames.length > 1 ? 's' : ''} ${formatFrames(f.frames)}) attempt ${f.attempt}: ${f.reason.slice(0, 100)}`,
+      )
+  }
+  lines.push(`  let them render it again: rmesh retry ${j.jobId} --unblock [NODE]`)
+  return lines
 }

@@ -82,6 +82,10 @@ export function register(program: Command, ctx: CliContext): void {
       '--tags <list>',
       "only nodes with all these tags render it (a pool), e.g. gpu,studio-a; default the node's submitTags; '' for any node",
     )
+    .option(
+      '--after <jobs>',
+      'start only once these jobs are done, e.g. k3vq7xma,p2dfw5ne (up to 16); fails if one fails',
+    )
     .option('-d, --detach', 'return as soon as the job is announced')
     .option(
       '--json',
@@ -106,6 +110,7 @@ Examples:
   rmesh submit shots/sh010.blend --project-root . --dry-run
   rmesh submit shot.blend --device optix --require 'blender>=4.2 <4.3'
   rmesh submit shot.blend --device gpu --any-blender
+  rmesh submit comp.blend --after k3vq7xma,p2dfw5ne   waits for both jobs, then renders
   id=$(rmesh submit shot.blend --detach --json | jq -r .jobId)
 
 Every file the scene uses travels with the job (textures, image sequences, UDIM tiles,

@@ -3,7 +3,7 @@
  * schedule, idle-only, render limits; and `detect` (find the Blenders and devices again). Each validates its body here (shape) and in
  * src/node/rules.ts (values); a refused request changes nothing.
  */
-import type { Daemon } from '../daemon.js'
+import type { DaemonView } from './daemon-view.js'
 import { InvalidInputError } from '../util/errors.js'
 import type { ApiHttpServer } from './http.js'
 import type * as Api from './types.js'
@@ -24,7 +24,7 @@ const only = (b: Record<string, unknown>, keys: string[]) => {
       )
 }
 
-export function registerNodeRoutes(api: ApiHttpServer, d: Daemon): void {
+export function registerNodeRoutes(api: ApiHttpServer, d: DaemonView): void {
   const view = (v = d.rules.view()): Api.NodeRulesView => v
   api.route('GET', '/v1/node/rules', () => view())
   // Look for Blenders and their devices again (a new release unpacked, a driver installed).

@@ -78,6 +78,11 @@ export interface JobServiceComponents {
   quotaOf?: (peerId: string) => number | undefined
   /** How long a done chunk's outputs may stay unobtainable before it is rejected (default 20 s). */
   outputGraceMs?: number
+  /**
+   * Preview videos of this node's jobs while frames come in (./preview-video.ts): where,
+   * and how often. Absent: none.
+   */
+  previewVideo?: { dir: string; everyFrames: number; everyMs: number }
   /** TEST ONLY (RMESH_TEST_COLLECT_DELAY_MS): start collecting this long after a complete. */
   collectDelayMs?: number
 }

@@ -22,7 +22,7 @@ import {
   parseFrameRate,
   type VideoOutput,
 } from '../jobs/video-options.js'
-import { InvalidInputError } from '../util/errors.js'
+import { InvalidInputError, isRmeshError } from '../util/errors.js'
 
 export function checkVideoRequest(
   req: Api.SubmitRequest,
@@ -106,4 +106,49 @@ export function blenderRequirement(
   if (requested !== undefined || anyBlender || engineName !== 'blender') return requested
   const v = submitterVersion === undefined ? undefined : parseVersion(submitterVersion)
   return v ? `>=${v[0]}.${v[1]} <${v[0]}.${v[1] + 1}` : undefined
+}
+
+/**
+ * `after`: the jobs (ids or unique prefixes) this one waits for, resolved to full ids on
+ * this node's replica. A job unknown here, or already failed or canceled, is refused now:
+ * the job would only fail once announced.
+ */
+export function checkAfter(
+  after: unknown,
+  resolveId: (idOrPrefix: string) => string,
+  stateOf: (jobId: string) => string | undefined,
+): string[] | undefined {
+  if (after === undefined) return undefined
+  if (
+    !Array.isArray(after) ||
+    after.length === 0 ||
+    after.length > LIMITS.maxAfter ||
+    !after.every((a) => typeof a === 'string')
+  )
+    throw new InvalidInputError(`after must list 1..${LIMITS.maxAfter} job ids`, {
+      field: 'after',
+    })
+  const ids: string[] = []
+  for (const a of after as string[]) {
+    let id: string
+    try {
+      id = resolveId(a)
+    } catch (err) {
+      if (!isRmeshError(err)) throw err
+      throw new InvalidInputError(
+        err.code === 'ERR_NOT_FOUND'
+          ? `after: job ${a} is not known on this mesh (rmesh jobs lists the jobs)`
+          : `after: ${err.message}`,
+        { field: 'after', cause: err.code },
+      )
+    }
+    const state = stateOf(id)
+    if (state === 'failed' || state === 'canceled')
+      throw new InvalidInputError(
+        `after: job ${id} has ${state === 'failed' ? 'failed' : 'been canceled'}, so this job could never start; retry it first (rmesh retry ${id}) or leave it out`,
+        { field: 'after' },
+      )
+    if (!ids.includes(id)) ids.push(id)
+  }
+  return ids
 }

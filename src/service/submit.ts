@@ -26,7 +26,13 @@ import {
 } from '../jobs/entries.js'
 import { parseFrameSpec } from '../jobs/frame-spec.js'
 import { isVersionRequirement, parseEngineRange } from '../jobs/version.js'
-import { blenderRequirement, checkDevice, checkTags, checkVideoRequest } from './submit-options.js'
+import {
+  blenderRequirement,
+  checkAfter,
+  checkDevice,
+  checkTags,
+  checkVideoRequest,
+} from './submit-options.js'
 import { jobLogId } from '../log/types.js'
 import { withDeadline } from '../util/abort.js'
 import { InvalidInputError, NotFoundError, RmeshError } from '../util/errors.js'
@@ -190,6 +196,7 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
       format = info.outputFormat as OutputFormat
     const video = checkVideoRequest(req, format, info)
     const tags = checkTags(req.tags)
+    const after = checkAfter(req.after, ctx.resolveId, (id) => c.leases.job(id)?.state)
     const name = req.name === undefined ? basename(scenePath, extname(scenePath)) : String(req.name)
     if (!/^[^\0/\\]{1,100}$/.test(name))
       throw new InvalidInputError('name must be 1–100 characters without slashes', {
@@ -223,6 +230,7 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
       device,
       video,
       tags,
+      after,
       allowMissing: req.allowMissing === true,
       trace,
     }
@@ -308,15 +316,17 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
       )
     const quota = c.quotaOf?.(c.self)
     if (quota !== undefined) {
-      const unfinished = c.leases
-        .jobs()
-        .filter(
-          (j) => j.submitter === c.self && (j.state === 'queued' || j.state === 'rendering'),
-        ).length
+      const unfinished = c.leases.jobs().filter(
+        // A paused job, or one waiting for its `after` jobs, is unfinished too.
+        (j) =>
+          j.submitter === c.self &&
+          !j.deleted &&
+          ['queued', 'rendering', 'paused', 'waiting'].includes(j.state),
+      ).length
       if (unfinished >= quota) {
         throw new RmeshError(
           'ERR_QUOTA',
-          `this node's token allows ${quota} unfinished job(s) and ${unfinished} are queued or rendering; wait for one to end or cancel one`,
+          `this node's token allows ${quota} unfinished job(s) and ${unfinished} are queued, rendering, paused or waiting; wait for one to end or cancel one`,
           { details: { quota, unfinished } },
         )
       }
@@ -387,6 +397,7 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
         ...(device ? { device } : {}),
       },
       limits: {},
+      ...(checked.after ? { after: checked.after } : {}),
     }
     // Every node ignores an invalid announce: refuse it here rather than lose the job silently.
     const valid = validateBody('announce', announce)

@@ -31,6 +31,10 @@ describe('daemon configuration', () => {
       [{ metricsPort: 70000 }, /metricsPort/],
       [{ mdns: 'yes' }, /mdns/],
       [{ noEligibleGraceMs: 10 }, /noEligibleGraceMs/],
+      [{ previewEveryMs: 5 }, /previewEveryMs/],
+      [{ previewEveryMs: 'often' }, /previewEveryMs/],
+      [{ previewEveryFrames: 0 }, /previewEveryFrames/],
+      [{ previewEveryFrames: 2.5 }, /previewEveryFrames/],
       [{ minFreeDiskMiB: -1 }, /minFreeDiskMiB/],
       [{ minFreeDiskMiB: 'lots' }, /minFreeDiskMiB/],
       // The rest pace is never faster than the busy one, nor beyond what peers accept.
@@ -91,6 +95,16 @@ describe('daemon configuration', () => {
     expect(resolveConfig('/d').noEligibleGraceMs).toBe(60_000)
     const c = resolveConfig('/d', configFromEnv({ RMESH_NO_ELIGIBLE_GRACE_MS: '3000' }))
     expect(c.noEligibleGraceMs).toBe(3_000)
+  })
+
+  it('preview videos: every 10 frames or 20 s by default, 0 turns them off, env sets them', () => {
+    const d = resolveConfig('/d')
+    expect([d.previewEveryMs, d.previewEveryFrames]).toEqual([20_000, 10])
+    const c = resolveConfig(
+      '/d',
+      configFromEnv({ RMESH_PREVIEW_EVERY_MS: '0', RMESH_PREVIEW_EVERY_FRAMES: '5' }),
+    )
+    expect([c.previewEveryMs, c.previewEveryFrames]).toEqual([0, 5])
   })
 
   it('minFreeDiskMiB: 256 MiB by default, RMESH_MIN_FREE_DISK_MIB sets it, 0 turns the check off', () => {
