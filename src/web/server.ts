@@ -65,6 +65,8 @@ const SUBMIT_FIELDS = [
   'name',
   'engine',
   'tags',
+  'device',
+  'require',
 ]
 
 export interface WebServer {

@@ -248,7 +248,8 @@ function Job({ id }: { id: string }) {
 interface FormField {
   name: keyof Api.SubmitRequest & string
   label: string
-  kind: 'text' | 'number' | 'select' | 'list'
+  /** list: words split at spaces or commas; csv: items split at commas only (`>=4.2 <4.3`). */
+  kind: 'text' | 'number' | 'select' | 'list' | 'csv'
   options?: [string, string][]
   attrs?: Record<string, string | number | boolean>
 }
@@ -296,6 +297,27 @@ export const SUBMIT_FORM: FormField[] = [
     kind: 'list',
     attrs: { placeholder: 'gpu, studio-a' },
   },
+  {
+    name: 'device',
+    label: 'Device (only nodes whose Blender has it render the job)',
+    kind: 'select',
+    options: [
+      ['', 'as the scene says (any node)'],
+      ['gpu', 'any GPU'],
+      ['optix', 'OptiX'],
+      ['cuda', 'CUDA'],
+      ['hip', 'HIP'],
+      ['oneapi', 'oneAPI'],
+      ['metal', 'Metal'],
+      ['cpu', 'CPU'],
+    ],
+  },
+  {
+    name: 'require',
+    label: "Blender versions (empty: the submitting node's major.minor; 'blender' alone: any)",
+    kind: 'csv',
+    attrs: { placeholder: 'blender>=4.2 <4.3' },
+  },
   { name: 'name', label: 'Name', kind: 'text' },
   {
     name: 'engine',
@@ -315,6 +337,11 @@ export function submitBody(get: (name: string) => string): Record<string, unknow
     else if (f.kind === 'list')
       body[f.name] = v
         .split(/[\s,]+/)
+        .map((t) => t.trim())
+        .filter(Boolean)
+    else if (f.kind === 'csv')
+      body[f.name] = v
+        .split(',')
         .map((t) => t.trim())
         .filter(Boolean)
     else body[f.name] = v
