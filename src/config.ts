@@ -69,7 +69,7 @@ export interface DaemonConfig {
   outputGraceMs?: number
   /**
    * A job this node submitted fails when, for this long, no live node of the mesh can take
-   * some chunk of it (missing engine or tags, every capable node blocklisted). Default 60 s.
+   * some chunk of it (missing engine, device or tags, every capable node blocklisted). Default 60 s.
    */
   noEligibleGraceMs: number
   /**
