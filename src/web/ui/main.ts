@@ -90,6 +90,13 @@ const eta = (ms?: number) => (ms === undefined ? '—' : `${Math.round(ms / 1000
 const ErrorLine = ({ msg }: { msg: string }) =>
   msg ? html`<p class="error" role="alert">${msg}</p>` : null
 
+/** A node's render devices as `rmesh peers` shows them: its GPU kinds, else cpu; — unknown. */
+export function devicesText(p: Pick<Api.PeerInfo, 'devices'>): string {
+  if (!p.devices) return '—'
+  const gpus = [...new Set(p.devices.flatMap((d) => d.kinds))].filter((k) => k !== 'cpu')
+  return gpus.join(', ') || 'cpu'
+}
+
 /** The tags of the mesh's nodes, sorted; '' stands for nodes without any. */
 export function tagsOf(peers: Api.PeerInfo[]): string[] {
   const all = new Set<string>()
@@ -120,13 +127,13 @@ function Mesh() {
       )
       .join(', ') || '—'
   const table = (caption: string, rows: Api.PeerInfo[]) =>
-    html`<table><caption>${caption}</caption><thead><tr><th>Name</th><th>State</th><th>Tags</th><th>Engines</th><th>Load</th><th>Slots</th><th>Current work</th></tr></thead>
+    html`<table><caption>${caption}</caption><thead><tr><th>Name</th><th>State</th><th>Tags</th><th>Engines</th><th>Devices</th><th>Load</th><th>Slots</th><th>Current work</th></tr></thead>
     <tbody>${rows.map(
       (
         p,
       ) => html`<tr><td>${p.name} <small>${short(p.peerId)}</small></td><td>${p.state}${p.paused ? ` (${p.paused})` : ''}</td>
       <td class="tags">${(p.tags ?? []).map((t) => html`<span class="tag">${t}</span> `)}</td>
-      <td>${p.engines.map((e) => `${e.name} ${e.version}`).join(', ')}</td><td>${p.load === null ? '—' : p.load.toFixed(2)}</td>
+      <td>${p.engines.map((e) => `${e.name} ${e.version}`).join(', ')}</td><td>${devicesText(p)}</td><td>${p.load === null ? '—' : p.load.toFixed(2)}</td>
       <td>${p.slots.busy}/${p.slots.total}</td><td>${work(p.work)}</td></tr>`,
     )}</tbody></table>`
   const shown = tag === null ? all : all.filter((p) => has(p, tag))
