@@ -12,10 +12,10 @@
  *    is not admitted: sync, blocks, presence and gossip all check admission;
  *  - a daemon with no token starts, says how to get admitted, and serves nobody.
  */
-import { mkdir, readFile, statfs } from 'node:fs/promises'
+import { mkdir } from 'node:fs/promises'
 import { availableParallelism, loadavg } from 'node:os'
 import { join } from 'node:path'
-import { Level } from 'level'
+import type { Level } from 'level'
 import { createEventBus } from './api/events.js'
 import { type ApiHttpServer, createApiHttpServer } from './api/http.js'
 import { SOCKET_FILE } from './api/types.js'
@@ -27,8 +27,8 @@ import { loadOrCreateNodeKey, peerIdOf, signerFor } from './auth/identity.js'
 import { createInviteServer, type InviteServer } from './auth/invite.js'
 import { createTokenIssuer } from './auth/issuer.js'
 import { loadMeshOwner, type MeshOwner } from './auth/mesh.js'
-import { decodeToken, parseTokenString } from './auth/token.js'
-import { createTokenStore, type TokenStore } from './auth/token-store.js'
+import { parseTokenString } from './auth/token.js'
+import { createTokenStore } from './auth/token-store.js'
 import { createBlockStore } from './blobs/block-store.js'
 import { createBlockExchange } from './blobs/exchange.js'
 import { createProviderIndex, type ProviderIndex } from './blobs/providers.js'
@@ -38,8 +38,12 @@ import { createEngineRegistry } from './engines/registry.js'
 import { capabilityFor as jobCapabilityFor } from './jobs/entries.js'
 import { createLeaseManager, type LeaseManager } from './jobs/lease-manager.js'
 import { createLogManager } from './log/log.js'
+import { DataDirLockedError, DB_DIR, openDatabase } from './log/database.js'
 import { createLevelLogStore } from './log/store.js'
 import { type LogId, MESH_LOG, type PeerIdString } from './log/types.js'
+import { importNodeTokenFile, NODE_TOKEN_FILE } from './auth/own-token.js'
+import { followMeshLog } from './auth/mesh-log.js'
+import { createQuotaBook } from './auth/quotas.js'
 import { createDialer } from './net/dialer.js'
 import { createLinkMonitor } from './net/link-monitor.js'
 import { createHost } from './net/host.js'
@@ -48,12 +52,13 @@ import { testPartitionFromEnv } from './net/test-partition.js'
 import { type Activity, createPresence } from './net/presence.js'
 import { createJobService } from './service/jobs.js'
 import { createLiveLogs } from './service/live-logs.js'
+import { createDiskWatch, DISK_CHECK_MS } from './node/disk-watch.js'
 import { createFileIdleProbe, createSystemIdleProbe } from './node/idle.js'
 import { createNodeRules } from './node/rules.js'
 import { createLogSync, type LogSync } from './sync/sync.js'
 import { withDeadline } from './util/abort.js'
 import { type Clock, systemClock } from './util/clock.js'
-import { describeError, RmeshError } from './util/errors.js'
+import { describeError } from './util/errors.js'
 import { createLogger, type Logger } from './util/logger.js'
 import { RMESH_VERSION } from './version.js'
 import { createWorker, SCENE_PIN_PREFIX } from './worker/runner.js'
@@ -61,21 +66,13 @@ import { createWorker, SCENE_PIN_PREFIX } from './worker/runner.js'
 export type { DaemonCounters } from './api/daemon-view.js'
 /** Re-exported: the mesh log's revoke kind is admission's (src/auth/admission.ts). */
 export { REVOKE_KIND }
-export const DB_DIR = 'db'
+/** Re-exported: the database's own (src/log/database.ts). */
+export { DataDirLockedError, DB_DIR }
 export const LOG_FILE = 'daemon.log'
-export const NODE_TOKEN_FILE = 'node.token'
-/** How often the data disk's free space is checked (the low-disk pause reacts this fast). */
-export const DISK_CHECK_MS = 5_000
-
-export class DataDirLockedError extends RmeshError {
-  constructor(dir: string) {
-    super(
-      'ERR_DAEMON_RUNNING',
-      `another rmesh daemon is already using ${dir}; stop it first (or start this one with another --dir)`,
-    )
-    this.name = 'DataDirLockedError'
-  }
-}
+/** Re-exported: where init and join leave the token (src/auth/own-token.ts). */
+export { NODE_TOKEN_FILE }
+/** Re-exported: the disk watch's own (src/node/disk-watch.ts). */
+export { DISK_CHECK_MS }
 
 /** The running daemon: the control API's view of it, and what only the daemon needs. */
 export interface Daemon extends DaemonView {
@@ -118,23 +115,7 @@ export async function startDaemon(
     components.logger ??
     createLogger({ level: config.logLevel, file: join(config.dataDir, LOG_FILE) }, 'rmesh')
 
-  const db = new Level<string, unknown>(join(config.dataDir, DB_DIR), { valueEncoding: 'json' })
-  try {
-    await db.open()
-  } catch (err) {
-    const e = err as { code?: string; cause?: { code?: string; message?: string } }
-    if (
-      e.cause?.code === 'LEVEL_LOCKED' ||
-      e.code === 'LEVEL_LOCKED' ||
-      /lock/i.test(String(e.cause?.message ?? ''))
-    )
-      throw new DataDirLockedError(config.dataDir)
-    throw new RmeshError(
-      'ERR_STORE_OPEN',
-      `cannot open the database in ${config.dataDir}: ${describeError(err)}`,
-      { cause: err },
-    )
-  }
+  const db = await openDatabase(config.dataDir)
 
   const cleanups: (() => Promise<void> | void)[] = [() => db.close()]
   const cleanup = async () => {
@@ -274,47 +255,18 @@ export async function startDaemon(
     })
     cleanups.push(() => engines.close())
 
-    // maxQueuedJobs per submitter, from the tokens published in the mesh log. Of several
-    // tokens of one peer the one expiring last counts, so every node picks the same.
-    const quotas = new Map<string, { max: number | undefined; exp: number; id: string }>()
-    const learnQuota = (bytes: Uint8Array) => {
-      try {
-        const t = decodeToken(bytes)
-        const prev = quotas.get(t.aud)
-        if (prev && (prev.exp > t.exp || (prev.exp === t.exp && prev.id >= t.id))) return
-        quotas.set(t.aud, { max: t.lim.maxQueuedJobs, exp: t.exp, id: t.id })
-      } catch {}
-    }
+    // maxQueuedJobs per submitter, from the tokens published in the mesh log.
+    const quotas = createQuotaBook()
     let leases: LeaseManager | undefined
-    // Free space on the data disk, refreshed every few seconds: below minFreeDiskMiB the
-    // node advertises no slots (so it claims nothing new) until space is freed, instead of
-    // failing chunk after chunk with ERR_DISK_FULL.
-    let freeDiskBytes = 0
-    let diskLow = false
+    // Below minFreeDiskMiB on the data disk the node takes no new renders (node/disk-watch.ts).
     let onDiskLowChanged = () => {}
-    const refreshDisk = async () => {
-      try {
-        const st = await statfs(config.dataDir)
-        freeDiskBytes = st.bavail * st.bsize
-      } catch {
-        return
-      }
-      const low = config.minFreeDiskMiB > 0 && freeDiskBytes < config.minFreeDiskMiB * 1024 * 1024
-      if (low === diskLow) return
-      diskLow = low
-      if (low)
-        logger.warn('data disk nearly full: taking no new renders until space is freed', {
-          freeMiB: Math.floor(freeDiskBytes / 1024 / 1024),
-          minFreeDiskMiB: config.minFreeDiskMiB,
-          dataDir: config.dataDir,
-        })
-      else
-        logger.info('data disk has room again: taking renders', {
-          freeMiB: Math.floor(freeDiskBytes / 1024 / 1024),
-        })
-      onDiskLowChanged()
-    }
-    await refreshDisk()
+    const disk = createDiskWatch({
+      dataDir: config.dataDir,
+      minFreeMiB: config.minFreeDiskMiB,
+      logger,
+      onChange: () => onDiskLowChanged(),
+    })
+    await disk.refresh()
     // The node's own rules (pause, schedule, idle-only): not active, it offers no slot, and
     // what it holds goes back at once through release entries.
     let onRulesChanged = () => {}
@@ -348,10 +300,7 @@ export async function startDaemon(
       },
     )
     /** A passing reason to take no new renders (presence tells peers; it ends by itself). */
-    const pausedFor = (): string | undefined =>
-      diskLow
-        ? `less than ${config.minFreeDiskMiB} MiB free on the data disk (${config.dataDir}): free space, or lower --min-free-disk`
-        : rules.reason()
+    const pausedFor = (): string | undefined => disk.reason() ?? rules.reason()
     /** Why this node takes no renders now (undefined when it does). */
     const renderPaused = (): string | undefined => {
       if (!admission.token?.cap.includes('render')) return 'no render capability in its token'
@@ -398,7 +347,7 @@ export async function startDaemon(
           ...(engines.videoFeatures() ? { video: engines.videoFeatures() } : {}),
           ...((d) => (d.length ? { devices: d } : {}))(engines.devices()),
           ...((r) => (r ? { rules: r } : {}))(rules.presence()),
-          freeDiskBytes,
+          freeDiskBytes: disk.freeBytes(),
           load: Math.round((loadavg()[0] / cpuCount) * 100) / 100,
           doing: [...activity.values()],
           leases: (leases?.heldLeases() ?? []).map((l) => ({
@@ -490,7 +439,10 @@ export async function startDaemon(
         }),
         logger,
       },
-      { leaseTimeoutMs: config.leaseTimeoutMs, quotaOf: (submitter) => quotas.get(submitter)?.max },
+      {
+        leaseTimeoutMs: config.leaseTimeoutMs,
+        quotaOf: (submitter) => quotas.maxQueuedJobs(submitter),
+      },
     )
 
     const peerBook = createPeerBook(db)
@@ -517,7 +469,7 @@ export async function startDaemon(
       clock,
       logger: logger.child('jobs'),
       canSubmit: () => admission.token?.cap.includes('submit') ?? false,
-      quotaOf: (peer) => quotas.get(peer)?.max,
+      quotaOf: (peer) => quotas.maxQueuedJobs(peer),
       selfEngines: () => engines.describe(),
       selfSlots: renderSlots,
       selfPaused: pausedFor,
@@ -599,7 +551,7 @@ export async function startDaemon(
       activity,
       rules,
       renderPaused,
-      freeDiskBytes: () => freeDiskBytes,
+      freeDiskBytes: () => disk.freeBytes(),
       adoptToken,
       stop: async () => {
         logger.info('stopping')
@@ -650,29 +602,8 @@ export async function startDaemon(
     libp2p.services.pubsub.addEventListener('gossipsub:message', (evt) =>
       bump(counters.gossipByTopic, evt.detail.msg.topic),
     )
-    // Tokens and revocations travel in the mesh log.
-    log.onEntry((entry) => {
-      if (entry.log !== MESH_LOG) return
-      if (entry.kind === ADMIT_KIND) {
-        const t = (entry.body as { token?: Uint8Array }).token
-        if (t instanceof Uint8Array) {
-          learnQuota(t)
-          void admission
-            .learnToken(t)
-            .then(() => log.retryPending())
-            .catch(() => {})
-        }
-      } else if (entry.kind === REVOKE_KIND) {
-        const target = (entry.body as { target?: unknown }).target
-        if (typeof target === 'string' && target.length < 200)
-          void admission.revoke(target).catch(() => {})
-      }
-    })
-
-    for (const e of await log.entries(MESH_LOG)) {
-      const t = e.kind === ADMIT_KIND ? (e.body as { token?: unknown }).token : undefined
-      if (t instanceof Uint8Array) learnQuota(t)
-    }
+    // Tokens and revocations travel in the mesh log (auth/mesh-log.ts).
+    await followMeshLog({ log, admission, quotas })
     // In dependency order; each stops in reverse on shutdown.
     const services: { start(): Promise<void>; stop(): Promise<void> | void }[] = [
       admission,
@@ -712,24 +643,9 @@ export async function startDaemon(
     if (web) cleanups.push(() => web.close())
 
     if (config.metricsPort !== undefined) {
-      // Loopback only: a scraper on the same machine, or an SSH tunnel, reads it.
-      const { createServer } = await import('node:http')
-      const { renderMetrics } = await import('./api/metrics.js')
-      const metricsServer = createServer((req, res) => {
-        if (req.url !== '/metrics') {
-          res.writeHead(404).end()
-          return
-        }
-        renderMetrics(daemon).then(
-          (text) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(text),
-          () => res.writeHead(500).end(),
-        )
-      })
-      await new Promise<void>((resolve, reject) => {
-        metricsServer.once('error', reject)
-        metricsServer.listen(config.metricsPort, '127.0.0.1', () => resolve())
-      })
-      cleanups.push(() => new Promise<void>((r) => metricsServer.close(() => r())))
+      const { startMetricsServer } = await import('./api/metrics-server.js')
+      const metrics = await startMetricsServer(daemon, config.metricsPort)
+      cleanups.push(() => metrics.close())
     }
 
     // Once settled, say it in the log when nobody at all can reach this node.
@@ -739,9 +655,8 @@ export async function startDaemon(
     }, 30_000)
     reachTimer.unref()
     cleanups.push(() => clearTimeout(reachTimer))
-    const diskTimer = setInterval(() => void refreshDisk(), DISK_CHECK_MS)
-    diskTimer.unref()
-    cleanups.push(() => clearInterval(diskTimer))
+    disk.start()
+    cleanups.push(() => disk.stop())
 
     logger.info('daemon started', {
       peerId,
@@ -753,23 +668,5 @@ export async function startDaemon(
   } catch (err) {
     await cleanup()
     throw err
-  }
-}
-
-/** `rmesh init` and `rmesh join` (without a running daemon) leave the token in a file. */
-async function importNodeTokenFile(dir: string, tokens: TokenStore, logger: Logger): Promise<void> {
-  let text: string
-  try {
-    text = (await readFile(join(dir, NODE_TOKEN_FILE), 'utf8')).trim()
-  } catch {
-    return
-  }
-  if (!text) return
-  try {
-    await tokens.addOwnToken(parseTokenString(text).bytes)
-  } catch (err) {
-    logger.warn(`ignoring ${NODE_TOKEN_FILE}: it does not hold a valid token`, {
-      err: describeError(err),
-    })
   }
 }

@@ -13,7 +13,9 @@ import { isRmeshError } from '../../src/util/errors.js'
 import { type CliContext, printJson } from '../context.js'
 import { action } from '../command.js'
 
-export const NODE_TOKEN_FILE = 'node.token'
+import { NODE_TOKEN_FILE } from '../../src/auth/own-token.js'
+
+export { NODE_TOKEN_FILE }
 const INIT_TOKEN_DAYS = 365
 
 /** Create a mesh in `dir` and this node's token; shared by `init` and `demo`. */
