@@ -431,6 +431,7 @@ export async function startDaemon(
           })),
           meshId: admission.meshId,
         }),
+        busyIntervalMs: () => leases?.heartbeatPaceMs(),
       },
       { intervalMs: config.presenceIntervalMs, restIntervalMs: config.presenceRestIntervalMs },
     )
@@ -467,6 +468,7 @@ export async function startDaemon(
         liveness: {
           lastHeard: (p) => presence.lastHeard(p),
           renders: (p) => (presence.peers().get(p)?.presence.slots ?? 1) > 0,
+          pace: (p) => presence.paceOf(p),
         },
         runner: {
           prepare: (task) => worker.prepare(task),
