@@ -11,6 +11,7 @@
  *    CPU seconds from /proc/<pid>/stat (utime + stime) and resident memory (VmRSS).
  *
  *   npm run build && node dist/bench/overhead.js [--quick]
+ *   npm run build && node dist/bench/overhead.js --idle-only [SECONDS]   (daemon.idle.* alone)
  */
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -188,7 +189,8 @@ async function procStat(pid: number): Promise<{ cpuS: number; rssMiB: number }> 
   return { cpuS: ticks / 100, rssMiB: rssKiB / 1024 }
 }
 
-async function idle(nodes: number, idleMs: number): Promise<BenchResult[]> {
+/** `daemon.idle.*` alone: `nodes` admitted daemons at rest for `idleMs`. */
+export async function idle(nodes: number, idleMs: number): Promise<BenchResult[]> {
   return withMesh(nodes, async (mesh) => {
     // Let start-up work (DHT bootstrap, first syncs, module loading) settle first.
     await new Promise((r) => setTimeout(r, Math.min(10_000, idleMs / 3)))
@@ -237,10 +239,14 @@ export async function benchOverhead(opts: OverheadBenchOptions = {}): Promise<Be
 
 if (isMain(import.meta.url)) {
   const quick = process.argv.includes('--quick')
+  const at = process.argv.indexOf('--idle-only')
   runStandalone(() =>
-    benchOverhead({
-      ...(quick ? { frames: 20, rounds: 5, idleMs: 5_000 } : {}),
-      log: (l) => console.error(l),
-    }),
+    // `--idle-only [SECONDS]`: only the daemons at rest (default 60 s), as in RESULTS.md.
+    at >= 0
+      ? idle(3, Number(process.argv[at + 1] ?? 60) * 1000 || 60_000)
+      : benchOverhead({
+          ...(quick ? { frames: 20, rounds: 5, idleMs: 5_000 } : {}),
+          log: (l) => console.error(l),
+        }),
   )
 }

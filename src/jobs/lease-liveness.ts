@@ -52,8 +52,8 @@ export interface LeaseLiveness {
   readonly stallProbeMs: number
   /** Start afresh (time spent stopped is not a stall). */
   restart(): void
-  /** The loop runs now: record a stall that just ended. */
-  observeLoop(t: number): void
+  /** The loop runs now: record a stall that just ended; the next look comes within `nextLookWithinMs`. */
+  observeLoop(t: number, nextLookWithinMs?: number): void
   /** After a stall, no new claim before this (monotonic). */
   catchUpUntil(): number
   heardRecently(p: PeerIdString, t: number): boolean
@@ -133,8 +133,8 @@ export function createLeaseLiveness(
       stallWatch = newStallWatch()
     },
 
-    observeLoop(t) {
-      const stalledMs = stallWatch.observe(t)
+    observeLoop(t, nextLookWithinMs) {
+      const stalledMs = stallWatch.observe(t, nextLookWithinMs)
       if (stalledMs <= 0) return
       stats.stalls++
       stats.stalledMs += Math.round(stalledMs)

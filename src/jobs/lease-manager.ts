@@ -67,6 +67,9 @@ export { MAX_CATCH_UP_MS, STRAGGLER_MIN_SAMPLES } from './lease-liveness.js'
  */
 export const BEATS_PER_CHUNK = 2
 
+/** With no live job the lease tick (and stall probe) runs this many times less often. */
+export const REST_TICKS = 5
+
 interface Task {
   jobId: string
   chunk: number
@@ -204,14 +207,24 @@ export function createLeaseManager(
 
   // The tick is also the stall probe: it looks at the loop at least every tickMs, which is
   // all the stall watch needs (a stall is half a lease timeout or more). A probe of its
-  // own at 250 ms woke an idle daemon four times a second for nothing.
-  let ticks = 0
+  // own at 250 ms woke an idle daemon four times a second for nothing. With no live job
+  // there is nothing to claim or judge (a new entry schedules a pass at once, and a lease
+  // seen after a missed stall is judged from when it is seen), so it ticks REST_TICKS
+  // times slower.
+  let lastPrune = clock.monotonic()
   function tick(): void {
     if (stopped) return
-    judge.observeLoop(now())
-    if (++ticks % 30 === 0) prune()
+    let live = false
+    for (const f of folds.values()) if (jobLive(f.state)) live = true
+    const next = live ? tickMs : tickMs * REST_TICKS
+    const t = now()
+    judge.observeLoop(t, next)
+    if (t - lastPrune >= 30 * tickMs) {
+      lastPrune = t
+      prune()
+    }
     schedule()
-    tickTimer = clock.setTimeout(tick, tickMs)
+    tickTimer = clock.setTimeout(tick, next)
   }
 
   /**
