@@ -39,7 +39,6 @@ import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
 import { mdns } from '@libp2p/mdns'
 import { ping, type Ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
-import { uPnPNAT } from '@libp2p/upnp-nat'
 import { yamux } from '@libp2p/yamux'
 import { MemoryDatastore } from 'datastore-core/memory'
 import type { Key } from 'interface-datastore'
@@ -220,7 +219,9 @@ export async function createHost(options: HostOptions): Promise<RmeshLibp2p> {
       reservations: RELAY_SERVER_LIMITS,
       hopTimeout: 10_000,
     })
-  if (options.upnp) extra.upnp = uPnPNAT()
+  // Loaded only when asked for: UPnP brings an SSDP client and an XML parser (~0.4 MB of
+  // modules) that a daemon without --upnp would keep in memory for nothing.
+  if (options.upnp) extra.upnp = (await import('@libp2p/upnp-nat')).uPnPNAT()
   node = (await createLibp2p({
     start: options.start ?? true,
     privateKey: options.privateKey,
