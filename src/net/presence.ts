@@ -185,6 +185,23 @@ export function validatePresence(value: unknown): Presence {
   return p as unknown as Presence
 }
 
+/**
+ * The heartbeat interval of a busy node whose leases want one every `wantedMs`: rounded to
+ * a multiple of `intervalMs` (the tick), within [intervalMs, restIntervalMs]; intervalMs
+ * when nothing is wanted yet.
+ */
+export function busyPaceMs(
+  wantedMs: number | undefined,
+  intervalMs: number,
+  restIntervalMs: number,
+): number {
+  if (wantedMs === undefined || !Number.isFinite(wantedMs)) return intervalMs
+  return Math.min(
+    Math.max(intervalMs, restIntervalMs),
+    Math.max(intervalMs, Math.round(wantedMs / intervalMs) * intervalMs),
+  )
+}
+
 export interface PresenceComponents {
   libp2p: RmeshLibp2p
   clock: Clock
@@ -320,12 +337,7 @@ export function createPresence(
     if (!busy(self)) return restInterval
     // A forming mesh meets at the fast pace, whatever this node's leases would need.
     if (clock.monotonic() < fastUntil) return options.intervalMs
-    const wanted = components.busyIntervalMs?.()
-    if (wanted === undefined || !Number.isFinite(wanted)) return options.intervalMs
-    return Math.min(
-      restInterval,
-      Math.max(options.intervalMs, Math.round(wanted / options.intervalMs) * options.intervalMs),
-    )
+    return busyPaceMs(components.busyIntervalMs?.(), options.intervalMs, restInterval)
   }
   // What peers must hear at once even at rest: a change in what this node can take.
   const shapeOf = (self: SelfView) =>
