@@ -178,15 +178,19 @@ async function convergence(nodes: number, rounds: number): Promise<BenchResult[]
   })
 }
 
-async function procStat(pid: number): Promise<{ cpuS: number; rssMiB: number }> {
+async function procStat(pid: number): Promise<{ cpuS: number; rssMiB: number; wakes: number }> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
   // Fields after the command name (which may hold spaces) start at state (field 3).
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   const ticks = Number(f[11]) + Number(f[12])
   const status = await readFile(`/proc/${pid}/status`, 'utf8')
   const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN)
+  // The main thread's voluntary context switches: each is a sleep in the event loop, so
+  // their count is how often the daemon wakes (timers, sockets) — at rest, its cost.
+  const main = await readFile(`/proc/${pid}/task/${pid}/status`, 'utf8')
+  const wakes = Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(main)?.[1] ?? Number.NaN)
   // USER_HZ is 100 on Linux for every architecture Node supports.
-  return { cpuS: ticks / 100, rssMiB: rssKiB / 1024 }
+  return { cpuS: ticks / 100, rssMiB: rssKiB / 1024, wakes }
 }
 
 /** `daemon.idle.*` alone: `nodes` admitted daemons at rest for `idleMs`. */
@@ -201,6 +205,7 @@ export async function idle(nodes: number, idleMs: number): Promise<BenchResult[]
     const after = await Promise.all(mesh.map((d) => procStat(d.proc.pid!)))
     const cpu = after.map((a, i) => (100 * (a.cpuS - before[i].cpuS)) / secs)
     const rss = after.map((a) => a.rssMiB)
+    const wakes = after.map((a, i) => (a.wakes - before[i].wakes) / secs)
     const note = `${nodes} admitted daemons on loopback, nothing to do, measured over ${round(secs, 1)} s`
     return [
       {
@@ -214,6 +219,12 @@ export async function idle(nodes: number, idleMs: number): Promise<BenchResult[]
         value: round(median(rss), 1),
         unit: 'MiB',
         note: `resident memory (VmRSS), median of daemons, max ${round(Math.max(...rss), 1)} MiB`,
+      },
+      {
+        name: 'daemon.idle.wakes',
+        value: round(median(wakes), 2),
+        unit: 'per s',
+        note: `main-thread wake-ups (voluntary context switches), median of daemons: ${wakes.map((w) => round(w, 2)).join(', ')}`,
       },
     ]
   })
