@@ -21,6 +21,8 @@ import { isRmeshError } from '../src/util/errors.js'
 import { UsageError } from './context.js'
 import { parseFrameSpec } from '../src/jobs/frame-spec.js'
 import { parseFrameRate } from '../src/jobs/video-options.js'
+import { DEVICE_REQUESTS, isDeviceRequest } from '../src/jobs/devices.js'
+import { parseEngineRange } from '../src/jobs/version.js'
 
 export interface SubmitInput {
   scene: string
@@ -35,8 +37,14 @@ export interface SubmitInput {
   pack?: boolean
   persistent?: boolean
   require?: string[]
+  /** --any-blender: no default version requirement (the submitter's Blender's major.minor). */
+  anyBlender?: boolean
+  /** --device gpu|optix|cuda|hip|oneapi|metal|cpu */
+  device?: string
   /** --tags gpu,studio-a: the pool; '' asks for none (overrides the node's submitTags). */
   tags?: string
+  /** --after JOB[,JOB]: wait until these jobs are done. */
+  after?: string
   projectRoot?: string
   allowMissing?: boolean
   crf?: string | number
@@ -78,19 +86,17 @@ export function parseVideo(value: string): VideoCodec {
   return v as VideoCodec
 }
 
-const REQUIREMENT = /^[a-z][a-z0-9_-]{0,31}\s*(?:(?:>=|<=|==|=|>|<)\s*\d+(?:\.\d+){0,3})?$/i
-
 export function parseRequirements(values: readonly string[]): string[] {
   const out: string[] = []
   for (const v of values.flatMap((s) => s.split(','))) {
     const r = v.trim()
     if (r === '') continue
-    if (!REQUIREMENT.test(r)) {
+    if (!parseEngineRange(r)) {
       throw new UsageError(
-        `--require "${r}" is not a requirement; write e.g. 'blender>=3.4' or 'blender'`,
+        `--require "${r}" is not a requirement; write e.g. 'blender>=3.4', 'blender>=4.2 <4.3' or 'blender'`,
       )
     }
-    out.push(r.replace(/\s+/g, ''))
+    out.push(r)
   }
   return out
 }
@@ -208,13 +214,44 @@ export async function buildSubmitRequest(input: SubmitInput, cwd: string): Promi
   if (input.allowMissing) req.allowMissing = true
   if (input.persistent) req.persistent = true
   if (input.require?.length) req.require = parseRequirements(input.require)
+  if (input.anyBlender) {
+    if (req.require) throw new UsageError('--any-blender and --require contradict: give one')
+    req.anyBlender = true
+  }
+  if (input.device !== undefined) {
+    const d = input.device.trim().toLowerCase()
+    if (!isDeviceRequest(d))
+      throw new UsageError(
+        `--device must be one of ${DEVICE_REQUESTS.join(', ')}, got "${input.device}"`,
+      )
+    req.device = d
+  }
   if (input.tags !== undefined) {
     const tags = input.tags.split(/[\s,]+/).filter(Boolean)
     if (tags.length > 32 || !tags.every((t) => /^[\w.-]{1,32}$/.test(t)))
       throw new UsageError('--tags must be short words separated by commas, like gpu,studio-a')
     req.tags = tags
   }
+  if (input.after !== undefined) req.after = parseAfter(input.after)
   return req
+}
+
+/** `--after JOB[,JOB]`: up to 16 job ids (or unique prefixes of 6+ characters), distinct. */
+export function parseAfter(value: string): string[] {
+  const ids = [
+    ...new Set(
+      value
+        .toLowerCase()
+        .split(/[\s,]+/)
+        .filter(Boolean),
+    ),
+  ]
+  if (ids.length === 0) throw new UsageError('--after needs a job id, like --after k3vq7xma')
+  if (ids.length > 16) throw new UsageError('--after takes at most 16 jobs')
+  for (const id of ids)
+    if (!/^[a-z2-7]{6,8}$/.test(id))
+      throw new UsageError(`--after: "${id}" is not a job id; list jobs with \`rmesh jobs\``)
+  return ids
 }
 
 /** The encode flags; the daemon checks the rules across them (jobs/video-options.ts). */

@@ -117,7 +117,13 @@ export function progressLine(job: JobSummary, width: number, c: Colors): string 
   ]
     .filter(Boolean)
     .join('  ')
-  const state = job.state === 'rendering' ? c.cyan(job.state) : job.state
+  const state =
+    job.state === 'rendering'
+      ? c.cyan(job.state)
+      : // Paused or waiting: its reason starts with the state and says what it waits for.
+        job.state === 'paused' || job.state === 'waiting'
+        ? c.yellow(job.reason ?? job.state)
+        : job.state
   const plain = `${job.framesDone}/${job.framesTotal} frames  ${job.nodesRendering} nodes  ${job.framesPerMinute.toFixed(1)} f/min  ETA 00m00s  rendering  `
   const barWidth = Math.max(10, Math.min(40, width - plain.length - 4))
   return `${state} [${c.green(progressBar(frac, barWidth))}] ${stats}`

@@ -8,7 +8,7 @@
  */
 import { readFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
-import { join } from 'node:path'
+import { isAbsolute, join } from 'node:path'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { LIMIT_BOUNDS } from './node/rules.js'
@@ -49,6 +49,13 @@ export interface DaemonConfig {
   tags: string[]
   /** Extra Blender executables to detect beside the one on PATH. */
   blenderPaths: string[]
+  /** A folder of unpacked Blender releases: every `<dir>/<release>/blender` is detected. */
+  blenderReleasesDir?: string
+  /**
+   * Test hook (env RMESH_TEST_BLENDER_DEVICES): the JSON of a recorded device report
+   * (engines/blender-devices.ts) that stands for every Blender's detection. Tests only.
+   */
+  testBlenderDevices?: string
   /** Templated engines, validated by the engine registry. */
   engines: unknown[]
   presenceIntervalMs: number
@@ -62,9 +69,15 @@ export interface DaemonConfig {
   outputGraceMs?: number
   /**
    * A job this node submitted fails when, for this long, no live node of the mesh can take
-   * some chunk of it (missing engine or tags, every capable node blocklisted). Default 60 s.
+   * some chunk of it (missing engine, device or tags, every capable node blocklisted). Default 60 s.
    */
   noEligibleGraceMs: number
+  /**
+   * Preview video of a job this node submitted, while its frames come in: remade every
+   * previewEveryFrames new frames or previewEveryMs (0: no previews). Defaults 10 and 20 s.
+   */
+  previewEveryMs: number
+  previewEveryFrames: number
   syncIntervalMs: number
   /** Enable the test engine (tests, demos and benchmarks only). */
   testEngine: boolean
@@ -110,6 +123,8 @@ const DEFAULTS: Omit<DaemonConfig, 'dataDir'> = {
   presenceIntervalMs: 2_000,
   leaseTimeoutMs: 10_000,
   noEligibleGraceMs: 60_000,
+  previewEveryMs: 20_000,
+  previewEveryFrames: 10,
   syncIntervalMs: 5_000,
   testEngine: false,
   submitTags: [],
@@ -138,6 +153,9 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ConfigInput
   if (env.RMESH_LEASE_TIMEOUT_MS) out.leaseTimeoutMs = Number(env.RMESH_LEASE_TIMEOUT_MS)
   if (env.RMESH_OUTPUT_GRACE_MS) out.outputGraceMs = Number(env.RMESH_OUTPUT_GRACE_MS)
   if (env.RMESH_NO_ELIGIBLE_GRACE_MS) out.noEligibleGraceMs = Number(env.RMESH_NO_ELIGIBLE_GRACE_MS)
+  if (env.RMESH_PREVIEW_EVERY_MS) out.previewEveryMs = Number(env.RMESH_PREVIEW_EVERY_MS)
+  if (env.RMESH_PREVIEW_EVERY_FRAMES)
+    out.previewEveryFrames = Number(env.RMESH_PREVIEW_EVERY_FRAMES)
   if (env.RMESH_PRESENCE_INTERVAL_MS)
     out.presenceIntervalMs = Number(env.RMESH_PRESENCE_INTERVAL_MS)
   if (env.RMESH_PRESENCE_REST_INTERVAL_MS)
@@ -150,6 +168,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ConfigInput
   if (env.RMESH_RENDER_MEMORY_MIB) out.renderMemoryMiB = Number(env.RMESH_RENDER_MEMORY_MIB)
   if (env.RMESH_SUBMIT_TAGS) out.submitTags = list(env.RMESH_SUBMIT_TAGS)
   if (env.RMESH_WEB) out.web = env.RMESH_WEB
+  if (env.RMESH_BLENDER_RELEASES_DIR) out.blenderReleasesDir = env.RMESH_BLENDER_RELEASES_DIR
+  if (env.RMESH_TEST_BLENDER_DEVICES) out.testBlenderDevices = env.RMESH_TEST_BLENDER_DEVICES
   return out
 }
 
@@ -232,6 +252,21 @@ export function resolveConfig(dataDir: string, ...layers: ConfigInput[]): Daemon
   }
   if (!Array.isArray(c.blenderPaths) || !c.blenderPaths.every((p) => typeof p === 'string'))
     throw bad('blenderPaths', 'must be a list of paths')
+  if (
+    c.blenderReleasesDir !== undefined &&
+    (typeof c.blenderReleasesDir !== 'string' || !isAbsolute(c.blenderReleasesDir))
+  )
+    throw bad(
+      'blenderReleasesDir',
+      'must be the absolute path of a folder of unpacked Blender releases',
+    )
+  if (c.testBlenderDevices !== undefined) {
+    try {
+      JSON.parse(c.testBlenderDevices)
+    } catch {
+      throw bad('testBlenderDevices', 'must be the JSON of a recorded device report (a test hook)')
+    }
+  }
   if (!Array.isArray(c.engines)) throw bad('engines', 'must be a list of engine declarations')
   for (const f of ['presenceIntervalMs', 'leaseTimeoutMs', 'syncIntervalMs'] as const) {
     if (!Number.isFinite(c[f]) || c[f] < 50 || c[f] > 3_600_000)
@@ -259,6 +294,21 @@ export function resolveConfig(dataDir: string, ...layers: ConfigInput[]): Daemon
     c.noEligibleGraceMs > 7 * 86_400_000
   )
     throw bad('noEligibleGraceMs', 'must be a number of milliseconds (1000 to 604800000)')
+  if (
+    !Number.isInteger(c.previewEveryMs) ||
+    (c.previewEveryMs !== 0 && c.previewEveryMs < 1_000) ||
+    c.previewEveryMs > 86_400_000
+  )
+    throw bad(
+      'previewEveryMs',
+      'must be 0 (no preview videos) or milliseconds from 1000 to 86400000',
+    )
+  if (
+    !Number.isInteger(c.previewEveryFrames) ||
+    c.previewEveryFrames < 1 ||
+    c.previewEveryFrames > 100_000
+  )
+    throw bad('previewEveryFrames', 'must be a whole number of frames from 1 to 100000')
   if (
     c.metricsPort !== undefined &&
     (!Number.isInteger(c.metricsPort) || c.metricsPort < 0 || c.metricsPort > 65535)

@@ -15,40 +15,41 @@
 import { mkdir, readFile, statfs } from 'node:fs/promises'
 import { availableParallelism, loadavg } from 'node:os'
 import { join } from 'node:path'
-import type { PrivateKey } from '@libp2p/interface'
 import { Level } from 'level'
-import { createEventBus, type EventBus } from './api/events.js'
+import { createEventBus } from './api/events.js'
 import { type ApiHttpServer, createApiHttpServer } from './api/http.js'
 import { SOCKET_FILE } from './api/types.js'
 import { peerInfoOf } from './api/views.js'
-import { ADMIT_KIND, type Admission, createAdmission } from './auth/admission.js'
+import { ADMIT_KIND, createAdmission, REVOKE_KIND } from './auth/admission.js'
+import type { DaemonCounters, DaemonView } from './api/daemon-view.js'
 import { createAdmissionState, createConnectionGater, createRelayGate } from './auth/gater.js'
 import { loadOrCreateNodeKey, peerIdOf, signerFor } from './auth/identity.js'
 import { createInviteServer, type InviteServer } from './auth/invite.js'
-import { createTokenIssuer, type TokenIssuer } from './auth/issuer.js'
+import { createTokenIssuer } from './auth/issuer.js'
 import { loadMeshOwner, type MeshOwner } from './auth/mesh.js'
 import { decodeToken, parseTokenString } from './auth/token.js'
 import { createTokenStore, type TokenStore } from './auth/token-store.js'
-import { type BlockStore, createBlockStore } from './blobs/block-store.js'
-import { type BlockExchange, createBlockExchange } from './blobs/exchange.js'
+import { createBlockStore } from './blobs/block-store.js'
+import { createBlockExchange } from './blobs/exchange.js'
 import { createProviderIndex, type ProviderIndex } from './blobs/providers.js'
 import type { DaemonConfig } from './config.js'
 import { makePreview, THUMB_MAX_PX } from './engines/thumbnail.js'
-import { createEngineRegistry, type EngineRegistry } from './engines/registry.js'
+import { createEngineRegistry } from './engines/registry.js'
 import { capabilityFor as jobCapabilityFor } from './jobs/entries.js'
 import { createLeaseManager, type LeaseManager } from './jobs/lease-manager.js'
-import { createLogManager, type LogManager } from './log/log.js'
+import { createLogManager } from './log/log.js'
 import { createLevelLogStore } from './log/store.js'
 import { type LogId, MESH_LOG, type PeerIdString } from './log/types.js'
-import { createDialer, type Dialer } from './net/dialer.js'
-import { createHost, type RmeshLibp2p } from './net/host.js'
+import { createDialer } from './net/dialer.js'
+import { createLinkMonitor } from './net/link-monitor.js'
+import { createHost } from './net/host.js'
 import { createPeerBook } from './net/peerbook.js'
 import { testPartitionFromEnv } from './net/test-partition.js'
-import { type Activity, createPresence, type PresenceService } from './net/presence.js'
-import { createJobService, type JobService } from './service/jobs.js'
-import { createLiveLogs, type LiveLogs } from './service/live-logs.js'
+import { type Activity, createPresence } from './net/presence.js'
+import { createJobService } from './service/jobs.js'
+import { createLiveLogs } from './service/live-logs.js'
 import { createFileIdleProbe, createSystemIdleProbe } from './node/idle.js'
-import { createNodeRules, type NodeRules } from './node/rules.js'
+import { createNodeRules } from './node/rules.js'
 import { createLogSync, type LogSync } from './sync/sync.js'
 import { withDeadline } from './util/abort.js'
 import { type Clock, systemClock } from './util/clock.js'
@@ -57,10 +58,12 @@ import { createLogger, type Logger } from './util/logger.js'
 import { RMESH_VERSION } from './version.js'
 import { createWorker, SCENE_PIN_PREFIX } from './worker/runner.js'
 
+export type { DaemonCounters } from './api/daemon-view.js'
+/** Re-exported: the mesh log's revoke kind is admission's (src/auth/admission.ts). */
+export { REVOKE_KIND }
 export const DB_DIR = 'db'
 export const LOG_FILE = 'daemon.log'
 export const NODE_TOKEN_FILE = 'node.token'
-export const REVOKE_KIND = 'revoke'
 /** How often the data disk's free space is checked (the low-disk pause reacts this fast). */
 export const DISK_CHECK_MS = 5_000
 
@@ -74,55 +77,16 @@ export class DataDirLockedError extends RmeshError {
   }
 }
 
-export interface Daemon {
-  readonly peerId: string
-  readonly config: DaemonConfig
-  readonly libp2p: RmeshLibp2p
+/** The running daemon: the control API's view of it, and what only the daemon needs. */
+export interface Daemon extends DaemonView {
   readonly socketPath: string
-  readonly events: EventBus
   readonly logger: Logger
-  readonly startedAt: number
-  readonly presence: PresenceService
-  readonly dialer: Dialer
   readonly db: Level<string, unknown>
-  readonly privateKey: PrivateKey
-  readonly clock: Clock
-  readonly admission: Admission
-  readonly tokens: TokenStore
-  readonly issuer: TokenIssuer
   readonly owner: MeshOwner | undefined
-  readonly log: LogManager
   readonly sync: LogSync
-  readonly blocks: BlockStore
-  readonly exchange: BlockExchange
   readonly providers: ProviderIndex
-  readonly engines: EngineRegistry
-  readonly leases: LeaseManager
-  readonly jobs: JobService
   readonly invites: InviteServer
-  readonly liveLogs: LiveLogs
-  readonly counters: DaemonCounters
-  /** What this node is rendering now (for presence and the API). */
-  readonly activity: Map<string, Activity>
-  /** This node's own rules: pause, schedule, idle-only, render limits (src/node/rules.ts). */
-  readonly rules: NodeRules
-  /** Why this node takes no new renders now (no capability, 0 slots, disk nearly full). */
-  renderPaused(): string | undefined
-  /** Free bytes on the data directory's disk at the last check (every DISK_CHECK_MS). */
-  freeDiskBytes(): number
-  /** Store this node's token (from join/renew/init) and use it at once. */
-  adoptToken(tokenText: string | Uint8Array): Promise<void>
   stop(): Promise<void>
-}
-
-export interface DaemonCounters {
-  rejectedMessages: number
-  framesRendered: number
-  renderSeconds: number[]
-  /** Gossip messages delivered to this node (first copies, after validation), by topic. */
-  gossipByTopic: Map<string, number>
-  /** Log entries that entered this node's log, by kind and origin (append or join). */
-  entriesByKind: Map<string, number>
 }
 
 function bump(map: Map<string, number>, key: string): void {
@@ -289,13 +253,24 @@ export async function startDaemon(
     })
 
     // ----- engines, the worker and the leases ----------------------------------------
+    let onEnginesChanged = () => {}
     const engines = await createEngineRegistry({
       config: {
-        blender: { paths: config.blenderPaths, limits: () => rules.limits() },
+        blender: {
+          paths: config.blenderPaths,
+          releasesDir: config.blenderReleasesDir,
+          recordedDevices:
+            config.testBlenderDevices === undefined
+              ? undefined
+              : JSON.parse(config.testBlenderDevices),
+          limits: () => rules.limits(),
+        },
         engines: config.engines.length ? config.engines : undefined,
         test: config.testEngine,
       },
       logger,
+      // Presence is made later; a detection that ends before it has nothing to tell.
+      onChange: () => onEnginesChanged(),
     })
     cleanups.push(() => engines.close())
 
@@ -392,6 +367,7 @@ export async function startDaemon(
       engines: {
         get: (name) => (engines.has(name) ? engines.get(name) : undefined),
         versions: () => engines.describe(),
+        devices: () => engines.devices(),
       },
       jobState: (jobId) => leases?.job(jobId),
       workRoot: join(config.dataDir, 'work'),
@@ -420,6 +396,7 @@ export async function startDaemon(
           ...(pausedFor() ? { paused: pausedFor() } : {}),
           tags: config.tags,
           ...(engines.videoFeatures() ? { video: engines.videoFeatures() } : {}),
+          ...((d) => (d.length ? { devices: d } : {}))(engines.devices()),
           ...((r) => (r ? { rules: r } : {}))(rules.presence()),
           freeDiskBytes,
           load: Math.round((loadavg()[0] / cpuCount) * 100) / 100,
@@ -511,6 +488,7 @@ export async function startDaemon(
           slots: renderSlots(),
           tags: config.tags,
           video: engines.videoFeatures(),
+          devices: engines.devices(),
         }),
         logger,
       },
@@ -547,11 +525,20 @@ export async function startDaemon(
       selfPaused: pausedFor,
       selfTags: () => config.tags,
       selfVideo: () => engines.videoFeatures(),
+      selfDevices: () => engines.devices(),
       selfName: () => config.name,
       noEligibleGraceMs: config.noEligibleGraceMs,
       // Presence calls a peer gone after 3 silent intervals: judge no mesh before hearing it.
       noEligibleWarmupMs: 3 * config.presenceIntervalMs,
       outputGraceMs: config.outputGraceMs ?? 2 * config.leaseTimeoutMs,
+      previewVideo:
+        config.previewEveryMs > 0
+          ? {
+              dir: join(config.dataDir, 'previews'),
+              everyMs: config.previewEveryMs,
+              everyFrames: config.previewEveryFrames,
+            }
+          : undefined,
       // Test only: lets a fault test kill a renderer before its outputs are pulled.
       collectDelayMs: Number(process.env.RMESH_TEST_COLLECT_DELAY_MS) || undefined,
     })
@@ -624,6 +611,7 @@ export async function startDaemon(
 
     // ----- wiring between the parts ---------------------------------------------------
     onDiskLowChanged = () => presence.publishNow()
+    onEnginesChanged = () => presence.publishNow()
     onRulesChanged = () => {
       presence.publishNow()
       events.publish({ type: 'node-rules', rules: rules.view() })
@@ -643,6 +631,12 @@ export async function startDaemon(
     // Peer exchange: a member heard through others is dialed (by the smaller id of the pair).
     presence.onIntroduced((id, addrs) => dialer.discovered(id, addrs))
     presence.onSilent((id) => void dialer.reconnect(id))
+    // A machine that moved (laptop from home to the office) and the peers it left behind
+    // find their dead links in seconds; the new addresses go out with the next heartbeat.
+    const linkMonitor = createLinkMonitor(
+      { libp2p, clock, logger: logger.child('links') },
+      { onAddressesChanged: () => presence.publishNow() },
+    )
     admission.onAdmitted((peer) => {
       void presence.exchange(peer)
       void sync
@@ -696,6 +690,7 @@ export async function startDaemon(
       { start: () => leases.start(), stop: () => leases.stop({ release: true }) },
       { start: () => rules.start(), stop: () => rules.stop() },
       dialer,
+      { start: async () => linkMonitor.start(), stop: () => linkMonitor.stop() },
     )
     for (const service of services) {
       await service.start()

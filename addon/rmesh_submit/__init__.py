@@ -30,6 +30,16 @@ VIDEO_ITEMS = [
     ("vp9", "VP9 (WebM)", "libvpx-vp9"),
     ("av1", "AV1 (MP4)", "SVT-AV1, or libaom for 2 passes"),
 ]
+DEVICE_ITEMS = [
+    ("any", "As the scene says", "Any node; a GPU scene uses a node's GPU, else its CPU"),
+    ("gpu", "Any GPU", "Only nodes with a CUDA, OptiX, HIP, oneAPI or Metal device"),
+    ("optix", "OptiX", ""),
+    ("cuda", "CUDA", ""),
+    ("hip", "HIP", ""),
+    ("oneapi", "oneAPI", ""),
+    ("metal", "Metal", ""),
+    ("cpu", "CPU", ""),
+]
 FORMAT_ITEMS = [
     ("scene", "Scene's", "The format set in Output Properties"),
     ("png", "PNG", ""),
@@ -73,6 +83,12 @@ class RMESH_Settings(bpy.types.PropertyGroup):
     hdr: BoolProperty(name="HDR (HLG)", description="10-bit HLG video from EXR frames", default=False)
     priority: IntProperty(name="Priority", default=50, min=0, max=100)
     tags: StringProperty(name="Tags", description="Only nodes with all these tags (comma-separated)", default="")
+    device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="any")
+    any_blender: BoolProperty(
+        name="Any Blender version",
+        description="Let any Blender version render it (default: this Blender's major.minor only)",
+        default=False,
+    )
     pack: BoolProperty(name="Pack resources", description="Pack external files into a copy of the scene", default=False)
     job_id: StringProperty(name="Job", default="")
     status: StringProperty(name="Status", default="")
@@ -96,6 +112,10 @@ def submit_options(scene):
         "priority": s.priority,
         "tags": s.tags,
         "pack": s.pack,
+        "device": s.device,
+        "any_blender": s.any_blender,
+        # The artist's own Blender: the farm renders with the same major.minor.
+        "blender_version": tuple(bpy.app.version[:2]),
     }
 
 
@@ -205,6 +225,8 @@ class RENDER_PT_rmesh(bpy.types.Panel):
         col.prop(s, "format")
         col.prop(s, "priority")
         col.prop(s, "tags")
+        col.prop(s, "device")
+        col.prop(s, "any_blender")
         col.prop(s, "pack")
         col.prop(s, "video")
         if s.video != "none":

@@ -125,6 +125,14 @@ def build_request(scene_path, opts):
     tags = [t.strip() for t in (opts.get("tags") or "").split(",") if t.strip()]
     if tags:
         req["tags"] = tags
+    device = opts.get("device") or "any"
+    if device != "any":
+        req["device"] = device
+    version = opts.get("blender_version")
+    if opts.get("any_blender"):
+        req["anyBlender"] = True
+    elif version:
+        req["require"] = ["blender>=%d.%d <%d.%d" % (version[0], version[1], version[0], version[1] + 1)]
     if opts.get("pack"):
         req["pack"] = True
     if opts.get("name"):

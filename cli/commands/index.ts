@@ -17,6 +17,7 @@ import * as jobs from './jobs.js'
 import * as join from './join.js'
 import * as logs from './logs.js'
 import * as node from './node.js'
+import * as pause from './pause.js'
 import * as peers from './peers.js'
 import * as priority from './priority.js'
 import * as retry from './retry.js'
@@ -35,6 +36,7 @@ export const COMMANDS: readonly CommandModule[] = [
   submit,
   jobs,
   cancel,
+  pause,
   retry,
   priority,
   logs,

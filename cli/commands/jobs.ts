@@ -20,6 +20,7 @@ export function register(program: Command, ctx: CliContext): void {
 Examples:
   rmesh jobs
   rmesh jobs --state rendering,queued
+  rmesh jobs --state paused,waiting   held jobs, and jobs waiting for their --after jobs
   rmesh jobs --json | jq -r '.[] | select(.state=="failed") | .jobId'`,
     )
     .action(action((opts: { json?: boolean; state?: string }) => jobs(ctx, opts)))
@@ -51,7 +52,13 @@ export async function jobs(
       {
         header: 'state',
         get: (j) =>
-          j.state === 'failed' ? c.red(j.state) : j.state === 'done' ? c.green(j.state) : j.state,
+          j.state === 'failed'
+            ? c.red(j.state)
+            : j.state === 'done'
+              ? c.green(j.state)
+              : j.state === 'paused' || j.state === 'waiting'
+                ? c.yellow(j.state)
+                : j.state,
       },
       {
         header: 'progress',

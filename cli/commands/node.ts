@@ -2,7 +2,8 @@
  * `rmesh node …`: this node's own rules, set on this node and told to the mesh in its
  * presence: pause (drain or now) and resume, a schedule of local hours, idle-only mode, and
  * the limits of its renders. Kept in <dir>/node-rules.json by the daemon; they win over
- * config.json. Also the daemon flags for the same rules (addNodeRuleFlags).
+ * config.json. Also the daemon flags for the same rules (addNodeRuleFlags), and `detect`: find
+ * the Blenders and their devices again.
  */
 import type { Command } from 'commander'
 import type { NodeRuleState, NodeRulesView } from '../../src/api/types.js'
@@ -13,6 +14,7 @@ import { action } from '../command.js'
 import { type CliContext, printJson, UsageError } from '../context.js'
 import { formatDuration } from '../format.js'
 import { parseInteger } from '../validate.js'
+import { blenderLines } from './status.js'
 
 type Json = { json?: boolean }
 
@@ -69,6 +71,36 @@ Examples:
       action(async (o: Json & { drain?: boolean; now?: boolean }) => {
         if (o.drain && o.now) throw new UsageError('give --drain or --now, not both')
         return show(ctx, await ctx.client().pauseNode(o.now ? 'now' : 'drain'), o)
+      }),
+    )
+
+  node
+    .command('detect')
+    .description(
+      'find the Blenders (PATH, blenderPaths, blenderReleasesDir) and their devices again',
+    )
+    .option('--json', 'print JSON (DetectResponse: engines, blenders [{version, path, devices}])')
+    .addHelpText(
+      'after',
+      `
+The daemon finds them at start; run this after unpacking a new Blender release or installing
+a GPU driver. Each Blender's Cycles devices are detected by its own Python (about a second
+each). The mesh learns the result from this node's presence.
+
+Examples:
+  rmesh node detect
+  rmesh node detect --json | jq '.blenders[] | {version, devices}'`,
+    )
+    .action(
+      action(async (o: Json) => {
+        const r = await ctx.client().detectEngines()
+        if (o.json) printJson(ctx, r)
+        else
+          ctx.print(
+            blenderLines(r.blenders).join('\n') ||
+              'no Blender found: install one, or set blenderPaths or blenderReleasesDir in the config',
+          )
+        return 0
       }),
     )
 

@@ -99,6 +99,16 @@ function peerTable(ctx: CliContext, list: PeerInfo[]): string {
       get: (p) => p.engines.map((e) => `${e.name} ${e.version}`).join(', ') || '-',
       max: 24,
     },
+    {
+      header: 'devices',
+      // GPU kinds (optix, cuda, …), else cpu; '-' before the node's detection finished.
+      get: (p) =>
+        p.devices
+          ? [...new Set(p.devices.flatMap((d) => d.kinds))].filter((k) => k !== 'cpu').join(',') ||
+            'cpu'
+          : '-',
+      max: 16,
+    },
     { header: 'doing', get: workText, max: 30 },
     {
       header: 'via',

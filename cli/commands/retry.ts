@@ -1,4 +1,7 @@
-/** `rmesh retry JOB [--frames SPEC]`: reopens failed frames (or the given ones). */
+/**
+ * `rmesh retry JOB [--frames SPEC]`: reopens failed frames (or the given ones).
+ * `rmesh retry JOB --unblock [NODE]`: takes a node (or every node) off the job's blocklist.
+ */
 import type { Command } from 'commander'
 import { type CliContext, printJson, UsageError } from '../context.js'
 import { formatFrames, parseFrameSpec } from '../../src/jobs/frame-spec.js'
@@ -15,22 +18,33 @@ export function register(program: Command, ctx: CliContext): void {
       '--frames <spec>',
       "frames to reopen, e.g. '12' or '1-10,20' (default: every failed frame)",
     )
+    .option(
+      '--unblock [node]',
+      'instead, let a blocked node (peer id or unique prefix; default every node) take the job again',
+    )
     .option('--json', 'print JSON')
     .addHelpText(
       'after',
-      "\nExamples:\n  rmesh retry 3f9a1c\n  rmesh retry 3f9a1c --frames '12,40-42'",
+      `
+Examples:
+  rmesh retry 3f9a1c
+  rmesh retry 3f9a1c --frames '12,40-42'
+  rmesh status 3f9a1c          shows the blocked nodes and the failures that blocked them
+  rmesh retry 3f9a1c --unblock 12D3KooWAbc   that node may claim the job's chunks again
+  rmesh retry 3f9a1c --unblock               every blocked node may`,
     )
-    .action(
-      action((job: string, opts: { frames?: string; json?: boolean }) => retry(ctx, job, opts)),
-    )
+    .action(action((job: string, opts: RetryOptions) => retry(ctx, job, opts)))
 }
 
-export async function retry(
-  ctx: CliContext,
-  jobArg: string,
-  opts: { frames?: string; json?: boolean },
-): Promise<number> {
+interface RetryOptions {
+  frames?: string
+  unblock?: string | true
+  json?: boolean
+}
+
+export async function retry(ctx: CliContext, jobArg: string, opts: RetryOptions): Promise<number> {
   const jobId = parseJobId(jobArg)
+  if (opts.unblock !== undefined) return unblock(ctx, jobId, opts)
   if (opts.frames !== undefined) {
     try {
       parseFrameSpec(opts.frames)
@@ -45,5 +59,19 @@ export async function retry(
   if (opts.json) printJson(ctx, res)
   else if (res.reopened.length === 0) ctx.print('nothing to retry: no failed frames')
   else ctx.print(`reopened ${res.reopened.length} frame(s): ${formatFrames(res.reopened)}`)
+  return 0
+}
+
+async function unblock(ctx: CliContext, jobId: string, opts: RetryOptions): Promise<number> {
+  if (opts.frames !== undefined) throw new UsageError('give --frames or --unblock, not both')
+  const who = opts.unblock === true ? true : String(opts.unblock).trim()
+  if (who !== true && !/^[1-9A-HJ-NP-Za-km-z]{1,128}$/.test(who))
+    throw new UsageError(`--unblock: "${who}" is not a peer id; see rmesh status ${jobId}`)
+  const res = await ctx.client().retry(jobId, { unblock: who })
+  if (opts.json) printJson(ctx, res)
+  else
+    ctx.print(
+      `unblocked ${(res.unblocked ?? []).join(', ')} for job ${res.jobId}: ${res.unblocked?.length === 1 ? 'it' : 'they'} may take its chunks again`,
+    )
   return 0
 }

@@ -9,6 +9,7 @@ import { type CliContext, printJson } from '../context.js'
 import { formatBytes, formatDuration, shortPeer, table } from '../format.js'
 import { action } from '../command.js'
 import { parseJobId } from '../validate.js'
+import { formatFrames } from '../../src/jobs/frame-spec.js'
 
 export function register(program: Command, ctx: CliContext): void {
   program
@@ -20,7 +21,8 @@ export function register(program: Command, ctx: CliContext): void {
       'after',
       `
 Examples:
-  rmesh status                 this node: peer id, addresses, mesh, engines
+  rmesh status                 this node: peer id, addresses, mesh, engines, every Blender
+                               found (version, path) and the devices its Cycles sees
   rmesh status --json | jq -r '.addresses[0]'
   rmesh status 3f9a1c          frame table of a job: state, node, attempts, render time
   rmesh status 3f9a1c --json`,
@@ -51,11 +53,23 @@ export function describeNode(ctx: CliContext, n: NodeInfo): string {
     `slots      ${n.slots.busy}/${n.slots.total} busy${n.renderPaused ? c.yellow(`; takes no new renders: ${n.renderPaused}`) : ''}`,
     ...(n.freeDiskBytes !== undefined ? [`free disk  ${formatBytes(n.freeDiskBytes)}`] : []),
     `engines    ${n.engines.map((e) => `${e.name} ${e.version}`).join(', ') || c.yellow('none found (install blender)')}`,
+    ...blenderLines(n.blenders),
     ...reachabilityLines(ctx, n),
     'addresses',
     ...n.addresses.map((a) => `  ${a}`),
   ]
   return lines.join('\n')
+}
+
+/** Each Blender found, its executable and the devices its Cycles sees. */
+export function blenderLines(blenders: NodeInfo['blenders']): string[] {
+  return (blenders ?? []).map((b, i) => {
+    const d = b.devices
+    const devices = d
+      ? `${d.kinds.join(', ')}${d.names.length ? ` (${d.names.join(', ')})` : ''}`
+      : 'detecting…'
+    return `${i === 0 ? 'blender   ' : '          '} ${b.version}  ${b.path}  devices: ${devices}`
+  })
 }
 
 /** How machines beyond this LAN reach this node: public, through which relays, or not at all. */
@@ -102,14 +116,21 @@ export function describeJob(ctx: CliContext, j: JobDetail): string {
         ? c.red
         : j.state === 'rendering'
           ? c.cyan
-          : (s: string) => s
+          : j.state === 'paused' || j.state === 'waiting'
+            ? c.yellow
+            : (s: string) => s
   const head = [
     `${c.bold(j.name)}  ${j.jobId}`,
     `state      ${stateColor(j.state)}${j.reason ? ` (${j.reason})` : ''}`,
     `frames     ${j.framesDone}/${j.framesTotal} done, ${j.framesRendering} rendering, ${j.framesFailed} failed`,
     `priority   ${j.priority}   chunk ${j.chunkSize}   format ${j.format}${j.video ? `   video ${j.video.codec} (${j.video.state})` : ''}`,
     `eta        ${formatDuration(j.etaMs)}   ${j.framesPerMinute.toFixed(1)} frames/min`,
+    ...(j.require.length || j.device
+      ? [`renderer   ${[...j.require, ...(j.device ? [`device ${j.device}`] : [])].join('   ')}`]
+      : []),
     ...(j.outDir ? [`output     ${j.outDir}`] : []),
+    ...(j.after?.length ? [`after      ${j.after.join(', ')}`] : []),
+    ...blockedLines(ctx, j),
     ...(j.files
       ? [
           `files      ${j.files.count} (${formatBytes(j.files.bytes)})` +
@@ -152,4 +173,20 @@ export function describeJob(ctx: CliContext, j: JobDetail): string {
     },
   ])
   return head.join('\n') + rows
+}
+
+/** The nodes blocked for the job and the failures that blocked them (latest 3 each). */
+function blockedLines(ctx: CliContext, j: JobDetail): string[] {
+  const blocked = j.blocked ?? []
+  if (blocked.length === 0) return []
+  const lines = [ctx.color.yellow(`blocked    ${blocked.length} node(s) may not take this job:`)]
+  for (const b of blocked) {
+    lines.push(`  ${b.node} after ${b.failures.length} failure(s):`)
+    for (const f of b.failures.slice(-3))
+      lines.push(
+        `    chunk ${f.chunk} (frame${f.frames.length > 1 ? 's' : ''} ${formatFrames(f.frames)}) attempt ${f.attempt}: ${f.reason.slice(0, 100)}`,
+      )
+  }
+  lines.push(`  let them render it again: rmesh retry ${j.jobId} --unblock [NODE]`)
+  return lines
 }

@@ -11,6 +11,7 @@ import { type CliContext, printJson, UsageError } from '../context.js'
 import { EXIT } from '../exit-codes.js'
 import { formatBytes, table } from '../format.js'
 import { formatFrames } from '../../src/jobs/frame-spec.js'
+import { DEVICE_REQUESTS } from '../../src/jobs/devices.js'
 import { action } from '../command.js'
 import { buildSubmitRequest, type SubmitInput } from '../validate.js'
 import { isFinished, JobEndedError, missingOutputs, progressLine, watchJob } from '../watch.js'
@@ -67,10 +68,23 @@ export function register(program: Command, ctx: CliContext): void {
       'pack images, sounds, fonts and libraries into a copy of the scene instead of sending them as files',
     )
     .option('--persistent', 'keep the job data after it ends, so it can be retried later')
-    .option('--require <req>', "renderer requirement, repeatable: 'blender>=3.4'", collect)
+    .option(
+      '--require <req>',
+      "Blender versions that may render it, repeatable: 'blender>=3.4', 'blender>=4.2 <4.3' (default: the major.minor of this node's Blender, e.g. >=3.4 <3.5)",
+      collect,
+    )
+    .option('--any-blender', 'any Blender version may render it (no default version pin)')
+    .option(
+      '--device <kind>',
+      `render device: ${DEVICE_REQUESTS.join(', ')} ('gpu': any GPU kind); only nodes whose Blender has it render the job (default: any node, as the scene says, CPU where no GPU)`,
+    )
     .option(
       '--tags <list>',
       "only nodes with all these tags render it (a pool), e.g. gpu,studio-a; default the node's submitTags; '' for any node",
+    )
+    .option(
+      '--after <jobs>',
+      'start only once these jobs are done, e.g. k3vq7xma,p2dfw5ne (up to 16); fails if one fails',
     )
     .option('-d, --detach', 'return as soon as the job is announced')
     .option(
@@ -94,6 +108,9 @@ Examples:
   rmesh submit shot.blend --video vp9 --passes 2 --bit-depth 10 --tag fast
   rmesh submit shot.blend --frames '1-10,20,30-40' --priority 80 --out /renders/sh010
   rmesh submit shots/sh010.blend --project-root . --dry-run
+  rmesh submit shot.blend --device optix --require 'blender>=4.2 <4.3'
+  rmesh submit shot.blend --device gpu --any-blender
+  rmesh submit comp.blend --after k3vq7xma,p2dfw5ne   waits for both jobs, then renders
   id=$(rmesh submit shot.blend --detach --json | jq -r .jobId)
 
 Every file the scene uses travels with the job (textures, image sequences, UDIM tiles,
@@ -101,6 +118,12 @@ linked libraries and what they use, caches, fonts, sounds), each sent once: a fi
 already holds is not sent again. Files outside the project root travel too and are
 remapped on the renderers; the artist's file is never changed. A scene whose files cannot
 be found is refused (exit 2, with where Blender looked) unless --allow-missing.
+
+Blender version: by default only the submitter's major.minor renders it (the Blender that
+read the scene here, e.g. 3.4.x: >=3.4 <3.5); --require pins another range, --any-blender
+takes any. Each chunk runs with the newest matching Blender a node has (rmesh status lists
+them). --device: only nodes whose matching Blender has that device render the job; until one
+appears the job waits and says why (rmesh status JOB).
 
 Exit codes: 0 every frame is in the output folder (--dry-run: it would be accepted);
 1 the job failed or was canceled; 2 bad input (not a .blend, files the scene uses cannot be

@@ -12,8 +12,9 @@ import { formatFrames } from '../../src/jobs/frame-spec.js'
 import { resolvePath } from '../validate.js'
 import { FrameGrid, Header, Help, JobsList, LogTail, PeersPanel, Throughput } from './components.js'
 import { useDaemon, useLogTail } from './hooks.js'
-import { BUCKET_MS, sortedJobs, sortedPeers } from './state.js'
+import { BUCKET_MS, latestThumb, sortedJobs, sortedPeers } from './state.js'
 import { SubmitForm } from './SubmitForm.js'
+import { type TerminalImages, Thumbnail } from './Thumbnail.js'
 import { useTheme } from './theme.js'
 
 export interface DashboardProps {
@@ -21,6 +22,8 @@ export interface DashboardProps {
   cwd: string
   now?: () => number
   reconnectMs?: number
+  /** Draw the latest frame's thumbnail (absent: the terminal shows no images). */
+  images?: TerminalImages
 }
 
 type Mode = 'main' | 'form' | 'help'
@@ -43,6 +46,16 @@ export function layout(rows: number, peers: number, jobs: number, logOn: boolean
     avail - (peersRows + 1) - (jobsRows + 1) - (logOn ? logRows + 1 : 0) - 2,
   )
   return { peersRows, jobsRows, gridRows, logRows }
+}
+
+/** The thumbnail's box beside the frame grid, or none when the screen is too small. */
+export function thumbBox(
+  width: number,
+  gridRows: number,
+): { cols: number; rows: number } | undefined {
+  const rows = Math.min(12, gridRows + 2) // the grid's title and legend lines too
+  const cols = Math.min(40, Math.floor(width / 3))
+  return width >= 72 && rows >= 5 ? { cols, rows } : undefined
 }
 
 export function Dashboard(props: DashboardProps) {
@@ -110,6 +123,14 @@ export function Dashboard(props: DashboardProps) {
           `cancel ${job.name}`,
           async () => `canceled ${(await client.cancel(job.jobId)).name}`,
         )
+      if (input === 'p') {
+        const paused = job.state === 'paused'
+        return run(
+          `${paused ? 'resume' : 'pause'} ${job.name}`,
+          async () =>
+            `${(await (paused ? client.resume(job.jobId) : client.pause(job.jobId))).name} is ${paused ? 'resumed' : 'paused'}`,
+        )
+      }
       if (input === 'r') {
         return run(`retry ${job.name}`, async () => {
           const r = await client.retry(job.jobId, {})
@@ -142,8 +163,19 @@ export function Dashboard(props: DashboardProps) {
   useInput(() => setMode('main'), { isActive: mode === 'help' })
 
   const l = layout(rows, peers.length, jobs.length, logOn)
+  const frameRows = Math.max(10, rows - 1)
+  const thumb = props.images ? latestThumb(state) : undefined
+  const box = thumb ? thumbBox(width, l.gridRows) : undefined
+  const grid = (
+    <FrameGrid
+      job={detail}
+      cursor={cursor}
+      width={box ? width - box.cols - 1 : width}
+      rows={l.gridRows}
+    />
+  )
   return (
-    <Box flexDirection="column" width={width} height={Math.max(10, rows - 1)} overflow="hidden">
+    <Box flexDirection="column" width={width} height={frameRows} overflow="hidden">
       <Header node={state.node} connected={state.connected} error={state.error} width={width} />
       <PeersPanel peers={peers} width={width} rows={l.peersRows} />
       <JobsList jobs={jobs} selected={index} width={width} rows={l.jobsRows} />
@@ -182,7 +214,24 @@ export function Dashboard(props: DashboardProps) {
         <Help />
       ) : (
         <>
-          <FrameGrid job={detail} cursor={cursor} width={width} rows={l.gridRows} />
+          {props.images && thumb && box ? (
+            <Box>
+              <Box flexDirection="column" flexGrow={1}>
+                {grid}
+              </Box>
+              <Box width={1} />
+              <Thumbnail
+                client={client}
+                images={props.images}
+                target={thumb}
+                cols={box.cols}
+                rows={box.rows}
+                frameRows={frameRows}
+              />
+            </Box>
+          ) : (
+            grid
+          )}
           {logOn ? (
             <LogTail
               title={`Log of frame ${frame?.frame ?? '-'}`}
@@ -198,7 +247,7 @@ export function Dashboard(props: DashboardProps) {
         {flash?.text ?? ' '}
       </Text>
       <Text dimColor wrap="truncate-end">
-        ↑↓ job ←→ frame ⏎ open n new c cancel r retry +/- prio l log f fetch ? help q quit
+        ↑↓ job ←→ frame ⏎ open n new c cancel p pause r retry +/- prio l log f fetch ? help q quit
       </Text>
     </Box>
   )

@@ -205,7 +205,8 @@ export const HELP_LINES = [
   '←/→      select frame        l       log tail of frame',
   'n        new job (submit)    c       cancel job',
   'r        retry failed        +/-     priority up/down',
-  'f        fetch outputs       ?       this help',
+  'p        pause/resume job    f       fetch outputs',
+  '?        this help',
   'q        quit                esc     close panel',
 ]
 

@@ -31,6 +31,8 @@ export interface DashboardState {
   peers: Record<string, PeerInfo>
   jobs: Record<string, JobSummary>
   detail?: JobDetail
+  /** The frame the event stream last reported done (the dashboard shows its thumbnail). */
+  lastDone?: { jobId: string; frame: number }
   throughput: Throughput
 }
 
@@ -150,6 +152,7 @@ function pickSummary(d: JobDetail, prev: JobSummary | undefined): JobSummary {
     chunks: _ch,
     video: _v,
     blocklist: _b,
+    preview: _pv,
     ...summary
   } = d
   return { ...prev, ...summary }
@@ -179,8 +182,13 @@ function applyEvent(s: DashboardState, e: ApiEvent, now: number): DashboardState
       const { [e.jobId]: _gone, ...jobs } = s.jobs
       return { ...s, jobs, detail: s.detail?.jobId === e.jobId ? undefined : s.detail }
     }
-    case 'frame-updated':
-      return s.detail?.jobId === e.jobId ? { ...s, detail: upsertFrame(s.detail, e.frame) } : s
+    case 'frame-updated': {
+      const lastDone =
+        e.frame.state === 'done' ? { jobId: e.jobId, frame: e.frame.frame } : s.lastDone
+      return s.detail?.jobId === e.jobId
+        ? { ...s, lastDone, detail: upsertFrame(s.detail, e.frame) }
+        : { ...s, lastDone }
+    }
     case 'video-updated':
       return s.detail?.jobId === e.jobId ? { ...s, detail: { ...s.detail, video: e.video } } : s
     default:
@@ -188,9 +196,34 @@ function applyEvent(s: DashboardState, e: ApiEvent, now: number): DashboardState
   }
 }
 
+/**
+ * The selected job's latest finished frame that has a thumbnail: the one the stream last
+ * reported done, else the highest-numbered done one (after a snapshot, order is unknown).
+ */
+export function latestThumb(
+  s: DashboardState,
+): { jobId: string; frame: number; thumb: string } | undefined {
+  const d = s.detail
+  if (!d) return undefined
+  const pick = (f: FrameInfo | undefined) =>
+    f?.state === 'done' && f.thumb ? { jobId: d.jobId, frame: f.frame, thumb: f.thumb } : undefined
+  if (s.lastDone?.jobId === d.jobId) {
+    const hit = pick(d.frames.find((f) => f.frame === s.lastDone?.frame))
+    if (hit) return hit
+  }
+  for (let i = d.frames.length - 1; i >= 0; i--) {
+    const hit = pick(d.frames[i])
+    if (hit) return hit
+  }
+  return undefined
+}
+
 /** Jobs in display order: running and queued first by priority, then the rest newest first. */
 export function sortedJobs(s: DashboardState): JobSummary[] {
-  const active = (j: JobSummary) => (j.state === 'rendering' || j.state === 'queued' ? 0 : 1)
+  const active = (j: JobSummary) =>
+    j.state === 'rendering' || j.state === 'queued' || j.state === 'paused' || j.state === 'waiting'
+      ? 0
+      : 1
   return Object.values(s.jobs).sort(
     (a, b) =>
       active(a) - active(b) ||

@@ -36,6 +36,8 @@ export const FRAME_COLOR: Record<FrameState, string> = {
 export const JOB_COLOR: Record<JobState, string> = {
   queued: 'white',
   rendering: 'cyan',
+  paused: 'yellow',
+  waiting: 'magenta',
   done: 'green',
   failed: 'red',
   canceled: 'gray',

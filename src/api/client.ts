@@ -33,6 +33,7 @@ import {
   type LimitsRequest,
   type LogsQuery,
   type NodeRulesView,
+  type DetectResponse,
   MAX_EVENT_LINE_BYTES,
   type NodeInfo,
   type PeerInfo,
@@ -114,6 +115,8 @@ export interface ApiClient {
   planSubmit(req: SubmitRequest, o?: CallOptions): Promise<SubmitPlan>
   inspect(req: InspectRequest, o?: CallOptions): Promise<SceneInfo>
   cancel(jobId: string, o?: CallOptions): Promise<JobSummary>
+  pause(jobId: string, o?: CallOptions): Promise<JobSummary>
+  resume(jobId: string, o?: CallOptions): Promise<JobSummary>
   /** The web UI: its URL, a one-time login link, its password (src/web/control.ts). */
   web(o?: CallOptions): Promise<{ url: string; loginRequired: boolean; passwordSet: boolean }>
   webLink(o?: CallOptions): Promise<{ url: string; expires: number | null }>
@@ -122,6 +125,8 @@ export interface ApiClient {
   setPriority(jobId: string, priority: number, o?: CallOptions): Promise<JobSummary>
   deleteJob(jobId: string, o?: CallOptions): Promise<DeleteResponse>
   logs(jobId: string, q: Omit<LogsQuery, 'follow'>, o?: CallOptions): Promise<string>
+  /** A done frame's thumbnail as PNG (404 ERR_NOT_FOUND until the frame is done). */
+  thumbnailPng(jobId: string, frame: number, o?: CallOptions): Promise<Uint8Array>
   /** Lines (without the newline) until the frame or job ends or the signal fires. */
   followLogs(jobId: string, q: Omit<LogsQuery, 'follow'>, o?: StreamOptions): AsyncIterable<string>
   fetch(jobId: string, req: FetchRequest, o?: CallOptions): Promise<FetchResponse>
@@ -136,6 +141,8 @@ export interface ApiClient {
   nodeRules(o?: CallOptions): Promise<NodeRulesView>
   pauseNode(mode: NonNullable<PauseRequest['mode']>, o?: CallOptions): Promise<NodeRulesView>
   resumeNode(o?: CallOptions): Promise<NodeRulesView>
+  /** Find the Blenders and their devices again (one Blender run per executable). */
+  detectEngines(o?: CallOptions): Promise<DetectResponse>
   /** null clears it. */
   setSchedule(schedule: string | null, o?: CallOptions): Promise<NodeRulesView>
   /** null turns idle-only off. */
@@ -332,6 +339,8 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     planSubmit: (req, o) => json('POST', `${API_PREFIX}/jobs/plan`, req, o, SUBMIT_TIMEOUT_MS),
     inspect: (req, o) => json('POST', `${API_PREFIX}/scenes/inspect`, req, o, INSPECT_TIMEOUT_MS),
     cancel: (id, o) => json('POST', jobPath(id, '/cancel'), {}, o),
+    pause: (id, o) => json('POST', jobPath(id, '/pause'), {}, o),
+    resume: (id, o) => json('POST', jobPath(id, '/resume'), {}, o),
     web: (o) => json('GET', '/v1/web', undefined, o),
     webLink: (o) => json('POST', '/v1/web/link', {}, o),
     webPassword: (password, o) => json('POST', '/v1/web/password', { password }, o),
@@ -339,6 +348,8 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     setPriority: (id, priority, o) => json('POST', jobPath(id, '/priority'), { priority }, o),
     deleteJob: (id, o) => json('DELETE', jobPath(id), undefined, o),
     logs: (id, q, o) => text(jobPath(id, `/logs${logsQuery(q, false)}`), o),
+    thumbnailPng: async (id, frame, o) =>
+      (await raw('GET', jobPath(id, `/frames/${frame}/thumb?as=png`), undefined, o)).body,
     followLogs: (id, q, o) => lines(jobPath(id, `/logs${logsQuery(q, true)}`), o),
     fetch: (id, req, o) => json('POST', jobPath(id, '/fetch'), req, o, SUBMIT_TIMEOUT_MS),
     tokens: (o) => json('GET', `${API_PREFIX}/tokens`, undefined, o),
@@ -353,6 +364,7 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     nodeRules: (o) => json('GET', `${API_PREFIX}/node/rules`, undefined, o),
     pauseNode: (mode, o) => json('POST', `${API_PREFIX}/node/pause`, { mode }, o),
     resumeNode: (o) => json('POST', `${API_PREFIX}/node/resume`, {}, o),
+    detectEngines: (o) => json('POST', `${API_PREFIX}/node/detect`, {}, o, 180_000),
     setSchedule: (schedule, o) => json('POST', `${API_PREFIX}/node/schedule`, { schedule }, o),
     setIdle: (minutes, loadPercent, o) =>
       json(

@@ -5,11 +5,12 @@
  * garbage collection, so the heap gauge is the live heap (elsewhere the flag is ignored).
  */
 import { getHeapStatistics } from 'node:v8'
-import type { Daemon } from '../daemon.js'
+import type { DaemonView } from './daemon-view.js'
+import { JOB_STATES } from './types.js'
 
 const BUCKETS = [0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600]
 
-export async function renderMetrics(d: Daemon, opts: { gc?: boolean } = {}): Promise<string> {
+export async function renderMetrics(d: DaemonView, opts: { gc?: boolean } = {}): Promise<string> {
   const gc = (globalThis as { gc?: () => void }).gc
   if (opts.gc && typeof gc === 'function') gc()
   // Read before anything below allocates (or awaits, letting other work allocate).
@@ -37,10 +38,7 @@ export async function renderMetrics(d: Daemon, opts: { gc?: boolean } = {}): Pro
     'rmesh_jobs',
     'gauge',
     'Jobs by state.',
-    ['queued', 'rendering', 'done', 'failed', 'canceled'].map((s) => [
-      `{state="${s}"}`,
-      byState.get(s) ?? 0,
-    ]),
+    JOB_STATES.map((s) => [`{state="${s}"}`, byState.get(s) ?? 0]),
   )
   metric(
     'rmesh_frames',

@@ -1,9 +1,9 @@
 /**
  * The control API's routes for this node's own rules (`rmesh node …`): pause, resume,
- * schedule, idle-only, render limits. Each validates its body here (shape) and in
+ * schedule, idle-only, render limits; and `detect` (find the Blenders and devices again). Each validates its body here (shape) and in
  * src/node/rules.ts (values); a refused request changes nothing.
  */
-import type { Daemon } from '../daemon.js'
+import type { DaemonView } from './daemon-view.js'
 import { InvalidInputError } from '../util/errors.js'
 import type { ApiHttpServer } from './http.js'
 import type * as Api from './types.js'
@@ -24,9 +24,16 @@ const only = (b: Record<string, unknown>, keys: string[]) => {
       )
 }
 
-export function registerNodeRoutes(api: ApiHttpServer, d: Daemon): void {
+export function registerNodeRoutes(api: ApiHttpServer, d: DaemonView): void {
   const view = (v = d.rules.view()): Api.NodeRulesView => v
   api.route('GET', '/v1/node/rules', () => view())
+  // Look for Blenders and their devices again (a new release unpacked, a driver installed).
+  api.route('POST', '/v1/node/detect', async (req) => {
+    only(body(req.body), [])
+    await d.engines.refresh()
+    await d.engines.devicesDetected()
+    return { engines: d.engines.describe(), blenders: d.engines.blenders() }
+  })
   api.route('POST', '/v1/node/pause', async (req) => {
     const b = body(req.body)
     only(b, ['mode'])

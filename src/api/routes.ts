@@ -12,8 +12,8 @@ import {
   splitTokenCode,
 } from '../auth/member-addrs.js'
 import { formatToken, parseTokenString, type Token } from '../auth/token.js'
-import type { Daemon } from '../daemon.js'
-import { REVOKE_KIND } from '../daemon.js'
+import type { DaemonView } from './daemon-view.js'
+import { REVOKE_KIND } from '../auth/admission.js'
 import { MESH_LOG, type LogId } from '../log/types.js'
 import { InvalidInputError, NotFoundError, RmeshError } from '../util/errors.js'
 import type { Preview } from '../service/previews.js'
@@ -48,7 +48,7 @@ const capsOf = (v: unknown, dflt: Api.Cap[]): Api.Cap[] => {
   return [...new Set(v as Api.Cap[])]
 }
 
-function tokenInfo(d: Daemon, t: Token, self: boolean): Api.TokenInfo {
+function tokenInfo(d: DaemonView, t: Token, self: boolean): Api.TokenInfo {
   return {
     id: t.id,
     audience: t.aud,
@@ -64,7 +64,7 @@ function tokenInfo(d: Daemon, t: Token, self: boolean): Api.TokenInfo {
 
 /** A newly issued token as the API returns it: the printable string with its facts. */
 /** A few members' addresses for a join code: this node first, then peers heard recently. */
-function memberAddrsOf(d: Daemon, exclude?: string): string[] {
+function memberAddrsOf(d: DaemonView, exclude?: string): string[] {
   const members = [
     { peerId: d.peerId, addrs: d.libp2p.getMultiaddrs().map(String) },
     ...[...d.presence.peers().entries()]
@@ -90,7 +90,7 @@ function issuedToken(token: Token, memberAddrs: string[] = []): Api.IssuedToken 
   }
 }
 
-function requireAdmin(d: Daemon): void {
+function requireAdmin(d: DaemonView): void {
   if (!d.admission.token?.cap.includes('admin')) {
     throw new RmeshError(
       'ERR_FORBIDDEN',
@@ -114,13 +114,14 @@ function withPoolTags(b: Record<string, unknown>, defaults: string[]): Api.Submi
   return { ...b, tags: [...new Set(tags as string[])] } as unknown as Api.SubmitRequest
 }
 
-export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
+export function registerRoutes(api: ApiHttpServer, d: DaemonView): void {
   const nodeInfo = () =>
     nodeInfoOf(d, {
       meshId: d.admission.meshId,
       admitted: !!d.admission.token,
       caps: d.admission.token ? [...d.admission.token.cap] : [],
       engines: d.engines.describe(),
+      blenders: d.engines.blenders(),
       slots: { total: d.config.slots, busy: d.activity.size },
       renderPaused: d.renderPaused(),
       freeDiskBytes: d.freeDiskBytes(),
@@ -152,11 +153,27 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
   )
   api.route('GET', '/v1/jobs/:id', (req) => d.jobs.detail(req.params.id))
   api.route('POST', '/v1/jobs/:id/cancel', (req) => d.jobs.cancel(req.params.id))
+  api.route('POST', '/v1/jobs/:id/pause', (req) => d.jobs.pause(req.params.id))
+  api.route('POST', '/v1/jobs/:id/resume', (req) => d.jobs.resume(req.params.id))
   api.route('POST', '/v1/jobs/:id/retry', (req) => {
     const b = obj(req.body)
     if (b.frames !== undefined && typeof b.frames !== 'string')
       throw new InvalidInputError('frames must be a frame spec like 1-10,20', { field: 'frames' })
-    return d.jobs.retry(req.params.id, { frames: b.frames as string | undefined })
+    const unblock = b.unblock
+    if (
+      unblock !== undefined &&
+      unblock !== true &&
+      (typeof unblock !== 'string' || !/^[1-9A-HJ-NP-Za-km-z]{1,128}$/.test(unblock))
+    )
+      throw new InvalidInputError('unblock must be true or a peer id (or a unique prefix)', {
+        field: 'unblock',
+      })
+    if (unblock !== undefined && b.frames !== undefined)
+      throw new InvalidInputError('give frames or unblock, not both', { field: 'unblock' })
+    return d.jobs.retry(req.params.id, {
+      frames: b.frames as string | undefined,
+      ...(unblock !== undefined ? { unblock } : {}),
+    })
   })
   api.route('POST', '/v1/jobs/:id/priority', (req) => {
     const p = optInt(obj(req.body).priority, 'priority', Api_PRIORITY_MIN, Api_PRIORITY_MAX)
@@ -219,15 +236,29 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
     if (f === undefined) throw new InvalidInputError('give a frame number', { field: 'frame' })
     return f
   }
+  const thumbAs = (as: string | null) => {
+    if (as !== null && as !== 'png')
+      throw new InvalidInputError('as must be png (or absent: the thumbnail as stored)', {
+        field: 'as',
+      })
+    return as === 'png'
+  }
   const previewResult = (p: Preview) =>
     p.bytes
       ? new ApiBytes(p.bytes, p.contentType)
       : new ApiFile(p.path!, p.contentType, { cleanup: p.cleanup, downloadName: p.downloadName })
   api.route('GET', '/v1/jobs/:id/frames/:frame/thumb', async (req) =>
-    previewResult(await d.jobs.thumbnail(req.params.id, frameParam(req), req.signal)),
+    previewResult(
+      await d.jobs.thumbnail(req.params.id, frameParam(req), req.signal, {
+        png: thumbAs(req.query.get('as')),
+      }),
+    ),
   )
   api.route('GET', '/v1/jobs/:id/frames/:frame/image', async (req) =>
     previewResult(await d.jobs.frameImage(req.params.id, frameParam(req), req.signal)),
+  )
+  api.route('GET', '/v1/jobs/:id/preview', async (req) =>
+    previewResult(await d.jobs.previewVideo(req.params.id)),
   )
   api.route('GET', '/v1/jobs/:id/zip', async (req) =>
     previewResult(await d.jobs.zip(req.params.id, req.signal)),
@@ -419,7 +450,7 @@ export function registerRoutes(api: ApiHttpServer, d: Daemon): void {
 }
 
 /** Dial the members a join code named and keep those links (the peer book remembers them). */
-function keepMembers(d: Daemon, addrs: string[]): void {
+function keepMembers(d: DaemonView, addrs: string[]): void {
   for (const [peer, list] of byPeer(addrs)) if (peer !== d.peerId) d.dialer.keep(peer, list)
 }
 

@@ -18,6 +18,8 @@
  * - New fields may be added to any object; clients ignore fields they do not know.
  */
 
+import type { DeviceRequest } from '../jobs/devices.js'
+
 export const API_VERSION = 'v1'
 export const API_PREFIX = '/v1'
 export const SOCKET_FILE = 'rmesh.sock'
@@ -62,8 +64,24 @@ export interface ApiErrorBody {
 export type Cap = 'submit' | 'render' | 'admin'
 export const CAPS: readonly Cap[] = ['submit', 'render', 'admin']
 
-export type JobState = 'queued' | 'rendering' | 'done' | 'failed' | 'canceled'
-export const JOB_STATES: readonly JobState[] = ['queued', 'rendering', 'done', 'failed', 'canceled']
+/** paused: `rmesh pause` (running chunks finish, no new one); waiting: for its `after` jobs. */
+export type JobState =
+  | 'queued'
+  | 'rendering'
+  | 'paused'
+  | 'waiting'
+  | 'done'
+  | 'failed'
+  | 'canceled'
+export const JOB_STATES: readonly JobState[] = [
+  'queued',
+  'rendering',
+  'paused',
+  'waiting',
+  'done',
+  'failed',
+  'canceled',
+]
 export const TERMINAL_JOB_STATES: readonly JobState[] = ['done', 'failed', 'canceled']
 
 /** open: nobody holds it; claimed: leased, engine not started yet. */
@@ -103,6 +121,20 @@ export interface EngineInfo {
   version: string // '3.4.1'
 }
 
+export interface BlenderInfo {
+  version: string
+  /** The executable. */
+  path: string
+  /** `kinds`: cpu, cuda, optix, hip, oneapi, metal (cpu always); `names`: its GPUs. */
+  devices?: { kinds: string[]; names: string[] }
+}
+
+/** POST /v1/node/detect: what this node found, once every Blender's devices are known. */
+export interface DetectResponse {
+  engines: EngineInfo[]
+  blenders: BlenderInfo[]
+}
+
 export interface Slots {
   total: number
   busy: number
@@ -139,6 +171,11 @@ export interface NodeInfo {
   /** Capabilities of this node's token; [] when not admitted. */
   caps: Cap[]
   engines: EngineInfo[]
+  /**
+   * Every Blender this node found (PATH, config `blenderPaths`, `blenderReleasesDir`), newest
+   * first, with the Cycles devices each sees (absent until its detection finished).
+   */
+  blenders?: BlenderInfo[]
   slots: Slots
   /**
    * Why this node takes no new renders now, when it does not: no render capability,
@@ -167,6 +204,7 @@ export interface NodeInfo {
 //   POST /v1/node/schedule       ScheduleRequest → NodeRulesView (400 for a schedule that does not parse)
 //   POST /v1/node/idle           IdleRequest → NodeRulesView
 //   POST /v1/node/limits         LimitsRequest → NodeRulesView
+//   POST /v1/node/detect         {} → DetectResponse (finds the Blenders and their devices again)
 // ---------------------------------------------------------------------------------------
 
 /**
@@ -267,6 +305,8 @@ export interface PeerInfo {
   version?: string
   /** Its scheduling tags (pools: `rmesh peers --by-tag`). */
   tags?: string[]
+  /** The render devices each of its engine versions sees (presence `devices`). */
+  devices?: { engine: string; version: string; kinds: string[]; names?: string[] }[]
   /** Its own rules as its presence tells them (absent: none, and active). */
   rules?: { state: NodeRuleState; schedule?: string; idleMinutes?: number; next?: number }
 }
@@ -280,14 +320,19 @@ export interface PeerInfo {
 //   POST /v1/jobs/:id/cancel      {} → JobSummary (409 when already terminal)
 //   POST /v1/jobs/:id/retry       RetryRequest → RetryResponse
 //   POST /v1/jobs/:id/priority    PriorityRequest → JobSummary
+//   POST /v1/jobs/:id/pause       {} → JobSummary (409 when ended or already paused)
+//   POST /v1/jobs/:id/resume      {} → JobSummary (409 when not paused)
 //   DELETE /v1/jobs/:id           → DeleteResponse (409 while queued/rendering: cancel first)
 //   GET  /v1/jobs/:id/logs        text/plain; see LogsQuery
 //   POST /v1/jobs/:id/fetch       FetchRequest → FetchResponse
 //   GET  /v1/jobs/:id/frames/:frame/thumb  → image/jpeg or image/png (404 until done, or
-//                                 when its renderer made no thumbnail: FrameInfo.thumb)
+//                                 when its renderer made no thumbnail: FrameInfo.thumb);
+//                                 ?as=png converts a JPEG one to PNG (the dashboard's images)
 //   GET  /v1/jobs/:id/frames/:frame/image  → the full-size frame (PNG/JPEG as rendered; EXR
 //                                 tone-mapped to PNG); 404 until the frame is done
 //   GET  /v1/jobs/:id/zip         → application/zip of every output so far (attachment)
+//   GET  /v1/jobs/:id/preview     → video/mp4: a preview of the frames so far, made by the
+//                                 submitting node while the job renders (JobDetail.preview)
 // A job id in a path may be a unique prefix of at least 6 characters (404 when none matches,
 // 409 ERR_CONFLICT with details.matches when several do).
 // ---------------------------------------------------------------------------------------
@@ -322,8 +367,10 @@ export interface JobSummary {
   createdAt: number
   /** When the job reached a terminal state. */
   endedAt?: number
-  /** Why the job failed or was canceled. */
+  /** Why the job failed or was canceled, or what it waits for. */
   reason?: string
+  /** Jobs that must be done before this one starts (`submit --after`). */
+  after?: string[]
 }
 
 export interface FrameInfo {
@@ -387,8 +434,23 @@ export interface JobDetail extends JobSummary {
   video?: VideoInfo
   /** Peers blocklisted for this job after repeated failures. */
   blocklist: string[]
+  /** Each blocklisted peer and the failures that put it there (`rmesh retry --unblock`). */
+  blocked: BlockedNode[]
   /** Tags a node must carry to render it (its pool); absent: any node. */
   tags?: string[]
+  /** The render device it needs (`--device`); absent: any node, as the scene says. */
+  device?: DeviceRequest
+  /**
+   * On the submitting node: the preview video of the frames so far (H.264, at most 360
+   * lines), GET /v1/jobs/:id/preview; absent until one is made.
+   */
+  preview?: { frames: number; updatedAt: number }
+}
+
+export interface BlockedNode {
+  node: string
+  /** Its failures in this job, oldest first (a reject of its outputs counts as one). */
+  failures: { chunk: number; frames: number[]; attempt: number; reason: string }[]
 }
 
 export interface SubmitRequest {
@@ -434,8 +496,20 @@ export interface SubmitRequest {
   allowMissing?: boolean
   /** Keep the job's blocks after it ends (no GC) so it can be retried later. */
   persistent?: boolean
-  /** Requirements on the renderer, e.g. ['blender>=3.4']. */
+  /**
+   * Requirements on the renderer, e.g. ['blender>=3.4'], ['blender>=4.2 <4.3']. Default for a
+   * Blender job: the submitter's version, the major.minor of the Blender that read the scene
+   * here (`>=3.4 <3.5`), unless `anyBlender`.
+   */
   require?: string[]
+  /** Any Blender version may render it (no default version requirement). */
+  anyBlender?: boolean
+  /**
+   * The render device (Blender jobs): `cpu`, `gpu` (any GPU kind) or one of `optix`, `cuda`,
+   * `hip`, `oneapi`, `metal`. Only nodes with it render the job. Default: none (any node; it
+   * renders as the scene says, on the CPU where the node has no GPU).
+   */
+  device?: DeviceRequest
   /** Engine parameters (templated engines), validated by the daemon. */
   params?: Record<string, string | number | boolean>
   /** Engine name; default by extension ('blender' for .blend). */
@@ -445,6 +519,8 @@ export interface SubmitRequest {
    * `submitTags`; [] asks for no tag even then.
    */
   tags?: string[]
+  /** Job ids (or unique prefixes) that must be done first: the job waits, then starts. */
+  after?: string[]
 }
 
 /**
@@ -484,14 +560,20 @@ export interface SubmitResponse {
   outDir: string
 }
 
-/** Frames omitted: every failed frame. */
+/**
+ * Frames omitted: every failed frame. `unblock`: instead, take a node (a peer id, or true
+ * for every node) off the job's blocklist.
+ */
 export interface RetryRequest {
   frames?: string
+  unblock?: string | true
 }
 
 export interface RetryResponse {
   jobId: string
   reopened: number[]
+  /** With `unblock`: the peers taken off the blocklist. */
+  unblocked?: string[]
 }
 
 export interface PriorityRequest {

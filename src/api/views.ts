@@ -2,7 +2,7 @@
  * Views: turn the daemon's internal state into the API's JSON shapes (src/api/types.ts).
  * Pure functions of what they are given; they never change state.
  */
-import type { Daemon } from '../daemon.js'
+import type { DaemonView } from './daemon-view.js'
 import { RMESH_VERSION } from '../version.js'
 import type { NodeInfo, PeerInfo, PeerState } from './types.js'
 
@@ -10,7 +10,7 @@ export function fullAddresses(addrs: string[], peerId: string): string[] {
   return addrs.map((a) => (a.includes('/p2p/') ? a : `${a}/p2p/${peerId}`))
 }
 
-export function nodeInfoOf(d: Daemon, extra: Partial<NodeInfo> = {}): NodeInfo {
+export function nodeInfoOf(d: DaemonView, extra: Partial<NodeInfo> = {}): NodeInfo {
   const connected = new Set(d.libp2p.getConnections().map((c) => c.remotePeer.toString()))
   return {
     peerId: d.peerId,
@@ -32,7 +32,7 @@ export function nodeInfoOf(d: Daemon, extra: Partial<NodeInfo> = {}): NodeInfo {
   }
 }
 
-export function peerInfoOf(d: Daemon, peerId: string): PeerInfo | undefined {
+export function peerInfoOf(d: DaemonView, peerId: string): PeerInfo | undefined {
   const entry = d.presence.peers().get(peerId)
   if (!entry) return undefined
   const p = entry.presence
@@ -57,6 +57,7 @@ export function peerInfoOf(d: Daemon, peerId: string): PeerInfo | undefined {
     name: p.name,
     addresses: fullAddresses([...new Set([...connectedAddrs, ...p.addrs])], peerId),
     engines: p.engines,
+    ...(p.devices ? { devices: p.devices } : {}),
     slots: { total: p.slots, busy },
     state,
     connected: conns.length > 0,
@@ -81,7 +82,7 @@ export function peerInfoOf(d: Daemon, peerId: string): PeerInfo | undefined {
   }
 }
 
-export function peersOf(d: Daemon): PeerInfo[] {
+export function peersOf(d: DaemonView): PeerInfo[] {
   const out: PeerInfo[] = []
   for (const id of d.presence.peers().keys()) {
     const info = peerInfoOf(d, id)

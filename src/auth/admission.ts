@@ -44,6 +44,8 @@ export const AUTH_VERSION = 1
 export const MAX_HELLO_BYTES = 9 * 1024
 /** Kind of the mesh-log entry that carries a token so peers we never met can be authorized. */
 export const ADMIT_KIND = 'admit'
+/** The mesh-log entry that revokes a peer (admin only; its target loses admission). */
+export const REVOKE_KIND = 'revoke'
 
 export type CapabilityFor = (log: string, kind: string) => Capability | null
 

@@ -22,6 +22,7 @@ import {
   DEFAULT_INSPECT_TIMEOUT_MS,
   frameSpec,
   missingAssetError,
+  noDeviceError,
   notLoadedError,
   parseMarker,
   progressForwarder,
@@ -112,6 +113,7 @@ export async function createPersistentBlender(
         resolutionPercentage: options.resolutionPercentage,
         remapFile: options.remapFile,
         allowMissing: options.allowMissing,
+        device: options.device,
       }),
     ],
     stdin: true,
@@ -147,6 +149,8 @@ export async function createPersistentBlender(
     if (outcome.spawnError) throw spawnError(options.blender, outcome.spawnError)
     if (!markers.has('LOADED')) throw notLoadedError(absScene, outcome.tail)
     if (markers.has('MISSING')) throw missingAssetError(absScene, markers.get('MISSING'))
+    if (markers.has('NODEVICE'))
+      throw noDeviceError(options.blender, options.device, options.logPath)
     if (options.signal?.aborted)
       throw new EngineError('ERR_RENDER_CANCELED', 'persistent Blender canceled')
     throw new EngineError('ERR_RENDER_FAILED', `persistent Blender did not start on ${absScene}`, {

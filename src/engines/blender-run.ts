@@ -96,6 +96,19 @@ export function missingAssetError(scenePath: string, missing: unknown): EngineEr
   )
 }
 
+/** The job's device is not there (drivers changed since detection, or a stale presence). */
+export function noDeviceError(
+  blender: string,
+  device: string | undefined,
+  logPath: string,
+): EngineError {
+  return new EngineError(
+    'ERR_RENDER_FAILED',
+    `${blender} found no ${device} device on this node although it was detected before (drivers changed?); run "rmesh node detect" to detect devices again: see ${logPath}`,
+    { details: { device, logPath } },
+  )
+}
+
 export function notLoadedError(scenePath: string, tail: string[]): EngineError {
   return new EngineError(
     'ERR_SCENE_INVALID',

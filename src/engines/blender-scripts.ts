@@ -156,6 +156,65 @@ def rmesh_external_files():
                     'exists': os.path.exists(probe)})
     return out
 
+RMESH_GPU_KINDS = ('OPTIX', 'CUDA', 'HIP', 'ONEAPI', 'METAL')
+
+def rmesh_cycles_prefs():
+    try:
+        return bpy.context.preferences.addons['cycles'].preferences
+    except Exception:
+        return None
+
+def rmesh_gpus(prefs, kind):
+    # The devices of one compute type as Cycles' own preferences list them (it adds the CPU
+    # to every list: only the kind's own devices count). A type this build lacks raises.
+    try:
+        return [d for d in prefs.get_devices_for_type(kind) if d.type == kind]
+    except Exception:
+        return []
+
+def rmesh_devices():
+    # What this Blender can render with: its GPUs per compute type (jobs/devices.ts kinds).
+    prefs = rmesh_cycles_prefs()
+    out = {'blender': bpy.app.version_string, 'devices': []}
+    if prefs is None:
+        out['error'] = 'no cycles add-on'
+        return out
+    for kind in RMESH_GPU_KINDS:
+        for d in rmesh_gpus(prefs, kind):
+            out['devices'].append({'name': d.name, 'type': d.type, 'id': d.id})
+    return out
+
+def rmesh_device(scene, want):
+    # The job's device (want: cpu, gpu or a kind) or, without one, what the scene says,
+    # falling back to the CPU when this node has no GPU: only a job that asks for a device
+    # fails without it (and eligibility keeps it from nodes that lack it).
+    if not hasattr(scene, 'cycles'):
+        return
+    strict = want is not None
+    if want is None:
+        want = 'gpu' if scene.cycles.device == 'GPU' else 'cpu'
+    prefs = rmesh_cycles_prefs()
+    if want != 'cpu' and prefs is not None:
+        for kind in (RMESH_GPU_KINDS if want == 'gpu' else (want.upper(),)):
+            gpus = rmesh_gpus(prefs, kind)
+            if not gpus:
+                continue
+            try:
+                prefs.compute_device_type = kind
+            except TypeError:
+                continue
+            ids = set(d.id for d in gpus)
+            for d in prefs.devices:
+                d.use = d.id in ids
+            scene.cycles.device = 'GPU'
+            rmesh_emit('DEVICE', {'kind': kind.lower(), 'names': [d.name for d in gpus]})
+            return
+        if strict:
+            rmesh_emit('NODEVICE', {'want': want})
+            raise SystemExit(5)
+    scene.cycles.device = 'CPU'
+    rmesh_emit('DEVICE', {'kind': 'cpu'})
+
 def rmesh_prepare(o):
     # Reaching this line proves the scene loaded: Blender skips --python-expr otherwise.
     rmesh_emit('LOADED')
@@ -167,9 +226,9 @@ def rmesh_prepare(o):
     scene = bpy.context.scene
     scene.render.use_file_extension = True
     # Debian's Blender has no OpenImageDenoise: a denoised render fails, so denoising is
-    # off everywhere, compositor Denoise nodes included. Renders run on the CPU.
+    # off everywhere, compositor Denoise nodes included.
+    rmesh_device(scene, o.get('device'))
     if hasattr(scene, 'cycles'):
-        scene.cycles.device = 'CPU'
         scene.cycles.use_denoising = False
         if o.get('samples'):
             scene.cycles.samples = int(o['samples'])
@@ -202,6 +261,11 @@ export interface PrepareOptions {
   remapFile?: string
   /** Render even when files are missing (the job was submitted with allowMissing). */
   allowMissing?: boolean
+  /**
+   * The job's device (`requirements.device`): cpu, gpu (any kind) or one kind. Absent: as the
+   * scene says (its Cycles device), on the CPU when this node has no GPU.
+   */
+  device?: string
 }
 
 /**
@@ -210,6 +274,14 @@ export interface PrepareOptions {
  */
 export function renderSetupScript(options: PrepareOptions): string {
   return withOptions('rmesh_prepare(RMESH_OPTS)\n', options)
+}
+
+/**
+ * The Cycles devices this Blender sees, emitted as `RMESH_DEVICES {blender, devices: [{name,
+ * type, id}], error?}` (parsed by blender-devices.ts). Runs without a scene.
+ */
+export function devicesScript(): string {
+  return withOptions("rmesh_emit('DEVICES', rmesh_devices())\n", {})
 }
 
 /** The scene's metadata, emitted as `RMESH_JSON` (Python; the tracer emits it too). */

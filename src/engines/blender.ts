@@ -5,8 +5,12 @@
  *
  * Invariants:
  *  - Blender always runs with an argv array, `-b` and `--disable-autoexec` (a scene from
- *    a peer never runs its own Python), and rmesh's setup script forces CPU, denoising off
- *    and the sample/resolution overrides before any frame renders.
+ *    a peer never runs its own Python), and rmesh's setup script sets the device (the job's,
+ *    else the scene's with a CPU fallback), denoising off and the sample/resolution
+ *    overrides before any frame renders; a job's device this Blender lacks fails the chunk
+ *    with ERR_RENDER_FAILED before any frame (RMESH_NODEVICE).
+ *  - Detection finds every Blender: on PATH, configured paths, and `<releasesDir>/*\/blender`
+ *    (unpacked release folders), deduplicated by real path, newest first.
  *  - A render succeeds only when every expected file `workDir/frame_#####.<ext>` exists
  *    and is a complete image; stale files of the same names are removed before the run.
  *  - Cancel and timeout kill Blender's process group (gone within 1 s) and reject with
@@ -14,7 +18,7 @@
  *    with ERR_SCENE_MISSING_ASSET before any frame is rendered (the artist would
  *    otherwise get pink frames); a file Blender cannot load is ERR_SCENE_INVALID.
  */
-import { mkdir, realpath, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, realpath, rm, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type { Logger } from '../util/logger.js'
 import { silentLogger } from '../util/logger.js'
@@ -42,6 +46,7 @@ import {
   frameSpec,
   inspectScene,
   missingAssetError,
+  noDeviceError,
   backgroundArgs,
   blenderLimits,
   notLoadedError,
@@ -82,16 +87,33 @@ export function parseBlenderVersion(stdout: string): string | undefined {
   return m?.[1]
 }
 
+/** `<dir>/*\/blender`: the executables of unpacked Blender releases, by folder name. */
+export async function releaseExecutables(dir: string | undefined): Promise<string[]> {
+  if (!dir) return []
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => [])
+  return entries
+    .filter((e) => e.isDirectory() || e.isSymbolicLink())
+    .map((e) => join(dir, e.name, 'blender'))
+    .sort()
+}
+
 /**
- * Every installed Blender: `blender` on PATH plus the configured executables, deduplicated
- * by real path, newest first. Executables that do not answer `--version` are skipped.
+ * Every installed Blender: `blender` on PATH, the configured executables, and the unpacked
+ * releases in `releasesDir`, deduplicated by real path, newest first. Executables that do
+ * not answer `--version` are skipped.
  */
 export async function detectBlender(
-  options: { paths?: string[]; searchPath?: boolean; signal?: AbortSignal } = {},
+  options: {
+    paths?: string[]
+    releasesDir?: string
+    searchPath?: boolean
+    signal?: AbortSignal
+  } = {},
 ): Promise<EngineVersion[]> {
   const candidates = [
     ...(options.searchPath === false ? [] : await findOnPath('blender')),
     ...(options.paths ?? []),
+    ...(await releaseExecutables(options.releasesDir)),
   ]
   const seen = new Set<string>()
   const out: EngineVersion[] = []
@@ -168,6 +190,7 @@ async function renderChunkOnce(
         samples: task.samples,
         resolutionPercentage: task.resolutionPercentage,
         ...task.tree,
+        device: task.device,
       }),
     ),
     '-o',
@@ -220,6 +243,7 @@ async function renderChunkOnce(
   }
   if (!markers.has('LOADED')) throw notLoadedError(scenePath, outcome.tail)
   if (markers.has('MISSING')) throw missingAssetError(scenePath, markers.get('MISSING'))
+  if (markers.has('NODEVICE')) throw noDeviceError(options.blender, task.device, logPath)
   const { outputs, bad } = await collectOutputs(workDir, frames, format)
   if (bad.length > 0 || outcome.exitCode !== 0) {
     throw new EngineError(
@@ -238,6 +262,8 @@ async function renderChunkOnce(
 export interface BlenderEngineOptions {
   /** Configured Blender executables, in addition to `blender` on PATH. */
   paths?: string[]
+  /** A folder of unpacked Blender releases: each `<dir>/<release>/blender` is detected. */
+  releasesDir?: string
   searchPath?: boolean
   /** Default per-chunk timeout (1 h). */
   timeoutMs?: number
@@ -268,12 +294,17 @@ export function createBlenderEngine(options: BlenderEngineOptions = {}): Blender
   let detected: Promise<EngineVersion[]> | undefined
   const persistent = new Map<string, Promise<PersistentBlender>>()
 
+  // Each detect() looks again (start, `rmesh node detect`); executable() uses the last one.
   const detect = () => {
-    detected ??= detectBlender({ paths: options.paths, searchPath: options.searchPath })
+    detected = detectBlender({
+      paths: options.paths,
+      releasesDir: options.releasesDir,
+      searchPath: options.searchPath,
+    })
     return detected
   }
   const executable = async (version?: string): Promise<string> => {
-    const all = await detect()
+    const all = await (detected ?? detect())
     const pick = version === undefined ? all[0] : all.find((v) => v.version === version)
     if (!pick) {
       throw new EngineError(
@@ -294,6 +325,7 @@ export function createBlenderEngine(options: BlenderEngineOptions = {}): Blender
       task.resolutionPercentage,
       task.tree?.remapFile,
       task.tree?.allowMissing,
+      task.device,
       // New limits apply from the next Blender started.
       options.limits?.(),
     ])
@@ -314,6 +346,7 @@ export function createBlenderEngine(options: BlenderEngineOptions = {}): Blender
       samples: task.samples,
       resolutionPercentage: task.resolutionPercentage,
       ...task.tree,
+      device: task.device,
       logPath: join(resolve(task.workDir), 'blender-persistent.log'),
       timeoutMs: options.timeoutMs,
       onSpawn: undefined,

@@ -1,7 +1,10 @@
 /**
  * Resource limits of an engine process, applied at its launch: niceness through `nice` and an
  * address-space ceiling through `prlimit --as` (util-linux), both of which exec the engine,
- * so its pid stays the leader of its own process group (process.ts kills the group).
+ * so its pid stays the leader of its own process group (process.ts kills the group). On
+ * Linux the engine also dies with the daemon: `setpriv --pdeathsig KILL` (util-linux) has
+ * the kernel kill it when the daemon's process ends, even by SIGKILL or a crash, where no
+ * exit hook runs (a render must never outlive its node and render on beside its restart).
  *
  * Invariants: argv only; a limit whose tool is missing is skipped and reported in `skipped`
  * (the caller says so in its log), never a failed render; Blender's thread count is
@@ -66,5 +69,8 @@ export function withLimits(
     if (prlimit) argv = [prlimit, `--as=${Math.floor(limits.memoryBytes)}`, '--', ...argv]
     else skipped.push('memory ceiling (prlimit, from util-linux, is missing)')
   }
+  // Outermost, so the signal is set before anything else runs; it survives each exec.
+  const setpriv = process.platform === 'linux' ? which('setpriv') : undefined
+  if (setpriv) argv = [setpriv, '--pdeathsig', 'KILL', '--', ...argv]
   return { file: argv[0], args: argv.slice(1), skipped }
 }

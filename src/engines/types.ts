@@ -11,6 +11,7 @@
  *    rejects with ERR_RENDER_CANCELED.
  *  - Child processes are launched with an argument vector, never through a shell.
  */
+import type { DeviceRequest } from '../jobs/devices.js'
 import { RmeshError } from '../util/errors.js'
 
 export const ENGINE_ERROR_CODES = [
@@ -140,6 +141,11 @@ export interface RenderTask {
   persistent?: boolean
   /** A specific installed version (from detect); default: the newest. */
   engineVersion?: string
+  /**
+   * The job's render device (jobs/devices.ts; Blender: Cycles' device). Absent: as the scene
+   * says, on the CPU when the node has no GPU.
+   */
+  device?: DeviceRequest
   /** Per-chunk timeout; the engine's default when absent. */
   timeoutMs?: number
   /** Identifies the job, for engines whose output depends on it (the test engine). */

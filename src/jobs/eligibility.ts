@@ -7,7 +7,8 @@
  *  - the rules are the lease manager's and the reducer's, never new ones: a node may take a
  *    chunk when it has a render slot (or is only paused: its disk nearly full, it takes
  *    work again by itself, so the job waits for it rather than fail), every tag the job requires, the job's engine in a
- *    satisfying version (ffmpeg for the encode chunk), and is not blocklisted in the job
+ *    satisfying version that has the device the job asks for (jobs/devices.ts pickRunnable,
+ *    which the renderer also uses to pick its version; ffmpeg for the encode chunk), and is not blocklisted in the job
  *    (the reducer ignores its claims). A node that failed a chunk is still eligible for
  *    it: the lease manager hands the chunk to others first but takes it again once every
  *    live peer has failed it, until the blocklist stops it;
@@ -20,6 +21,7 @@ import type { PeerIdString } from '../log/types.js'
 import { DEFAULT_MAX_FAILURES_PER_NODE } from './entries.js'
 import { formatFrames } from './frame-spec.js'
 import type { ChunkState, JobState } from './reducer.js'
+import { deviceLabel, type EngineDevices, pickRunnable } from './devices.js'
 import { versionSatisfies } from './version.js'
 import { describeNeeds, nodeCanEncode } from './video-options.js'
 
@@ -35,6 +37,8 @@ export interface MeshNode {
   tags: readonly string[]
   /** What its ffmpeg can encode (presence `video`); absent from older nodes. */
   video?: readonly string[]
+  /** The render devices each engine version sees (presence `devices`); absent from older nodes. */
+  devices?: readonly EngineDevices[]
 }
 
 export interface ChunkEligibility {
@@ -50,7 +54,7 @@ export type EligibilityVerdict =
 /** The node satisfies the job's requirements for a chunk of `kind`, blocklist aside. */
 export function nodeMeetsRequirements(
   s: JobState,
-  node: Pick<MeshNode, 'engines' | 'tags' | 'video'>,
+  node: Pick<MeshNode, 'engines' | 'tags' | 'video' | 'devices'>,
   kind: ChunkState['kind'],
 ): boolean {
   const tags = s.job.requirements.tags ?? []
@@ -61,7 +65,7 @@ export function nodeMeetsRequirements(
 /** What the lease manager checks before claiming (slots aside: it counts those itself). */
 export function nodeCanRun(
   s: JobState,
-  node: Pick<MeshNode, 'id' | 'engines' | 'tags' | 'video'>,
+  node: Pick<MeshNode, 'id' | 'engines' | 'tags' | 'video' | 'devices'>,
   kind: ChunkState['kind'],
 ): boolean {
   return !s.blocklist.includes(node.id) && nodeMeetsRequirements(s, node, kind)
@@ -69,11 +73,19 @@ export function nodeCanRun(
 
 function hasEngine(
   s: JobState,
-  node: Pick<MeshNode, 'engines' | 'video'>,
+  node: Pick<MeshNode, 'engines' | 'video' | 'devices'>,
   kind: ChunkState['kind'],
 ) {
   if (kind === 'encode')
     return node.engines.some((e) => e.name === 'ffmpeg') && nodeCanEncode(s.job.output, node.video)
+  const { name, version } = s.job.engine
+  return (
+    pickRunnable(node.engines, node.devices, name, version, s.job.requirements.device) !== undefined
+  )
+}
+
+/** The job's engine in a satisfying version, whatever devices it sees (for the reason). */
+function hasEngineVersion(s: JobState, node: Pick<MeshNode, 'engines'>): boolean {
   return node.engines.some(
     (e) => e.name === s.job.engine.name && versionSatisfies(e.version, s.job.engine.version),
   )
@@ -128,8 +140,16 @@ function whyNobody(s: JobState, c: ChunkState, nodes: readonly MeshNode[]): stri
     c.kind === 'encode'
       ? `${describeNeeds(s.job.output)} (needed to encode the video)`
       : `${s.job.engine.name}${s.job.engine.version ? ` ${s.job.engine.version}` : ''}`
+  const device = c.kind === 'encode' ? undefined : s.job.requirements.device
+  if (
+    device &&
+    nodes.some((n) => hasEngineVersion(s, n)) &&
+    !nodes.some((n) => hasEngine(s, n, c.kind))
+  )
+    return `no node of the mesh has ${deviceLabel(device)} (for ${need})`
   const withEngine = nodes.filter((n) => hasEngine(s, n, c.kind))
-  if (withEngine.length === 0) return `no node of the mesh has ${need}`
+  if (withEngine.length === 0)
+    return `no node of the mesh has ${need}${device ? ` with ${deviceLabel(device)}` : ''}`
   const tags = s.job.requirements.tags ?? []
   const withTags = withEngine.filter((n) => nodeMeetsRequirements(s, n, c.kind))
   if (withTags.length === 0)

@@ -13,6 +13,7 @@ import { InvalidInputError } from '../util/errors.js'
 import { isCidString } from '../util/hash.js'
 import type { LogId, PeerIdString } from '../log/types.js'
 import { jobIdOfLog } from '../log/types.js'
+import { DEVICE_REQUESTS, type DeviceRequest, isDeviceRequest } from './devices.js'
 import { isVersionRequirement } from './version.js'
 import { checkVideoOutput, type VideoOutput } from './video-options.js'
 
@@ -30,6 +31,10 @@ export const JOB_KINDS = [
   'seal',
   'reject',
   'abort',
+  'pause',
+  'resume',
+  'ready',
+  'unblock',
 ] as const
 export type JobKind = (typeof JOB_KINDS)[number]
 
@@ -54,6 +59,8 @@ export const LIMITS = {
   maxRejectReason: 500,
   maxAbortReason: 500,
   maxTreeFiles: 100_000,
+  /** Jobs an announce may wait for (`after`). */
+  maxAfter: 16,
 } as const
 
 /** Flamenco's defaults: a node failing 3 chunks of a job is blocklisted; a chunk failing on 3 nodes fails the job. */
@@ -87,8 +94,11 @@ export interface AnnounceBody {
   priority: number
   persistent?: boolean
   params: Record<string, ParamValue>
-  requirements: { tags?: string[] }
+  /** `device`: the render device the job needs (jobs/devices.ts); absent: any. */
+  requirements: { tags?: string[]; device?: DeviceRequest }
   limits: { maxFailuresPerNode?: number; maxNodesPerChunk?: number; chunkTimeoutMs?: number }
+  /** Jobs (ids) that must be done before this one starts (job order: its `ready` entry). */
+  after?: string[]
 }
 export interface ClaimBody {
   chunk: number
@@ -141,6 +151,15 @@ export interface RejectBody {
 export interface AbortBody {
   reason: string
 }
+/** The job takes no new chunk until a resume; chunks already rendering finish. */
+export type PauseBody = Record<string, never>
+export type ResumeBody = Record<string, never>
+/** Every job of the announce's `after` is done (written by the submitter's node). */
+export type ReadyBody = Record<string, never>
+/** Take `node` (or every node) off the job's blocklist, its failure count cleared. */
+export interface UnblockBody {
+  node?: PeerIdString
+}
 /** `state` is a JobState; it is validated by the reducer, which owns that shape. */
 export interface SealBody {
   state: unknown
@@ -160,6 +179,10 @@ export interface BodyOf {
   seal: SealBody
   reject: RejectBody
   abort: AbortBody
+  pause: PauseBody
+  resume: ResumeBody
+  ready: ReadyBody
+  unblock: UnblockBody
 }
 
 export type Validated<T> = { ok: true; body: T } | { ok: false; reason: string }
@@ -262,6 +285,7 @@ function announce(b: Record<string, unknown>): AnnounceBody {
       missing: optional(f.missing, (m) => int(m, 'files.missing', 1, LIMITS.maxTreeFiles)),
     })
   })
+  const after = optional(b.after, (x) => afterList(x, jobId))
   const persistent = optional(b.persistent, (p) =>
     typeof p === 'boolean' ? p : fail('persistent: not a boolean'),
   )
@@ -286,6 +310,11 @@ function announce(b: Record<string, unknown>): AnnounceBody {
       tags: optional(req.tags, (t) =>
         list(t, 'tags', LIMITS.maxTags, (x) => str(x, 'tag', LIMITS.maxTag, 1)),
       ),
+      device: optional(req.device, (d) =>
+        isDeviceRequest(d)
+          ? d
+          : fail(`requirements.device: not one of ${DEVICE_REQUESTS.join(', ')}`),
+      ),
     }),
     limits: compact({
       maxFailuresPerNode: optional(limits.maxFailuresPerNode, (v) =>
@@ -298,7 +327,21 @@ function announce(b: Record<string, unknown>): AnnounceBody {
         int(v, 'chunkTimeoutMs', 1_000, 7 * 24 * 3600_000),
       ),
     }),
+    after,
   })
+}
+
+/** `after`: 1..maxAfter distinct job ids, not the job's own. */
+function afterList(x: unknown, self: string): string[] {
+  const ids = list(x, 'after', LIMITS.maxAfter, (v) => {
+    const id = str(v, 'after[]', 8, 8)
+    if (!JOB_ID_RE.test(id)) fail('after[]: not a job id (8 base32 characters)')
+    if (id === self) fail('after: a job cannot wait for itself')
+    return id
+  })
+  if (ids.length === 0) fail('after: empty')
+  if (new Set(ids).size !== ids.length) fail('after: duplicate job id')
+  return ids
 }
 
 function outputOf(o: Record<string, unknown>): AnnounceBody['output'] {
@@ -378,6 +421,11 @@ const validators: { [K in JobKind]: (b: Record<string, unknown>) => BodyOf[K] } 
     reason: str(b.reason, 'reason', LIMITS.maxRejectReason),
   }),
   abort: (b) => ({ reason: str(b.reason, 'reason', LIMITS.maxAbortReason, 1) }),
+  pause: () => ({}),
+  resume: () => ({}),
+  ready: () => ({}),
+  unblock: (b) =>
+    compact({ node: optional(b.node, (n) => str(n, 'node', 128, 1) as PeerIdString) }),
 }
 
 export function isJobKind(kind: unknown): kind is JobKind {

@@ -64,7 +64,7 @@ export function createChunkChooser(
 
   // Shared with the submitter's "no eligible node remains" check, so both use one rule.
   const canRun = (s: JobState, caps: NodeCapabilities, kind: ChunkState['kind']): boolean =>
-    nodeCanRun(s, { id: self, engines: caps.engines, tags: caps.tags, video: caps.video }, kind)
+    nodeCanRun(s, { ...caps, id: self }, kind)
 
   function score(jobId: string, chunk: number, peer: PeerIdString = self): number {
     const k = `${keyOf(jobId, chunk)}/${peer}`

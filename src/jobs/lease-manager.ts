@@ -10,8 +10,9 @@
  *    another node's lease is dead is lease-liveness.ts (this node's monotonic clock only,
  *    counted since its own last stall); this module runs the passes and the renders;
  *  - a render runs only while the local fold says this node holds that (chunk, attempt)
- *    in a live job; the moment it does not (lost race, done elsewhere, cancel, delete,
- *    job failed) the render is aborted and its slot freed;
+ *    in a live or paused job; the moment it does not (lost race, done elsewhere, cancel,
+ *    delete, job failed) the render is aborted and its slot freed; a paused job's renders
+ *    finish, its chunks claimed ahead and not started are released, nothing new is claimed;
  *  - just woken from a stall it claims nothing new for a moment (MAX_CATCH_UP_MS at most),
  *    so it does not take chunks done while it slept;
  *  - at most `slots` renders run, and at most one extra chunk is held (prefetched) and only
@@ -34,6 +35,7 @@ import { AbortedError, describeError, isRmeshError } from '../util/errors.js'
 import type { LogEntry } from '../log/types.js'
 import { jobLogId } from '../log/types.js'
 import type { ChunkState, JobState, ReduceOptions } from './reducer.js'
+import { isRunnable, keepsRenders } from './reducer.js'
 import type { ChunkProgress, ChunkResult, ChunkTask } from './runner.js'
 import { ChunkDeferredError, ChunkFailedError } from './runner.js'
 import { createJobFolds } from './job-folds.js'
@@ -236,7 +238,7 @@ export function createLeaseManager(
     const current = new Set<string>()
     const live = new Set<string>()
     for (const f of folds.values()) {
-      if (jobLive(f.state)) live.add(f.state.jobId)
+      if (jobHeld(f.state)) live.add(f.state.jobId)
       for (const c of f.state?.chunks ?? []) {
         if (c.state === 'claimed')
           current.add(leaseKey(f.state!.jobId, c.index, c.attempt, c.holder!))
@@ -269,8 +271,14 @@ export function createLeaseManager(
 
   const now = () => clock.monotonic()
 
+  /** A job whose open chunks may be claimed (not paused, not waiting for another job). */
   function jobLive(s: JobState | undefined): s is JobState {
-    return !!s && !s.canceled && !s.deleted && (s.state === 'queued' || s.state === 'rendering')
+    return !!s && isRunnable(s)
+  }
+
+  /** A job whose chunks held here keep rendering: live, or paused (renders finish). */
+  function jobHeld(s: JobState | undefined): s is JobState {
+    return !!s && keepsRenders(s)
   }
 
   function abortTask(task: Task, why: string): void {
@@ -301,7 +309,7 @@ export function createLeaseManager(
       const s = folds.get(task.jobId)?.state
       const c = s?.chunks[task.chunk]
       if (
-        !jobLive(s) ||
+        !jobHeld(s) ||
         !c ||
         c.state !== 'claimed' ||
         c.holder !== self ||
@@ -310,6 +318,11 @@ export function createLeaseManager(
         if (c?.state === 'done') stats.duplicatesAvoided++
         else if (jobLive(s)) stats.lostClaims++
         abortTask(task, 'lease lost')
+        continue
+      }
+      // A paused job: what renders finishes, a prefetched chunk not started goes back.
+      if (s.state === 'paused' && task.phase === 'queued') {
+        await handBackTask(task, 'job paused')
         continue
       }
       const timeout = judge.chunkTimeoutOf(s)
@@ -328,7 +341,7 @@ export function createLeaseManager(
     //    so others need not wait for the lease timeout.
     for (const [jobId, fold] of folds) {
       const s = fold.state
-      if (!jobLive(s)) continue
+      if (!jobHeld(s)) continue
       for (const i of [...indexOf(jobId).mine].sort((a, b) => a - b)) {
         const c = s.chunks[i]
         if (c.state !== 'claimed' || c.holder !== self) continue
@@ -549,6 +562,20 @@ export function createLeaseManager(
     )
   }
 
+  /** Stop a held chunk and release it, so another node (or a later pass) takes it. */
+  async function handBackTask(task: Task, reason: string): Promise<void> {
+    const fin = leaseKey(task.jobId, task.chunk, task.attempt, self)
+    finishing.add(fin)
+    abortTask(task, reason)
+    stats.releases++
+    await append(task.jobId, 'release', {
+      chunk: task.chunk,
+      attempt: task.attempt,
+      reason: reason.slice(0, 1_000),
+    })
+    finishing.delete(fin)
+  }
+
   function chunkTask(s: JobState, c: ChunkState, attempt: number): ChunkTask {
     return { jobId: s.jobId, job: s.job, chunk: c.index, attempt, frames: c.frames, kind: c.kind }
   }
@@ -608,20 +635,7 @@ export function createLeaseManager(
       const back = [...tasks.values()].filter(
         (x) => x.phase === 'queued' || (running && x.phase === 'running'),
       )
-      await Promise.all(
-        back.map(async (x) => {
-          const fin = leaseKey(x.jobId, x.chunk, x.attempt, self)
-          finishing.add(fin)
-          abortTask(x, reason)
-          stats.releases++
-          await append(x.jobId, 'release', {
-            chunk: x.chunk,
-            attempt: x.attempt,
-            reason: reason.slice(0, 1_000),
-          })
-          finishing.delete(fin)
-        }),
-      )
+      await Promise.all(back.map((x) => handBackTask(x, reason)))
       schedule()
       return back.length
     },

@@ -7,6 +7,7 @@ import type { Logger } from '../util/logger.js'
 import type { Clock } from '../util/clock.js'
 import type { ReduceOptions, JobState } from './reducer.js'
 import type { ChunkProgress, ChunkRunner, ChunkTask } from './runner.js'
+import type { EngineDevices } from './devices.js'
 
 /** The narrow view of the job logs the lease manager needs. */
 export interface JobLogView {
@@ -39,6 +40,8 @@ export interface NodeCapabilities {
   tags: readonly string[]
   /** What this node's ffmpeg can encode (presence `video`). */
   video?: readonly string[]
+  /** The render devices each engine version sees (presence `devices`; jobs/devices.ts). */
+  devices?: readonly EngineDevices[]
 }
 
 export interface LeaseRef {

@@ -11,7 +11,9 @@
  *  - done never reverts, except by the submitter's reject of that exact attempt: once a
  *    chunk is done no other entry changes its outputs (later completes only count as
  *    duplicates); a reject naming the chunk's completedAttempt, not yet acked, reopens it;
- *  - wall clocks never decide anything (createdAt and queue tie-breaks are informational).
+ *  - wall clocks never decide anything (createdAt and queue tie-breaks are informational);
+ *  - a job's state is a fold of its own log only: job order across jobs (`after`) enters
+ *    it through the submitter's `ready`/`abort` entries (service/dependency-gate.ts).
  */
 import type { EntryId, LogEntry, PeerIdString } from '../log/types.js'
 import { compareEntries, jobLogId } from '../log/types.js'
@@ -27,7 +29,18 @@ import {
   validateBody,
 } from './entries.js'
 
-export type JobStatus = 'queued' | 'rendering' | 'done' | 'failed' | 'canceled'
+/**
+ * 'paused': its submitter paused it (no new claim; running chunks finish); 'waiting': it
+ * waits for the jobs of its announce's `after` (no claim until its `ready` entry).
+ */
+export type JobStatus =
+  | 'queued'
+  | 'rendering'
+  | 'paused'
+  | 'waiting'
+  | 'done'
+  | 'failed'
+  | 'canceled'
 /** 'waiting' is the encode chunk before every frame chunk is done. */
 export type ChunkStatus = 'waiting' | 'open' | 'claimed' | 'done' | 'failed'
 export type ChunkKind = 'frames' | 'encode'
@@ -78,6 +91,10 @@ export interface JobState {
   /** Valid completes beyond the first for a chunk. */
   duplicates: number
   canceled: boolean
+  /** Set by a pause, dropped by a resume: no claim is honoured meanwhile. */
+  paused?: true
+  /** Set while the announce's `after` jobs are not known done (until the `ready` entry). */
+  waiting?: true
   /** Set by the submitter's abort (no node can take what is left): the job is failed until retried. */
   abortReason?: string
   deleted: boolean
@@ -116,9 +133,9 @@ export function reduceJob(
  * Chunk-local: a claim, release or complete naming a frames chunk, or an ack. Such an
  * entry reads and writes its chunk's record (an ack, the records it names) and job-wide
  * counters whose result does not depend on order (done counts, the duplicate count,
- * `active`); the job-wide fields it reads (canceled, failed, the blocklist) only change
- * through entries of other kinds, and 'done' only once every chunk is done (then a claim,
- * release or complete changes no record). So after a point past which every entry is
+ * `active`); the job-wide fields it reads (canceled, failed, paused, waiting, the
+ * blocklist) only change through entries of other kinds, and 'done' only once every chunk
+ * is done (then a claim, release or complete changes no record). So after a point past which every entry is
  * chunk-local, a chunk's record is the fold of that chunk's entries alone from its record
  * at that point, and entries on different chunks commute. The encode chunk is not
  * chunk-local: every frame chunk's complete may open it.
@@ -532,6 +549,7 @@ class Acc {
       canceled: false,
       deleted: false,
       allAcked: false,
+      ...(job.after ? { waiting: true as const } : {}),
     })
   }
 
@@ -541,6 +559,8 @@ class Acc {
     if (s.canceled) s.state = 'canceled'
     else if (this.failedChunks > 0 || s.abortReason !== undefined) s.state = 'failed'
     else if (this.doneChunks === n) s.state = 'done'
+    else if (s.paused) s.state = 'paused'
+    else if (s.waiting) s.state = 'waiting'
     else s.state = this.active ? 'rendering' : 'queued'
     s.allAcked = this.doneChunks === n && this.ackedChunks === n
   }
@@ -603,6 +623,8 @@ class Acc {
       case 'claim': {
         const v = validated(e) as Validated<BodyOf['claim']>
         if (!v.ok || s.canceled || s.state === 'failed' || s.state === 'done') return
+        // Paused or waiting: no new holder (a running render keeps its lease and finishes).
+        if (s.paused || s.waiting) return
         const c = s.chunks[v.body.chunk]
         if (!c || (c.state !== 'open' && c.state !== 'claimed')) return
         if (s.blocklist.includes(e.author) || v.body.attempt <= c.attempt) return
@@ -717,6 +739,34 @@ class Acc {
         if (reopened) {
           s.nodeFailures = {}
           s.blocklist = []
+        }
+        break
+      }
+      case 'pause':
+      case 'resume': {
+        // The last of them in fold order decides; pausing an ended job changes nothing.
+        if (!validated(e).ok || !this.privileged(e.author, isAdmin)) return
+        if (e.kind === 'pause') s.paused = true
+        else delete s.paused
+        break
+      }
+      case 'ready': {
+        if (!validated(e).ok || !this.privileged(e.author, isAdmin)) return
+        delete s.waiting
+        break
+      }
+      case 'unblock': {
+        const v = validated(e) as Validated<BodyOf['unblock']>
+        if (!v.ok || !this.privileged(e.author, isAdmin) || s.canceled) return
+        // Its failures stay on the chunks (history, and M distinct nodes still fail a
+        // chunk); the count restarts, so N new failures blocklist it again.
+        const node = v.body.node
+        if (node === undefined) {
+          s.nodeFailures = {}
+          s.blocklist = []
+        } else {
+          delete s.nodeFailures[node]
+          s.blocklist = s.blocklist.filter((n) => n !== node)
         }
         break
       }
@@ -864,11 +914,25 @@ export function validateJobState(x: unknown): JobState | undefined {
     deleted: o.deleted === true,
     allAcked: false,
   }
+  if (o.paused === true) s.paused = true
   // The Acc constructor recomputes the derived fields.
   return new Acc(s).s
 }
 
 // ---- the queue across jobs ------------------------------------------------------------
+
+/** Queued or rendering, not canceled or deleted: a job whose open chunks may be claimed. */
+export function isRunnable(s: JobState): boolean {
+  return !s.canceled && !s.deleted && (s.state === 'queued' || s.state === 'rendering')
+}
+
+/**
+ * A job whose held leases keep rendering: runnable, or paused (a pause stops new claims,
+ * not the renders already running).
+ */
+export function keepsRenders(s: JobState): boolean {
+  return isRunnable(s) || (!s.canceled && !s.deleted && s.state === 'paused')
+}
 
 export interface QueueItem {
   job: JobState
@@ -895,7 +959,7 @@ export function compareSubmission(a: JobState, b: JobState): number {
  * earlier ones finish. Pure.
  */
 export function reduceQueue(jobs: readonly JobState[], options: QueueOptions = {}): QueueItem[] {
-  const live = jobs.filter((j) => !j.deleted && (j.state === 'queued' || j.state === 'rendering'))
+  const live = jobs.filter((j) => !j.deleted && isRunnable(j))
   const bySubmission = [...live].sort(compareSubmission)
   const counts = new Map<string, number>()
   const admitted = new Map<JobState, boolean>()

@@ -25,6 +25,22 @@ export function isVersionRequirement(text: string): boolean {
   return parts.length > 0 && parts.length <= 4 && parts.every((p) => COMPARATOR_RE.test(p))
 }
 
+/**
+ * One `--require` value: `blender`, `blender>=3.4`, `blender>=4.2 <4.3` (spaces after an
+ * operator are allowed, `==` is `=`) → the engine and its comparators (undefined: any
+ * version). Undefined when it is not a requirement. The CLI and the daemon both check with it.
+ */
+export function parseEngineRange(text: string): { engine: string; range?: string } | undefined {
+  const m = /^([a-z][a-z0-9_-]{0,31})\s*(.*)$/s.exec(text.trim())
+  if (!m) return undefined
+  const rest = m[2]
+    .replace(/==/g, '=')
+    .replace(/(>=|<=|>|<|=|\^|~)\s+(?=\d)/g, '$1')
+    .trim()
+  if (rest === '') return { engine: m[1] }
+  return isVersionRequirement(rest) ? { engine: m[1], range: rest } : undefined
+}
+
 /** Does `version` (e.g. '3.4.1') satisfy `requirement` (e.g. '>=3.4')? Undefined requirement: yes. */
 export function versionSatisfies(version: string, requirement: string | undefined): boolean {
   if (requirement === undefined) return true

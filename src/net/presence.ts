@@ -41,6 +41,7 @@ import { describeError, InvalidInputError } from '../util/errors.js'
 import type { Logger } from '../util/logger.js'
 import { createStallWatch, type StallWatch } from '../util/stalls.js'
 import { validatePresenceRules, type PresenceRules } from '../node/presence-rules.js'
+import { type EngineDevices, validateDevices } from '../jobs/devices.js'
 import type { RmeshLibp2p } from './host.js'
 
 export const PRESENCE_TOPIC = 'rmesh/presence/1.0.0'
@@ -86,6 +87,12 @@ export interface Presence {
    * `h265:10bit`, `vp9:2pass`, `hlg`, … Absent: no ffmpeg, or an older node.
    */
   video?: string[]
+  /**
+   * The render devices each engine version sees (jobs/devices.ts; protocols/presence.md
+   * `devices`): a job asking for a device goes only to a node whose version has it. Absent:
+   * an older node, or detection not finished.
+   */
+  devices?: EngineDevices[]
   /**
    * The node's own rules when it has any, or is not active (protocols/presence.md `rules`):
    * paused, draining, off its schedule, waiting for its user to be idle. Optional.
@@ -141,6 +148,7 @@ export function validatePresence(value: unknown): Presence {
   if (p.meshId !== undefined) str('meshId', 128)
   if (p.paused !== undefined) str('paused', MAX_PAUSED_LENGTH)
   if (p.rules !== undefined) validatePresenceRules(p.rules)
+  if (p.devices !== undefined) validateDevices(p.devices)
   if (
     p.every !== undefined &&
     (!Number.isInteger(p.every) ||

@@ -1,5 +1,6 @@
 /**
- * The submitter's actions on a job: cancel, retry, priority, delete. Each is one log entry;
+ * The submitter's actions on a job: cancel, retry (or unblock), priority, pause, resume,
+ * delete. Each is one log entry;
  * the reducer decides what it means on every node.
  *
  * Invariant: an action is refused here, with a clear message, where the reducer would
@@ -16,6 +17,8 @@ export interface JobActions {
   cancel(idOrPrefix: string): Promise<Api.JobSummary>
   retry(idOrPrefix: string, req: Api.RetryRequest): Promise<Api.RetryResponse>
   setPriority(idOrPrefix: string, priority: number): Promise<Api.JobSummary>
+  pause(idOrPrefix: string): Promise<Api.JobSummary>
+  resume(idOrPrefix: string): Promise<Api.JobSummary>
   remove(idOrPrefix: string): Promise<Api.DeleteResponse>
 }
 
@@ -39,6 +42,30 @@ export function createJobActions(
     }
   }
 
+  /** Take `who` (a peer id, or true: every node) off the job's blocklist. */
+  const unblock = async (s: JobState, who: string | true): Promise<Api.RetryResponse> => {
+    if (s.state === 'canceled')
+      throw new ConflictError(`job ${s.jobId} was canceled: there is nothing to unblock`)
+    if (s.blocklist.length === 0)
+      throw new ConflictError(`job ${s.jobId} has no blocked node (rmesh status ${s.jobId})`)
+    let unblocked: string[]
+    if (who === true) unblocked = [...s.blocklist]
+    else {
+      // A unique prefix of a blocked peer id is enough (status shows them shortened).
+      const matches = s.blocklist.filter((n) => n === who || n.startsWith(who))
+      if (matches.length !== 1)
+        throw new InvalidInputError(
+          matches.length === 0
+            ? `${who} is not blocked for job ${s.jobId} (blocked: ${s.blocklist.join(', ')})`
+            : `${who} matches several blocked nodes: ${matches.join(', ')}`,
+          { field: 'unblock' },
+        )
+      unblocked = matches
+    }
+    await c.log.append(jobLogId(s.jobId), 'unblock', who === true ? {} : { node: unblocked[0] })
+    return { jobId: s.jobId, reopened: [], unblocked }
+  }
+
   return {
     async cancel(id) {
       const s = jobOf(resolveId(id))
@@ -51,6 +78,7 @@ export function createJobActions(
     async retry(id, req) {
       const s = jobOf(resolveId(id))
       requireOwnerOrAdmin(s)
+      if (req?.unblock !== undefined) return unblock(s, req.unblock)
       let chunks: number[]
       if (req?.frames) {
         const frames = new Set(parseFrameSpec(req.frames))
@@ -83,10 +111,31 @@ export function createJobActions(
       await c.log.append(jobLogId(s.jobId), 'priority', { priority: p })
       return hooks.summaryOf(jobOf(s.jobId))
     },
+    async pause(id) {
+      const s = jobOf(resolveId(id))
+      requireOwnerOrAdmin(s)
+      if (s.state === 'done' || s.state === 'failed' || s.state === 'canceled')
+        throw new ConflictError(`job ${s.jobId} has already ended (${s.state})`)
+      if (s.paused) throw new ConflictError(`job ${s.jobId} is already paused`)
+      await c.log.append(jobLogId(s.jobId), 'pause', {})
+      return hooks.summaryOf(jobOf(s.jobId))
+    },
+    async resume(id) {
+      const s = jobOf(resolveId(id))
+      requireOwnerOrAdmin(s)
+      if (!s.paused) throw new ConflictError(`job ${s.jobId} is not paused (it is ${s.state})`)
+      await c.log.append(jobLogId(s.jobId), 'resume', {})
+      return hooks.summaryOf(jobOf(s.jobId))
+    },
     async remove(id) {
       const s = jobOf(resolveId(id))
       requireOwnerOrAdmin(s)
-      if (s.state === 'queued' || s.state === 'rendering')
+      if (
+        s.state === 'queued' ||
+        s.state === 'rendering' ||
+        s.state === 'paused' ||
+        s.state === 'waiting'
+      )
         throw new ConflictError(
           `job ${s.jobId} is still ${s.state}: cancel it first (rmesh cancel ${s.jobId})`,
         )

@@ -16,6 +16,7 @@ import type { BlockExchange } from '../blobs/exchange.js'
 import type { ProviderIndex } from '../blobs/providers.js'
 import { safeFileName } from '../blobs/safe-name.js'
 import type { Engine } from '../engines/types.js'
+import type { EngineDevices } from '../jobs/devices.js'
 import { VIDEO_EXTENSION } from '../engines/ffmpeg.js'
 import type { LeaseManager } from '../jobs/lease-manager.js'
 import type { JobState } from '../jobs/reducer.js'
@@ -66,6 +67,8 @@ export interface JobServiceComponents {
   selfTags?: () => readonly string[]
   /** What this node's ffmpeg can encode (presence `video`). */
   selfVideo?: () => readonly string[] | undefined
+  /** What render devices each of this node's engine versions sees (presence `devices`). */
+  selfDevices?: () => readonly EngineDevices[]
   selfName?: () => string
   /** A job of ours that no live node can take for this long is failed (abort); default 60 s. */
   noEligibleGraceMs?: number
@@ -75,6 +78,11 @@ export interface JobServiceComponents {
   quotaOf?: (peerId: string) => number | undefined
   /** How long a done chunk's outputs may stay unobtainable before it is rejected (default 20 s). */
   outputGraceMs?: number
+  /**
+   * Preview videos of this node's jobs while frames come in (./preview-video.ts): where,
+   * and how often. Absent: none.
+   */
+  previewVideo?: { dir: string; everyFrames: number; everyMs: number }
   /** TEST ONLY (RMESH_TEST_COLLECT_DELAY_MS): start collecting this long after a complete. */
   collectDelayMs?: number
 }

@@ -6,8 +6,11 @@
  *  - actions.ts: cancel / retry / priority / delete;
  *  - fetch.ts: logs, and fetch (folder or ZIP);
  *  - previews.ts: a frame's thumbnail and full-size image, the job as a ZIP download;
+ *  - preview-video.ts: a small video of the frames so far, while a job of ours renders;
  *  - views.ts: the API's views, and the no-eligible watchdog (a job this node submitted
  *    that no live node can take for noEligibleGraceMs is failed with an abort entry);
+ *  - dependency-gate.ts: job order, a job of this node submitted with `after` gets its
+ *    `ready` entry once those jobs are done, or an `abort` naming the one that failed;
  *  - context.ts: what they share (components, this node's record of its jobs, helpers).
  * This file wires them to the log: each entry updates the views, the event stream and
  * collection.
@@ -17,12 +20,15 @@
  */
 import type * as Api from '../api/types.js'
 import type { JobState } from '../jobs/reducer.js'
-import { jobIdOfLog, type LogEntry } from '../log/types.js'
+import { jobIdOfLog, jobLogId, type LogEntry } from '../log/types.js'
+import { NotFoundError } from '../util/errors.js'
 import { createJobActions, type JobActions } from './actions.js'
 import { createCollector } from './collect.js'
+import { createDependencyGate } from './dependency-gate.js'
 import { createServiceContext, type JobServiceComponents } from './context.js'
 import { createJobFetch, type JobFetch } from './fetch.js'
-import { createJobPreviews, type JobPreviews } from './previews.js'
+import { createPreviewVideos } from './preview-video.js'
+import { createJobPreviews, type JobPreviews, type Preview } from './previews.js'
 import { createSubmitter, type Submitter } from './submit.js'
 import { createJobViews } from './views.js'
 
@@ -34,6 +40,8 @@ export interface JobService extends Submitter, JobActions, JobFetch, JobPreviews
   list(states?: Api.JobState[]): Api.JobSummary[]
   detail(idOrPrefix: string): Api.JobDetail
   resolveId(idOrPrefix: string): string
+  /** The preview video of a job this node submitted (404 until one is made). */
+  previewVideo(idOrPrefix: string): Promise<Preview>
   /** Done chunks this node rejected because their outputs could not be obtained. */
   stats(): { outputsRejected: { hash: number; unavailable: number } }
 }
@@ -61,14 +69,33 @@ export function createJobService(c: JobServiceComponents): JobService {
     )
   }
 
+  const previewVideos = c.previewVideo
+    ? createPreviewVideos(ctx, { ...c.previewVideo, onUpdated: scheduleEvents })
+    : undefined
   const collector = createCollector(ctx, {
-    onWritten: scheduleEvents,
-    onForget: (jobId) => views.forget(jobId),
+    onWritten: (jobId) => {
+      scheduleEvents(jobId)
+      previewVideos?.noteWritten(jobId)
+    },
+    onForget: (jobId) => {
+      views.forget(jobId)
+      void previewVideos?.forget(jobId)
+    },
   })
   const submitter = createSubmitter(ctx)
   const actions = createJobActions(ctx, {
     summaryOf: (s: JobState) => views.summaryOf(s),
     cleanupDeleted: collector.cleanupDeleted,
+  })
+  const gate = createDependencyGate({
+    self: c.self,
+    clock: c.clock,
+    jobs: () => c.leases.jobs(),
+    job: (jobId) => c.leases.job(jobId),
+    append: async (jobId, kind, body) => {
+      await c.log.append(jobLogId(jobId), kind, body)
+    },
+    logger: ctx.logger,
   })
   const fetcher = createJobFetch(ctx)
   const previews = createJobPreviews(ctx, fetcher)
@@ -85,6 +112,8 @@ export function createJobService(c: JobServiceComponents): JobService {
     queueMicrotask(() => {
       const s = c.leases.job(jobId)
       scheduleEvents(jobId)
+      // Claims, releases and acks never end a job nor start one: most entries skip the gate.
+      if (entry.kind !== 'claim' && entry.kind !== 'release' && entry.kind !== 'ack') gate.poke()
       if (!s) return
       if ('chunk' in (entry.body as object)) {
         const idx = (entry.body as { chunk: number }).chunk
@@ -114,20 +143,33 @@ export function createJobService(c: JobServiceComponents): JobService {
     ...previews,
     resolveId: ctx.resolveId,
     stats: collector.stats,
+    async previewVideo(id) {
+      if (!previewVideos)
+        throw new NotFoundError('a preview video (previews are off on this node: previewEveryMs 0)')
+      return previewVideos.file(id)
+    },
     async start() {
+      await previewVideos?.start()
       await ctx.loadLocal()
       unsubscribe = c.log.onEntry((e) => onEntry(e))
       for (const jobId of ctx.localJobs.keys()) void collector.collect(jobId)
       views.start()
+      gate.start()
     },
     async stop() {
       ctx.stop()
       views.stop()
+      gate.stop()
       unsubscribe?.()
       collector.stop()
+      await previewVideos?.stop()
       for (const t of pendingEvents.values()) clearTimeout(t)
     },
     list: (states) => views.list(states),
-    detail: (id) => views.detailOf(ctx.jobOf(ctx.resolveId(id))),
+    detail: (id) => {
+      const d = views.detailOf(ctx.jobOf(ctx.resolveId(id)))
+      const preview = previewVideos?.info(d.jobId)
+      return preview ? { ...d, preview } : d
+    },
   }
 }

@@ -10,7 +10,7 @@
  */
 import { withDeadline } from '../util/abort.js'
 import { randomBytes } from 'node:crypto'
-import { access, mkdtemp, rm } from 'node:fs/promises'
+import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { safeExtension } from '../blobs/safe-name.js'
@@ -31,7 +31,13 @@ export interface Preview {
 }
 
 export interface JobPreviews {
-  thumbnail(idOrPrefix: string, frame: number, signal?: AbortSignal): Promise<Preview>
+  /** `png`: a JPEG thumbnail converted to PNG (what terminals' image protocols take). */
+  thumbnail(
+    idOrPrefix: string,
+    frame: number,
+    signal?: AbortSignal,
+    o?: { png?: boolean },
+  ): Promise<Preview>
   frameImage(idOrPrefix: string, frame: number, signal?: AbortSignal): Promise<Preview>
   zip(idOrPrefix: string, signal?: AbortSignal): Promise<Preview>
 }
@@ -65,7 +71,7 @@ export function createJobPreviews(ctx: ServiceContext, fetcher: JobFetch): JobPr
   const tempDir = () => mkdtemp(join(tmpdir(), `rmesh-view-${randomBytes(3).toString('hex')}-`))
 
   return {
-    async thumbnail(id, frame, signal) {
+    async thumbnail(id, frame, signal, o) {
       const s = jobOf(resolveId(id))
       const done = doneOutput(s, frame)
       if (!done?.o.thumb)
@@ -85,7 +91,19 @@ export function createJobPreviews(ctx: ServiceContext, fetcher: JobFetch): JobPr
       const parts: Uint8Array[] = []
       for (const b of m.blocks) parts.push(await c.blocks.getBlock(b))
       const bytes = Buffer.concat(parts)
-      return { contentType: sniffImageType(bytes), bytes }
+      const contentType = sniffImageType(bytes)
+      if (!o?.png || contentType === 'image/png') return { contentType, bytes }
+      const dir = await tempDir()
+      try {
+        await writeFile(join(dir, 'thumb.jpg'), bytes)
+        if (
+          !(await makePreview(join(dir, 'thumb.jpg'), join(dir, 'thumb.png'), 'JPEG', { signal }))
+        )
+          throw new NotFoundError(`a PNG thumbnail of frame ${frame} (ffmpeg could not convert it)`)
+        return { contentType: 'image/png', bytes: await readFile(join(dir, 'thumb.png')) }
+      } finally {
+        await rm(dir, { recursive: true, force: true })
+      }
     },
 
     async frameImage(id, frame, signal) {

@@ -25,8 +25,14 @@ import {
   validateBody,
 } from '../jobs/entries.js'
 import { parseFrameSpec } from '../jobs/frame-spec.js'
-import { isVersionRequirement } from '../jobs/version.js'
-import { checkTags, checkVideoRequest } from './submit-options.js'
+import { isVersionRequirement, parseEngineRange } from '../jobs/version.js'
+import {
+  blenderRequirement,
+  checkAfter,
+  checkDevice,
+  checkTags,
+  checkVideoRequest,
+} from './submit-options.js'
 import { jobLogId } from '../log/types.js'
 import { withDeadline } from '../util/abort.js'
 import { InvalidInputError, NotFoundError, RmeshError } from '../util/errors.js'
@@ -147,6 +153,7 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
     // Checked here, but the caller's own values are announced: each renderer's engine
     // normalizes them again, and job entries carry only scalar params.
     engine.validate(req.params ?? {})
+    const device = checkDevice(req.device, engineName)
     if (req.allowMissing !== undefined && typeof req.allowMissing !== 'boolean')
       throw new InvalidInputError('allowMissing must be true or false', { field: 'allowMissing' })
     const projectRoot = await checkProjectRoot(req.projectRoot, scenePath)
@@ -189,12 +196,23 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
       format = info.outputFormat as OutputFormat
     const video = checkVideoRequest(req, format, info)
     const tags = checkTags(req.tags)
+    const after = checkAfter(req.after, ctx.resolveId, (id) => c.leases.job(id)?.state)
     const name = req.name === undefined ? basename(scenePath, extname(scenePath)) : String(req.name)
     if (!/^[^\0/\\]{1,100}$/.test(name))
       throw new InvalidInputError('name must be 1–100 characters without slashes', {
         field: 'name',
       })
-    const requirement = parseEngineRequirement(req.require, engineName)
+    const requested = parseEngineRequirement(req.require, engineName)
+    const requirement = blenderRequirement(
+      requested,
+      // `--require blender` (the engine, no versions) asks for any version, like anyBlender.
+      req.anyBlender ??
+        (requested === undefined && Array.isArray(req.require) && req.require.length > 0
+          ? true
+          : undefined),
+      engineName,
+      info?.blenderVersion,
+    )
     if (req.outDir !== undefined && (typeof req.outDir !== 'string' || !isAbsolute(req.outDir)))
       throw new InvalidInputError('outDir must be an absolute path', { field: 'outDir' })
     return {
@@ -209,8 +227,10 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
       format,
       name,
       requirement,
+      device,
       video,
       tags,
+      after,
       allowMissing: req.allowMissing === true,
       trace,
     }
@@ -296,15 +316,17 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
       )
     const quota = c.quotaOf?.(c.self)
     if (quota !== undefined) {
-      const unfinished = c.leases
-        .jobs()
-        .filter(
-          (j) => j.submitter === c.self && (j.state === 'queued' || j.state === 'rendering'),
-        ).length
+      const unfinished = c.leases.jobs().filter(
+        // A paused job, or one waiting for its `after` jobs, is unfinished too.
+        (j) =>
+          j.submitter === c.self &&
+          !j.deleted &&
+          ['queued', 'rendering', 'paused', 'waiting'].includes(j.state),
+      ).length
       if (unfinished >= quota) {
         throw new RmeshError(
           'ERR_QUOTA',
-          `this node's token allows ${quota} unfinished job(s) and ${unfinished} are queued or rendering; wait for one to end or cancel one`,
+          `this node's token allows ${quota} unfinished job(s) and ${unfinished} are queued, rendering, paused or waiting; wait for one to end or cancel one`,
           { details: { quota, unfinished } },
         )
       }
@@ -356,7 +378,7 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
         : {}),
     }
     await ctx.saveLocal(lj)
-    const { requirement, engineName, format, video, tags } = checked
+    const { requirement, engineName, format, video, tags, device } = checked
     const announce: AnnounceBody = {
       jobId,
       name,
@@ -370,8 +392,12 @@ export function createSubmitter(ctx: ServiceContext): Submitter {
       priority: checked.priority,
       persistent: req.persistent ?? false,
       params: (req.params ?? {}) as AnnounceBody['params'],
-      requirements: tags?.length ? { tags } : {},
+      requirements: {
+        ...(tags?.length ? { tags } : {}),
+        ...(device ? { device } : {}),
+      },
       limits: {},
+      ...(checked.after ? { after: checked.after } : {}),
     }
     // Every node ignores an invalid announce: refuse it here rather than lose the job silently.
     const valid = validateBody('announce', announce)
@@ -431,18 +457,17 @@ export function parseEngineRequirement(
 ): string | undefined {
   const comparators: string[] = []
   for (const r of values ?? []) {
-    const m = /^([a-z][a-z0-9-]*)\s*(.*)$/s.exec(String(r).trim())
-    const rest = (m?.[2] ?? '').replace(/(>=|<=|>|<|=|\^|~)\s+(?=\d)/g, '$1').trim()
-    if (!m || !isVersionRequirement(rest))
+    const parsed = parseEngineRange(String(r))
+    if (!parsed)
       throw new InvalidInputError(
         `requirement ${JSON.stringify(r)} is not like 'blender>=3.4' or 'blender>=4.2 <4.3'`,
         { field: 'require' },
       )
-    if (m[1] !== engineName)
+    if (parsed.engine !== engineName)
       throw new InvalidInputError(`requirement ${r} names another engine than ${engineName}`, {
         field: 'require',
       })
-    comparators.push(...rest.split(/\s+/))
+    if (parsed.range) comparators.push(...parsed.range.split(/\s+/))
   }
   if (comparators.length === 0) return undefined
   const requirement = comparators.join(' ')

@@ -108,11 +108,36 @@ export function createJobViews(ctx: ServiceContext): JobViews {
               : 'no eligible node'))
           : s.state === 'canceled'
             ? 'canceled'
-            : !terminal
-              ? waitingHint(s)
-              : undefined,
+            : s.state === 'paused'
+              ? `paused: no new chunk starts until rmesh resume ${s.jobId}`
+              : s.state === 'waiting'
+                ? `waiting for ${pendingDependencies(s).join(', ') || 'its dependencies'} to finish`
+                : !terminal
+                  ? waitingHint(s)
+                  : undefined,
+      ...(s.job.after ? { after: [...s.job.after] } : {}),
     }
   }
+
+  /** The jobs of `s.job.after` that are not done on this node's replica. */
+  const pendingDependencies = (s: JobState): string[] =>
+    (s.job.after ?? []).filter((id) => c.leases.job(id)?.state !== 'done')
+
+  /** Each blocklisted node of `s` and its failures in the job (by chunk, then attempt). */
+  const blockedNodes = (s: JobState): Api.BlockedNode[] =>
+    s.blocklist.map((node) => ({
+      node,
+      failures: s.chunks.flatMap((ch) =>
+        ch.failures
+          .filter((f) => f.node === node)
+          .map((f) => ({
+            chunk: ch.index,
+            frames: ch.frames,
+            attempt: f.attempt,
+            reason: f.reason,
+          })),
+      ),
+    }))
 
   /** The live nodes of the mesh as presence reports them, this one included. */
   const meshNodes = (): MeshNode[] => {
@@ -125,12 +150,13 @@ export function createJobViews(ctx: ServiceContext): JobViews {
         paused: c.selfPaused?.(),
         tags: c.selfTags?.() ?? [],
         video: c.selfVideo?.(),
+        devices: c.selfDevices?.(),
       },
     ]
     for (const [peerId, p] of c.presence.peers()) {
       if (p.state !== 'up' || peerId === c.self) continue
-      const { name, engines, slots, paused, tags, video } = p.presence
-      out.push({ id: peerId as MeshNode['id'], name, engines, slots, paused, tags, video })
+      const { name, engines, slots, paused, tags, video, devices } = p.presence
+      out.push({ id: peerId as MeshNode['id'], name, engines, slots, paused, tags, video, devices })
     }
     return out
   }
@@ -245,6 +271,7 @@ export function createJobViews(ctx: ServiceContext): JobViews {
       chunkSize: s.job.chunkSize,
       require: s.job.engine.version ? [`${s.job.engine.name}${s.job.engine.version}`] : [],
       ...(s.job.requirements.tags?.length ? { tags: [...s.job.requirements.tags] } : {}),
+      ...(s.job.requirements.device ? { device: s.job.requirements.device } : {}),
       params: s.job.params,
       frames: frameInfos(s, work),
       chunks: s.chunks.map((ch) => ({
@@ -265,6 +292,7 @@ export function createJobViews(ctx: ServiceContext): JobViews {
       })),
       video: videoInfo(s),
       blocklist: s.blocklist,
+      blocked: blockedNodes(s),
     }
   }
 

@@ -36,4 +36,7 @@ main{padding:1em}table{border-collapse:collapse;width:100%}th,td{text-align:left
 .viewer img{max-width:95vw;max-height:85vh}.error{color:#c33}
 form.submit label{display:block;margin:.5em 0}pre{white-space:pre-wrap;max-height:20em;overflow:auto;background:#8881}
 .login{max-width:30em;margin:3em auto}
+.tag{display:inline-block;padding:0 .4em;border-radius:.6em;background:#58a3;font-size:12px}
+.filters{display:flex;gap:1.5em}caption{text-align:left;font-weight:bold;padding:.5em 0}
+video.preview{width:min(640px,100%);max-height:50vh;background:#000}
 `

@@ -38,6 +38,8 @@ export const WEB_ROUTES: readonly [string, string][] = [
   ['POST', '/v1/jobs'],
   ['GET', '/v1/jobs/:id'],
   ['POST', '/v1/jobs/:id/cancel'],
+  ['POST', '/v1/jobs/:id/pause'],
+  ['POST', '/v1/jobs/:id/resume'],
   ['POST', '/v1/jobs/:id/retry'],
   ['POST', '/v1/jobs/:id/priority'],
   ['DELETE', '/v1/jobs/:id'],
@@ -45,6 +47,7 @@ export const WEB_ROUTES: readonly [string, string][] = [
   ['GET', '/v1/jobs/:id/frames/:frame/thumb'],
   ['GET', '/v1/jobs/:id/frames/:frame/image'],
   ['GET', '/v1/jobs/:id/zip'],
+  ['GET', '/v1/jobs/:id/preview'],
   ['GET', '/v1/tokens'],
   ['POST', '/v1/tokens'],
   ['POST', '/v1/tokens/invite'],
@@ -61,6 +64,9 @@ const SUBMIT_FIELDS = [
   'priority',
   'name',
   'engine',
+  'tags',
+  'device',
+  'require',
 ]
 
 export interface WebServer {

@@ -25,7 +25,7 @@ import { isOwnThumbnail } from '../engines/thumbnail.js'
 import { type Engine, isEngineError, type OutputFormat } from '../engines/types.js'
 import type { ChunkOutput } from '../jobs/entries.js'
 import type { JobState } from '../jobs/reducer.js'
-import { pickVersion } from '../jobs/version.js'
+import { deviceLabel, type EngineDevices, pickRunnable } from '../jobs/devices.js'
 import {
   ChunkDeferredError,
   ChunkFailedError,
@@ -53,6 +53,8 @@ export interface WorkerComponents {
     get(name: string): Engine | undefined
     /** Installed engines and versions (the registry's `describe()`), to run a pinned version. */
     versions?: () => readonly { name: string; version: string }[]
+    /** The devices each version sees (the registry's `devices()`), for a job's device. */
+    devices?: () => readonly EngineDevices[]
   }
   /** The job's current state (for the encode task: which node holds which frame). */
   jobState: (jobId: string) => JobState | undefined
@@ -264,14 +266,21 @@ export function createWorker(c: WorkerComponents): Required<ChunkRunner> & {
     const engine = c.engines.get(task.job.engine.name)
     if (!engine)
       throw new ChunkFailedError(`engine ${task.job.engine.name} is not installed on this node`)
-    // A node may hold several versions: run the newest that meets the job's requirement
-    // (the one eligibility matched), not simply the newest installed.
+    // A node may hold several versions: run the newest that meets the job's requirement and
+    // has its device (the one eligibility matched), not simply the newest installed.
+    const device = task.job.requirements.device
     const engineVersion = c.engines.versions
-      ? pickVersion(c.engines.versions(), task.job.engine.name, task.job.engine.version)
+      ? pickRunnable(
+          c.engines.versions(),
+          c.engines.devices?.(),
+          task.job.engine.name,
+          task.job.engine.version,
+          device,
+        )
       : undefined
-    if (c.engines.versions && task.job.engine.version && engineVersion === undefined)
+    if (c.engines.versions && (task.job.engine.version || device) && engineVersion === undefined)
       throw new ChunkFailedError(
-        `no installed ${task.job.engine.name} meets the job's requirement ${task.job.engine.version}`,
+        `no installed ${task.job.engine.name} meets the job's requirement${task.job.engine.version ? ` ${task.job.engine.version}` : ''}${device ? ` with ${deviceLabel(device)}` : ''}`,
       )
     const startedAt = performance.now()
     let scene: SceneHandle
@@ -305,6 +314,7 @@ export function createWorker(c: WorkerComponents): Required<ChunkRunner> & {
           params,
           persistent: task.job.persistent,
           ...(engineVersion ? { engineVersion } : {}),
+          ...(device ? { device } : {}),
           jobId: task.jobId,
           timeoutMs: task.job.limits.chunkTimeoutMs,
         },

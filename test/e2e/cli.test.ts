@@ -31,7 +31,7 @@ import {
 } from '../helpers/daemons.js'
 import { json, rmesh, rmeshIn, zipEntryNames } from './run-cli.js'
 
-const JOB_STATES = ['queued', 'rendering', 'done', 'failed', 'canceled']
+const JOB_STATES = ['queued', 'rendering', 'paused', 'waiting', 'done', 'failed', 'canceled']
 
 let mesh: DaemonProc[] = []
 let third: DaemonProc | undefined

@@ -50,7 +50,7 @@ function raw(
 }
 
 beforeAll(async () => {
-  mesh = await startMesh(2, { extraArgs: ['--web', '127.0.0.2:0'] })
+  mesh = await startMesh(2, { extraArgs: ['--web', '127.0.0.2:0', '--tags', 'studio-a'] })
   work = await makeTempDir('rmesh-web-')
   shots = process.env.RMESH_SCREENSHOTS ?? (await mkdtemp(join(tmpdir(), 'rmesh-shots-')))
   await mkdir(shots, { recursive: true })
@@ -130,6 +130,10 @@ describe('web UI', () => {
     expect(r.status).toBe(404)
     r = await raw('GET', '/api/v1/jobs/%E0%A4%A/frames/x/thumb', auth)
     expect(r.status).toBe(400)
+    r = await raw('GET', '/api/v1/jobs/abcdefgh/frames/1/thumb?as=gif', auth)
+    expect([r.status, err(r.text)]).toEqual([400, 'ERR_INVALID_INPUT'])
+    r = await raw('POST', '/api/v1/jobs', post, '{"scenePath":"/x.blend","tags":["no spaces!"]}')
+    expect([r.status, err(r.text)]).toEqual([400, 'ERR_INVALID_INPUT'])
     r = await raw('GET', '/vendor/../../package.json', auth)
     expect(r.status).toBe(404)
     r = await raw('GET', '/api/v1/jobs', { ...auth, host: 'rebind.example:80' })
@@ -145,11 +149,18 @@ describe('web UI', () => {
     expect((await raw('GET', '/api/v1/node', auth)).status).toBe(200)
   }, 60_000)
 
-  it('submit from the page renders a job whose thumbnails fill in; cancel from the page stops another', async () => {
+  it('submit from the page renders a job whose thumbnails fill in; pause, resume and cancel from the page act on another', async () => {
     const link = await apiCall<{ url: string }>(mesh[0].socket, 'POST', '/v1/web/link', {})
     const page = await browser.newPage()
     await page.goto(link.body.url)
     await page.waitForSelector('header nav')
+    // Nodes' tags, filtered and grouped by tag (the view is in the URL).
+    await page.waitForSelector('td.tags .tag')
+    expect(await page.locator('td.tags .tag').first().textContent()).toBe('studio-a')
+    await page.selectOption('select[name=tag]', 'studio-a')
+    await page.check('input[name=group]')
+    await page.waitForSelector('caption:text("Pool studio-a")')
+    expect(page.url()).toContain('tag=studio-a&group=1')
     await page.screenshot({ path: join(shots, 'mesh.png') })
     listed.push('mesh.png')
 
@@ -158,6 +169,7 @@ describe('web UI', () => {
     await page.fill('input[name=frames]', '1-6')
     await page.fill('input[name=engine]', 'test')
     await page.fill('input[name=name]', 'from the page')
+    await page.fill('input[name=tags]', 'studio-a')
     await page.screenshot({ path: join(shots, 'submit.png') })
     listed.push('submit.png')
     await page.click('button[type=submit]')
@@ -189,12 +201,25 @@ describe('web UI', () => {
       .then(() => true)
       .catch(() => false)
     expect(ok).toBe(true)
+    // The submitter's preview video of the frames so far, on the job page.
+    await page.waitForSelector('video.preview', { timeout: 15_000 })
+    const src = await page.getAttribute('video.preview', 'src')
+    const video = await page.evaluate(
+      (u) => fetch(u as string).then((r) => [r.status, r.headers.get('content-type')]),
+      src,
+    )
+    expect(video).toEqual([200, 'video/mp4'])
     await page.click('.frame[data-frame="3"]')
     await page.waitForSelector('.viewer img')
     await page.screenshot({ path: join(shots, 'viewer.png') })
     listed.push('viewer.png')
-    const detail = await apiCall<{ state: string }>(mesh[0].socket, 'GET', `/v1/jobs/${jobId}`)
+    const detail = await apiCall<{ state: string; tags?: string[] }>(
+      mesh[0].socket,
+      'GET',
+      `/v1/jobs/${jobId}`,
+    )
     expect(detail.body.state).toBe('done')
+    expect(detail.body.tags).toEqual(['studio-a'])
 
     // A long job, canceled from the jobs page.
     const long = await apiCall<{ jobId: string }>(mesh[0].socket, 'POST', '/v1/jobs', {
@@ -208,6 +233,15 @@ describe('web UI', () => {
     await page.waitForSelector(`a[href="#/jobs/${long.body.jobId}"]`)
     await page.screenshot({ path: join(shots, 'jobs.png') })
     listed.push('jobs.png')
+    // Paused and resumed from the jobs page (the row's buttons follow its state).
+    const stateOf = async () =>
+      (await apiCall<{ state: string }>(mesh[0].socket, 'GET', `/v1/jobs/${long.body.jobId}`)).body
+        .state
+    const row = page.locator('tr', { hasText: 'long one' })
+    await row.getByRole('button', { name: 'Pause' }).click()
+    await waitFor(async () => (await stateOf()) === 'paused', 10_000, 'the job paused')
+    await row.getByRole('button', { name: 'Resume' }).click()
+    await waitFor(async () => (await stateOf()) !== 'paused', 10_000, 'the job resumed')
     await page
       .locator('tr', { hasText: 'long one' })
       .getByRole('button', { name: 'Cancel' })

@@ -14,6 +14,8 @@ import { packageRoot } from '../../src/version.js'
 
 export const REPO_ROOT = packageRoot()
 export const RMESH_BIN = join(REPO_ROOT, 'bin', 'rmesh.js')
+/** What Debian's Blender 3.4.1 reports on a machine without a GPU (devicesScript's output). */
+export const CPU_ONLY_REPORT = JSON.stringify({ blender: '3.4.1', devices: [] })
 
 export interface DaemonProc {
   dir: string
@@ -105,7 +107,10 @@ export async function startDaemonProc(options: StartOptions = {}): Promise<Daemo
   const extraArgs = [...(options.extraArgs ?? [])]
   if (options.testEngine !== false && !extraArgs.includes('--test-engine'))
     extraArgs.push('--test-engine')
-  const spawnOptions: SpawnOptions = { ...options, dir, extraArgs }
+  // Device detection costs a Blender start per daemon: test daemons take the CPU-only report
+  // recorded on this machine (the test hook), unless a test sets its own ('' runs the real one).
+  const env = { RMESH_TEST_BLENDER_DEVICES: CPU_ONLY_REPORT, ...options.env }
+  const spawnOptions: SpawnOptions = { ...options, dir, extraArgs, env }
   const node = await spawnDaemon(spawnOptions)
   return {
     dir,

@@ -87,6 +87,11 @@ export interface HostilePeer {
   garbage(peer: string): Promise<{ protocol: string; sent: boolean; error?: string }[]>
   /** Entries that must be refused: unknown parents, bad signature, someone else as author. */
   forged(jobId: string, victimPeerId: string): Promise<number>
+  /**
+   * Sign an entry of the job's log on the current heads and publish it, skipping this peer's
+   * own authorization (so an entry its token does not allow still goes out); its bytes.
+   */
+  publishEntry(jobId: string, kind: string, body: unknown): Promise<Uint8Array>
   /** Claim every open chunk of the job; heartbeat those leases while `holdMs` runs. */
   claimAll(jobId: string): Promise<LeaseRef[]>
   /** Complete a held chunk with a manifest nobody can serve (or, wrongBytes, that it serves garbage for). */
@@ -120,6 +125,8 @@ const lp = (bytes: Uint8Array) => {
 export async function startHostilePeer(o: {
   ownerDir: string
   bootstrap: string[]
+  /** Its token's capabilities (default submit and render). */
+  caps?: ('submit' | 'render' | 'admin')[]
 }): Promise<HostilePeer> {
   const dir = await makeTempDir('rmesh-hostile-')
   const key = await loadOrCreateNodeKey(dir)
@@ -130,7 +137,7 @@ export async function startHostilePeer(o: {
     issuer: owner.privateKey,
     ownerPublicKey: owner.ownerPublicKey,
     audience: peerId,
-    caps: ['submit', 'render'],
+    caps: o.caps ?? ['submit', 'render'],
     nbf: now - 60,
     exp: now + 86_400,
   })
@@ -359,6 +366,20 @@ export async function startHostilePeer(o: {
       for (const b of bad)
         await libp2p.services.pubsub.publish(LOG_TOPIC, encodeGossip([b])).catch(() => {})
       return bad.length
+    },
+    async publishEntry(jobId, kind, body) {
+      const known = await log.entries(jobLogId(jobId))
+      const e = await createEntry(signer, {
+        log: jobLogId(jobId),
+        kind,
+        body,
+        wall: Date.now(),
+        tok: admission.token?.id ?? '',
+        clock: Math.max(0, ...known.map((x) => x.clock)) + 1,
+        next: await log.heads(jobLogId(jobId)),
+      })
+      await libp2p.services.pubsub.publish(LOG_TOPIC, encodeGossip([e.bytes])).catch(() => {})
+      return e.bytes
     },
     async claimAll(jobId) {
       const s = await fold(jobId)

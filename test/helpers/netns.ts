@@ -15,8 +15,8 @@ export function netnsUnavailableReason(): string | undefined {
   if (process.platform !== 'linux') return 'network namespaces need Linux'
   if (process.getuid?.() !== 0) return 'creating network namespaces needs root'
   try {
-    execFileSync('ip', ['netns', 'add', 'rmesh-probe'], { stdio: 'ignore' })
-    execFileSync('ip', ['netns', 'del', 'rmesh-probe'], { stdio: 'ignore' })
+    execFileSync('ip', ['netns', 'add', `rmesh-probe-${process.pid}`], { stdio: 'ignore' })
+    execFileSync('ip', ['netns', 'del', `rmesh-probe-${process.pid}`], { stdio: 'ignore' })
   } catch (err) {
     return `ip netns is not usable here (${(err as Error).message.split('\n')[0]})`
   }
@@ -87,6 +87,16 @@ export interface WanLab {
   sites: { ns: string; addr: string }[][]
   /** Forward TCP `port` on site `s`'s router to node `i` (what an admin opens at home). */
   forward(s: number, i: number, port: number): void
+  /**
+   * A laptop: a namespace of its own, first on the internet bridge like the office (a
+   * public address), that `move` unplugs and plugs in elsewhere.
+   */
+  laptop: { ns: string; addr: string }
+  /**
+   * Unplug the laptop and plug it in on site `to`'s LAN (behind its NAT) or back on the
+   * internet bridge ('office'), with a new address; returns it. Its old address is gone.
+   */
+  move(to: number | 'office'): string
   destroy(): void
 }
 
@@ -101,13 +111,13 @@ export function wanUnavailableReason(): string | undefined {
     return 'iptables is not installed (apt-get install iptables)'
   }
   try {
-    ip('netns', 'add', 'rmesh-ipt-probe')
+    ip('netns', 'add', `rmesh-ipt-probe-${process.pid}`)
     execFileSync(
       'ip',
       [
         'netns',
         'exec',
-        'rmesh-ipt-probe',
+        `rmesh-ipt-probe-${process.pid}`,
         'iptables',
         '-t',
         'nat',
@@ -122,7 +132,7 @@ export function wanUnavailableReason(): string | undefined {
     return `iptables NAT is not usable in a namespace here (${(err as Error).message.split('\n')[0]})`
   } finally {
     try {
-      ip('netns', 'del', 'rmesh-ipt-probe')
+      ip('netns', 'del', `rmesh-ipt-probe-${process.pid}`)
     } catch {}
   }
   return undefined
@@ -151,7 +161,14 @@ export function createWanLab(prefix: string, perSite = 2): WanLab {
       addr: `10.${s + 1}.0.${11 + i}`,
     })),
   )
-  const all = [inet, office.ns, ...routers.map((r) => r.ns), ...sites.flat().map((n) => n.ns)]
+  const laptop = { ns: `${prefix}-lap`, addr: `${WAN_PUBLIC_SUBNET}.20` }
+  const all = [
+    inet,
+    office.ns,
+    laptop.ns,
+    ...routers.map((r) => r.ns),
+    ...sites.flat().map((n) => n.ns),
+  ]
   const destroy = () => {
     for (const n of all) {
       try {
@@ -173,6 +190,7 @@ export function createWanLab(prefix: string, perSite = 2): WanLab {
       ip('-n', ns, 'addr', 'add', `${addr}/24`, 'dev', 'wan0')
     }
     onInternet(office.ns, office.addr, 'pof')
+    onInternet(laptop.ns, laptop.addr, 'plap')
     routers.forEach((r, s) => {
       onInternet(r.ns, r.wan, `pr${s}`)
       ip('-n', r.ns, 'link', 'add', 'lan0', 'type', 'bridge')
@@ -207,10 +225,30 @@ export function createWanLab(prefix: string, perSite = 2): WanLab {
     destroy()
     throw err
   }
+  let moves = 0
   return {
     office,
     routers,
     sites,
+    laptop,
+    move(to) {
+      // Unplugging deletes the veth pair: the old address and every socket's route go with it.
+      ip('-n', laptop.ns, 'link', 'del', 'wan0')
+      moves++
+      if (to === 'office') {
+        laptop.addr = `${WAN_PUBLIC_SUBNET}.${20 + moves}`
+        veth({ ns: inet, dev: `plap${moves}` }, { ns: laptop.ns, dev: 'wan0' })
+        ip('-n', inet, 'link', 'set', `plap${moves}`, 'master', 'br0')
+      } else {
+        const r = routers[to]
+        laptop.addr = `10.${to + 1}.0.${50 + moves}`
+        veth({ ns: r.ns, dev: `lap${moves}` }, { ns: laptop.ns, dev: 'wan0' })
+        ip('-n', r.ns, 'link', 'set', `lap${moves}`, 'master', 'lan0')
+      }
+      ip('-n', laptop.ns, 'addr', 'add', `${laptop.addr}/24`, 'dev', 'wan0')
+      if (to !== 'office') ip('-n', laptop.ns, 'route', 'add', 'default', 'via', routers[to].lan)
+      return laptop.addr
+    },
     forward(s, i, port) {
       const r = routers[s]
       const to = `${sites[s][i].addr}:${port}`

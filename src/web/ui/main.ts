@@ -90,25 +90,74 @@ const eta = (ms?: number) => (ms === undefined ? '—' : `${Math.round(ms / 1000
 const ErrorLine = ({ msg }: { msg: string }) =>
   msg ? html`<p class="error" role="alert">${msg}</p>` : null
 
+/** A node's render devices as `rmesh peers` shows them: its GPU kinds, else cpu; — unknown. */
+export function devicesText(p: Pick<Api.PeerInfo, 'devices'>): string {
+  if (!p.devices) return '—'
+  const gpus = [...new Set(p.devices.flatMap((d) => d.kinds))].filter((k) => k !== 'cpu')
+  return gpus.join(', ') || 'cpu'
+}
+
+/** The tags of the mesh's nodes, sorted; '' stands for nodes without any. */
+export function tagsOf(peers: Api.PeerInfo[]): string[] {
+  const all = new Set<string>()
+  for (const p of peers) for (const t of p.tags?.length ? p.tags : ['']) all.add(t)
+  return [...all].sort()
+}
+
 function Mesh() {
   const [node, err1] = useLive(() => call<Api.NodeInfo>('GET', '/v1/node'), [])
   const [peers, err2] = useLive(() => call<Api.PeerInfo[]>('GET', '/v1/peers'), [])
+  // Filter and grouping live in the URL (#/?tag=gpu&group=1), so a view can be shared.
+  const params = new URLSearchParams(location.hash.split('?')[1] ?? '')
+  const tag = params.get('tag')
+  const group = params.get('group') === '1'
+  const setView = (t: string | null, g: boolean) => {
+    const q = new URLSearchParams()
+    if (t !== null) q.set('tag', t)
+    if (g) q.set('group', '1')
+    location.hash = `#/${q.size ? `?${q}` : ''}`
+  }
+  const all = peers ?? []
+  const tags = tagsOf(all)
+  const has = (p: Api.PeerInfo, t: string) => (t === '' ? !p.tags?.length : !!p.tags?.includes(t))
   const work = (w: Api.WorkInfo[]) =>
     w
       .map(
         (x) => `${x.jobName} chunk ${x.chunk}${x.frame !== undefined ? ` frame ${x.frame}` : ''}`,
       )
       .join(', ') || '—'
-  return html`<h1>Mesh</h1><${ErrorLine} msg=${err1 || err2} />
-    ${node && html`<p>This node: <strong>${node.name}</strong> (${short(node.peerId)}), ${node.slots.busy}/${node.slots.total} slots busy, ${node.peerCount} peers${node.renderPaused ? `, paused: ${node.renderPaused}` : ''}</p>`}
-    <table><caption>Nodes</caption><thead><tr><th>Name</th><th>State</th><th>Engines</th><th>Load</th><th>Slots</th><th>Current work</th></tr></thead>
-    <tbody>${(peers ?? []).map(
+  const table = (caption: string, rows: Api.PeerInfo[]) =>
+    html`<table><caption>${caption}</caption><thead><tr><th>Name</th><th>State</th><th>Tags</th><th>Engines</th><th>Devices</th><th>Load</th><th>Slots</th><th>Current work</th></tr></thead>
+    <tbody>${rows.map(
       (
         p,
       ) => html`<tr><td>${p.name} <small>${short(p.peerId)}</small></td><td>${p.state}${p.paused ? ` (${p.paused})` : ''}</td>
-      <td>${p.engines.map((e) => `${e.name} ${e.version}`).join(', ')}</td><td>${p.load === null ? '—' : p.load.toFixed(2)}</td>
+      <td class="tags">${(p.tags ?? []).map((t) => html`<span class="tag">${t}</span> `)}</td>
+      <td>${p.engines.map((e) => `${e.name} ${e.version}`).join(', ')}</td><td>${devicesText(p)}</td><td>${p.load === null ? '—' : p.load.toFixed(2)}</td>
       <td>${p.slots.busy}/${p.slots.total}</td><td>${work(p.work)}</td></tr>`,
     )}</tbody></table>`
+  const shown = tag === null ? all : all.filter((p) => has(p, tag))
+  return html`<h1>Mesh</h1><${ErrorLine} msg=${err1 || err2} />
+    ${node && html`<p>This node: <strong>${node.name}</strong> (${short(node.peerId)}), ${node.slots.busy}/${node.slots.total} slots busy, ${node.peerCount} peers${node.renderPaused ? `, paused: ${node.renderPaused}` : ''}${node.tags?.length ? `, tags ${node.tags.join(', ')}` : ''}</p>`}
+    <p class="filters"><label>Tag <select name="tag" onChange=${(e: Event) => {
+      const v = (e.target as HTMLSelectElement).value
+      setView(v === '*' ? null : v, group)
+    }}><option value="*" selected=${tag === null}>all nodes</option>${tags.map(
+      (t) => html`<option value=${t} selected=${tag === t}>${t || '(no tag)'}</option>`,
+    )}</select></label>
+    <label><input type="checkbox" name="group" checked=${group} onChange=${(e: Event) => setView(tag, (e.target as HTMLInputElement).checked)} /> group by tag</label></p>
+    ${
+      group
+        ? tags
+            .filter((t) => tag === null || t === tag)
+            .map((t) =>
+              table(
+                t ? `Pool ${t}` : 'Nodes without tags',
+                all.filter((p) => has(p, t)),
+              ),
+            )
+        : table('Nodes', shown)
+    }`
 }
 
 function JobActions({ job, onError }: { job: Api.JobSummary; onError: (m: string) => void }) {
@@ -117,9 +166,15 @@ function JobActions({ job, onError }: { job: Api.JobSummary; onError: (m: string
       () => onError(''),
       (e: Error) => onError(e.message),
     )
-  const running = job.state === 'queued' || job.state === 'rendering'
+  const running =
+    job.state === 'queued' ||
+    job.state === 'rendering' ||
+    job.state === 'paused' ||
+    job.state === 'waiting'
   return html`<span class="actions">
     ${running && html`<button onClick=${() => act('POST', '/cancel', {})}>Cancel</button>`}
+    ${job.state === 'paused' && html`<button onClick=${() => act('POST', '/resume', {})}>Resume</button>`}
+    ${running && job.state !== 'paused' && html`<button onClick=${() => act('POST', '/pause', {})}>Pause</button>`}
     ${(job.state === 'failed' || job.state === 'canceled' || job.framesFailed > 0) && html`<button onClick=${() => act('POST', '/retry', {})}>Retry</button>`}
     <label>Priority <input type="number" min="0" max="100" value=${job.priority} aria-label="priority"
       onChange=${(e: Event) => act('POST', '/priority', { priority: Number((e.target as HTMLInputElement).value) })} /></label>
@@ -155,6 +210,25 @@ function Job({ id }: { id: string }) {
     <p>State <strong class="job-state">${job.state}</strong>${job.reason ? ` — ${job.reason}` : ''}; ${job.framesDone}/${job.framesTotal} frames; ETA ${eta(job.etaMs)}; format ${job.format}; chunk ${job.chunkSize}</p>
     <${JobActions} job=${job} onError=${setActErr} />
     ${job.video && html`<p>Video ${job.video.codec}: ${job.video.state}</p>`}
+    ${
+      job.preview &&
+      html`<details open class="preview"><summary>Preview video (${job.preview.frames} of ${job.framesTotal} frames)</summary>
+      <video class="preview" controls muted loop preload="metadata" src=${`/api/v1/jobs/${id}/preview?v=${job.preview.updatedAt}`}></video></details>`
+    }
+    ${
+      job.blocked?.length > 0 &&
+      html`<p class="error">Blocked for this job: ${job.blocked
+        .map(
+          (b) =>
+            `${short(b.node)} (${b.failures.length} failures, last: ${b.failures.at(-1)?.reason.slice(0, 80) ?? ''})`,
+        )
+        .join('; ')}
+      <button onClick=${() =>
+        call('POST', `/v1/jobs/${id}/retry`, { unblock: true }).then(
+          () => setActErr(''),
+          (e: Error) => setActErr(e.message),
+        )}>Unblock</button></p>`
+    }
     <div class="grid" aria-label="frames">${job.frames.map(
       (f) => html`<button class=${`frame ${f.state}`} data-frame=${f.frame} onClick=${() => {
         if (f.state === 'done') setView(f.frame)
@@ -173,17 +247,127 @@ function Job({ id }: { id: string }) {
     }`
 }
 
+/**
+ * The submit form, one entry per field: its input and how its value goes into the
+ * SubmitRequest. A new field (e.g. a device) is one entry here and one name in the server's
+ * SUBMIT_FIELDS.
+ */
+interface FormField {
+  name: keyof Api.SubmitRequest & string
+  label: string
+  /** list: words split at spaces or commas; csv: items split at commas only (`>=4.2 <4.3`). */
+  kind: 'text' | 'number' | 'select' | 'list' | 'csv'
+  options?: [string, string][]
+  attrs?: Record<string, string | number | boolean>
+}
+export const SUBMIT_FORM: FormField[] = [
+  {
+    name: 'scenePath',
+    label: 'Scene (.blend path on this machine)',
+    kind: 'text',
+    attrs: { required: true, size: 60 },
+  },
+  { name: 'frames', label: 'Frames', kind: 'text', attrs: { placeholder: '1-250' } },
+  { name: 'chunk', label: 'Frames per chunk', kind: 'number', attrs: { min: 1 } },
+  {
+    name: 'format',
+    label: 'Format',
+    kind: 'select',
+    options: [
+      ['', "scene's"],
+      ['png', 'png'],
+      ['exr', 'exr'],
+      ['jpeg', 'jpeg'],
+    ],
+  },
+  {
+    name: 'video',
+    label: 'Video',
+    kind: 'select',
+    options: [
+      ['', 'none'],
+      ['h264', 'h264'],
+      ['h265', 'h265'],
+      ['vp9', 'vp9'],
+      ['av1', 'av1'],
+    ],
+  },
+  {
+    name: 'priority',
+    label: 'Priority',
+    kind: 'number',
+    attrs: { min: 0, max: 100, placeholder: 50 },
+  },
+  {
+    name: 'tags',
+    label: "Tags (only nodes with every one render it; empty: this node's submitTags)",
+    kind: 'list',
+    attrs: { placeholder: 'gpu, studio-a' },
+  },
+  {
+    name: 'device',
+    label: 'Device (only nodes whose Blender has it render the job)',
+    kind: 'select',
+    options: [
+      ['', 'as the scene says (any node)'],
+      ['gpu', 'any GPU'],
+      ['optix', 'OptiX'],
+      ['cuda', 'CUDA'],
+      ['hip', 'HIP'],
+      ['oneapi', 'oneAPI'],
+      ['metal', 'Metal'],
+      ['cpu', 'CPU'],
+    ],
+  },
+  {
+    name: 'require',
+    label: "Blender versions (empty: the submitting node's major.minor; 'blender' alone: any)",
+    kind: 'csv',
+    attrs: { placeholder: 'blender>=4.2 <4.3' },
+  },
+  { name: 'name', label: 'Name', kind: 'text' },
+  {
+    name: 'engine',
+    label: 'Engine',
+    kind: 'text',
+    attrs: { placeholder: 'by file type (blender)' },
+  },
+]
+
+/** The request a filled-in form makes; an empty field is left out (the daemon's default). */
+export function submitBody(get: (name: string) => string): Record<string, unknown> {
+  const body: Record<string, unknown> = {}
+  for (const f of SUBMIT_FORM) {
+    const v = get(f.name).trim()
+    if (!v) continue
+    if (f.kind === 'number') body[f.name] = Number(v)
+    else if (f.kind === 'list')
+      body[f.name] = v
+        .split(/[\s,]+/)
+        .map((t) => t.trim())
+        .filter(Boolean)
+    else if (f.kind === 'csv')
+      body[f.name] = v
+        .split(',')
+        .map((t) => t.trim())
+        .filter(Boolean)
+    else body[f.name] = v
+  }
+  return body
+}
+
 function Submit() {
   const [msg, setMsg] = useState('')
   const [err, setErr] = useState('')
+  const [peers] = useLive(() => call<Api.PeerInfo[]>('GET', '/v1/peers'), [])
   const onSubmit = (e: Event) => {
     e.preventDefault()
     const f = new FormData(e.target as HTMLFormElement)
-    const body: Record<string, unknown> = { scenePath: f.get('scenePath') }
-    for (const k of ['frames', 'format', 'video', 'name', 'engine'])
-      if (f.get(k)) body[k] = f.get(k)
-    for (const k of ['chunk', 'priority']) if (f.get(k)) body[k] = Number(f.get(k))
-    call<Api.SubmitResponse>('POST', '/v1/jobs', body).then(
+    call<Api.SubmitResponse>(
+      'POST',
+      '/v1/jobs',
+      submitBody((k) => String(f.get(k) ?? '')),
+    ).then(
       (r) => {
         setErr('')
         setMsg(`Submitted ${r.name}: ${r.framesTotal} frames`)
@@ -192,16 +376,16 @@ function Submit() {
       (x: Error) => setErr(x.message),
     )
   }
+  const known = tagsOf(peers ?? []).filter(Boolean)
+  const input = (f: FormField) =>
+    f.kind === 'select'
+      ? html`<select name=${f.name}>${(f.options ?? []).map(([v, l]) => html`<option value=${v}>${l}</option>`)}</select>`
+      : html`<input name=${f.name} type=${f.kind === 'number' ? 'number' : 'text'} list=${f.kind === 'list' ? `${f.name}-known` : undefined} ...${f.attrs ?? {}} />`
   return html`<h1>Submit</h1><${ErrorLine} msg=${err} />${msg && html`<p>${msg}</p>`}
     <form class="submit" onSubmit=${onSubmit}>
-    <label>Scene (.blend path on this machine) <input name="scenePath" required size="60" /></label>
-    <label>Frames <input name="frames" placeholder="1-250" /></label>
-    <label>Frames per chunk <input name="chunk" type="number" min="1" /></label>
-    <label>Format <select name="format"><option value="">scene's</option><option>png</option><option>exr</option><option>jpeg</option></select></label>
-    <label>Video <select name="video"><option value="">none</option><option>h264</option><option>vp9</option><option>av1</option></select></label>
-    <label>Priority <input name="priority" type="number" min="0" max="100" placeholder="50" /></label>
-    <label>Name <input name="name" /></label>
-    <label>Engine <input name="engine" placeholder="by file type (blender)" /></label>
+    ${SUBMIT_FORM.map((f) => html`<label>${f.label} ${input(f)}</label>`)}
+    <datalist id="tags-known">${known.map((t) => html`<option value=${t} />`)}</datalist>
+    ${known.length > 0 && html`<p class="hint">Tags on the mesh: ${known.map((t) => html`<span class="tag">${t}</span> `)}</p>`}
     <button type="submit">Submit</button></form>`
 }
 
@@ -248,17 +432,18 @@ function App() {
     return () => removeEventListener('hashchange', on)
   }, [])
   const jobMatch = /^#\/jobs\/([a-z2-7]{6,8})$/.exec(hash)
+  const route = hash.split('?')[0]
   const page = jobMatch
     ? html`<${Job} id=${jobMatch[1]} />`
-    : hash === '#/jobs'
+    : route === '#/jobs'
       ? html`<${Jobs} />`
-      : hash === '#/submit'
+      : route === '#/submit'
         ? html`<${Submit} />`
-        : hash === '#/tokens'
+        : route === '#/tokens'
           ? html`<${Tokens} />`
           : html`<${Mesh} />`
   const nav = (href: string, label: string) =>
-    html`<a href=${href} aria-current=${hash === href ? 'page' : undefined}>${label}</a>`
+    html`<a href=${href} aria-current=${route === href ? 'page' : undefined}>${label}</a>`
   return html`<header><strong>rmesh</strong><nav>${nav('#/', 'Mesh')} ${nav('#/jobs', 'Jobs')} ${nav('#/submit', 'Submit')} ${nav('#/tokens', 'Tokens')}</nav></header>
     <main>${page}</main>`
 }

@@ -86,6 +86,8 @@ describe.skipIf(skipReason)('the Blender add-on (real Blender, 2 daemons)', () =
     expect(run.stdout).toMatch(/rmesh: \S+ done: 3\/3 frames, video done/)
     const detail = await jobDetail(mesh[0], jobId as string)
     expect(detail).toMatchObject({ state: 'done', framesTotal: 3, priority: 70, format: 'exr' })
+    // The add-on pins the artist's own Blender (major.minor) unless told any version may do.
+    expect(detail?.require).toEqual([expect.stringMatching(/^blender>=\d+\.\d+ <\d+\.\d+$/)])
     expect(detail?.video?.path).toMatch(/\.mp4$/)
     const info = await probeVideo(detail?.video?.path as string)
     expect(info).toMatchObject({

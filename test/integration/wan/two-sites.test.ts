@@ -10,44 +10,28 @@
  */
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { afterAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { admitDirs } from '../../../cli/local-mesh.js'
-import type { JobDetail, NodeInfo, PeerInfo, SubmitResponse } from '../../../src/api/types.js'
-import {
-  apiCall,
-  type DaemonProc,
-  makeTempDir,
-  removeDir,
-  stopDaemonProc,
-  waitFor,
-} from '../../helpers/daemons.js'
-import { createWanLab, type WanLab, wanUnavailableReason } from '../../helpers/netns.js'
+import type { JobDetail, SubmitResponse } from '../../../src/api/types.js'
+import { apiCall, makeTempDir, waitFor } from '../../helpers/daemons.js'
+import { createWanLab, wanUnavailableReason } from '../../helpers/netns.js'
 import { spawnInNetns } from '../../helpers/spawn-netns.js'
+import { nodeOf, peersOf, wanRun } from '../../helpers/wan-run.js'
 
 const reason = wanUnavailableReason()
 if (reason) console.warn(`two-site NAT test skipped: ${reason}`)
 
-const peersOf = async (d: DaemonProc) =>
-  (await apiCall<PeerInfo[]>(d.socket, 'GET', '/v1/peers')).body
-const nodeOf = async (d: DaemonProc) => (await apiCall<NodeInfo>(d.socket, 'GET', '/v1/node')).body
-
 describe.skipIf(reason !== undefined)('two sites behind NAT and an office relay', () => {
-  let lab: WanLab | undefined
-  const procs: DaemonProc[] = []
-  let work = ''
-  afterAll(async () => {
-    await Promise.all(procs.map((p) => stopDaemonProc(p, 'SIGKILL')))
-    lab?.destroy()
-    await Promise.all([...procs.map((p) => p.dir), work].filter(Boolean).map(removeDir))
-  }, 30_000)
+  const run = wanRun('two-site NAT')
+  const procs = run.procs
 
   it('a job from site A renders at both sites; frames come back through the relay', async () => {
-    const t0 = Date.now()
-    const phase = (what: string) =>
-      console.log(`two-site NAT: ${what} at ${((Date.now() - t0) / 1000).toFixed(1)} s`)
-    lab = createWanLab(`rw${process.pid % 10000}`)
+    const phase = run.phase
+    const lab = createWanLab(`rw${process.pid % 10000}`)
+    run.lab = lab
     const dirs = await Promise.all(Array.from({ length: 5 }, () => makeTempDir()))
-    work = await makeTempDir('rmesh-wan-work-')
+    const work = await makeTempDir('rmesh-wan-work-')
+    run.folders.push(work)
     await admitDirs(dirs.slice(0, 4))
     const office = await spawnInNetns(
       lab.office.ns,

@@ -31,6 +31,10 @@ const arbOp = fc.record({
     'priority',
     'ack',
     'junk',
+    'pause',
+    'resume',
+    'ready',
+    'unblock',
   ),
   chunk: fc.integer({ min: 0, max: 5 }),
   attempt: fc.integer({ min: 1, max: 4 }),
@@ -78,29 +82,35 @@ function bodyFor(op: Op): unknown {
       return { chunk: 'x' }
     case 'reject':
       return { chunk: op.chunk, attempt: op.attempt, reason: `lost ${op.n}` }
+    case 'unblock':
+      return op.n % 2 ? {} : { node: AUTHORS[op.n % AUTHORS.length] }
     default:
       return {}
   }
 }
 
 const logOf = (ops: fc.Arbitrary<Op & { clock: number; author: PeerIdString }>) =>
-  fc.tuple(fc.boolean(), fc.array(ops, { minLength: 0, maxLength: 60 })).map(([video, ops]) => {
-    const ann = entry(
-      'announce',
-      announceBody({
-        frames: FRAMES,
-        output: video ? { format: 'PNG', video: 'h264' } : { format: 'PNG' },
-      }),
-      1,
-      SUB,
-    )
-    return [
-      ann,
-      ...ops.map((op, i) =>
-        entry(op.kind, bodyFor(op), op.clock, op.author, `x${String(i).padStart(3, '0')}`),
-      ),
-    ]
-  })
+  fc
+    .tuple(fc.boolean(), fc.array(ops, { minLength: 0, maxLength: 60 }), fc.boolean())
+    .map(([video, ops, after]) => {
+      const ann = entry(
+        'announce',
+        announceBody({
+          frames: FRAMES,
+          output: video ? { format: 'PNG', video: 'h264' } : { format: 'PNG' },
+          // Job order: a job waiting for another is claimed only after the submitter's ready.
+          ...(after ? { after: ['zzzzzzzz'] } : {}),
+        }),
+        1,
+        SUB,
+      )
+      return [
+        ann,
+        ...ops.map((op, i) =>
+          entry(op.kind, bodyFor(op), op.clock, op.author, `x${String(i).padStart(3, '0')}`),
+        ),
+      ]
+    })
 
 const arbLog = logOf(arbOp)
 /** Logs where every chunk gets a complete, at random clocks (so the encode chunk opens). */

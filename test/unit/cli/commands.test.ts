@@ -67,6 +67,29 @@ describe('usage errors exit 2 before calling the daemon', () => {
     ['missing job', ['status', 'x'], /not a job id/],
     ['bad job priority', ['priority', 'job111111', 'high'], /priority must be/],
     ['bad retry frames', ['retry', 'job111111', '--frames', '5-1'], /inverted/],
+    [
+      'bad unblock node',
+      ['retry', 'job111111', '--unblock', 'no/pe'],
+      /--unblock: .* not a peer id/,
+    ],
+    [
+      'unblock and frames',
+      ['retry', 'job111111', '--unblock', '--frames', '4'],
+      /--frames or --unblock, not both/,
+    ],
+    ['bad pause job', ['pause', 'x'], /not a job id/],
+    ['missing resume job', ['resume'], /missing required argument/],
+    ['bad after', ['submit', scene, '--after', 'Job1!'], /--after: "job1!" is not a job id/],
+    [
+      'too many after',
+      [
+        'submit',
+        scene,
+        '--after',
+        Array.from({ length: 17 }, (_, i) => `abcdef${'abcdefghijklmnopq'[i]}a`).join(','),
+      ],
+      /at most 16/,
+    ],
     ['bad log frame', ['logs', 'job111111', '--frame', '-1'], /--frame must be/],
     ['token without peer', ['token', 'issue'], /required option/],
     ['token bad peer', ['token', 'issue', '--peer', 'bob'], /not a peer id/],
@@ -131,6 +154,27 @@ describe('commands against a fake daemon', () => {
     // The error says which node it happened on.
     expect(h.out).toMatch(new RegExp(`${PEER_A.slice(-8)}: boom`))
   })
+  it('status JOB shows the blocked nodes, the failures that blocked them, and how to unblock', async () => {
+    const blocked = [
+      {
+        node: PEER_A,
+        failures: [1, 2, 3].map((attempt) => ({
+          chunk: 3,
+          frames: [4],
+          attempt,
+          reason: 'out of memory',
+        })),
+      },
+    ]
+    const client = createFakeClient({ jobs: [detail({ blocklist: [PEER_A], blocked })] })
+    const h = await run(['status', 'job111111', '--no-color'], { client })
+    expect(h.out).toContain('blocked    1 node(s) may not take this job:')
+    expect(h.out).toContain(`${PEER_A} after 3 failure(s):`)
+    expect(h.out).toContain('chunk 3 (frame 4) attempt 3: out of memory')
+    expect(h.out).toContain('rmesh retry job111111 --unblock [NODE]')
+    const j = await run(['status', 'job111111', '--json'], { client })
+    expect(JSON.parse(j.out).blocked).toEqual(blocked)
+  })
   it('unknown job → exit 4', async () => {
     const r = await run(['status', 'nojob999'], { client: createFakeClient() })
     expect(r.code).toBe(4)
@@ -159,6 +203,8 @@ describe('commands against a fake daemon', () => {
         'h264',
         '--require',
         'blender>=3.4',
+        '--after',
+        'abcdefgh, bcdefg',
         '--detach',
         '--json',
       ],
@@ -172,6 +218,7 @@ describe('commands against a fake daemon', () => {
       chunk: 2,
       video: 'h264',
       require: ['blender>=3.4'],
+      after: ['abcdefgh', 'bcdefg'],
     })
   })
   it('submit follows the job to the end: exit 0 when every output is on disk', async () => {
@@ -246,6 +293,16 @@ describe('commands against a fake daemon', () => {
       /reopened 1 frame\(s\): 4/,
     )
     expect((await run(['priority', 'job111111', '80'], { client })).out).toMatch(/priority 80/)
+    expect((await run(['pause', 'job111111'], { client })).out).toMatch(
+      /^paused shot \(job111111\): .*rmesh resume job111111/,
+    )
+    expect(JSON.parse((await run(['resume', 'job111111', '--json'], { client })).out).state).toBe(
+      'rendering',
+    )
+    expect((await run(['retry', 'job111111', '--unblock'], { client })).out).toMatch(/unblocked/)
+    expect(client.calls.at(-1)?.args).toEqual(['job111111', { unblock: true }])
+    await run(['retry', 'job111111', '--unblock', PEER_A, '--json'], { client })
+    expect(client.calls.at(-1)?.args).toEqual(['job111111', { unblock: PEER_A }])
     expect((await run(['delete', 'job111111'], { client })).out).toMatch(/deleted job111111/)
     expect((await run(['logs', 'job111111', '--frame', '3'], { client })).out).toBe(
       'line one\nline two\n',

@@ -31,6 +31,10 @@ describe('daemon configuration', () => {
       [{ metricsPort: 70000 }, /metricsPort/],
       [{ mdns: 'yes' }, /mdns/],
       [{ noEligibleGraceMs: 10 }, /noEligibleGraceMs/],
+      [{ previewEveryMs: 5 }, /previewEveryMs/],
+      [{ previewEveryMs: 'often' }, /previewEveryMs/],
+      [{ previewEveryFrames: 0 }, /previewEveryFrames/],
+      [{ previewEveryFrames: 2.5 }, /previewEveryFrames/],
       [{ minFreeDiskMiB: -1 }, /minFreeDiskMiB/],
       [{ minFreeDiskMiB: 'lots' }, /minFreeDiskMiB/],
       // The rest pace is never faster than the busy one, nor beyond what peers accept.
@@ -45,6 +49,9 @@ describe('daemon configuration', () => {
       [{ upnp: 'on' }, /upnp/],
       [{ relayedUploadMiBps: -1 }, /relayedUploadMiBps/],
       [{ relayedUploadMiBps: 'fast' }, /relayedUploadMiBps/],
+      [{ blenderReleasesDir: 'relative/dir' }, /blenderReleasesDir/],
+      [{ blenderReleasesDir: 42 }, /blenderReleasesDir/],
+      [{ testBlenderDevices: '{not json' }, /testBlenderDevices/],
     ]
     for (const [layer, re] of bad) {
       expect(() => resolveConfig('/d', layer as never)).toThrow(re)
@@ -90,12 +97,37 @@ describe('daemon configuration', () => {
     expect(c.noEligibleGraceMs).toBe(3_000)
   })
 
+  it('preview videos: every 10 frames or 20 s by default, 0 turns them off, env sets them', () => {
+    const d = resolveConfig('/d')
+    expect([d.previewEveryMs, d.previewEveryFrames]).toEqual([20_000, 10])
+    const c = resolveConfig(
+      '/d',
+      configFromEnv({ RMESH_PREVIEW_EVERY_MS: '0', RMESH_PREVIEW_EVERY_FRAMES: '5' }),
+    )
+    expect([c.previewEveryMs, c.previewEveryFrames]).toEqual([0, 5])
+  })
+
   it('minFreeDiskMiB: 256 MiB by default, RMESH_MIN_FREE_DISK_MIB sets it, 0 turns the check off', () => {
     expect(resolveConfig('/d').minFreeDiskMiB).toBe(256)
     expect(
       resolveConfig('/d', configFromEnv({ RMESH_MIN_FREE_DISK_MIB: '0' })).minFreeDiskMiB,
     ).toBe(0)
     expect(resolveConfig('/d', { minFreeDiskMiB: 4 }).minFreeDiskMiB).toBe(4)
+  })
+
+  it('blenderReleasesDir from RMESH_BLENDER_RELEASES_DIR; the device test hook from its env', () => {
+    const c = resolveConfig(
+      '/d',
+      configFromEnv({
+        RMESH_BLENDER_RELEASES_DIR: '/opt/blender-releases',
+        RMESH_TEST_BLENDER_DEVICES: '{"devices":[]}',
+      }),
+    )
+    expect(c.blenderReleasesDir).toBe('/opt/blender-releases')
+    expect(c.testBlenderDevices).toBe('{"devices":[]}')
+    expect(
+      resolveConfig('/d', configFromEnv({ RMESH_TEST_BLENDER_DEVICES: '' })).testBlenderDevices,
+    ).toBeUndefined()
   })
 
   it('reads config.json, and explains a broken one', async () => {

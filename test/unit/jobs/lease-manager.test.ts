@@ -93,6 +93,7 @@ async function setup(
     renders?: boolean
     /** Peers' announced heartbeat pace (presence `every` ÷ our interval). */
     paces?: Map<PeerIdString, number>
+    after?: string[]
   } = {},
 ) {
   const clock = new FakeClock(0)
@@ -129,7 +130,11 @@ async function setup(
   log.inject({
     ...entry(
       'announce',
-      announceBody({ frames: opts.frames ?? [1, 2], limits: opts.limits ?? {} }),
+      announceBody({
+        frames: opts.frames ?? [1, 2],
+        limits: opts.limits ?? {},
+        ...(opts.after ? { after: opts.after } : {}),
+      }),
       1,
       SUB,
     ),
@@ -271,6 +276,40 @@ describe('lease manager', () => {
     await tick()
     expect(running.get(0)!.signal.aborted).toBe(true)
     expect(lm.heldLeases()).toEqual([])
+    await lm.stop()
+  })
+
+  it('a pause lets the running chunk finish, hands back a prefetched one, claims nothing; a resume claims at once', async () => {
+    const { log, running, lm, tick } = await setup({ frames: [1, 2, 3, 4], prefetch: true })
+    // Rendering chunk 0, chunk 1 prefetched (queued).
+    expect(log.kinds()).toEqual(['claim', 'claim'])
+    const [first] = [...running.values()]
+    const queued = (log.all[2].body as { chunk: number }).chunk
+    log.inject({ ...entry('pause', {}, 10, SUB), id: 'pause' as EntryId })
+    await tick()
+    expect(lm.job(JOB)!.state).toBe('paused')
+    expect(first.signal.aborted).toBe(false)
+    expect(log.kinds()).toEqual(['claim', 'claim', 'release'])
+    expect(log.all.at(-1)!.body).toMatchObject({ chunk: queued, reason: 'job paused' })
+    first.resolve({ outputs: outputsFor([...first.task.frames]), renderMs: 5 })
+    await tick(5_000)
+    expect(log.kinds()).toEqual(['claim', 'claim', 'release', 'complete'])
+    expect(lm.heldLeases()).toEqual([])
+    log.inject({ ...entry('resume', {}, 20, SUB), id: 'resume' as EntryId })
+    await tick()
+    expect(lm.job(JOB)!.state).toBe('rendering')
+    expect(log.kinds().slice(4)).toContain('claim')
+    await lm.stop()
+  })
+
+  it('a job waiting for its dependencies is not claimed until its ready entry', async () => {
+    const { log, lm, tick } = await setup({ frames: [1], after: ['bcdefghi'] })
+    await tick(5_000)
+    expect(lm.job(JOB)!.state).toBe('waiting')
+    expect(log.kinds()).toEqual([])
+    log.inject({ ...entry('ready', {}, 5, SUB), id: 'ready' as EntryId })
+    await tick()
+    expect(log.kinds()).toEqual(['claim'])
     await lm.stop()
   })
 
@@ -485,6 +524,48 @@ describe('lease manager', () => {
     clock.advance(0)
     for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r))
     expect(log.kinds()).toEqual([])
+    await lm.stop()
+  })
+
+  it('claims a job needing a device only once a matching version has it', async () => {
+    const clock = new FakeClock(0)
+    const log = memLog(A)
+    const { runner } = manualRunner()
+    let devices = [{ engine: 'blender', version: '3.4.1', kinds: ['cpu' as const] }]
+    const lm = createLeaseManager({
+      self: A,
+      clock,
+      log: log.view,
+      liveness: { lastHeard: () => undefined },
+      runner,
+      capabilities: () => ({
+        engines: [{ name: 'blender', version: '3.4.1' }],
+        slots: 1,
+        tags: [],
+        devices,
+      }),
+      logger: silentLogger,
+    })
+    await lm.start()
+    log.inject({
+      ...entry(
+        'announce',
+        announceBody({ engine: { name: 'blender' }, requirements: { device: 'optix' } }),
+        1,
+        SUB,
+      ),
+      id: 'x' as EntryId,
+      log: jobLogId(JOB),
+    })
+    const tick = async () => {
+      clock.advance(1_000)
+      for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r))
+    }
+    await tick()
+    expect(log.kinds()).toEqual([])
+    devices = [{ engine: 'blender', version: '3.4.1', kinds: ['cpu', 'optix'] as never }]
+    await tick()
+    expect(log.kinds()).toContain('claim')
     await lm.stop()
   })
 })

@@ -317,6 +317,96 @@ const CASES: Record<string, Omit<Vector, 'expected'>> = {
       ),
     ],
   },
+  pause: {
+    description:
+      "Job order: the submitter pauses the job. A's running chunk 0 completes; B's claim after the pause is ignored; a resume by A (not the submitter nor an admin) and malformed pause/resume bodies are ignored: the job stays paused.",
+    entries: [
+      ann({ frames: [1, 2, 3] }),
+      e('claim', { chunk: 0, attempt: 1 }, 2, A),
+      e('pause', {}, 3, SUB),
+      e('claim', { chunk: 1, attempt: 1 }, 4, B),
+      done(0, 1, 5, A, [1]),
+      e('resume', {}, 6, A),
+      e('resume', 'now', 6, SUB),
+      e('resume', null, 6, SUB),
+      e('pause', 7, 7, SUB),
+    ],
+  },
+  'pause-resume': {
+    description:
+      "A pause then the submitter's resume (an admin's pause and resume count too): claims after the resume hold again; the last of pause/resume in fold order decides.",
+    admins: [D],
+    entries: [
+      ann({ frames: [1, 2] }),
+      e('pause', {}, 2, SUB),
+      e('claim', { chunk: 0, attempt: 1 }, 3, A),
+      e('resume', {}, 4, SUB),
+      e('claim', { chunk: 0, attempt: 1 }, 5, A),
+      e('pause', {}, 6, D),
+      e('claim', { chunk: 1, attempt: 1 }, 7, B),
+      e('resume', {}, 8, D),
+      e('claim', { chunk: 1, attempt: 1 }, 9, B),
+    ],
+  },
+  'after-ready': {
+    description:
+      "Job order: a job announced with `after` is waiting; claims are ignored until the submitter's `ready` (a ready by A, or with a malformed body, is ignored), then the job is claimed as usual.",
+    entries: [
+      ann({ frames: [1, 2], after: ['bcdefghi', 'cdefghij'] }),
+      e('claim', { chunk: 0, attempt: 1 }, 2, A),
+      e('ready', {}, 3, A),
+      e('ready', [], 3, SUB),
+      e('claim', { chunk: 1, attempt: 1 }, 4, B),
+      e('ready', {}, 5, SUB),
+      e('claim', { chunk: 0, attempt: 1 }, 6, A),
+    ],
+  },
+  'after-abort': {
+    description:
+      "Job order: a dependency failed, so the submitter's node aborts the waiting job with a reason naming it; the job is failed and stays so (no ready follows).",
+    entries: [
+      ann({ frames: [1], after: ['bcdefghi'] }),
+      e('abort', { reason: 'dependency bcdefghi was canceled' }, 2, SUB),
+      e('claim', { chunk: 0, attempt: 1 }, 3, A),
+    ],
+  },
+  unblock: {
+    description:
+      'With maxFailuresPerNode 1, A and B are blocklisted; an unblock by A and malformed ones are ignored; the submitter unblocks A (its count restarts, its failures stay on the chunks), A claims again; an unblock with no node clears B too.',
+    entries: [
+      ann({ frames: [1, 2, 3], limits: { maxFailuresPerNode: 1 } }),
+      e('claim', { chunk: 0, attempt: 1 }, 2, A),
+      e('claim', { chunk: 1, attempt: 1 }, 2, B),
+      e('fail', { chunk: 0, attempt: 1, reason: 'out of memory' }, 3, A),
+      e('fail', { chunk: 1, attempt: 1, reason: 'missing texture' }, 3, B),
+      e('claim', { chunk: 0, attempt: 2 }, 4, A),
+      e('unblock', { node: A }, 5, A),
+      e('unblock', { node: 5 }, 5, SUB),
+      e('unblock', 'everyone', 5, SUB),
+      e('unblock', { node: A }, 6, SUB),
+      e('claim', { chunk: 0, attempt: 2 }, 7, A),
+      e('claim', { chunk: 1, attempt: 2 }, 7, B),
+      e('unblock', {}, 8, SUB),
+      e('claim', { chunk: 2, attempt: 1 }, 9, B),
+    ],
+  },
+  'device-requirement': {
+    description:
+      "An announce may ask for a render device (`requirements.device`: cpu, gpu, cuda, optix, hip, oneapi, metal); one asking for an unknown device ('tpu', or 'OPTIX' in capitals) is ignored like any invalid announce, and the valid one keeps its device in the job's state (eligibility reads it there).",
+    entries: [
+      e('announce', announceBody({ requirements: { device: 'tpu' as never } }), 1, SUB),
+      e('announce', announceBody({ requirements: { device: 'OPTIX' as never } }), 1, SUB),
+      e(
+        'announce',
+        announceBody({
+          engine: { name: 'blender', version: '>=4.2 <4.3' },
+          requirements: { device: 'optix' },
+        }),
+        2,
+        SUB,
+      ),
+    ],
+  },
 }
 
 describe('job reducer test vectors', () => {

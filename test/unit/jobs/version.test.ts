@@ -37,7 +37,15 @@ describe('parseEngineRequirement: submit --require', () => {
     expect(parseEngineRequirement(undefined, 'blender')).toBeUndefined()
   })
   it('refuses garbage, another engine, and too many comparators with a field named', () => {
-    for (const bad of [['blender'], ['blender>=x'], ['>=4'], ['blender>=1 <2 >0 <3 >=1']])
+    // The engine alone names no versions (submit then takes any version, like --any-blender).
+    expect(parseEngineRequirement(['blender'], 'blender')).toBeUndefined()
+    expect(parseEngineRequirement(['blender == 3.4'], 'blender')).toBe('=3.4')
+    for (const bad of [
+      ['blender>=x'],
+      ['>=4'],
+      ['blender>=1 <2 >0 <3 >=1'],
+      ['blender>=4.2 garbage'],
+    ])
       expect(() => parseEngineRequirement(bad, 'blender')).toThrow(/require|comparators/)
     expect(() => parseEngineRequirement(['maya>=1'], 'blender')).toThrow(/another engine/)
     try {

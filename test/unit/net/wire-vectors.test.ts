@@ -59,6 +59,25 @@ describe('wire vectors', () => {
     expect(decoded.rules).toMatchObject({ state: 'off-schedule', idleMinutes: 10 })
   })
 
+  it('presence heartbeat of a node with two Blenders and a GPU (optional `devices`)', () => {
+    const v = vector('presence/heartbeat-devices.json')
+    expect(Buffer.from(encode(v.value)).toString('hex')).toBe(v.hex)
+    const decoded = validatePresence(decodeBounded(Buffer.from(v.hex, 'hex'), MAX_PRESENCE_BYTES))
+    expect(decoded).toEqual(v.value)
+    expect(decoded.devices?.[0]).toMatchObject({
+      version: '4.2.3',
+      kinds: ['cpu', 'cuda', 'optix'],
+    })
+    // The largest `devices` a node may announce still fits a heartbeat.
+    const big = Array.from({ length: 8 }, (_, i) => ({
+      engine: 'blender',
+      version: `4.${i}.0`,
+      kinds: ['cpu', 'cuda', 'optix', 'hip', 'oneapi', 'metal'],
+      names: Array(8).fill('x'.repeat(64)),
+    }))
+    expect(encode({ ...v.value, devices: big }).length).toBeLessThan(MAX_PRESENCE_BYTES)
+  })
+
   it('presence garbage is refused with a typed error', () => {
     const v = vector('presence/heartbeat.json')
     for (const bad of [
@@ -88,6 +107,29 @@ describe('wire vectors', () => {
       { ...v.value, rules: { state: 'idle-wait', idleMinutes: 1e9 } },
       { ...v.value, rules: { state: 'paused', next: -1 } },
       { ...v.value, rules: { state: 'paused', cmd: 'rm -rf /' } },
+      // A peer announcing nonsense devices is not heard.
+      { ...v.value, devices: 'optix' },
+      { ...v.value, devices: [null] },
+      { ...v.value, devices: [{ engine: 'blender', version: '4.2', kinds: ['tpu'] }] },
+      { ...v.value, devices: [{ engine: 'blender', version: '4.2', kinds: ['OPTIX'] }] },
+      { ...v.value, devices: [{ engine: 'blender', version: '4.2', kinds: [] }] },
+      { ...v.value, devices: [{ engine: 'blender', version: '4.2', kinds: ['cpu', 'cpu'] }] },
+      { ...v.value, devices: [{ engine: 'blender', version: '', kinds: ['cpu'] }] },
+      { ...v.value, devices: [{ engine: 'Blender!', version: '4.2', kinds: ['cpu'] }] },
+      { ...v.value, devices: [{ engine: 'blender', version: 4.2, kinds: ['cpu'] }] },
+      {
+        ...v.value,
+        devices: [{ engine: 'blender', version: '4.2', kinds: ['cpu'], names: 'RTX' }],
+      },
+      {
+        ...v.value,
+        devices: [{ engine: 'blender', version: '4.2', kinds: ['cpu'], names: ['x'.repeat(65)] }],
+      },
+      { ...v.value, devices: [{ engine: 'blender', version: '4.2', kinds: ['cpu'], vram: 24 }] },
+      {
+        ...v.value,
+        devices: Array(9).fill({ engine: 'blender', version: '4.2', kinds: ['cpu'] }),
+      },
     ]) {
       expect(() => validatePresence(bad)).toThrow(
         expect.objectContaining({ code: 'ERR_INVALID_INPUT' }),

@@ -59,9 +59,12 @@ describe('dashboard', () => {
     expect(f).toMatch(/render-02.*gone/)
     app.unmount()
   })
-  it('keys: c cancels, r retries, + raises priority, l tails the frame log, ? help', async () => {
+  it('keys: p pauses, c cancels, r retries, + raises priority, l tails the frame log, ? help', async () => {
     const { app, client } = mount()
     await until(app.lastFrame, /██◐✗/)
+    app.stdin.write('p')
+    await until(app.lastFrame, /shot is paused/)
+    expect(client.calls.some((c) => c.method === 'pause')).toBe(true)
     app.stdin.write('c')
     await until(app.lastFrame, /canceled shot/)
     app.stdin.write('r')

@@ -90,6 +90,7 @@ export function detail(over: Partial<JobDetail> = {}): JobDetail {
   return {
     ...s,
     scene: { path: '/tmp/shot.blend', name: 'shot.blend', sizeBytes: 100 },
+    blocked: [],
     engine: 'blender',
     format: 'png',
     chunkSize: 1,
@@ -166,10 +167,15 @@ export function createFakeClient(
       externalFiles: 0,
     })),
     cancel: record('cancel', (id) => ({ ...find(id), state: 'canceled' })),
+    pause: record('pause', (id) => ({ ...find(id), state: 'paused' })),
+    resume: record('resume', (id) => ({ ...find(id), state: 'rendering' })),
     retry: record('retry', (id) => ({ jobId: id, reopened: [4] })),
     setPriority: record('setPriority', (id, p) => ({ ...find(id), priority: p })),
     deleteJob: record('deleteJob', (id) => ({ jobId: id, deleted: true })),
     logs: record('logs', () => 'line one\nline two\n'),
+    thumbnailPng: record('thumbnailPng', () => {
+      throw new NotFoundError('a thumbnail')
+    }),
     followLogs: (jobId: string, q: unknown, o?: { signal?: AbortSignal }) => {
       calls.push({ method: 'followLogs', args: [jobId, q] })
       return (async function* () {
