@@ -168,6 +168,8 @@ export function createLeaseManager(
   let stopped = true
   let unsubscribe: (() => void) | undefined
   let tickTimer: TimerHandle | undefined
+  /** The tick is at its slow pace (no live job at its last run). */
+  let restTicking = false
   let scheduled: TimerHandle | undefined
   let deferredPass: TimerHandle | undefined
   let pumping = false
@@ -199,7 +201,18 @@ export function createLeaseManager(
     )
   }
 
+  /** A pass soon; from the slow tick at rest, back to the fast one (something happened). */
   function schedule(): void {
+    if (stopped) return
+    if (restTicking) {
+      restTicking = false
+      if (tickTimer) clock.clearTimeout(tickTimer)
+      tickTimer = clock.setTimeout(tick, tickMs)
+    }
+    schedulePass()
+  }
+
+  function schedulePass(): void {
     if (stopped || scheduled) return
     scheduled = clock.setTimeout(() => {
       scheduled = undefined
@@ -210,9 +223,9 @@ export function createLeaseManager(
   // The tick is also the stall probe: it looks at the loop at least every tickMs, which is
   // all the stall watch needs (a stall is half a lease timeout or more). A probe of its
   // own at 250 ms woke an idle daemon four times a second for nothing. With no live job
-  // there is nothing to claim or judge (a new entry schedules a pass at once, and a lease
-  // seen after a missed stall is judged from when it is seen), so it ticks REST_TICKS
-  // times slower.
+  // there is nothing to claim or judge (a new entry schedules a pass at once and brings the
+  // fast tick back, and a lease seen after a missed stall is judged from when it is seen),
+  // so it ticks REST_TICKS times slower.
   let lastPrune = clock.monotonic()
   function tick(): void {
     if (stopped) return
@@ -225,8 +238,9 @@ export function createLeaseManager(
       lastPrune = t
       prune()
     }
-    schedule()
+    restTicking = !live
     tickTimer = clock.setTimeout(tick, next)
+    schedulePass()
   }
 
   /**
