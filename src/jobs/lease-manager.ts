@@ -208,6 +208,9 @@ export function createLeaseManager(
       restTicking = false
       if (tickTimer) clock.clearTimeout(tickTimer)
       tickTimer = clock.setTimeout(tick, tickMs)
+      // The stall probe now looks within tickMs, not the rest tick's span: a stall soon
+      // after a job arrives is measured in full.
+      judge.observeLoop(now(), tickMs)
     }
     schedulePass()
   }

@@ -21,9 +21,10 @@ export interface StallWatch {
   /**
    * The loop is running at `t` (never earlier than a previous call): call it from the
    * periodic timer and wherever else the loop is seen running. Returns the length of the
-   * stall that just ended, or 0. `nextLookWithinMs` (default periodMs): the caller looks
-   * again within this, e.g. a timer that slows down while there is nothing to judge; a
-   * later promise is never shortened by an earlier one.
+   * stall that just ended, or 0. `nextLookWithinMs`: the periodic prober's promise to look
+   * again within this (a timer that slows down while there is nothing to judge, or is
+   * re-armed sooner); it replaces the last promise. Without it (a look in passing) the next
+   * look is due periodMs from now, or at the last promise if that is later.
    */
   observe(t: number, nextLookWithinMs?: number): number
   /**
@@ -47,9 +48,9 @@ export function createStallWatch(options: {
   let lastStallEnd = Number.NEGATIVE_INFINITY
 
   return {
-    observe(t, nextLookWithinMs = periodMs) {
+    observe(t, nextLookWithinMs) {
       const late = t - due
-      due = Math.max(due, t + nextLookWithinMs)
+      due = nextLookWithinMs === undefined ? Math.max(due, t + periodMs) : t + nextLookWithinMs
       if (late < minStallMs) return 0
       lastStallEnd = t
       return late
