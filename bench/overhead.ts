@@ -11,6 +11,7 @@
  *    CPU seconds from /proc/<pid>/stat (utime + stime) and resident memory (VmRSS).
  *
  *   npm run build && node dist/bench/overhead.js [--quick]
+ *   npm run build && node dist/bench/overhead.js --idle-only [SECONDS]   (daemon.idle.* alone)
  */
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -177,18 +178,23 @@ async function convergence(nodes: number, rounds: number): Promise<BenchResult[]
   })
 }
 
-async function procStat(pid: number): Promise<{ cpuS: number; rssMiB: number }> {
+async function procStat(pid: number): Promise<{ cpuS: number; rssMiB: number; wakes: number }> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
   // Fields after the command name (which may hold spaces) start at state (field 3).
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   const ticks = Number(f[11]) + Number(f[12])
   const status = await readFile(`/proc/${pid}/status`, 'utf8')
   const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN)
+  // The main thread's voluntary context switches: each is a sleep in the event loop, so
+  // their count is how often the daemon wakes (timers, sockets) — at rest, its cost.
+  const main = await readFile(`/proc/${pid}/task/${pid}/status`, 'utf8')
+  const wakes = Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(main)?.[1] ?? Number.NaN)
   // USER_HZ is 100 on Linux for every architecture Node supports.
-  return { cpuS: ticks / 100, rssMiB: rssKiB / 1024 }
+  return { cpuS: ticks / 100, rssMiB: rssKiB / 1024, wakes }
 }
 
-async function idle(nodes: number, idleMs: number): Promise<BenchResult[]> {
+/** `daemon.idle.*` alone: `nodes` admitted daemons at rest for `idleMs`. */
+export async function idle(nodes: number, idleMs: number): Promise<BenchResult[]> {
   return withMesh(nodes, async (mesh) => {
     // Let start-up work (DHT bootstrap, first syncs, module loading) settle first.
     await new Promise((r) => setTimeout(r, Math.min(10_000, idleMs / 3)))
@@ -199,6 +205,7 @@ async function idle(nodes: number, idleMs: number): Promise<BenchResult[]> {
     const after = await Promise.all(mesh.map((d) => procStat(d.proc.pid!)))
     const cpu = after.map((a, i) => (100 * (a.cpuS - before[i].cpuS)) / secs)
     const rss = after.map((a) => a.rssMiB)
+    const wakes = after.map((a, i) => (a.wakes - before[i].wakes) / secs)
     const note = `${nodes} admitted daemons on loopback, nothing to do, measured over ${round(secs, 1)} s`
     return [
       {
@@ -212,6 +219,12 @@ async function idle(nodes: number, idleMs: number): Promise<BenchResult[]> {
         value: round(median(rss), 1),
         unit: 'MiB',
         note: `resident memory (VmRSS), median of daemons, max ${round(Math.max(...rss), 1)} MiB`,
+      },
+      {
+        name: 'daemon.idle.wakes',
+        value: round(median(wakes), 2),
+        unit: 'per s',
+        note: `main-thread wake-ups (voluntary context switches), median of daemons: ${wakes.map((w) => round(w, 2)).join(', ')}`,
       },
     ]
   })
@@ -237,10 +250,14 @@ export async function benchOverhead(opts: OverheadBenchOptions = {}): Promise<Be
 
 if (isMain(import.meta.url)) {
   const quick = process.argv.includes('--quick')
+  const at = process.argv.indexOf('--idle-only')
   runStandalone(() =>
-    benchOverhead({
-      ...(quick ? { frames: 20, rounds: 5, idleMs: 5_000 } : {}),
-      log: (l) => console.error(l),
-    }),
+    // `--idle-only [SECONDS]`: only the daemons at rest (default 60 s), as in RESULTS.md.
+    at >= 0
+      ? idle(3, Number(process.argv[at + 1] ?? 60) * 1000 || 60_000)
+      : benchOverhead({
+          ...(quick ? { frames: 20, rounds: 5, idleMs: 5_000 } : {}),
+          log: (l) => console.error(l),
+        }),
   )
 }

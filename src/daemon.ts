@@ -357,6 +357,7 @@ export async function startDaemon(
           })),
           meshId: admission.meshId,
         }),
+        busyIntervalMs: () => leases?.heartbeatPaceMs(),
       },
       { intervalMs: config.presenceIntervalMs, restIntervalMs: config.presenceRestIntervalMs },
     )
@@ -393,6 +394,7 @@ export async function startDaemon(
         liveness: {
           lastHeard: (p) => presence.lastHeard(p),
           renders: (p) => (presence.peers().get(p)?.presence.slots ?? 1) > 0,
+          pace: (p) => presence.paceOf(p),
         },
         runner: {
           prepare: (task) => worker.prepare(task),

@@ -5,15 +5,17 @@
  * Invariants:
  *  - a lease is dead when, since this node first saw the claim, the holder has not listed
  *    it in a heartbeat (or, for a peer that never sent one, not been heard at all) for
- *    leaseTimeoutMs, or the attempt is older than chunkTimeoutMs, or than stragglerFactor ×
- *    the job's median chunk time (doubled per attempt): heartbeats alone never hold a chunk
- *    forever. Wall clocks never enter;
+ *    its lease timeout: leaseTimeoutMs stretched by the holder's announced pace (at most
+ *    MAX_LEASE_STRETCH times; a holder beating every 5 s where this node beats every 2 s
+ *    gets 2.5 × leaseTimeoutMs, the same number of its beats), or the attempt is older
+ *    than chunkTimeoutMs, or than stragglerFactor × the job's median chunk time (doubled
+ *    per attempt): heartbeats alone never hold a chunk forever. Wall clocks never enter;
  *  - those spans count only time since this node's last stall: when its own loop stood
  *    still for half a lease timeout or more (util/stalls.ts), every silence restarts at
  *    the wake, and claims wait a moment (MAX_CATCH_UP_MS at most) for the backlog;
  *  - a lease's baseline is when this node first saw the claim (noteClaim, as it arrives);
  *  - memory is bounded: baselines of leases that no longer exist and listings older than
- *    4 × leaseTimeoutMs are dropped (prune).
+ *    4 of the peer's lease timeouts are dropped (prune).
  */
 import type { Clock } from '../util/clock.js'
 import type { Logger } from '../util/logger.js'
@@ -25,6 +27,13 @@ import { leaseKey } from './lease-types.js'
 
 /** After a stall, at most this long without new claims while the backlog is read. */
 export const MAX_CATCH_UP_MS = 2_000
+
+/**
+ * The most a holder's slow pace stretches its lease timeout (and how long it counts as
+ * heard): presence caps a busy pace at its rest interval, 5 × the busy one by default; a
+ * peer announcing more gains nothing.
+ */
+export const MAX_LEASE_STRETCH = 5
 
 /** Finished chunks needed before a job's typical render time bounds its leases. */
 export const STRAGGLER_MIN_SAMPLES = 1
@@ -43,8 +52,8 @@ export interface LeaseLiveness {
   readonly stallProbeMs: number
   /** Start afresh (time spent stopped is not a stall). */
   restart(): void
-  /** The loop runs now: record a stall that just ended. */
-  observeLoop(t: number): void
+  /** The loop runs now: record a stall that just ended; the next look comes within `nextLookWithinMs`. */
+  observeLoop(t: number, nextLookWithinMs?: number): void
   /** After a stall, no new claim before this (monotonic). */
   catchUpUntil(): number
   heardRecently(p: PeerIdString, t: number): boolean
@@ -98,10 +107,18 @@ export function createLeaseLiveness(
   /** Milliseconds of [since, t] that count as silence (since this node's last stall). */
   const awake = (since: number, t: number) => stallWatch.awake(since, t)
 
-  /** Heard within the lease timeout (counted since this node's last stall). */
+  /** `p`'s lease timeout: leaseTimeoutMs in as many of its own heartbeats as ours. */
+  function timeoutOf(p: PeerIdString): number {
+    const pace = liveness.pace?.(p) ?? 1
+    return (
+      leaseTimeoutMs * Math.min(MAX_LEASE_STRETCH, Number.isFinite(pace) ? Math.max(1, pace) : 1)
+    )
+  }
+
+  /** Heard within its lease timeout (counted since this node's last stall). */
   function heardRecently(p: PeerIdString, t: number): boolean {
     const heard = liveness.lastHeard(p)
-    return heard !== undefined && awake(heard, t) < leaseTimeoutMs
+    return heard !== undefined && awake(heard, t) < timeoutOf(p)
   }
 
   function chunkTimeoutOf(s: JobState): number | undefined {
@@ -116,8 +133,8 @@ export function createLeaseLiveness(
       stallWatch = newStallWatch()
     },
 
-    observeLoop(t) {
-      const stalledMs = stallWatch.observe(t)
+    observeLoop(t, nextLookWithinMs) {
+      const stalledMs = stallWatch.observe(t, nextLookWithinMs)
       if (stalledMs <= 0) return
       stats.stalls++
       stats.stalledMs += Math.round(stalledMs)
@@ -185,7 +202,7 @@ export function createLeaseLiveness(
       const since = hb
         ? Math.max(seen, hb.get(key) ?? -Infinity)
         : Math.max(seen, liveness.lastHeard(holder) ?? -Infinity)
-      return awake(since, t) >= leaseTimeoutMs
+      return awake(since, t) >= timeoutOf(holder)
     },
 
     noteHeartbeat(peer, leases, t) {
@@ -205,7 +222,8 @@ export function createLeaseLiveness(
         m.set(leaseKey(l.jobId, l.chunk, l.attempt, peer), t)
       }
       // Forget listings long past: they no longer keep anything alive.
-      for (const [k, at] of m) if (t - at > 4 * leaseTimeoutMs) m.delete(k)
+      const keep = 4 * timeoutOf(peer)
+      for (const [k, at] of m) if (t - at > keep) m.delete(k)
     },
 
     prune(current) {

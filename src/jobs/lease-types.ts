@@ -25,6 +25,12 @@ export interface Liveness {
   lastHeard(peer: PeerIdString): number | undefined
   /** Whether `peer` renders at all (has render slots); unknown counts as yes. */
   renders?(peer: PeerIdString): boolean
+  /**
+   * `peer`'s announced heartbeat pace as a multiple of this node's (presence `every` ÷ its
+   * own busy interval, ≥ 1; absent or unknown: 1). Its lease timeout is stretched by it
+   * (at most MAX_LEASE_STRETCH), so a node beating slowly for long chunks keeps its leases.
+   */
+  pace?(peer: PeerIdString): number
 }
 
 export interface NodeCapabilities {
@@ -114,6 +120,13 @@ export interface LeaseManager {
   handBack(options: { running: boolean; reason: string }): Promise<number>
   /** The leases this node holds and is rendering or about to render: put them in heartbeats. */
   heldLeases(): LeaseRef[]
+  /**
+   * How often this node's heartbeats need to list its leases while it holds any: half the
+   * shortest typical chunk time (median render) among the jobs of its leases, so a peer
+   * hears about two beats per chunk whatever the chunk time; undefined while no job of its
+   * leases has a finished chunk. Presence clamps it and announces it (`every`).
+   */
+  heartbeatPaceMs(): number | undefined
   /** Record the leases `peer` says it holds (from its presence heartbeat). */
   noteHeartbeat(peer: PeerIdString, leases: readonly LeaseRef[]): void
   /** A live job's state, or a deleted job's tombstone (deleted, chunks empty). */

@@ -14,6 +14,10 @@
  *  - a heartbeat says how often its node publishes now (`every`); a peer is judged gone or
  *    silent after that many of its own intervals, so a node at rest costs the mesh a fifth
  *    of a busy one's heartbeats without being taken for dead;
+ *  - a busy node beats at the pace its leases need (busyIntervalMs: about twice per chunk of
+ *    the jobs it holds, never faster than intervalMs nor slower than the rest interval);
+ *    peers stretch its lease timeout by the same factor (paceOf), so the beats per lease
+ *    timeout stay what the configured intervals make them;
  *  - liveness is judged by this node's monotonic clock since it last heard a peer,
  *    never by comparing wall clocks, and only since this node's last stall: after one of
  *    its own (SIGSTOP, suspend; util/stalls.ts) nobody is 'gone' or 'silent' for it until
@@ -189,6 +193,23 @@ export function validatePresence(value: unknown): Presence {
   return p as unknown as Presence
 }
 
+/**
+ * The heartbeat interval of a busy node whose leases want one every `wantedMs`: rounded to
+ * a multiple of `intervalMs` (the tick), within [intervalMs, restIntervalMs]; intervalMs
+ * when nothing is wanted yet.
+ */
+export function busyPaceMs(
+  wantedMs: number | undefined,
+  intervalMs: number,
+  restIntervalMs: number,
+): number {
+  if (wantedMs === undefined || !Number.isFinite(wantedMs)) return intervalMs
+  return Math.min(
+    Math.max(intervalMs, restIntervalMs),
+    Math.max(intervalMs, Math.round(wantedMs / intervalMs) * intervalMs),
+  )
+}
+
 export interface PresenceComponents {
   libp2p: RmeshLibp2p
   clock: Clock
@@ -203,6 +224,13 @@ export interface PresenceComponents {
    * and addresses, so this node can connect and admit them by the handshake.
    */
   isMember?: (peerId: string) => boolean
+  /**
+   * How often this node's leases need a heartbeat while it renders or holds leases (the
+   * lease manager's pace, from its jobs' chunk times); undefined: intervalMs. Clamped to
+   * [intervalMs, rest interval] and rounded to a multiple of intervalMs (a pace that
+   * wobbles with a median would otherwise be announced anew on every tick).
+   */
+  busyIntervalMs?: () => number | undefined
 }
 
 export interface PresenceOptions {
@@ -232,6 +260,12 @@ export interface PresenceService {
   exchange(peerId: string, signal?: AbortSignal): Promise<Presence | undefined>
   peers(): Map<string, PeerPresence>
   lastHeard(peerId: string): number | undefined
+  /**
+   * A peer's announced pace as a multiple of this node's busy interval (its `every` ÷
+   * intervalMs, never below 1; 1 for a peer never heard): the factor this node stretches
+   * the peer's gone, silent and lease spans by.
+   */
+  paceOf(peerId: string): number
   onPresence(listener: (p: Presence, source: 'gossip' | 'direct') => void): () => void
   onGone(listener: (peerId: string) => void): () => void
   /**
@@ -306,6 +340,13 @@ export function createPresence(
   }
   const busy = (self: SelfView) =>
     self.doing.length > 0 || self.leases.length > 0 || clock.monotonic() < fastUntil
+  /** The pace this node announces now (`every`). */
+  const everyOf = (self: SelfView): number => {
+    if (!busy(self)) return restInterval
+    // A forming mesh meets at the fast pace, whatever this node's leases would need.
+    if (clock.monotonic() < fastUntil) return options.intervalMs
+    return busyPaceMs(components.busyIntervalMs?.(), options.intervalMs, restInterval)
+  }
   // What peers must hear at once even at rest: a change in what this node can take.
   const shapeOf = (self: SelfView) =>
     JSON.stringify([
@@ -332,14 +373,15 @@ export function createPresence(
       .map((a) => a.toString())
       .slice(0, 16),
     ...self,
-    every: busy(self) ? options.intervalMs : restInterval,
+    every: everyOf(self),
   })
 
-  /** A peer's spans scale with the interval it announced (never below ours). */
-  const spanOf = (peerId: string, span: number) => {
+  const paceOf = (peerId: string) => {
     const every = table.get(peerId)?.presence.every ?? options.intervalMs
-    return span * Math.max(1, every / options.intervalMs)
+    return Math.max(1, every / options.intervalMs)
   }
+  /** A peer's spans scale with the interval it announced (never below ours). */
+  const spanOf = (peerId: string, span: number) => span * paceOf(peerId)
 
   const accept = (p: Presence, source: 'gossip' | 'direct') => {
     if (p.peerId === selfId) return
@@ -384,7 +426,7 @@ export function createPresence(
   const publish = async (self: SelfView = components.self()) => {
     lastPublished = clock.monotonic()
     lastShape = shapeOf(self)
-    lastEvery = busy(self) ? options.intervalMs : restInterval
+    lastEvery = everyOf(self)
     try {
       await libp2p.services.pubsub.publish(PRESENCE_TOPIC, encode(build(self)))
     } catch (err) {
@@ -392,18 +434,18 @@ export function createPresence(
     }
   }
 
-  // Ticks come every intervalMs (the local checks are cheap); a heartbeat goes out on each
-  // while busy, else once per rest interval or when what this node can take changed.
+  // Ticks come every intervalMs (the local checks are cheap); a heartbeat goes out once per
+  // announced interval (each tick at the fast pace), or when what this node can take changed.
   const tick = () => {
     if (!running) return
     const now = clock.monotonic()
     const self = components.self()
+    const every = everyOf(self)
     // A change of pace is said at once: peers judge this node by the pace it last announced.
     if (
-      busy(self) ||
-      now - lastPublished >= restInterval - options.intervalMs / 2 ||
+      now - lastPublished >= every - options.intervalMs / 2 ||
       shapeOf(self) !== lastShape ||
-      lastEvery !== restInterval
+      lastEvery !== every
     )
       void publish(self)
     stalls.observe(now)
@@ -524,6 +566,7 @@ export function createPresence(
       const e = table.get(peerId)
       return e?.lastHeard
     },
+    paceOf,
     onPresence: (l) => subscribe(listeners, l),
     onGone: (l) => subscribe(goneListeners, l),
     onIntroduced: (l) => subscribe(introducedListeners, l),

@@ -8,7 +8,7 @@
  * ignores intervals that contain a local pause).
  *
  * A stall is seen, not guessed: the caller looks at the loop at least every `periodMs`
- * (a repeating timer); a look that comes `minStallMs` or more after the next one was due
+ * (a repeating timer), or within the span it promised at its last look; a look that comes `minStallMs` or more after the next one was due
  * means the loop stood still from then until now. Smaller lateness is load, not a stall:
  * a merely slow loop reads its sockets late too, so the silences it measures stay fair,
  * and discounting it would stop a busy node from ever judging.
@@ -21,9 +21,12 @@ export interface StallWatch {
   /**
    * The loop is running at `t` (never earlier than a previous call): call it from the
    * periodic timer and wherever else the loop is seen running. Returns the length of the
-   * stall that just ended, or 0.
+   * stall that just ended, or 0. `nextLookWithinMs`: the periodic prober's promise to look
+   * again within this (a timer that slows down while there is nothing to judge, or is
+   * re-armed sooner); it replaces the last promise. Without it (a look in passing) the next
+   * look is due periodMs from now, or at the last promise if that is later.
    */
-  observe(t: number): number
+  observe(t: number, nextLookWithinMs?: number): number
   /**
    * Milliseconds of [since, t] to count as silence: from the end of the last stall if that
    * falls within it, else the whole span.
@@ -40,16 +43,17 @@ export function createStallWatch(options: {
   start: number
 }): StallWatch {
   const { periodMs, minStallMs } = options
-  let last = options.start
+  /** When the next look is due at the latest. */
+  let due = options.start + periodMs
   let lastStallEnd = Number.NEGATIVE_INFINITY
 
   return {
-    observe(t) {
-      const due = last + periodMs
-      last = Math.max(last, t)
-      if (t - due < minStallMs) return 0
+    observe(t, nextLookWithinMs) {
+      const late = t - due
+      due = nextLookWithinMs === undefined ? Math.max(due, t + periodMs) : t + nextLookWithinMs
+      if (late < minStallMs) return 0
       lastStallEnd = t
-      return t - due
+      return late
     },
 
     awake(since, t) {

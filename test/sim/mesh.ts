@@ -24,6 +24,7 @@ import type {
   LeaseStats,
 } from '../../src/jobs/lease-manager.js'
 import { createLeaseManager } from '../../src/jobs/lease-manager.js'
+import { busyPaceMs } from '../../src/net/presence.js'
 import { type JobState, reduceJob } from '../../src/jobs/reducer.js'
 import type { ChunkTask } from '../../src/jobs/runner.js'
 import { mulberry32, NodeClock, SimClock } from './clock.js'
@@ -37,7 +38,7 @@ export class InvariantError extends Error {}
 
 type Message =
   | { type: 'entry'; entry: LogEntry }
-  | { type: 'hb'; leases: LeaseRef[] }
+  | { type: 'hb'; leases: LeaseRef[]; every: number }
   | { type: 'summary'; have: ReplicaSummary }
   | { type: 'entries'; entries: LogEntry[] }
 
@@ -48,6 +49,8 @@ export class SimNode {
   manager!: LeaseManager
   alive = true
   private heard = new Map<PeerIdString, number>()
+  /** Each peer's announced heartbeat interval (presence `every`). */
+  private every = new Map<PeerIdString, number>()
   private inbox: { from: SimNode; msg: Message }[] = []
   /** Resumed, with the messages of its pause not read yet (they queue behind them). */
   private draining = false
@@ -67,12 +70,16 @@ export class SimNode {
   async boot(): Promise<void> {
     this.alive = true
     this.heard = new Map()
+    this.every = new Map()
     this.manager = createLeaseManager(
       {
         self: this.id,
         clock: this.clock,
         log: this.replica,
-        liveness: { lastHeard: (p) => this.heard.get(p) },
+        liveness: {
+          lastHeard: (p) => this.heard.get(p),
+          pace: (p) => (this.every.get(p) ?? this.mesh.heartbeatMs) / this.mesh.heartbeatMs,
+        },
         runner: this.runner,
         capabilities: () => ({
           engines: [
@@ -87,9 +94,18 @@ export class SimNode {
       this.mesh.managerOptions,
     )
     await this.manager.start()
+    // As presence does (net/presence.ts): a node holding leases beats at its leases' pace.
     const beat = () => {
-      this.mesh.broadcast(this, { type: 'hb', leases: this.manager.heldLeases() })
-      this.clock.setTimeout(beat, this.mesh.heartbeatMs)
+      const leases = this.manager.heldLeases()
+      const every = this.mesh.pacedHeartbeats
+        ? busyPaceMs(
+            leases.length > 0 ? this.manager.heartbeatPaceMs() : undefined,
+            this.mesh.heartbeatMs,
+            5 * this.mesh.heartbeatMs,
+          )
+        : this.mesh.heartbeatMs
+      this.mesh.broadcast(this, { type: 'hb', leases, every })
+      this.clock.setTimeout(beat, every)
     }
     const antiEntropy = () => {
       const peers = this.mesh.nodes.filter((n) => n !== this)
@@ -152,6 +168,7 @@ export class SimNode {
         break
       case 'hb':
         this.heard.set(from.id, this.clock.monotonic())
+        this.every.set(from.id, msg.every)
         this.manager.noteHeartbeat(from.id, msg.leases)
         break
       case 'summary': {
@@ -176,6 +193,12 @@ export interface SimOptions {
   /** Max wall-clock skew either way (ms); default 0. */
   skewMs?: number
   heartbeatMs?: number
+  /**
+   * A node holding leases beats at its leases' pace (about twice per typical chunk, at
+   * most 5 × heartbeatMs) and peers stretch its lease timeout by it, as the daemon does;
+   * default true. False: every node beats every heartbeatMs.
+   */
+  pacedHeartbeats?: boolean
   antiEntropyMs?: number
   managerOptions?: LeaseManagerOptions
   /** Base render time of each frame (ms); default frameMs for every frame. */
@@ -195,6 +218,7 @@ export class SimMesh {
   readonly frameMs: number
   readonly encodeMs: number
   readonly heartbeatMs: number
+  readonly pacedHeartbeats: boolean
   readonly antiEntropyMs: number
   readonly managerOptions: LeaseManagerOptions
   readonly seed: number
@@ -225,6 +249,7 @@ export class SimMesh {
     this.quantumMs = o.quantumMs ?? 0
     this.encodeMs = o.encodeMs ?? 2_000
     this.heartbeatMs = o.heartbeatMs ?? 1_000
+    this.pacedHeartbeats = o.pacedHeartbeats ?? true
     this.antiEntropyMs = o.antiEntropyMs ?? 1_000
     this.managerOptions = o.managerOptions ?? {}
     this.loss = o.loss ?? 0

@@ -84,7 +84,8 @@ async function writeResults(runs: ScaleOutcome[]): Promise<void> {
   let next: string
   if (start >= 0) {
     const after = text.indexOf('\n## ', start + HEADING.length)
-    next = text.slice(0, start) + section + (after >= 0 ? text.slice(after + 1) : '')
+    // The section ends with one newline: keep a blank line before the next heading.
+    next = text.slice(0, start) + section + (after >= 0 ? `\n${text.slice(after + 1)}` : '')
   } else {
     const first = text.indexOf('\n## ')
     next = `${text.slice(0, first + 1)}${section}\n${text.slice(first + 1)}`

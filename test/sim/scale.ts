@@ -32,6 +32,8 @@ export interface ScaleOptions {
   /** Share of the nodes cut off together, and for how long. */
   partitionShare?: number
   partitionMs?: number
+  /** SimOptions.pacedHeartbeats (default true, as the daemon does). */
+  pacedHeartbeats?: boolean
 }
 
 export interface ScaleOutcome {
@@ -87,6 +89,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleOutcome> {
     latencyMs: [1, 20],
     frameTime: (f) => times[f - 1],
     quantumMs: 5,
+    pacedHeartbeats: o.pacedHeartbeats ?? true,
   })
   await mesh.start()
   const t0 = mesh.clock.monotonic()

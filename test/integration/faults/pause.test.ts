@@ -73,3 +73,53 @@ describe('faults: a node paused longer than a lease (3 daemons)', { timeout: 180
     )
   })
 })
+
+/**
+ * Fault d′: the same freeze while the job's chunks are long enough that busy nodes beat
+ * slower than the busy interval (presence `every`, protocols/presence.md "Busy pace"): 2-s
+ * chunks with a 250-ms interval give a 1-s pace, so peers give the frozen node's leases
+ * 4 × the lease timeout (2 s → 8 s) before they reopen them, and the job still completes
+ * with the promises kept. (Without the stretch they reopen ~4 s after the freeze.)
+ */
+describe('faults: a paused node whose heartbeats are paced for its chunks', {
+  timeout: 120_000,
+}, () => {
+  let procs: DaemonProc[] = []
+  const jobDirs: string[] = []
+  const LEASE_MS = 2_000
+  beforeAll(async () => {
+    procs = await startFaultMesh(3, {
+      env: { RMESH_LEASE_TIMEOUT_MS: String(LEASE_MS), RMESH_PRESENCE_INTERVAL_MS: '250' },
+    })
+  })
+  afterAll(async () => {
+    await stopAll(procs, jobDirs)
+  })
+
+  it('d′. its leases reopen after the timeout stretched by its pace, not before; the job completes', async () => {
+    const [submitter, , victim] = procs
+    const job = await submitTestJob(submitter, { frames: 12, frameMs: 2_000 })
+    jobDirs.push(job.workDir)
+    // A median render time exists (so the victim paces itself), and it has announced it.
+    await waitFramesDone(submitter, job.jobId, 3, 30_000)
+    await new Promise((r) => setTimeout(r, 600))
+    const { held, pausedAt } = await freezeWhileHolding(submitter, victim, job.jobId, () =>
+      waitRendering(submitter, victim, job.jobId),
+    )
+    let reopenedMs: number
+    try {
+      await waitReopenedElsewhere(submitter, victim, job.jobId, held, 30_000)
+      reopenedMs = Date.now() - pausedAt
+      console.log(
+        `[faults] d′. ${held.length} leases of the frozen, paced node reopened after ${reopenedMs} ms (lease timeout ${LEASE_MS} ms, stretched × 4)`,
+      )
+    } finally {
+      victim.proc.kill('SIGCONT')
+    }
+    // Unstretched they reopen 2 s after its last heartbeat (~4 s after the freeze, with the
+    // survivors' next free slot); stretched, 8 s.
+    expect(reopenedMs).toBeGreaterThanOrEqual(6_500)
+    const counts = await expectPromisesKept('d′. paced SIGSTOP/SIGCONT', procs, submitter, job)
+    expect(counts.duplicateCompletes).toBeLessThanOrEqual(LEASES_ONE_NODE_HOLDS)
+  })
+})

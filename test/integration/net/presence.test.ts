@@ -141,6 +141,43 @@ describe('presence on libp2p', () => {
     expect(performance.now() - stoppedAt).toBeLessThan(1_200)
   })
 
+  it('a busy node beats at the pace its leases ask for, within [interval, rest], and peers stretch its spans', async () => {
+    const [a, b] = [await host(), await host()]
+    await connect(a, b)
+    const aId = a.peerId.toString()
+    let wanted: number | undefined = 330
+    const pa = await presence(
+      a,
+      {
+        self: () => ({ ...self(), leases: [{ job: 'j', chunk: 1, attempt: 1 }] }),
+        busyIntervalMs: () => wanted,
+      },
+      { restIntervalMs: 500 },
+    )
+    const pb = await presence(b)
+    const heard: number[] = []
+    pb.onPresence((p) => p.peerId === aId && heard.push(p.every ?? 0))
+    const gone: string[] = []
+    pb.onGone((id) => gone.push(id))
+    await until('b to hear a', () => pb.peers().get(aId)?.state === 'up')
+    // Fast while the mesh forms (a rest interval after connecting), then the leases' pace,
+    // rounded to b's… to a's own interval: 330 → 300 ms.
+    await until('the paced heartbeat', () => heard.includes(300), 3_000)
+    expect(pb.paceOf(aId)).toBe(3)
+    heard.length = 0
+    await new Promise((r) => setTimeout(r, 1_500))
+    expect(heard.length).toBeGreaterThanOrEqual(3)
+    expect(heard.length).toBeLessThanOrEqual(7)
+    expect(heard.every((e) => e === 300)).toBe(true)
+    expect(gone).toEqual([])
+    // Never slower than the rest interval, never faster than the busy one.
+    wanted = 60_000
+    await until('the capped pace', () => heard.includes(500), 3_000)
+    wanted = 10
+    await until('the floor', () => heard.includes(100), 3_000)
+    expect(pa.paceOf(aId)).toBe(1)
+  })
+
   it('after a stall of its own (SIGSTOP, suspend) reports no peer gone or silent', async () => {
     const [a, b] = [await host(), await host()]
     await connect(a, b)

@@ -1,11 +1,13 @@
 import { describe, expect, it } from 'vitest'
 import {
+  BEATS_PER_CHUNK,
   createLeaseManager,
   type JobLogView,
   type LeaseManagerOptions,
   PREFETCH_WITH_COMPLETE_MS,
   STORING_PER_SLOT,
 } from '../../../src/jobs/lease-manager.js'
+import { MAX_LEASE_STRETCH } from '../../../src/jobs/lease-liveness.js'
 import type { ChunkResult, ChunkRunner, ChunkTask } from '../../../src/jobs/runner.js'
 import { ChunkDeferredError, ChunkFailedError } from '../../../src/jobs/runner.js'
 import { JobFold } from '../../../src/jobs/reducer.js'
@@ -89,6 +91,8 @@ async function setup(
     /** Live peers heard before the announce; `renders` answers for them. */
     rivals?: PeerIdString[]
     renders?: boolean
+    /** Peers' announced heartbeat pace (presence `every` ÷ our interval). */
+    paces?: Map<PeerIdString, number>
     after?: string[]
   } = {},
 ) {
@@ -105,6 +109,7 @@ async function setup(
       liveness: {
         lastHeard: (p) => heard.get(p),
         ...(opts.renders !== undefined ? { renders: () => opts.renders! } : {}),
+        ...(opts.paces ? { pace: (p: PeerIdString) => opts.paces!.get(p) ?? 1 } : {}),
       },
       runner,
       capabilities: () => ({
@@ -390,6 +395,34 @@ describe('lease manager', () => {
     expect(lm.job(JOB)!.chunks[0].holder).toBe(B)
     await tick(1_500)
     expect(lm.job(JOB)!.chunks[0]).toMatchObject({ holder: A, attempt: 3 })
+    await lm.stop({ release: false })
+  })
+
+  it('a holder beating at a slower pace keeps its lease that many times longer, at most MAX_LEASE_STRETCH', async () => {
+    for (const [pace, timeoutMs] of [
+      [2.5, 25_000],
+      [100, MAX_LEASE_STRETCH * 10_000],
+    ]) {
+      const { log, lm, tick } = await setup({ frames: [1], paces: new Map([[B, pace]]) })
+      log.inject({ ...entry('claim', { chunk: 0, attempt: 2 }, 10, B), id: 'b2' as EntryId })
+      await tick(timeoutMs - 1_000)
+      expect(lm.job(JOB)!.chunks[0].holder).toBe(B)
+      await tick(1_500)
+      expect(lm.job(JOB)!.chunks[0]).toMatchObject({ holder: A, attempt: 3 })
+      await lm.stop({ release: false })
+    }
+  })
+
+  it('asks for heartbeats at half the typical chunk time of the jobs it holds, once one is known', async () => {
+    const { running, lm, tick } = await setup({ frames: [1, 2, 3] })
+    expect(lm.heldLeases()).toHaveLength(1)
+    expect(lm.heartbeatPaceMs()).toBeUndefined()
+    const [first] = [...running.values()]
+    first.resolve({ outputs: outputsFor([...first.task.frames]), renderMs: 6_000 })
+    await tick()
+    await tick()
+    expect(lm.heldLeases()).toHaveLength(1)
+    expect(lm.heartbeatPaceMs()).toBe(6_000 / BEATS_PER_CHUNK)
     await lm.stop({ release: false })
   })
 

@@ -34,6 +34,15 @@ describe('wire vectors', () => {
     expect(decoded.every).toBe(10_000)
   })
 
+  it('presence heartbeat of a busy node paced for its chunks (`every` above the busy interval)', () => {
+    const v = vector('presence/heartbeat-busy-paced.json')
+    expect(Buffer.from(encode(v.value)).toString('hex')).toBe(v.hex)
+    const decoded = validatePresence(decodeBounded(Buffer.from(v.hex, 'hex'), MAX_PRESENCE_BYTES))
+    expect(decoded).toEqual(v.value)
+    expect(decoded.every).toBe(6_000)
+    expect(decoded.leases).toHaveLength(1)
+  })
+
   it('presence heartbeat of a node with ffmpeg (optional `video` features)', () => {
     const v = vector('presence/heartbeat-video.json')
     expect(Buffer.from(encode(v.value)).toString('hex')).toBe(v.hex)

@@ -12,6 +12,21 @@ describe('stall watch', () => {
     expect(w.observe(12_000)).toBe(12_000 - 1_850)
   })
 
+  it('a look promised within a longer span (a timer slowed at rest) is due then, not at periodMs', () => {
+    const w = createStallWatch({ periodMs: 1_000, minStallMs: 5_000, start: 0 })
+    expect(w.observe(1_000, 5_000)).toBe(0)
+    // A look in passing does not shorten the slow timer's promise.
+    expect(w.observe(2_000)).toBe(0)
+    expect(w.observe(6_000, 1_000)).toBe(0) // the slow tick, on time: no stall
+    // Back at the fast pace: due at 7 s; SIGSTOP until 15 s is a stall of 8 s.
+    expect(w.observe(15_000)).toBe(8_000)
+    // Slow again, then re-armed sooner (a job arrived): the new promise replaces the old,
+    // so a stall right after is measured from it, not from the slow tick's.
+    expect(w.observe(16_000, 5_000)).toBe(0)
+    expect(w.observe(17_000, 1_000)).toBe(0)
+    expect(w.observe(24_000)).toBe(6_000)
+  })
+
   it('restarts every silence at the end of a stall; later silences are their plain length', () => {
     const w = createStallWatch({ periodMs: 250, minStallMs: 1_500, start: 0 })
     // Before any stall, a silence is its whole span.
