@@ -213,7 +213,8 @@ describe('node rules on real daemons', { timeout: 120_000 }, () => {
   it('outside its schedule a node takes nothing until the window opens; pool tags hold', async () => {
     // The scheduled node's clock is moved to OPEN_IN_MS before a minute boundary; its
     // schedule opens at that boundary (its local time, as the daemon's own time zone reads it).
-    const OPEN_IN_MS = 6_000
+    // It must cover the daemon's start and the checks below on a loaded machine (6 s did not).
+    const OPEN_IN_MS = 12_000
     const boundary = Math.ceil((Date.now() + 120_000) / 60_000) * 60_000
     const offset = boundary - (Date.now() + OPEN_IN_MS)
     const opensAt = boundary - offset
