@@ -120,6 +120,10 @@ describe('jobs: job order (2 daemons)', { timeout: 120_000 }, () => {
   it('a job --after another starts only once the first is done', async () => {
     const [sub, other] = procs
     const first = await submit({ frames: 4, frameMs: 300 })
+    // Held paused while the second is submitted: the CLI's own start can outlast a short
+    // job on a loaded machine, and the wait would then never be seen.
+    const held = await apiCall<JobSummary>(sub.socket, 'POST', `/v1/jobs/${first.jobId}/pause`)
+    expect(held.status).toBe(200)
     const scene = join(work, 'after.blend')
     await writeFile(scene, 'after scene\n')
     const run = await rmeshIn(sub.dir, [
@@ -142,7 +146,10 @@ describe('jobs: job order (2 daemons)', { timeout: 120_000 }, () => {
     const second = json<{ jobId: string }>(run).jobId
     const w = (await jobDetail(sub, second))!
     expect(w.after).toEqual([first.jobId])
-    if (w.state === 'waiting') expect(w.reason).toBe(`waiting for ${first.jobId} to finish`)
+    expect(w.state).toBe('waiting')
+    expect(w.reason).toBe(`waiting for ${first.jobId} to finish`)
+    const resumed = await apiCall<JobSummary>(sub.socket, 'POST', `/v1/jobs/${first.jobId}/resume`)
+    expect(resumed.status).toBe(200)
     // Watch both replicas: the second job has no claim while the first is not done.
     let violation = ''
     let sawWaiting = false
