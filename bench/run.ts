@@ -38,7 +38,8 @@ const MODULES: Module[] = [
   {
     name: 'log',
     title: 'Job log (issue 4)',
-    quickNote: '500 appends, 10,000-entry fold, 500 entries to converge, 2,000 to catch up',
+    quickNote:
+      '500 appends, 10,000-entry fold, 500 entries to converge (in one process and in 5), 2,000 to catch up',
     run: (q) =>
       benchLog(
         q ? { appendCount: 500, foldCount: 10_000, convergeCount: 500, catchupCount: 2_000 } : {},
