@@ -4,13 +4,24 @@
  * (real libp2p, memory stores so the disk does not dominate), and the catch-up of a node
  * that holds 90 % of a large log (log.catchup.*: what one session sends it, beside a full
  * download; LevelDB stores).
- * Run on its own with `node dist/bench/log.js` after `npm run build`.
+ * log.converge.processes is the same convergence with each node in an OS process of its own
+ * (bench/log-node.ts, LevelDB stores as a daemon has), measured side by side with
+ * log.converge in the same run: in one process the 5 nodes share one verified-id cache, so
+ * each signature is checked once per process, not once per node.
+ *
+ * Run on its own with `node dist/bench/log.js` after `npm run build`; see --help (e.g.
+ * `--only-converge`, `--child-node-flags "--cpu-prof --cpu-prof-dir=/tmp/prof"`).
+ *
+ * Invariants: every child is killed in a finally (also on error or timeout), and exits by
+ * itself when its stdin closes, so no child outlives the bench; every wait has a deadline.
  */
+import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { createInterface } from 'node:readline'
 import { Level } from 'level'
-import { isMain, round, runStandalone } from './common.js'
+import { isMain, processCpuMs, round, runStandalone } from './common.js'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
 import { signerFor } from '../src/auth/identity.js'
@@ -37,6 +48,10 @@ export interface BenchLogOptions {
   convergeNodes?: number
   /** Entries of the catch-up scenarios (one mesh-wide log; and 100 job logs). */
   catchupCount?: number
+  /** Only log.converge and log.converge.processes, side by side. */
+  onlyConverge?: boolean
+  /** Options of the multi-process convergence (node flags and store of the children). */
+  processes?: ConvergeProcessOptions
 }
 
 async function manager(): Promise<LogManager> {
@@ -56,6 +71,11 @@ export async function benchLog(opts: BenchLogOptions = {}): Promise<BenchResult[
   const convergeNodes = opts.convergeNodes ?? 5
   const out: BenchResult[] = []
   const log = jobLogId('bench')
+  if (opts.onlyConverge) {
+    out.push(await converge(convergeCount, convergeNodes))
+    out.push(...(await convergeProcesses(convergeCount, convergeNodes, opts.processes)))
+    return out
+  }
 
   const a = await manager()
   let t = performance.now()
@@ -118,6 +138,7 @@ export async function benchLog(opts: BenchLogOptions = {}): Promise<BenchResult[
   })
 
   out.push(await converge(convergeCount, convergeNodes))
+  out.push(...(await convergeProcesses(convergeCount, convergeNodes, opts.processes)))
   const catchupCount = opts.catchupCount ?? 20_000
   out.push(...(await catchup({ name: 'log.catchup', logs: 1, perLog: catchupCount })))
   out.push(
@@ -189,6 +210,162 @@ async function converge(count: number, nodes: number): Promise<BenchResult> {
       await p.sync.stop()
       await p.host.stop()
     }
+  }
+}
+
+export interface ConvergeProcessOptions {
+  /** Node flags for every child, e.g. ['--cpu-prof', '--cpu-prof-dir=/tmp/prof']. */
+  nodeFlags?: readonly string[]
+  /** Children that get nodeFlags (indexes; default all). Child 0 appends. */
+  flagged?: readonly number[]
+  /** The children's log store (default LevelDB in a temporary folder, as a daemon). */
+  store?: 'level' | 'memory'
+}
+
+/** Deadlines of the multi-process bench: one command, and the whole convergence. */
+const ASK_MS = 30_000
+const APPEND_MS = 300_000
+const CONVERGE_MS = 120_000
+
+interface NodeChild {
+  proc: ChildProcess
+  /** One command, one answer line; throws on {ok:false}, on exit and after timeoutMs. */
+  ask(cmd: Record<string, unknown>, timeoutMs?: number): Promise<Record<string, unknown>>
+  /** The hello line: peer id and listen addresses. */
+  hello: Promise<Record<string, unknown>>
+  exited: Promise<void>
+}
+
+function spawnNode(index: number, opts: ConvergeProcessOptions): NodeChild {
+  const script = join(import.meta.dirname, 'log-node.js')
+  const flags = !opts.flagged || opts.flagged.includes(index) ? (opts.nodeFlags ?? []) : []
+  const proc = spawn(process.execPath, [...flags, script, '--store', opts.store ?? 'level'], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  })
+  const waiting: Array<{ ok(x: Record<string, unknown>): void; fail(e: Error): void }> = []
+  let gone: Error | undefined
+  const exited = new Promise<void>((resolve) => {
+    const end = (why: string) => {
+      gone ??= new Error(`log node ${index} ${why}`)
+      for (const w of waiting.splice(0)) w.fail(gone)
+      resolve()
+    }
+    proc.on('exit', (code, signal) => end(`exited (${signal ?? code})`))
+    proc.on('error', (err) => end(`failed to start: ${err.message}`))
+  })
+  createInterface({ input: proc.stdout! }).on('line', (line) => {
+    let x: Record<string, unknown>
+    try {
+      x = JSON.parse(line)
+    } catch {
+      x = { ok: false, error: { code: 'ERR_DECODE', message: `not JSON: ${line.slice(0, 200)}` } }
+    }
+    waiting.shift()?.ok(x)
+  })
+  const next = (what: string, timeoutMs: number) =>
+    new Promise<Record<string, unknown>>((resolve, reject) => {
+      if (gone) return reject(gone)
+      const timer = setTimeout(
+        () => reject(new Error(`log node ${index}: no answer to ${what} in ${timeoutMs} ms`)),
+        timeoutMs,
+      )
+      const settle = () => clearTimeout(timer)
+      waiting.push({
+        ok(x) {
+          settle()
+          if (x.ok === true) resolve(x)
+          else reject(new Error(`log node ${index}: ${what}: ${JSON.stringify(x.error)}`))
+        },
+        fail(e) {
+          settle()
+          reject(e)
+        },
+      })
+    })
+  const hello = next('start', ASK_MS)
+  hello.catch(() => undefined) // awaited by the caller; never an unhandled rejection
+  return {
+    proc,
+    hello,
+    exited,
+    ask(cmd, timeoutMs = ASK_MS) {
+      const answer = next(String(cmd.op), timeoutMs)
+      proc.stdin!.write(`${JSON.stringify(cmd)}\n`)
+      return answer
+    },
+  }
+}
+
+/** Ask a child to exit (so --cpu-prof writes its profile); kill it if it does not. */
+async function stopNode(c: NodeChild): Promise<void> {
+  if (c.proc.exitCode === null && c.proc.signalCode === null) {
+    c.ask({ op: 'exit' }, 5_000).catch(() => undefined)
+    const timer = setTimeout(() => c.proc.kill('SIGKILL'), 10_000)
+    await c.exited
+    clearTimeout(timer)
+  }
+}
+
+/**
+ * converge() with each node in an OS process of its own (bench/log-node.ts): child 0
+ * appends `count` entries with the same yielding; the time runs from the append command
+ * until every child's heads are the last entry (polled every 20 ms).
+ */
+export async function convergeProcesses(
+  count: number,
+  nodes: number,
+  opts: ConvergeProcessOptions = {},
+): Promise<BenchResult[]> {
+  const log = jobLogId('converge')
+  const children: NodeChild[] = []
+  // A parent that dies before the finally still takes its children with it.
+  const killAll = () => {
+    for (const c of children) c.proc.kill('SIGKILL')
+  }
+  process.once('exit', killAll)
+  try {
+    for (let i = 0; i < nodes; i++) children.push(spawnNode(i, opts))
+    const hellos = await Promise.all(children.map((c) => c.hello))
+    for (let i = 0; i < nodes; i++) {
+      for (let j = i + 1; j < nodes; j++)
+        await children[i].ask({ op: 'dial', addr: (hellos[j].addrs as string[])[0] })
+    }
+    await new Promise((r) => setTimeout(r, 1_500)) // let gossipsub graft its mesh
+    const before = await Promise.all(children.map((c) => c.ask({ op: 'heads', log })))
+    const cpuBefore = children.map((c) => processCpuMs(c.proc.pid))
+    const t = performance.now()
+    const appended = await children[0].ask({ op: 'append', log, count }, APPEND_MS)
+    const last = appended.last as string
+    const deadline = Date.now() + CONVERGE_MS
+    let states: Record<string, unknown>[]
+    for (;;) {
+      states = await Promise.all(children.map((c) => c.ask({ op: 'heads', log })))
+      if (states.every((s) => (s.heads as string[])[0] === last)) break
+      if (Date.now() > deadline)
+        throw new Error(`multi-process convergence did not converge in ${CONVERGE_MS} ms`)
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    const ms = Math.round(performance.now() - t)
+    const cpu = children.map((c, i) => Math.round(processCpuMs(c.proc.pid) - cpuBefore[i]))
+    const checks = states.map(
+      (s, i) => (s.verifications as number) - (before[i].verifications as number),
+    )
+    const held = await Promise.all(children.map((c) => c.ask({ op: 'count', log })))
+    const entries = held.map((h) => h.entries as number)
+    if (entries.some((n) => n !== count))
+      throw new Error(`a node holds ${entries.join('/')} entries, not ${count}`)
+    const store = opts.store ?? 'level'
+    return [
+      {
+        name: 'log.converge.processes',
+        value: ms,
+        unit: 'ms',
+        note: `${count} entries appended on node 0 until all ${nodes} nodes (one OS process each, ${store === 'level' ? 'LevelDB' : 'memory'} stores) hold them; appends took ${appended.ms} ms; signature checks per node ${checks.join('/')}; CPU ms per node ${cpu.join('/')}`,
+      },
+    ]
+  } finally {
+    await Promise.all(children.map(stopNode))
+    process.removeListener('exit', killAll)
   }
 }
 
@@ -351,4 +528,61 @@ export async function catchup(sc: CatchupScenario): Promise<BenchResult[]> {
   }
 }
 
-if (isMain(import.meta.url)) runStandalone(() => benchLog())
+const USAGE = `usage: node dist/bench/log.js [--only-converge] [--count N] [--store level|memory]
+                          [--child-node-flags "FLAGS"] [--flag-children 1,2]
+  --only-converge        only log.converge and log.converge.processes, side by side
+  --count N              entries to converge (default 10000)
+  --store level|memory   the children's log store (default level, as a daemon)
+  --child-node-flags F   node flags for the child processes (split on spaces)
+  --flag-children LIST   which children get them (default all; child 0 appends)
+examples:
+  node dist/bench/log.js
+  node dist/bench/log.js --only-converge
+  node dist/bench/log.js --only-converge --flag-children 1 \\
+    --child-node-flags "--cpu-prof --cpu-prof-dir=/tmp/rmesh-prof"`
+
+function parseCli(argv: string[]): BenchLogOptions {
+  const o: BenchLogOptions = {}
+  const p: ConvergeProcessOptions = {}
+  const value = (i: number, name: string) => {
+    const v = argv[i]
+    if (v === undefined) throw new Error(`${name} needs a value (see --help)`)
+    return v
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    if (a === '--help' || a === '-h') {
+      console.log(USAGE)
+      process.exit(0)
+    } else if (a === '--only-converge') o.onlyConverge = true
+    else if (a === '--count') {
+      const n = Number(value(++i, a))
+      if (!Number.isInteger(n) || n < 1 || n > 1_000_000)
+        throw new Error('--count must be an integer in 1..1000000')
+      o.convergeCount = n
+    } else if (a === '--store') {
+      const v = value(++i, a)
+      if (v !== 'level' && v !== 'memory') throw new Error('--store must be level or memory')
+      p.store = v
+    } else if (a === '--child-node-flags') p.nodeFlags = value(++i, a).split(' ').filter(Boolean)
+    else if (a === '--flag-children') {
+      const list = value(++i, a).split(',').map(Number)
+      if (list.some((n) => !Number.isInteger(n) || n < 0))
+        throw new Error('--flag-children must be child indexes, e.g. 1,2')
+      p.flagged = list
+    } else throw new Error(`unknown argument ${a} (see --help)`)
+  }
+  o.processes = p
+  return o
+}
+
+if (isMain(import.meta.url)) {
+  let cli: BenchLogOptions
+  try {
+    cli = parseCli(process.argv.slice(2))
+  } catch (err) {
+    console.error((err as Error).message)
+    process.exit(2)
+  }
+  runStandalone(() => benchLog(cli))
+}

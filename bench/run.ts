@@ -38,7 +38,8 @@ const MODULES: Module[] = [
   {
     name: 'log',
     title: 'Job log (issue 4)',
-    quickNote: '500 appends, 10,000-entry fold, 500 entries to converge, 2,000 to catch up',
+    quickNote:
+      '500 appends, 10,000-entry fold, 500 entries to converge (in one process and in 5), 2,000 to catch up',
     run: (q) =>
       benchLog(
         q ? { appendCount: 500, foldCount: 10_000, convergeCount: 500, catchupCount: 2_000 } : {},
@@ -219,7 +220,7 @@ async function main(): Promise<number> {
 /** What each module's figures mean and how they compare: printed above its table. */
 function NOTES(): Record<string, string> {
   return {
-    log: 'Append+sign and verify+join on memory stores; fold = sort + reduce of 100,000 entries; converge = 10,000 entries appended on one of 5 libp2p hosts in one process until all hold them (issue 4; the hosts share the process-wide verified-id cache, so the note counts signature checks). Catch-up (issue 17): a node holding 90 % of each log plus entries of its own runs one log-sync 2.0.0 session with a peer (LevelDB, every signature checked), beside an empty node downloading everything.',
+    log: 'Append+sign and verify+join on memory stores; fold = sort + reduce of 100,000 entries; converge = 10,000 entries appended on one of 5 libp2p hosts in one process until all hold them (issue 4; the hosts share the process-wide verified-id cache, so the note counts signature checks); converge.processes = the same with each node in an OS process of its own (LevelDB stores, each signature checked once per node), side by side. Catch-up (issue 17): a node holding 90 % of each log plus entries of its own runs one log-sync 2.0.0 session with a peer (LevelDB, every signature checked), beside an empty node downloading everything.',
     transfer:
       'Side by side in one run: one transfer between two hosts against a plain TCP copy of the same bytes (ratio = rmesh / TCP throughput, aim ≥ 0.25; the profile rows say where the rest goes), and a scene sent from 1 submitter to 7 peers by swarm against one peer after another (ratio = swarm / serial time, aim ≤ 0.4; every node’s upload is capped to model one NIC per machine on one loopback).',
     wan: "In network namespaces (two NAT sites, an office relay on a shared bridge): one transfer with the block exchange from the office (direct, through the NAT), from a NAT'd site-B machine through the office relay, and from a site-B machine behind a forwarded port after DCUtR replaced the relayed connection; ratios are throughput / direct. No rate bound (daemons bound bulk files over relays to relayedUploadMiBps, 4 MiB/s by default).",
