@@ -18,6 +18,7 @@
  * - New fields may be added to any object; clients ignore fields they do not know.
  */
 
+import type { JobStatus } from '../jobs/job-state.js'
 import type { DeviceRequest } from '../jobs/devices.js'
 
 export const API_VERSION = 'v1'
@@ -64,15 +65,11 @@ export interface ApiErrorBody {
 export type Cap = 'submit' | 'render' | 'admin'
 export const CAPS: readonly Cap[] = ['submit', 'render', 'admin']
 
-/** paused: `rmesh pause` (running chunks finish, no new one); waiting: for its `after` jobs. */
-export type JobState =
-  | 'queued'
-  | 'rendering'
-  | 'paused'
-  | 'waiting'
-  | 'done'
-  | 'failed'
-  | 'canceled'
+/**
+ * The reducer's job state, as the API reports it (one definition, jobs/job-state.ts):
+ * paused: `rmesh pause` (running chunks finish, no new one); waiting: for its `after` jobs.
+ */
+export type JobState = JobStatus
 export const JOB_STATES: readonly JobState[] = [
   'queued',
   'rendering',
