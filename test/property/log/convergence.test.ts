@@ -9,6 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import type { LogManager } from '../../../src/log/log.js'
 import { jobLogId, type LogEntry, type Signer } from '../../../src/log/types.js'
 import { newNode, newSigner } from '../../unit/log/helpers.js'
+import { logOpArb, playOps } from './ops.js'
 
 const RUNS = Number(process.env.RMESH_PROPERTY_RUNS ?? 1000)
 const log = jobLogId('p')
@@ -24,19 +25,7 @@ async function snapshot(m: LogManager): Promise<string> {
   return JSON.stringify({ heads, fold })
 }
 
-type Op =
-  | { t: 'append'; who: number }
-  | { t: 'deliver'; to: number; pick: number }
-  | { t: 'seal'; who: number }
-
-const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 5, arbitrary: fc.record({ t: fc.constant('append' as const), who: fc.nat(2) }) },
-  {
-    weight: 6,
-    arbitrary: fc.record({ t: fc.constant('deliver' as const), to: fc.nat(2), pick: fc.nat() }),
-  },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant('seal' as const), who: fc.nat(2) }) },
-)
+const opArb = logOpArb({ deliverTo: 2, deliverWeight: 6, sealWeight: 1 })
 
 describe('log CRDT convergence', () => {
   it(`replicas converge under random delivery, duplication, delay and loss (${RUNS} schedules)`, async () => {
@@ -49,20 +38,7 @@ describe('log CRDT convergence', () => {
         }),
         async (ops, resendOrders) => {
           const nodes = signers.map((s) => newNode(s))
-          const pool: LogEntry[] = []
-          let n = 0
-          for (const op of ops) {
-            if (op.t === 'deliver') {
-              if (pool.length > 0) await nodes[op.to].log.join(pool[op.pick % pool.length].bytes)
-              continue
-            }
-            const m = nodes[op.who].log
-            pool.push(
-              op.t === 'seal'
-                ? await m.seal(log, { n: n++ })
-                : await m.append(log, 'claim', { n: n++ }),
-            )
-          }
+          const pool = await playOps(nodes, log, ops)
           // Loss followed by resend: every replica gets everything, in its own order, twice.
           for (let r = 0; r < nodes.length; r++) {
             const order = pool.map((e, i) => [resendOrders[r][i % 64] + i * 0.001, e] as const)

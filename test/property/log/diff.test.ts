@@ -10,8 +10,9 @@
 import fc from 'fast-check'
 import { beforeAll, describe, expect, it } from 'vitest'
 import type { LogManager } from '../../../src/log/log.js'
-import { jobLogId, type LogEntry, type Signer } from '../../../src/log/types.js'
+import { jobLogId, type Signer } from '../../../src/log/types.js'
 import { newNode, newSigner } from '../../unit/log/helpers.js'
+import { type LogOp, logOpArb, playOps } from './ops.js'
 
 const RUNS = Number(process.env.RMESH_PROPERTY_RUNS ?? 500)
 const log = jobLogId('d')
@@ -37,35 +38,12 @@ async function reference(m: LogManager, theirs: readonly string[]): Promise<stri
   return entries.filter((e) => !below.has(e.id)).map((e) => e.id)
 }
 
-type Op = { t: 'append' | 'seal'; who: number } | { t: 'deliver'; to: number; pick: number }
+const opArb = (seals: boolean) =>
+  logOpArb({ deliverTo: 2, deliverWeight: 5, sealWeight: seals ? 1 : 0 })
 
-const opArb = (seals: boolean): fc.Arbitrary<Op> =>
-  fc.oneof(
-    { weight: 5, arbitrary: fc.record({ t: fc.constant('append' as const), who: fc.nat(2) }) },
-    {
-      weight: 5,
-      arbitrary: fc.record({ t: fc.constant('deliver' as const), to: fc.nat(2), pick: fc.nat() }),
-    },
-    {
-      weight: seals ? 1 : 0,
-      arbitrary: fc.record({ t: fc.constant('seal' as const), who: fc.nat(2) }),
-    },
-  )
-
-async function run(ops: Op[], picks: number[], unknown: boolean): Promise<void> {
+async function run(ops: LogOp[], picks: number[], unknown: boolean): Promise<void> {
   const nodes = signers.map((s) => newNode(s))
-  const pool: LogEntry[] = []
-  let n = 0
-  for (const op of ops) {
-    if (op.t === 'deliver') {
-      if (pool.length > 0) await nodes[op.to].log.join(pool[op.pick % pool.length].bytes)
-      continue
-    }
-    const m = nodes[op.who].log
-    pool.push(
-      op.t === 'seal' ? await m.seal(log, { n: n++ }) : await m.append(log, 'claim', { n: n++ }),
-    )
-  }
+  await playOps(nodes, log, ops)
   for (const { log: m } of nodes) {
     const held = await m.entries(log)
     const theirs = held.length === 0 ? [] : picks.map((p) => held[p % held.length].id as string)

@@ -15,6 +15,7 @@ import { jobLogId, type LogEntry, type Signer } from '../../../src/log/types.js'
 import { planResponse } from '../../../src/sync/session.js'
 import { answerRanges, rangesToRequest } from '../../../src/sync/summary.js'
 import { newNode, newSigner } from '../../unit/log/helpers.js'
+import { type LogOp, logOpArb, playOps } from './ops.js'
 
 const RUNS = Number(process.env.RMESH_PROPERTY_RUNS ?? 500)
 const log = jobLogId('r')
@@ -46,43 +47,18 @@ async function pull(i: LogManager, r: LogManager): Promise<{ behind: boolean; re
   return { behind: plan.behind, resent }
 }
 
-type Op =
-  | { t: 'append'; who: number }
-  | { t: 'deliver'; to: number; pick: number }
-  | { t: 'seal'; who: number }
+const opArb = (seals: boolean) =>
+  logOpArb({ deliverTo: 1, deliverWeight: 6, sealWeight: seals ? 1 : 0 })
 
-const opArb = (seals: boolean): fc.Arbitrary<Op> =>
-  fc.oneof(
-    { weight: 5, arbitrary: fc.record({ t: fc.constant('append' as const), who: fc.nat(2) }) },
-    {
-      weight: 6,
-      arbitrary: fc.record({ t: fc.constant('deliver' as const), to: fc.nat(1), pick: fc.nat() }),
-    },
-    {
-      weight: seals ? 1 : 0,
-      arbitrary: fc.record({ t: fc.constant('seal' as const), who: fc.nat(2) }),
-    },
-  )
-
-async function run(ops: Op[], withSeals: boolean): Promise<void> {
+async function run(ops: LogOp[], withSeals: boolean): Promise<void> {
   const nodes = signers.map((s) => newNode(s))
   const given: Array<Map<string, LogEntry>> = [new Map(), new Map()]
-  const pool: LogEntry[] = []
-  let n = 0
-  for (const op of ops) {
-    if (op.t === 'deliver') {
-      if (pool.length === 0) continue
-      const e = pool[op.pick % pool.length]
-      given[op.to].set(e.id, e)
-      await nodes[op.to].log.join(e.bytes)
-      continue
-    }
-    const m = nodes[op.who].log
-    const e =
-      op.t === 'seal' ? await m.seal(log, { n: n++ }) : await m.append(log, 'claim', { n: n++ })
-    pool.push(e)
-    if (op.who < 2) given[op.who].set(e.id, e)
-  }
+  await playOps(nodes, log, ops, {
+    delivered: (to, e) => given[to].set(e.id, e),
+    written: (who, e) => {
+      if (who < 2) given[who].set(e.id, e)
+    },
+  })
   const [a, b] = [nodes[0].log, nodes[1].log]
   const reference = newNode(signers[2]).log
   const all = new Map([...given[0], ...given[1]])
