@@ -360,6 +360,7 @@ export async function startDaemon(
           meshId: admission.meshId,
         }),
         busyIntervalMs: () => leases?.heartbeatPaceMs(),
+        lastPulseAt: () => sync.lastPublishedAt(),
       },
       { intervalMs: config.presenceIntervalMs, restIntervalMs: config.presenceRestIntervalMs },
     )
@@ -581,6 +582,12 @@ export async function startDaemon(
       // Every heartbeat of every peer passes here: its view is built only for a listener.
       const info = events.subscribers() > 0 ? peerInfoOf(daemon, p.peerId) : undefined
       if (info) events.publish({ type: source === 'direct' ? 'peer-up' : 'presence', peer: info })
+    })
+    // A peer's own log gossip message is its pulse: a busy node skips the heartbeat that
+    // would follow it (one presence message less per chunk; protocols/presence.md).
+    sync.onPublisherHeard((id) => {
+      presence.noteHeard(id)
+      leases?.notePublished(id as PeerIdString)
     })
     presence.onGone((id) => events.publish({ type: 'peer-down', peerId: id }))
     // Peer exchange: a member heard through others is dialed (by the smaller id of the pair).

@@ -678,6 +678,11 @@ export function createLeaseManager(
       judge.noteHeartbeat(peer, leases, now())
     },
 
+    notePublished(peer) {
+      if (peer === self) return
+      judge.notePublished(peer, now())
+    },
+
     job(jobId) {
       return folds.get(jobId)?.state ?? jobs.tombstone(jobId)
     },

@@ -129,6 +129,11 @@ export interface LeaseManager {
   heartbeatPaceMs(): number | undefined
   /** Record the leases `peer` says it holds (from its presence heartbeat). */
   noteHeartbeat(peer: PeerIdString, leases: readonly LeaseRef[]): void
+  /**
+   * `peer` published a log gossip message just now (protocols/presence.md "Log gossip is
+   * a heartbeat"): its leases count as listed now.
+   */
+  notePublished(peer: PeerIdString): void
   /** A live job's state, or a deleted job's tombstone (deleted, chunks empty). */
   job(jobId: string): JobState | undefined
   /** Every job not deleted. */

@@ -54,6 +54,8 @@ export class SimNode {
   private inbox: { from: SimNode; msg: Message }[] = []
   /** Resumed, with the messages of its pause not read yet (they queue behind them). */
   private draining = false
+  /** This node's monotonic time when it last published an entry (its pulse). */
+  lastGossipAt = Number.NEGATIVE_INFINITY
 
   constructor(
     readonly mesh: SimMesh,
@@ -69,6 +71,7 @@ export class SimNode {
 
   async boot(): Promise<void> {
     this.alive = true
+    this.lastGossipAt = Number.NEGATIVE_INFINITY
     this.heard = new Map()
     this.every = new Map()
     this.manager = createLeaseManager(
@@ -104,6 +107,16 @@ export class SimNode {
             5 * this.mesh.heartbeatMs,
           )
         : this.mesh.heartbeatMs
+      // Peers heard our last entry less than a pace ago: that was the beat (presence.ts).
+      const sinceEntry = this.clock.monotonic() - this.lastGossipAt
+      if (
+        this.mesh.logPulse &&
+        leases.length > 0 &&
+        sinceEntry < every - this.mesh.heartbeatMs / 2
+      ) {
+        this.clock.setTimeout(beat, every - sinceEntry)
+        return
+      }
       this.mesh.broadcast(this, { type: 'hb', leases, every })
       this.clock.setTimeout(beat, every)
     }
@@ -164,6 +177,11 @@ export class SimNode {
     }
     switch (msg.type) {
       case 'entry':
+        // Sent by its author (gossip): the author's pulse, as sync.ts reports it.
+        if (this.mesh.logPulse && msg.entry.author === from.id) {
+          this.heard.set(from.id, this.clock.monotonic())
+          this.manager.notePublished(from.id)
+        }
         this.replica.add(msg.entry)
         break
       case 'hb':
@@ -199,6 +217,13 @@ export interface SimOptions {
    * default true. False: every node beats every heartbeatMs.
    */
   pacedHeartbeats?: boolean
+  /**
+   * A log message a node publishes counts as its heartbeat (protocols/presence.md "Log
+   * gossip is a heartbeat"): a busy node skips a beat while its last entry left less than
+   * its pace ago, and receivers take the author's entry as a heartbeat listing its leases;
+   * default true, as the daemon does.
+   */
+  logPulse?: boolean
   antiEntropyMs?: number
   managerOptions?: LeaseManagerOptions
   /** Base render time of each frame (ms); default frameMs for every frame. */
@@ -219,6 +244,7 @@ export class SimMesh {
   readonly encodeMs: number
   readonly heartbeatMs: number
   readonly pacedHeartbeats: boolean
+  readonly logPulse: boolean
   readonly antiEntropyMs: number
   readonly managerOptions: LeaseManagerOptions
   readonly seed: number
@@ -250,6 +276,7 @@ export class SimMesh {
     this.encodeMs = o.encodeMs ?? 2_000
     this.heartbeatMs = o.heartbeatMs ?? 1_000
     this.pacedHeartbeats = o.pacedHeartbeats ?? true
+    this.logPulse = o.logPulse ?? true
     this.antiEntropyMs = o.antiEntropyMs ?? 1_000
     this.managerOptions = o.managerOptions ?? {}
     this.loss = o.loss ?? 0
@@ -296,6 +323,7 @@ export class SimMesh {
   }
 
   gossip(from: SimNode, entry: LogEntry): void {
+    from.lastGossipAt = from.clock.monotonic()
     this.broadcast(from, { type: 'entry', entry })
   }
 

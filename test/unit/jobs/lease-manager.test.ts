@@ -388,6 +388,47 @@ describe('lease manager', () => {
     await lm.stop({ release: false })
   })
 
+  it("a holder's own log gossip counts as a heartbeat listing its leases, and only while it lasts", async () => {
+    const { log, lm, tick } = await setup({ frames: [1] })
+    log.inject({ ...entry('claim', { chunk: 0, attempt: 2 }, 10, B), id: 'b2' as EntryId })
+    await tick()
+    // B sends no heartbeat at all, but publishes log messages (its completes and claims of
+    // other chunks): its lease stays alive well past the lease timeout.
+    for (let i = 0; i < 15; i++) {
+      lm.notePublished(B)
+      await tick(1_000)
+    }
+    expect(lm.job(JOB)!.chunks[0].holder).toBe(B)
+    // B's last message was a second ago; a log message of our own proves nothing about B.
+    for (let i = 0; i < 8; i++) {
+      lm.notePublished(A)
+      await tick(1_000)
+    }
+    expect(lm.job(JOB)!.chunks[0].holder).toBe(B)
+    await tick(1_500)
+    expect(lm.job(JOB)!.chunks[0]).toMatchObject({ holder: A, attempt: 3 })
+    expect(lm.stats().reclaims).toBe(1)
+    await lm.stop({ release: false })
+  })
+
+  it('a chatty holder that never finishes still loses its lease to the chunk timeout', async () => {
+    const { log, lm, tick } = await setup({
+      frames: [1],
+      options: { defaultChunkTimeoutMs: 20_000 },
+    })
+    log.inject({ ...entry('claim', { chunk: 0, attempt: 2 }, 10, B), id: 'b2' as EntryId })
+    await tick()
+    for (let i = 0; i < 19; i++) {
+      lm.notePublished(B)
+      await tick(1_000)
+    }
+    expect(lm.job(JOB)!.chunks[0].holder).toBe(B)
+    lm.notePublished(B)
+    await tick(1_500)
+    expect(lm.job(JOB)!.chunks[0]).toMatchObject({ holder: A, attempt: 3 })
+    await lm.stop({ release: false })
+  })
+
   it('a silent holder (never heard) is dead after leaseTimeoutMs from when the claim was seen', async () => {
     const { log, lm, tick } = await setup({ frames: [1] })
     log.inject({ ...entry('claim', { chunk: 0, attempt: 2 }, 10, B), id: 'b2' as EntryId })
