@@ -43,6 +43,7 @@ import { yamux } from '@libp2p/yamux'
 import { MemoryDatastore } from 'datastore-core/memory'
 import type { Key } from 'interface-datastore'
 import { createLibp2p, type Libp2p } from 'libp2p'
+import { withCoalescedWrites } from './coalesced-writes.js'
 import {
   hasPublicAddress,
   type Reachable,
@@ -248,7 +249,8 @@ export async function createHost(options: HostOptions): Promise<RmeshLibp2p> {
         : {}),
     },
     transports: [tcp(), circuitRelayTransport({ reservationCompletionTimeout: 10_000 })],
-    connectionEncrypters: [noise()],
+    // One socket write per Noise frame, not two (net/coalesced-writes.ts).
+    connectionEncrypters: [withCoalescedWrites(noise())],
     streamMuxers: [yamux()],
     connectionGater: {
       // Loopback and LAN addresses are the point of a studio mesh; the default gater
