@@ -101,6 +101,8 @@ export function createLeaseManager(
   const sealing = new Set<string>()
   const stats: LeaseStats = {
     claims: 0,
+    claimsWithComplete: 0,
+    claimsWithCompleteApart: 0,
     lostClaims: 0,
     duplicatesAvoided: 0,
     rendersStarted: 0,
@@ -282,6 +284,7 @@ export function createLeaseManager(
     capabilities: () => components.capabilities(),
     append,
     schedule,
+    nextClaim: () => pass.nextClaim(),
     stopped: () => stopped,
     deferredUntil,
     deferMs,

@@ -20,13 +20,12 @@
  */
 import type { Logger } from '../util/logger.js'
 import type { JobFolds } from './job-folds.js'
-import type { ChunkChooser } from './lease-choice.js'
+import type { Choice, ChunkChooser } from './lease-choice.js'
 import type { LeaseLiveness } from './lease-liveness.js'
 import type { LeaseRenders } from './lease-render.js'
 import type { Task, TaskTable } from './lease-tasks.js'
 import type { LeaseStats, NodeCapabilities } from './lease-types.js'
 import { jobHeld, jobLive } from './lease-types.js'
-import type { ChunkState, JobState } from './reducer.js'
 import type { ChunkRunner } from './runner.js'
 
 /**
@@ -67,8 +66,21 @@ export interface LeasePassDeps {
   sealing: Set<string>
 }
 
+/** A claim decided and taken in the task table, its entry not yet written. */
+export interface PendingClaim {
+  jobId: string
+  /** Append the claim entry; false when it could not be written (the task is dropped). */
+  write(): Promise<boolean>
+}
+
 export interface LeasePass {
   step(): Promise<void>
+  /**
+   * Decide the claim a pass would make now (the same rules and chooser) and take it in the
+   * task table, for a caller that writes it right after an entry of its own: a rendered
+   * chunk's complete, so the two leave in one gossip message.
+   */
+  nextClaim(): PendingClaim | undefined
 }
 
 export function createLeasePass(deps: LeasePassDeps): LeasePass {
@@ -140,23 +152,11 @@ export function createLeasePass(deps: LeasePassDeps): LeasePass {
     // 3. Claim while we have room (bounded: a failing append must not spin). A node with
     // no render slot never claims, not even ahead (it would hold a chunk it cannot start).
     // Just woken from a stall, it first reads what queued: its view of open chunks is stale.
-    for (let i = 0; caps.slots > 0 && t >= judge.catchUpUntil() && i <= caps.slots; i++) {
+    for (let i = 0; i <= caps.slots; i++) {
       if (deps.stopped()) return
-      // Storing chunks hold no claim slot (see the header), up to their own bound.
-      const { storing, rendering, storingSince, held } = tasks.counts(t)
-      if (storing >= STORING_PER_SLOT * Math.max(1, caps.slots)) break
-      // Room for a claim, or for a prefetch if enough chunks are open: look for one only then.
-      const free = held < caps.slots
-      if (!free && !(deps.prefetch && held < caps.slots + 1 && rendering >= caps.slots)) break
-      // A prefetch while a chunk stores goes out with its complete entry (or after a while).
-      if (!free && storing > 0 && t < storingSince + PREFETCH_WITH_COMPLETE_MS) {
-        deps.passAt(storingSince + PREFETCH_WITH_COMPLETE_MS - t)
-        break
-      }
-      const pick = chooser.choose(caps, t)
+      const pick = nextPick(caps, t)
       if (!pick) break
-      if (!free && !(pick.open > judge.liveRenderers(t))) break
-      if (!(await claim(pick.job, pick.chunk, pick.dead))) break
+      if (!(await reserve(pick).write())) break
     }
 
     // 4. Seal what we submitted once done and acked.
@@ -178,8 +178,37 @@ export function createLeasePass(deps: LeasePassDeps): LeasePass {
     }
   }
 
-  /** False when the claim could not even be written. */
-  async function claim(s: JobState, c: ChunkState, dead: boolean): Promise<boolean> {
+  /**
+   * The chunk one claim of step 3 would take now, or undefined: no render slot, catching up
+   * after a stall, no room (slots, prefetch bound, storing bound), nothing eligible, or a
+   * prefetch that waits for a storing chunk's complete entry (a pass is set for then).
+   */
+  function nextPick(caps: NodeCapabilities, t: number): Choice | undefined {
+    // A node with no render slot never claims, not even ahead (it would hold a chunk it
+    // cannot start). Just woken from a stall, it first reads what queued: its view of open
+    // chunks is stale.
+    if (caps.slots <= 0 || t < judge.catchUpUntil()) return undefined
+    // Storing chunks hold no claim slot (see the header), up to their own bound.
+    const { storing, rendering, storingSince, held } = tasks.counts(t)
+    if (storing >= STORING_PER_SLOT * Math.max(1, caps.slots)) return undefined
+    // Room for a claim, or for a prefetch if enough chunks are open: look for one only then.
+    const free = held < caps.slots
+    if (!free && !(deps.prefetch && held < caps.slots + 1 && rendering >= caps.slots))
+      return undefined
+    // A prefetch while a chunk stores goes out with its complete entry (or after a while).
+    if (!free && storing > 0 && t < storingSince + PREFETCH_WITH_COMPLETE_MS) {
+      deps.passAt(storingSince + PREFETCH_WITH_COMPLETE_MS - t)
+      return undefined
+    }
+    const pick = chooser.choose(caps, t)
+    if (!pick) return undefined
+    if (!free && !(pick.open > judge.liveRenderers(t))) return undefined
+    return pick
+  }
+
+  /** Take the chunk in the task table (phase 'claiming'); its entry is written by `write`. */
+  function reserve(pick: Choice): PendingClaim {
+    const { job: s, chunk: c } = pick
     const task: Task = {
       jobId: s.jobId,
       chunk: c.index,
@@ -190,9 +219,18 @@ export function createLeasePass(deps: LeasePassDeps): LeasePass {
     }
     tasks.add(task)
     stats.claims++
-    if (dead) stats.reclaims++
+    if (pick.dead) stats.reclaims++
     // The scene fetch overlaps the claim's signing, storing and gossip.
     deps.runner.prepare?.(renders.chunkTask(s, c, task.attempt))
+    return { jobId: task.jobId, write: () => write(task) }
+  }
+
+  /**
+   * Append the claim (synchronously up to the log's queue: an append issued just before is
+   * written before it) and queue the render once the fold says this node won. False when
+   * the claim could not even be written; the task is gone then, its slot free.
+   */
+  async function write(task: Task): Promise<boolean> {
     const entry = await append(task.jobId, 'claim', { chunk: task.chunk, attempt: task.attempt })
     if (!tasks.isCurrent(task)) return !!entry
     const after = jobs.get(task.jobId)?.state?.chunks[task.chunk]
@@ -217,5 +255,13 @@ export function createLeasePass(deps: LeasePassDeps): LeasePass {
     return true
   }
 
-  return { step }
+  return {
+    step,
+    nextClaim() {
+      if (deps.stopped()) return undefined
+      const t = now()
+      const pick = nextPick(deps.capabilities(), t)
+      return pick ? reserve(pick) : undefined
+    },
+  }
 }

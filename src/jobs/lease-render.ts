@@ -14,11 +14,18 @@
  *    deferred chunk (ChunkDeferredError) is released, not failed, and its job left alone
  *    for deferMs;
  *  - while an outcome is written the lease is `finishing` (lease-tasks.ts), so no pass
- *    releases it as "not running"; a pass is scheduled once it is written.
+ *    releases it as "not running"; a pass is scheduled once it is written;
+ *  - a complete and the next claim (if a pass would make one now: same chooser and rules,
+ *    lease-pass.ts) are decided before either is written and appended back to back,
+ *    complete first, so they leave in one gossip message; the job's tail (nothing to claim)
+ *    writes the complete alone; a claim that cannot be written drops its task (no render,
+ *    slot free); a complete that cannot be written is logged and its lease released by a
+ *    later pass, as before.
  */
 import { describeError, isRmeshError } from '../util/errors.js'
 import type { Logger } from '../util/logger.js'
 import type { JobFolds } from './job-folds.js'
+import type { PendingClaim } from './lease-pass.js'
 import type { Task, TaskTable } from './lease-tasks.js'
 import type { LeaseManagerOptions, LeaseStats, NodeCapabilities } from './lease-types.js'
 import type { ChunkState, JobState } from './reducer.js'
@@ -37,6 +44,11 @@ export interface LeaseRenderDeps {
   append(jobId: string, kind: string, body: unknown): Promise<unknown>
   /** A lease pass soon. */
   schedule(): void
+  /**
+   * The claim a pass would make now, taken in the task table but not written
+   * (lease-pass.ts nextClaim): written right after a complete, in the same gossip message.
+   */
+  nextClaim(): PendingClaim | undefined
   stopped(): boolean
   /** Jobs left alone until a monotonic time (a chunk was deferred). */
   deferredUntil: Map<string, number>
@@ -105,15 +117,28 @@ export function createLeaseRenders(deps: LeaseRenderDeps): LeaseRenders {
     if (cur?.state === 'done') {
       stats.duplicatesAvoided++
     } else {
+      // The next claim is decided before the complete is written and both appends are
+      // issued back to back (complete first): one message for both (issue 17), instead of
+      // a claim one pass after the complete's write, mostly past the publish window. The
+      // chunk left the task table above, so the decision sees the room the pass after the
+      // complete would see.
+      const next = deps.nextClaim()
       // Even a lease lost a moment ago: the output is stored and valid, so record it.
       stats.completes++
-      await append(task.jobId, 'complete', {
+      const written = append(task.jobId, 'complete', {
         chunk: task.chunk,
         attempt: task.attempt,
         outputs: result.outputs,
         ...(result.log !== undefined ? { log: result.log } : {}),
         renderMs: Math.max(0, Math.round(result.renderMs)),
       })
+      const claimed = next?.write()
+      if (next) {
+        stats.claimsWithComplete++
+        // Another job's log: its own append queue, so maybe a message of its own.
+        if (next.jobId !== task.jobId) stats.claimsWithCompleteApart++
+      }
+      await Promise.all([written, claimed])
     }
     tasks.endFinish(task)
     deps.schedule()

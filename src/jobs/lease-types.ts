@@ -93,6 +93,10 @@ export interface LeaseManagerOptions extends ReduceOptions {
 
 export interface LeaseStats {
   claims: number
+  /** Claims written right after this node's complete entry (to leave in one message). */
+  claimsWithComplete: number
+  /** Of those, claims in another job's log than the complete's. */
+  claimsWithCompleteApart: number
   /** Claims (or held leases) this node learned it lost to another node. */
   lostClaims: number
   /** Renders aborted or results dropped because the chunk was already done elsewhere. */
