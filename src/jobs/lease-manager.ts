@@ -20,11 +20,12 @@
  *  - at most `slots` renders run, and at most one extra chunk is held (prefetched) and only
  *    when open chunks outnumber live renderers, so a job's tail is not hoarded; a chunk
  *    whose engine has finished and whose outputs are being stored no longer takes a render
- *    slot (the prefetched chunk starts at once) nor a claim slot (the next chunk is claimed
- *    with the last one's complete entry, in the same gossip message, or while it stores once
- *    that has taken PREFETCH_WITH_COMPLETE_MS: storing can take longer than a render on a
- *    busy mesh, and must not idle the renderer), but stays held (heartbeats list it) and at
- *    most STORING_PER_SLOT × slots chunks store at once;
+ *    slot (the prefetched chunk starts at once) nor a claim slot (the next chunk is decided
+ *    when its complete is written and appended right behind it, one gossip message for
+ *    both, or is claimed while it stores once that has taken prefetchWaitMs: storing can
+ *    take longer than a render on a busy mesh, and must not idle the renderer; in a job's
+ *    tail, with no chunk prefetched, the free slot claims at once), but stays held
+ *    (heartbeats list it) and at most STORING_PER_SLOT × slots chunks store at once;
  *  - a complete entry is written only with the outputs the runner returned (stored);
  *    a fail entry only for a render that failed on its own, never for one we aborted;
  *  - memory is bounded by live jobs, not by every job ever seen: a deleted job's fold is
@@ -62,7 +63,7 @@ export type {
   NodeCapabilities,
 } from './lease-types.js'
 export { MAX_CATCH_UP_MS, STRAGGLER_MIN_SAMPLES } from './lease-liveness.js'
-export { PREFETCH_WITH_COMPLETE_MS, STORING_PER_SLOT } from './lease-pass.js'
+export { PREFETCH_WITH_COMPLETE_MS, prefetchWaitMs, STORING_PER_SLOT } from './lease-pass.js'
 export { MAX_TOMBSTONES } from './job-folds.js'
 
 /**

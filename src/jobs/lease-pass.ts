@@ -13,15 +13,17 @@
  *  - claims: none on a node without render slots, none before the catch-up after a stall
  *    ends, at most `slots` held plus one prefetched (and that one only when open chunks
  *    outnumber live renderers and every slot renders), none while STORING_PER_SLOT × slots
- *    chunks store; a prefetch while a chunk stores waits PREFETCH_WITH_COMPLETE_MS for that
- *    chunk's complete entry, so the two leave in one gossip message; a pass makes at most
- *    slots + 1 claims and stops at the first that cannot be written (no spin);
+ *    chunks store; a prefetch while a chunk stores waits for that chunk's complete entry
+ *    (prefetchWaitMs at most), so the two leave in one gossip message; a pass makes at most
+ *    slots + 1 claims, all decided before any is written (a claim that cannot be written
+ *    drops its task; the next pass, not this one, tries again: no spin);
  *  - a claim's render starts only once its entry is folded and the fold says this node won.
  */
 import type { Logger } from '../util/logger.js'
 import type { JobFolds } from './job-folds.js'
 import type { Choice, ChunkChooser } from './lease-choice.js'
 import type { LeaseLiveness } from './lease-liveness.js'
+import { STRAGGLER_MIN_SAMPLES } from './lease-liveness.js'
 import type { LeaseRenders } from './lease-render.js'
 import type { Task, TaskTable } from './lease-tasks.js'
 import type { LeaseStats, NodeCapabilities } from './lease-types.js'
@@ -42,6 +44,18 @@ export const STORING_PER_SLOT = 2
  * unless a render is shorter than this.
  */
 export const PREFETCH_WITH_COMPLETE_MS = 250
+
+/**
+ * How long a prefetch waits for a storing chunk's complete: PREFETCH_WITH_COMPLETE_MS, or
+ * half the job's typical render (before one is known, the storing chunk's own render). Storing (outputs, log, thumbnails) took
+ * more than 250 ms for most 10-s chunks on a loaded 2-core machine, and a claim that gives
+ * up waiting leaves in a message of its own. The wait idles nothing: it only holds while
+ * the prefetched chunk still renders (a free slot claims at once), which takes about a
+ * typical render.
+ */
+export function prefetchWaitMs(typicalRenderMs: number | undefined): number {
+  return Math.max(PREFETCH_WITH_COMPLETE_MS, (typicalRenderMs ?? 0) / 2)
+}
 
 export interface LeasePassDeps {
   self: string
@@ -149,15 +163,17 @@ export function createLeasePass(deps: LeasePassDeps): LeasePass {
 
     renders.startQueued(caps)
 
-    // 3. Claim while we have room (bounded: a failing append must not spin). A node with
-    // no render slot never claims, not even ahead (it would hold a chunk it cannot start).
-    // Just woken from a stall, it first reads what queued: its view of open chunks is stale.
+    // 3. Claim while we have room (nextPick), slots + 1 claims a pass at most (bounded: a
+    // failing append must not spin). Every claim is decided before any is written and the
+    // appends are issued back to back, so a claim and its prefetch leave in one message.
+    const claims: PendingClaim[] = []
     for (let i = 0; i <= caps.slots; i++) {
       if (deps.stopped()) return
       const pick = nextPick(caps, t)
       if (!pick) break
-      if (!(await reserve(pick).write())) break
+      claims.push(reserve(pick))
     }
+    await Promise.all(claims.map((c) => c.write()))
 
     // 4. Seal what we submitted once done and acked.
     if (deps.autoSeal) {
@@ -189,21 +205,41 @@ export function createLeasePass(deps: LeasePassDeps): LeasePass {
     // chunks is stale.
     if (caps.slots <= 0 || t < judge.catchUpUntil()) return undefined
     // Storing chunks hold no claim slot (see the header), up to their own bound.
-    const { storing, rendering, storingSince, held } = tasks.counts(t)
+    const { storing, rendering, held } = tasks.counts()
     if (storing >= STORING_PER_SLOT * Math.max(1, caps.slots)) return undefined
     // Room for a claim, or for a prefetch if enough chunks are open: look for one only then.
     const free = held < caps.slots
     if (!free && !(deps.prefetch && held < caps.slots + 1 && rendering >= caps.slots))
       return undefined
     // A prefetch while a chunk stores goes out with its complete entry (or after a while).
-    if (!free && storing > 0 && t < storingSince + PREFETCH_WITH_COMPLETE_MS) {
-      deps.passAt(storingSince + PREFETCH_WITH_COMPLETE_MS - t)
-      return undefined
+    if (!free && storing > 0) {
+      const until = storingWaitEnds(t)
+      if (t < until) {
+        deps.passAt(until - t)
+        return undefined
+      }
     }
     const pick = chooser.choose(caps, t)
     if (!pick) return undefined
     if (!free && !(pick.open > judge.liveRenderers(t))) return undefined
     return pick
+  }
+
+  /**
+   * When a prefetch stops waiting for a storing chunk's complete: the earliest, over the
+   * storing chunks, of storingSince + prefetchWaitMs(their job's typical render, or before
+   * the job has one, this chunk's own render: the first chunks of a job store too).
+   */
+  function storingWaitEnds(t: number): number {
+    let until = Number.POSITIVE_INFINITY
+    for (const x of tasks.values()) {
+      if (x.phase !== 'storing') continue
+      const since = x.storingSince ?? t
+      const own = x.renderStartedAt !== undefined ? since - x.renderStartedAt : undefined
+      const typical = jobs.indexOf(x.jobId).medianRenderMs(STRAGGLER_MIN_SAMPLES) ?? own
+      until = Math.min(until, since + prefetchWaitMs(typical))
+    }
+    return until
   }
 
   /** Take the chunk in the task table (phase 'claiming'); its entry is written by `write`. */
@@ -260,6 +296,9 @@ export function createLeasePass(deps: LeasePassDeps): LeasePass {
     nextClaim() {
       if (deps.stopped()) return undefined
       const t = now()
+      // As a pass does: a render can end right after a stall, before any probe saw it, and
+      // the catch-up that follows a stall holds for this claim too.
+      judge.observeLoop(t)
       const pick = nextPick(deps.capabilities(), t)
       return pick ? reserve(pick) : undefined
     },

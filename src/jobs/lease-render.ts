@@ -85,6 +85,7 @@ export function createLeaseRenders(deps: LeaseRenderDeps): LeaseRenders {
     const s = jobs.get(task.jobId)!.state!
     const c = s.chunks[task.chunk]
     task.phase = 'running'
+    task.renderStartedAt = now()
     stats.rendersStarted++
     const info = chunkTask(s, c, task.attempt)
     const onProgress = deps.onProgress ? (p: ChunkProgress) => deps.onProgress!(info, p) : undefined
@@ -95,7 +96,7 @@ export function createLeaseRenders(deps: LeaseRenderDeps): LeaseRenders {
       task.storingSince = now()
       startQueued(deps.capabilities())
       // The claim slot is free too: the next chunk is claimed with this one's complete
-      // entry, or while it stores if that takes long (PREFETCH_WITH_COMPLETE_MS).
+      // entry, or while it stores if that takes long (prefetchWaitMs, lease-pass.ts).
       deps.schedule()
     }
     let started: Promise<ChunkResult>

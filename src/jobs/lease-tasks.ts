@@ -25,6 +25,8 @@ export interface Task {
   attempt: number
   phase: 'claiming' | 'queued' | 'running' | 'storing'
   claimedAt: number
+  /** Monotonic ms when its render started. */
+  renderStartedAt?: number
   /** Monotonic ms when its engine finished and storing began. */
   storingSince?: number
   controller: AbortController
@@ -35,8 +37,6 @@ export interface TaskCounts {
   storing: number
   /** Tasks claiming or running (not queued, not storing). */
   rendering: number
-  /** Oldest storingSince among storing tasks (+∞ when none). */
-  storingSince: number
   /** Tasks holding a claim slot: every task but the storing ones. */
   held: number
 }
@@ -53,7 +53,7 @@ export interface TaskTable {
   abort(task: Task, why: string): void
   values(): IterableIterator<Task>
   readonly size: number
-  counts(t: number): TaskCounts
+  counts(): TaskCounts
   /** Tasks in 'running'. */
   running(): number
   /** Queued tasks, oldest claim first (the order they start in). */
@@ -91,17 +91,14 @@ export function createTaskTable(self: string): TaskTable {
     get size() {
       return tasks.size
     },
-    counts(t) {
+    counts() {
       let storing = 0
       let rendering = 0
-      let storingSince = Number.POSITIVE_INFINITY
       for (const x of tasks.values()) {
-        if (x.phase === 'storing') {
-          storing++
-          storingSince = Math.min(storingSince, x.storingSince ?? t)
-        } else if (x.phase !== 'queued') rendering++
+        if (x.phase === 'storing') storing++
+        else if (x.phase !== 'queued') rendering++
       }
-      return { storing, rendering, storingSince, held: tasks.size - storing }
+      return { storing, rendering, held: tasks.size - storing }
     },
     running() {
       let n = 0

@@ -5,6 +5,7 @@ import {
   type JobLogView,
   type LeaseManagerOptions,
   PREFETCH_WITH_COMPLETE_MS,
+  prefetchWaitMs,
   STORING_PER_SLOT,
 } from '../../../src/jobs/lease-manager.js'
 import { MAX_LEASE_STRETCH } from '../../../src/jobs/lease-liveness.js'
@@ -114,6 +115,8 @@ async function setup(
     /** Peers' announced heartbeat pace (presence `every` ÷ our interval). */
     paces?: Map<PeerIdString, number>
     after?: string[]
+    /** Appends stay pending from the announce on (memLog `hold`) until `log.release()`. */
+    hold?: boolean
   } = {},
 ) {
   const clock = new FakeClock(0)
@@ -147,6 +150,7 @@ async function setup(
     clock.advance(ms)
     for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r))
   }
+  if (opts.hold) log.hold()
   log.inject({
     ...entry(
       'announce',
@@ -620,6 +624,22 @@ describe('lease manager: a complete and the next claim in one message', () => {
     await lm.stop()
   })
 
+  it('a claim and its prefetch are decided together and issued back to back', async () => {
+    const { log, running, lm, tick } = await setup({
+      frames: [1, 2, 3, 4],
+      prefetch: true,
+      hold: true,
+    })
+    expect(log.issued).toEqual(['claim', 'claim'])
+    expect(log.kinds()).toEqual([])
+    log.release()
+    await tick()
+    expect(log.kinds()).toEqual(['claim', 'claim'])
+    expect(running.size).toBe(1)
+    expect(lm.heldLeases()).toHaveLength(2)
+    await lm.stop()
+  })
+
   it("the job's tail: the last complete goes alone", async () => {
     const { log, running, lm, tick } = await setup({ frames: [1, 2] })
     finish(latest(running))
@@ -647,6 +667,26 @@ describe('lease manager: a complete and the next claim in one message', () => {
     expect(log.kinds()).toEqual(['claim', 'claim', 'complete', 'claim'])
     expect(lm.heldLeases()).toHaveLength(2)
     expect(lm.stats().claimsWithComplete).toBe(1)
+    await lm.stop()
+  })
+
+  it('once a typical render is known, a prefetch waits half of it for the complete', async () => {
+    const { log, running, lm, tick } = await setup({ frames: [1, 2, 3, 4, 5, 6], prefetch: true })
+    const [first] = [...running.values()]
+    first.resolve({ outputs: outputsFor([...first.task.frames]), renderMs: 2_000 })
+    await tick()
+    expect(log.kinds()).toEqual(['claim', 'claim', 'complete', 'claim'])
+    expect(prefetchWaitMs(2_000)).toBe(1_000)
+    // The prefetched chunk stores, the one claimed with the complete renders.
+    const second = [...running.values()].at(-1)!
+    second.onRendered?.()
+    await tick()
+    await tick(PREFETCH_WITH_COMPLETE_MS)
+    await tick(1_000 - PREFETCH_WITH_COMPLETE_MS - 1)
+    expect(log.kinds()).toHaveLength(4)
+    await tick(1)
+    await tick()
+    expect(log.kinds()).toEqual(['claim', 'claim', 'complete', 'claim', 'claim'])
     await lm.stop()
   })
 
