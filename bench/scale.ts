@@ -54,16 +54,20 @@ export interface ScaleBenchOptions {
   log?: (line: string) => void
 }
 
-const REST_WINDOW_MS = 10_000
+/** A mesh settles (connections, identify, first syncs) before its rest rate is measured. */
+const SETTLE_MS = 10_000
+/** Long enough to hold a few rest heartbeats of every peer (10 s each). */
+const REST_WINDOW_MS = 20_000
 
 /** A daemon's counters with their labels, e.g. 'rmesh_gossip_messages_total{topic="x"}'. */
 async function labeledCounters(d: DaemonProc): Promise<Map<string, number>> {
   const r = await apiCall<string>(d.socket, 'GET', '/metrics', undefined, 30_000)
   const out = new Map<string, number>()
   for (const line of String(r.body).split('\n')) {
-    const m = /^(rmesh_(?:gossip_messages|log_entries|lease_claims)_total\{[^}]*\}) (\S+)$/.exec(
-      line,
-    )
+    const m =
+      /^(rmesh_(?:gossip_messages|gossip_duplicates|log_entries|lease_claims)_total\{[^}]*\}) (\S+)$/.exec(
+        line,
+      )
     if (m) out.set(m[1], Number(m[2]))
   }
   return out
@@ -149,7 +153,7 @@ export async function benchScale(opts: ScaleBenchOptions = {}): Promise<BenchRes
     log(`scale: ${renderers} renderers + ${bystanders} bystanders connected`)
     const pids = mesh.map((d) => d.proc.pid)
     // Let start-up work (DHT table fill, first syncs) settle before the rest window.
-    await new Promise((r) => setTimeout(r, 5_000))
+    await new Promise((r) => setTimeout(r, SETTLE_MS))
     const restMeter = cpuMeter(pids)
     await new Promise((r) => setTimeout(r, REST_WINDOW_MS))
     const rest = restMeter.stop()
@@ -188,6 +192,8 @@ export async function benchScale(opts: ScaleBenchOptions = {}): Promise<BenchRes
     const beyondRest = used.perProc.map((ms, i) => Math.max(0, ms - restRate[i] * used.wallMs))
     const perChunk = beyondRest.map((ms) => ms / frames)
     const bystanderPerChunk = perChunk.slice(renderers)
+    // The same without the rest rate taken off: what the job window cost in all.
+    const bystanderGross = used.perProc.slice(renderers).map((ms) => ms / frames)
     const rendererPerChunk = perChunk.slice(0, renderers)
     const duplicates = metrics[0].get('rmesh_duplicate_renders') ?? 0
     const lost = metrics.reduce((n, m) => n + (m.get('rmesh_lease_conflicts_total') ?? 0), 0)
@@ -213,6 +219,12 @@ export async function benchScale(opts: ScaleBenchOptions = {}): Promise<BenchRes
     const tag = `${count}n`
     const out: BenchResult[] = []
     if (bystanders > 0) {
+      out.push({
+        name: `scale.real.${tag}.bystander.cpu-per-chunk-gross`,
+        value: round(median(bystanderGross), 1),
+        unit: 'ms',
+        note: `median bystander CPU during the job ÷ chunks, its rest rate included (${round(100 * median(restRate.slice(renderers)), 2)} % of a core at rest in this mesh)`,
+      })
       out.push({
         name: 'scale.node.cpu-per-chunk',
         value: round(median(bystanderPerChunk), 1),

@@ -56,6 +56,12 @@ export async function renderMetrics(d: DaemonView, opts: { gc?: boolean } = {}):
     [...d.counters.gossipByTopic].map(([topic, n]) => [`{topic="${topic}"}`, n]),
   )
   metric(
+    'rmesh_gossip_duplicates_total',
+    'counter',
+    'Copies of gossip messages this node received after the first (each costs a decryption and a decode), by topic.',
+    [...d.counters.gossipDuplicatesByTopic].map(([topic, n]) => [`{topic="${topic}"}`, n]),
+  )
+  metric(
     'rmesh_log_entries_total',
     'counter',
     'Log entries that entered this node, by kind and origin (append: written here; join: from a peer).',
