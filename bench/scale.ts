@@ -65,7 +65,9 @@ async function labeledCounters(d: DaemonProc): Promise<Map<string, number>> {
   const out = new Map<string, number>()
   for (const line of String(r.body).split('\n')) {
     const m =
-      /^(rmesh_(?:gossip_messages|gossip_duplicates|log_entries)_total\{[^}]*\}) (\S+)$/.exec(line)
+      /^(rmesh_(?:gossip_messages|gossip_duplicates|log_entries|lease_claims)_total\{[^}]*\}) (\S+)$/.exec(
+        line,
+      )
     if (m) out.set(m[1], Number(m[2]))
   }
   return out
@@ -195,6 +197,17 @@ export async function benchScale(opts: ScaleBenchOptions = {}): Promise<BenchRes
     const rendererPerChunk = perChunk.slice(0, renderers)
     const duplicates = metrics[0].get('rmesh_duplicate_renders') ?? 0
     const lost = metrics.reduce((n, m) => n + (m.get('rmesh_lease_conflicts_total') ?? 0), 0)
+    // How the renderers' claims were written (rmesh_lease_claims_total): in a lease pass, or
+    // right after a complete, to leave in the same gossip message. The job is the only one.
+    const claimsBy = new Map<string, number>()
+    for (const d of mesh.slice(0, renderers)) {
+      for (const [k, v] of await labeledCounters(d)) {
+        const way = /^rmesh_lease_claims_total\{after="([^"]+)"\}$/.exec(k)?.[1]
+        if (way) claimsBy.set(way, (claimsBy.get(way) ?? 0) + v)
+      }
+    }
+    const claimWays = [...claimsBy].map(([k, v]) => `after ${k} ${v}`).join(', ')
+    if (claimWays) log(`scale: claims by the renderers: ${claimWays}`)
     const reattempts = detail.frames.reduce((n, f) => n + Math.max(0, f.attempts - 1), 0)
     const rendered = new Map<string, number>()
     for (const f of detail.frames) if (f.node) rendered.set(f.node, (rendered.get(f.node) ?? 0) + 1)
@@ -230,7 +243,7 @@ export async function benchScale(opts: ScaleBenchOptions = {}): Promise<BenchRes
         name: `scale.real.${tag}.duplicates`,
         value: round((100 * duplicates) / frames, 2),
         unit: '%',
-        note: `completes beyond the first per chunk: ${duplicates} of ${frames}; claim races lost ${lost}, re-attempts ${reattempts}`,
+        note: `completes beyond the first per chunk: ${duplicates} of ${frames}; claim races lost ${lost}, re-attempts ${reattempts}${claimWays ? `; claims written ${claimWays}` : ''}`,
       },
       {
         name: `scale.real.${tag}.renderer.cpu-per-chunk`,

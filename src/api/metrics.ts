@@ -101,6 +101,16 @@ export async function renderMetrics(d: DaemonView, opts: { gc?: boolean } = {}):
     ['', ls.lostClaims],
   ])
   metric(
+    'rmesh_lease_claims_total',
+    'counter',
+    "Claims this node wrote: in a lease pass, or right after its complete of a chunk (one gossip message for both; another job's log may take a message of its own).",
+    [
+      ['{after="pass"}', ls.claims - ls.claimsWithComplete],
+      ['{after="complete"}', ls.claimsWithComplete - ls.claimsWithCompleteApart],
+      ['{after="complete-other-job"}', ls.claimsWithCompleteApart],
+    ],
+  )
+  metric(
     'rmesh_lease_reclaims_total',
     'counter',
     'Claims this node made on leases it judged dead (their holder silent or too slow).',
