@@ -43,7 +43,7 @@ import { createChunkChooser } from './lease-choice.js'
 import { createLeaseLiveness, STRAGGLER_MIN_SAMPLES } from './lease-liveness.js'
 import { createLeasePass } from './lease-pass.js'
 import { createLeaseRenders } from './lease-render.js'
-import { createTaskTable } from './lease-tasks.js'
+import { createTaskTable, type LeaseCoreDeps } from './lease-tasks.js'
 import type {
   LeaseManager,
   LeaseManagerComponents,
@@ -275,7 +275,7 @@ export function createLeaseManager(
     }
   }
 
-  const renders = createLeaseRenders({
+  const core: LeaseCoreDeps = {
     tasks,
     jobs,
     runner,
@@ -284,6 +284,9 @@ export function createLeaseManager(
     now,
     capabilities: () => components.capabilities(),
     append,
+  }
+  const renders = createLeaseRenders({
+    ...core,
     schedule,
     nextClaim: () => pass.nextClaim(),
     stopped: () => stopped,
@@ -292,18 +295,11 @@ export function createLeaseManager(
     onProgress: options.onProgress,
   })
   const pass = createLeasePass({
+    ...core,
     self,
-    tasks,
-    jobs,
     judge,
     chooser,
     renders,
-    runner,
-    stats,
-    logger,
-    now,
-    capabilities: () => components.capabilities(),
-    append,
     passAt,
     stopped: () => stopped,
     prefetch,

@@ -19,16 +19,13 @@
  *    drops its task; the next pass, not this one, tries again: no spin);
  *  - a claim's render starts only once its entry is folded and the fold says this node won.
  */
-import type { Logger } from '../util/logger.js'
-import type { JobFolds } from './job-folds.js'
 import type { Choice, ChunkChooser } from './lease-choice.js'
 import type { LeaseLiveness } from './lease-liveness.js'
 import { STRAGGLER_MIN_SAMPLES } from './lease-liveness.js'
 import type { LeaseRenders } from './lease-render.js'
-import type { Task, TaskTable } from './lease-tasks.js'
-import type { LeaseStats, NodeCapabilities } from './lease-types.js'
+import type { LeaseCoreDeps, Task } from './lease-tasks.js'
+import type { NodeCapabilities } from './lease-types.js'
 import { jobHeld, jobLive } from './lease-types.js'
-import type { ChunkRunner } from './runner.js'
 
 /**
  * Rendered chunks still storing per render slot before no further claim is made: a bound on
@@ -57,20 +54,11 @@ export function prefetchWaitMs(typicalRenderMs: number | undefined): number {
   return Math.max(PREFETCH_WITH_COMPLETE_MS, (typicalRenderMs ?? 0) / 2)
 }
 
-export interface LeasePassDeps {
+export interface LeasePassDeps extends LeaseCoreDeps {
   self: string
-  tasks: TaskTable
-  jobs: JobFolds
   judge: LeaseLiveness
   chooser: ChunkChooser
   renders: LeaseRenders
-  runner: ChunkRunner
-  stats: LeaseStats
-  logger: Logger
-  now(): number
-  capabilities(): NodeCapabilities
-  /** Append an entry to a job's log and fold it; undefined when it could not be written. */
-  append(jobId: string, kind: string, body: unknown): Promise<unknown>
   /** A pass in `ms`, unless one is already due sooner. */
   passAt(ms: number): void
   stopped(): boolean

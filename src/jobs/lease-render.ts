@@ -23,25 +23,14 @@
  *    later pass, as before.
  */
 import { describeError, isRmeshError } from '../util/errors.js'
-import type { Logger } from '../util/logger.js'
-import type { JobFolds } from './job-folds.js'
 import type { PendingClaim } from './lease-pass.js'
-import type { Task, TaskTable } from './lease-tasks.js'
-import type { LeaseManagerOptions, LeaseStats, NodeCapabilities } from './lease-types.js'
+import type { LeaseCoreDeps, Task } from './lease-tasks.js'
+import type { LeaseManagerOptions, NodeCapabilities } from './lease-types.js'
 import type { ChunkState, JobState } from './reducer.js'
-import type { ChunkProgress, ChunkResult, ChunkRunner, ChunkTask } from './runner.js'
+import type { ChunkProgress, ChunkResult, ChunkTask } from './runner.js'
 import { ChunkDeferredError, ChunkFailedError } from './runner.js'
 
-export interface LeaseRenderDeps {
-  tasks: TaskTable
-  jobs: JobFolds
-  runner: ChunkRunner
-  stats: LeaseStats
-  logger: Logger
-  now(): number
-  capabilities(): NodeCapabilities
-  /** Append an entry to a job's log and fold it; undefined when it could not be written. */
-  append(jobId: string, kind: string, body: unknown): Promise<unknown>
+export interface LeaseRenderDeps extends LeaseCoreDeps {
   /** A lease pass soon. */
   schedule(): void
   /**

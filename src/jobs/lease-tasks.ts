@@ -17,7 +17,11 @@
  *  Pure bookkeeping: no clock, no I/O.
  */
 import { AbortedError } from '../util/errors.js'
+import type { Logger } from '../util/logger.js'
+import type { JobFolds } from './job-folds.js'
+import type { LeaseStats, NodeCapabilities } from './lease-types.js'
 import { keyOf, leaseKey } from './lease-types.js'
+import type { ChunkRunner } from './runner.js'
 
 export interface Task {
   jobId: string
@@ -39,6 +43,19 @@ export interface TaskCounts {
   rendering: number
   /** Tasks holding a claim slot: every task but the storing ones. */
   held: number
+}
+
+/** What the lease pass and the renders both work with (lease-manager.ts builds it once). */
+export interface LeaseCoreDeps {
+  tasks: TaskTable
+  jobs: JobFolds
+  runner: ChunkRunner
+  stats: LeaseStats
+  logger: Logger
+  now(): number
+  capabilities(): NodeCapabilities
+  /** Append an entry to a job's log and fold it; undefined when it could not be written. */
+  append(jobId: string, kind: string, body: unknown): Promise<unknown>
 }
 
 export interface TaskTable {
