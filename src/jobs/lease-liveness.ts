@@ -159,8 +159,11 @@ export function createLeaseLiveness(
     heardRecently,
 
     liveRenderers(t) {
+      // This node and every live peer that renders: a node with no render slot (a
+      // bystander, a paused machine) takes no chunk, so it must not widen the claim window
+      // nor hold back the tail's prefetch cut-off.
       let n = 1
-      for (const p of peers) if (heardRecently(p, t)) n++
+      for (const p of peers) if (heardRecently(p, t) && liveness.renders?.(p) !== false) n++
       return n
     },
 
