@@ -15,16 +15,12 @@
  *    count and bytes, oldest evicted first, and sync fetches what was lost again.
  */
 import { isRmeshError, RmeshError } from '../util/errors.js'
-import type { Clock } from '../util/clock.js'
 import { fullDiff, walkDiff } from './diff.js'
-import type { Logger } from '../util/logger.js'
 import { KeyedQueue } from '../util/queue.js'
 import {
-  createEntry,
   decodeEntry,
   ID_CACHE_MAX,
   isTrustedEntry,
-  MAX_PARENTS,
   readEntry,
   type UnverifiedEntry,
   verifiedCacheFill,
@@ -37,110 +33,37 @@ import {
   EntryPendingFullError,
   EntryUnauthorizedError,
 } from './errors.js'
-import type { LogStore } from './store.js'
-import { compareEntries, type EntryId, type LogEntry, type LogId, type Signer } from './types.js'
+import { createAppender } from './append.js'
+import { createPendingSet } from './pending.js'
+import type {
+  EntryListener,
+  EntryOrigin,
+  JoinInput,
+  JoinResult,
+  LogManager,
+  LogManagerComponents,
+  LogManagerOptions,
+} from './manager.js'
+import { compareEntries, type EntryId, type LogEntry, type LogId } from './types.js'
 
 export const SEAL_KIND = 'seal'
 export const AUTH_PENDING_CODE = 'ERR_AUTH_PENDING'
 
-export type EntryOrigin = 'append' | 'join'
-export type EntryListener = (entry: LogEntry, origin: EntryOrigin) => void
-
-export interface JoinRejection {
-  id?: EntryId
-  error: RmeshError
-}
-
-export interface JoinResult {
-  /** Entries stored by this call (and entries it released from pending), parents first. */
-  added: LogEntry[]
-  /** Parent ids this node lacks; the sync fetches them. */
-  missing: EntryId[]
-  rejected: JoinRejection[]
-  /** Entries already stored or already pending. */
-  duplicates: number
-  /** Entries covered by a seal (or not descended from it): dropped without error. */
-  ignored: number
-  /** Entries of this call now waiting in the pending set. */
-  pending: number
-}
-
-export interface LogManagerComponents {
-  store: LogStore
-  signer: Signer
-  clock: Clock
-  logger: Logger
-  /** Throw to refuse an entry; an error with code ERR_AUTH_PENDING holds it for retryPending(). */
-  authorize?: (entry: LogEntry) => Promise<void>
-  /** Id of the admission token this node holds, written in every entry it appends. */
-  tokenId: () => string
-}
-
-export interface LogManagerOptions {
-  /** Entry kinds accepted; others are rejected with ERR_ENTRY_KIND. Default: any well-formed kind. */
-  kinds?: Iterable<string>
-  maxPendingEntries?: number
-  maxPendingBytes?: number
-  /** How many ids of dropped (sealed-over) entries to remember so they are not fetched again. */
-  maxDroppedIds?: number
-  /** Logs whose decoded entries stay in memory (for entries() and diff()). */
-  cachedLogs?: number
-  /** Logs whose effective seal (or its absence) stays in memory; the store holds them all. */
-  cachedSeals?: number
-}
-
-export interface LogDiff {
-  /** What the other side lacks of this log, parents first. */
-  entries: LogEntry[]
-  /** False when some of the other side's heads are unknown here (the diff may hold extras). */
-  complete: boolean
-}
-
-export interface LogManager {
-  append<Body>(log: LogId, kind: string, body: Body): Promise<LogEntry<Body>>
-  join(input: JoinInput): Promise<JoinResult>
-  /**
-   * Size, schema and signature of one envelope, as join checks them (the signature is
-   * skipped when this node holds the entry already). Resolves to the entry, trusted by
-   * join, or to undefined when this node holds, awaits or dropped it. Throws an EntryError.
-   */
-  validate(bytes: Uint8Array): Promise<LogEntry | undefined>
-  heads(log: LogId): Promise<EntryId[]>
-  /** The log's retained entries in fold order (compareEntries): a seal, if any, first. */
-  entries(log: LogId): Promise<LogEntry[]>
-  get(id: EntryId): Promise<LogEntry | undefined>
-  has(id: EntryId): Promise<boolean>
-  logs(): Promise<LogId[]>
-  onEntry(listener: EntryListener): () => void
-  /** Append a seal carrying the caller's final state, and drop what it covers. */
-  seal<Body>(log: LogId, body: Body): Promise<LogEntry<Body>>
-  /** Retry entries held because their author's token was not known yet. */
-  retryPending(): Promise<JoinResult>
-  /** Entries this log holds that a peer with `theirHeads` lacks. */
-  diff(log: LogId, theirHeads: readonly string[]): Promise<LogDiff>
-  /** Ids awaited by pending entries (for the sync). */
-  missing(): EntryId[]
-  readonly pendingCount: number
-  /** Fill of the bounded in-memory caches (for /metrics and the soak's memory verdict). */
-  caches(): CacheFill[]
-}
-
-export interface CacheFill {
-  name: string
-  size: number
-  capacity: number
-}
-
-export type JoinInput = Uint8Array | LogEntry | ReadonlyArray<Uint8Array | LogEntry>
+export type {
+  CacheFill,
+  EntryListener,
+  EntryOrigin,
+  JoinInput,
+  JoinRejection,
+  JoinResult,
+  LogDiff,
+  LogManager,
+  LogManagerComponents,
+  LogManagerOptions,
+} from './manager.js'
 
 /** What ordering against a seal needs (compareEntries), without its body. */
 type SealKey = Pick<LogEntry, 'id' | 'clock' | 'author'>
-
-interface Pending {
-  entry: LogEntry
-  /** Parents not stored yet; empty when waiting for authorization. */
-  missing: Set<EntryId>
-}
 
 export function createLogManager(
   components: LogManagerComponents,
@@ -159,9 +82,11 @@ export function createLogManager(
 
   const queue = new KeyedQueue()
   const listeners = new Set<EntryListener>()
-  const pending = new Map<EntryId, Pending>()
-  const waiting = new Map<EntryId, Set<EntryId>>() // missing parent → pending children
-  let pendingBytes = 0
+  const pending = createPendingSet({
+    maxEntries: maxPendingEntries,
+    maxBytes: maxPendingBytes,
+    logger,
+  })
   const dropped = new Set<EntryId>()
   // A cache of each log's effective seal, or null for none. Only what ordering needs: a
   // seal entry carries a whole job state (tens of KiB), and every job ever run has a log.
@@ -342,61 +267,6 @@ export function createLogManager(
     }
   }
 
-  function removePending(id: EntryId): Pending | undefined {
-    const p = pending.get(id)
-    if (!p) return undefined
-    pending.delete(id)
-    pendingBytes -= p.entry.bytes.byteLength
-    for (const m of p.missing) {
-      const set = waiting.get(m)
-      set?.delete(id)
-      if (set && set.size === 0) waiting.delete(m)
-    }
-    return p
-  }
-
-  /** Hold an entry; false when it cannot be held (too big for the bounds even alone). */
-  function addPending(entry: LogEntry, missing: Set<EntryId>): boolean {
-    if (entry.bytes.byteLength > maxPendingBytes || maxPendingEntries <= 0) return false
-    while (
-      pending.size >= maxPendingEntries ||
-      pendingBytes + entry.bytes.byteLength > maxPendingBytes
-    ) {
-      const oldest = pending.keys().next().value
-      if (oldest === undefined) break
-      removePending(oldest)
-      logger.debug('pending set full: evicted an entry', { id: oldest })
-    }
-    pending.set(entry.id, { entry, missing })
-    pendingBytes += entry.bytes.byteLength
-    for (const m of missing) {
-      let set = waiting.get(m)
-      if (!set) {
-        set = new Set()
-        waiting.set(m, set)
-      }
-      set.add(entry.id)
-    }
-    return true
-  }
-
-  function missingOf(ids: Iterable<EntryId>): EntryId[] {
-    const out = new Set<EntryId>()
-    const seen = new Set<EntryId>()
-    const walk = (id: EntryId) => {
-      if (seen.has(id)) return
-      seen.add(id)
-      const p = pending.get(id)
-      if (!p) {
-        if (!dropped.has(id)) out.add(id)
-        return
-      }
-      for (const m of p.missing) walk(m)
-    }
-    for (const id of ids) walk(id)
-    return [...out]
-  }
-
   function emptyResult(): JoinResult {
     return { added: [], missing: [], rejected: [], duplicates: 0, ignored: 0, pending: 0 }
   }
@@ -495,7 +365,7 @@ export function createLogManager(
       }
       if (isDropped) {
         // A parent the seal dropped: this entry does not descend from the seal.
-        removePending(e.id)
+        pending.remove(e.id)
         rememberDropped(e.id)
         result.ignored++
         dropChildren(e.id, result)
@@ -503,7 +373,7 @@ export function createLogManager(
       }
       if (missing.size > 0) {
         if (pending.has(e.id)) continue
-        if (addPending(e, missing)) {
+        if (pending.add(e, missing)) {
           newlyPending.push(e.id)
         } else {
           result.rejected.push({ id: e.id, error: new EntryPendingFullError() })
@@ -515,7 +385,7 @@ export function createLogManager(
         if (!pending.has(e.id)) dropChildren(e.id, result)
         continue
       }
-      removePending(e.id)
+      pending.remove(e.id)
       added.set(e.id, e)
       remember(e)
       for (const p of e.next) heads.delete(p)
@@ -528,8 +398,9 @@ export function createLogManager(
     const stillPending = newlyPending.filter((id) => pending.has(id))
     result.pending += stillPending.length
     const missingIds = new Set(result.missing)
-    for (const id of missingOf(
+    for (const id of pending.missingOf(
       stillPending.flatMap((id) => [...(pending.get(id)?.missing ?? [])]),
+      dropped,
     )) {
       missingIds.add(id)
     }
@@ -538,32 +409,14 @@ export function createLogManager(
 
   /** Move pending children of a newly stored entry into the work list once all their parents are in. */
   function wake(log: LogId, id: EntryId, work: LogEntry[]): void {
-    const children = waiting.get(id)
-    if (!children) return
-    waiting.delete(id)
-    for (const c of children) {
-      const p = pending.get(c)
-      if (!p) continue
-      p.missing.delete(id)
-      // A child in another log can never be valid (parents stay in their log): drop it.
-      if (p.entry.log !== log) removePending(c)
-      else if (p.missing.size === 0) {
-        removePending(c)
-        work.push(p.entry)
-      }
-    }
+    for (const e of pending.release(log, id)) work.push(e)
   }
 
   function dropChildren(id: EntryId, result: JoinResult): void {
-    const children = waiting.get(id)
-    if (!children) return
-    waiting.delete(id)
-    for (const c of children) {
-      if (!removePending(c)) continue
+    pending.dropDescendants(id, (c) => {
       rememberDropped(c)
       result.ignored++
-      dropChildren(c, result)
-    }
+    })
   }
 
   async function checkAndAuthorize(
@@ -583,12 +436,12 @@ export function createLogManager(
     } catch (err) {
       if (isRmeshError(err, AUTH_PENDING_CODE)) {
         if (!pending.has(e.id)) {
-          if (addPending(e, new Set())) result.pending++
+          if (pending.add(e, new Set())) result.pending++
           else result.rejected.push({ id: e.id, error: new EntryPendingFullError() })
         }
         return false
       }
-      removePending(e.id)
+      pending.remove(e.id)
       const error =
         err instanceof EntryError
           ? err
@@ -632,8 +485,8 @@ export function createLogManager(
     remember(s)
     cacheSeal(log, s)
     logCache.set(log, retained)
-    for (const [id, p] of pending)
-      if (p.entry.log === log && p.entry.clock <= s.clock) removePending(id)
+    for (const p of [...pending.values()])
+      if (p.entry.log === log && p.entry.clock <= s.clock) pending.remove(p.entry.id)
     result.added.push(s)
     emit(s, origin)
   }
@@ -713,41 +566,24 @@ export function createLogManager(
     )
   }
 
-  async function appendEntry<Body>(log: LogId, kind: string, body: Body): Promise<LogEntry<Body>> {
-    return queue.run(log, async () => {
-      const current = await headsOf(log)
-      // Only ids and clocks are needed: the metadata cache spares decoding the heads
-      // again for every append (a third of an append's cost in a burst, profiled).
-      const heads: SealKey[] = []
-      for (const id of current) {
-        const m = meta.get(id)
-        const e = m ? { id, clock: m.clock, author: m.author } : await load(id)
-        if (e) heads.push(e)
-      }
-      // Follow the newest heads when there are more than an entry may name.
-      heads.sort((a, b) => compareEntries(b, a))
-      const next = heads.slice(0, MAX_PARENTS)
-      const entry = await createEntry(signer, {
-        log,
-        kind,
-        body,
-        clock: 1 + Math.max(0, ...next.map((h) => h.clock)),
-        next: next.map((h) => h.id),
-        wall: clock.wall(),
-        tok: tokenId(),
-      })
+  const appendEntry = createAppender({
+    queue,
+    signer,
+    clock,
+    tokenId,
+    headsOf,
+    async headKey(id) {
+      const m = meta.get(id)
+      return m ? { id, clock: m.clock, author: m.author } : await load(id)
+    },
+    async integrateOwn(log, entry) {
       const result = emptyResult()
       await integrate(log, [entry], 'append', result)
       if (result.rejected.length > 0) throw result.rejected[0].error
-      if (!result.added.some((e) => e.id === entry.id)) {
-        removePending(entry.id)
-        throw new EntryUnauthorizedError(
-          'this node may not append this entry yet (its token is not known)',
-        )
-      }
-      return entry
-    })
-  }
+      return result.added.some((e) => e.id === entry.id)
+    },
+    forgetPending: (id) => pending.remove(id),
+  })
 
   return {
     append: appendEntry,
@@ -777,7 +613,7 @@ export function createLogManager(
     async retryPending() {
       const result = emptyResult()
       const held = [...pending.values()].filter((p) => p.missing.size === 0).map((p) => p.entry)
-      for (const e of held) removePending(e.id)
+      for (const e of held) pending.remove(e.id)
       await joinEntries(held, result)
       return result
     },
@@ -824,7 +660,7 @@ export function createLogManager(
     },
 
     missing() {
-      return missingOf([...waiting.keys()])
+      return pending.missingOf([...pending.awaited()], dropped)
     },
 
     get pendingCount() {
