@@ -33,7 +33,7 @@ import {
   EntryPendingFullError,
   EntryUnauthorizedError,
 } from './errors.js'
-import { createAppender } from './append.js'
+import { createAppender, type Stage } from './append.js'
 import { createPendingSet } from './pending.js'
 import type {
   EntryListener,
@@ -271,6 +271,42 @@ export function createLogManager(
     return { added: [], missing: [], rejected: [], duplicates: 0, ignored: 0, pending: 0 }
   }
 
+  async function openStage(log: LogId): Promise<Stage> {
+    return { added: new Map(), heads: new Set(await headsOf(log)) }
+  }
+
+  /**
+   * Write what a stage holds and the heads it makes in one store batch, then announce it.
+   * If the batch fails, nothing of it is stored: its entries are forgotten (meta named them
+   * stored) and the cached heads stay the stored ones, so the log stays consistent.
+   */
+  async function commitStage(
+    log: LogId,
+    stage: Stage,
+    origin: EntryOrigin,
+    result: JoinResult,
+    known?: Map<EntryId, boolean>,
+  ): Promise<void> {
+    if (stage.added.size === 0) return
+    const batch = [...stage.added.values()]
+    const heads = [...stage.heads]
+    stage.added.clear()
+    try {
+      await store.commit(log, { put: batch, heads })
+    } catch (err) {
+      for (const e of batch) meta.delete(e.id)
+      throw err
+    }
+    cacheHeads(log, heads)
+    const cached = logCache.get(log)
+    for (const e of batch) {
+      cached?.set(e.id, e)
+      known?.set(e.id, true)
+      result.added.push(e)
+    }
+    for (const e of batch) emit(e, origin)
+  }
+
   /**
    * The one path by which entries enter a log, for appends and joins alike. Runs inside
    * the log's queue slot.
@@ -280,6 +316,8 @@ export function createLogManager(
     incoming: LogEntry[],
     origin: EntryOrigin,
     result: JoinResult,
+    /** An append group's stage: entries are staged in it, and the caller writes it. */
+    outer?: Stage,
   ): Promise<void> {
     let seal: SealKey | undefined = await effectiveSeal(log)
     // A seal newer than the effective one is applied first, so the entries it covers in
@@ -291,27 +329,14 @@ export function createLogManager(
       ...newSeals.reverse(),
       ...incoming.filter((e) => !newSeals.includes(e)).sort(compareEntries),
     ]
-    const added = new Map<EntryId, LogEntry>()
     const known = await prefetchStored(
       log,
       incoming.flatMap((e) => [{ id: e.id, clock: e.clock }, ...e.next.map((id) => ({ id }))]),
     )
-    let heads = new Set(await headsOf(log))
+    const stage = outer ?? (await openStage(log))
+    const added = stage.added
     const newlyPending: EntryId[] = []
-    const flush = async () => {
-      if (added.size === 0) return
-      const batch = [...added.values()]
-      await store.commit(log, { put: batch, heads: [...heads] })
-      cacheHeads(log, [...heads])
-      const cached = logCache.get(log)
-      for (const e of batch) {
-        cached?.set(e.id, e)
-        known?.set(e.id, true)
-        result.added.push(e)
-      }
-      added.clear()
-      for (const e of batch) emit(e, origin)
-    }
+    const flush = () => commitStage(log, stage, origin, result, known)
 
     for (let i = 0; i < work.length; i++) {
       const e = work[i]
@@ -332,7 +357,7 @@ export function createLogManager(
         if (!ok) continue
         await applySeal(log, e, origin, result)
         seal = e
-        heads = new Set(await headsOf(log))
+        stage.heads = new Set(await headsOf(log))
         wake(log, e.id, work)
         continue
       }
@@ -388,13 +413,14 @@ export function createLogManager(
       pending.remove(e.id)
       added.set(e.id, e)
       remember(e)
-      for (const p of e.next) heads.delete(p)
-      heads.add(e.id)
+      for (const p of e.next) stage.heads.delete(p)
+      stage.heads.add(e.id)
       wake(log, e.id, work)
       // Bound one LevelDB batch; a catch-up of thousands of entries commits in slices.
-      if (added.size >= 1000) await flush()
+      // (An append group is bounded by its own size, and written by its caller.)
+      if (!outer && added.size >= 1000) await flush()
     }
-    await flush()
+    if (!outer) await flush()
     const stillPending = newlyPending.filter((id) => pending.has(id))
     result.pending += stillPending.length
     const missingIds = new Set(result.missing)
@@ -571,17 +597,20 @@ export function createLogManager(
     signer,
     clock,
     tokenId,
-    headsOf,
     async headKey(id) {
       const m = meta.get(id)
       return m ? { id, clock: m.clock, author: m.author } : await load(id)
     },
-    async integrateOwn(log, entry) {
+    sealKind: SEAL_KIND,
+    openStage,
+    async integrateOwn(log, entry, stage) {
       const result = emptyResult()
-      await integrate(log, [entry], 'append', result)
+      await integrate(log, [entry], 'append', result, stage)
       if (result.rejected.length > 0) throw result.rejected[0].error
-      return result.added.some((e) => e.id === entry.id)
+      // A seal is applied (and written) at once; any other entry is staged.
+      return stage.added.has(entry.id) || result.added.some((e) => e.id === entry.id)
     },
+    commitStage: (log, stage) => commitStage(log, stage, 'append', emptyResult()),
     forgetPending: (id) => pending.remove(id),
   })
 
