@@ -19,6 +19,7 @@ import { fullDiff, walkDiff } from './diff.js'
 import { KeyedQueue } from '../util/queue.js'
 import {
   decodeEntry,
+  entryIdOf,
   ID_CACHE_MAX,
   isTrustedEntry,
   readEntry,
@@ -140,7 +141,8 @@ export function createLogManager(
     if (meta.has(id)) return true
     if (clock === undefined) return undefined
     let top = Number.NEGATIVE_INFINITY
-    for (const h of await headsOf(log)) {
+    // Read-only: no copy, no recency update (this runs for every entry received).
+    for (const h of headsCache.get(log) ?? (await headsOf(log))) {
       const hm = meta.get(h)
       if (!hm) return undefined
       top = Math.max(top, hm.clock)
@@ -340,7 +342,9 @@ export function createLogManager(
 
     for (let i = 0; i < work.length; i++) {
       const e = work[i]
-      if (added.has(e.id) || (await isStored(log, e.id, known))) {
+      // With its clock: an entry released from pending is not in `known`, and memory
+      // answers for it without a store read.
+      if (added.has(e.id) || (await isStored(log, e.id, known, e.clock))) {
         result.duplicates++
         continue
       }
@@ -525,19 +529,26 @@ export function createLogManager(
     const items = Array.isArray(input) ? input : [input as Uint8Array | LogEntry]
     // Decode all first, then one store read per log for the batch's stored-checks, then
     // verify in input order (rejections are reported in the order of the input).
-    const slots: Array<LogEntry | UnverifiedEntry | { error: unknown }> = items.map((item) => {
-      try {
-        if (!(item instanceof Uint8Array) && item && isTrustedEntry(item as LogEntry))
-          return item as LogEntry
-        return readEntry(item instanceof Uint8Array ? item : (item as LogEntry)?.bytes)
-      } catch (error) {
-        return { error }
-      }
-    })
+    const slots: Array<LogEntry | UnverifiedEntry | { error: unknown } | 'seen'> = items.map(
+      (item) => {
+        try {
+          if (!(item instanceof Uint8Array) && item && isTrustedEntry(item as LogEntry))
+            return item as LogEntry
+          const bytes = item instanceof Uint8Array ? item : (item as LogEntry)?.bytes
+          const id = entryIdOf(bytes)
+          const seen = seenInMemory(id)
+          if (seen === 'dropped') result.ignored++
+          else if (seen) result.duplicates++
+          return seen ? 'seen' : readEntry(bytes, id)
+        } catch (error) {
+          return { error }
+        }
+      },
+    )
     const known = new Map<EntryId, boolean>()
     const byLog = new Map<LogId, Array<{ id: EntryId; clock: number }>>()
     for (const slot of slots) {
-      if (!('verify' in slot)) continue
+      if (slot === 'seen' || !('verify' in slot)) continue
       const { entry } = slot
       if (pending.has(entry.id) || dropped.has(entry.id) || logCache.has(entry.log)) continue
       byLog.set(entry.log, [...(byLog.get(entry.log) ?? []), { id: entry.id, clock: entry.clock }])
@@ -546,6 +557,7 @@ export function createLogManager(
       for (const [id, stored] of (await prefetchStored(log, ids)) ?? []) known.set(id, stored)
     const out: LogEntry[] = []
     for (const slot of slots) {
+      if (slot === 'seen') continue
       try {
         if ('error' in slot) throw slot.error
         if (!('verify' in slot)) {
@@ -565,6 +577,17 @@ export function createLogManager(
       }
     }
     return out
+  }
+
+  /**
+   * What memory alone knows of an id: held (meta names stored entries only), pending or
+   * dropped. A copy from gossip or sync is then skipped before it is even decoded.
+   */
+  function seenInMemory(id: EntryId): 'stored' | 'pending' | 'dropped' | false {
+    if (meta.has(id)) return 'stored'
+    if (pending.has(id)) return 'pending'
+    if (dropped.has(id)) return 'dropped'
+    return false
   }
 
   async function alreadySeen(
@@ -635,7 +658,9 @@ export function createLogManager(
     },
 
     async validate(bytes) {
-      const read = readEntry(bytes)
+      const id = entryIdOf(bytes)
+      if (seenInMemory(id)) return undefined
+      const read = readEntry(bytes, id)
       return (await alreadySeen(read.entry)) ? undefined : read.verify()
     },
 
