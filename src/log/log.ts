@@ -2,10 +2,16 @@
  * The log manager: append, join, read and compact signed logs (a Merkle-CRDT).
  *
  * Invariants:
- *  - every append and join to one log runs in one KeyedQueue slot, so heads never race;
+ *  - every append group and join to one log runs in one KeyedQueue slot, so heads never
+ *    race; appends issued together are written in one store batch (group commit,
+ *    append.ts), and an append resolves only once the batch holding its entry and the heads
+ *    naming it is written (not fsync'd: see append.ts); a failed batch stores, announces
+ *    and remembers nothing of it;
  *  - an entry is stored only after: size → decode → schema → signature (entry.ts) →
  *    all parents stored → clock greater than every parent's → authorize hook; parents are
- *    always stored before their children, and listeners see them in that order;
+ *    always stored before their children, and listeners see them in that order; a copy
+ *    of an entry held (stored, pending or dropped) is recognised by the hash of its exact
+ *    bytes before any decode: the same bytes passed every check when first seen;
  *  - the retained content of a log is a function of the set of entries seen, whatever
  *    the order: without a seal, every valid entry whose parents are retained; with an
  *    effective seal S (the greatest seal seen, by compareEntries), S plus the entries whose
