@@ -14,6 +14,7 @@
  *    Ed25519 verification.
  */
 import { verifyByPeerId } from '../auth/identity.js'
+import { trimToBound } from '../util/bounded.js'
 import { decodeBounded, encode } from '../util/cbor.js'
 import { RmeshError } from '../util/errors.js'
 import { cidOf, isCidString } from '../util/hash.js'
@@ -83,11 +84,7 @@ const VERIFIED_CACHE_MAX = ID_CACHE_MAX
 
 function rememberVerified(id: string): void {
   verifiedIds.add(id)
-  if (verifiedIds.size > VERIFIED_CACHE_MAX) {
-    // Sets iterate in insertion order: drop the oldest.
-    const oldest = verifiedIds.values().next().value
-    if (oldest !== undefined) verifiedIds.delete(oldest)
-  }
+  trimToBound(verifiedIds, VERIFIED_CACHE_MAX)
 }
 
 /** Verifications under way, by id (cleared as each settles: bounded by what is in flight). */

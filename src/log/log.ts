@@ -22,6 +22,7 @@
  */
 import { isRmeshError, RmeshError } from '../util/errors.js'
 import { fullDiff, walkDiff } from './diff.js'
+import { trimToBound } from '../util/bounded.js'
 import { KeyedQueue } from '../util/queue.js'
 import {
   decodeEntry,
@@ -196,10 +197,7 @@ export function createLogManager(
 
   function remember(entry: LogEntry): void {
     meta.set(entry.id, { clock: entry.clock, log: entry.log, author: entry.author })
-    if (meta.size > META_MAX) {
-      const oldest = meta.keys().next().value
-      if (oldest !== undefined) meta.delete(oldest)
-    }
+    trimToBound(meta, META_MAX)
   }
 
   function cacheSeal(log: LogId, entry: SealKey | null): void {
@@ -213,10 +211,7 @@ export function createLogManager(
 
   function rememberDropped(id: EntryId): void {
     dropped.add(id)
-    if (dropped.size > maxDroppedIds) {
-      const oldest = dropped.values().next().value
-      if (oldest !== undefined) dropped.delete(oldest)
-    }
+    trimToBound(dropped, maxDroppedIds)
   }
 
   async function load(id: EntryId): Promise<LogEntry | undefined> {
