@@ -8,6 +8,9 @@
  * (bench/log-node.ts, LevelDB stores as a daemon has), measured side by side with
  * log.converge in the same run: in one process the 5 nodes share one verified-id cache, so
  * each signature is checked once per process, not once per node.
+ * Both append in bursts of 64 issued together (bench/append-burst.ts; a daemon's handlers
+ * of one network read append without awaiting each other, and group commit writes a burst
+ * in one batch); --append-burst 1 awaits each append, the pattern measured before.
  *
  * Run on its own with `node dist/bench/log.js` after `npm run build`; see --help (e.g.
  * `--only-converge`, `--child-node-flags "--cpu-prof --cpu-prof-dir=/tmp/prof"`).
