@@ -182,16 +182,19 @@ export function readEntry(bytes: Uint8Array, id?: EntryId): UnverifiedEntry {
         // Two copies checked at once (gossip and a sync session interleave entry by entry)
         // share one verification: the second awaits the first's verdict.
         let check = verifying.get(entry.id)
+        const first = !check
         if (!check) {
           verifications++
           check = verifyByPeerId(entry.author, signingInput(payload), signature)
-          const c = check
-          verifying.set(entry.id, c)
-          void c.finally(() => {
-            if (verifying.get(entry.id) === c) verifying.delete(entry.id)
-          })
+          verifying.set(entry.id, check)
         }
-        if (!(await check)) throw new EntrySignatureError(entry.author)
+        let ok: boolean
+        try {
+          ok = await check
+        } finally {
+          if (first) verifying.delete(entry.id)
+        }
+        if (!ok) throw new EntrySignatureError(entry.author)
         rememberVerified(entry.id)
       }
       trusted.add(entry)
