@@ -54,14 +54,20 @@ export interface ScaleBenchOptions {
   log?: (line: string) => void
 }
 
-const REST_WINDOW_MS = 10_000
+/** A mesh settles (connections, identify, first syncs) before its rest rate is measured. */
+const SETTLE_MS = 10_000
+/** Long enough to hold a few rest heartbeats of every peer (10 s each). */
+const REST_WINDOW_MS = 20_000
 
 /** A daemon's counters with their labels, e.g. 'rmesh_gossip_messages_total{topic="x"}'. */
 async function labeledCounters(d: DaemonProc): Promise<Map<string, number>> {
   const r = await apiCall<string>(d.socket, 'GET', '/metrics', undefined, 30_000)
   const out = new Map<string, number>()
   for (const line of String(r.body).split('\n')) {
-    const m = /^(rmesh_(?:gossip_messages|log_entries)_total\{[^}]*\}) (\S+)$/.exec(line)
+    const m =
+      /^(rmesh_(?:gossip_messages|gossip_duplicates|log_entries|lease_claims)_total\{[^}]*\}) (\S+)$/.exec(
+        line,
+      )
     if (m) out.set(m[1], Number(m[2]))
   }
   return out
@@ -147,7 +153,7 @@ export async function benchScale(opts: ScaleBenchOptions = {}): Promise<BenchRes
     log(`scale: ${renderers} renderers + ${bystanders} bystanders connected`)
     const pids = mesh.map((d) => d.proc.pid)
     // Let start-up work (DHT table fill, first syncs) settle before the rest window.
-    await new Promise((r) => setTimeout(r, 5_000))
+    await new Promise((r) => setTimeout(r, SETTLE_MS))
     const restMeter = cpuMeter(pids)
     await new Promise((r) => setTimeout(r, REST_WINDOW_MS))
     const rest = restMeter.stop()
@@ -186,9 +192,22 @@ export async function benchScale(opts: ScaleBenchOptions = {}): Promise<BenchRes
     const beyondRest = used.perProc.map((ms, i) => Math.max(0, ms - restRate[i] * used.wallMs))
     const perChunk = beyondRest.map((ms) => ms / frames)
     const bystanderPerChunk = perChunk.slice(renderers)
+    // The same without the rest rate taken off: what the job window cost in all.
+    const bystanderGross = used.perProc.slice(renderers).map((ms) => ms / frames)
     const rendererPerChunk = perChunk.slice(0, renderers)
     const duplicates = metrics[0].get('rmesh_duplicate_renders') ?? 0
     const lost = metrics.reduce((n, m) => n + (m.get('rmesh_lease_conflicts_total') ?? 0), 0)
+    // How the renderers' claims were written (rmesh_lease_claims_total): in a lease pass, or
+    // right after a complete, to leave in the same gossip message. The job is the only one.
+    const claimsBy = new Map<string, number>()
+    for (const d of mesh.slice(0, renderers)) {
+      for (const [k, v] of await labeledCounters(d)) {
+        const way = /^rmesh_lease_claims_total\{after="([^"]+)"\}$/.exec(k)?.[1]
+        if (way) claimsBy.set(way, (claimsBy.get(way) ?? 0) + v)
+      }
+    }
+    const claimWays = [...claimsBy].map(([k, v]) => `after ${k} ${v}`).join(', ')
+    if (claimWays) log(`scale: claims by the renderers: ${claimWays}`)
     const reattempts = detail.frames.reduce((n, f) => n + Math.max(0, f.attempts - 1), 0)
     const rendered = new Map<string, number>()
     for (const f of detail.frames) if (f.node) rendered.set(f.node, (rendered.get(f.node) ?? 0) + 1)
@@ -200,6 +219,12 @@ export async function benchScale(opts: ScaleBenchOptions = {}): Promise<BenchRes
     const tag = `${count}n`
     const out: BenchResult[] = []
     if (bystanders > 0) {
+      out.push({
+        name: `scale.real.${tag}.bystander.cpu-per-chunk-gross`,
+        value: round(median(bystanderGross), 1),
+        unit: 'ms',
+        note: `median bystander CPU during the job ÷ chunks, its rest rate included (${round(100 * median(restRate.slice(renderers)), 2)} % of a core at rest in this mesh)`,
+      })
       out.push({
         name: 'scale.node.cpu-per-chunk',
         value: round(median(bystanderPerChunk), 1),
@@ -218,7 +243,7 @@ export async function benchScale(opts: ScaleBenchOptions = {}): Promise<BenchRes
         name: `scale.real.${tag}.duplicates`,
         value: round((100 * duplicates) / frames, 2),
         unit: '%',
-        note: `completes beyond the first per chunk: ${duplicates} of ${frames}; claim races lost ${lost}, re-attempts ${reattempts}`,
+        note: `completes beyond the first per chunk: ${duplicates} of ${frames}; claim races lost ${lost}, re-attempts ${reattempts}${claimWays ? `; claims written ${claimWays}` : ''}`,
       },
       {
         name: `scale.real.${tag}.renderer.cpu-per-chunk`,

@@ -46,6 +46,7 @@ import { followMeshLog } from './auth/mesh-log.js'
 import { createQuotaBook } from './auth/quotas.js'
 import { createDialer } from './net/dialer.js'
 import { createLinkMonitor } from './net/link-monitor.js'
+import { watchGossipDuplicates } from './net/gossip-copies.js'
 import { createHost } from './net/host.js'
 import { createPeerBook } from './net/peerbook.js'
 import { testPartitionFromEnv } from './net/test-partition.js'
@@ -138,6 +139,7 @@ export async function startDaemon(
       framesRendered: 0,
       renderSeconds: [],
       gossipByTopic: new Map(),
+      gossipDuplicatesByTopic: new Map(),
       entriesByKind: new Map(),
     }
     const activity = new Map<string, Activity>()
@@ -358,6 +360,7 @@ export async function startDaemon(
           meshId: admission.meshId,
         }),
         busyIntervalMs: () => leases?.heartbeatPaceMs(),
+        lastPulseAt: () => sync.lastPublishedAt(),
       },
       { intervalMs: config.presenceIntervalMs, restIntervalMs: config.presenceRestIntervalMs },
     )
@@ -576,8 +579,15 @@ export async function startDaemon(
         p.peerId as PeerIdString,
         p.leases.map((l) => ({ jobId: l.job, chunk: l.chunk, attempt: l.attempt })),
       )
-      const info = peerInfoOf(daemon, p.peerId)
+      // Every heartbeat of every peer passes here: its view is built only for a listener.
+      const info = events.subscribers() > 0 ? peerInfoOf(daemon, p.peerId) : undefined
       if (info) events.publish({ type: source === 'direct' ? 'peer-up' : 'presence', peer: info })
+    })
+    // A peer's own log gossip message is its pulse: a busy node skips the heartbeat that
+    // would follow it (one presence message less per chunk; protocols/presence.md).
+    sync.onPublisherHeard((id) => {
+      presence.noteHeard(id)
+      leases?.notePublished(id as PeerIdString)
     })
     presence.onGone((id) => events.publish({ type: 'peer-down', peerId: id }))
     // Peer exchange: a member heard through others is dialed (by the smaller id of the pair).
@@ -604,6 +614,12 @@ export async function startDaemon(
     libp2p.services.pubsub.addEventListener('gossipsub:message', (evt) =>
       bump(counters.gossipByTopic, evt.detail.msg.topic),
     )
+    if (
+      !watchGossipDuplicates(libp2p.services.pubsub, (topic) =>
+        bump(counters.gossipDuplicatesByTopic, topic),
+      )
+    )
+      logger.debug('gossip duplicates are not counted: this gossipsub has no score hook')
     // Tokens and revocations travel in the mesh log (auth/mesh-log.ts).
     await followMeshLog({ log, admission, quotas })
     // In dependency order; each stops in reverse on shutdown.

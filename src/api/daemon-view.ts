@@ -62,6 +62,8 @@ export interface DaemonCounters {
   renderSeconds: number[]
   /** Gossip messages delivered to this node (first copies, after validation), by topic. */
   gossipByTopic: Map<string, number>
+  /** Copies of gossip messages received beyond the first (net/gossip-copies.ts), by topic. */
+  gossipDuplicatesByTopic: Map<string, number>
   /** Log entries that entered this node's log, by kind and origin (append or join). */
   entriesByKind: Map<string, number>
 }

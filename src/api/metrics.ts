@@ -56,6 +56,12 @@ export async function renderMetrics(d: DaemonView, opts: { gc?: boolean } = {}):
     [...d.counters.gossipByTopic].map(([topic, n]) => [`{topic="${topic}"}`, n]),
   )
   metric(
+    'rmesh_gossip_duplicates_total',
+    'counter',
+    'Copies of gossip messages this node received after the first (each costs a decryption and a decode), by topic.',
+    [...d.counters.gossipDuplicatesByTopic].map(([topic, n]) => [`{topic="${topic}"}`, n]),
+  )
+  metric(
     'rmesh_log_entries_total',
     'counter',
     'Log entries that entered this node, by kind and origin (append: written here; join: from a peer).',
@@ -94,6 +100,16 @@ export async function renderMetrics(d: DaemonView, opts: { gc?: boolean } = {}):
   metric('rmesh_lease_conflicts_total', 'counter', 'Claims this node lost to another node.', [
     ['', ls.lostClaims],
   ])
+  metric(
+    'rmesh_lease_claims_total',
+    'counter',
+    "Claims this node wrote: in a lease pass, or right after its complete of a chunk (one gossip message for both; another job's log may take a message of its own).",
+    [
+      ['{after="pass"}', ls.claims - ls.claimsWithComplete],
+      ['{after="complete"}', ls.claimsWithComplete - ls.claimsWithCompleteApart],
+      ['{after="complete-other-job"}', ls.claimsWithCompleteApart],
+    ],
+  )
   metric(
     'rmesh_lease_reclaims_total',
     'counter',

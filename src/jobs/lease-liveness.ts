@@ -13,6 +13,11 @@
  *  - those spans count only time since this node's last stall: when its own loop stood
  *    still for half a lease timeout or more (util/stalls.ts), every silence restarts at
  *    the wake, and claims wait a moment (MAX_CATCH_UP_MS at most) for the backlog;
+ *  - a log gossip message its holder published counts as a heartbeat listing every lease
+ *    this node's fold gives it (notePublished; protocols/presence.md "Log gossip is a
+ *    heartbeat"): a live node holds what its log says until it writes otherwise (it
+ *    releases what it no longer runs, a restart included), and the chunk timeout and the
+ *    straggler bound still end a lease that a chatty holder never finishes;
  *  - a lease's baseline is when this node first saw the claim (noteClaim, as it arrives);
  *  - memory is bounded: baselines of leases that no longer exist and listings older than
  *    4 of the peer's lease timeouts are dropped (prune).
@@ -68,6 +73,8 @@ export interface LeaseLiveness {
   /** `typicalMs`: the job's median render time (lease-index.ts), if known. */
   leaseDead(s: JobState, c: ChunkState, t: number, typicalMs: number | undefined): boolean
   noteHeartbeat(peer: PeerIdString, leases: readonly LeaseRef[], t: number): void
+  /** `peer` published a log gossip message at `t`: every lease it holds counts as listed. */
+  notePublished(peer: PeerIdString, t: number): void
   /** Keep baselines only of `current` leases. */
   prune(current: ReadonlySet<string>): void
   sizes(): { firstSeen: number; listed: number }
@@ -83,6 +90,8 @@ export function createLeaseLiveness(
   const firstSeen = new Map<string, number>()
   /** Per peer: when its heartbeat last listed each lease. */
   const listed = new Map<string, Map<string, number>>()
+  /** Per peer: when it last published a log gossip message (all its leases listed). */
+  const published = new Map<string, number>()
   const peers = new Set<PeerIdString>()
 
   /**
@@ -199,9 +208,12 @@ export function createLeaseLiveness(
       )
         return true
       const hb = listed.get(holder)
-      const since = hb
-        ? Math.max(seen, hb.get(key) ?? -Infinity)
-        : Math.max(seen, liveness.lastHeard(holder) ?? -Infinity)
+      const since = Math.max(
+        hb
+          ? Math.max(seen, hb.get(key) ?? -Infinity)
+          : Math.max(seen, liveness.lastHeard(holder) ?? -Infinity),
+        published.get(holder) ?? -Infinity,
+      )
       return awake(since, t) >= timeoutOf(holder)
     },
 
@@ -224,6 +236,11 @@ export function createLeaseLiveness(
       // Forget listings long past: they no longer keep anything alive.
       const keep = 4 * timeoutOf(peer)
       for (const [k, at] of m) if (t - at > keep) m.delete(k)
+    },
+
+    notePublished(peer, t) {
+      peers.add(peer)
+      published.set(peer, t)
     },
 
     prune(current) {

@@ -1,11 +1,13 @@
 /**
  * The lease manager's public shapes: the narrow views it is given (the job logs, liveness,
- * the node's capabilities) and what it offers. Types and key helpers only, no behaviour.
+ * the node's capabilities) and what it offers. Types, key helpers and job-state predicates;
+ * no behaviour.
  */
 import type { LogEntry, LogId, PeerIdString } from '../log/types.js'
 import type { Logger } from '../util/logger.js'
 import type { Clock } from '../util/clock.js'
 import type { ReduceOptions, JobState } from './reducer.js'
+import { isRunnable, keepsRenders } from './reducer.js'
 import type { ChunkProgress, ChunkRunner, ChunkTask } from './runner.js'
 import type { EngineDevices } from './devices.js'
 
@@ -91,6 +93,10 @@ export interface LeaseManagerOptions extends ReduceOptions {
 
 export interface LeaseStats {
   claims: number
+  /** Claims written right after this node's complete entry (to leave in one message). */
+  claimsWithComplete: number
+  /** Of those, claims in another job's log than the complete's. */
+  claimsWithCompleteApart: number
   /** Claims (or held leases) this node learned it lost to another node. */
   lostClaims: number
   /** Renders aborted or results dropped because the chunk was already done elsewhere. */
@@ -129,6 +135,11 @@ export interface LeaseManager {
   heartbeatPaceMs(): number | undefined
   /** Record the leases `peer` says it holds (from its presence heartbeat). */
   noteHeartbeat(peer: PeerIdString, leases: readonly LeaseRef[]): void
+  /**
+   * `peer` published a log gossip message just now (protocols/presence.md "Log gossip is
+   * a heartbeat"): its leases count as listed now.
+   */
+  notePublished(peer: PeerIdString): void
   /** A live job's state, or a deleted job's tombstone (deleted, chunks empty). */
   job(jobId: string): JobState | undefined
   /** Every job not deleted. */
@@ -141,3 +152,13 @@ export interface LeaseManager {
 export const keyOf = (jobId: string, chunk: number) => `${jobId}/${chunk}`
 export const leaseKey = (jobId: string, chunk: number, attempt: number, holder: string) =>
   `${jobId}/${chunk}/${attempt}/${holder}`
+
+/** A job whose open chunks may be claimed (not paused, not waiting for another job). */
+export function jobLive(s: JobState | undefined): s is JobState {
+  return !!s && isRunnable(s)
+}
+
+/** A job whose chunks held here keep rendering: live, or paused (renders finish). */
+export function jobHeld(s: JobState | undefined): s is JobState {
+  return !!s && keepsRenders(s)
+}

@@ -43,6 +43,7 @@ import { yamux } from '@libp2p/yamux'
 import { MemoryDatastore } from 'datastore-core/memory'
 import type { Key } from 'interface-datastore'
 import { createLibp2p, type Libp2p } from 'libp2p'
+import { withCoalescedWrites } from './coalesced-writes.js'
 import {
   hasPublicAddress,
   type Reachable,
@@ -125,12 +126,19 @@ export function fastMsgId(msg: {
  * small (a few log entries, a presence heartbeat) and anything missed is recovered by the
  * log's anti-entropy. A node's cost per message is about one inbound copy per mesh peer
  * and one outbound copy per mesh peer that has not sent it; both follow D, never N.
- *  - D 4 (Dlo 3, Dhi 8): each message reaches a node about 4 times instead of 6; a
- *    100-node mesh is still crossed in ~4 hops (log₄ 100).
+ *  - D 3 (Dlo 2, Dhi 4, Dout 1): a node receives a message once from each mesh peer that
+ *    has it before this node forwards it, so the copies it decodes follow its mesh degree:
+ *    measured on 10 daemons (net/gossip-copies.ts counts them), D 4/Dhi 8 gave 5.5 copies
+ *    per message, 3/5 gave 3.5, 3/4 gave 2.9, and a bystander's CPU per chunk fell with
+ *    them. A 100-node mesh is still crossed in ~5 hops (a millisecond each on a LAN); a
+ *    message lost on the way is repaired by IHAVE gossip and by the log's anti-entropy, and
+ *    presence and leases are judged on several heartbeats, never one.
  *  - floodPublish off: with it on (the default) a node sends each message it publishes to
  *    every peer it knows, 99 copies per publish in a 100-node mesh.
- *  - Dlazy 3: IHAVE gossip each heartbeat to 3 peers outside the mesh, enough to repair a
- *    lost message; anti-entropy covers the rest.
+ *  - Dlazy 3, gossipFactor 0.1: IHAVE gossip each heartbeat to 3 peers outside the mesh
+ *    (a tenth of them in a mesh of over 30, not gossipsub's quarter: 24 control messages
+ *    per topic and heartbeat at 100 nodes), enough to repair a lost message; anti-entropy
+ *    covers the rest.
  *  - IDONTWANT only for messages ≥ 16 KiB: on a LAN the IDONTWANT races the duplicate it
  *    means to stop, and for a 1 KiB message it costs a node about what the duplicate does.
  *  - heartbeat every 2 s instead of 1 s: it only maintains the mesh and sends IHAVE gossip
@@ -139,11 +147,12 @@ export function fastMsgId(msg: {
  */
 export const GOSSIP_PARAMS = {
   heartbeatInterval: 2_000,
-  D: 4,
-  Dlo: 3,
-  Dhi: 8,
-  Dout: 2,
+  D: 3,
+  Dlo: 2,
+  Dhi: 4,
+  Dout: 1,
   Dlazy: 3,
+  gossipFactor: 0.1,
   floodPublish: false,
   idontwantMinDataSize: 16 * 1024,
 } as const
@@ -240,7 +249,8 @@ export async function createHost(options: HostOptions): Promise<RmeshLibp2p> {
         : {}),
     },
     transports: [tcp(), circuitRelayTransport({ reservationCompletionTimeout: 10_000 })],
-    connectionEncrypters: [noise()],
+    // One socket write per Noise frame, not two (net/coalesced-writes.ts).
+    connectionEncrypters: [withCoalescedWrites(noise())],
     streamMuxers: [yamux()],
     connectionGater: {
       // Loopback and LAN addresses are the point of a studio mesh; the default gater

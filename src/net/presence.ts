@@ -18,6 +18,11 @@
  *    the jobs it holds, never faster than intervalMs nor slower than the rest interval);
  *    peers stretch its lease timeout by the same factor (paceOf), so the beats per lease
  *    timeout stay what the configured intervals make them;
+ *  - a log gossip message a node publishes is its pulse too (protocols/presence.md "Log
+ *    gossip is a heartbeat"): a busy node whose last log message left less than its pace
+ *    ago skips that heartbeat (so two beats of its are never more than its pace plus one
+ *    tick apart), and a log message from a peer refreshes when it was last heard
+ *    (noteHeard), never what it said of itself;
  *  - liveness is judged by this node's monotonic clock since it last heard a peer,
  *    never by comparing wall clocks, and only since this node's last stall: after one of
  *    its own (SIGSTOP, suspend; util/stalls.ts) nobody is 'gone' or 'silent' for it until
@@ -231,6 +236,11 @@ export interface PresenceComponents {
    * wobbles with a median would otherwise be announced anew on every tick).
    */
   busyIntervalMs?: () => number | undefined
+  /**
+   * Monotonic ms when this node last published a log gossip message (sync/sync.ts): peers
+   * count it as a heartbeat, so a busy node's next one waits a whole pace after it.
+   */
+  lastPulseAt?: () => number
 }
 
 export interface PresenceOptions {
@@ -260,6 +270,11 @@ export interface PresenceService {
   exchange(peerId: string, signal?: AbortSignal): Promise<Presence | undefined>
   peers(): Map<string, PeerPresence>
   lastHeard(peerId: string): number | undefined
+  /**
+   * A peer's own log gossip message arrived (its pulse): an 'up' peer counts as heard now.
+   * A peer never heard or 'gone' stays so until its next heartbeat says who it is.
+   */
+  noteHeard(peerId: string): void
   /**
    * A peer's announced pace as a multiple of this node's busy interval (its `every` ÷
    * intervalMs, never below 1; 1 for a peer never heard): the factor this node stretches
@@ -441,9 +456,15 @@ export function createPresence(
     const now = clock.monotonic()
     const self = components.self()
     const every = everyOf(self)
+    // A log message of ours that left since is a pulse our peers heard: the heartbeat
+    // waits a pace after it (protocols/presence.md). Only while busy: at rest the
+    // heartbeat is also how peers learn what this node can take.
+    const pulse = busy(self)
+      ? Math.max(lastPublished, components.lastPulseAt?.() ?? Number.NEGATIVE_INFINITY)
+      : lastPublished
     // A change of pace is said at once: peers judge this node by the pace it last announced.
     if (
-      now - lastPublished >= every - options.intervalMs / 2 ||
+      now - pulse >= every - options.intervalMs / 2 ||
       shapeOf(self) !== lastShape ||
       lastEvery !== every
     )
@@ -565,6 +586,13 @@ export function createPresence(
     lastHeard: (peerId) => {
       const e = table.get(peerId)
       return e?.lastHeard
+    },
+    noteHeard(peerId) {
+      const e = table.get(peerId)
+      if (e?.state !== 'up' || !admitted(peerId)) return
+      const now = clock.monotonic()
+      e.lastHeard = now
+      if (gossipSince.has(peerId)) gossipSince.set(peerId, now)
     },
     paceOf,
     onPresence: (l) => subscribe(listeners, l),

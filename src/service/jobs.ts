@@ -53,7 +53,9 @@ export function createJobService(c: JobServiceComponents): JobService {
   let unsubscribe: (() => void) | undefined
 
   const scheduleEvents = (jobId: string) => {
-    if (pendingEvents.has(jobId)) return
+    // Nobody listens (no dashboard, web page or CLI watching): a job's summary is not
+    // worth computing for every entry of every job in the mesh (issue 17).
+    if (pendingEvents.has(jobId) || c.events.subscribers() === 0) return
     pendingEvents.set(
       jobId,
       setTimeout(() => {

@@ -13,7 +13,11 @@
  *  - every session has a deadline (sessions themselves: session.ts); at most maxServes
  *    inbound sessions run at once;
  *  - at most one session per peer runs at a time; further requests coalesce into one
- *    follow-up session.
+ *    follow-up session;
+ *  - a log gossip message is also its publisher's pulse (protocols/presence.md "Log gossip
+ *    is a heartbeat"): onPublisherHeard names the StrictSign origin of every message
+ *    delivered here (validated, first copy), lastPublishedAt tells when this node last
+ *    published one; nothing else is inferred from it.
  */
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { type Message, TopicValidatorResult } from '@libp2p/gossipsub'
@@ -88,6 +92,10 @@ export interface LogSync {
   stop(): Promise<void>
   syncWith(peer: PeerId | string, options?: { signal?: AbortSignal }): Promise<SessionResult>
   publish(entry: LogEntry): void
+  /** Monotonic ms when this node last published a gossip message (-Infinity: never). */
+  lastPublishedAt(): number
+  /** Called with the origin of every log gossip message delivered here (first copy, validated). */
+  onPublisherHeard(listener: (peerId: string) => void): () => void
 }
 
 export function createLogSync(
@@ -124,6 +132,7 @@ export function createLogSync(
   const sessions = new Map<string, Promise<SessionResult>>()
   const followUps = new Map<string, Promise<SessionResult>>()
   const cleanups: Array<() => void> = []
+  const publisherListeners = new Set<(peerId: string) => void>()
   const sessionsImpl = createSessions({ libp2p, log, logger }, { readTimeoutMs })
 
   // ---------------------------------------------------------------- initiator
@@ -298,6 +307,10 @@ export function createLogSync(
       listen<{ propagationSource: PeerId; msg: Message }>(pubsub, 'gossipsub:message', (evt) => {
         const { propagationSource, msg } = evt.detail
         if (msg.topic !== LOG_TOPIC) return
+        if (msg.type === 'signed') {
+          const origin = msg.from.toString()
+          for (const l of publisherListeners) l(origin)
+        }
         onGossip(propagationSource, msg).catch((err) =>
           logger.debug('gossip join failed', { err: describeError(err) }),
         )
@@ -350,5 +363,10 @@ export function createLogSync(
 
     syncWith,
     publish,
+    lastPublishedAt: () => lastFlush,
+    onPublisherHeard(listener) {
+      publisherListeners.add(listener)
+      return () => publisherListeners.delete(listener)
+    },
   }
 }

@@ -8,6 +8,10 @@
  *  - one seeded PRNG decides every random choice, so a seed replays a run exactly;
  *  - nothing crosses between nodes except through `send` (lossy, delayed, partitionable);
  *    entries are shared as frozen objects, as signed bytes would be;
+ *  - the entries a node appends in one simulated instant leave in one gossip message, as
+ *    sync.ts batches what is appended within its publish window (a window of wall time the
+ *    simulation, where code takes no time, reduces to one instant): a complete and the
+ *    claim written right behind it are one message, a claim written by a later pass is not;
  *  - a killed node loses everything but its log (what LevelDB would keep);
  *  - after every entry added to any replica the safety invariants are checked (at most
  *    one holder per chunk, done never reverts except by the submitter's reject of that
@@ -37,7 +41,8 @@ export type { RunnerMode } from './runner.js'
 export class InvariantError extends Error {}
 
 type Message =
-  | { type: 'entry'; entry: LogEntry }
+  /** Gossip: the entries a node appended in one instant (sync.ts's publish window). */
+  | { type: 'entry'; entries: LogEntry[] }
   | { type: 'hb'; leases: LeaseRef[]; every: number }
   | { type: 'summary'; have: ReplicaSummary }
   | { type: 'entries'; entries: LogEntry[] }
@@ -52,8 +57,12 @@ export class SimNode {
   /** Each peer's announced heartbeat interval (presence `every`). */
   private every = new Map<PeerIdString, number>()
   private inbox: { from: SimNode; msg: Message }[] = []
+  /** Entries appended this instant, not yet gossiped. */
+  private outbox: LogEntry[] = []
   /** Resumed, with the messages of its pause not read yet (they queue behind them). */
   private draining = false
+  /** This node's monotonic time when it last published an entry (its pulse). */
+  lastGossipAt = Number.NEGATIVE_INFINITY
 
   constructor(
     readonly mesh: SimMesh,
@@ -69,6 +78,7 @@ export class SimNode {
 
   async boot(): Promise<void> {
     this.alive = true
+    this.lastGossipAt = Number.NEGATIVE_INFINITY
     this.heard = new Map()
     this.every = new Map()
     this.manager = createLeaseManager(
@@ -104,6 +114,16 @@ export class SimNode {
             5 * this.mesh.heartbeatMs,
           )
         : this.mesh.heartbeatMs
+      // Peers heard our last entry less than a pace ago: that was the beat (presence.ts).
+      const sinceEntry = this.clock.monotonic() - this.lastGossipAt
+      if (
+        this.mesh.logPulse &&
+        leases.length > 0 &&
+        sinceEntry < every - this.mesh.heartbeatMs / 2
+      ) {
+        this.clock.setTimeout(beat, every - sinceEntry)
+        return
+      }
       this.mesh.broadcast(this, { type: 'hb', leases, every })
       this.clock.setTimeout(beat, every)
     }
@@ -117,9 +137,23 @@ export class SimNode {
     this.clock.setTimeout(antiEntropy, this.mesh.random() * this.mesh.antiEntropyMs)
   }
 
+  /** Gossip `entry` with whatever else this node appends in the same instant. */
+  publish(entry: LogEntry): void {
+    this.outbox.push(entry)
+    if (this.outbox.length > 1) return
+    this.clock.setTimeout(() => {
+      const entries = this.outbox
+      this.outbox = []
+      this.lastGossipAt = this.clock.monotonic()
+      this.mesh.broadcast(this, { type: 'entry', entries })
+    }, 0)
+  }
+
   /** SIGKILL: renders, timers and memory are gone; the log replica stays (it is on disk). */
   kill(): void {
     this.alive = false
+    // Written but not yet gossiped: anti-entropy carries them, as after a real crash.
+    this.outbox = []
     this.mesh.retiredStats.push(this.manager.stats())
     void this.manager.stop({ release: false })
     this.clock.reset()
@@ -164,7 +198,12 @@ export class SimNode {
     }
     switch (msg.type) {
       case 'entry':
-        this.replica.add(msg.entry)
+        // Published by the sender itself (gossip): its pulse, as sync.ts reports it.
+        if (this.mesh.logPulse) {
+          this.heard.set(from.id, this.clock.monotonic())
+          this.manager.notePublished(from.id)
+        }
+        for (const e of msg.entries) this.replica.add(e)
         break
       case 'hb':
         this.heard.set(from.id, this.clock.monotonic())
@@ -199,6 +238,13 @@ export interface SimOptions {
    * default true. False: every node beats every heartbeatMs.
    */
   pacedHeartbeats?: boolean
+  /**
+   * A log message a node publishes counts as its heartbeat (protocols/presence.md "Log
+   * gossip is a heartbeat"): a busy node skips a beat while its last entry left less than
+   * its pace ago, and receivers take the author's entry as a heartbeat listing its leases;
+   * default true, as the daemon does.
+   */
+  logPulse?: boolean
   antiEntropyMs?: number
   managerOptions?: LeaseManagerOptions
   /** Base render time of each frame (ms); default frameMs for every frame. */
@@ -219,6 +265,7 @@ export class SimMesh {
   readonly encodeMs: number
   readonly heartbeatMs: number
   readonly pacedHeartbeats: boolean
+  readonly logPulse: boolean
   readonly antiEntropyMs: number
   readonly managerOptions: LeaseManagerOptions
   readonly seed: number
@@ -250,6 +297,7 @@ export class SimMesh {
     this.encodeMs = o.encodeMs ?? 2_000
     this.heartbeatMs = o.heartbeatMs ?? 1_000
     this.pacedHeartbeats = o.pacedHeartbeats ?? true
+    this.logPulse = o.logPulse ?? true
     this.antiEntropyMs = o.antiEntropyMs ?? 1_000
     this.managerOptions = o.managerOptions ?? {}
     this.loss = o.loss ?? 0
@@ -296,7 +344,7 @@ export class SimMesh {
   }
 
   gossip(from: SimNode, entry: LogEntry): void {
-    this.broadcast(from, { type: 'entry', entry })
+    from.publish(entry)
   }
 
   onRenderStart(_node: SimNode, _task: ChunkTask): void {

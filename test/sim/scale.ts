@@ -34,6 +34,8 @@ export interface ScaleOptions {
   partitionMs?: number
   /** SimOptions.pacedHeartbeats (default true, as the daemon does). */
   pacedHeartbeats?: boolean
+  /** SimOptions.logPulse (default true, as the daemon does). */
+  logPulse?: boolean
 }
 
 export interface ScaleOutcome {
@@ -90,6 +92,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleOutcome> {
     frameTime: (f) => times[f - 1],
     quantumMs: 5,
     pacedHeartbeats: o.pacedHeartbeats ?? true,
+    logPulse: o.logPulse ?? true,
   })
   await mesh.start()
   const t0 = mesh.clock.monotonic()

@@ -113,6 +113,8 @@ describe('three daemons on loopback', () => {
     const text = String(r.body)
     expect(text).toMatch(/^# TYPE rmesh_peers_connected gauge$/m)
     expect(text).toMatch(/^rmesh_process_heap_used_bytes \d+$/m)
+    // What a message costs a node is paid per copy: the copies are counted (bench/scale.ts).
+    expect(text).toMatch(/^# TYPE rmesh_gossip_duplicates_total counter$/m)
     for (const cache of ['entry-meta', 'dropped-ids', 'seals', 'logs', 'verified-ids']) {
       const size = Number(
         new RegExp(`^rmesh_cache_entries\\{cache="${cache}"\\} (\\d+)$`, 'm').exec(text)?.[1],

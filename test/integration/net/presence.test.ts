@@ -178,6 +178,61 @@ describe('presence on libp2p', () => {
     expect(pa.paceOf(aId)).toBe(1)
   })
 
+  it('a busy node whose log gossip just left skips that heartbeat; its peers count the log message as heard', async () => {
+    const [a, b] = [await host(), await host()]
+    await connect(a, b)
+    const aId = a.peerId.toString()
+    let pulse = Number.NEGATIVE_INFINITY
+    let busy = true
+    await presence(
+      a,
+      {
+        self: () => ({ ...self(), leases: busy ? [{ job: 'j', chunk: 1, attempt: 1 }] : [] }),
+        busyIntervalMs: () => 300,
+        lastPulseAt: () => pulse,
+      },
+      { restIntervalMs: 300 },
+    )
+    const pb = await presence(b)
+    const heard: number[] = []
+    pb.onPresence((p) => p.peerId === aId && heard.push(performance.now()))
+    await until('b to hear a', () => pb.peers().get(aId)?.state === 'up')
+    await until('the paced heartbeat', () => heard.length >= 3, 3_000)
+    // Log messages leave more often than the pace: no heartbeat is due.
+    const pulsing = setInterval(() => {
+      pulse = systemClock.monotonic()
+    }, 100)
+    try {
+      await new Promise((r) => setTimeout(r, 400))
+      heard.length = 0
+      await new Promise((r) => setTimeout(r, 1_500))
+      expect(heard.length).toBe(0)
+    } finally {
+      clearInterval(pulsing)
+    }
+    // They stop: the heartbeat is back within a pace (300 ms) and a tick.
+    await until('the heartbeat after the last log message', () => heard.length >= 1, 1_000)
+    // At rest the heartbeat is how peers learn what a node can take: never skipped.
+    busy = false
+    await new Promise((r) => setTimeout(r, 400))
+    heard.length = 0
+    const pulsingAtRest = setInterval(() => {
+      pulse = systemClock.monotonic()
+    }, 100)
+    try {
+      await until('heartbeats at rest', () => heard.length >= 2, 2_000)
+    } finally {
+      clearInterval(pulsingAtRest)
+    }
+    // b's side: a log message of a's refreshes when a was last heard; a stranger's does nothing.
+    const before = pb.lastHeard(aId) ?? 0
+    await new Promise((r) => setTimeout(r, 20))
+    pb.noteHeard(aId)
+    expect(pb.lastHeard(aId)).toBeGreaterThan(before)
+    pb.noteHeard('12D3KooWStranger')
+    expect(pb.lastHeard('12D3KooWStranger')).toBeUndefined()
+  })
+
   it('after a stall of its own (SIGSTOP, suspend) reports no peer gone or silent', async () => {
     const [a, b] = [await host(), await host()]
     await connect(a, b)

@@ -169,6 +169,27 @@ describe('log sync over real libp2p and LevelDB', () => {
     expect(await a2.log.has(e.id)).toBe(false)
     expect(await outsider.log.logs()).toEqual([jobLogId('x')])
   }, 20_000)
+
+  it("names the publisher of each log gossip message (its pulse), and tells when this node's last left", async () => {
+    const a = await startDaemon(await tempDir())
+    const b = await startDaemon(await tempDir())
+    const aId = a.host.peerId.toString()
+    const heardAt = new Map<string, number>()
+    b.sync.onPublisherHeard((p) => heardAt.set(p, systemClock.monotonic()))
+    expect(a.sync.lastPublishedAt()).toBe(Number.NEGATIVE_INFINITY)
+    await connect(a, b)
+    // Gossip needs b's subscription at a first; keep appending until one message arrives.
+    const before = systemClock.monotonic()
+    await until(async () => {
+      await a.log.append(jobLogId('pulse'), 'announce', {})
+      await new Promise((r) => setTimeout(r, 100))
+      return heardAt.has(aId)
+    }, 10_000)
+    expect(a.sync.lastPublishedAt()).toBeGreaterThanOrEqual(before)
+    expect(heardAt.get(aId)).toBeGreaterThanOrEqual(before)
+    // Only publishers are named: b never heard itself, nor a stranger.
+    expect([...heardAt.keys()]).toEqual([aId])
+  }, 20_000)
 })
 
 describe('log sync boundaries', () => {

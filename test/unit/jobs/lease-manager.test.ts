@@ -5,6 +5,7 @@ import {
   type JobLogView,
   type LeaseManagerOptions,
   PREFETCH_WITH_COMPLETE_MS,
+  prefetchWaitMs,
   STORING_PER_SLOT,
 } from '../../../src/jobs/lease-manager.js'
 import { MAX_LEASE_STRETCH } from '../../../src/jobs/lease-liveness.js'
@@ -19,10 +20,17 @@ import type { EntryId, LogEntry, LogId, PeerIdString } from '../../../src/log/ty
 import { jobLogId } from '../../../src/log/types.js'
 import { A, announceBody, B, entry, JOB, outputsFor, SUB } from './fixtures.js'
 
-/** A one-replica log: local appends get the next Lamport clock; `inject` plays a remote entry. */
+/**
+ * A one-replica log: local appends get the next Lamport clock; `inject` plays a remote entry.
+ * `issued` lists the kinds appended in call order (before they are written); `hold` keeps
+ * appends pending until `release`; an append of a kind in `failKinds` throws.
+ */
 function memLog(self: PeerIdString) {
   const all: LogEntry[] = []
   const listeners = new Set<(e: LogEntry) => void>()
+  const issued: string[] = []
+  const failKinds = new Set<string>()
+  let held: (() => void)[] | undefined
   let seq = 0
   const add = (e: LogEntry) => {
     all.push(e)
@@ -31,6 +39,9 @@ function memLog(self: PeerIdString) {
   }
   const view: JobLogView = {
     async append(log, kind, body) {
+      issued.push(kind)
+      if (held) await new Promise<void>((r) => held!.push(r))
+      if (failKinds.has(kind)) throw new Error(`cannot write ${kind}`)
       const clock = Math.max(0, ...all.map((e) => e.clock)) + 1
       return add({
         ...entry(kind, structuredClone(body), clock, self),
@@ -48,8 +59,18 @@ function memLog(self: PeerIdString) {
   return {
     view,
     all,
+    issued,
+    failKinds,
     inject: add,
     kinds: () => all.filter((e) => e.author === self).map((e) => e.kind),
+    hold() {
+      held = []
+    },
+    release() {
+      const waiting = held ?? []
+      held = undefined
+      for (const r of waiting) r()
+    },
   }
 }
 
@@ -94,6 +115,8 @@ async function setup(
     /** Peers' announced heartbeat pace (presence `every` ÷ our interval). */
     paces?: Map<PeerIdString, number>
     after?: string[]
+    /** Appends stay pending from the announce on (memLog `hold`) until `log.release()`. */
+    hold?: boolean
   } = {},
 ) {
   const clock = new FakeClock(0)
@@ -127,6 +150,7 @@ async function setup(
     clock.advance(ms)
     for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r))
   }
+  if (opts.hold) log.hold()
   log.inject({
     ...entry(
       'announce',
@@ -388,6 +412,47 @@ describe('lease manager', () => {
     await lm.stop({ release: false })
   })
 
+  it("a holder's own log gossip counts as a heartbeat listing its leases, and only while it lasts", async () => {
+    const { log, lm, tick } = await setup({ frames: [1] })
+    log.inject({ ...entry('claim', { chunk: 0, attempt: 2 }, 10, B), id: 'b2' as EntryId })
+    await tick()
+    // B sends no heartbeat at all, but publishes log messages (its completes and claims of
+    // other chunks): its lease stays alive well past the lease timeout.
+    for (let i = 0; i < 15; i++) {
+      lm.notePublished(B)
+      await tick(1_000)
+    }
+    expect(lm.job(JOB)!.chunks[0].holder).toBe(B)
+    // B's last message was a second ago; a log message of our own proves nothing about B.
+    for (let i = 0; i < 8; i++) {
+      lm.notePublished(A)
+      await tick(1_000)
+    }
+    expect(lm.job(JOB)!.chunks[0].holder).toBe(B)
+    await tick(1_500)
+    expect(lm.job(JOB)!.chunks[0]).toMatchObject({ holder: A, attempt: 3 })
+    expect(lm.stats().reclaims).toBe(1)
+    await lm.stop({ release: false })
+  })
+
+  it('a chatty holder that never finishes still loses its lease to the chunk timeout', async () => {
+    const { log, lm, tick } = await setup({
+      frames: [1],
+      options: { defaultChunkTimeoutMs: 20_000 },
+    })
+    log.inject({ ...entry('claim', { chunk: 0, attempt: 2 }, 10, B), id: 'b2' as EntryId })
+    await tick()
+    for (let i = 0; i < 19; i++) {
+      lm.notePublished(B)
+      await tick(1_000)
+    }
+    expect(lm.job(JOB)!.chunks[0].holder).toBe(B)
+    lm.notePublished(B)
+    await tick(1_500)
+    expect(lm.job(JOB)!.chunks[0]).toMatchObject({ holder: A, attempt: 3 })
+    await lm.stop({ release: false })
+  })
+
   it('a silent holder (never heard) is dead after leaseTimeoutMs from when the claim was seen', async () => {
     const { log, lm, tick } = await setup({ frames: [1] })
     log.inject({ ...entry('claim', { chunk: 0, attempt: 2 }, 10, B), id: 'b2' as EntryId })
@@ -566,6 +631,162 @@ describe('lease manager', () => {
     devices = [{ engine: 'blender', version: '3.4.1', kinds: ['cpu', 'optix'] as never }]
     await tick()
     expect(log.kinds()).toContain('claim')
+    await lm.stop()
+  })
+})
+
+describe('lease manager: a complete and the next claim in one message', () => {
+  /** The render started last. */
+  const latest = <T>(running: Map<number, T>): T => [...running.values()].at(-1)!
+  const finish = (r: { task: ChunkTask; resolve: (r: ChunkResult) => void }) =>
+    r.resolve({ outputs: outputsFor([...r.task.frames]), renderMs: 5 })
+
+  it('decides the next claim before writing the complete and issues both back to back', async () => {
+    const { log, running, lm, tick, events } = await setup({ frames: [1, 2, 3] })
+    expect(log.kinds()).toEqual(['claim'])
+    log.hold()
+    finish(latest(running))
+    await tick()
+    // Both appends were issued while the complete was still being written: nothing awaited
+    // between them, so they land in the same publish window (one gossip message).
+    expect(log.issued).toEqual(['claim', 'complete', 'claim'])
+    expect(log.kinds()).toEqual(['claim'])
+    log.release()
+    await tick()
+    expect(log.kinds()).toEqual(['claim', 'complete', 'claim'])
+    expect(events.filter((e) => e.startsWith('start'))).toHaveLength(2)
+    expect(lm.heldLeases()).toHaveLength(1)
+    expect(lm.stats()).toMatchObject({
+      claims: 2,
+      completes: 1,
+      claimsWithComplete: 1,
+      claimsWithCompleteApart: 0,
+    })
+    await lm.stop()
+  })
+
+  it('a claim and its prefetch are decided together and issued back to back', async () => {
+    const { log, running, lm, tick } = await setup({
+      frames: [1, 2, 3, 4],
+      prefetch: true,
+      hold: true,
+    })
+    expect(log.issued).toEqual(['claim', 'claim'])
+    expect(log.kinds()).toEqual([])
+    log.release()
+    await tick()
+    expect(log.kinds()).toEqual(['claim', 'claim'])
+    expect(running.size).toBe(1)
+    expect(lm.heldLeases()).toHaveLength(2)
+    await lm.stop()
+  })
+
+  it("the job's tail: the last complete goes alone", async () => {
+    const { log, running, lm, tick } = await setup({ frames: [1, 2] })
+    finish(latest(running))
+    await tick()
+    finish(latest(running))
+    await tick()
+    expect(log.kinds()).toEqual(['claim', 'complete', 'claim', 'complete'])
+    expect(lm.job(JOB)!.state).toBe('done')
+    expect(lm.stats()).toMatchObject({ claims: 2, claimsWithComplete: 1 })
+    await lm.stop()
+  })
+
+  it('with a prefetched chunk rendering, the claim after next leaves with the complete', async () => {
+    const { log, running, lm, tick } = await setup({ frames: [1, 2, 3, 4, 5], prefetch: true })
+    expect(log.kinds()).toEqual(['claim', 'claim'])
+    const [first] = [...running.values()]
+    first.onRendered?.()
+    await tick()
+    log.hold()
+    first.resolve({ outputs: outputsFor([...first.task.frames]), renderMs: 5 })
+    await tick()
+    expect(log.issued.slice(2)).toEqual(['complete', 'claim'])
+    log.release()
+    await tick()
+    expect(log.kinds()).toEqual(['claim', 'claim', 'complete', 'claim'])
+    expect(lm.heldLeases()).toHaveLength(2)
+    expect(lm.stats().claimsWithComplete).toBe(1)
+    await lm.stop()
+  })
+
+  it('once a typical render is known, a prefetch waits half of it for the complete', async () => {
+    const { log, running, lm, tick } = await setup({ frames: [1, 2, 3, 4, 5, 6], prefetch: true })
+    const [first] = [...running.values()]
+    first.resolve({ outputs: outputsFor([...first.task.frames]), renderMs: 2_000 })
+    await tick()
+    expect(log.kinds()).toEqual(['claim', 'claim', 'complete', 'claim'])
+    expect(prefetchWaitMs(2_000)).toBe(1_000)
+    // The prefetched chunk stores, the one claimed with the complete renders.
+    const second = [...running.values()].at(-1)!
+    second.onRendered?.()
+    await tick()
+    await tick(PREFETCH_WITH_COMPLETE_MS)
+    await tick(1_000 - PREFETCH_WITH_COMPLETE_MS - 1)
+    expect(log.kinds()).toHaveLength(4)
+    await tick(1)
+    await tick()
+    expect(log.kinds()).toEqual(['claim', 'claim', 'complete', 'claim', 'claim'])
+    await lm.stop()
+  })
+
+  it('a claim that cannot be written starts no render and frees its slot; a later pass claims', async () => {
+    const { log, running, lm, tick, events } = await setup({ frames: [1, 2, 3] })
+    log.failKinds.add('claim')
+    finish(latest(running))
+    await tick()
+    expect(log.kinds()).toEqual(['claim', 'complete'])
+    expect(log.issued).toEqual(['claim', 'complete', 'claim'])
+    expect(events.filter((e) => e.startsWith('start'))).toHaveLength(1)
+    expect(lm.heldLeases()).toEqual([])
+    expect(lm.sizes().tasks).toBe(0)
+    log.failKinds.delete('claim')
+    await tick(1_000)
+    expect(log.kinds()).toEqual(['claim', 'complete', 'claim'])
+    expect(events.filter((e) => e.startsWith('start'))).toHaveLength(2)
+    await lm.stop()
+  })
+
+  it('a complete that cannot be written: the next claim still goes, the chunk is released', async () => {
+    const { log, running, lm, tick } = await setup({ frames: [1, 2, 3] })
+    log.failKinds.add('complete')
+    const first = latest(running)
+    finish(first)
+    await tick()
+    await tick() // the pass after the failed write
+    // As before this change: the lease of the unrecorded chunk is handed back ('not
+    // running') so the chunk is rendered again, here or elsewhere.
+    expect(log.kinds()).toEqual(['claim', 'claim', 'release'])
+    expect(log.all.at(-1)!.body).toMatchObject({ chunk: first.task.chunk, reason: 'not running' })
+    expect(lm.heldLeases()).toHaveLength(1)
+    expect(lm.job(JOB)!.chunks[first.task.chunk].state).toBe('open')
+    await lm.stop()
+  })
+
+  it("a claim in another job's log is counted apart", async () => {
+    const OTHER = 'ijklmnop'
+    const { log, running, lm, tick } = await setup({ frames: [1] })
+    log.inject({
+      ...entry('announce', announceBody({ jobId: OTHER, frames: [1, 2] }), 2, SUB),
+      id: 'ann2' as EntryId,
+      log: jobLogId(OTHER),
+    })
+    await tick()
+    expect(log.kinds()).toEqual(['claim'])
+    log.hold()
+    finish(latest(running))
+    await tick()
+    expect(log.issued).toEqual(['claim', 'complete', 'claim'])
+    log.release()
+    await tick()
+    const mine = log.all.filter((e) => e.author === A)
+    expect(mine.map((e) => [e.kind, e.log])).toEqual([
+      ['claim', jobLogId(JOB)],
+      ['complete', jobLogId(JOB)],
+      ['claim', jobLogId(OTHER)],
+    ])
+    expect(lm.stats()).toMatchObject({ claimsWithComplete: 1, claimsWithCompleteApart: 1 })
     await lm.stop()
   })
 })
