@@ -9,7 +9,10 @@
  * Driven by JSON lines on stdin, one answer line on stdout per command (first line: hello):
  *   {"op":"addr"}                           → {"ok":true,"peerId":…,"addrs":[…]}
  *   {"op":"dial","addr":"/ip4/…","timeoutMs":5000} → {"ok":true,"remote":…}
- *   {"op":"append","log":"job/…","count":10000}     → {"ok":true,"last":id,"ms":…}
+ *   {"op":"append","log":"job/…","count":10000,"burst":64} → {"ok":true,"last":id,"ms":…}
+ *     (burst: appends issued together, without awaiting each other, between two yields to
+ *     the event loop, as a daemon's handlers of one network read do; 1 awaits each append;
+ *     default 64)
  *   {"op":"heads","log":"job/…"}            → {"ok":true,"heads":[…],"verifications":n}
  *   {"op":"count","log":"job/…"}            → {"ok":true,"entries":n}
  *   {"op":"exit"}                           → {"ok":true}, then the process ends
@@ -39,16 +42,18 @@ import { DEFAULT_TIMEOUTS, withDeadline } from '../src/util/abort.js'
 import { systemClock } from '../src/util/clock.js'
 import { InvalidInputError, isRmeshError, TooLargeError } from '../src/util/errors.js'
 import { silentLogger } from '../src/util/logger.js'
+import { appendBurst } from './append-burst.js'
 
 /** Commands are short; anything longer is refused before it is parsed. */
 const MAX_LINE = 4_096
 const MAX_APPEND = 1_000_000
 const MAX_DIAL_MS = 60_000
+const MAX_BURST = 1_000
 
 type Command =
   | { op: 'addr' | 'exit' }
   | { op: 'dial'; addr: string; timeoutMs: number }
-  | { op: 'append'; log: LogId; count: number }
+  | { op: 'append'; log: LogId; count: number; burst: number }
   | { op: 'heads' | 'count'; log: LogId }
 
 function parseCommand(line: string): Command {
@@ -88,7 +93,10 @@ function parseCommand(line: string): Command {
       const n = c.count
       if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_APPEND)
         throw new InvalidInputError(`append: "count" must be an integer in 1..${MAX_APPEND}`)
-      return { op: 'append', log: log(), count: n }
+      const burst = c.burst ?? 64
+      if (typeof burst !== 'number' || !Number.isInteger(burst) || burst < 1 || burst > MAX_BURST)
+        throw new InvalidInputError(`append: "burst" must be an integer in 1..${MAX_BURST}`)
+      return { op: 'append', log: log(), count: n, burst }
     }
     case 'heads':
     case 'count':
@@ -168,13 +176,8 @@ async function run(c: Command): Promise<Record<string, unknown>> {
     }
     case 'append': {
       const t = performance.now()
-      let last = ''
-      for (let i = 0; i < c.count; i++) {
-        last = (await log.append(c.log, 'claim', { i })).id
-        // As converge(): a daemon appends from events, between network reads.
-        if (i % 64 === 63) await new Promise((r) => setImmediate(r))
-      }
-      return { last, ms: Math.round(performance.now() - t) }
+      const last = await appendBurst(c.count, c.burst, (i) => log.append(c.log, 'claim', { i }))
+      return { last: last.id, ms: Math.round(performance.now() - t) }
     }
     case 'heads':
       return { heads: await log.heads(c.log), verifications: entryVerificationCount() }

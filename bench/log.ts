@@ -8,6 +8,9 @@
  * (bench/log-node.ts, LevelDB stores as a daemon has), measured side by side with
  * log.converge in the same run: in one process the 5 nodes share one verified-id cache, so
  * each signature is checked once per process, not once per node.
+ * Both append in bursts of 64 issued together (bench/append-burst.ts; a daemon's handlers
+ * of one network read append without awaiting each other, and group commit writes a burst
+ * in one batch); --append-burst 1 awaits each append, the pattern measured before.
  *
  * Run on its own with `node dist/bench/log.js` after `npm run build`; see --help (e.g.
  * `--only-converge`, `--child-node-flags "--cpu-prof --cpu-prof-dir=/tmp/prof"`).
@@ -21,6 +24,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { Level } from 'level'
+import { appendBurst } from './append-burst.js'
 import { isMain, processCpuMs, round, runStandalone } from './common.js'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -72,7 +76,7 @@ export async function benchLog(opts: BenchLogOptions = {}): Promise<BenchResult[
   const out: BenchResult[] = []
   const log = jobLogId('bench')
   if (opts.onlyConverge) {
-    out.push(await converge(convergeCount, convergeNodes))
+    out.push(await converge(convergeCount, convergeNodes, opts.processes?.burst ?? DEFAULT_BURST))
     out.push(...(await convergeProcesses(convergeCount, convergeNodes, opts.processes)))
     return out
   }
@@ -137,7 +141,7 @@ export async function benchLog(opts: BenchLogOptions = {}): Promise<BenchResult[
     note: `${foldCount} entries: sort + trivial reduce`,
   })
 
-  out.push(await converge(convergeCount, convergeNodes))
+  out.push(await converge(convergeCount, convergeNodes, opts.processes?.burst ?? DEFAULT_BURST))
   out.push(...(await convergeProcesses(convergeCount, convergeNodes, opts.processes)))
   const catchupCount = opts.catchupCount ?? 20_000
   out.push(...(await catchup({ name: 'log.catchup', logs: 1, perLog: catchupCount })))
@@ -151,7 +155,7 @@ export async function benchLog(opts: BenchLogOptions = {}): Promise<BenchResult[
   return out
 }
 
-async function converge(count: number, nodes: number): Promise<BenchResult> {
+async function converge(count: number, nodes: number, burst: number): Promise<BenchResult> {
   const log = jobLogId('converge')
   const peers: Array<{ host: RmeshLibp2p; log: LogManager; sync: LogSync }> = []
   try {
@@ -182,28 +186,25 @@ async function converge(count: number, nodes: number): Promise<BenchResult> {
     }
     await new Promise((r) => setTimeout(r, 1_500)) // let gossipsub graft its mesh
     const t = performance.now()
+    // CPU time beside wall time: on a shared machine the wall time mostly measures the load.
+    const cpuBefore = process.cpuUsage()
     const verifiedBefore = entryVerificationCount()
-    let last: LogEntry | undefined
-    for (let i = 0; i < count; i++) {
-      last = await peers[0].log.append(log, 'claim', { i })
-      // A daemon appends from events, between network reads; on a memory store a tight
-      // loop of awaits never yields, and nothing would go out until the last append.
-      if (i % 64 === 63) await new Promise((r) => setImmediate(r))
-    }
+    const last = await appendBurst(count, burst, (i) => peers[0].log.append(log, 'claim', { i }))
     const deadline = Date.now() + 120_000
     for (;;) {
       const done = await Promise.all(
-        peers.map(async (p) => (await p.log.heads(log))[0] === last!.id),
+        peers.map(async (p) => (await p.log.heads(log))[0] === last.id),
       )
       if (done.every(Boolean)) break
       if (Date.now() > deadline) throw new Error('convergence bench did not converge in 120 s')
       await new Promise((r) => setTimeout(r, 20))
     }
+    const cpu = process.cpuUsage(cpuBefore)
     return {
       name: 'log.converge',
       value: Math.round(performance.now() - t),
       unit: 'ms',
-      note: `${count} entries appended on one node until all ${nodes} nodes hold them (loopback, gossip + anti-entropy); ${entryVerificationCount() - verifiedBefore} signature checks`,
+      note: `${count} entries appended on one node (bursts of ${burst}) until all ${nodes} nodes hold them (loopback, gossip + anti-entropy); ${entryVerificationCount() - verifiedBefore} signature checks; process CPU ${Math.round((cpu.user + cpu.system) / 1000)} ms`,
     }
   } finally {
     for (const p of peers) {
@@ -220,7 +221,16 @@ export interface ConvergeProcessOptions {
   flagged?: readonly number[]
   /** The children's log store (default LevelDB in a temporary folder, as a daemon). */
   store?: 'level' | 'memory'
+  /** Appends issued together between yields (bench/append-burst.ts); default 64. */
+  burst?: number
 }
+
+/**
+ * Appends issued together in the convergence benches (bench/append-burst.ts): a daemon's
+ * handlers of one network read append without awaiting each other (group commit writes
+ * them in one batch); --append-burst 1 measures appends awaited one by one.
+ */
+const DEFAULT_BURST = 64
 
 /** Deadlines of the multi-process bench: one command, and the whole convergence. */
 const ASK_MS = 30_000
@@ -334,7 +344,8 @@ export async function convergeProcesses(
     const before = await Promise.all(children.map((c) => c.ask({ op: 'heads', log })))
     const cpuBefore = children.map((c) => processCpuMs(c.proc.pid))
     const t = performance.now()
-    const appended = await children[0].ask({ op: 'append', log, count }, APPEND_MS)
+    const burst = opts.burst ?? DEFAULT_BURST
+    const appended = await children[0].ask({ op: 'append', log, count, burst }, APPEND_MS)
     const last = appended.last as string
     const deadline = Date.now() + CONVERGE_MS
     let states: Record<string, unknown>[]
@@ -360,7 +371,7 @@ export async function convergeProcesses(
         name: 'log.converge.processes',
         value: ms,
         unit: 'ms',
-        note: `${count} entries appended on node 0 until all ${nodes} nodes (one OS process each, ${store === 'level' ? 'LevelDB' : 'memory'} stores) hold them; appends took ${appended.ms} ms; signature checks per node ${checks.join('/')}; CPU ms per node ${cpu.join('/')}`,
+        note: `${count} entries appended on node 0 (bursts of ${burst}) until all ${nodes} nodes (one OS process each, ${store === 'level' ? 'LevelDB' : 'memory'} stores) hold them; appends took ${appended.ms} ms; signature checks per node ${checks.join('/')}; CPU ms per node ${cpu.join('/')}`,
       },
     ]
   } finally {
@@ -529,15 +540,17 @@ export async function catchup(sc: CatchupScenario): Promise<BenchResult[]> {
 }
 
 const USAGE = `usage: node dist/bench/log.js [--only-converge] [--count N] [--store level|memory]
-                          [--child-node-flags "FLAGS"] [--flag-children 1,2]
+                          [--append-burst N] [--child-node-flags "FLAGS"] [--flag-children 1,2]
   --only-converge        only log.converge and log.converge.processes, side by side
   --count N              entries to converge (default 10000)
   --store level|memory   the children's log store (default level, as a daemon)
+  --append-burst N       appends issued together between yields (default 64; 1 awaits each)
   --child-node-flags F   node flags for the child processes (split on spaces)
   --flag-children LIST   which children get them (default all; child 0 appends)
 examples:
   node dist/bench/log.js
   node dist/bench/log.js --only-converge
+  node dist/bench/log.js --only-converge --append-burst 1
   node dist/bench/log.js --only-converge --flag-children 1 \\
     --child-node-flags "--cpu-prof --cpu-prof-dir=/tmp/rmesh-prof"`
 
@@ -564,6 +577,11 @@ function parseCli(argv: string[]): BenchLogOptions {
       const v = value(++i, a)
       if (v !== 'level' && v !== 'memory') throw new Error('--store must be level or memory')
       p.store = v
+    } else if (a === '--append-burst') {
+      const n = Number(value(++i, a))
+      if (!Number.isInteger(n) || n < 1 || n > 1_000)
+        throw new Error('--append-burst must be an integer in 1..1000')
+      p.burst = n
     } else if (a === '--child-node-flags') p.nodeFlags = value(++i, a).split(' ').filter(Boolean)
     else if (a === '--flag-children') {
       const list = value(++i, a).split(',').map(Number)

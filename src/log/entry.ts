@@ -14,6 +14,7 @@
  *    Ed25519 verification.
  */
 import { verifyByPeerId } from '../auth/identity.js'
+import { trimToBound } from '../util/bounded.js'
 import { decodeBounded, encode } from '../util/cbor.js'
 import { RmeshError } from '../util/errors.js'
 import { cidOf, isCidString } from '../util/hash.js'
@@ -83,12 +84,11 @@ const VERIFIED_CACHE_MAX = ID_CACHE_MAX
 
 function rememberVerified(id: string): void {
   verifiedIds.add(id)
-  if (verifiedIds.size > VERIFIED_CACHE_MAX) {
-    // Sets iterate in insertion order: drop the oldest.
-    const oldest = verifiedIds.values().next().value
-    if (oldest !== undefined) verifiedIds.delete(oldest)
-  }
+  trimToBound(verifiedIds, VERIFIED_CACHE_MAX)
 }
+
+/** Verifications under way, by id (cleared as each settles: bounded by what is in flight). */
+const verifying = new Map<string, Promise<boolean>>()
 
 let verifications = 0
 /** Ed25519 verifications of entries done by this process so far (benchmarks report it). */
@@ -158,18 +158,42 @@ export interface UnverifiedEntry {
 }
 
 /**
+ * The id of an envelope (the CID of its exact bytes), size checked, without decoding it: a
+ * copy of an entry this node holds is recognised by one hash, not a decode (the same bytes
+ * passed every check when first seen). Throws an EntryError subclass.
+ */
+export function entryIdOf(bytes: Uint8Array): EntryId {
+  checkEnvelopeSize(bytes)
+  return cidOf(bytes) as EntryId
+}
+
+/**
  * Size → decode → schema, the signature left for later: a caller that already stores the
  * id skips the Ed25519 check, so each entry costs one verification per node, never one
- * per copy received. Throws an EntryError subclass on any failure.
+ * per copy received. `id`, when given, is entryIdOf(bytes) (spares hashing again). Throws
+ * an EntryError subclass on any failure.
  */
-export function readEntry(bytes: Uint8Array): UnverifiedEntry {
-  const { entry, payload, signature } = parseEnvelope(bytes)
+export function readEntry(bytes: Uint8Array, id?: EntryId): UnverifiedEntry {
+  const { entry, payload, signature } = parseEnvelope(bytes, id)
   return {
     entry,
     async verify() {
       if (!verifiedIds.has(entry.id)) {
-        verifications++
-        const ok = await verifyByPeerId(entry.author, signingInput(payload), signature)
+        // Two copies checked at once (gossip and a sync session interleave entry by entry)
+        // share one verification: the second awaits the first's verdict.
+        let check = verifying.get(entry.id)
+        const first = !check
+        if (!check) {
+          verifications++
+          check = verifyByPeerId(entry.author, signingInput(payload), signature)
+          verifying.set(entry.id, check)
+        }
+        let ok: boolean
+        try {
+          ok = await check
+        } finally {
+          if (first) verifying.delete(entry.id)
+        }
         if (!ok) throw new EntrySignatureError(entry.author)
         rememberVerified(entry.id)
       }
@@ -204,15 +228,22 @@ function decodeCbor(bytes: Uint8Array, what: string): unknown {
   }
 }
 
-function parseEnvelope(input: Uint8Array): {
-  entry: LogEntry
-  payload: Uint8Array
-  signature: Uint8Array
-} {
+function checkEnvelopeSize(input: Uint8Array): void {
   if (!(input instanceof Uint8Array))
     throw new EntryMalformedError('entry bytes are not a byte array')
   if (input.byteLength > MAX_ENTRY_BYTES)
     throw new EntryTooLargeError(input.byteLength, MAX_ENTRY_BYTES)
+}
+
+function parseEnvelope(
+  input: Uint8Array,
+  knownId?: EntryId,
+): {
+  entry: LogEntry
+  payload: Uint8Array
+  signature: Uint8Array
+} {
+  checkEnvelopeSize(input)
   // Own the bytes: a caller's buffer (a stream chunk) may be reused after we return.
   const bytes = new Uint8Array(input)
   const env = decodeCbor(bytes, 'entry envelope')
@@ -252,7 +283,7 @@ function parseEnvelope(input: Uint8Array): {
       `tok must be a string of at most ${MAX_TOKEN_ID_LENGTH} characters`,
     )
   }
-  const id = cidOf(bytes) as EntryId
+  const id = knownId ?? (cidOf(bytes) as EntryId)
   if (next.includes(id)) throw new EntryMalformedError('entry names itself as a parent')
   const entry: LogEntry = Object.freeze({
     id,

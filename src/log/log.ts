@@ -2,10 +2,16 @@
  * The log manager: append, join, read and compact signed logs (a Merkle-CRDT).
  *
  * Invariants:
- *  - every append and join to one log runs in one KeyedQueue slot, so heads never race;
+ *  - every append group and join to one log runs in one KeyedQueue slot, so heads never
+ *    race; appends issued together are written in one store batch (group commit,
+ *    append.ts), and an append resolves only once the batch holding its entry and the heads
+ *    naming it is written (not fsync'd: see append.ts); a failed batch stores, announces
+ *    and remembers nothing of it;
  *  - an entry is stored only after: size → decode → schema → signature (entry.ts) →
  *    all parents stored → clock greater than every parent's → authorize hook; parents are
- *    always stored before their children, and listeners see them in that order;
+ *    always stored before their children, and listeners see them in that order; a copy
+ *    of an entry held (stored, pending or dropped) is recognised by the hash of its exact
+ *    bytes before any decode: the same bytes passed every check when first seen;
  *  - the retained content of a log is a function of the set of entries seen, whatever
  *    the order: without a seal, every valid entry whose parents are retained; with an
  *    effective seal S (the greatest seal seen, by compareEntries), S plus the entries whose
@@ -15,16 +21,14 @@
  *    count and bytes, oldest evicted first, and sync fetches what was lost again.
  */
 import { isRmeshError, RmeshError } from '../util/errors.js'
-import type { Clock } from '../util/clock.js'
 import { fullDiff, walkDiff } from './diff.js'
-import type { Logger } from '../util/logger.js'
+import { trimToBound } from '../util/bounded.js'
 import { KeyedQueue } from '../util/queue.js'
 import {
-  createEntry,
   decodeEntry,
+  entryIdOf,
   ID_CACHE_MAX,
   isTrustedEntry,
-  MAX_PARENTS,
   readEntry,
   type UnverifiedEntry,
   verifiedCacheFill,
@@ -37,110 +41,37 @@ import {
   EntryPendingFullError,
   EntryUnauthorizedError,
 } from './errors.js'
-import type { LogStore } from './store.js'
-import { compareEntries, type EntryId, type LogEntry, type LogId, type Signer } from './types.js'
+import { createAppender, type Stage } from './append.js'
+import { createPendingSet } from './pending.js'
+import type {
+  EntryListener,
+  EntryOrigin,
+  JoinInput,
+  JoinResult,
+  LogManager,
+  LogManagerComponents,
+  LogManagerOptions,
+} from './manager.js'
+import { compareEntries, type EntryId, type LogEntry, type LogId } from './types.js'
 
 export const SEAL_KIND = 'seal'
 export const AUTH_PENDING_CODE = 'ERR_AUTH_PENDING'
 
-export type EntryOrigin = 'append' | 'join'
-export type EntryListener = (entry: LogEntry, origin: EntryOrigin) => void
-
-export interface JoinRejection {
-  id?: EntryId
-  error: RmeshError
-}
-
-export interface JoinResult {
-  /** Entries stored by this call (and entries it released from pending), parents first. */
-  added: LogEntry[]
-  /** Parent ids this node lacks; the sync fetches them. */
-  missing: EntryId[]
-  rejected: JoinRejection[]
-  /** Entries already stored or already pending. */
-  duplicates: number
-  /** Entries covered by a seal (or not descended from it): dropped without error. */
-  ignored: number
-  /** Entries of this call now waiting in the pending set. */
-  pending: number
-}
-
-export interface LogManagerComponents {
-  store: LogStore
-  signer: Signer
-  clock: Clock
-  logger: Logger
-  /** Throw to refuse an entry; an error with code ERR_AUTH_PENDING holds it for retryPending(). */
-  authorize?: (entry: LogEntry) => Promise<void>
-  /** Id of the admission token this node holds, written in every entry it appends. */
-  tokenId: () => string
-}
-
-export interface LogManagerOptions {
-  /** Entry kinds accepted; others are rejected with ERR_ENTRY_KIND. Default: any well-formed kind. */
-  kinds?: Iterable<string>
-  maxPendingEntries?: number
-  maxPendingBytes?: number
-  /** How many ids of dropped (sealed-over) entries to remember so they are not fetched again. */
-  maxDroppedIds?: number
-  /** Logs whose decoded entries stay in memory (for entries() and diff()). */
-  cachedLogs?: number
-  /** Logs whose effective seal (or its absence) stays in memory; the store holds them all. */
-  cachedSeals?: number
-}
-
-export interface LogDiff {
-  /** What the other side lacks of this log, parents first. */
-  entries: LogEntry[]
-  /** False when some of the other side's heads are unknown here (the diff may hold extras). */
-  complete: boolean
-}
-
-export interface LogManager {
-  append<Body>(log: LogId, kind: string, body: Body): Promise<LogEntry<Body>>
-  join(input: JoinInput): Promise<JoinResult>
-  /**
-   * Size, schema and signature of one envelope, as join checks them (the signature is
-   * skipped when this node holds the entry already). Resolves to the entry, trusted by
-   * join, or to undefined when this node holds, awaits or dropped it. Throws an EntryError.
-   */
-  validate(bytes: Uint8Array): Promise<LogEntry | undefined>
-  heads(log: LogId): Promise<EntryId[]>
-  /** The log's retained entries in fold order (compareEntries): a seal, if any, first. */
-  entries(log: LogId): Promise<LogEntry[]>
-  get(id: EntryId): Promise<LogEntry | undefined>
-  has(id: EntryId): Promise<boolean>
-  logs(): Promise<LogId[]>
-  onEntry(listener: EntryListener): () => void
-  /** Append a seal carrying the caller's final state, and drop what it covers. */
-  seal<Body>(log: LogId, body: Body): Promise<LogEntry<Body>>
-  /** Retry entries held because their author's token was not known yet. */
-  retryPending(): Promise<JoinResult>
-  /** Entries this log holds that a peer with `theirHeads` lacks. */
-  diff(log: LogId, theirHeads: readonly string[]): Promise<LogDiff>
-  /** Ids awaited by pending entries (for the sync). */
-  missing(): EntryId[]
-  readonly pendingCount: number
-  /** Fill of the bounded in-memory caches (for /metrics and the soak's memory verdict). */
-  caches(): CacheFill[]
-}
-
-export interface CacheFill {
-  name: string
-  size: number
-  capacity: number
-}
-
-export type JoinInput = Uint8Array | LogEntry | ReadonlyArray<Uint8Array | LogEntry>
+export type {
+  CacheFill,
+  EntryListener,
+  EntryOrigin,
+  JoinInput,
+  JoinRejection,
+  JoinResult,
+  LogDiff,
+  LogManager,
+  LogManagerComponents,
+  LogManagerOptions,
+} from './manager.js'
 
 /** What ordering against a seal needs (compareEntries), without its body. */
 type SealKey = Pick<LogEntry, 'id' | 'clock' | 'author'>
-
-interface Pending {
-  entry: LogEntry
-  /** Parents not stored yet; empty when waiting for authorization. */
-  missing: Set<EntryId>
-}
 
 export function createLogManager(
   components: LogManagerComponents,
@@ -159,9 +90,11 @@ export function createLogManager(
 
   const queue = new KeyedQueue()
   const listeners = new Set<EntryListener>()
-  const pending = new Map<EntryId, Pending>()
-  const waiting = new Map<EntryId, Set<EntryId>>() // missing parent → pending children
-  let pendingBytes = 0
+  const pending = createPendingSet({
+    maxEntries: maxPendingEntries,
+    maxBytes: maxPendingBytes,
+    logger,
+  })
   const dropped = new Set<EntryId>()
   // A cache of each log's effective seal, or null for none. Only what ordering needs: a
   // seal entry carries a whole job state (tens of KiB), and every job ever run has a log.
@@ -215,7 +148,8 @@ export function createLogManager(
     if (meta.has(id)) return true
     if (clock === undefined) return undefined
     let top = Number.NEGATIVE_INFINITY
-    for (const h of await headsOf(log)) {
+    // Read-only: no copy, no recency update (this runs for every entry received).
+    for (const h of headsCache.get(log) ?? (await headsOf(log))) {
       const hm = meta.get(h)
       if (!hm) return undefined
       top = Math.max(top, hm.clock)
@@ -263,10 +197,7 @@ export function createLogManager(
 
   function remember(entry: LogEntry): void {
     meta.set(entry.id, { clock: entry.clock, log: entry.log, author: entry.author })
-    if (meta.size > META_MAX) {
-      const oldest = meta.keys().next().value
-      if (oldest !== undefined) meta.delete(oldest)
-    }
+    trimToBound(meta, META_MAX)
   }
 
   function cacheSeal(log: LogId, entry: SealKey | null): void {
@@ -280,10 +211,7 @@ export function createLogManager(
 
   function rememberDropped(id: EntryId): void {
     dropped.add(id)
-    if (dropped.size > maxDroppedIds) {
-      const oldest = dropped.values().next().value
-      if (oldest !== undefined) dropped.delete(oldest)
-    }
+    trimToBound(dropped, maxDroppedIds)
   }
 
   async function load(id: EntryId): Promise<LogEntry | undefined> {
@@ -342,63 +270,44 @@ export function createLogManager(
     }
   }
 
-  function removePending(id: EntryId): Pending | undefined {
-    const p = pending.get(id)
-    if (!p) return undefined
-    pending.delete(id)
-    pendingBytes -= p.entry.bytes.byteLength
-    for (const m of p.missing) {
-      const set = waiting.get(m)
-      set?.delete(id)
-      if (set && set.size === 0) waiting.delete(m)
-    }
-    return p
-  }
-
-  /** Hold an entry; false when it cannot be held (too big for the bounds even alone). */
-  function addPending(entry: LogEntry, missing: Set<EntryId>): boolean {
-    if (entry.bytes.byteLength > maxPendingBytes || maxPendingEntries <= 0) return false
-    while (
-      pending.size >= maxPendingEntries ||
-      pendingBytes + entry.bytes.byteLength > maxPendingBytes
-    ) {
-      const oldest = pending.keys().next().value
-      if (oldest === undefined) break
-      removePending(oldest)
-      logger.debug('pending set full: evicted an entry', { id: oldest })
-    }
-    pending.set(entry.id, { entry, missing })
-    pendingBytes += entry.bytes.byteLength
-    for (const m of missing) {
-      let set = waiting.get(m)
-      if (!set) {
-        set = new Set()
-        waiting.set(m, set)
-      }
-      set.add(entry.id)
-    }
-    return true
-  }
-
-  function missingOf(ids: Iterable<EntryId>): EntryId[] {
-    const out = new Set<EntryId>()
-    const seen = new Set<EntryId>()
-    const walk = (id: EntryId) => {
-      if (seen.has(id)) return
-      seen.add(id)
-      const p = pending.get(id)
-      if (!p) {
-        if (!dropped.has(id)) out.add(id)
-        return
-      }
-      for (const m of p.missing) walk(m)
-    }
-    for (const id of ids) walk(id)
-    return [...out]
-  }
-
   function emptyResult(): JoinResult {
     return { added: [], missing: [], rejected: [], duplicates: 0, ignored: 0, pending: 0 }
+  }
+
+  async function openStage(log: LogId): Promise<Stage> {
+    return { added: new Map(), heads: new Set(await headsOf(log)) }
+  }
+
+  /**
+   * Write what a stage holds and the heads it makes in one store batch, then announce it.
+   * If the batch fails, nothing of it is stored: its entries are forgotten (meta named them
+   * stored) and the cached heads stay the stored ones, so the log stays consistent.
+   */
+  async function commitStage(
+    log: LogId,
+    stage: Stage,
+    origin: EntryOrigin,
+    result: JoinResult,
+    known?: Map<EntryId, boolean>,
+  ): Promise<void> {
+    if (stage.added.size === 0) return
+    const batch = [...stage.added.values()]
+    const heads = [...stage.heads]
+    stage.added.clear()
+    try {
+      await store.commit(log, { put: batch, heads })
+    } catch (err) {
+      for (const e of batch) meta.delete(e.id)
+      throw err
+    }
+    cacheHeads(log, heads)
+    const cached = logCache.get(log)
+    for (const e of batch) {
+      cached?.set(e.id, e)
+      known?.set(e.id, true)
+      result.added.push(e)
+    }
+    for (const e of batch) emit(e, origin)
   }
 
   /**
@@ -410,6 +319,8 @@ export function createLogManager(
     incoming: LogEntry[],
     origin: EntryOrigin,
     result: JoinResult,
+    /** An append group's stage: entries are staged in it, and the caller writes it. */
+    outer?: Stage,
   ): Promise<void> {
     let seal: SealKey | undefined = await effectiveSeal(log)
     // A seal newer than the effective one is applied first, so the entries it covers in
@@ -421,31 +332,20 @@ export function createLogManager(
       ...newSeals.reverse(),
       ...incoming.filter((e) => !newSeals.includes(e)).sort(compareEntries),
     ]
-    const added = new Map<EntryId, LogEntry>()
     const known = await prefetchStored(
       log,
       incoming.flatMap((e) => [{ id: e.id, clock: e.clock }, ...e.next.map((id) => ({ id }))]),
     )
-    let heads = new Set(await headsOf(log))
+    const stage = outer ?? (await openStage(log))
+    const added = stage.added
     const newlyPending: EntryId[] = []
-    const flush = async () => {
-      if (added.size === 0) return
-      const batch = [...added.values()]
-      await store.commit(log, { put: batch, heads: [...heads] })
-      cacheHeads(log, [...heads])
-      const cached = logCache.get(log)
-      for (const e of batch) {
-        cached?.set(e.id, e)
-        known?.set(e.id, true)
-        result.added.push(e)
-      }
-      added.clear()
-      for (const e of batch) emit(e, origin)
-    }
+    const flush = () => commitStage(log, stage, origin, result, known)
 
     for (let i = 0; i < work.length; i++) {
       const e = work[i]
-      if (added.has(e.id) || (await isStored(log, e.id, known))) {
+      // With its clock: an entry released from pending is not in `known`, and memory
+      // answers for it without a store read.
+      if (added.has(e.id) || (await isStored(log, e.id, known, e.clock))) {
         result.duplicates++
         continue
       }
@@ -462,7 +362,7 @@ export function createLogManager(
         if (!ok) continue
         await applySeal(log, e, origin, result)
         seal = e
-        heads = new Set(await headsOf(log))
+        stage.heads = new Set(await headsOf(log))
         wake(log, e.id, work)
         continue
       }
@@ -495,7 +395,7 @@ export function createLogManager(
       }
       if (isDropped) {
         // A parent the seal dropped: this entry does not descend from the seal.
-        removePending(e.id)
+        pending.remove(e.id)
         rememberDropped(e.id)
         result.ignored++
         dropChildren(e.id, result)
@@ -503,7 +403,7 @@ export function createLogManager(
       }
       if (missing.size > 0) {
         if (pending.has(e.id)) continue
-        if (addPending(e, missing)) {
+        if (pending.add(e, missing)) {
           newlyPending.push(e.id)
         } else {
           result.rejected.push({ id: e.id, error: new EntryPendingFullError() })
@@ -515,21 +415,23 @@ export function createLogManager(
         if (!pending.has(e.id)) dropChildren(e.id, result)
         continue
       }
-      removePending(e.id)
+      pending.remove(e.id)
       added.set(e.id, e)
       remember(e)
-      for (const p of e.next) heads.delete(p)
-      heads.add(e.id)
+      for (const p of e.next) stage.heads.delete(p)
+      stage.heads.add(e.id)
       wake(log, e.id, work)
       // Bound one LevelDB batch; a catch-up of thousands of entries commits in slices.
-      if (added.size >= 1000) await flush()
+      // (An append group is bounded by its own size, and written by its caller.)
+      if (!outer && added.size >= 1000) await flush()
     }
-    await flush()
+    if (!outer) await flush()
     const stillPending = newlyPending.filter((id) => pending.has(id))
     result.pending += stillPending.length
     const missingIds = new Set(result.missing)
-    for (const id of missingOf(
+    for (const id of pending.missingOf(
       stillPending.flatMap((id) => [...(pending.get(id)?.missing ?? [])]),
+      dropped,
     )) {
       missingIds.add(id)
     }
@@ -538,32 +440,14 @@ export function createLogManager(
 
   /** Move pending children of a newly stored entry into the work list once all their parents are in. */
   function wake(log: LogId, id: EntryId, work: LogEntry[]): void {
-    const children = waiting.get(id)
-    if (!children) return
-    waiting.delete(id)
-    for (const c of children) {
-      const p = pending.get(c)
-      if (!p) continue
-      p.missing.delete(id)
-      // A child in another log can never be valid (parents stay in their log): drop it.
-      if (p.entry.log !== log) removePending(c)
-      else if (p.missing.size === 0) {
-        removePending(c)
-        work.push(p.entry)
-      }
-    }
+    for (const e of pending.release(log, id)) work.push(e)
   }
 
   function dropChildren(id: EntryId, result: JoinResult): void {
-    const children = waiting.get(id)
-    if (!children) return
-    waiting.delete(id)
-    for (const c of children) {
-      if (!removePending(c)) continue
+    pending.dropDescendants(id, (c) => {
       rememberDropped(c)
       result.ignored++
-      dropChildren(c, result)
-    }
+    })
   }
 
   async function checkAndAuthorize(
@@ -583,12 +467,12 @@ export function createLogManager(
     } catch (err) {
       if (isRmeshError(err, AUTH_PENDING_CODE)) {
         if (!pending.has(e.id)) {
-          if (addPending(e, new Set())) result.pending++
+          if (pending.add(e, new Set())) result.pending++
           else result.rejected.push({ id: e.id, error: new EntryPendingFullError() })
         }
         return false
       }
-      removePending(e.id)
+      pending.remove(e.id)
       const error =
         err instanceof EntryError
           ? err
@@ -632,8 +516,8 @@ export function createLogManager(
     remember(s)
     cacheSeal(log, s)
     logCache.set(log, retained)
-    for (const [id, p] of pending)
-      if (p.entry.log === log && p.entry.clock <= s.clock) removePending(id)
+    for (const p of [...pending.values()])
+      if (p.entry.log === log && p.entry.clock <= s.clock) pending.remove(p.entry.id)
     result.added.push(s)
     emit(s, origin)
   }
@@ -646,19 +530,26 @@ export function createLogManager(
     const items = Array.isArray(input) ? input : [input as Uint8Array | LogEntry]
     // Decode all first, then one store read per log for the batch's stored-checks, then
     // verify in input order (rejections are reported in the order of the input).
-    const slots: Array<LogEntry | UnverifiedEntry | { error: unknown }> = items.map((item) => {
-      try {
-        if (!(item instanceof Uint8Array) && item && isTrustedEntry(item as LogEntry))
-          return item as LogEntry
-        return readEntry(item instanceof Uint8Array ? item : (item as LogEntry)?.bytes)
-      } catch (error) {
-        return { error }
-      }
-    })
+    const slots: Array<LogEntry | UnverifiedEntry | { error: unknown } | 'seen'> = items.map(
+      (item) => {
+        try {
+          if (!(item instanceof Uint8Array) && item && isTrustedEntry(item as LogEntry))
+            return item as LogEntry
+          const bytes = item instanceof Uint8Array ? item : (item as LogEntry)?.bytes
+          const id = entryIdOf(bytes)
+          const seen = seenInMemory(id)
+          if (seen === 'dropped') result.ignored++
+          else if (seen) result.duplicates++
+          return seen ? 'seen' : readEntry(bytes, id)
+        } catch (error) {
+          return { error }
+        }
+      },
+    )
     const known = new Map<EntryId, boolean>()
     const byLog = new Map<LogId, Array<{ id: EntryId; clock: number }>>()
     for (const slot of slots) {
-      if (!('verify' in slot)) continue
+      if (slot === 'seen' || !('verify' in slot)) continue
       const { entry } = slot
       if (pending.has(entry.id) || dropped.has(entry.id) || logCache.has(entry.log)) continue
       byLog.set(entry.log, [...(byLog.get(entry.log) ?? []), { id: entry.id, clock: entry.clock }])
@@ -667,6 +558,7 @@ export function createLogManager(
       for (const [id, stored] of (await prefetchStored(log, ids)) ?? []) known.set(id, stored)
     const out: LogEntry[] = []
     for (const slot of slots) {
+      if (slot === 'seen') continue
       try {
         if ('error' in slot) throw slot.error
         if (!('verify' in slot)) {
@@ -686,6 +578,17 @@ export function createLogManager(
       }
     }
     return out
+  }
+
+  /**
+   * What memory alone knows of an id: held (meta names stored entries only), pending or
+   * dropped. A copy from gossip or sync is then skipped before it is even decoded.
+   */
+  function seenInMemory(id: EntryId): 'stored' | 'pending' | 'dropped' | false {
+    if (meta.has(id)) return 'stored'
+    if (pending.has(id)) return 'pending'
+    if (dropped.has(id)) return 'dropped'
+    return false
   }
 
   async function alreadySeen(
@@ -713,41 +616,27 @@ export function createLogManager(
     )
   }
 
-  async function appendEntry<Body>(log: LogId, kind: string, body: Body): Promise<LogEntry<Body>> {
-    return queue.run(log, async () => {
-      const current = await headsOf(log)
-      // Only ids and clocks are needed: the metadata cache spares decoding the heads
-      // again for every append (a third of an append's cost in a burst, profiled).
-      const heads: SealKey[] = []
-      for (const id of current) {
-        const m = meta.get(id)
-        const e = m ? { id, clock: m.clock, author: m.author } : await load(id)
-        if (e) heads.push(e)
-      }
-      // Follow the newest heads when there are more than an entry may name.
-      heads.sort((a, b) => compareEntries(b, a))
-      const next = heads.slice(0, MAX_PARENTS)
-      const entry = await createEntry(signer, {
-        log,
-        kind,
-        body,
-        clock: 1 + Math.max(0, ...next.map((h) => h.clock)),
-        next: next.map((h) => h.id),
-        wall: clock.wall(),
-        tok: tokenId(),
-      })
+  const appendEntry = createAppender({
+    queue,
+    signer,
+    clock,
+    tokenId,
+    async headKey(id) {
+      const m = meta.get(id)
+      return m ? { id, clock: m.clock, author: m.author } : await load(id)
+    },
+    sealKind: SEAL_KIND,
+    openStage,
+    async integrateOwn(log, entry, stage) {
       const result = emptyResult()
-      await integrate(log, [entry], 'append', result)
+      await integrate(log, [entry], 'append', result, stage)
       if (result.rejected.length > 0) throw result.rejected[0].error
-      if (!result.added.some((e) => e.id === entry.id)) {
-        removePending(entry.id)
-        throw new EntryUnauthorizedError(
-          'this node may not append this entry yet (its token is not known)',
-        )
-      }
-      return entry
-    })
-  }
+      // A seal is applied (and written) at once; any other entry is staged.
+      return stage.added.has(entry.id) || result.added.some((e) => e.id === entry.id)
+    },
+    commitStage: (log, stage) => commitStage(log, stage, 'append', emptyResult()),
+    forgetPending: (id) => pending.remove(id),
+  })
 
   return {
     append: appendEntry,
@@ -770,14 +659,16 @@ export function createLogManager(
     },
 
     async validate(bytes) {
-      const read = readEntry(bytes)
+      const id = entryIdOf(bytes)
+      if (seenInMemory(id)) return undefined
+      const read = readEntry(bytes, id)
       return (await alreadySeen(read.entry)) ? undefined : read.verify()
     },
 
     async retryPending() {
       const result = emptyResult()
       const held = [...pending.values()].filter((p) => p.missing.size === 0).map((p) => p.entry)
-      for (const e of held) removePending(e.id)
+      for (const e of held) pending.remove(e.id)
       await joinEntries(held, result)
       return result
     },
@@ -824,7 +715,7 @@ export function createLogManager(
     },
 
     missing() {
-      return missingOf([...waiting.keys()])
+      return pending.missingOf([...pending.awaited()], dropped)
     },
 
     get pendingCount() {

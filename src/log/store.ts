@@ -6,6 +6,8 @@
  *  - the store never decodes or re-encodes entries: it keeps the bytes it is given;
  *  - `commit` is atomic (one LevelDB batch): entries, deletions, heads and seal of a log
  *    change together, so a crash never leaves heads naming entries that are not stored;
+ *    it resolves once LevelDB has the batch in its write-ahead log (not fsync'd: a process
+ *    crash keeps it, a power loss may not); an append group is one commit (append.ts);
  *  - the LevelDB layout lives under the sublevel 'log' with utf8 keys:
  *      e!<id>                         → envelope bytes
  *      i!<log>!<clock 16 digits>!<id> → empty      (per-log index, clock order)
