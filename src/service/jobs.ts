@@ -117,11 +117,14 @@ export function createJobService(c: JobServiceComponents): JobService {
       // Claims, releases and acks never end a job nor start one: most entries skip the gate.
       if (entry.kind !== 'claim' && entry.kind !== 'release' && entry.kind !== 'ack') gate.poke()
       if (!s) return
-      if ('chunk' in (entry.body as object)) {
+      // Events are for listeners (dashboard, web page, live logs): none, nothing to build.
+      if ('chunk' in (entry.body as object) && c.events.subscribers() > 0) {
         const idx = (entry.body as { chunk: number }).chunk
         const ch = s.chunks[idx]
         if (ch && ch.kind === 'frames') {
-          for (const f of views.frameInfos(s).filter((fi) => ch.frames.includes(fi.frame)))
+          // This chunk's frames only: every frame of the job per entry was quadratic in
+          // the job's size on every node of the mesh.
+          for (const f of views.frameInfos(s, ch))
             c.events.publish({ type: 'frame-updated', jobId, frame: f })
         } else if (ch) {
           const v = views.videoInfo(s)

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import type * as Api from '../api/types.js'
 import { safeExtension } from '../blobs/safe-name.js'
 import { eligibilityVerdict, type MeshNode } from '../jobs/eligibility.js'
-import type { JobState } from '../jobs/reducer.js'
+import type { ChunkState, JobState } from '../jobs/reducer.js'
 import { jobLogId } from '../log/types.js'
 import { FORMAT_FROM_ENGINE, frameFileName, type ServiceContext } from './context.js'
 import { createNoEligibleWatchdog } from './no-eligible-watchdog.js'
@@ -18,7 +18,8 @@ import { createNoEligibleWatchdog } from './no-eligible-watchdog.js'
 export interface JobViews {
   summaryOf(s: JobState): Api.JobSummary
   detailOf(s: JobState): Api.JobDetail
-  frameInfos(s: JobState): Api.FrameInfo[]
+  /** Every frame of the job, or only those of `chunk` (one entry's worth, for an event). */
+  frameInfos(s: JobState, chunk?: ChunkState): Api.FrameInfo[]
   videoInfo(s: JobState): Api.VideoInfo | undefined
   list(states?: Api.JobState[]): Api.JobSummary[]
   /** Chunk completions of a job, for its frame rate. */
@@ -185,10 +186,14 @@ export function createJobViews(ctx: ServiceContext): JobViews {
     { graceMs: c.noEligibleGraceMs, warmupMs: c.noEligibleWarmupMs },
   )
 
-  const frameInfos = (s: JobState, work = working()): Api.FrameInfo[] => {
+  const frameInfos = (
+    s: JobState,
+    work = working(),
+    chunks: readonly ChunkState[] = s.chunks,
+  ): Api.FrameInfo[] => {
     const lj = ctx.localJobs.get(s.jobId)
     const out: Api.FrameInfo[] = []
-    for (const ch of s.chunks) {
+    for (const ch of chunks) {
       if (ch.kind !== 'frames') continue
       const w = work.get(`${s.jobId}/${ch.index}`)
       for (const frame of ch.frames) {
@@ -299,7 +304,7 @@ export function createJobViews(ctx: ServiceContext): JobViews {
   return {
     summaryOf: (s) => summaryOf(s),
     detailOf,
-    frameInfos: (s) => frameInfos(s),
+    frameInfos: (s, chunk) => frameInfos(s, undefined, chunk ? [chunk] : s.chunks),
     videoInfo,
     list(states) {
       const work = working()
