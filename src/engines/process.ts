@@ -207,11 +207,9 @@ export function startProcess(opts: RunOptions): RunningProcess {
   child?.stderr?.on('data', (d: string | Buffer) => splitters.stderr.push(String(d)))
 
   const done = (async (): Promise<RunOutcome> => {
-    let exitCode: number | undefined
-    let signal: string | undefined
     const r = await ended
-    exitCode = r.code ?? undefined
-    signal = r.signal ?? undefined
+    const exitCode = r.code ?? undefined
+    const signal = r.signal ?? undefined
     exited = true
     splitters.stdout.end()
     splitters.stderr.end()
