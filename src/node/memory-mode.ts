@@ -3,9 +3,10 @@
  *
  * At rest (the lease manager's tick finds no live job) V8 runs in memory saver mode (the
  * mode Chrome gives background tabs): its memory reducer compacts the heap and hands freed
- * pages back, and the heap grows in small steps. A daemon at rest is ~8 MiB smaller for
- * no measurable CPU (it allocates little). Under load the same mode cost ~15 % more CPU
- * per chunk (more, smaller collections), so it is off the moment a job entry arrives.
+ * pages back, and the heap grows in small steps. A daemon at rest is ~9 MiB smaller for
+ * no measurable CPU (it allocates little). Under load the same mode cost up to ~15 % more
+ * CPU per chunk (more, smaller collections), so it is off the moment a job entry arrives;
+ * leaving rest costs some tens of ms of CPU at the first job (the heap grows back).
  * At rest V8 also drops the bytecode of functions not run since the last full collection
  * (start-up code, the CLI, module bodies: ~2.4 MiB), not after V8's default 6 of them; a
  * function run again is compiled again from its source, lazily, as on first use.
