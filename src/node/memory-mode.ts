@@ -7,9 +7,8 @@
  * no measurable CPU (it allocates little). Under load the same mode cost up to ~15 % more
  * CPU per chunk (more, smaller collections), so it is off the moment a job entry arrives;
  * leaving rest costs some tens of ms of CPU at the first job (the heap grows back).
- * At rest V8 also drops the bytecode of functions not run since the last full collection
- * (start-up code, the CLI, module bodies: ~2.4 MiB), not after V8's default 6 of them; a
- * function run again is compiled again from its source, lazily, as on first use.
+ * Flushing bytecode at rest as well (--bytecode-old-age=1) took ~2 MiB more but made the
+ * first job after a rest finish ~250 ms later in 3 of 4 tries (recompiling): not done.
  *
  * Invariants:
  *  - V8 is told only on a change of state (an idempotent, cheap flag write);
@@ -22,9 +21,8 @@ import { setFlagsFromString } from 'node:v8'
 import { describeError } from '../util/errors.js'
 import type { Logger } from '../util/logger.js'
 
-/** What V8 is told at rest, and at work (V8's defaults: no saver, bytecode old at 6 GCs). */
-export const MEMORY_SAVER_FLAGS = '--memory-saver-mode --bytecode-old-age=1'
-export const SPEED_FLAGS = '--no-memory-saver-mode --bytecode-old-age=6'
+export const MEMORY_SAVER_FLAG = '--memory-saver-mode'
+export const NO_MEMORY_SAVER_FLAG = '--no-memory-saver-mode'
 
 export interface MemoryMode {
   /** The node is at rest (true) or at work (false). */
@@ -44,7 +42,7 @@ export function createMemoryMode(
       const next = rest ? 'memory' : 'speed'
       if (next === mode || failed) return
       try {
-        setFlags(rest ? MEMORY_SAVER_FLAGS : SPEED_FLAGS)
+        setFlags(rest ? MEMORY_SAVER_FLAG : NO_MEMORY_SAVER_FLAG)
         mode = next
       } catch (err) {
         failed = true

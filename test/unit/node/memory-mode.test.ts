@@ -1,7 +1,11 @@
 import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { createMemoryMode, MEMORY_SAVER_FLAGS, SPEED_FLAGS } from '../../../src/node/memory-mode.js'
+import {
+  createMemoryMode,
+  MEMORY_SAVER_FLAG,
+  NO_MEMORY_SAVER_FLAG,
+} from '../../../src/node/memory-mode.js'
 import { REPO_ROOT } from '../../helpers/daemons.js'
 
 describe('memory mode (V8 memory saver at rest)', () => {
@@ -11,12 +15,12 @@ describe('memory mode (V8 memory saver at rest)', () => {
     expect(m.current()).toBeUndefined()
     m.atRest(true)
     m.atRest(true)
-    expect(told).toEqual([MEMORY_SAVER_FLAGS])
+    expect(told).toEqual([MEMORY_SAVER_FLAG])
     expect(m.current()).toBe('memory')
     m.atRest(false)
     m.atRest(false)
     m.atRest(true)
-    expect(told).toEqual([MEMORY_SAVER_FLAGS, SPEED_FLAGS, MEMORY_SAVER_FLAGS])
+    expect(told).toEqual([MEMORY_SAVER_FLAG, NO_MEMORY_SAVER_FLAG, MEMORY_SAVER_FLAG])
   })
 
   it('a flag V8 refuses is logged once and then left alone, never thrown', () => {
