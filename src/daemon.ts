@@ -55,6 +55,7 @@ import { createJobService } from './service/jobs.js'
 import { createLiveLogs } from './service/live-logs.js'
 import { createDiskWatch, DISK_CHECK_MS } from './node/disk-watch.js'
 import { createFileIdleProbe, createSystemIdleProbe } from './node/idle.js'
+import { createMemoryMode } from './node/memory-mode.js'
 import { createNodeRules } from './node/rules.js'
 import { createLogSync, type LogSync } from './sync/sync.js'
 import { withDeadline } from './util/abort.js'
@@ -384,6 +385,7 @@ export async function startDaemon(
       if (nudge) clock.clearTimeout(nudge)
     })
 
+    const memoryMode = createMemoryMode({ logger })
     leases = createLeaseManager(
       {
         self: peerId,
@@ -447,6 +449,7 @@ export async function startDaemon(
       {
         leaseTimeoutMs: config.leaseTimeoutMs,
         quotaOf: (submitter) => quotas.maxQueuedJobs(submitter),
+        onRest: (rest) => memoryMode.atRest(rest),
       },
     )
 

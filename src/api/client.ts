@@ -10,10 +10,11 @@
  * - Response bodies are size-limited before parsing; events are parsed line by line with a
  *   line-length limit.
  */
-import { request as httpRequest, type IncomingMessage } from 'node:http'
+import type { IncomingMessage } from 'node:http'
 import { dirname } from 'node:path'
 import { deadline } from '../util/abort.js'
 import { AbortedError, RmeshError, TimeoutError } from '../util/errors.js'
+import { request as httpRequest } from '../util/node-http.js'
 import {
   API_PREFIX,
   type ApiEvent,

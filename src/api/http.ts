@@ -12,11 +12,12 @@
  */
 import { createReadStream } from 'node:fs'
 import { chmod, stat, unlink } from 'node:fs/promises'
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { connect } from 'node:net'
 import { pipeline } from 'node:stream/promises'
 import { describeError, InvalidInputError, isRmeshError, RmeshError } from '../util/errors.js'
 import type { Logger } from '../util/logger.js'
+import { createServer } from '../util/node-http.js'
 import { API_ERROR_STATUS } from './types.js'
 
 export const MAX_BODY_BYTES = 1 << 20

@@ -3,8 +3,8 @@
  * the same machine, or an SSH tunnel, reads it); every other path is 404, a failed render
  * of the metrics 500. Never bound beyond loopback.
  */
-import { createServer } from 'node:http'
 import type { DaemonView } from './daemon-view.js'
+import { createServer } from '../util/node-http.js'
 import { renderMetrics } from './metrics.js'
 
 export async function startMetricsServer(

@@ -8,11 +8,16 @@
  *    (default 400 ms), so the tree is gone within about half a second.
  *  - The returned promise settles only after the child has exited and the log is flushed.
  *  - Children still alive when Node exits are killed (a render must not outlive its node).
+ *  - A child that cannot be started, or whose pipes fail, is an outcome (`spawnError`),
+ *    never an unhandled 'error' event.
+ *
+ * Plain node:child_process, not execa: execa's ~110 modules stayed loaded in every daemon
+ * (~1.5 MiB of heap at rest) for the one `spawn` with pipes this module needs.
  */
+import { type ChildProcess, spawn } from 'node:child_process'
 import { constants, createWriteStream, type WriteStream } from 'node:fs'
 import { access, stat } from 'node:fs/promises'
 import { delimiter, join } from 'node:path'
-import { execa, type ResultPromise } from 'execa'
 import { type ProcessLimits, withLimits } from './limits.js'
 
 const live = new Set<number>()
@@ -121,27 +126,38 @@ export function startProcess(opts: RunOptions): RunningProcess {
   }
   let canceled = false
   let timedOut = false
-  let child: ResultPromise | undefined
+  let child: ChildProcess | undefined
   let spawnError: Error | undefined
   const launch = withLimits(opts.file, opts.args, opts.limits)
   if (launch.skipped.length) opts.onSkipped?.(launch.skipped)
   try {
-    child = execa(launch.file, launch.args, {
+    child = spawn(launch.file, launch.args, {
       cwd: opts.cwd,
-      env: opts.env,
-      extendEnv: true,
+      env: opts.env ? { ...process.env, ...opts.env } : process.env,
       detached: true,
-      stdin: opts.stdin ? 'pipe' : 'ignore',
-      stdout: 'pipe',
-      stderr: 'pipe',
-      reject: false,
-      buffer: false,
-      encoding: 'utf8',
-      stripFinalNewline: false,
+      stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     })
   } catch (err) {
     spawnError = err as Error
   }
+  // Settles once the child has exited and its pipes are drained ('close'), or at once when
+  // it never started ('error' with no pid: ENOENT, EACCES, a missing cwd).
+  const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    if (!child) return resolve({ code: null, signal: null })
+    const c = child
+    // A child that never started still closes (its code a negative errno): no exit code.
+    c.once('close', (code, signal) => resolve({ code: c.pid === undefined ? null : code, signal }))
+    child.on('error', (err) => {
+      if (child?.pid === undefined) {
+        spawnError ??= err
+        resolve({ code: null, signal: null })
+      }
+    })
+  })
+  // A child gone before it read its stdin (EPIPE) must not crash the daemon.
+  child?.stdin?.on('error', () => undefined)
+  child?.stdout?.setEncoding('utf8')
+  child?.stderr?.setEncoding('utf8')
   const pid = child?.pid
   if (pid !== undefined) {
     live.add(pid)
@@ -191,16 +207,9 @@ export function startProcess(opts: RunOptions): RunningProcess {
   child?.stderr?.on('data', (d: string | Buffer) => splitters.stderr.push(String(d)))
 
   const done = (async (): Promise<RunOutcome> => {
-    let exitCode: number | undefined
-    let signal: string | undefined
-    if (child) {
-      const r = await child
-      exitCode = r.exitCode
-      signal = r.signal
-      if (r.failed && r.exitCode === undefined && r.signal === undefined && !canceled) {
-        spawnError = r.cause instanceof Error ? r.cause : new Error(r.shortMessage)
-      }
-    }
+    const r = await ended
+    const exitCode = r.code ?? undefined
+    const signal = r.signal ?? undefined
     exited = true
     splitters.stdout.end()
     splitters.stderr.end()

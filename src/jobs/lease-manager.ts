@@ -151,6 +151,12 @@ export function createLeaseManager(
   let pumping = false
   let again = false
 
+  function setRest(rest: boolean): void {
+    if (rest === restTicking) return
+    restTicking = rest
+    options.onRest?.(rest)
+  }
+
   function ingest(entry: LogEntry): void {
     const t = now()
     const changed = jobs.ingest(
@@ -181,7 +187,7 @@ export function createLeaseManager(
   function schedule(): void {
     if (stopped) return
     if (restTicking) {
-      restTicking = false
+      setRest(false)
       if (tickTimer) clock.clearTimeout(tickTimer)
       tickTimer = clock.setTimeout(tick, tickMs)
       // The stall probe now looks within tickMs, not the rest tick's span: a stall soon
@@ -217,7 +223,7 @@ export function createLeaseManager(
       lastPrune = t
       prune()
     }
-    restTicking = !live
+    setRest(!live)
     tickTimer = clock.setTimeout(tick, next)
     schedulePass()
   }

@@ -89,6 +89,11 @@ export interface LeaseManagerOptions extends ReduceOptions {
   /** Seal a job this node submitted once it is done and every chunk acked; default true. */
   autoSeal?: boolean
   onProgress?: (task: ChunkTask, progress: ChunkProgress) => void
+  /**
+   * The node enters rest (true: its tick found no live job) or leaves it (false: a job
+   * entry arrived, or a job is live). Called on each change only.
+   */
+  onRest?: (atRest: boolean) => void
 }
 
 export interface LeaseStats {

@@ -15,11 +15,12 @@
  */
 import { readFileSync } from 'node:fs'
 import { createHash } from 'node:crypto'
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { packageRoot } from '../version.js'
 import { InvalidInputError, RmeshError } from '../util/errors.js'
+import { createServer } from '../util/node-http.js'
 import type { Logger } from '../util/logger.js'
 import { type ApiRouter, readJsonBody, sendError, sendResult, ApiStream } from '../api/http.js'
 import { originOf, servesWithoutLogin, type WebAddress } from './address.js'

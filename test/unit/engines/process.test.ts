@@ -38,3 +38,48 @@ describe('engine processes: the render log', () => {
     expect(outcome.tail.at(-1)).toBe('line 99')
   })
 })
+
+describe('engine processes: failures are outcomes, never crashes', () => {
+  it('a child that cannot start (missing working folder) reports spawnError, no exit code', async () => {
+    const outcome = await startProcess({
+      file: process.execPath,
+      args: ['-e', ''],
+      cwd: join(tmpdir(), 'rmesh-no-such-folder-for-cwd'),
+    }).done
+    expect(outcome.spawnError).toBeInstanceOf(Error)
+    expect((outcome.spawnError as NodeJS.ErrnoException).code).toBe('ENOENT')
+    expect(outcome.exitCode).toBeUndefined()
+  })
+
+  it('writing to a child that closed its stdin (EPIPE) does not throw', async () => {
+    const run = startProcess({
+      file: process.execPath,
+      args: ['-e', 'require("node:fs").closeSync(0); setTimeout(() => {}, 400)'],
+      stdin: true,
+    })
+    await new Promise((r) => setTimeout(r, 200))
+    run.write('x'.repeat(1 << 20))
+    const outcome = await run.done
+    expect(outcome.exitCode).toBe(0)
+  })
+
+  it('decodes UTF-8 split across reads and reports a signal with no exit code', async () => {
+    const lines: string[] = []
+    const run = startProcess({
+      file: process.execPath,
+      args: [
+        '-e',
+        'const b = Buffer.from("héllo wörld\\n"); process.stdout.write(b.subarray(0, 2)); setTimeout(() => { process.stdout.write(b.subarray(2)); setTimeout(() => {}, 10000) }, 50)',
+      ],
+      onLine: (l) => {
+        lines.push(l)
+        run.kill()
+      },
+    })
+    const outcome = await run.done
+    expect(lines).toEqual(['héllo wörld'])
+    expect(outcome.canceled).toBe(true)
+    expect(outcome.exitCode).toBeUndefined()
+    expect(outcome.signal).toBe('SIGTERM')
+  })
+})

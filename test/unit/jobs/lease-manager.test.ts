@@ -803,6 +803,28 @@ describe('lease manager memory', () => {
     return t
   }
 
+  it('tells onRest on each change: rest when a tick finds no live job, work when an entry arrives', async () => {
+    const rest: boolean[] = []
+    const { log, running, lm, tick } = await setup({
+      frames: [1],
+      options: { onRest: (r) => rest.push(r) },
+    })
+    // The first tick (no job yet) rests; the pass that follows start() and the announce wake it.
+    expect(rest).toEqual([true, false])
+    await tick(1_000)
+    expect(rest).toEqual([true, false])
+    running.get(0)!.resolve({ outputs: outputsFor([1]), renderMs: 5 })
+    await tick()
+    expect(lm.job(JOB)!.state).toBe('done')
+    expect(rest).toEqual([true, false])
+    await tick(1_000)
+    expect(rest).toEqual([true, false, true])
+    log.inject({ ...entry('ack', { chunks: [0] }, 10, SUB), id: 'ack' as EntryId })
+    await tick()
+    expect(rest).toEqual([true, false, true, false])
+    await lm.stop()
+  })
+
   it('a deleted job leaves a chunk-less tombstone and ignores later entries', async () => {
     const { log, lm, tick } = await doneAndAcked()
     log.inject({ ...entry('delete', {}, 20, SUB), id: 'del' as EntryId })
