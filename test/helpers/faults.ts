@@ -222,17 +222,28 @@ export async function waitJobCollected(
   jobId: string,
   timeoutMs: number,
 ): Promise<JobDetail> {
-  return waitFor(
-    async () => {
-      const j = await jobDetail(submitter, jobId)
-      if (j?.state === 'failed' || j?.state === 'canceled')
-        throw new Error(`job ${jobId} ended ${j.state}: ${j.reason}`)
-      return j?.state === 'done' && j.localComplete ? j : undefined
-    },
-    timeoutMs,
-    `job ${jobId} done and collected`,
-    200,
-  )
+  try {
+    return await waitFor(
+      async () => {
+        const j = await jobDetail(submitter, jobId)
+        if (j?.state === 'failed' || j?.state === 'canceled')
+          throw new Error(`job ${jobId} ended ${j.state}: ${j.reason}`)
+        return j?.state === 'done' && j.localComplete ? j : undefined
+      },
+      timeoutMs,
+      `job ${jobId} done and collected`,
+      200,
+    )
+  } catch (err) {
+    // A timeout says what was still missing, and what the submitter last said about it.
+    const j = await jobDetail(submitter, jobId).catch(() => undefined)
+    const missing = j?.frames
+      .filter((f) => f.state !== 'done' || !f.outputs?.length)
+      .map((f) => `${f.frame}:${f.state}${f.node ? `@${f.node.slice(-6)}` : ''}`)
+    throw new Error(
+      `${err instanceof Error ? err.message : String(err)}; job ${j?.state ?? '?'}, localComplete ${j?.localComplete}, frames not in the output folder: ${missing?.join(' ') || 'none'}; submitter's last log lines:\n${submitter.stderr.slice(-25).join('\n')}`,
+    )
+  }
 }
 
 /** The fingerprint every replica must agree on. */
