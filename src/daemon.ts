@@ -63,7 +63,7 @@ import { type Clock, systemClock } from './util/clock.js'
 import { describeError } from './util/errors.js'
 import { createLogger, type Logger } from './util/logger.js'
 import { RMESH_VERSION } from './version.js'
-import { createWorker, SCENE_PIN_PREFIX } from './worker/runner.js'
+import { createWorker, FILES_PIN_PREFIX, SCENE_PIN_PREFIX } from './worker/runner.js'
 
 export type { DaemonCounters } from './api/daemon-view.js'
 /** Re-exported: the mesh log's revoke kind is admission's (src/auth/admission.ts). */
@@ -233,6 +233,11 @@ export async function startDaemon(
       store: blocks,
       isAdmitted,
       providedOnStart: () => blocks.pinnedByOwners(SCENE_PIN_PREFIX),
+      // Gossip re-announces what nodes fetch from many holders: scenes and their files.
+      announcedPeriodically: async () => [
+        ...(await blocks.pinnedByOwners(SCENE_PIN_PREFIX)),
+        ...(await blocks.pinnedByOwners(FILES_PIN_PREFIX)),
+      ],
       clock,
     })
 

@@ -12,6 +12,11 @@
  *  - a peer announces a manifest only when it holds every block of it;
  *  - gossip may drop a message: holders re-announce every `announceIntervalMs`; the DHT is
  *    best effort and always bounded by a timeout;
+ *  - the periodic re-announcement lists what `announcedPeriodically` names (the daemon:
+ *    scenes and their files, which nodes fetch from many holders), not every output held:
+ *    a chunk's complete entry names its outputs' holder, and each node re-announcing every
+ *    output it kept cost every node of the mesh messages that grew with the farm's work
+ *    (issue 17; a new output is never announced by gossip, see worker/runner.ts);
  *  - the DHT is the fallback, not the first resort: findProviders walks it only when
  *    neither the caller (who often knows the holder from the job log: a chunk's
  *    completer, a job's submitter) nor gossip names a holder. A walk costs RPCs to many
@@ -55,6 +60,11 @@ export interface ProviderIndexComponents {
    * every complete manifest held. Outputs need none: their complete entry names the holder.
    */
   providedOnStart?: () => Promise<string[]>
+  /**
+   * The held manifests the periodic gossip re-announces; default every complete manifest
+   * held. The daemon: scenes and their files (outputs are named by their complete entry).
+   */
+  announcedPeriodically?: () => Promise<string[]>
   clock?: Clock
 }
 
@@ -211,16 +221,21 @@ export function createProviderIndex(
     }
   }
 
-  async function startProvide(): Promise<void> {
+  /** The complete manifests held, narrowed to what `wanted` names when it is given. */
+  async function heldAmong(wanted?: () => Promise<string[]>): Promise<string[]> {
     const held = await heldComplete()
-    if (!components.providedOnStart) return provideInDht(held)
-    const wanted = new Set(await components.providedOnStart())
-    provideInDht(held.filter((cid) => wanted.has(cid)))
+    if (!wanted) return held
+    const names = new Set(await wanted())
+    return held.filter((cid) => names.has(cid))
+  }
+
+  async function startProvide(): Promise<void> {
+    provideInDht(await heldAmong(components.providedOnStart))
   }
 
   async function periodic(): Promise<void> {
     sweepHolders()
-    const cids = await heldComplete().catch(() => [] as string[])
+    const cids = await heldAmong(components.announcedPeriodically).catch(() => [] as string[])
     if (cids.length > 0) await publish(cids)
   }
 

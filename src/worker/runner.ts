@@ -118,8 +118,10 @@ export function scenePinOwner(jobId: string): string {
  * A job's files (its tree's manifests): apart from the scene pins, so a node does not
  * provide every texture in the DHT at start (holders are the submitter and gossip).
  */
+export const FILES_PIN_PREFIX = 'job-files/'
+
 export function filesPinOwner(jobId: string): string {
-  return `job-files/${jobId}`
+  return `${FILES_PIN_PREFIX}${jobId}`
 }
 
 /** Where a job's scene is on this node, and how its paths are remapped (a file tree). */

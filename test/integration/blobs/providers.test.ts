@@ -123,3 +123,50 @@ describe('provider index and the DHT', () => {
     }
   })
 })
+
+describe('provider index: what gossip repeats', () => {
+  const cluster = new Cluster()
+  afterEach(() => cluster.close())
+
+  it('re-announces what announcedPeriodically names (scenes, their files), not every output held', async () => {
+    const a = await cluster.node()
+    const b = await cluster.node()
+    const scene = (await a.store.importBytes('scene.blend', patternBytes(10_000))).manifest
+    const texture = (await a.store.importBytes('wood.png', patternBytes(8_000))).manifest
+    const output = (await a.store.importBytes('0001.png', patternBytes(9_000))).manifest
+    await a.store.pin('job-scene/j1', scene)
+    await a.store.pin('job-files/j1', texture)
+    await a.store.pin('job-outputs/j1', output)
+    const ia = createProviderIndex(
+      {
+        libp2p: a.host,
+        logger: silentLogger,
+        store: a.store,
+        announcedPeriodically: async () => [
+          ...(await a.store.pinnedByOwners('job-scene/')),
+          ...(await a.store.pinnedByOwners('job-files/')),
+        ],
+      },
+      { announceIntervalMs: 100, dht: false },
+    )
+    const ib = createProviderIndex(
+      { libp2p: b.host, logger: silentLogger },
+      { announceIntervalMs: 0, dht: false },
+    )
+    await ia.start()
+    await ib.start()
+    try {
+      // gossipsub grafts on its heartbeat; the 100-ms rounds land once it has.
+      for (let i = 0; i < 100 && ib.providersOf(texture).length === 0; i++)
+        await new Promise((r) => setTimeout(r, 100))
+      expect(ib.providersOf(scene)).toEqual([a.id])
+      expect(ib.providersOf(texture)).toEqual([a.id])
+      // A few more rounds: the output is never among them.
+      await new Promise((r) => setTimeout(r, 400))
+      expect(ib.providersOf(output)).toEqual([])
+    } finally {
+      await ia.stop()
+      await ib.stop()
+    }
+  })
+})
