@@ -16,6 +16,9 @@ import type { VideoCodec, VideoOutput } from '../jobs/video-options.js'
 import { encodeRate, videoNeeds } from '../jobs/video-options.js'
 import { EngineError } from './types.js'
 
+/** An ffmpeg that says only errors, never reads stdin and overwrites its output. */
+export const FFMPEG_QUIET_ARGS = ['-hide_banner', '-loglevel', 'error', '-nostdin', '-y'] as const
+
 export interface FfmpegCaps {
   encoders: Set<string>
   /** Encoders that take yuv420p10le. */

@@ -13,6 +13,7 @@
  *    transfer, so highlights roll off instead of clipping.
  */
 import { open, stat } from 'node:fs/promises'
+import { FFMPEG_QUIET_ARGS } from './ffmpeg-args.js'
 import { runCapture } from './process.js'
 import type { OutputFormat } from './types.js'
 
@@ -44,11 +45,7 @@ export function previewArgs(
   if (format === 'OPEN_EXR') filters.push(...EXR_VIEW)
   else filters.push('format=rgb24')
   return [
-    '-hide_banner',
-    '-loglevel',
-    'error',
-    '-nostdin',
-    '-y',
+    ...FFMPEG_QUIET_ARGS,
     '-i',
     input,
     '-vf',

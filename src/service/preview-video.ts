@@ -24,6 +24,7 @@ import { randomBytes } from 'node:crypto'
 import { access, mkdir, rename, rm, stat, symlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { safeExtension } from '../blobs/safe-name.js'
+import { FFMPEG_QUIET_ARGS } from '../engines/ffmpeg-args.js'
 import { withLimits } from '../engines/limits.js'
 import { runCapture } from '../engines/process.js'
 import type { JobState } from '../jobs/reducer.js'
@@ -73,11 +74,7 @@ export interface PreviewVideos {
 export function previewVideoArgs(dir: string, ext: string, rate: string, out: string): string[] {
   const exr = ext === '.exr'
   return [
-    '-hide_banner',
-    '-loglevel',
-    'error',
-    '-nostdin',
-    '-y',
+    ...FFMPEG_QUIET_ARGS,
     '-framerate',
     rate,
     // EXR frames are linear: the sRGB curve, as the job's own video does.
