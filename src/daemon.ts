@@ -365,7 +365,7 @@ export async function startDaemon(
           })),
           meshId: admission.meshId,
         }),
-        busyIntervalMs: () => leases?.heartbeatPaceMs(),
+        busyPace: () => leases?.heartbeatPace(),
         lastPulseAt: () => sync.lastPublishedAt(),
       },
       { intervalMs: config.presenceIntervalMs, restIntervalMs: config.presenceRestIntervalMs },

@@ -10,8 +10,17 @@
  *    CIDs) and expire after `ttlMs`: a holder that goes quiet is forgotten (swept every
  *    announce interval, so memory follows what is held now, not all ever announced);
  *  - a peer announces a manifest only when it holds every block of it;
- *  - gossip may drop a message: holders re-announce every `announceIntervalMs`; the DHT is
- *    best effort and always bounded by a timeout;
+ *  - gossip may drop a message: holders re-announce every `announceIntervalMs` (each round
+ *    at a random point of its interval, ±25 %); the DHT is best effort and always bounded
+ *    by a timeout;
+ *  - a round leaves out a manifest when ENOUGH_HOLDERS other holders of it were heard within
+ *    the last round's span (duplicate suppression, as mDNS answers do): fetchers need a few
+ *    sources, not all of them, and every holder repeating itself cost every node of the mesh
+ *    a message per holder and round (28 renderers holding one scene were 0.34 messages per
+ *    chunk at each node of a 30-daemon mesh). A manifest's rounds so cost the mesh about
+ *    ENOUGH_HOLDERS messages per interval, whatever the number of holders; a holder left
+ *    out is still found by the job log (the submitter), the DHT, or its own first
+ *    announcement while fresh;
  *  - the periodic re-announcement lists what `announcedPeriodically` names (the daemon:
  *    scenes and their files, which nodes fetch from many holders), not every output held:
  *    a chunk's complete entry names its outputs' holder, and each node re-announcing every
@@ -48,6 +57,29 @@ export const MAX_HAVE_BYTES = 64 * 1024
 export const MAX_PER_MESSAGE = 1024
 /** How long a deferred DHT provide waits. */
 export const DHT_DEFER_MS = 3_000
+/** A round leaves out a manifest that this many other holders announced within its span. */
+export const ENOUGH_HOLDERS = 4
+/** Each round comes at a random point within ±this share of the interval. */
+const ROUND_JITTER = 0.25
+
+/**
+ * The manifests a round re-announces: those held of which fewer than `enough` other
+ * holders were heard since `since` (monotonic ms). `heardAt` gives a manifest's holders
+ * and when each was last heard.
+ */
+export function manifestsToReannounce(
+  held: readonly string[],
+  heardAt: (cid: string) => ReadonlyMap<string, number> | undefined,
+  since: number,
+  enough = ENOUGH_HOLDERS,
+): string[] {
+  return held.filter((cid) => {
+    let recent = 0
+    for (const at of heardAt(cid)?.values() ?? [])
+      if (at >= since && ++recent >= enough) return false
+    return true
+  })
+}
 
 export interface ProviderIndexComponents {
   libp2p: RmeshLibp2p
@@ -66,6 +98,8 @@ export interface ProviderIndexComponents {
    */
   announcedPeriodically?: () => Promise<string[]>
   clock?: Clock
+  /** In [0, 1): where in its jittered span each round falls. Default Math.random. */
+  random?: () => number
 }
 
 export interface ProviderIndexOptions {
@@ -126,6 +160,7 @@ export function createProviderIndex(
   const { libp2p, store, isAdmitted } = components
   const log = components.logger.child('providers')
   const clock = components.clock ?? systemClock
+  const random = components.random ?? Math.random
   const interval = options.announceIntervalMs ?? 30_000
   const ttlMs = options.ttlMs ?? 3 * (interval || 30_000) + 10_000
   const useDht = options.dht ?? true
@@ -137,7 +172,7 @@ export function createProviderIndex(
   // Provided in the DHT by us: the DHT re-provides them until told otherwise.
   const providedInDht = new Set<string>()
   const lifetime = new AbortController()
-  let timer: ReturnType<typeof setInterval> | undefined
+  let timer: ReturnType<Clock['setTimeout']> | undefined
   let running = false
 
   const onMessage = (evt: CustomEvent<Message>) => {
@@ -233,10 +268,27 @@ export function createProviderIndex(
     provideInDht(await heldAmong(components.providedOnStart))
   }
 
+  // A round's span: the longest two rounds can be apart, so a holder that announced in
+  // its last round is still counted by every other holder's next one.
+  const roundSpan = interval * (1 + 2 * ROUND_JITTER)
+
   async function periodic(): Promise<void> {
     sweepHolders()
-    const cids = await heldAmong(components.announcedPeriodically).catch(() => [] as string[])
+    const held = await heldAmong(components.announcedPeriodically).catch(() => [] as string[])
+    const cids = manifestsToReannounce(
+      held,
+      (cid) => holders.get(cid),
+      clock.monotonic() - roundSpan,
+    )
     if (cids.length > 0) await publish(cids)
+  }
+
+  function scheduleRound(): void {
+    if (!running || interval <= 0) return
+    const wait = interval * (1 - ROUND_JITTER + 2 * ROUND_JITTER * random())
+    timer = clock.setTimeout(() => {
+      void periodic().finally(scheduleRound)
+    }, wait)
   }
 
   return {
@@ -251,10 +303,7 @@ export function createProviderIndex(
       }
       pubsub.subscribe(HAVE_TOPIC)
       pubsub.addEventListener('message', onMessage)
-      if (interval > 0) {
-        timer = setInterval(() => void periodic(), interval)
-        timer.unref?.()
-      }
+      scheduleRound()
       // Our holdings reach the DHT once per start; gossip repeats them every interval.
       void startProvide().catch((err) =>
         log.debug('dht provide on start failed', { err: describeError(err) }),
@@ -263,7 +312,7 @@ export function createProviderIndex(
     async stop() {
       if (!running) return
       running = false
-      if (timer) clearInterval(timer)
+      if (timer) clock.clearTimeout(timer)
       lifetime.abort()
       pubsub.removeEventListener('message', onMessage)
       pubsub.unsubscribe(HAVE_TOPIC)

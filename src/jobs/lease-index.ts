@@ -2,7 +2,7 @@
  * An index over one job's chunks for the lease manager, kept up to date entry by entry
  * (jobs/fold-changes.ts), so a pass costs what it looks at, not the job's size: the
  * chunks that may need a node (open or claimed), in chunk order; the chunks this node
- * holds; and the median render time of finished frame chunks (the straggler bound).
+ * holds; how many are open; and the median render time of finished frame chunks (the straggler bound).
  *
  * Invariants: after update(state, changes) the index describes `state` exactly, provided
  * every chunk record that changed since the last update is in `changes` (or it is 'all',
@@ -15,6 +15,9 @@ import type { ChunkState, JobState } from './reducer.js'
 export class ChunkIndex {
   /** Bit i: chunk i is open or claimed. */
   private needyBits = new Uint32Array(0)
+  /** Bit i: chunk i is open (nobody holds it). */
+  private openBits = new Uint32Array(0)
+  private openChunks = 0
   /** Chunks claimed by this node. */
   readonly mine = new Set<number>()
   /** Render time recorded per chunk in `times` (NaN: none). */
@@ -28,6 +31,8 @@ export class ChunkIndex {
   update(s: JobState, changes: FoldChanges, onClaimed?: (c: ChunkState) => void): void {
     if (changes === 'all' || this.recorded.length !== s.chunks.length) {
       this.needyBits = new Uint32Array((s.chunks.length + 31) >> 5)
+      this.openBits = new Uint32Array((s.chunks.length + 31) >> 5)
+      this.openChunks = 0
       this.recorded = new Float64Array(s.chunks.length).fill(Number.NaN)
       this.times.length = 0
       this.mine.clear()
@@ -53,6 +58,11 @@ export class ChunkIndex {
     }
   }
 
+  /** How many chunks are open (waiting for a node). */
+  get open(): number {
+    return this.openChunks
+  }
+
   /** Median render time of the done frame chunks, with at least `minSamples` of them. */
   medianRenderMs(minSamples: number): number | undefined {
     const n = this.times.length
@@ -65,6 +75,14 @@ export class ChunkIndex {
     const bit = 1 << (i & 31)
     if (c.state === 'open' || c.state === 'claimed') this.needyBits[w] |= bit
     else this.needyBits[w] &= ~bit
+    const wasOpen = (this.openBits[w] & bit) !== 0
+    if (c.state === 'open' && !wasOpen) {
+      this.openBits[w] |= bit
+      this.openChunks++
+    } else if (c.state !== 'open' && wasOpen) {
+      this.openBits[w] &= ~bit
+      this.openChunks--
+    }
     if (c.state === 'claimed' && c.holder === this.self) this.mine.add(i)
     else this.mine.delete(i)
     if (c.state === 'claimed') onClaimed?.(c)

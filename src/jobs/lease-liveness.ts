@@ -35,10 +35,11 @@ export const MAX_CATCH_UP_MS = 2_000
 
 /**
  * The most a holder's slow pace stretches its lease timeout (and how long it counts as
- * heard): presence caps a busy pace at its rest interval, 5 × the busy one by default; a
- * peer announcing more gains nothing.
+ * heard): presence caps a busy pace at its rest interval (5 × the busy one by default), and
+ * at twice that while the jobs of its leases are far from their end (protocols/presence.md
+ * "Busy pace"); a peer announcing more gains nothing.
  */
-export const MAX_LEASE_STRETCH = 5
+export const MAX_LEASE_STRETCH = 10
 
 /** Finished chunks needed before a job's typical render time bounds its leases. */
 export const STRAGGLER_MIN_SAMPLES = 1

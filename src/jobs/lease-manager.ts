@@ -45,6 +45,7 @@ import { createLeasePass } from './lease-pass.js'
 import { createLeaseRenders } from './lease-render.js'
 import { createTaskTable, type LeaseCoreDeps } from './lease-tasks.js'
 import type {
+  HeartbeatPace,
   LeaseManager,
   LeaseManagerComponents,
   LeaseManagerOptions,
@@ -67,11 +68,30 @@ export { PREFETCH_WITH_COMPLETE_MS, prefetchWaitMs, STORING_PER_SLOT } from './l
 export { MAX_TOMBSTONES } from './job-folds.js'
 
 /**
- * Heartbeats per typical chunk a busy node sends (heartbeatPaceMs): every heartbeat costs
- * every node of the mesh a message, and with 10-s chunks at a fixed 2-s pace they were
- * 10.5 of the 12.9 messages a bystander received per chunk on a 30-daemon mesh.
+ * Heartbeats per typical chunk a busy node sends (heartbeatPace) near a job's end: every
+ * heartbeat costs every node of the mesh a message, and with 10-s chunks at a fixed 2-s
+ * pace they were 10.5 of the 12.9 messages a bystander received per chunk on a 30-daemon
+ * mesh.
  */
 export const BEATS_PER_CHUNK = 2
+
+/**
+ * Far from a job's end its holders beat every 1.5 typical chunks: the log message each
+ * chunk's end sends (protocols/presence.md "Log gossip is a heartbeat") comes first, so
+ * most chunks need no heartbeat at all. At one chunk the heartbeat fell due just before
+ * the chunk's end and went out anyway.
+ */
+export const FAR_PACE_PER_CHUNK = 1.5
+
+/**
+ * A job is far from its end while it has at least this many open chunks per live renderer.
+ * A dead holder beating every 1.5 chunks is found after 5 of its beats, 7.5 chunk times,
+ * instead of 2.5: every other renderer still has 10 chunks of its own to render before the
+ * queue runs dry, so the reopened chunk is taken before anyone waits for it and the job
+ * ends no later. Near the end, where a late reopen would hold the whole job up, the pace
+ * is half a chunk again.
+ */
+export const BULK_OPEN_PER_RENDERER = 10
 
 /** With no live job the lease tick (and stall probe) runs this many times less often. */
 export const REST_TICKS = 5
@@ -364,14 +384,22 @@ export function createLeaseManager(
       return tasks.held().map((x) => ({ jobId: x.jobId, chunk: x.chunk, attempt: x.attempt }))
     },
 
-    heartbeatPaceMs() {
-      let shortest: number | undefined
+    heartbeatPace() {
+      let pace: HeartbeatPace | undefined
+      const farFrom = BULK_OPEN_PER_RENDERER * Math.max(1, judge.liveRenderers(now()))
       for (const x of tasks.values()) {
-        const typical = indexOf(x.jobId).medianRenderMs(STRAGGLER_MIN_SAMPLES)
-        if (typical !== undefined && (shortest === undefined || typical < shortest))
-          shortest = typical
+        const index = indexOf(x.jobId)
+        const typical = index.medianRenderMs(STRAGGLER_MIN_SAMPLES)
+        if (typical === undefined) continue
+        const far = index.open >= farFrom
+        const ms = far ? typical * FAR_PACE_PER_CHUNK : typical / BEATS_PER_CHUNK
+        // The shortest pace any lease wants, far from the end only if every job is.
+        pace = {
+          ms: Math.min(ms, pace?.ms ?? ms),
+          farFromEnd: far && (pace?.farFromEnd ?? true),
+        }
       }
-      return shortest === undefined ? undefined : shortest / BEATS_PER_CHUNK
+      return pace
     },
 
     noteHeartbeat(peer, leases) {

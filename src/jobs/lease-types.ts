@@ -35,6 +35,17 @@ export interface Liveness {
   pace?(peer: PeerIdString): number
 }
 
+/** The heartbeat pace a node's leases want (LeaseManager.heartbeatPace). */
+export interface HeartbeatPace {
+  ms: number
+  /**
+   * Every job of its leases still has BULK_OPEN_PER_RENDERER open chunks per live renderer:
+   * a dead holder's chunk reopened late costs nothing, so presence lets the pace run to
+   * twice its rest interval (peers stretch the lease timeout by up to MAX_LEASE_STRETCH).
+   */
+  farFromEnd: boolean
+}
+
 export interface NodeCapabilities {
   /** Installed engines; an encode chunk needs one named 'ffmpeg'. */
   engines: readonly { name: string; version: string }[]
@@ -134,10 +145,12 @@ export interface LeaseManager {
   /**
    * How often this node's heartbeats need to list its leases while it holds any: half the
    * shortest typical chunk time (median render) among the jobs of its leases, so a peer
-   * hears about two beats per chunk whatever the chunk time; undefined while no job of its
-   * leases has a finished chunk. Presence clamps it and announces it (`every`).
+   * hears about two beats per chunk whatever the chunk time, or 1.5 of it while every such
+   * job is far from its end (`farFromEnd`: the log message at each chunk's end is then the
+   * only pulse most chunks need); undefined while no job of its leases has a finished
+   * chunk. Presence clamps it and announces it (`every`).
    */
-  heartbeatPaceMs(): number | undefined
+  heartbeatPace(): HeartbeatPace | undefined
   /** Record the leases `peer` says it holds (from its presence heartbeat). */
   noteHeartbeat(peer: PeerIdString, leases: readonly LeaseRef[]): void
   /**

@@ -14,10 +14,13 @@
  *  - a heartbeat says how often its node publishes now (`every`); a peer is judged gone or
  *    silent after that many of its own intervals, so a node at rest costs the mesh a fifth
  *    of a busy one's heartbeats without being taken for dead;
- *  - a busy node beats at the pace its leases need (busyIntervalMs: about twice per chunk of
- *    the jobs it holds, never faster than intervalMs nor slower than the rest interval);
- *    peers stretch its lease timeout by the same factor (paceOf), so the beats per lease
- *    timeout stay what the configured intervals make them;
+ *  - a busy node beats at the pace its leases need (busyPace: about twice per chunk of the
+ *    jobs it holds, every 1.5 chunks while they are far from their end; never faster than
+ *    intervalMs nor slower than the rest interval, twice it while far from the end); peers stretch its lease timeout by the
+ *    same factor (paceOf), so the beats per lease timeout stay what the configured
+ *    intervals make them;
+ *  - a change of pace never waits longer than the pace announced before it: a longer one
+ *    goes out in a heartbeat due at the shorter pace;
  *  - a log gossip message a node publishes is its pulse too (protocols/presence.md "Log
  *    gossip is a heartbeat"): a busy node whose last log message left less than its pace
  *    ago skips that heartbeat (so two beats of its are never more than its pace plus one
@@ -47,6 +50,7 @@ import type { Logger } from '../util/logger.js'
 import { createStallWatch, type StallWatch } from '../util/stalls.js'
 import { validatePresenceRules, type PresenceRules } from '../node/presence-rules.js'
 import { type EngineDevices, validateDevices } from '../jobs/devices.js'
+import type { HeartbeatPace } from '../jobs/lease-types.js'
 import type { RmeshLibp2p } from './host.js'
 
 export const PRESENCE_TOPIC = 'rmesh/presence/1.0.0'
@@ -198,21 +202,24 @@ export function validatePresence(value: unknown): Presence {
   return p as unknown as Presence
 }
 
+/** While its jobs are far from their end a busy node's pace may run to this many rest intervals. */
+export const FAR_PACE_CAP = 2
+
 /**
- * The heartbeat interval of a busy node whose leases want one every `wantedMs`: rounded to
- * a multiple of `intervalMs` (the tick), within [intervalMs, restIntervalMs]; intervalMs
- * when nothing is wanted yet.
+ * The heartbeat interval of a busy node whose leases want `wanted`: rounded to a multiple of
+ * `intervalMs` (the tick), within [intervalMs, restIntervalMs], or [intervalMs,
+ * FAR_PACE_CAP × restIntervalMs] while its jobs are far from their end (their leases
+ * judged on as many beats, and a late reopen costs them nothing; protocols/presence.md
+ * "Busy pace"); intervalMs when nothing is wanted yet.
  */
 export function busyPaceMs(
-  wantedMs: number | undefined,
+  wanted: HeartbeatPace | undefined,
   intervalMs: number,
   restIntervalMs: number,
 ): number {
-  if (wantedMs === undefined || !Number.isFinite(wantedMs)) return intervalMs
-  return Math.min(
-    Math.max(intervalMs, restIntervalMs),
-    Math.max(intervalMs, Math.round(wantedMs / intervalMs) * intervalMs),
-  )
+  if (wanted === undefined || !Number.isFinite(wanted.ms)) return intervalMs
+  const cap = Math.max(intervalMs, restIntervalMs) * (wanted.farFromEnd ? FAR_PACE_CAP : 1)
+  return Math.min(cap, Math.max(intervalMs, Math.round(wanted.ms / intervalMs) * intervalMs))
 }
 
 export interface PresenceComponents {
@@ -232,10 +239,10 @@ export interface PresenceComponents {
   /**
    * How often this node's leases need a heartbeat while it renders or holds leases (the
    * lease manager's pace, from its jobs' chunk times); undefined: intervalMs. Clamped to
-   * [intervalMs, rest interval] and rounded to a multiple of intervalMs (a pace that
+   * [intervalMs, rest interval] (twice that far from its jobs' end) and rounded to a multiple of intervalMs (a pace that
    * wobbles with a median would otherwise be announced anew on every tick).
    */
-  busyIntervalMs?: () => number | undefined
+  busyPace?: () => HeartbeatPace | undefined
   /**
    * Monotonic ms when this node last published a log gossip message (sync/sync.ts): peers
    * count it as a heartbeat, so a busy node's next one waits a whole pace after it.
@@ -360,7 +367,7 @@ export function createPresence(
     if (!busy(self)) return restInterval
     // A forming mesh meets at the fast pace, whatever this node's leases would need.
     if (clock.monotonic() < fastUntil) return options.intervalMs
-    return busyPaceMs(components.busyIntervalMs?.(), options.intervalMs, restInterval)
+    return busyPaceMs(components.busyPace?.(), options.intervalMs, restInterval)
   }
   // What peers must hear at once even at rest: a change in what this node can take.
   const shapeOf = (self: SelfView) =>
@@ -462,12 +469,11 @@ export function createPresence(
     const pulse = busy(self)
       ? Math.max(lastPublished, components.lastPulseAt?.() ?? Number.NEGATIVE_INFINITY)
       : lastPublished
-    // A change of pace is said at once: peers judge this node by the pace it last announced.
-    if (
-      now - pulse >= every - options.intervalMs / 2 ||
-      shapeOf(self) !== lastShape ||
-      lastEvery !== every
-    )
+    // Peers judge this node by the pace it last announced: a longer one is said in a
+    // heartbeat that still comes at the shorter pace, a shorter one brings it sooner by
+    // itself (neither costs a heartbeat of its own).
+    const pace = Math.min(every, lastEvery ?? every)
+    if (now - pulse >= pace - options.intervalMs / 2 || shapeOf(self) !== lastShape)
       void publish(self)
     stalls.observe(now)
     for (const [peerId, entry] of table) {

@@ -109,7 +109,7 @@ export class SimNode {
       const leases = this.manager.heldLeases()
       const every = this.mesh.pacedHeartbeats
         ? busyPaceMs(
-            leases.length > 0 ? this.manager.heartbeatPaceMs() : undefined,
+            leases.length > 0 ? this.manager.heartbeatPace() : undefined,
             this.mesh.heartbeatMs,
             5 * this.mesh.heartbeatMs,
           )

@@ -150,7 +150,7 @@ describe('presence on libp2p', () => {
       a,
       {
         self: () => ({ ...self(), leases: [{ job: 'j', chunk: 1, attempt: 1 }] }),
-        busyIntervalMs: () => wanted,
+        busyPace: () => (wanted === undefined ? undefined : { ms: wanted, farFromEnd: false }),
       },
       { restIntervalMs: 500 },
     )
@@ -188,7 +188,7 @@ describe('presence on libp2p', () => {
       a,
       {
         self: () => ({ ...self(), leases: busy ? [{ job: 'j', chunk: 1, attempt: 1 }] : [] }),
-        busyIntervalMs: () => 300,
+        busyPace: () => ({ ms: 300, farFromEnd: false }),
         lastPulseAt: () => pulse,
       },
       { restIntervalMs: 300 },

@@ -6,6 +6,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { foldChanges, markFold } from '../../../src/jobs/fold-changes.js'
+import { ChunkIndex } from '../../../src/jobs/lease-index.js'
 import { JobFold, reduceJob } from '../../../src/jobs/reducer.js'
 import type { LogEntry, PeerIdString } from '../../../src/log/types.js'
 import { compareEntries } from '../../../src/log/types.js'
@@ -238,11 +239,21 @@ describe('reducer properties', () => {
     fc.assert(
       fc.property(orders, (shuffled) => {
         const fold = new JobFold()
+        // The lease manager's index, kept up to date by these changes, describes the state.
+        const index = new ChunkIndex(SUB)
         for (const e of shuffled) {
           const before = (fold.state?.chunks ?? []).map((c) => JSON.stringify(c))
           const mark = markFold(fold)
           fold.add(e)
           const changes = foldChanges(fold, mark, e)
+          if (fold.state) {
+            index.update(fold.state, changes)
+            const chunks = fold.state.chunks
+            expect(index.open).toBe(chunks.filter((c) => c.state === 'open').length)
+            expect([...index.needy()]).toEqual(
+              chunks.filter((c) => c.state === 'open' || c.state === 'claimed').map((c) => c.index),
+            )
+          }
           if (changes === 'all') continue
           const named = new Set(changes)
           const after = fold.state?.chunks ?? []

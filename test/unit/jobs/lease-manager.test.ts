@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import {
   BEATS_PER_CHUNK,
+  FAR_PACE_PER_CHUNK,
+  BULK_OPEN_PER_RENDERER,
   createLeaseManager,
   type JobLogView,
   type LeaseManagerOptions,
@@ -481,13 +483,36 @@ describe('lease manager', () => {
   it('asks for heartbeats at half the typical chunk time of the jobs it holds, once one is known', async () => {
     const { running, lm, tick } = await setup({ frames: [1, 2, 3] })
     expect(lm.heldLeases()).toHaveLength(1)
-    expect(lm.heartbeatPaceMs()).toBeUndefined()
+    expect(lm.heartbeatPace()).toBeUndefined()
     const [first] = [...running.values()]
     first.resolve({ outputs: outputsFor([...first.task.frames]), renderMs: 6_000 })
     await tick()
     await tick()
     expect(lm.heldLeases()).toHaveLength(1)
-    expect(lm.heartbeatPaceMs()).toBe(6_000 / BEATS_PER_CHUNK)
+    expect(lm.heartbeatPace()).toEqual({ ms: 6_000 / BEATS_PER_CHUNK, farFromEnd: false })
+    await lm.stop({ release: false })
+  })
+
+  it('beats every 1.5 typical chunks while its jobs have many open chunks per renderer, twice a chunk near their end', async () => {
+    // This node the only renderer: bulk while BULK_OPEN_PER_RENDERER chunks are open.
+    const bulkFrom = BULK_OPEN_PER_RENDERER
+    const frames = Array.from({ length: bulkFrom + 3 }, (_, i) => i + 1)
+    const { running, lm, tick } = await setup({ frames })
+    const finishOne = async () => {
+      const [{ chunk }] = lm.heldLeases()
+      const task = running.get(chunk)!
+      running.delete(chunk)
+      task.resolve({ outputs: outputsFor([...task.task.frames]), renderMs: 6_000 })
+      await tick()
+      await tick()
+    }
+    await finishOne()
+    // One chunk done, one held: bulkFrom + 1 open.
+    expect(lm.heartbeatPace()).toEqual({ ms: 6_000 * FAR_PACE_PER_CHUNK, farFromEnd: true })
+    await finishOne()
+    await finishOne()
+    // bulkFrom − 1 open: the job's end is near, a dead holder would now hold it up.
+    expect(lm.heartbeatPace()).toEqual({ ms: 6_000 / BEATS_PER_CHUNK, farFromEnd: false })
     await lm.stop({ release: false })
   })
 
