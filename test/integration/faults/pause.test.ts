@@ -79,7 +79,8 @@ describe('faults: a node paused longer than a lease (3 daemons)', { timeout: 180
  * slower than the busy interval (presence `every`, protocols/presence.md "Busy pace"): 2-s
  * chunks with a 250-ms interval give a 1-s pace, so peers give the frozen node's leases
  * 4 × the lease timeout (2 s → 8 s) before they reopen them, and the job still completes
- * with the promises kept. (Without the stretch they reopen ~4 s after the freeze.)
+ * with the promises kept. (Without the stretch they reopen ~4 s after the freeze.) Fault
+ * d″: the same far from the job's end, where the pace is 1.5 chunks and the stretch longer.
  */
 describe('faults: a paused node whose heartbeats are paced for its chunks', {
   timeout: 120_000,
@@ -120,6 +121,38 @@ describe('faults: a paused node whose heartbeats are paced for its chunks', {
     // survivors' next free slot); stretched, 8 s.
     expect(reopenedMs).toBeGreaterThanOrEqual(6_500)
     const counts = await expectPromisesKept('d′. paced SIGSTOP/SIGCONT', procs, submitter, job)
+    expect(counts.duplicateCompletes).toBeLessThanOrEqual(LEASES_ONE_NODE_HOLDS)
+  })
+
+  it('d″. far from the end of its job its leases reopen after the far pace timeout, longer; the job completes', async () => {
+    // 60 chunks of 1 s on 3 renderers: while 30 or more are open (10 per live renderer) a
+    // busy node beats every 1.5 chunks (its median render time, spawn included, × 1.5: 1.5 s
+    // or more, 6 × the 250-ms interval, at most twice the 1.25-s rest interval, 10 ×), so
+    // peers give the frozen node's leases 12–20 s; near the end it would be 2–4 s (half a
+    // chunk). protocols/presence.md "Busy pace".
+    const [submitter, , victim] = procs
+    const job = await submitTestJob(submitter, { frames: 60, frameMs: 1_000 })
+    jobDirs.push(job.workDir)
+    await waitFramesDone(submitter, job.jobId, 3, 30_000)
+    await new Promise((r) => setTimeout(r, 1_600))
+    const { held, pausedAt } = await freezeWhileHolding(submitter, victim, job.jobId, () =>
+      waitRendering(submitter, victim, job.jobId),
+    )
+    let reopenedMs: number
+    try {
+      await waitReopenedElsewhere(submitter, victim, job.jobId, held, 40_000)
+      reopenedMs = Date.now() - pausedAt
+      console.log(
+        `[faults] d″. ${held.length} leases of the frozen node, far from the job's end, reopened after ${reopenedMs} ms (lease timeout ${LEASE_MS} ms, stretched × 6–10)`,
+      )
+    } finally {
+      victim.proc.kill('SIGCONT')
+    }
+    // At the near pace they would reopen ~4–6 s after the freeze; at the far pace, 12–20 s
+    // after its last pulse, and never beyond the far cap's 20 s (plus a pass).
+    expect(reopenedMs).toBeGreaterThanOrEqual(9_000)
+    expect(reopenedMs).toBeLessThan(30_000)
+    const counts = await expectPromisesKept('d″. far-paced SIGSTOP/SIGCONT', procs, submitter, job)
     expect(counts.duplicateCompletes).toBeLessThanOrEqual(LEASES_ONE_NODE_HOLDS)
   })
 })
