@@ -453,6 +453,7 @@ export async function startDaemon(
       },
       {
         leaseTimeoutMs: config.leaseTimeoutMs,
+        heartbeatIntervalMs: config.presenceIntervalMs,
         quotaOf: (submitter) => quotas.maxQueuedJobs(submitter),
         onRest: (rest) => memoryMode.atRest(rest),
       },

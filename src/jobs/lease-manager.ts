@@ -84,14 +84,24 @@ export const BEATS_PER_CHUNK = 2
 export const FAR_PACE_PER_CHUNK = 1.5
 
 /**
- * A job is far from its end while it has at least this many open chunks per live renderer.
- * A dead holder beating every 1.5 chunks is found after 5 of its beats, 7.5 chunk times,
+ * A job is far from its end while it has at least this many open chunks per live renderer
+ * (farOpenPerRenderer; this is its value at the default lease timeout of 5 heartbeats). A
+ * dead holder beating every 1.5 chunks is found after 5 of its beats, 7.5 chunk times,
  * instead of 2.5: every other renderer still has 10 chunks of its own to render before the
  * queue runs dry, so the reopened chunk is taken before anyone waits for it and the job
  * ends no later. Near the end, where a late reopen would hold the whole job up, the pace
  * is half a chunk again.
  */
 export const BULK_OPEN_PER_RENDERER = 10
+
+/**
+ * Open chunks per live renderer from which a job is far from its end, for a lease timeout
+ * of `beatsPerTimeout` heartbeats: the chunk times a dead holder's lease waits at the far
+ * pace, and 2.5 more (never below BULK_OPEN_PER_RENDERER).
+ */
+export function farOpenPerRenderer(beatsPerTimeout: number): number {
+  return Math.max(BULK_OPEN_PER_RENDERER, Math.ceil(beatsPerTimeout * FAR_PACE_PER_CHUNK + 2.5))
+}
 
 /** With no live job the lease tick (and stall probe) runs this many times less often. */
 export const REST_TICKS = 5
@@ -103,6 +113,7 @@ export function createLeaseManager(
   const { self, clock, log, liveness, runner } = components
   const logger = components.logger.child('leases')
   const leaseTimeoutMs = options.leaseTimeoutMs ?? 10_000
+  const farOpen = farOpenPerRenderer(leaseTimeoutMs / (options.heartbeatIntervalMs ?? 2_000))
   const tickMs = options.tickMs ?? 1_000
   const deferMs = options.deferMs ?? 10_000
   const prefetch = options.prefetch ?? true
@@ -386,7 +397,7 @@ export function createLeaseManager(
 
     heartbeatPace() {
       let pace: HeartbeatPace | undefined
-      const farFrom = BULK_OPEN_PER_RENDERER * Math.max(1, judge.liveRenderers(now()))
+      const farFrom = farOpen * Math.max(1, judge.liveRenderers(now()))
       for (const x of tasks.values()) {
         const index = indexOf(x.jobId)
         const typical = index.medianRenderMs(STRAGGLER_MIN_SAMPLES)

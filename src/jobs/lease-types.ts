@@ -76,6 +76,13 @@ export interface LeaseManagerComponents {
 export interface LeaseManagerOptions extends ReduceOptions {
   /** Default 10 s. */
   leaseTimeoutMs?: number
+  /**
+   * The heartbeat interval the lease timeout is counted in (presence's busy interval);
+   * default 2 s. With leaseTimeoutMs it gives how many chunk times a dead holder's lease
+   * waits at the far pace, and so when a job is far enough from its end for that pace
+   * (farOpenPerRenderer).
+   */
+  heartbeatIntervalMs?: number
   /** Liveness re-check period; default 1 s. */
   tickMs?: number
   /** Applies to jobs whose announce sets no chunkTimeoutMs; default none. */

@@ -101,7 +101,7 @@ export class SimNode {
         }),
         logger: silentLogger,
       },
-      this.mesh.managerOptions,
+      { heartbeatIntervalMs: this.mesh.heartbeatMs, ...this.mesh.managerOptions },
     )
     await this.manager.start()
     // As presence does (net/presence.ts): a node holding leases beats at its leases' pace.

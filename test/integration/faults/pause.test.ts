@@ -125,13 +125,14 @@ describe('faults: a paused node whose heartbeats are paced for its chunks', {
   })
 
   it('d″. far from the end of its job its leases reopen after the far pace timeout, longer; the job completes', async () => {
-    // 60 chunks of 1 s on 3 renderers: while 30 or more are open (10 per live renderer) a
+    // 75 chunks of 1 s on 3 renderers: while 45 or more are open (15 per live renderer for a
+    // lease timeout of 8 heartbeats, farOpenPerRenderer in src/jobs/lease-manager.ts) a
     // busy node beats every 1.5 chunks (its median render time, spawn included, × 1.5: 1.5 s
     // or more, 6 × the 250-ms interval, at most twice the 1.25-s rest interval, 10 ×), so
     // peers give the frozen node's leases 12–20 s; near the end it would be 2–4 s (half a
     // chunk). protocols/presence.md "Busy pace".
     const [submitter, , victim] = procs
-    const job = await submitTestJob(submitter, { frames: 60, frameMs: 1_000 })
+    const job = await submitTestJob(submitter, { frames: 75, frameMs: 1_000 })
     jobDirs.push(job.workDir)
     await waitFramesDone(submitter, job.jobId, 3, 30_000)
     await new Promise((r) => setTimeout(r, 1_600))

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import {
   BEATS_PER_CHUNK,
   FAR_PACE_PER_CHUNK,
+  farOpenPerRenderer,
   BULK_OPEN_PER_RENDERER,
   createLeaseManager,
   type JobLogView,
@@ -494,8 +495,12 @@ describe('lease manager', () => {
   })
 
   it('beats every 1.5 typical chunks while its jobs have many open chunks per renderer, twice a chunk near their end', async () => {
-    // This node the only renderer: bulk while BULK_OPEN_PER_RENDERER chunks are open.
+    // This node the only renderer, the default lease timeout of 5 heartbeats: far from the
+    // end while BULK_OPEN_PER_RENDERER chunks are open.
     const bulkFrom = BULK_OPEN_PER_RENDERER
+    expect(farOpenPerRenderer(5)).toBe(BULK_OPEN_PER_RENDERER)
+    // A lease timeout of 8 heartbeats waits 12 chunk times at the far pace: 15 open needed.
+    expect(farOpenPerRenderer(8)).toBe(15)
     const frames = Array.from({ length: bulkFrom + 3 }, (_, i) => i + 1)
     const { running, lm, tick } = await setup({ frames })
     const finishOne = async () => {
