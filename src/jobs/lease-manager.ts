@@ -397,20 +397,31 @@ export function createLeaseManager(
 
     heartbeatPace() {
       let pace: HeartbeatPace | undefined
-      const farFrom = farOpen * Math.max(1, judge.liveRenderers(now()))
+      const t = now()
+      const farFrom = farOpen * Math.max(1, judge.liveRenderers(t))
       for (const x of tasks.values()) {
         const index = indexOf(x.jobId)
         const typical = index.medianRenderMs(STRAGGLER_MIN_SAMPLES)
-        if (typical === undefined) continue
         const far = index.open >= farFrom
-        const ms = far ? typical * FAR_PACE_PER_CHUNK : typical / BEATS_PER_CHUNK
+        let ms: number
+        if (typical !== undefined) ms = far ? typical * FAR_PACE_PER_CHUNK : typical / BEATS_PER_CHUNK
+        // No chunk of the job finished yet: far from its end, the time this chunk has
+        // rendered is a lower bound of its render time, so the far pace by it waits no
+        // longer than the far pace by the chunk's own time (1-s chunks stay at the busy
+        // interval; a 2-min first chunk is not beaten every 2 s). Near its end, or before
+        // the render starts: the busy interval.
+        else if (far && x.phase === 'running' && x.renderStartedAt !== undefined)
+          ms = (t - x.renderStartedAt) * FAR_PACE_PER_CHUNK
+        else ms = 0
         // The shortest pace any lease wants, far from the end only if every job is.
         pace = {
           ms: Math.min(ms, pace?.ms ?? ms),
           farFromEnd: far && (pace?.farFromEnd ?? true),
         }
       }
-      return pace
+      // Nothing known at all (no chunk finished, nothing rendering far from its end): the
+      // busy interval, as for a node that says nothing.
+      return pace && pace.ms > 0 ? pace : undefined
     },
 
     noteHeartbeat(peer, leases) {

@@ -466,15 +466,21 @@ export function createPresence(
     // A log message of ours that left since is a pulse our peers heard: the heartbeat
     // waits a pace after it (protocols/presence.md). Only while busy: at rest the
     // heartbeat is also how peers learn what this node can take.
-    const pulse = busy(self)
-      ? Math.max(lastPublished, components.lastPulseAt?.() ?? Number.NEGATIVE_INFINITY)
-      : lastPublished
+    const logPulse = busy(self)
+      ? (components.lastPulseAt?.() ?? Number.NEGATIVE_INFINITY)
+      : Number.NEGATIVE_INFINITY
+    const pulse = Math.max(lastPublished, logPulse)
     // Peers judge this node by the pace it last announced: a longer one is said in a
     // heartbeat that still comes at the shorter pace, a shorter one brings it sooner by
     // itself (neither costs a heartbeat of its own).
     const pace = Math.min(every, lastEvery ?? every)
-    if (now - pulse >= pace - options.intervalMs / 2 || shapeOf(self) !== lastShape)
-      void publish(self)
+    // After a heartbeat of ours, due half a tick early: heartbeats leave on ticks, a pace
+    // apart, and a tick a hair early must not push one a whole tick late. After a log
+    // message (any moment between ticks) due a whole pace later: half a tick early, the
+    // heartbeat in the middle of a chunk was often followed by a second one just before
+    // the chunk's end and its log message.
+    const slack = logPulse > lastPublished ? 0 : options.intervalMs / 2
+    if (now - pulse >= pace - slack || shapeOf(self) !== lastShape) void publish(self)
     stalls.observe(now)
     for (const [peerId, entry] of table) {
       if (entry.state === 'up' && stalls.awake(entry.lastHeard, now) > spanOf(peerId, goneAfter)) {

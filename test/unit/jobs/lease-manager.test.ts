@@ -521,6 +521,23 @@ describe('lease manager', () => {
     await lm.stop({ release: false })
   })
 
+  it('before any chunk of a job finished, far from its end, paces by the time its chunk has rendered', async () => {
+    const far = Array.from({ length: BULK_OPEN_PER_RENDERER + 5 }, (_, i) => i + 1)
+    const { lm, tick } = await setup({ frames: far })
+    expect(lm.heldLeases()).toHaveLength(1)
+    // Just started: nothing known, the busy interval.
+    expect(lm.heartbeatPace()).toBeUndefined()
+    await tick(4_000)
+    // Rendering for 4 s: its render time is at least that.
+    expect(lm.heartbeatPace()).toEqual({ ms: 4_000 * FAR_PACE_PER_CHUNK, farFromEnd: true })
+    await lm.stop({ release: false })
+    // Near the end (3 chunks), the same wait says nothing: the busy interval.
+    const near = await setup({ frames: [1, 2, 3] })
+    await near.tick(4_000)
+    expect(near.lm.heartbeatPace()).toBeUndefined()
+    await near.lm.stop({ release: false })
+  })
+
   it('reopens a heartbeating lease older than stragglerFactor × the median render time', async () => {
     // 2 s renders × factor 10 = 20 s, above the 10 s lease timeout: the straggler bound rules.
     const { log, running, lm, tick, heard, clock } = await setup({ frames: [1, 2] })
