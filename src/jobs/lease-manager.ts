@@ -399,20 +399,23 @@ export function createLeaseManager(
       let pace: HeartbeatPace | undefined
       const t = now()
       const farFrom = farOpen * Math.max(1, judge.liveRenderers(t))
+      // Per job, the longest any of its chunks here has rendered so far: a lower bound of
+      // its chunks' render time before one of them has finished.
+      const rendered = new Map<string, number>()
+      for (const x of tasks.values())
+        if (x.phase === 'running' && x.renderStartedAt !== undefined)
+          rendered.set(x.jobId, Math.max(rendered.get(x.jobId) ?? 0, t - x.renderStartedAt))
       for (const x of tasks.values()) {
         const index = indexOf(x.jobId)
         const typical = index.medianRenderMs(STRAGGLER_MIN_SAMPLES)
         const far = index.open >= farFrom
         let ms: number
         if (typical !== undefined) ms = far ? typical * FAR_PACE_PER_CHUNK : typical / BEATS_PER_CHUNK
-        // No chunk of the job finished yet: far from its end, the time this chunk has
-        // rendered is a lower bound of its render time, so the far pace by it waits no
-        // longer than the far pace by the chunk's own time (1-s chunks stay at the busy
-        // interval; a 2-min first chunk is not beaten every 2 s). Near its end, or before
-        // the render starts: the busy interval.
-        else if (far && x.phase === 'running' && x.renderStartedAt !== undefined)
-          ms = (t - x.renderStartedAt) * FAR_PACE_PER_CHUNK
-        else ms = 0
+        // No chunk of the job finished yet: far from its end, the far pace by that lower
+        // bound waits no longer than the far pace by the chunk time itself (1-s chunks stay
+        // at the busy interval; a 2-min first chunk is not beaten every 2 s), and covers a
+        // chunk claimed ahead too. Near its end, or before any render: the busy interval.
+        else ms = far ? (rendered.get(x.jobId) ?? 0) * FAR_PACE_PER_CHUNK : 0
         // The shortest pace any lease wants, far from the end only if every job is.
         pace = {
           ms: Math.min(ms, pace?.ms ?? ms),

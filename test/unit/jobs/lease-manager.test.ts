@@ -523,8 +523,10 @@ describe('lease manager', () => {
 
   it('before any chunk of a job finished, far from its end, paces by the time its chunk has rendered', async () => {
     const far = Array.from({ length: BULK_OPEN_PER_RENDERER + 5 }, (_, i) => i + 1)
-    const { lm, tick } = await setup({ frames: far })
-    expect(lm.heldLeases()).toHaveLength(1)
+    // With a chunk claimed ahead (prefetch): it counts by the job's running chunk.
+    const { lm, tick } = await setup({ frames: far, prefetch: true })
+    await tick()
+    expect(lm.heldLeases()).toHaveLength(2)
     // Just started: nothing known, the busy interval.
     expect(lm.heartbeatPace()).toBeUndefined()
     await tick(4_000)
