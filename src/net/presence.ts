@@ -22,10 +22,11 @@
  *  - a change of pace never waits longer than the pace announced before it: a longer one
  *    goes out in a heartbeat due at the shorter pace;
  *  - a log gossip message a node publishes is its pulse too (protocols/presence.md "Log
- *    gossip is a heartbeat"): a busy node whose last log message left less than its pace
- *    ago skips that heartbeat (so two beats of its are never more than its pace plus one
- *    tick apart), and a log message from a peer refreshes when it was last heard
- *    (noteHeard), never what it said of itself;
+ *    gossip is a heartbeat"): a node rendering or holding leases whose last log message
+ *    left less than its pace ago skips that heartbeat (so two beats of its are never more
+ *    than its pace plus one tick apart; never in a forming mesh's fast interval alone:
+ *    heartbeats introduce its members), and a log message from a peer refreshes when it
+ *    was last heard (noteHeard), never what it said of itself;
  *  - liveness is judged by this node's monotonic clock since it last heard a peer,
  *    never by comparing wall clocks, and only since this node's last stall: after one of
  *    its own (SIGSTOP, suspend; util/stalls.ts) nobody is 'gone' or 'silent' for it until
@@ -360,8 +361,8 @@ export function createPresence(
     if (evt && table.has(evt.detail.toString())) return
     fastUntil = clock.monotonic() + restInterval
   }
-  const busy = (self: SelfView) =>
-    self.doing.length > 0 || self.leases.length > 0 || clock.monotonic() < fastUntil
+  const working = (self: SelfView) => self.doing.length > 0 || self.leases.length > 0
+  const busy = (self: SelfView) => working(self) || clock.monotonic() < fastUntil
   /** The pace this node announces now (`every`). */
   const everyOf = (self: SelfView): number => {
     if (!busy(self)) return restInterval
@@ -464,9 +465,10 @@ export function createPresence(
     const self = components.self()
     const every = everyOf(self)
     // A log message of ours that left since is a pulse our peers heard: the heartbeat
-    // waits a pace after it (protocols/presence.md). Only while busy: at rest the
-    // heartbeat is also how peers learn what this node can take.
-    const logPulse = busy(self)
+    // waits a pace after it (protocols/presence.md). Only while it works: at rest the
+    // heartbeat is also how peers learn what this node can take, and while a mesh forms
+    // it is how members not yet connected are introduced (a log message introduces no one).
+    const logPulse = working(self)
       ? (components.lastPulseAt?.() ?? Number.NEGATIVE_INFINITY)
       : Number.NEGATIVE_INFINITY
     const pulse = Math.max(lastPublished, logPulse)

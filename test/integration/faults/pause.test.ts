@@ -149,9 +149,10 @@ describe('faults: a paused node whose heartbeats are paced for its chunks', {
     } finally {
       victim.proc.kill('SIGCONT')
     }
-    // At the near pace they would reopen ~4–6 s after the freeze; at the far pace, 12–20 s
-    // after its last pulse, and never beyond the far cap's 20 s (plus a pass).
-    expect(reopenedMs).toBeGreaterThanOrEqual(9_000)
+    // At the near pace they would reopen at most ~4 s after its last pulse; at the far pace
+    // 12–20 s after it (the freeze comes up to a pace after that pulse), and never beyond
+    // the far cap's 20 s (plus a pass).
+    expect(reopenedMs).toBeGreaterThanOrEqual(7_000)
     expect(reopenedMs).toBeLessThan(30_000)
     const counts = await expectPromisesKept('d″. far-paced SIGSTOP/SIGCONT', procs, submitter, job)
     expect(counts.duplicateCompletes).toBeLessThanOrEqual(LEASES_ONE_NODE_HOLDS)
