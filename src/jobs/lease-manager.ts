@@ -410,7 +410,8 @@ export function createLeaseManager(
         const typical = index.medianRenderMs(STRAGGLER_MIN_SAMPLES)
         const far = index.open >= farFrom
         let ms: number
-        if (typical !== undefined) ms = far ? typical * FAR_PACE_PER_CHUNK : typical / BEATS_PER_CHUNK
+        if (typical !== undefined)
+          ms = far ? typical * FAR_PACE_PER_CHUNK : typical / BEATS_PER_CHUNK
         // No chunk of the job finished yet: far from its end, the far pace by that lower
         // bound waits no longer than the far pace by the chunk time itself (1-s chunks stay
         // at the busy interval; a 2-min first chunk is not beaten every 2 s), and covers a
