@@ -84,8 +84,8 @@ export const BEATS_PER_CHUNK = 2
 export const FAR_PACE_PER_CHUNK = 1.5
 
 /**
- * A job is far from its end while it has at least this many open chunks per live renderer
- * (farOpenPerRenderer; this is its value at the default lease timeout of 5 heartbeats). A
+ * A job is far from its end while it has at least this many open chunks per live renderer,
+ * and more where its chunks are short for the heartbeat interval (farOpenPerRenderer). A
  * dead holder beating every 1.5 chunks is found after 5 of its beats, 7.5 chunk times,
  * instead of 2.5: every other renderer still has 10 chunks of its own to render before the
  * queue runs dry, so the reopened chunk is taken before anyone waits for it and the job
@@ -95,12 +95,23 @@ export const FAR_PACE_PER_CHUNK = 1.5
 export const BULK_OPEN_PER_RENDERER = 10
 
 /**
- * Open chunks per live renderer from which a job is far from its end, for a lease timeout
- * of `beatsPerTimeout` heartbeats: the chunk times a dead holder's lease waits at the far
- * pace, and 2.5 more (never below BULK_OPEN_PER_RENDERER).
+ * Open chunks per live renderer from which a job whose chunks take `chunkMs` (or more) is
+ * far from its end: the chunk times a dead holder's lease waits at the far pace (the lease
+ * timeout's `leaseTimeoutMs ÷ intervalMs` beats of 1.5 chunks, rounded up to the interval
+ * as presence rounds it, at most up), and 2.5 more; never below BULK_OPEN_PER_RENDERER.
  */
-export function farOpenPerRenderer(beatsPerTimeout: number): number {
-  return Math.max(BULK_OPEN_PER_RENDERER, Math.ceil(beatsPerTimeout * FAR_PACE_PER_CHUNK + 2.5))
+export function farOpenPerRenderer(
+  chunkMs: number,
+  intervalMs: number,
+  leaseTimeoutMs: number,
+): number {
+  if (!(chunkMs > 0)) return Number.POSITIVE_INFINITY
+  const farPaceMs = Math.max(
+    intervalMs,
+    Math.ceil((chunkMs * FAR_PACE_PER_CHUNK) / intervalMs) * intervalMs,
+  )
+  const waitChunks = ((leaseTimeoutMs / intervalMs) * farPaceMs) / chunkMs
+  return Math.max(BULK_OPEN_PER_RENDERER, waitChunks + 2.5)
 }
 
 /** With no live job the lease tick (and stall probe) runs this many times less often. */
@@ -113,7 +124,7 @@ export function createLeaseManager(
   const { self, clock, log, liveness, runner } = components
   const logger = components.logger.child('leases')
   const leaseTimeoutMs = options.leaseTimeoutMs ?? 10_000
-  const farOpen = farOpenPerRenderer(leaseTimeoutMs / (options.heartbeatIntervalMs ?? 2_000))
+  const heartbeatIntervalMs = options.heartbeatIntervalMs ?? 2_000
   const tickMs = options.tickMs ?? 1_000
   const deferMs = options.deferMs ?? 10_000
   const prefetch = options.prefetch ?? true
@@ -398,7 +409,7 @@ export function createLeaseManager(
     heartbeatPace() {
       let pace: HeartbeatPace | undefined
       const t = now()
-      const farFrom = farOpen * Math.max(1, judge.liveRenderers(t))
+      const renderers = Math.max(1, judge.liveRenderers(t))
       // Per job, the longest any of its chunks here has rendered so far: a lower bound of
       // its chunks' render time before one of them has finished.
       const rendered = new Map<string, number>()
@@ -408,7 +419,11 @@ export function createLeaseManager(
       for (const x of tasks.values()) {
         const index = indexOf(x.jobId)
         const typical = index.medianRenderMs(STRAGGLER_MIN_SAMPLES)
-        const far = index.open >= farFrom
+        // Before a chunk finished, the time one has rendered is a lower bound of the chunk
+        // time: the open chunks it asks for are then an upper bound.
+        const chunkMs = typical ?? rendered.get(x.jobId) ?? 0
+        const far =
+          index.open >= renderers * farOpenPerRenderer(chunkMs, heartbeatIntervalMs, leaseTimeoutMs)
         let ms: number
         if (typical !== undefined)
           ms = far ? typical * FAR_PACE_PER_CHUNK : typical / BEATS_PER_CHUNK

@@ -97,64 +97,74 @@ describe('faults: a paused node whose heartbeats are paced for its chunks', {
     await stopAll(procs, jobDirs)
   })
 
-  it('d′. its leases reopen after the timeout stretched by its pace, not before; the job completes', async () => {
+  /**
+   * A job of `frames` chunks; once 3 are done and the victim has announced its pace
+   * (`settleMs` later), freeze it while it renders; how long until its leases are reopened
+   * elsewhere (ms after the freeze). It is resumed either way.
+   */
+  const reopenAfterFreeze = async (
+    what: string,
+    job: { frames: number; frameMs: number; settleMs: number; waitMs: number },
+  ) => {
     const [submitter, , victim] = procs
-    const job = await submitTestJob(submitter, { frames: 12, frameMs: 2_000 })
-    jobDirs.push(job.workDir)
-    // A median render time exists (so the victim paces itself), and it has announced it.
-    await waitFramesDone(submitter, job.jobId, 3, 30_000)
-    await new Promise((r) => setTimeout(r, 600))
-    const { held, pausedAt } = await freezeWhileHolding(submitter, victim, job.jobId, () =>
-      waitRendering(submitter, victim, job.jobId),
+    const submitted = await submitTestJob(submitter, { frames: job.frames, frameMs: job.frameMs })
+    jobDirs.push(submitted.workDir)
+    await waitFramesDone(submitter, submitted.jobId, 3, 30_000)
+    await new Promise((r) => setTimeout(r, job.settleMs))
+    const { held, pausedAt } = await freezeWhileHolding(submitter, victim, submitted.jobId, () =>
+      waitRendering(submitter, victim, submitted.jobId),
     )
-    let reopenedMs: number
     try {
-      await waitReopenedElsewhere(submitter, victim, job.jobId, held, 30_000)
-      reopenedMs = Date.now() - pausedAt
-      console.log(
-        `[faults] d′. ${held.length} leases of the frozen, paced node reopened after ${reopenedMs} ms (lease timeout ${LEASE_MS} ms, stretched × 4)`,
-      )
+      await waitReopenedElsewhere(submitter, victim, submitted.jobId, held, job.waitMs)
+      const reopenedMs = Date.now() - pausedAt
+      console.log(`[faults] ${what}: ${held.length} leases reopened after ${reopenedMs} ms`)
+      return { submitter, submitted, reopenedMs }
     } finally {
       victim.proc.kill('SIGCONT')
     }
+  }
+
+  it('d′. its leases reopen after the timeout stretched by its pace, not before; the job completes', async () => {
+    // A median render time exists (so the victim paces itself), and it has announced it.
+    const { submitter, submitted, reopenedMs } = await reopenAfterFreeze(
+      `d′. the frozen, paced node (lease timeout ${LEASE_MS} ms, stretched × 4)`,
+      { frames: 12, frameMs: 2_000, settleMs: 600, waitMs: 30_000 },
+    )
     // Unstretched they reopen 2 s after its last heartbeat (~4 s after the freeze, with the
     // survivors' next free slot); stretched, 8 s.
     expect(reopenedMs).toBeGreaterThanOrEqual(6_500)
-    const counts = await expectPromisesKept('d′. paced SIGSTOP/SIGCONT', procs, submitter, job)
+    const counts = await expectPromisesKept(
+      'd′. paced SIGSTOP/SIGCONT',
+      procs,
+      submitter,
+      submitted,
+    )
     expect(counts.duplicateCompletes).toBeLessThanOrEqual(LEASES_ONE_NODE_HOLDS)
   })
 
   it('d″. far from the end of its job its leases reopen after the far pace timeout, longer; the job completes', async () => {
-    // 75 chunks of 1 s on 3 renderers: while 45 or more are open (15 per live renderer for a
-    // lease timeout of 8 heartbeats, farOpenPerRenderer in src/jobs/lease-manager.ts) a
+    // 75 chunks of 1 s on 3 renderers: while about 45 or more are open (14.5 per live
+    // renderer for a lease timeout of 8 heartbeats, farOpenPerRenderer in
+    // src/jobs/lease-manager.ts) a
     // busy node beats every 1.5 chunks (its median render time, spawn included, × 1.5: 1.5 s
     // or more, 6 × the 250-ms interval, at most twice the 1.25-s rest interval, 10 ×), so
     // peers give the frozen node's leases 12–20 s; near the end it would be 2–4 s (half a
     // chunk). protocols/presence.md "Busy pace".
-    const [submitter, , victim] = procs
-    const job = await submitTestJob(submitter, { frames: 75, frameMs: 1_000 })
-    jobDirs.push(job.workDir)
-    await waitFramesDone(submitter, job.jobId, 3, 30_000)
-    await new Promise((r) => setTimeout(r, 1_600))
-    const { held, pausedAt } = await freezeWhileHolding(submitter, victim, job.jobId, () =>
-      waitRendering(submitter, victim, job.jobId),
+    const { submitter, submitted, reopenedMs } = await reopenAfterFreeze(
+      `d″. the frozen node, far from the job's end (lease timeout ${LEASE_MS} ms, stretched × 6–10)`,
+      { frames: 75, frameMs: 1_000, settleMs: 1_600, waitMs: 40_000 },
     )
-    let reopenedMs: number
-    try {
-      await waitReopenedElsewhere(submitter, victim, job.jobId, held, 40_000)
-      reopenedMs = Date.now() - pausedAt
-      console.log(
-        `[faults] d″. ${held.length} leases of the frozen node, far from the job's end, reopened after ${reopenedMs} ms (lease timeout ${LEASE_MS} ms, stretched × 6–10)`,
-      )
-    } finally {
-      victim.proc.kill('SIGCONT')
-    }
     // At the near pace they would reopen at most ~4 s after its last pulse; at the far pace
     // 12–20 s after it (the freeze comes up to a pace after that pulse), and never beyond
     // the far cap's 20 s (plus a pass).
     expect(reopenedMs).toBeGreaterThanOrEqual(7_000)
     expect(reopenedMs).toBeLessThan(30_000)
-    const counts = await expectPromisesKept('d″. far-paced SIGSTOP/SIGCONT', procs, submitter, job)
+    const counts = await expectPromisesKept(
+      'd″. far-paced SIGSTOP/SIGCONT',
+      procs,
+      submitter,
+      submitted,
+    )
     expect(counts.duplicateCompletes).toBeLessThanOrEqual(LEASES_ONE_NODE_HOLDS)
   })
 })

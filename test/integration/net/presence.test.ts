@@ -16,18 +16,9 @@ import {
 } from '../../../src/net/presence.js'
 import { type Clock, systemClock } from '../../../src/util/clock.js'
 import { silentLogger } from '../../../src/util/logger.js'
+import { idleSelf } from '../../helpers/presence-self.js'
 
-const self = (): ReturnType<PresenceComponents['self']> => ({
-  name: 'test',
-  version: '0.0.0',
-  engines: [],
-  slots: 1,
-  tags: [],
-  freeDiskBytes: 0,
-  load: 0,
-  doing: [],
-  leases: [],
-})
+const self = idleSelf
 
 const connectedTo = (host: RmeshLibp2p) => (peerId: string) =>
   host.getConnections().some((c) => c.remotePeer.toString() === peerId && c.status === 'open')

@@ -498,9 +498,15 @@ describe('lease manager', () => {
     // This node the only renderer, the default lease timeout of 5 heartbeats: far from the
     // end while BULK_OPEN_PER_RENDERER chunks are open.
     const bulkFrom = BULK_OPEN_PER_RENDERER
-    expect(farOpenPerRenderer(5)).toBe(BULK_OPEN_PER_RENDERER)
-    // A lease timeout of 8 heartbeats waits 12 chunk times at the far pace: 15 open needed.
-    expect(farOpenPerRenderer(8)).toBe(15)
+    // 6-s chunks, 2-s interval, 10-s lease timeout: a 10-s far pace (5 × 2 s), a 50-s wait,
+    // 8.3 chunks: 10.8 open chunks per renderer.
+    expect(farOpenPerRenderer(6_000, 2_000, 10_000)).toBeCloseTo(50 / 6 + 2.5)
+    expect(farOpenPerRenderer(20_000, 2_000, 10_000)).toBe(BULK_OPEN_PER_RENDERER)
+    // A lease timeout of 8 heartbeats waits 12 chunk times at the far pace: 14.5 needed.
+    expect(farOpenPerRenderer(1_000, 250, 2_000)).toBe(14.5)
+    // Chunks shorter than the interval: the far pace is the interval, a longer wait in chunks.
+    expect(farOpenPerRenderer(500, 2_000, 10_000)).toBe(22.5)
+    expect(farOpenPerRenderer(0, 2_000, 10_000)).toBe(Number.POSITIVE_INFINITY)
     const frames = Array.from({ length: bulkFrom + 3 }, (_, i) => i + 1)
     const { running, lm, tick } = await setup({ frames })
     const finishOne = async () => {

@@ -14,6 +14,7 @@ import {
 import { decodeBounded } from '../../../src/util/cbor.js'
 import { FakeClock } from '../../../src/util/clock.js'
 import { silentLogger } from '../../../src/util/logger.js'
+import { idleSelf } from '../../helpers/presence-self.js'
 
 function fakeHost(sent: { at: number; every: number }[], clock: FakeClock): RmeshLibp2p {
   const pubsub = {
@@ -59,17 +60,7 @@ describe('presence pace changes', () => {
         libp2p: fakeHost(sent, clock),
         clock,
         logger: silentLogger,
-        self: () => ({
-          name: 'n',
-          version: '0',
-          engines: [],
-          slots: 1,
-          tags: [],
-          freeDiskBytes: 0,
-          load: 0,
-          doing: [],
-          leases: [{ job: 'j', chunk: 0, attempt: 1 }],
-        }),
+        self: () => ({ ...idleSelf(), leases: [{ job: 'j', chunk: 0, attempt: 1 }] }),
         busyPace: () => ({ ms: wanted, farFromEnd: false }),
       },
       { intervalMs: 2_000, restIntervalMs: 10_000 },
