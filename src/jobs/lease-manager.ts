@@ -424,14 +424,15 @@ export function createLeaseManager(
         const chunkMs = typical ?? rendered.get(x.jobId) ?? 0
         const far =
           index.open >= renderers * farOpenPerRenderer(chunkMs, heartbeatIntervalMs, leaseTimeoutMs)
-        let ms: number
-        if (typical !== undefined)
-          ms = far ? typical * FAR_PACE_PER_CHUNK : typical / BEATS_PER_CHUNK
-        // No chunk of the job finished yet: far from its end, the far pace by that lower
-        // bound waits no longer than the far pace by the chunk time itself (1-s chunks stay
-        // at the busy interval; a 2-min first chunk is not beaten every 2 s), and covers a
-        // chunk claimed ahead too. Near its end, or before any render: the busy interval.
-        else ms = far ? (rendered.get(x.jobId) ?? 0) * FAR_PACE_PER_CHUNK : 0
+        // With no chunk of the job finished, the far pace by that lower bound waits no
+        // longer than the far pace by the chunk time itself (1-s chunks stay at the busy
+        // interval; a 2-min first chunk is not beaten every 2 s), and covers a chunk claimed
+        // ahead too; near its end, or before any render, the busy interval (0).
+        const ms = far
+          ? chunkMs * FAR_PACE_PER_CHUNK
+          : typical !== undefined
+            ? typical / BEATS_PER_CHUNK
+            : 0
         // The shortest pace any lease wants, far from the end only if every job is.
         pace = {
           ms: Math.min(ms, pace?.ms ?? ms),

@@ -16,9 +16,9 @@
  *    of a busy one's heartbeats without being taken for dead;
  *  - a busy node beats at the pace its leases need (busyPace: about twice per chunk of the
  *    jobs it holds, every 1.5 chunks while they are far from their end; never faster than
- *    intervalMs nor slower than the rest interval, twice it while far from the end); peers stretch its lease timeout by the
- *    same factor (paceOf), so the beats per lease timeout stay what the configured
- *    intervals make them;
+ *    intervalMs nor slower than the rest interval, twice it while far from the end); peers
+ *    stretch its lease timeout by the same factor (paceOf), so the beats per lease timeout
+ *    stay what the configured intervals make them;
  *  - a change of pace never waits longer than the pace announced before it: a longer one
  *    goes out in a heartbeat due at the shorter pace;
  *  - a log gossip message a node publishes is its pulse too (protocols/presence.md "Log
@@ -240,8 +240,9 @@ export interface PresenceComponents {
   /**
    * How often this node's leases need a heartbeat while it renders or holds leases (the
    * lease manager's pace, from its jobs' chunk times); undefined: intervalMs. Clamped to
-   * [intervalMs, rest interval] (twice that far from its jobs' end) and rounded to a multiple of intervalMs (a pace that
-   * wobbles with a median would otherwise be announced anew on every tick).
+   * [intervalMs, rest interval] (twice that far from its jobs' end) and rounded to a
+   * multiple of intervalMs (a pace that wobbles with a median would otherwise be announced
+   * anew on every tick).
    */
   busyPace?: () => HeartbeatPace | undefined
   /**
